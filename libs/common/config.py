@@ -1,0 +1,188 @@
+"""Configuration: environment variables read once into a frozen dataclass.
+
+Every variable is documented in the README's configuration table; `Config.from_env` is the only
+place that reads them, so a typo fails at start-up with the variable's name, not at first use.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from urllib.parse import urlsplit, urlunsplit
+
+from libs.common.shardmap import ShardMap
+
+SERVICES = ("merchant", "invoice", "customer", "analytics")
+DEFAULT_GRPC_PORTS = {"merchant": 50051, "invoice": 50052, "customer": 50053, "analytics": 50054}
+
+
+class ConfigError(ValueError):
+    """A variable is missing or malformed; the message names it."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Which shards a service instance at `address` serves."""
+
+    shards: frozenset[int]
+    address: str
+
+
+@dataclass(frozen=True)
+class Config:
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+    shard_dsns: tuple[str, ...] = ()
+    database_prefix: str = "checkout"
+    shard_count: int = 2
+    served_shards: frozenset[int] = frozenset()
+    nats_url: str = "nats://127.0.0.1:4222"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    admin_token: str = ""
+    grpc_listen: str = ""
+    http_listen: str = "127.0.0.1:8080"
+    endpoints: Mapping[str, tuple[Endpoint, ...]] = field(default_factory=dict)
+    pool_max_size: int = 25
+    pool_min_size: int = 5
+    pool_max_lifetime_seconds: float = 300.0
+    pool_max_idle_seconds: float = 120.0
+    snapshot_every: int = 50
+    relay_poll_seconds: float = 1.0
+    partitions_ahead_months: int = 3
+    cache_hot_ttl_seconds: int = 30
+    cache_warm_ttl_seconds: int = 300
+    fixed_rates: str = ""
+    invoice_expiry_seconds: int = 900
+    ethereum_chain_id: int = 1
+    stream_name: str = "CHECKOUT_EVENTS"
+    subject_prefix: str = "events"
+    log_format: str = "text"
+    log_level: str = "INFO"
+    metrics_listen: str = ""
+
+    def shard_dsn(self, shard: int) -> str:
+        if self.shard_dsns:
+            return self.shard_dsns[shard]
+        return with_database(self.database_url, f"{self.database_prefix}_shard_{shard}")
+
+    def shard_map(self) -> ShardMap:
+        return ShardMap.even(self.shard_count)
+
+    @property
+    def shards(self) -> range:
+        return range(self.shard_count)
+
+    def served(self) -> list[int]:
+        return sorted(self.served_shards) if self.served_shards else list(self.shards)
+
+    def grpc_address(self, service: str) -> str:
+        return self.grpc_listen or f"127.0.0.1:{DEFAULT_GRPC_PORTS[service]}"
+
+    def endpoint_for(self, service: str, shard: int) -> str:
+        for endpoint in self.endpoints.get(service, ()):
+            if shard in endpoint.shards:
+                return endpoint.address
+        return f"127.0.0.1:{DEFAULT_GRPC_PORTS[service]}"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
+        env = os.environ if env is None else env
+        d = cls()
+
+        def get(name: str, default: str) -> str:
+            return env.get(name, "").strip() or default
+
+        def integer(name: str, default: int, minimum: int = 0) -> int:
+            raw = get(name, str(default))
+            try:
+                value = int(raw)
+            except ValueError:
+                raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+            if value < minimum:
+                raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+            return value
+
+        def seconds(name: str, default: float) -> float:
+            raw = get(name, str(default))
+            try:
+                value = Decimal(raw)
+            except InvalidOperation:
+                raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+            if value <= 0:
+                raise ConfigError(f"{name} must be positive, got {raw!r}")
+            return float(value)  # a duration, not money
+
+        shard_dsns = tuple(s.strip() for s in get("CHECKOUT_SHARD_DSNS", "").split(",") if s.strip())
+        shard_count = len(shard_dsns) or integer("CHECKOUT_SHARD_COUNT", d.shard_count, 1)
+        served = parse_shard_set(get("CHECKOUT_SERVED_SHARDS", ""), "CHECKOUT_SERVED_SHARDS")
+        if any(s >= shard_count for s in served):
+            raise ConfigError(f"CHECKOUT_SERVED_SHARDS names a shard >= {shard_count}")
+        endpoints = {
+            svc: parse_endpoints(get(f"CHECKOUT_{svc.upper()}_ENDPOINTS", ""), svc, shard_count)
+            for svc in SERVICES
+        }
+        log_format = get("CHECKOUT_LOG_FORMAT", d.log_format)
+        if log_format not in ("text", "json"):
+            raise ConfigError(f"CHECKOUT_LOG_FORMAT must be text or json, got {log_format!r}")
+        return cls(
+            database_url=get("CHECKOUT_DATABASE_URL", d.database_url),
+            shard_dsns=shard_dsns,
+            database_prefix=get("CHECKOUT_DATABASE_PREFIX", d.database_prefix),
+            shard_count=shard_count,
+            served_shards=served,
+            nats_url=get("CHECKOUT_NATS_URL", d.nats_url),
+            redis_url=get("CHECKOUT_REDIS_URL", d.redis_url),
+            admin_token=get("CHECKOUT_ADMIN_TOKEN", ""),
+            grpc_listen=get("CHECKOUT_GRPC_LISTEN", ""),
+            http_listen=get("CHECKOUT_HTTP_LISTEN", d.http_listen),
+            endpoints=endpoints,
+            pool_max_size=integer("CHECKOUT_DB_POOL_MAX", d.pool_max_size, 1),
+            pool_min_size=integer("CHECKOUT_DB_POOL_MIN", d.pool_min_size),
+            pool_max_lifetime_seconds=seconds("CHECKOUT_DB_POOL_MAX_LIFETIME", d.pool_max_lifetime_seconds),
+            pool_max_idle_seconds=seconds("CHECKOUT_DB_POOL_MAX_IDLE", d.pool_max_idle_seconds),
+            snapshot_every=integer("CHECKOUT_SNAPSHOT_EVERY", d.snapshot_every, 1),
+            relay_poll_seconds=seconds("CHECKOUT_RELAY_POLL_SECONDS", d.relay_poll_seconds),
+            partitions_ahead_months=integer("CHECKOUT_PARTITIONS_AHEAD_MONTHS", d.partitions_ahead_months, 1),
+            cache_hot_ttl_seconds=integer("CHECKOUT_CACHE_HOT_TTL", d.cache_hot_ttl_seconds, 1),
+            cache_warm_ttl_seconds=integer("CHECKOUT_CACHE_WARM_TTL", d.cache_warm_ttl_seconds, 1),
+            fixed_rates=get("CHECKOUT_FIXED_RATES", ""),
+            invoice_expiry_seconds=integer("CHECKOUT_INVOICE_EXPIRY_SECONDS", d.invoice_expiry_seconds, 60),
+            ethereum_chain_id=integer("CHECKOUT_ETHEREUM_CHAIN_ID", d.ethereum_chain_id, 1),
+            stream_name=get("CHECKOUT_STREAM_NAME", d.stream_name),
+            subject_prefix=get("CHECKOUT_SUBJECT_PREFIX", d.subject_prefix),
+            log_format=log_format,
+            log_level=get("CHECKOUT_LOG_LEVEL", d.log_level).upper(),
+            metrics_listen=get("CHECKOUT_METRICS_LISTEN", ""),
+        )
+
+
+def with_database(dsn: str, database: str) -> str:
+    """The same server DSN pointing at another database (keeps host, socket dir, user)."""
+    parts = urlsplit(dsn)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
+
+
+def parse_shard_set(raw: str, name: str) -> frozenset[int]:
+    """`"0,2-3"` -> {0, 2, 3}."""
+    shards: set[int] = set()
+    for part in (p.strip() for p in raw.split(",") if p.strip()):
+        try:
+            low, _, high = part.partition("-")
+            shards.update(range(int(low), int(high or low) + 1))
+        except ValueError:
+            raise ConfigError(f"{name}: {part!r} is not a shard number or range") from None
+    return frozenset(shards)
+
+
+def parse_endpoints(raw: str, service: str, shard_count: int) -> tuple[Endpoint, ...]:
+    """`"0-1=host:port;2-3=other:port"`, or a bare `host:port` serving every shard."""
+    name = f"CHECKOUT_{service.upper()}_ENDPOINTS"
+    endpoints = []
+    for part in (p.strip() for p in raw.split(";") if p.strip()):
+        shards_raw, sep, address = part.rpartition("=")
+        shards = parse_shard_set(shards_raw, name) if sep else frozenset(range(shard_count))
+        if not address or ":" not in address:
+            raise ConfigError(f"{name}: {part!r} needs host:port")
+        endpoints.append(Endpoint(shards, address))
+    return tuple(endpoints)
