@@ -1,0 +1,40 @@
+"""The event catalogue: every event type name and its protobuf message, defined once in protos/.
+
+The store keeps `event_data` as the message's JSON form (field names as in the .proto), and the
+relay publishes the same JSON, so a consumer decodes with `decode(event_type, data)`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from checkout.invoice.v1 import events_pb2 as invoice_events
+from checkout.merchant.v1 import events_pb2 as merchant_events
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+EVENT_TYPES: dict[str, type[Message]] = {
+    "merchant.created": merchant_events.MerchantCreated,
+    "merchant.updated": merchant_events.MerchantUpdated,
+    "api_key.created": merchant_events.ApiKeyCreated,
+    "api_key.revoked": merchant_events.ApiKeyRevoked,
+    "invoice.created": invoice_events.InvoiceCreated,
+}
+_BY_MESSAGE = {cls.DESCRIPTOR.full_name: name for name, cls in EVENT_TYPES.items()}
+
+
+def type_of(message: Message) -> str:
+    try:
+        return _BY_MESSAGE[message.DESCRIPTOR.full_name]
+    except KeyError:
+        raise KeyError(f"{message.DESCRIPTOR.full_name} is not in the event catalogue") from None
+
+
+def encode(message: Message) -> dict[str, Any]:
+    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+
+
+def decode(event_type: str, data: dict[str, Any]) -> Message:
+    message = EVENT_TYPES[event_type]()
+    json_format.ParseDict(data, message, ignore_unknown_fields=True)
+    return message

@@ -1,0 +1,58 @@
+"""Layered fixtures: servers (embedded, or external via CHECKOUT_*_URL) -> config (a fresh set
+of shard databases and a fresh JetStream stream per test) -> pools / JetStream clients."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import nats
+import pytest
+from nats.aio.client import Client as NatsClient
+
+from libs.common.config import Config
+from libs.common.devservers import DevServers, Servers
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    with DevServers(tmp_path_factory.mktemp("servers")) as started:
+        yield started
+
+
+def make_config(servers: Servers, **overrides: object) -> Config:
+    tag = uuid.uuid4().hex[:10]
+    values: dict[str, object] = {
+        "database_url": servers.database_url,
+        "database_prefix": f"test_{tag}",
+        "nats_url": servers.nats_url,
+        "redis_url": servers.redis_url,
+        "shard_count": 2,
+        "stream_name": f"TEST_{tag.upper()}",
+        "subject_prefix": f"t{tag}",
+        "admin_token": f"admin-{tag}",
+        "relay_poll_seconds": 0.2,
+        "pool_min_size": 1,
+        "pool_max_size": 10,
+        "fixed_rates": "ETH-USD=2400.00,BTC-USD=48000.00,USDC-USD=1.00",
+    }
+    values.update(overrides)
+    return Config(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def config(servers: Servers) -> Config:
+    return make_config(servers)
+
+
+@pytest.fixture
+async def nats_client(config: Config) -> AsyncIterator[NatsClient]:
+    nc = await nats.connect(config.nats_url)
+    yield nc
+    await nc.drain()
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent
