@@ -1,0 +1,120 @@
+"""gRPC server bootstrap shared by the services: request context and error interceptor, health
+that is SERVING only while the service's Postgres shards and NATS answer, reflection, and
+graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from libs.common import context, telemetry
+from libs.common.errors import CheckoutError
+from libs.common.grpc_errors import to_status
+
+log = logging.getLogger("checkout.grpc")
+tracer = trace.get_tracer("checkout.grpc")
+
+HealthProbe = Callable[[], Awaitable[bool]]
+
+
+class ContextInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Fills the request context from metadata and maps domain errors to statuses."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        inner = handler.unary_unary
+        method = details.method
+
+        async def wrapper(request: Any, ctx: grpc.aio.ServicerContext) -> Any:
+            md = {k: v for k, v in ctx.invocation_metadata() or () if isinstance(v, str)}
+            trace_ctx = telemetry.extract(md)
+            otel_token = otel_context.attach(trace_ctx)  # type: ignore[arg-type]
+            try:
+                with tracer.start_as_current_span(method, kind=trace.SpanKind.SERVER):
+                    token = context.use(
+                        context.RequestContext(
+                            request_id=md.get("x-request-id", ""),
+                            actor=md.get("x-actor", "system"),
+                            idempotency_key=md.get("x-idempotency-key", ""),
+                            idempotency_hash=md.get("x-idempotency-hash", ""),
+                            trace=telemetry.inject(),
+                        )
+                    )
+                    try:
+                        return await inner(request, ctx)
+                    except CheckoutError as error:
+                        await ctx.abort_with_status(to_status(error))
+                    finally:
+                        context.reset(token)
+            finally:
+                otel_context.detach(otel_token)
+
+        return grpc.unary_unary_rpc_method_handler(
+            wrapper,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+class GrpcServer:
+    def __init__(self, address: str, service_names: Sequence[str], probes: Sequence[HealthProbe]) -> None:
+        self.server = grpc.aio.server(interceptors=[ContextInterceptor()])
+        self.port = self.server.add_insecure_port(address)
+        if self.port == 0:
+            raise OSError(f"cannot listen on {address}")
+        self.address = address.rsplit(":", 1)[0] + f":{self.port}"
+        self.health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        self.service_names = list(service_names)
+        reflection.enable_server_reflection(
+            [*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
+        )
+        self.probes = probes
+        self._watch: asyncio.Task[None] | None = None
+
+    async def _set(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ["", *self.service_names]:
+            await self.health.set(name, status)
+
+    async def _watch_health(self, interval: float) -> None:
+        last: bool | None = None
+        while True:
+            try:
+                results = await asyncio.gather(*(p() for p in self.probes), return_exceptions=True)
+                serving = all(r is True for r in results)
+            except Exception:  # a probe must never kill the watcher
+                serving = False
+            if serving != last:
+                log.info("health: %s", "SERVING" if serving else "NOT_SERVING")
+                last = serving
+            await self._set(serving)
+            await asyncio.sleep(interval)
+
+    async def start(self, health_interval: float = 2.0) -> None:
+        await self._set(False)
+        await self.server.start()
+        self._watch = asyncio.create_task(self._watch_health(health_interval))
+        log.info("gRPC listening on %s", self.address)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        if self._watch:
+            self._watch.cancel()
+        await self._set(False)
+        await self.server.stop(grace)

@@ -1,0 +1,228 @@
+"""Service runtime: what every service process does the same way.
+
+Migrate the served shards, open per-shard pools, connect to NATS and make sure the stream
+exists, run one relay per shard and one consumer per (projection, shard), keep partitions
+created ahead, serve gRPC with health and reflection, and shut all of it down gracefully.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import grpc
+import nats
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+
+from libs.common import ids, logs, telemetry
+from libs.common.cache import Cache
+from libs.common.config import Config
+from libs.common.consumer import AfterCommit, Projection, ProjectionConsumer
+from libs.common.db import ShardPools, migrate
+from libs.common.errors import Unavailable
+from libs.common.eventstore import EventStore
+from libs.common.grpc_server import GrpcServer
+from libs.common.messaging import ensure_stream
+from libs.common.partitions import PartitionedTable, ensure_partitions
+from libs.common.relay import Relay
+
+log = logging.getLogger("checkout.service")
+
+EVENTS_TABLE = PartitionedTable("events", "month")
+
+
+@dataclass
+class ServiceSpec:
+    name: str  # also the Postgres schema and the NATS durable prefix
+    service_dir: Path
+    # Adds the servicers to the server; returns their full names for health and reflection.
+    register: Callable[[grpc.aio.Server, Runtime], Sequence[str]]
+    projections: Callable[[Runtime], Sequence[Projection]] = lambda runtime: ()
+    after_commit: Callable[[Runtime], AfterCommit | None] = lambda runtime: None
+    partitioned: Sequence[PartitionedTable] = ()
+    background: Callable[[Runtime], Sequence[Coroutine[Any, Any, None]]] = lambda runtime: ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Runtime:
+    def __init__(self, spec: ServiceSpec, config: Config) -> None:
+        self.spec = spec
+        self.config = config
+        self.shard_map = config.shard_map()
+        self.shards = config.served()
+        self.notify_channel = f"{spec.name}_events"
+        self.store = EventStore(self.notify_channel)
+        self.pools = ShardPools(config, spec.name)
+        self.cache = Cache(
+            config.redis_url, hot_ttl=config.cache_hot_ttl_seconds, warm_ttl=config.cache_warm_ttl_seconds
+        )
+        self.nc: NatsClient | None = None
+        self.js: JetStreamContext | None = None
+        self.server: GrpcServer | None = None
+        self.relays: dict[int, Relay] = {}
+        self.consumers: list[ProjectionConsumer] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- routing -----------------------------------------------------------------------------
+    def shard_of(self, any_id: uuid.UUID) -> int:
+        return self.shard_map.shard_for_slot(ids.slot_of(any_id))
+
+    def pool_for(self, any_id: uuid.UUID) -> asyncpg.Pool:
+        """The pool of the shard an id lives on; a shard served elsewhere is UNAVAILABLE here
+        (the gateway's routing table is out of date), never a silent wrong answer."""
+        shard = self.shard_of(any_id)
+        if shard not in self.shards:
+            raise Unavailable(f"shard {shard} is not served by this {self.spec.name} instance")
+        return self.pools[shard]
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def migrate(self) -> None:
+        await migrate(self.config, self.spec.name, self.spec.service_dir, self.shards)
+        await self.pools.open(self.shards)
+        await self.ensure_partitions()
+
+    async def ensure_partitions(self) -> None:
+        for _, pool in self.pools.items():
+            async with pool.acquire() as conn:
+                for table in (EVENTS_TABLE, *self.spec.partitioned):
+                    await ensure_partitions(conn, table, ahead=self.config.partitions_ahead_months)
+
+    async def _partition_upkeep(self) -> None:
+        while True:
+            await asyncio.sleep(6 * 3600)
+            try:
+                await self.ensure_partitions()
+            except (asyncpg.PostgresError, OSError) as error:
+                log.warning("partition upkeep failed, will retry: %s", error)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        task.add_done_callback(self._crashed)
+        self._tasks.append(task)
+
+    @staticmethod
+    def _crashed(task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception():
+            log.error("background task %s died", task.get_name(), exc_info=task.exception())
+
+    async def start(self) -> None:
+        await self.migrate()
+        self.nc = await nats.connect(
+            self.config.nats_url, name=f"checkout-{self.spec.name}", max_reconnect_attempts=-1
+        )
+        self.js = self.nc.jetstream()
+        await ensure_stream(self.js, self.config.stream_name, self.config.subject_prefix)
+        for shard, pool in self.pools.items():
+            relay = Relay(
+                pool,
+                self.js,
+                schema=self.spec.name,
+                shard=shard,
+                notify_channel=self.notify_channel,
+                subject_prefix=self.config.subject_prefix,
+                poll_seconds=self.config.relay_poll_seconds,
+            )
+            self.relays[shard] = relay
+            self._spawn(relay.run(), f"relay-s{shard}")
+        after_commit = self.spec.after_commit(self)
+        for projection in self.spec.projections(self):
+            for shard, pool in self.pools.items():
+                consumer = ProjectionConsumer(
+                    pool,
+                    self.js,
+                    projection,
+                    service=self.spec.name,
+                    shard=shard,
+                    stream=self.config.stream_name,
+                    subject_prefix=self.config.subject_prefix,
+                    after_commit=after_commit,
+                )
+                self.consumers.append(consumer)
+                self._spawn(consumer.run(), consumer.durable)
+        self._spawn(self._partition_upkeep(), "partition-upkeep")
+        for n, coro in enumerate(self.spec.background(self)):
+            self._spawn(coro, f"background-{n}")
+        self.server = GrpcServer(
+            self.config.grpc_address(self.spec.name),
+            [],
+            probes=[*(self._db_probe(pool) for _, pool in self.pools.items()), self._nats_probe],
+        )
+        self.server.service_names = list(self.spec.register(self.server.server, self))
+        await self.server.start()
+
+    def _db_probe(self, pool: asyncpg.Pool) -> Callable[[], Awaitable[bool]]:
+        async def probe() -> bool:
+            try:
+                async with asyncio.timeout(2):
+                    return bool(await pool.fetchval("SELECT 1") == 1)
+            except (asyncpg.PostgresError, OSError, TimeoutError, asyncpg.InterfaceError):
+                return False
+
+        return probe
+
+    async def _nats_probe(self) -> bool:
+        return self.nc is not None and self.nc.is_connected
+
+    async def stop(self) -> None:
+        if self.server:
+            await self.server.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        if self.nc and not self.nc.is_closed:
+            with contextlib.suppress(Exception):
+                await self.nc.drain()
+        await self.cache.close()
+        await self.pools.close()
+
+
+def main(spec: ServiceSpec) -> None:
+    """`python -m services.<name> [serve|migrate]`."""
+    parser = argparse.ArgumentParser(prog=f"python -m services.{spec.name}")
+    parser.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate"])
+    args = parser.parse_args()
+    config = Config.from_env()
+    logs.setup(spec.name, config.log_format, config.log_level)
+    telemetry.setup(spec.name)
+    runtime = Runtime(spec, config)
+    if args.command == "migrate":
+
+        async def run_migrations() -> None:
+            await runtime.migrate()
+            await runtime.pools.close()
+
+        asyncio.run(run_migrations())
+        return
+    sys.exit(asyncio.run(_serve(runtime)))
+
+
+async def _serve(runtime: Runtime) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await runtime.start()
+    except Exception:
+        log.exception("%s failed to start", runtime.spec.name)
+        await runtime.stop()
+        return 1
+    log.info("%s serving shards %s", runtime.spec.name, runtime.shards)
+    await stop.wait()
+    log.info("%s shutting down", runtime.spec.name)
+    await runtime.stop()
+    return 0

@@ -1,0 +1,239 @@
+"""Merchant use cases: load, decide, append (with inline read models), return API messages."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import asyncpg
+from checkout.merchant.v1 import merchant_pb2 as pb
+
+from libs.common import apikeys, cache, context, ids
+from libs.common.errors import AlreadyExists, InvalidArgument, NotFound, Unauthenticated
+from libs.common.eventstore import Commands, Repository, StoredEvent, utcnow
+from libs.common.protoconv import plain, struct, timestamp
+from libs.common.service import Runtime
+from libs.common.shardmap import slot_for_email, slot_for_merchant
+from services.merchant import projections, repository
+from services.merchant.domain import ApiKey, Merchant
+
+
+def merchant_message(row: asyncpg.Record, shard: int) -> pb.Merchant:
+    return pb.Merchant(
+        id=str(row["id"]),
+        business_name=row["business_name"],
+        contact_email=row["contact_email"],
+        status=row["status"],
+        plan_type=row["plan_type"],
+        settings=struct(row["settings"]),
+        wallets=row["wallets"],
+        shard=shard,
+        created_at=timestamp(row["created_at"]),
+        updated_at=timestamp(row["updated_at"]),
+    )
+
+
+def api_key_message(row: asyncpg.Record) -> pb.ApiKey:
+    return pb.ApiKey(
+        id=str(row["id"]),
+        merchant_id=str(row["merchant_id"]),
+        name=row["name"],
+        key_type=row["key_type"],
+        permissions=row["permissions"],
+        status=row["status"],
+        prefix=row["prefix"],
+        expires_at=timestamp(row["expires_at"]),
+        created_at=timestamp(row["created_at"]),
+        last_used_at=timestamp(row["last_used_at"]),
+    )
+
+
+def parse_uuid(raw: str, field: str) -> uuid.UUID:
+    value = ids.parse_id(raw)
+    if value is None:
+        raise InvalidArgument.field(field, "must be a UUID")
+    return value
+
+
+class MerchantApp:
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+        every = runtime.config.snapshot_every
+        self.merchants = Repository(runtime.store, Merchant, every)
+        self.keys = Repository(runtime.store, ApiKey, every)
+
+    async def _save(self, conn: asyncpg.Connection, aggregate: Merchant | ApiKey) -> list[StoredEvent]:
+        repo: Any = self.merchants if isinstance(aggregate, Merchant) else self.keys
+        stored: list[StoredEvent] = await repo.save(conn, aggregate)
+        for event in stored:
+            await projections.apply(conn, event)
+        return stored
+
+    def _scope(self, command: str) -> str:
+        return f"{context.current().actor}:{command}"
+
+    async def create_merchant(self, request: pb.CreateMerchantRequest) -> pb.Merchant:
+        merchant_id = parse_uuid(request.merchant_id, "merchant_id")
+        slot = slot_for_email(request.contact_email)
+        if ids.slot_of(merchant_id) != slot or slot_for_merchant(merchant_id) != slot:
+            raise InvalidArgument.field("merchant_id", "must be minted for the contact email's slot")
+        pool = self.rt.pool_for(merchant_id)
+        shard = self.rt.shard_of(merchant_id)
+
+        async def handle(conn: asyncpg.Connection) -> pb.Merchant:
+            merchant = Merchant.create(
+                merchant_id,
+                business_name=request.business_name,
+                contact_email=request.contact_email,
+                plan_type=request.plan_type,
+                settings=plain(request.settings),
+                wallets=dict(request.wallets),
+                now=utcnow(),
+            )
+            if await repository.email_taken(conn, merchant.contact_email):
+                raise AlreadyExists(
+                    "a merchant with this contact_email already exists",
+                )
+            try:
+                await self._save(conn, merchant)
+            except asyncpg.UniqueViolationError:
+                raise AlreadyExists("a merchant with this contact_email already exists") from None
+            row = await repository.merchant(conn, merchant_id)
+            assert row is not None
+            return merchant_message(row, shard)
+
+        return await Commands.run(
+            pool, self._scope("CreateMerchant"), handle, _encode, pb.Merchant.FromString
+        )
+
+    async def get_merchant(self, request: pb.GetMerchantRequest) -> pb.Merchant:
+        merchant_id = ids.parse_id(request.merchant_id)
+        row = await repository.merchant(self.rt.pool_for(merchant_id), merchant_id) if merchant_id else None
+        if row is None or merchant_id is None:
+            raise NotFound("merchant not found")
+        return merchant_message(row, self.rt.shard_of(merchant_id))
+
+    async def update_merchant(self, request: pb.UpdateMerchantRequest) -> pb.Merchant:
+        merchant_id = ids.parse_id(request.merchant_id)
+        if merchant_id is None:
+            raise NotFound("merchant not found")
+        pool = self.rt.pool_for(merchant_id)
+
+        async def handle(conn: asyncpg.Connection) -> pb.Merchant:
+            merchant = await self.merchants.get(conn, merchant_id)
+            if merchant is None:
+                raise NotFound("merchant not found")
+            merchant.update(
+                business_name=request.business_name if request.HasField("business_name") else None,
+                settings=plain(request.settings) if request.replace_settings else None,
+                wallets=dict(request.wallets) if request.replace_wallets else None,
+                now=utcnow(),
+            )
+            await self._save(conn, merchant)
+            row = await repository.merchant(conn, merchant_id)
+            assert row is not None
+            return merchant_message(row, self.rt.shard_of(merchant_id))
+
+        result = await Commands.run(
+            pool, self._scope("UpdateMerchant"), handle, _encode, pb.Merchant.FromString
+        )
+        await self.rt.cache.invalidate(cache.merchant_key(str(merchant_id)))
+        return result
+
+    async def list_merchants(self, request: pb.ListMerchantsRequest) -> pb.ListMerchantsResponse:
+        limit = request.limit or 50
+        if not 1 <= limit <= 200:
+            raise InvalidArgument.field("limit", "must be between 1 and 200")
+        before = ids.parse_id(request.cursor) if request.cursor else None
+        if request.cursor and before is None:
+            raise InvalidArgument.field("cursor", "is not a cursor this service issued")
+        rows: list[tuple[asyncpg.Record, int]] = []
+        for shard, pool in self.rt.pools.items():
+            rows += [(r, shard) for r in await repository.merchants_before(pool, before, limit + 1)]
+        rows.sort(key=lambda pair: pair[0]["id"], reverse=True)
+        page = rows[:limit]
+        return pb.ListMerchantsResponse(
+            merchants=[merchant_message(r, s) for r, s in page],
+            next_cursor=str(page[-1][0]["id"]) if len(rows) > limit else "",
+        )
+
+    async def create_api_key(self, request: pb.CreateApiKeyRequest) -> pb.CreateApiKeyResponse:
+        merchant_id = ids.parse_id(request.merchant_id)
+        if merchant_id is None:
+            raise NotFound("merchant not found")
+        pool = self.rt.pool_for(merchant_id)
+        key_id = ids.new_id(ids.slot_of(merchant_id))
+
+        async def handle(conn: asyncpg.Connection) -> pb.CreateApiKeyResponse:
+            if await repository.merchant(conn, merchant_id) is None:
+                raise NotFound("merchant not found")
+            key, plaintext = ApiKey.issue(
+                key_id,
+                merchant_id=merchant_id,
+                name=request.name,
+                key_type=request.key_type,
+                permissions=list(request.permissions),
+                expires_at=request.expires_at.ToDatetime(tzinfo=dt.UTC)
+                if request.HasField("expires_at")
+                else None,
+                now=utcnow(),
+            )
+            await self._save(conn, key)
+            row = await repository.api_key(conn, key_id)
+            assert row is not None
+            return pb.CreateApiKeyResponse(api_key=api_key_message(row), key=plaintext)
+
+        return await Commands.run(
+            pool,
+            self._scope("CreateApiKey"),
+            handle,
+            _encode_without_plaintext,
+            pb.CreateApiKeyResponse.FromString,
+        )
+
+    async def list_api_keys(self, request: pb.ListApiKeysRequest) -> pb.ListApiKeysResponse:
+        merchant_id = ids.parse_id(request.merchant_id)
+        if merchant_id is None:
+            raise NotFound("merchant not found")
+        rows = await repository.api_keys_of(self.rt.pool_for(merchant_id), merchant_id)
+        return pb.ListApiKeysResponse(api_keys=[api_key_message(r) for r in rows])
+
+    async def revoke_api_key(self, request: pb.RevokeApiKeyRequest) -> pb.ApiKey:
+        merchant_id, key_id = ids.parse_id(request.merchant_id), ids.parse_id(request.api_key_id)
+        if merchant_id is None or key_id is None:
+            raise NotFound("API key not found")
+        pool = self.rt.pool_for(key_id)
+        async with pool.acquire() as conn, conn.transaction():
+            key = await self.keys.get(conn, key_id)
+            if key is None or key.merchant_id != str(merchant_id):
+                raise NotFound("API key not found")
+            key.revoke(utcnow())
+            await self._save(conn, key)
+            row = await repository.api_key(conn, key_id)
+        assert row is not None
+        return api_key_message(row)
+
+    async def verify_api_key(self, request: pb.VerifyApiKeyRequest) -> pb.VerifyApiKeyResponse:
+        key_id = apikeys.key_id_of(request.key)
+        if key_id is None:
+            raise Unauthenticated("invalid API key")
+        pool = self.rt.pool_for(key_id)
+        row = await repository.active_key_by_hash(pool, apikeys.hash_key(request.key))
+        if row is None or row["id"] != key_id:
+            raise Unauthenticated("invalid, revoked or expired API key")
+        await repository.touch_key(pool, key_id)
+        return pb.VerifyApiKeyResponse(api_key=api_key_message(row))
+
+
+def _encode(message: pb.Merchant) -> bytes:
+    return message.SerializeToString()
+
+
+def _encode_without_plaintext(response: pb.CreateApiKeyResponse) -> bytes:
+    # Only the hash of a key is ever stored, so a replayed create returns the key's record with
+    # an empty `key`: the plaintext was shown once, to the first response.
+    stored = pb.CreateApiKeyResponse()
+    stored.CopyFrom(response)
+    stored.key = ""
+    return stored.SerializeToString()

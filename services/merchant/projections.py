@@ -1,0 +1,65 @@
+"""Read models the merchant service keeps inline (in the command's transaction), so a merchant
+reads its own writes at once. The same functions rebuild them from the event store."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import asyncpg
+from checkout.merchant.v1 import events_pb2 as ev
+
+from libs.common.eventstore import StoredEvent
+from libs.common.protoconv import datetime_of, plain
+
+RESET_SQL = "TRUNCATE api_keys, merchants"
+
+
+async def apply(conn: asyncpg.Connection, event: StoredEvent) -> None:
+    message = event.message()
+    if isinstance(message, ev.MerchantCreated):
+        await conn.execute(
+            """INSERT INTO merchants (id, business_name, contact_email, status, plan_type, settings,
+                                      wallets, created_at, updated_at)
+               VALUES ($1, $2, $3, 'active', $4, $5, $6, $7, $7)""",
+            event.aggregate_id,
+            message.business_name,
+            message.contact_email,
+            message.plan_type,
+            plain(message.settings),
+            dict(message.wallets),
+            datetime_of(message.created_at),
+        )
+    elif isinstance(message, ev.MerchantUpdated):
+        await conn.execute(
+            """UPDATE merchants SET
+                   business_name = COALESCE($2, business_name),
+                   settings = CASE WHEN $3 THEN $4::jsonb ELSE settings END,
+                   wallets = CASE WHEN $5 THEN $6::jsonb ELSE wallets END,
+                   updated_at = $7
+               WHERE id = $1""",
+            event.aggregate_id,
+            message.business_name if message.HasField("business_name") else None,
+            message.settings_changed,
+            json.dumps(plain(message.settings)),
+            message.wallets_changed,
+            json.dumps(dict(message.wallets)),
+            datetime_of(message.updated_at),
+        )
+    elif isinstance(message, ev.ApiKeyCreated):
+        await conn.execute(
+            """INSERT INTO api_keys (id, merchant_id, key_hash, key_type, permissions, status, name,
+                                     prefix, expires_at, created_at)
+               VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, $9)""",
+            event.aggregate_id,
+            uuid.UUID(message.merchant_id),
+            message.key_hash,
+            message.key_type,
+            list(message.permissions),
+            message.name,
+            message.prefix,
+            datetime_of(message.expires_at) if message.HasField("expires_at") else None,
+            datetime_of(message.created_at),
+        )
+    elif isinstance(message, ev.ApiKeyRevoked):
+        await conn.execute("UPDATE api_keys SET status = 'revoked' WHERE id = $1", event.aggregate_id)
