@@ -1,0 +1,101 @@
+"""The gateway's ASGI application: routes, error rendering, and the resources' lifetime."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from libs.common.config import Config
+from services.gateway.context import request_id_of
+from services.gateway.errors import HTTP_STATUS, ApiError, error_response
+from services.gateway.middleware import RequestMiddleware
+from services.gateway.routes import (
+    admin,
+    analytics,
+    api_keys,
+    checkout,
+    customers,
+    invoices,
+    merchants,
+    meta,
+)
+from services.gateway.state import GatewayState
+
+log = logging.getLogger("checkout.gateway")
+
+
+def all_routes() -> list[BaseRoute]:
+    return [
+        *meta.routes,
+        *merchants.routes,
+        *api_keys.routes,
+        *invoices.routes,
+        *customers.routes,
+        *analytics.routes,
+        *admin.routes,
+        *checkout.routes,
+    ]
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc, request_id_of(request))
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404 / 405 (no route, wrong method) in the API's error body."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        error = ApiError("not_found", f"no endpoint at {request.url.path}")
+    elif exc.status_code == 405:
+        allowed = _allowed_methods(request)
+        error = ApiError(
+            "method_not_allowed",
+            f"{request.method} is not allowed here; allowed: {', '.join(allowed)}",
+            headers={"Allow": ", ".join(allowed)},
+        )
+    else:
+        by_status = {status: code for code, status in HTTP_STATUS.items()}
+        error = ApiError(by_status.get(exc.status_code, "internal"), exc.detail)
+    return error_response(error, request_id_of(request))
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    # Each method of a path is its own Route, so Starlette's Allow header names only the first.
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, Route) and route.methods and route.path_regex.match(request.url.path):
+            methods |= route.methods
+    return sorted(methods)
+
+
+def create_app(config: Config) -> Starlette:
+    state = GatewayState.from_config(config)
+    routes = all_routes()
+    templates: dict[object, str] = {r.endpoint: r.path for r in routes if isinstance(r, Route)}
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if not await state.cache.ping():
+            log.warning("Redis at %s is unreachable; serving without the cache", config.redis_url)
+        try:
+            yield
+        finally:
+            await state.close()
+
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(RequestMiddleware, templates=templates)],
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error},
+        lifespan=lifespan,
+    )
+    app.state.gateway = state
+    return app

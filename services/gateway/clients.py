@@ -1,0 +1,98 @@
+"""gRPC channels to the services and the routing from an id to the instance serving its shard.
+
+One `grpc.aio` channel per address, opened on first use and shared by every stub on it: several
+services (or every shard, locally) may sit behind one address. Every id the platform mints
+carries its owner's slot (libs/common/ids.py), so the shard is known without a lookup.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TypeVar
+
+import grpc
+from checkout.analytics.v1 import analytics_pb2_grpc
+from checkout.customer.v1 import customer_pb2_grpc
+from checkout.invoice.v1 import invoice_pb2_grpc
+from checkout.merchant.v1 import merchant_pb2_grpc
+from grpc_health.v1 import health_pb2_grpc
+
+from libs.common import ids
+from libs.common.config import SERVICES, Config
+from services.gateway.context import CallContext
+from services.gateway.errors import from_grpc
+
+DEADLINE_SECONDS = 10.0
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+
+
+class Backends:
+    def __init__(self, config: Config, *, deadline: float = DEADLINE_SECONDS) -> None:
+        self.config = config
+        self.shard_map = config.shard_map()
+        self.deadline = deadline
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    def channel(self, address: str) -> grpc.aio.Channel:
+        channel = self._channels.get(address)
+        if channel is None:
+            channel = grpc.aio.insecure_channel(address)
+            self._channels[address] = channel
+        return channel
+
+    def address(self, service: str, shard: int) -> str:
+        return self.config.endpoint_for(service, shard)
+
+    def shard_of(self, value: uuid.UUID) -> int:
+        """The shard of any platform id: merchant, invoice, customer or API key."""
+        return self.shard_map.shard_for_slot(ids.slot_of(value))
+
+    def shards(self) -> list[int]:
+        return sorted({r.shard for r in self.shard_map.ranges})
+
+    def addresses(self) -> dict[str, list[tuple[str, int]]]:
+        """Every distinct address, with the (service, shard) pairs it serves."""
+        served: dict[str, list[tuple[str, int]]] = {}
+        for service in SERVICES:
+            for shard in self.shards():
+                served.setdefault(self.address(service, shard), []).append((service, shard))
+        return served
+
+    def merchants(self, shard: int) -> merchant_pb2_grpc.MerchantServiceAsyncStub:
+        return merchant_pb2_grpc.MerchantServiceStub(self.channel(self.address("merchant", shard)))
+
+    def merchants_at(self, address: str) -> merchant_pb2_grpc.MerchantServiceAsyncStub:
+        return merchant_pb2_grpc.MerchantServiceStub(self.channel(address))
+
+    def invoices(self, shard: int) -> invoice_pb2_grpc.InvoiceServiceAsyncStub:
+        return invoice_pb2_grpc.InvoiceServiceStub(self.channel(self.address("invoice", shard)))
+
+    def customers(self, shard: int) -> customer_pb2_grpc.CustomerServiceAsyncStub:
+        return customer_pb2_grpc.CustomerServiceStub(self.channel(self.address("customer", shard)))
+
+    def analytics(self, shard: int) -> analytics_pb2_grpc.AnalyticsServiceAsyncStub:
+        return analytics_pb2_grpc.AnalyticsServiceStub(self.channel(self.address("analytics", shard)))
+
+    def health(self, address: str) -> health_pb2_grpc.HealthStub:
+        return health_pb2_grpc.HealthStub(self.channel(address))
+
+    async def call(
+        self,
+        rpc: grpc.aio.UnaryUnaryMultiCallable[Req, Resp],
+        request: Req,
+        context: CallContext,
+        *,
+        deadline: float | None = None,
+    ) -> Resp:
+        """One unary call with the request's metadata and a deadline; failures as ApiError."""
+        try:
+            return await rpc(request, timeout=deadline or self.deadline, metadata=context.metadata())
+        except grpc.RpcError as error:
+            raise from_grpc(error) from error
+
+    async def close(self, grace: float = 1.0) -> None:
+        channels, self._channels = list(self._channels.values()), {}
+        for channel in channels:
+            await channel.close(grace)

@@ -1,0 +1,97 @@
+"""API keys: issued for a merchant (operator or the merchant's key), listed and revoked with one.
+
+The plaintext key appears once, in the 201 of its creation; the service keeps only a hash.
+"""
+
+from __future__ import annotations
+
+from checkout.merchant.v1 import merchant_pb2
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from libs.common import apikeys
+from services.gateway import render
+from services.gateway.auth import Caller, authenticate, require_access, require_merchant
+from services.gateway.errors import ApiError
+from services.gateway.idempotency import call_context
+from services.gateway.state import state_of
+from services.gateway.validation import Fields, Problems, json_body, path_id
+from services.gateway.wire import to_timestamp
+
+
+def _granted(caller: Caller, key_type: str, requested: list[str] | None) -> list[str]:
+    """The permissions of the new key; a key cannot hand out more than it holds itself."""
+    defaults = apikeys.DEFAULT_PERMISSIONS[key_type]
+    if caller.is_operator:
+        return list(defaults) if requested is None else requested
+    if requested is None:
+        return [p for p in defaults if p in caller.permissions]
+    beyond = sorted(set(requested) - caller.permissions)
+    if beyond:
+        raise ApiError("permission_denied", f"the API key cannot grant what it lacks: {', '.join(beyond)}")
+    return requested
+
+
+async def create_api_key(request: Request) -> JSONResponse:
+    caller = await authenticate(request)
+    merchant_id = path_id(request, "merchant")
+    require_access(caller, merchant_id, "api_keys:write")
+    body = await json_body(request)
+    problems = Problems()
+    fields = Fields(body, problems, allowed=("name", "key_type", "permissions", "expires_at"))
+    name = fields.string("name", required=True, max_length=200)
+    key_type = fields.choice("key_type", apikeys.KEY_TYPES) or "secret"
+    permissions = fields.string_list("permissions", choices=apikeys.PERMISSIONS)
+    expires_at = fields.timestamp("expires_at")
+    problems.raise_if_any()
+    assert name is not None
+
+    message = merchant_pb2.CreateApiKeyRequest(
+        merchant_id=str(merchant_id),
+        name=name,
+        key_type=key_type,
+        permissions=_granted(caller, key_type, permissions),
+    )
+    if expires_at is not None:
+        message.expires_at.CopyFrom(to_timestamp(expires_at))
+    backends = state_of(request).backends
+    created = await backends.call(
+        backends.merchants(backends.shard_of(merchant_id)).CreateApiKey,
+        message,
+        call_context(request, caller.actor, body),
+    )
+    return JSONResponse(render.api_key(created.api_key, plaintext=created.key), status_code=201)
+
+
+async def list_api_keys(request: Request) -> JSONResponse:
+    caller = await authenticate(request)
+    merchant_id = require_merchant(caller, "api_keys:read")
+    backends = state_of(request).backends
+    listed = await backends.call(
+        backends.merchants(backends.shard_of(merchant_id)).ListApiKeys,
+        merchant_pb2.ListApiKeysRequest(merchant_id=str(merchant_id)),
+        caller.context(request),
+    )
+    # A merchant has a handful of keys: the RPC returns them all, so there is no next page.
+    return JSONResponse(render.page([render.api_key(k) for k in listed.api_keys], ""))
+
+
+async def revoke_api_key(request: Request) -> JSONResponse:
+    caller = await authenticate(request)
+    merchant_id = require_merchant(caller, "api_keys:write")
+    key_id = path_id(request, "API key")
+    backends = state_of(request).backends
+    revoked = await backends.call(
+        backends.merchants(backends.shard_of(merchant_id)).RevokeApiKey,
+        merchant_pb2.RevokeApiKeyRequest(merchant_id=str(merchant_id), api_key_id=str(key_id)),
+        caller.context(request),
+    )
+    return JSONResponse(render.api_key(revoked))
+
+
+routes = [
+    Route("/v1/merchants/{id}/api-keys", create_api_key, methods=["POST"]),
+    Route("/v1/api-keys", list_api_keys, methods=["GET"]),
+    Route("/v1/api-keys/{id}", revoke_api_key, methods=["DELETE"]),
+]
