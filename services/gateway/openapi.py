@@ -242,6 +242,7 @@ SCHEMAS: dict[str, Schema] = {
                 "items": _string(
                     enum=[
                         "merchants:read",
+                        "merchants:write",
                         "api_keys:read",
                         "api_keys:write",
                         "invoices:read",
@@ -490,7 +491,7 @@ PATHS: dict[str, Schema] = {
             parameters=(ID,),
             errors=AUTHED,
             description="With a merchant key: its own merchant, a secret key holding "
-            "api_keys:write. Present fields replace the stored ones.",
+            "merchants:write. Present fields replace the stored ones.",
         )
         | {
             "requestBody": {

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import sys
+
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -8,12 +10,13 @@ import pytest
 from starlette.applications import Starlette
 
 from libs.common.config import SERVICES, Config, Endpoint
+from libs.common.devservers import Servers
 from services.gateway.app import create_app
 from services.gateway.state import GatewayState
 from tests.gateway.fakes import FakeServices
 
 ADMIN_TOKEN = "test-admin"
-REDIS_URL = "redis://127.0.0.1:6379/0"
+REDIS_URL = ""  # set per test to the session's Redis (embedded, or CHECKOUT_REDIS_URL)
 # Nothing listens on port 1: connecting fails at once, which is how a down shard looks.
 DEAD_ADDRESS = "127.0.0.1:1"
 SHARDS = 2
@@ -48,6 +51,11 @@ async def serve(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
     state = app.state.gateway
     assert isinstance(state, GatewayState)
     await state.close()
+
+
+@pytest.fixture(autouse=True)
+def _session_redis(servers: Servers, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys.modules[__name__], "REDIS_URL", servers.redis_url)
 
 
 @pytest.fixture

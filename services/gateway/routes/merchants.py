@@ -27,10 +27,8 @@ from services.gateway.validation import Fields, Problems, Query, json_body, path
 from services.gateway.wire import to_struct
 
 PLAN_TYPES = ("free", "pro", "enterprise")
-# The permission vocabulary (libs/common/apikeys.py) has no `merchants:write`. Changing wallets
-# redirects where customers pay, so only a secret key that could already mint itself any
-# permission (api_keys:write) may do it.
-PROFILE_WRITE_PERMISSION = "api_keys:write"
+# Changing wallets redirects where customers pay: a scope of its own, held by secret keys only.
+PROFILE_WRITE_PERMISSION = "merchants:write"
 # Failures that mean "this shard is down", as opposed to the request being wrong.
 SHARD_DOWN = ("unavailable", "deadline_exceeded", "internal")
 

@@ -1,0 +1,280 @@
+"""Run the whole platform locally: backing servers, four services, the gateway.
+
+`make up` calls `python -m tools.devstack up`; the end-to-end tests use `Stack` directly. Every
+process it starts runs in its own session and is stopped by it (SIGTERM, then SIGKILL after a
+deadline), on Ctrl-C, on SIGTERM and on normal exit, so nothing is left behind holding a port or
+CI's output open.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from libs.common.config import DEFAULT_GRPC_PORTS, SERVICES
+from libs.common.devservers import DevServers, Servers
+
+ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger("checkout.devstack")
+
+# The BIP39 test mnemonic "abandon abandon ... about": a public, watch-only demo account, so the
+# demo merchant can take invoices. Never send real funds to it.
+DEMO_ETHEREUM_XPUB = "xpub6DCoCpSuQZB2jawqnGMEPS63ePKWkwWPH4TU45Q7LPXWuNd8TMtVxRrgjtEshuqpK3mdhaWHPFsBngh5GFZaM6si3yZdUsT8ddYM3PwnATt"
+
+
+@dataclass
+class Stack:
+    servers: Servers
+    http_port: int = 8080
+    grpc_ports: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_GRPC_PORTS))
+    shard_count: int = 2
+    admin_token: str = ""
+    log_dir: Path | None = None  # None: children write to this terminal
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _logs: list[IO[bytes]] = field(default_factory=list)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKOUT_")}
+        env.update(
+            {
+                "CHECKOUT_DATABASE_URL": self.servers.database_url,
+                "CHECKOUT_NATS_URL": self.servers.nats_url,
+                "CHECKOUT_REDIS_URL": self.servers.redis_url,
+                "CHECKOUT_SHARD_COUNT": str(self.shard_count),
+                "CHECKOUT_ADMIN_TOKEN": self.admin_token,
+                "CHECKOUT_HTTP_LISTEN": f"127.0.0.1:{self.http_port}",
+                "CHECKOUT_ETHEREUM_CHAIN_ID": "1337",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        for service in SERVICES:
+            env[f"CHECKOUT_{service.upper()}_ENDPOINTS"] = f"127.0.0.1:{self.grpc_ports[service]}"
+        env.update(self.extra_env)
+        return env
+
+    def _spawn(self, name: str, module: str, env: dict[str, str]) -> None:
+        out: IO[bytes] | None = None
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            out = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
+            self._logs.append(out)
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", module],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT if out else None,
+            start_new_session=True,  # Ctrl-C reaches us only; we stop children in order
+        )
+
+    def start(self, timeout: float = 90.0) -> None:
+        env = self.env()
+        try:
+            for service in SERVICES:
+                self._spawn(
+                    service,
+                    f"services.{service}",
+                    {**env, "CHECKOUT_GRPC_LISTEN": f"127.0.0.1:{self.grpc_ports[service]}"},
+                )
+            self._spawn("gateway", "services.gateway", env)
+            self.wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            for name, process in self.processes.items():
+                if process.poll() is not None:
+                    raise RuntimeError(
+                        f"{name} exited with {process.returncode} during start-up{self._hint(name)}"
+                    )
+            try:
+                with urllib.request.urlopen(f"{self.base_url}/readyz", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except urllib.error.HTTPError as error:
+                last = error.read().decode(errors="replace")[:500]
+            except OSError as error:
+                last = str(error)
+            time.sleep(0.2)
+        raise TimeoutError(f"the stack was not ready after {timeout:.0f}s: {last}")
+
+    def _hint(self, name: str) -> str:
+        if self.log_dir is None:
+            return ""
+        path = self.log_dir / f"{name}.log"
+        tail = path.read_text(errors="replace").splitlines()[-15:] if path.exists() else []
+        return f" (see {path}):\n" + "\n".join(tail)
+
+    def stop(self, grace: float = 10.0) -> None:
+        # The gateway first, so nothing new comes in while the services drain.
+        order = ["gateway", *reversed(SERVICES)]
+        for name in order:
+            process = self.processes.get(name)
+            if process and process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for name in order:
+            process = self.processes.get(name)
+            if process is None:
+                continue
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in %.0fs; killing it", name, grace)
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        self.processes.clear()
+        for handle in self._logs:
+            handle.close()
+        self._logs.clear()
+
+
+def request(base_url: str, method: str, path: str, token: str, body: Any = None) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(
+        base_url + path,
+        data=data,
+        method=method,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+def seed_demo(stack: Stack, state_file: Path) -> dict[str, str]:
+    """The demo merchant and its API key, created once and remembered in .dev/."""
+    if state_file.exists():
+        demo: dict[str, str] = json.loads(state_file.read_text())
+        status, _ = request(stack.base_url, "GET", "/v1/api-keys", demo["api_key"])
+        if status == 200:
+            return demo
+    email = f"demo+{secrets.token_hex(3)}@checkout.local"
+    status, merchant = request(
+        stack.base_url,
+        "POST",
+        "/v1/merchants",
+        stack.admin_token,
+        {"business_name": "Demo Shop", "contact_email": email, "wallets": {"ethereum": DEMO_ETHEREUM_XPUB}},
+    )
+    if status != 201:
+        raise RuntimeError(f"could not create the demo merchant: {status} {merchant}")
+    status, key = request(
+        stack.base_url,
+        "POST",
+        f"/v1/merchants/{merchant['id']}/api-keys",
+        stack.admin_token,
+        {"name": "demo"},
+    )
+    if status != 201:
+        raise RuntimeError(f"could not create the demo API key: {status} {key}")
+    demo = {"merchant_id": merchant["id"], "api_key": key["key"], "contact_email": email}
+    state_file.write_text(json.dumps(demo, indent=2))
+    state_file.chmod(0o600)
+    return demo
+
+
+def admin_token(data_dir: Path) -> tuple[str, bool]:
+    """CHECKOUT_ADMIN_TOKEN, or one generated once and kept in .dev/ (returned with True)."""
+    given = os.environ.get("CHECKOUT_ADMIN_TOKEN", "").strip()
+    if given:
+        return given, False
+    path = data_dir / "admin-token"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(24))
+        path.chmod(0o600)
+    return path.read_text().strip(), True
+
+
+def up(args: argparse.Namespace) -> int:
+    data_dir = Path(args.data_dir).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    token, generated = admin_token(data_dir)
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    started = time.monotonic()
+    with DevServers(data_dir / "servers", persistent=True) as servers:
+        stack = Stack(servers, http_port=args.port, shard_count=args.shards, admin_token=token)
+        try:
+            print(f"starting {len(SERVICES)} services and the gateway on {stack.base_url} ...", flush=True)
+            stack.start()
+            demo = seed_demo(stack, data_dir / "demo.json")
+            print(banner(stack, demo, token if generated else "", time.monotonic() - started), flush=True)
+            while all(p.poll() is None for p in stack.processes.values()):
+                time.sleep(0.5)
+            dead = [n for n, p in stack.processes.items() if p.poll() is not None]
+            print(f"{', '.join(dead)} exited; stopping the stack", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("\nstopping ...", flush=True)
+            return 0
+        finally:
+            stack.stop()
+
+
+def banner(stack: Stack, demo: dict[str, str], generated_token: str, seconds: float) -> str:
+    curl = (
+        f"curl -s -X POST {stack.base_url}/v1/invoices \\\n"
+        f"    -H 'Authorization: Bearer {demo['api_key']}' -H 'Content-Type: application/json' \\\n"
+        """    -d '{"title": "Coffee beans", "items": [{"name": "Beans 1kg", "quantity": "2", "unit_price": "12.50"}], """
+        """"currency": "USD", "crypto_currency": "ETH", "customer_email": "buyer@example.com"}'"""
+    )
+    lines = [
+        "",
+        f"Checkout platform is up in {seconds:.1f}s: {stack.base_url}  (Ctrl-C stops everything)",
+        f"  demo merchant:  {demo['merchant_id']}",
+        f"  demo API key:   {demo['api_key']}",
+    ]
+    if generated_token:
+        lines.append(
+            f"  operator token: {generated_token}  (generated; set CHECKOUT_ADMIN_TOKEN to choose one)"
+        )
+    lines += ["", "Create an invoice:", "", curl, ""]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.devstack")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("up", help="run the whole stack until Ctrl-C")
+    run.add_argument("--data-dir", default=str(ROOT / ".dev"))
+    run.add_argument("--port", type=int, default=int(os.environ.get("CHECKOUT_HTTP_PORT", "8080")))
+    run.add_argument("--shards", type=int, default=int(os.environ.get("CHECKOUT_SHARD_COUNT", "2")))
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s devstack  %(levelname)-7s %(message)s")
+    return up(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
