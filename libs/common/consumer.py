@@ -20,6 +20,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from libs.common import context
+from libs.common.db import Connection
 from libs.common.messaging import Envelope, subject
 
 log = logging.getLogger("checkout.consumer")
@@ -31,7 +32,7 @@ class Projection(Protocol):
     name: str
     event_types: Sequence[str]
 
-    async def apply(self, conn: asyncpg.Connection, event: Envelope) -> None: ...
+    async def apply(self, conn: Connection, event: Envelope) -> None: ...
 
 
 AfterCommit = Callable[[Envelope], Awaitable[None]]

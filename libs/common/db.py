@@ -13,6 +13,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -22,6 +23,14 @@ from libs.common.config import Config, with_database
 log = logging.getLogger("checkout.db")
 
 COMMON_MIGRATIONS = Path(__file__).parent / "migrations"
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    # What SQL helpers take: a plain connection or one borrowed from a pool.
+    Connection: TypeAlias = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
+else:
+    Connection = asyncpg.Connection
 
 
 @dataclass(frozen=True)
@@ -57,8 +66,8 @@ async def ensure_database(dsn: str) -> None:
         admin = await asyncpg.connect(with_database(dsn, "postgres"))
         try:
             await admin.execute(f'CREATE DATABASE "{database}"')
-        except asyncpg.DuplicateDatabaseError:
-            pass  # another service created it first
+        except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
+            pass  # another service created it first (the catalog's unique index may say so instead)
         finally:
             await admin.close()
     else:

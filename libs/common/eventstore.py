@@ -21,6 +21,7 @@ from google.protobuf.message import Message
 
 from libs.common import context, events, ids
 from libs.common.aggregate import Aggregate
+from libs.common.db import Connection
 from libs.common.errors import Conflict
 
 Clock = Callable[[], dt.datetime]
@@ -79,7 +80,7 @@ class EventStore:
 
     async def append(
         self,
-        conn: asyncpg.Connection,
+        conn: Connection,
         *,
         aggregate_id: uuid.UUID,
         aggregate_type: str,
@@ -138,7 +139,7 @@ class EventStore:
         return stored
 
     async def load(
-        self, conn: asyncpg.Connection, aggregate_id: uuid.UUID, after_version: int = 0
+        self, conn: Connection, aggregate_id: uuid.UUID, after_version: int = 0
     ) -> list[StoredEvent]:
         rows = await conn.fetch(
             f"SELECT {EVENT_COLUMNS} FROM events WHERE aggregate_id = $1 AND event_version > $2 "
@@ -150,7 +151,7 @@ class EventStore:
 
     async def read_all(
         self,
-        conn: asyncpg.Connection,
+        conn: Connection,
         *,
         after_sequence: int = 0,
         limit: int = 1000,
@@ -167,7 +168,7 @@ class EventStore:
         return [StoredEvent.from_row(r) for r in rows]
 
     async def load_snapshot(
-        self, conn: asyncpg.Connection, aggregate_id: uuid.UUID
+        self, conn: Connection, aggregate_id: uuid.UUID
     ) -> tuple[int, dict[str, Any]] | None:
         row = await conn.fetchrow(
             "SELECT version, data FROM aggregate_snapshots WHERE aggregate_id = $1", aggregate_id
@@ -176,7 +177,7 @@ class EventStore:
 
     async def save_snapshot(
         self,
-        conn: asyncpg.Connection,
+        conn: Connection,
         aggregate_id: uuid.UUID,
         aggregate_type: str,
         version: int,
@@ -206,7 +207,7 @@ class Repository(Generic[A]):
         self.factory = factory
         self.snapshot_every = snapshot_every
 
-    async def get(self, conn: asyncpg.Connection, aggregate_id: uuid.UUID) -> A | None:
+    async def get(self, conn: Connection, aggregate_id: uuid.UUID) -> A | None:
         aggregate = self.factory(aggregate_id)
         snapshot = await self.store.load_snapshot(conn, aggregate_id)
         if snapshot:
@@ -216,7 +217,7 @@ class Repository(Generic[A]):
             aggregate.replay(event.message(), event.version)
         return aggregate if aggregate.version else None
 
-    async def save(self, conn: asyncpg.Connection, aggregate: A) -> list[StoredEvent]:
+    async def save(self, conn: Connection, aggregate: A) -> list[StoredEvent]:
         expected = aggregate.version - len(aggregate.pending)
         stored = await self.store.append(
             conn,
@@ -248,7 +249,7 @@ class Commands:
     async def run(
         pool: asyncpg.Pool,
         scope: str,
-        handler: Callable[[asyncpg.Connection], Awaitable[R]],
+        handler: Callable[[Connection], Awaitable[R]],
         encode: Callable[[R], bytes],
         decode: Callable[[bytes], R],
         request_hash: str = "",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from google.protobuf import any_pb2
@@ -61,7 +62,8 @@ def from_rpc_error(error: grpc.RpcError) -> RemoteError:
     details: list[FieldViolation] = []
     status = None
     if is_call:
-        for key, value in error.trailing_metadata() or ():
+        metadata: Any = error.trailing_metadata() or ()
+        for key, value in metadata:
             if key == "grpc-status-details-bin" and isinstance(value, bytes):
                 status = status_pb2.Status.FromString(value)
     for detail in status.details if status else []:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -25,21 +25,29 @@ tracer = trace.get_tracer("checkout.grpc")
 HealthProbe = Callable[[], Awaitable[bool]]
 
 
-class ContextInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+if TYPE_CHECKING:
+    Handler: TypeAlias = grpc.RpcMethodHandler[Any, Any]
+    Interceptor: TypeAlias = grpc.aio.ServerInterceptor[Any, Any]
+else:
+    Handler = grpc.RpcMethodHandler
+    Interceptor = grpc.aio.ServerInterceptor
+
+
+class ContextInterceptor(Interceptor):
     """Fills the request context from metadata and maps domain errors to statuses."""
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
         details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> Handler:
         handler = await continuation(details)
         if handler is None or handler.unary_unary is None:
             return handler
         inner = handler.unary_unary
         method = details.method
 
-        async def wrapper(request: Any, ctx: grpc.aio.ServicerContext) -> Any:
+        async def wrapper(request: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
             md = {k: v for k, v in ctx.invocation_metadata() or () if isinstance(v, str)}
             trace_ctx = telemetry.extract(md)
             otel_token = otel_context.attach(trace_ctx)  # type: ignore[arg-type]
@@ -55,9 +63,9 @@ class ContextInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                         )
                     )
                     try:
-                        return await inner(request, ctx)
+                        return await inner(request, ctx)  # type: ignore[arg-type]  # stubs predate aio
                     except CheckoutError as error:
-                        await ctx.abort_with_status(to_status(error))
+                        await ctx.abort_with_status(to_status(error))  # type: ignore[attr-defined]
                     finally:
                         context.reset(token)
             finally:
@@ -77,7 +85,7 @@ class GrpcServer:
         if self.port == 0:
             raise OSError(f"cannot listen on {address}")
         self.address = address.rsplit(":", 1)[0] + f":{self.port}"
-        self.health = health.aio.HealthServicer()
+        self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self.service_names = list(service_names)
         reflection.enable_server_reflection(

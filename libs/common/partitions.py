@@ -10,6 +10,8 @@ from typing import Literal
 
 import asyncpg
 
+from libs.common.db import Connection
+
 log = logging.getLogger("checkout.partitions")
 
 Period = Literal["month", "quarter"]
@@ -38,7 +40,7 @@ def partition_name(table: str, start: dt.date, period: Period) -> str:
 
 
 async def ensure_partitions(
-    conn: asyncpg.Connection,
+    conn: Connection,
     spec: PartitionedTable,
     *,
     ahead: int,
@@ -68,7 +70,7 @@ async def ensure_partitions(
     return created
 
 
-async def partition_sizes(conn: asyncpg.Connection, table: str) -> dict[str, int]:
+async def partition_sizes(conn: Connection, table: str) -> dict[str, int]:
     """Estimated rows per partition (planner statistics: cheap enough to poll)."""
     rows = await conn.fetch(
         """SELECT c.relname AS name, GREATEST(c.reltuples, 0)::bigint AS rows

@@ -25,6 +25,7 @@ import logging
 import asyncpg
 from nats.js import JetStreamContext
 
+from libs.common.db import Connection
 from libs.common.eventstore import EVENT_COLUMNS, StoredEvent
 from libs.common.messaging import Envelope, subject
 
@@ -130,7 +131,7 @@ class Relay:
     async def run(self) -> None:
         """Publishes until cancelled. Only one relay per shard schema runs at a time (advisory
         lock), so replicas of a service do not race each other's cursor."""
-        conn: asyncpg.Connection = await self.pool.acquire()
+        conn = await self.pool.acquire()
         locked = False
 
         def wake(*_: object) -> None:

@@ -128,9 +128,7 @@ class Fields:
         if not isinstance(value, str):
             self.problems.add(self.path(name), "must be a string")
             return None
-        if required and not value.strip():
-            self.problems.add(self.path(name), "must not be empty")
-            return None
+        # Blank values go through: the service validates content and reports every problem at once.
         if len(value) > max_length:
             self.problems.add(self.path(name), f"must be at most {max_length} characters")
             return None

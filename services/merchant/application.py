@@ -10,6 +10,7 @@ import asyncpg
 from checkout.merchant.v1 import merchant_pb2 as pb
 
 from libs.common import apikeys, cache, context, ids
+from libs.common.db import Connection
 from libs.common.errors import AlreadyExists, InvalidArgument, NotFound, Unauthenticated
 from libs.common.eventstore import Commands, Repository, StoredEvent, utcnow
 from libs.common.protoconv import plain, struct, timestamp
@@ -63,7 +64,7 @@ class MerchantApp:
         self.merchants = Repository(runtime.store, Merchant, every)
         self.keys = Repository(runtime.store, ApiKey, every)
 
-    async def _save(self, conn: asyncpg.Connection, aggregate: Merchant | ApiKey) -> list[StoredEvent]:
+    async def _save(self, conn: Connection, aggregate: Merchant | ApiKey) -> list[StoredEvent]:
         repo: Any = self.merchants if isinstance(aggregate, Merchant) else self.keys
         stored: list[StoredEvent] = await repo.save(conn, aggregate)
         for event in stored:
@@ -81,7 +82,7 @@ class MerchantApp:
         pool = self.rt.pool_for(merchant_id)
         shard = self.rt.shard_of(merchant_id)
 
-        async def handle(conn: asyncpg.Connection) -> pb.Merchant:
+        async def handle(conn: Connection) -> pb.Merchant:
             merchant = Merchant.create(
                 merchant_id,
                 business_name=request.business_name,
@@ -120,7 +121,7 @@ class MerchantApp:
             raise NotFound("merchant not found")
         pool = self.rt.pool_for(merchant_id)
 
-        async def handle(conn: asyncpg.Connection) -> pb.Merchant:
+        async def handle(conn: Connection) -> pb.Merchant:
             merchant = await self.merchants.get(conn, merchant_id)
             if merchant is None:
                 raise NotFound("merchant not found")
@@ -165,7 +166,7 @@ class MerchantApp:
         pool = self.rt.pool_for(merchant_id)
         key_id = ids.new_id(ids.slot_of(merchant_id))
 
-        async def handle(conn: asyncpg.Connection) -> pb.CreateApiKeyResponse:
+        async def handle(conn: Connection) -> pb.CreateApiKeyResponse:
             if await repository.merchant(conn, merchant_id) is None:
                 raise NotFound("merchant not found")
             key, plaintext = ApiKey.issue(

@@ -6,16 +6,16 @@ from __future__ import annotations
 import json
 import uuid
 
-import asyncpg
 from checkout.merchant.v1 import events_pb2 as ev
 
+from libs.common.db import Connection
 from libs.common.eventstore import StoredEvent
 from libs.common.protoconv import datetime_of, plain
 
 RESET_SQL = "TRUNCATE api_keys, merchants"
 
 
-async def apply(conn: asyncpg.Connection, event: StoredEvent) -> None:
+async def apply(conn: Connection, event: StoredEvent) -> None:
     message = event.message()
     if isinstance(message, ev.MerchantCreated):
         await conn.execute(

@@ -6,6 +6,8 @@ import uuid
 
 import asyncpg
 
+from libs.common.db import Connection
+
 MERCHANT_COLUMNS = (
     "id, business_name, contact_email, status, plan_type, settings, wallets, created_at, updated_at"
 )
@@ -14,7 +16,7 @@ API_KEY_COLUMNS = (
 )
 
 
-async def merchant(conn: asyncpg.Connection | asyncpg.Pool, merchant_id: uuid.UUID) -> asyncpg.Record | None:
+async def merchant(conn: Connection | asyncpg.Pool, merchant_id: uuid.UUID) -> asyncpg.Record | None:
     return await conn.fetchrow(f"SELECT {MERCHANT_COLUMNS} FROM merchants WHERE id = $1", merchant_id)
 
 
@@ -29,13 +31,13 @@ async def merchants_before(pool: asyncpg.Pool, before: uuid.UUID | None, limit: 
     )
 
 
-async def email_taken(conn: asyncpg.Connection, email: str) -> bool:
+async def email_taken(conn: Connection, email: str) -> bool:
     return bool(
         await conn.fetchval("SELECT true FROM merchants WHERE lower(contact_email) = lower($1)", email)
     )
 
 
-async def api_key(conn: asyncpg.Connection | asyncpg.Pool, key_id: uuid.UUID) -> asyncpg.Record | None:
+async def api_key(conn: Connection | asyncpg.Pool, key_id: uuid.UUID) -> asyncpg.Record | None:
     return await conn.fetchrow(f"SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = $1", key_id)
 
 
