@@ -180,6 +180,11 @@ class Runtime:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
+            # Python 3.11's asyncio.wait_for (in the relay and inside nats-py) swallows a
+            # cancellation that races with its result, and the task runs on: cancel it again.
+            while not task.done():
+                await asyncio.wait({task}, timeout=2.0)
+                task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()

@@ -1,0 +1,329 @@
+"""Invoice use cases: load, decide, append (with inline read models), return API messages."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import uuid
+import weakref
+
+import asyncpg
+from checkout.invoice.v1 import invoice_pb2 as pb
+
+from libs.common import addresses, cache, context, ids
+from libs.common.db import Connection
+from libs.common.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from libs.common.eventstore import Commands, Repository, StoredEvent, utcnow
+from libs.common.protoconv import plain, struct, timestamp
+from libs.common.service import Runtime
+from services.invoice import projections, repository
+from services.invoice.domain import (
+    STATUSES,
+    Draft,
+    Invoice,
+    ItemInput,
+    LockedRate,
+    PaymentTarget,
+    merchant_default_underpaid,
+)
+from services.invoice.merchants import MerchantDirectory
+from services.invoice.pricing import CRYPTO, FIAT_MINOR_UNITS, format_money, to_base_units
+from services.invoice.rates import DEFAULT_FIXED_RATES, FixedRateProvider, RateProvider, RateUnavailable
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+MAX_QUERY_LENGTH = 500
+# What a merchant must add for each network, for the FailedPrecondition that says so.
+WALLET_HINTS = {
+    "ethereum": "an Ethereum account xpub (m/44'/60'/0') under wallets.ethereum",
+    "bitcoin": "a BIP84 account zpub (m/84'/0'/0') under wallets.bitcoin",
+}
+
+
+def invoice_message(row: asyncpg.Record) -> pb.Invoice:
+    exponent = FIAT_MINOR_UNITS[row["currency"]]
+    decimals = CRYPTO[row["crypto_currency"]].decimals
+    rate = row["exchange_rate"]
+    return pb.Invoice(
+        id=str(row["id"]),
+        merchant_id=str(row["merchant_id"]),
+        customer_id=str(row["customer_id"]) if row["customer_id"] else "",
+        customer_email=row["customer_email"] or "",
+        title=row["title"],
+        description=row["description"] or "",
+        items=[
+            pb.LineItem(name=i["name"], quantity=i["quantity"], unit_price=i["unit_price"])
+            for i in row["items"]
+        ],
+        subtotal=format_money(row["subtotal"], exponent),
+        tax=format_money(row["tax"], exponent),
+        total=format_money(row["total"], exponent),
+        currency=row["currency"],
+        crypto_currency=row["crypto_currency"],
+        crypto_amount=format_money(row["crypto_amount"], decimals),
+        amount_paid=format_money(row["amount_paid"], decimals),
+        network=row["network"],
+        address_index=row["address_index"],
+        payment_address=row["payment_address"],
+        payment_uri=row["payment_uri"],
+        status=row["status"],
+        exchange_rate=pb.ExchangeRate(
+            rate=rate["rate"],
+            source=rate["source"],
+            pair=rate["pair"],
+            fetched_at=timestamp(dt.datetime.fromisoformat(rate["fetched_at"])),
+        ),
+        payment_tolerance=pb.PaymentTolerance(
+            underpaid_percent=row["payment_tolerance"]["underpaid_percent"]
+        ),
+        metadata=struct(row["metadata"]),
+        expires_at=timestamp(row["expires_at"]),
+        created_at=timestamp(row["created_at"]),
+        updated_at=timestamp(row["updated_at"]),
+        paid_at=timestamp(row["paid_at"]),
+    )
+
+
+def checkout_message(row: asyncpg.Record) -> pb.CheckoutView:
+    """The payer's view: what to pay, where, and by when; nothing else of the merchant's."""
+    decimals = CRYPTO[row["crypto_currency"]].decimals
+    return pb.CheckoutView(
+        id=str(row["id"]),
+        title=row["title"],
+        status=row["status"],
+        total=format_money(row["total"], FIAT_MINOR_UNITS[row["currency"]]),
+        currency=row["currency"],
+        crypto_currency=row["crypto_currency"],
+        crypto_amount=format_money(row["crypto_amount"], decimals),
+        amount_paid=format_money(row["amount_paid"], decimals),
+        payment_address=row["payment_address"],
+        payment_uri=row["payment_uri"],
+        expires_at=timestamp(row["expires_at"]),
+    )
+
+
+def _limit(requested: int) -> int:
+    limit = requested or DEFAULT_LIMIT
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidArgument.field("limit", f"must be between 1 and {MAX_LIMIT}")
+    return limit
+
+
+def _cursor(raw: str) -> uuid.UUID | None:
+    if not raw:
+        return None
+    value = ids.parse_id(raw)
+    if value is None:
+        raise InvalidArgument.field("cursor", "is not a cursor this service issued")
+    return value
+
+
+def _page(rows: list[asyncpg.Record], limit: int) -> pb.ListInvoicesResponse:
+    page = rows[:limit]
+    return pb.ListInvoicesResponse(
+        invoices=[invoice_message(r) for r in page],
+        next_cursor=str(page[-1]["id"]) if len(rows) > limit else "",
+    )
+
+
+def payment_target(draft: Draft, xpub: str, index: int, rate: LockedRate, chain_id: int) -> PaymentTarget:
+    """The address at `index` of the merchant's account key, and the URI a wallet pays it with."""
+    amount = draft.crypto_amount(rate.rate)
+    units = to_base_units(amount, draft.asset)
+    if draft.network == "bitcoin":
+        address = addresses.derive_bitcoin_address(xpub, index)
+        uri = addresses.bip21_uri(address, amount)
+    else:
+        address = addresses.derive_ethereum_address(xpub, index)
+        contract = draft.asset.contract
+        uri = (
+            addresses.eip681_erc20_uri(contract, address, units, chain_id=chain_id)
+            if contract
+            else addresses.eip681_uri(address, units, chain_id=chain_id)
+        )
+    return PaymentTarget(draft.network, index, address, uri)
+
+
+class InvoiceApp:
+    def __init__(self, runtime: Runtime, rates: RateProvider | None = None) -> None:
+        self.rt = runtime
+        self.invoices = Repository(runtime.store, Invoice, runtime.config.snapshot_every)
+        # Behind the RateProvider protocol so aggregated live providers can replace it.
+        self.rates: RateProvider = rates or FixedRateProvider.from_env_value(
+            runtime.config.fixed_rates or DEFAULT_FIXED_RATES
+        )
+        self.merchants = MerchantDirectory(runtime.config)
+
+    async def close(self) -> None:
+        await self.merchants.close()
+
+    async def _save(self, conn: Connection, invoice: Invoice) -> list[StoredEvent]:
+        stored = await self.invoices.save(conn, invoice)
+        for event in stored:
+            await projections.apply(conn, event)
+        return stored
+
+    def _scope(self, command: str, merchant_id: uuid.UUID) -> str:
+        # The merchant is part of the scope so one key can never return another merchant's result.
+        return f"{context.current().actor}:{merchant_id}:{command}"
+
+    def _merchant(self, raw: str) -> uuid.UUID:
+        merchant_id = ids.parse_id(raw)
+        if merchant_id is None:
+            raise NotFound("merchant not found")
+        return merchant_id
+
+    async def _lock_rate(self, draft: Draft) -> LockedRate:
+        try:
+            quote = await self.rates.get_quote(draft.asset.symbol, draft.currency)
+        except RateUnavailable as error:
+            raise FailedPrecondition(str(error)) from None
+        return LockedRate(quote.rate, quote.source, quote.fetched_at, quote.pair)
+
+    async def create_invoice(self, request: pb.CreateInvoiceRequest) -> pb.Invoice:
+        merchant_id = self._merchant(request.merchant_id)
+        pool = self.rt.pool_for(merchant_id)
+        shard = self.rt.shard_of(merchant_id)
+        tolerance = request.payment_tolerance if request.HasField("payment_tolerance") else None
+        draft = Invoice.validate(
+            merchant_id,
+            title=request.title,
+            description=request.description,
+            items=[ItemInput(i.name, i.quantity, i.unit_price) for i in request.items],
+            tax=request.tax,
+            currency=request.currency,
+            crypto_currency=request.crypto_currency,
+            customer_email=request.customer_email,
+            customer_id=request.customer_id,
+            expires_in_seconds=request.expires_in_seconds,
+            underpaid_percent=tolerance.underpaid_percent
+            if tolerance and tolerance.underpaid_percent
+            else None,
+            metadata=plain(request.metadata),
+            default_expiry_seconds=self.rt.config.invoice_expiry_seconds,
+        )
+        Invoice.check_supported(draft.asset)
+        # The invoice carries the merchant's slot, so it routes to this shard with no lookup.
+        invoice_id = ids.new_id(ids.slot_of(merchant_id))
+
+        async def handle(conn: Connection) -> pb.Invoice:
+            rate = await self._lock_rate(draft)
+            profile = await self.merchants.profile(conn, merchant_id, shard, draft.network)
+            xpub = profile.wallets.get(draft.network)
+            if not xpub:
+                raise FailedPrecondition(
+                    f"the merchant has no {draft.network} wallet: add {WALLET_HINTS[draft.network]} "
+                    f"to the merchant to accept {draft.asset.symbol}"
+                )
+            # Allocated last: the row lock it takes serialises this merchant's creates until commit.
+            xpub_hash = hashlib.sha256(xpub.encode()).hexdigest()
+            index = await repository.allocate_address_index(conn, merchant_id, draft.network, xpub_hash)
+            if index > addresses.MAX_ADDRESS_INDEX:
+                raise FailedPrecondition(f"the {draft.network} wallet has no unused addresses left")
+            try:
+                payment = payment_target(draft, xpub, index, rate, self.rt.config.ethereum_chain_id)
+            except ValueError as error:
+                raise FailedPrecondition(
+                    f"the merchant's {draft.network} wallet cannot be used: {error}"
+                ) from None
+            invoice = Invoice.create(
+                invoice_id,
+                merchant_id=merchant_id,
+                draft=draft,
+                rate=rate,
+                payment=payment,
+                default_underpaid_percent=merchant_default_underpaid(profile.settings),
+                now=utcnow(),
+            )
+            await self._save(conn, invoice)
+            row = await repository.invoice(conn, invoice_id)
+            assert row is not None
+            return invoice_message(row)
+
+        result = await Commands.run(
+            pool,
+            self._scope("CreateInvoice", merchant_id),
+            handle,
+            _encode,
+            pb.Invoice.FromString,
+            request_hash=hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest(),
+        )
+        await self.rt.cache.invalidate(cache.invoice_key(result.id))
+        return result
+
+    async def get_invoice(self, request: pb.GetInvoiceRequest) -> pb.Invoice:
+        merchant_id, invoice_id = ids.parse_id(request.merchant_id), ids.parse_id(request.invoice_id)
+        # Another merchant's invoice is "not found", never "forbidden": nothing is learnt from it.
+        if merchant_id is None or invoice_id is None or ids.slot_of(invoice_id) != ids.slot_of(merchant_id):
+            raise NotFound("invoice not found")
+        row = await repository.invoice(self.rt.pool_for(invoice_id), invoice_id)
+        if row is None or row["merchant_id"] != merchant_id:
+            raise NotFound("invoice not found")
+        return invoice_message(row)
+
+    async def list_invoices(self, request: pb.ListInvoicesRequest) -> pb.ListInvoicesResponse:
+        merchant_id = self._merchant(request.merchant_id)
+        limit = _limit(request.limit)
+        if request.status and request.status not in STATUSES:
+            raise InvalidArgument.field("status", f"must be one of {', '.join(STATUSES)}")
+        customer_id = ids.parse_id(request.customer_id) if request.customer_id else None
+        if request.customer_id and customer_id is None:
+            raise InvalidArgument.field("customer_id", "must be a UUID")
+        where = repository.InvoiceFilter(
+            merchant_id,
+            status=request.status or None,
+            created_after=request.created_after.ToDatetime(tzinfo=dt.UTC)
+            if request.HasField("created_after")
+            else None,
+            created_before=request.created_before.ToDatetime(tzinfo=dt.UTC)
+            if request.HasField("created_before")
+            else None,
+            customer_id=customer_id,
+            before_id=_cursor(request.cursor),
+        )
+        rows = await repository.invoices(self.rt.pool_for(merchant_id), where, limit + 1)
+        return _page(rows, limit)
+
+    async def search_invoices(self, request: pb.SearchInvoicesRequest) -> pb.ListInvoicesResponse:
+        merchant_id = self._merchant(request.merchant_id)
+        limit = _limit(request.limit)
+        query = request.query.strip()
+        if not query:
+            raise InvalidArgument.field("query", "must not be blank")
+        if len(query) > MAX_QUERY_LENGTH:
+            raise InvalidArgument.field("query", f"must be at most {MAX_QUERY_LENGTH} characters")
+        where = repository.InvoiceFilter(merchant_id, search=query, before_id=_cursor(request.cursor))
+        rows = await repository.invoices(self.rt.pool_for(merchant_id), where, limit + 1)
+        return _page(rows, limit)
+
+    async def get_checkout(self, request: pb.GetCheckoutRequest) -> pb.CheckoutView:
+        invoice_id = ids.parse_id(request.invoice_id)
+        if invoice_id is None:
+            raise NotFound("invoice not found")
+        row = await repository.invoice(self.rt.pool_for(invoice_id), invoice_id)
+        if row is None:
+            raise NotFound("invoice not found")
+        return checkout_message(row)
+
+    async def get_shard_stats(self, request: pb.GetShardStatsRequest) -> pb.ShardStats:
+        shard = request.shard
+        if shard not in self.rt.config.shards:
+            raise InvalidArgument.field("shard", f"must be between 0 and {self.rt.config.shard_count - 1}")
+        if shard not in self.rt.shards:
+            raise Unavailable(f"shard {shard} is not served by this invoice instance")
+        return pb.ShardStats(shard=shard, invoices=await repository.count_invoices(self.rt.pools[shard]))
+
+
+def _encode(message: pb.Invoice) -> bytes:
+    return message.SerializeToString()
+
+
+_apps: weakref.WeakKeyDictionary[Runtime, InvoiceApp] = weakref.WeakKeyDictionary()
+
+
+def app_of(runtime: Runtime) -> InvoiceApp:
+    """The one application of a runtime, shared by its servicer and its shutdown hook."""
+    app = _apps.get(runtime)
+    if app is None:
+        app = _apps[runtime] = InvoiceApp(runtime)
+    return app
