@@ -154,8 +154,11 @@ class Relay:
                     continue
                 # NOTIFY wakes us at once; the timeout is the fallback for a lost notification
                 # and for transactions that were still open during the last pass.
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation that
+                # arrives with its result, and then stop() would wait on this task for ever.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+                    async with asyncio.timeout(self.poll_seconds):
+                        await self._wake.wait()
         finally:
             with contextlib.suppress(Exception):
                 await conn.remove_listener(self.notify_channel, wake)

@@ -3,7 +3,6 @@ reads its own writes at once. The same functions rebuild them from the event sto
 
 from __future__ import annotations
 
-import json
 import uuid
 
 from checkout.merchant.v1 import events_pb2 as ev
@@ -41,9 +40,9 @@ async def apply(conn: Connection, event: StoredEvent) -> None:
             event.aggregate_id,
             message.business_name if message.HasField("business_name") else None,
             message.settings_changed,
-            json.dumps(plain(message.settings)),
+            plain(message.settings),
             message.wallets_changed,
-            json.dumps(dict(message.wallets)),
+            dict(message.wallets),
             datetime_of(message.updated_at),
         )
     elif isinstance(message, ev.ApiKeyCreated):

@@ -14,6 +14,7 @@ from libs.common.config import Config
 from libs.common.grpc_errors import from_rpc_error
 from services.merchant.service import SPEC
 from tests.services import running
+from tools.devstack import DEMO_ETHEREUM_XPUB
 
 
 def create_request(email: str, name: str = "Acme") -> pb.CreateMerchantRequest:
@@ -82,3 +83,17 @@ async def test_api_key_verifies_until_revoked(config: Config) -> None:
         with pytest.raises(grpc.aio.AioRpcError) as error:
             await stub.VerifyApiKey(pb.VerifyApiKeyRequest(key=created.key))
         assert error.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_updating_wallets_and_settings_replaces_them_and_is_read_back(config: Config) -> None:
+    async with running(SPEC, config) as (_, channel):
+        stub = merchant_pb2_grpc.MerchantServiceStub(channel)
+        merchant = await stub.CreateMerchant(create_request("wallets@shop.test"))
+        request = pb.UpdateMerchantRequest(merchant_id=merchant.id, replace_wallets=True, replace_settings=True)
+        request.wallets["ethereum"] = DEMO_ETHEREUM_XPUB
+        request.settings.update({"payment_tolerance": {"underpaid_percent": "1.5"}})
+        updated = await stub.UpdateMerchant(request)
+        assert dict(updated.wallets) == {"ethereum": DEMO_ETHEREUM_XPUB}
+        fetched = await stub.GetMerchant(pb.GetMerchantRequest(merchant_id=merchant.id))
+        assert fetched.settings["payment_tolerance"]["underpaid_percent"] == "1.5"
+        assert dict(fetched.wallets) == {"ethereum": DEMO_ETHEREUM_XPUB}
