@@ -30,7 +30,7 @@ from libs.common.cache import Cache
 from libs.common.config import Config
 from libs.common.consumer import AfterCommit, Projection, ProjectionConsumer
 from libs.common.db import ShardPools, migrate
-from libs.common.errors import Unavailable
+from libs.common.errors import InvalidArgument, Unavailable
 from libs.common.eventstore import EventStore
 from libs.common.grpc_server import GrpcServer
 from libs.common.messaging import ensure_stream
@@ -82,6 +82,15 @@ class Runtime:
         """The pool of the shard an id lives on; a shard served elsewhere is UNAVAILABLE here
         (the gateway's routing table is out of date), never a silent wrong answer."""
         shard = self.shard_of(any_id)
+        if shard not in self.shards:
+            raise Unavailable(f"shard {shard} is not served by this {self.spec.name} instance")
+        return self.pools[shard]
+
+    def shard_pool(self, shard: int) -> asyncpg.Pool:
+        """The pool of a shard named by number (operator views): unknown is a bad argument,
+        known but served elsewhere is UNAVAILABLE, like an id routed here by mistake."""
+        if shard not in self.config.shards:
+            raise InvalidArgument.field("shard", f"must be between 0 and {self.config.shard_count - 1}")
         if shard not in self.shards:
             raise Unavailable(f"shard {shard} is not served by this {self.spec.name} instance")
         return self.pools[shard]

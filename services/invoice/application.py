@@ -12,7 +12,7 @@ from checkout.invoice.v1 import invoice_pb2 as pb
 
 from libs.common import addresses, cache, context, ids
 from libs.common.db import Connection
-from libs.common.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from libs.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from libs.common.eventstore import Commands, Repository, StoredEvent, utcnow
 from libs.common.protoconv import plain, struct, timestamp
 from libs.common.service import Runtime
@@ -306,12 +306,8 @@ class InvoiceApp:
         return checkout_message(row)
 
     async def get_shard_stats(self, request: pb.GetShardStatsRequest) -> pb.ShardStats:
-        shard = request.shard
-        if shard not in self.rt.config.shards:
-            raise InvalidArgument.field("shard", f"must be between 0 and {self.rt.config.shard_count - 1}")
-        if shard not in self.rt.shards:
-            raise Unavailable(f"shard {shard} is not served by this invoice instance")
-        return pb.ShardStats(shard=shard, invoices=await repository.count_invoices(self.rt.pools[shard]))
+        pool = self.rt.shard_pool(request.shard)
+        return pb.ShardStats(shard=request.shard, invoices=await repository.count_invoices(pool))
 
 
 def _encode(message: pb.Invoice) -> bytes:
