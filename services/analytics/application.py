@@ -1,0 +1,86 @@
+"""Analytics use cases: a merchant's daily metrics, and the counts of one shard."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from decimal import Decimal
+
+import asyncpg
+from checkout.analytics.v1 import analytics_pb2 as pb
+
+from libs.common import ids
+from libs.common.errors import FieldViolation, InvalidArgument
+from libs.common.service import Runtime
+from services.analytics import repository
+
+MAX_DAYS = 366
+CENT = Decimal("0.01")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def money(value: Decimal) -> str:
+    """Exact, without trailing zeros past the cent: 12.60000000 -> "12.60", 0.125 -> "0.125"."""
+    normal = value.normalize()
+    exponent = normal.as_tuple().exponent
+    if isinstance(exponent, int) and exponent > -2:
+        normal = value.quantize(CENT)
+    return format(normal, "f")
+
+
+def metric_message(row: asyncpg.Record) -> pb.DailyMetric:
+    metric_date: dt.date = row["metric_date"]
+    rate: Decimal = row["conversion_rate"]
+    return pb.DailyMetric(
+        metric_date=metric_date.isoformat(),
+        invoices_created=row["invoices_created"],
+        invoices_paid=row["invoices_paid"],
+        amount_created=money(row["amount_created"]),
+        amount_paid=money(row["amount_paid"]),
+        conversion_rate=format(rate.quantize(CENT), "f"),
+    )
+
+
+def _date(raw: str, field: str, problems: list[FieldViolation]) -> dt.date | None:
+    if not raw:
+        problems.append(FieldViolation(field, "is required (YYYY-MM-DD)"))
+        return None
+    try:
+        if not _DATE.fullmatch(raw):
+            raise ValueError(raw)
+        return dt.date.fromisoformat(raw)
+    except ValueError:
+        problems.append(FieldViolation(field, "must be a date as YYYY-MM-DD"))
+        return None
+
+
+def date_range(from_date: str, to_date: str) -> tuple[dt.date, dt.date]:
+    """Both ends inclusive, at most MAX_DAYS days; the fields are named as in the HTTP API."""
+    problems: list[FieldViolation] = []
+    start, end = _date(from_date, "from", problems), _date(to_date, "to", problems)
+    if start is not None and end is not None:
+        if end < start:
+            problems.append(FieldViolation("to", "must not be before from"))
+        elif (end - start).days + 1 > MAX_DAYS:
+            problems.append(FieldViolation("to", f"the range may cover at most {MAX_DAYS} days"))
+    if problems:
+        raise InvalidArgument("; ".join(f"{p.field}: {p.reason}" for p in problems), problems)
+    assert start is not None and end is not None
+    return start, end
+
+
+class AnalyticsApp:
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+
+    async def get_daily_metrics(self, request: pb.GetDailyMetricsRequest) -> pb.GetDailyMetricsResponse:
+        merchant_id = ids.parse_id(request.merchant_id)
+        if merchant_id is None:
+            raise InvalidArgument.field("merchant_id", "must be a UUID")
+        start, end = date_range(request.from_date, request.to_date)
+        rows = await repository.daily_metrics(self.rt.pool_for(merchant_id), merchant_id, start, end)
+        return pb.GetDailyMetricsResponse(data=[metric_message(r) for r in rows])
+
+    async def get_shard_view(self, request: pb.GetShardViewRequest) -> pb.ShardView:
+        merchants, invoices = await repository.shard_counts(self.rt.shard_pool(request.shard))
+        return pb.ShardView(shard=request.shard, merchants=merchants, invoices=invoices)

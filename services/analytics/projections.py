@@ -1,0 +1,83 @@
+"""Read models the analytics service projects from other services' events (via NATS)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from decimal import Decimal, InvalidOperation
+
+from checkout.invoice.v1 import events_pb2 as invoice_events
+from checkout.merchant.v1 import events_pb2 as merchant_events
+
+from libs.common.consumer import AfterCommit, Projection
+from libs.common.db import Connection
+from libs.common.messaging import Envelope
+from libs.common.protoconv import datetime_of
+from libs.common.service import Runtime
+from services.analytics import repository
+
+# Events that change a merchant's metrics, and so retire its cached analytics.
+METRIC_EVENTS = frozenset({"invoice.created"})
+
+
+def amount_of(raw: str, field: str) -> Decimal:
+    """A decimal string from an event; a malformed one is a ValueError, which the consumer
+    retries rather than counting it wrong."""
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        raise ValueError(f"{field} {raw!r} is not a decimal") from None
+    if not value.is_finite() or value < 0:
+        raise ValueError(f"{field} {raw!r} is not a non-negative amount")
+    return value
+
+
+class DailyMetricsProjection:
+    """`daily_metrics` per (merchant, UTC day of the invoice's creation)."""
+
+    name = "daily-metrics"
+    event_types: Sequence[str] = ("invoice.created",)
+    reset_sql = "TRUNCATE daily_metrics"  # for `libs.common.consumer.rebuild`
+
+    async def apply(self, conn: Connection, event: Envelope) -> None:
+        message = event.message()
+        if not isinstance(message, invoice_events.InvoiceCreated):
+            return
+        created_at = datetime_of(message.created_at) if message.HasField("created_at") else event.occurred_at
+        day = created_at.astimezone(dt.UTC).date()
+        total = amount_of(message.total, "total")
+        await repository.ensure_partition(conn, day)
+        await repository.count_created(conn, uuid.UUID(message.merchant_id), day, total)
+
+
+class MerchantsProjection:
+    """`merchant_directory`: the merchants living on this shard."""
+
+    name = "merchants"
+    event_types: Sequence[str] = ("merchant.created",)
+    reset_sql = "TRUNCATE merchant_directory"
+
+    async def apply(self, conn: Connection, event: Envelope) -> None:
+        message = event.message()
+        if not isinstance(message, merchant_events.MerchantCreated):
+            return
+        merchant_id = uuid.UUID(message.merchant_id) if message.merchant_id else event.aggregate_id
+        created_at = datetime_of(message.created_at) if message.HasField("created_at") else event.occurred_at
+        await repository.add_merchant(conn, merchant_id, created_at)
+
+
+def projections(runtime: Runtime) -> Sequence[Projection]:
+    return [DailyMetricsProjection(), MerchantsProjection()]
+
+
+def invalidate_cache(runtime: Runtime) -> AfterCommit:
+    """After a commit that changed a merchant's metrics, bump its analytics generation: the
+    gateway's cached ranges of that merchant embed it, so one write retires them all."""
+
+    async def after_commit(event: Envelope) -> None:
+        merchant_id = event.data.get("merchant_id")
+        if event.type in METRIC_EVENTS and merchant_id:
+            await runtime.cache.bump("analytics", str(merchant_id))
+
+    return after_commit

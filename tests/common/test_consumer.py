@@ -1,0 +1,198 @@
+"""The projection consumer against a real JetStream and PostgreSQL: at-least-once delivery made
+exactly-once by `processed_events`, and a rebuilt read model equal to the live one."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import asyncpg
+import pytest
+from checkout.merchant.v1 import events_pb2
+
+from libs.common import ids
+from libs.common.config import Config
+from libs.common.consumer import AfterCommit, ProjectionConsumer, rebuild
+from libs.common.db import Connection, ShardPools, migrate_shard, migrations_for
+from libs.common.messaging import Envelope
+from tests.common.eventsource import EventSource, event_source
+from tests.common.support import poll
+
+SCHEMA = "contest"
+NAMES_SQL = """
+CREATE TABLE names (
+    aggregate_id UUID PRIMARY KEY,
+    name TEXT NOT NULL,
+    changes INTEGER NOT NULL
+);
+"""
+
+
+class Names:
+    """A tiny read model: each aggregate's latest name and how many events changed it. Applying
+    an event twice would show as one change too many."""
+
+    name = "names"
+    event_types: Sequence[str] = ("merchant.created", "merchant.updated")
+
+    async def apply(self, conn: Connection, event: Envelope) -> None:
+        message = event.message()
+        assert isinstance(message, events_pb2.MerchantCreated | events_pb2.MerchantUpdated)
+        await conn.execute(
+            """INSERT INTO names (aggregate_id, name, changes) VALUES ($1, $2, 1)
+               ON CONFLICT (aggregate_id) DO UPDATE SET name = EXCLUDED.name, changes = names.changes + 1""",
+            event.aggregate_id,
+            message.business_name,
+        )
+
+
+@pytest.fixture
+async def pool(config: Config, tmp_path: Path) -> AsyncIterator[asyncpg.Pool]:
+    (tmp_path / "migrations").mkdir()
+    (tmp_path / "migrations" / "1001_names.sql").write_text(NAMES_SQL)
+    await migrate_shard(config.shard_dsn(0), SCHEMA, migrations_for(tmp_path))
+    pools = ShardPools(config, SCHEMA)
+    await pools.open([0])
+    yield pools[0]
+    await pools.close()
+
+
+@pytest.fixture
+async def source(config: Config) -> AsyncIterator[EventSource]:
+    async with event_source(config) as started:
+        yield started
+
+
+def consumer(
+    pool: asyncpg.Pool, source: EventSource, after_commit: AfterCommit | None = None
+) -> ProjectionConsumer:
+    return ProjectionConsumer(
+        pool,
+        source.js,
+        Names(),
+        service=SCHEMA,
+        shard=0,
+        stream=source.config.stream_name,
+        subject_prefix=source.config.subject_prefix,
+        ack_wait_seconds=1,
+        fetch_timeout=0.2,
+        after_commit=after_commit,
+    )
+
+
+def on_shard_0() -> uuid.UUID:
+    return ids.new_id(7)  # slot 7 is on shard 0 of the even two-shard map
+
+
+def created(name: str) -> events_pb2.MerchantCreated:
+    return events_pb2.MerchantCreated(business_name=name)
+
+
+async def stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def read_model(pool: asyncpg.Pool) -> list[tuple[uuid.UUID, str, int]]:
+    rows = await pool.fetch("SELECT aggregate_id, name, changes FROM names ORDER BY aggregate_id")
+    return [(r["aggregate_id"], r["name"], r["changes"]) for r in rows]
+
+
+async def processed(pool: asyncpg.Pool) -> int:
+    return int(await pool.fetchval("SELECT count(*) FROM processed_events WHERE projection = 'names'"))
+
+
+async def test_a_consumer_that_crashes_before_ack_gets_the_event_again_and_applies_it_once(
+    pool: asyncpg.Pool, source: EventSource
+) -> None:
+    deliveries: list[uuid.UUID] = []
+
+    async def crash_once(event: Envelope) -> None:
+        deliveries.append(event.id)
+        if len(deliveries) == 1:
+            raise OSError("crashed after the commit, before the ack")
+
+    live = consumer(pool, source, crash_once)
+    task = asyncio.create_task(live.run())
+    try:
+        aggregate = on_shard_0()
+        [event] = await source.append(aggregate, "T", created("Acme"))
+        await poll(lambda: len(deliveries) == 2, timeout=10, what="the unacked event to come back")
+        await poll(lambda: source.consumer_acked_through(live.durable, 1), what="the redelivery to be acked")
+    finally:
+        await stop(task)
+    assert deliveries == [event.id, event.id]
+    assert await read_model(pool) == [(aggregate, "Acme", 1)]
+    assert await processed(pool) == 1
+
+
+async def test_a_consumer_stopped_before_ack_leaves_the_event_to_its_successor_which_applies_it_once(
+    pool: asyncpg.Pool, source: EventSource
+) -> None:
+    committed = asyncio.Event()
+    seen: list[str] = []
+
+    async def die_after_commit(event: Envelope) -> None:
+        seen.append("first")
+        committed.set()
+        await asyncio.Event().wait()  # the process stalls here until it is killed
+
+    async def record(event: Envelope) -> None:
+        seen.append("second")
+
+    first = consumer(pool, source, die_after_commit)
+    task = asyncio.create_task(first.run())
+    try:
+        aggregate = on_shard_0()
+        await source.append(aggregate, "T", created("Acme"))
+        await asyncio.wait_for(committed.wait(), timeout=10)
+    finally:
+        await stop(task)
+    assert await read_model(pool) == [(aggregate, "Acme", 1)], "committed before the crash"
+
+    second = consumer(pool, source, record)
+    assert second.durable == first.durable
+    task = asyncio.create_task(second.run())
+    try:
+        await poll(lambda: seen == ["first", "second"], timeout=10, what="redelivery after ack_wait")
+        await poll(lambda: source.consumer_acked_through(second.durable, 1), what="the successor's ack")
+    finally:
+        await stop(task)
+    assert await read_model(pool) == [(aggregate, "Acme", 1)]
+    assert await processed(pool) == 1
+    assert second.applied == 0, "the successor saw a duplicate, not a new event"
+
+
+async def test_rebuilding_a_read_model_from_events_equals_the_live_one(
+    pool: asyncpg.Pool, source: EventSource
+) -> None:
+    live = consumer(pool, source)
+    task = asyncio.create_task(live.run())
+    aggregates = [on_shard_0() for _ in range(5)]
+    try:
+        stored = []
+        for n, aggregate in enumerate(aggregates):
+            stored += await source.append(aggregate, "T", created(f"shop-{n}"))
+            for rename in range(n):
+                stored += await source.append(
+                    aggregate, "T", events_pb2.MerchantUpdated(business_name=f"shop-{n}-v{rename + 2}")
+                )
+        last = await source.redeliver(stored[3])  # a duplicate on the live side only
+        await poll(lambda: source.consumer_acked_through(live.durable, last), what="live to catch up")
+    finally:
+        await stop(task)
+    live_rows = await read_model(pool)
+    assert sorted(changes for _, _, changes in live_rows) == [1, 2, 3, 4, 5]
+    assert await processed(pool) == len(stored)
+
+    events = await source.envelopes(0)
+    assert len(events) == len(stored)
+    await rebuild(pool, Names(), events, "TRUNCATE names")
+
+    assert await read_model(pool) == live_rows
+    assert await processed(pool) == len(stored)
+    assert {name for _, name, _ in live_rows} == {"shop-0", *(f"shop-{n}-v{n + 1}" for n in range(1, 5))}
