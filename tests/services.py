@@ -21,5 +21,5 @@ async def running(spec: ServiceSpec, config: Config) -> AsyncIterator[tuple[Runt
     try:
         yield runtime, channel
     finally:
-        await channel.close()
+        await channel.close(grace=None)
         await runtime.stop()

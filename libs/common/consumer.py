@@ -8,6 +8,7 @@ message is acked only after that commit. A crash before the ack means redelivery
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
@@ -126,9 +127,10 @@ class ProjectionConsumer:
                 for msg in messages:
                     try:
                         await self.handle(msg)
-                    except (asyncpg.PostgresError, OSError, ValueError, KeyError) as error:
+                    except Exception as error:  # a bad event must not stop the projection
                         log.exception("consumer %s failed on a message, will retry: %s", self.durable, error)
-                        await msg.nak(delay=2.0)
+                        with contextlib.suppress(Exception):
+                            await msg.nak(delay=2.0)
         finally:
             await sub.unsubscribe()
 

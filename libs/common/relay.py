@@ -25,7 +25,6 @@ import logging
 import asyncpg
 from nats.js import JetStreamContext
 
-from libs.common.db import Connection
 from libs.common.eventstore import EVENT_COLUMNS, StoredEvent
 from libs.common.messaging import Envelope, subject
 

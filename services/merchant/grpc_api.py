@@ -20,19 +20,13 @@ class MerchantServicer(merchant_pb2_grpc.MerchantServiceServicer):
     def __init__(self, app: MerchantApp) -> None:
         self.app = app
 
-    async def CreateMerchant(
-        self, request: pb.CreateMerchantRequest, context: Context
-    ) -> pb.Merchant:
+    async def CreateMerchant(self, request: pb.CreateMerchantRequest, context: Context) -> pb.Merchant:
         return await self.app.create_merchant(request)
 
-    async def GetMerchant(
-        self, request: pb.GetMerchantRequest, context: Context
-    ) -> pb.Merchant:
+    async def GetMerchant(self, request: pb.GetMerchantRequest, context: Context) -> pb.Merchant:
         return await self.app.get_merchant(request)
 
-    async def UpdateMerchant(
-        self, request: pb.UpdateMerchantRequest, context: Context
-    ) -> pb.Merchant:
+    async def UpdateMerchant(self, request: pb.UpdateMerchantRequest, context: Context) -> pb.Merchant:
         return await self.app.update_merchant(request)
 
     async def ListMerchants(
@@ -45,14 +39,10 @@ class MerchantServicer(merchant_pb2_grpc.MerchantServiceServicer):
     ) -> pb.CreateApiKeyResponse:
         return await self.app.create_api_key(request)
 
-    async def ListApiKeys(
-        self, request: pb.ListApiKeysRequest, context: Context
-    ) -> pb.ListApiKeysResponse:
+    async def ListApiKeys(self, request: pb.ListApiKeysRequest, context: Context) -> pb.ListApiKeysResponse:
         return await self.app.list_api_keys(request)
 
-    async def RevokeApiKey(
-        self, request: pb.RevokeApiKeyRequest, context: Context
-    ) -> pb.ApiKey:
+    async def RevokeApiKey(self, request: pb.RevokeApiKeyRequest, context: Context) -> pb.ApiKey:
         return await self.app.revoke_api_key(request)
 
     async def VerifyApiKey(

@@ -18,7 +18,7 @@ from nats.aio.client import Client as NatsClient
 
 from libs.common import context, ids
 from libs.common.config import Config
-from libs.common.db import ShardPools, migrate_shard, migrations_for
+from libs.common.db import Connection, ShardPools, migrate_shard, migrations_for
 from libs.common.errors import Conflict
 from libs.common.eventstore import Commands, ConcurrencyError, EventStore, Repository
 from libs.common.grpc_errors import to_status
@@ -139,7 +139,7 @@ async def test_retried_command_with_the_same_key_appends_nothing_and_returns_the
     store = EventStore(CHANNEL)
     calls = 0
 
-    async def handler(conn: asyncpg.Connection) -> str:
+    async def handler(conn: Connection) -> str:
         nonlocal calls
         calls += 1
         aggregate = ids.new_id(2)
