@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 
 import grpc
 import pytest
 from checkout.merchant.v1 import merchant_pb2 as pb
 from checkout.merchant.v1 import merchant_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from libs.common import ids
 from libs.common.config import Config
 from libs.common.grpc_errors import from_rpc_error
 from libs.common.protoconv import plain
 from services.merchant.service import SPEC
+from tests.common.support import poll
 from tests.services import running
 from tools.devstack import DEMO_ETHEREUM_XPUB
 
@@ -102,3 +105,21 @@ async def test_updating_wallets_and_settings_replaces_them_and_is_read_back(conf
         fetched = await stub.GetMerchant(pb.GetMerchantRequest(merchant_id=merchant.id))
         assert plain(fetched.settings) == {"payment_tolerance": {"underpaid_percent": "1.5"}}
         assert dict(fetched.wallets) == {"ethereum": DEMO_ETHEREUM_XPUB}
+
+
+async def test_health_is_serving_only_while_postgres_and_nats_answer(config: Config) -> None:
+    async with running(SPEC, config) as (runtime, channel):
+        health = health_pb2_grpc.HealthStub(channel)
+
+        async def status() -> int:
+            response = await health.Check(health_pb2.HealthCheckRequest(service=""))
+            return int(response.status)
+
+        await poll(lambda: _is(status(), health_pb2.HealthCheckResponse.SERVING), what="SERVING")
+        assert runtime.nc is not None
+        await runtime.nc.close()  # NATS gone: the service must stop claiming to be ready
+        await poll(lambda: _is(status(), health_pb2.HealthCheckResponse.NOT_SERVING), what="NOT_SERVING")
+
+
+async def _is(value: Awaitable[int], expected: int) -> bool:
+    return await value == expected
