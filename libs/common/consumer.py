@@ -19,12 +19,14 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
+from opentelemetry import trace
 
-from libs.common import context
+from libs.common import context, telemetry
 from libs.common.db import Connection
 from libs.common.messaging import Envelope, subject
 
 log = logging.getLogger("checkout.consumer")
+tracer = trace.get_tracer("checkout.consumer")
 
 
 class Projection(Protocol):
@@ -87,6 +89,9 @@ class ProjectionConsumer:
     async def handle(self, msg: Msg) -> bool:
         """Applies one message; returns whether it changed the read model."""
         event = Envelope.from_bytes(msg.data)
+        # Continue the trace of the request that wrote the event (traceparent in the headers).
+        parent = telemetry.extract(dict(msg.headers or {}))
+        span = tracer.start_span(f"consume {event.type}", context=parent, kind=trace.SpanKind.CONSUMER)  # type: ignore[arg-type]
         token = context.use(
             context.RequestContext(
                 request_id=str(event.metadata.get("request_id") or ""),
@@ -109,6 +114,7 @@ class ProjectionConsumer:
                 await self.after_commit(event)
         finally:
             context.reset(token)
+            span.end()
         await msg.ack()
         if fresh:
             self.applied += 1

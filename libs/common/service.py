@@ -34,6 +34,7 @@ from libs.common.errors import InvalidArgument, Unavailable
 from libs.common.eventstore import EventStore
 from libs.common.grpc_server import GrpcServer
 from libs.common.messaging import ensure_stream
+from libs.common.monitor import Monitor
 from libs.common.partitions import PartitionedTable, ensure_partitions
 from libs.common.relay import Relay
 
@@ -160,6 +161,8 @@ class Runtime:
                 self.consumers.append(consumer)
                 self._spawn(consumer.run(), consumer.durable)
         self._spawn(self._partition_upkeep(), "partition-upkeep")
+        self.monitor = Monitor(self)
+        self._spawn(self.monitor.run(), "monitor")
         for n, coro in enumerate(self.spec.background(self)):
             self._spawn(coro, f"background-{n}")
         self.server = GrpcServer(
@@ -212,6 +215,8 @@ def main(spec: ServiceSpec) -> None:
     config = Config.from_env()
     logs.setup(spec.name, config.log_format, config.log_level)
     telemetry.setup(spec.name)
+    if config.metrics_listen and args.command == "serve":
+        telemetry.serve_metrics(config.metrics_listen)
     runtime = Runtime(spec, config)
     if args.command == "migrate":
 

@@ -24,6 +24,14 @@ def setup(service: str) -> None:
     _configured = True
 
 
+def serve_metrics(listen: str) -> None:
+    """Prometheus text on http://<listen>/metrics (CHECKOUT_METRICS_LISTEN), for scraping."""
+    from prometheus_client import start_http_server
+
+    host, _, port = listen.rpartition(":")
+    start_http_server(int(port), addr=host or "127.0.0.1")
+
+
 def inject() -> dict[str, str]:
     """The current trace context as headers (`traceparent`, `tracestate`)."""
     carrier: dict[str, str] = {}
