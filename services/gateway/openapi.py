@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from libs.common import apikeys
+
 Schema = dict[str, Any]
 
 OPERATOR: list[dict[str, list[str]]] = [{"operatorToken": []}]
@@ -239,20 +241,7 @@ SCHEMAS: dict[str, Schema] = {
             "key_type": _string(enum=["secret", "publishable"], default="secret"),
             "permissions": {
                 "type": "array",
-                "items": _string(
-                    enum=[
-                        "merchants:read",
-                        "merchants:write",
-                        "api_keys:read",
-                        "api_keys:write",
-                        "invoices:read",
-                        "invoices:write",
-                        "customers:read",
-                        "analytics:read",
-                        "webhooks:read",
-                        "webhooks:write",
-                    ]
-                ),
+                "items": _string(enum=list(apikeys.PERMISSIONS)),
                 "description": "Defaults to the key type's defaults; a merchant key may only "
                 "grant permissions it holds.",
             },

@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
@@ -20,6 +20,8 @@ from starlette.requests import Request
 from libs.common import ids
 from libs.common.errors import FieldViolation
 from services.gateway.errors import ApiError
+
+T = TypeVar("T")
 
 MAX_BODY_BYTES = 1 << 20
 DEFAULT_LIMIT = 50
@@ -87,7 +89,44 @@ def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not a JSON number")
 
 
-class Fields:
+class _Reader:
+    """Parsers shared by JSON bodies and query strings: each reads a string, then converts it or
+    records one violation on the field's path."""
+
+    problems: Problems
+
+    def path(self, name: str) -> str:
+        return name
+
+    def string(self, name: str, *, required: bool = False, max_length: int = 1000) -> str | None:
+        raise NotImplementedError
+
+    def _parsed(self, name: str, required: bool, parse: Callable[[str], T | None], reason: str) -> T | None:
+        value = self.string(name, required=required)
+        if value is None:
+            return None
+        parsed = parse(value)
+        if parsed is None:
+            self.problems.add(self.path(name), reason)
+        return parsed
+
+    def choice(self, name: str, choices: Iterable[str], *, required: bool = False) -> str | None:
+        options = tuple(choices)
+        return self._parsed(
+            name, required, lambda v: v if v in options else None, f"must be one of {', '.join(options)}"
+        )
+
+    def uuid(self, name: str, *, required: bool = False) -> uuid.UUID | None:
+        return self._parsed(name, required, ids.parse_id, "must be an id (a lowercase UUID string)")
+
+    def timestamp(self, name: str, *, required: bool = False) -> datetime | None:
+        return self._parsed(name, required, parse_timestamp, "must be an RFC 3339 timestamp with a time zone")
+
+    def date(self, name: str, *, required: bool = False) -> date | None:
+        return self._parsed(name, required, parse_date, "must be a date as YYYY-MM-DD")
+
+
+class Fields(_Reader):
     """Typed reads off one JSON object; unknown fields are violations too.
 
     A JSON `null` reads as absent, so optional fields may be sent as null.
@@ -134,14 +173,6 @@ class Fields:
             return None
         return value
 
-    def choice(self, name: str, choices: Iterable[str], *, required: bool = False) -> str | None:
-        options = tuple(choices)
-        value = self.string(name, required=required)
-        if value is not None and value not in options:
-            self.problems.add(self.path(name), f"must be one of {', '.join(options)}")
-            return None
-        return value
-
     def decimal(self, name: str, *, required: bool = False) -> str | None:
         value = self._get(name, required)
         if value is None:
@@ -170,24 +201,6 @@ class Fields:
             self.problems.add(self.path(name), f"must be between {minimum} and {maximum}")
             return None
         return value
-
-    def uuid(self, name: str, *, required: bool = False) -> uuid.UUID | None:
-        value = self.string(name, required=required)
-        if value is None:
-            return None
-        parsed = ids.parse_id(value)
-        if parsed is None:
-            self.problems.add(self.path(name), "must be an id (a lowercase UUID string)")
-        return parsed
-
-    def timestamp(self, name: str, *, required: bool = False) -> datetime | None:
-        value = self.string(name, required=required)
-        if value is None:
-            return None
-        parsed = parse_timestamp(value)
-        if parsed is None:
-            self.problems.add(self.path(name), "must be an RFC 3339 timestamp with a time zone")
-        return parsed
 
     def object(self, name: str, *, required: bool = False) -> JsonObject | None:
         """A free-form object (settings, metadata) bound for a protobuf Struct."""
@@ -315,7 +328,7 @@ def parse_date(raw: str) -> date | None:
         return None
 
 
-class Query:
+class Query(_Reader):
     """Typed reads off the query string, with the same violation collecting as `Fields`."""
 
     def __init__(self, params: QueryParams, problems: Problems) -> None:
@@ -345,41 +358,6 @@ class Query:
     def cursor(self) -> str:
         """Opaque: the service that issued it is the one that reads it."""
         return self.string("cursor", max_length=1000) or ""
-
-    def uuid(self, name: str) -> uuid.UUID | None:
-        value = self.string(name)
-        if value is None:
-            return None
-        parsed = ids.parse_id(value)
-        if parsed is None:
-            self.problems.add(name, "must be an id (a lowercase UUID string)")
-        return parsed
-
-    def timestamp(self, name: str) -> datetime | None:
-        value = self.string(name)
-        if value is None:
-            return None
-        parsed = parse_timestamp(value)
-        if parsed is None:
-            self.problems.add(name, "must be an RFC 3339 timestamp with a time zone")
-        return parsed
-
-    def date(self, name: str, *, required: bool = False) -> date | None:
-        value = self.string(name, required=required)
-        if value is None:
-            return None
-        parsed = parse_date(value)
-        if parsed is None:
-            self.problems.add(name, "must be a date as YYYY-MM-DD")
-        return parsed
-
-    def choice(self, name: str, choices: Iterable[str]) -> str | None:
-        options = tuple(choices)
-        value = self.string(name)
-        if value is not None and value not in options:
-            self.problems.add(name, f"must be one of {', '.join(options)}")
-            return None
-        return value
 
 
 def limit_of(params: QueryParams) -> int:
