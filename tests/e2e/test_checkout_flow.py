@@ -12,6 +12,7 @@ import httpx
 
 from libs.common import ids
 from libs.common.config import Config
+from libs.common.shardmap import ShardMap, slot_for_email
 from tests.common.support import poll
 from tools.devstack import DEMO_ETHEREUM_XPUB, Stack
 
@@ -57,11 +58,14 @@ async def test_merchant_api_key_invoice_customer_and_analytics_flow(
     http: httpx.AsyncClient, operator: dict[str, str]
 ) -> None:
     tag = uuid.uuid4().hex[:6]
-    merchants = []
-    # Enough merchants that both shards get some (placement is by the email's slot).
-    for n in range(8):
-        merchants.append(await onboard(http, operator, f"owner{n}-{tag}@shop.test"))
-    assert {m["shard"] for m, _ in merchants} == {0, 1}
+    # Placement is by the email's slot: pick emails that land one merchant on each shard.
+    shard_map = ShardMap.even(2)
+    emails: dict[int, str] = {}
+    for n in range(1000):
+        email = f"owner{n}-{tag}@shop.test"
+        emails.setdefault(shard_map.shard_for_slot(slot_for_email(email)), email)
+    merchants = [await onboard(http, operator, emails[shard]) for shard in (0, 1)]
+    assert [m["shard"] for m, _ in merchants] == [0, 1]
     (merchant, key), (_, other_key) = merchants[0], merchants[1]
 
     created = await http.post("/v1/invoices", json=invoice_body(f"Coffee {tag}"), headers=bearer(key))
