@@ -222,7 +222,10 @@ def up(args: argparse.Namespace) -> int:
         stopping = True
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, on_signal)
+    # Installed explicitly: a shell starts background jobs with SIGINT ignored, and Python would
+    # keep ignoring it; SIGHUP covers a closed terminal.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, on_signal)
     started = time.monotonic()
     with DevServers(data_dir / "servers", persistent=True) as servers:
         stack = Stack(servers, http_port=args.port, shard_count=args.shards, admin_token=token)
