@@ -69,15 +69,19 @@ class Quote:
 class RateUnavailable(Exception):
     """No provider could quote `pair`."""
 
-    def __init__(self, pair: str, providers_tried: list[str]) -> None:
+    def __init__(self, pair: str, providers_tried: list[str], reason: str | None = None) -> None:
         tried = ", ".join(providers_tried) if providers_tried else "none"
-        super().__init__(f"no exchange rate available for {pair} (providers tried: {tried})")
+        message = f"no exchange rate available for {pair} (providers tried: {tried})"
+        if reason:
+            message = f"{message}: {reason}"
+        super().__init__(message)
         self.pair = pair
         self.providers_tried = list(providers_tried)
+        self.reason = reason
 
-    def __reduce__(self) -> tuple[type[RateUnavailable], tuple[str, list[str]]]:
-        # The default reduce replays the message into __init__, which takes two arguments.
-        return (type(self), (self.pair, self.providers_tried))
+    def __reduce__(self) -> tuple[type[RateUnavailable], tuple[str, list[str], str | None]]:
+        # The default reduce replays the message into __init__, which takes other arguments.
+        return (type(self), (self.pair, self.providers_tried, self.reason))
 
 
 class RateProvider(Protocol):
