@@ -3,6 +3,7 @@ of shard databases and a fresh JetStream stream per test) -> pools / JetStream c
 
 from __future__ import annotations
 
+import signal
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -13,6 +14,15 @@ from nats.aio.client import Client as NatsClient
 
 from libs.common.config import Config
 from libs.common.devservers import DevServers, Servers
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # CI or `timeout` stops pytest with SIGTERM, which skips atexit and fixture teardown; as a
+    # KeyboardInterrupt pytest tears down, so the embedded servers stop instead of outliving it.
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 @pytest.fixture(scope="session")

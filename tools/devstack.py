@@ -63,6 +63,8 @@ class Stack:
                 "CHECKOUT_HTTP_LISTEN": f"127.0.0.1:{self.http_port}",
                 "CHECKOUT_ETHEREUM_CHAIN_ID": "1337",
                 "PYTHONUNBUFFERED": "1",
+                # Children stop themselves if this process dies without stopping them.
+                "CHECKOUT_PARENT_PID": str(os.getpid()),
             }
         )
         for service in SERVICES:

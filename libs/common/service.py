@@ -33,6 +33,7 @@ from libs.common.db import ShardPools, migrate
 from libs.common.errors import InvalidArgument, Unavailable
 from libs.common.eventstore import EventStore
 from libs.common.grpc_server import GrpcServer
+from libs.common.lifeline import exit_with_parent
 from libs.common.messaging import ensure_stream
 from libs.common.monitor import Monitor
 from libs.common.partitions import PartitionedTable, ensure_partitions
@@ -213,6 +214,7 @@ def main(spec: ServiceSpec) -> None:
     parser.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate"])
     args = parser.parse_args()
     config = Config.from_env()
+    exit_with_parent()
     logs.setup(spec.name, config.log_format, config.log_level)
     telemetry.setup(spec.name)
     if config.metrics_listen and args.command == "serve":

@@ -15,6 +15,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
 from libs.common.config import Config, ConfigError
+from libs.common.lifeline import exit_with_parent
 from services.gateway import logs
 from services.gateway.app import create_app
 
@@ -38,6 +39,7 @@ def main() -> None:
     except ConfigError as error:
         print(f"gateway: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    exit_with_parent()
     logs.configure(config.log_format, config.log_level)
     # Spans get real trace ids (carried to the services as `traceparent`) even with no exporter.
     trace.set_tracer_provider(TracerProvider(resource=Resource.create({"service.name": "gateway"})))
