@@ -11,18 +11,24 @@ from opentelemetry import trace
 
 from libs.common import context
 
+# Fields a record may carry through `extra=` (the gateway's access log); JSON lifts them to the top.
+EXTRA_FIELDS = ("method", "path", "route", "status", "duration_ms")
+
 
 class _ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = context.current().request_id or "-"
-        span = trace.get_current_span().get_span_context()
-        record.trace_id = f"{span.trace_id:032x}" if span.is_valid else "-"
+        # A value passed with `extra=` wins: the gateway's access log runs outside the context.
+        if not getattr(record, "request_id", None):
+            record.request_id = context.current().request_id or "-"
+        if not getattr(record, "trace_id", None):
+            span = trace.get_current_span().get_span_context()
+            record.trace_id = f"{span.trace_id:032x}" if span.is_valid else "-"
         return True
 
 
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
+        entry: dict[str, object] = {
             "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
             "level": record.levelname.lower(),
             "logger": record.name,
@@ -30,9 +36,13 @@ class _JsonFormatter(logging.Formatter):
             "request_id": getattr(record, "request_id", "-"),
             "trace_id": getattr(record, "trace_id", "-"),
         }
+        for name in EXTRA_FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                entry[name] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
+        return json.dumps(entry, default=str)
 
 
 def setup(service: str, fmt: str = "text", level: str = "INFO") -> None:

@@ -10,13 +10,10 @@ import logging
 import sys
 
 import uvicorn
-from opentelemetry import trace
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
 
+from libs.common import logs, telemetry
 from libs.common.config import Config, ConfigError
 from libs.common.lifeline import exit_with_parent
-from services.gateway import logs
 from services.gateway.app import create_app
 
 SHUTDOWN_GRACE_SECONDS = 20
@@ -40,9 +37,9 @@ def main() -> None:
         print(f"gateway: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     exit_with_parent()
-    logs.configure(config.log_format, config.log_level)
+    logs.setup("gateway", config.log_format, config.log_level)
     # Spans get real trace ids (carried to the services as `traceparent`) even with no exporter.
-    trace.set_tracer_provider(TracerProvider(resource=Resource.create({"service.name": "gateway"})))
+    telemetry.setup("gateway")
     log.info("gateway listening on %s:%d", host, port)
     server = uvicorn.Server(
         uvicorn.Config(
