@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from urllib.parse import urlsplit, urlunsplit
 
+from libs.common.networks import NetworkConfig, NetworkConfigError, parse_networks
 from libs.common.shardmap import ShardMap
 
 SERVICES = ("merchant", "invoice", "customer", "analytics")
@@ -60,6 +61,10 @@ class Config:
     log_format: str = "text"
     log_level: str = "INFO"
     metrics_listen: str = ""
+    networks: tuple[NetworkConfig, ...] = ()
+
+    def network(self, name: str) -> NetworkConfig | None:
+        return next((n for n in self.networks if n.name == name), None)
 
     def shard_dsn(self, shard: int) -> str:
         if self.shard_dsns:
@@ -122,6 +127,10 @@ class Config:
             svc: parse_endpoints(get(f"CHECKOUT_{svc.upper()}_ENDPOINTS", ""), svc, shard_count)
             for svc in SERVICES
         }
+        try:
+            networks = parse_networks(get("CHECKOUT_NETWORKS", ""))
+        except NetworkConfigError as error:
+            raise ConfigError(str(error)) from None
         log_format = get("CHECKOUT_LOG_FORMAT", d.log_format)
         if log_format not in ("text", "json"):
             raise ConfigError(f"CHECKOUT_LOG_FORMAT must be text or json, got {log_format!r}")
@@ -154,6 +163,7 @@ class Config:
             log_format=log_format,
             log_level=get("CHECKOUT_LOG_LEVEL", d.log_level).upper(),
             metrics_listen=get("CHECKOUT_METRICS_LISTEN", ""),
+            networks=networks,
         )
 
 
