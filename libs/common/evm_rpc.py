@@ -73,12 +73,12 @@ class EvmRpc:
             raise RpcUnavailable(f"{method}: the answer is not JSON") from None
         if not isinstance(body, dict) or body.get("id") != request_id:
             raise RpcUnavailable(f"{method}: the answer is not a JSON-RPC response to this call")
-        error = body.get("error")
-        if error is not None:
-            if not isinstance(error, dict):
-                raise RpcUnavailable(f"{method}: malformed error {error!r}")
+        failure = body.get("failure")
+        if failure is not None:
+            if not isinstance(failure, dict):
+                raise RpcUnavailable(f"{method}: malformed failure {failure!r}")
             raise RpcError(
-                method, int(error.get("code", 0)), str(error.get("message", "")), error.get("data")
+                method, int(failure.get("code", 0)), str(failure.get("message", "")), failure.get("data")
             )
         if "result" not in body:
             raise RpcUnavailable(f"{method}: the answer has no result")
