@@ -73,10 +73,10 @@ class EvmRpc:
             raise RpcUnavailable(f"{method}: the answer is not JSON") from None
         if not isinstance(body, dict) or body.get("id") != request_id:
             raise RpcUnavailable(f"{method}: the answer is not a JSON-RPC response to this call")
-        failure = body.get("failure")
+        failure = body.get("error")
         if failure is not None:
             if not isinstance(failure, dict):
-                raise RpcUnavailable(f"{method}: malformed failure {failure!r}")
+                raise RpcUnavailable(f"{method}: malformed error {failure!r}")
             raise RpcError(
                 method, int(failure.get("code", 0)), str(failure.get("message", "")), failure.get("data")
             )
