@@ -19,6 +19,27 @@ EVENT_TYPES: dict[str, type[Message]] = {
     "api_key.created": merchant_events.ApiKeyCreated,
     "api_key.revoked": merchant_events.ApiKeyRevoked,
     "invoice.created": invoice_events.InvoiceCreated,
+    "invoice.payment_detected": invoice_events.PaymentDetected,
+    "invoice.payment_updated": invoice_events.PaymentUpdated,
+    "invoice.payment_confirmed": invoice_events.PaymentConfirmed,
+    "invoice.payment_reorged": invoice_events.PaymentReorged,
+    "invoice.partially_paid": invoice_events.InvoicePartiallyPaid,
+    "invoice.paid": invoice_events.InvoicePaid,
+    "invoice.confirmed": invoice_events.InvoiceConfirmed,
+    "invoice.expired": invoice_events.InvoiceExpired,
+    "invoice.cancelled": invoice_events.InvoiceCancelled,
+    "invoice.invalid": invoice_events.InvoiceInvalid,
+    "invoice.reopened": invoice_events.InvoiceReopened,
+}
+# The invoice status events share one shape (see events.proto), so consumers can treat them alike.
+STATUS_EVENTS: dict[str, str] = {
+    "invoice.partially_paid": "partial",
+    "invoice.paid": "paid",
+    "invoice.confirmed": "confirmed",
+    "invoice.expired": "expired",
+    "invoice.cancelled": "cancelled",
+    "invoice.invalid": "invalid",
+    "invoice.reopened": "pending",
 }
 _BY_MESSAGE = {cls.DESCRIPTOR.full_name: name for name, cls in EVENT_TYPES.items()}
 

@@ -114,3 +114,709 @@ class InvoiceCreated(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___InvoiceCreated: _TypeAlias = InvoiceCreated  # noqa: Y015
+
+@_typing.final
+class PaymentDetected(_message.Message):
+    """---- Payments -------------------------------------------------------------------------------
+    Every payment event also carries the invoice's running totals, so read models follow from
+    the event alone.
+
+    invoice.payment_detected: a transfer to the invoice's address, first seen (or seen again
+    after a reorg took it away).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_ID_FIELD_NUMBER: _builtins.int
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    PAYMENT_ID_FIELD_NUMBER: _builtins.int
+    NETWORK_FIELD_NUMBER: _builtins.int
+    TX_HASH_FIELD_NUMBER: _builtins.int
+    OUTPUT_INDEX_FIELD_NUMBER: _builtins.int
+    ASSET_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    FROM_ADDRESS_FIELD_NUMBER: _builtins.int
+    TO_ADDRESS_FIELD_NUMBER: _builtins.int
+    BLOCK_NUMBER_FIELD_NUMBER: _builtins.int
+    BLOCK_HASH_FIELD_NUMBER: _builtins.int
+    CONFIRMATIONS_FIELD_NUMBER: _builtins.int
+    REQUIRED_CONFIRMATIONS_FIELD_NUMBER: _builtins.int
+    LATE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    AMOUNT_PAID_FIELD_NUMBER: _builtins.int
+    OVERPAID_FIELD_NUMBER: _builtins.int
+    DETECTED_AT_FIELD_NUMBER: _builtins.int
+    invoice_id: _builtins.str
+    merchant_id: _builtins.str
+    payment_id: _builtins.str
+    network: _builtins.str
+    tx_hash: _builtins.str
+    output_index: _builtins.int
+    """ERC-20: the log index; Bitcoin: the output (vout); an EVM transaction's own value: -1."""
+    asset: _builtins.str
+    amount: _builtins.str
+    """In the asset's units (e.g. ETH, not wei), exact to its decimals."""
+    from_address: _builtins.str
+    to_address: _builtins.str
+    block_number: _builtins.int
+    """Unset while the transaction is unconfirmed (mempool)."""
+    block_hash: _builtins.str
+    confirmations: _builtins.int
+    required_confirmations: _builtins.int
+    late: _builtins.bool
+    """Arrived after the invoice expired or was cancelled: recorded, never counted towards paying it."""
+    status: _builtins.str
+    amount_paid: _builtins.str
+    overpaid: _builtins.bool
+    @_builtins.property
+    def detected_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        invoice_id: _builtins.str = ...,
+        merchant_id: _builtins.str = ...,
+        payment_id: _builtins.str = ...,
+        network: _builtins.str = ...,
+        tx_hash: _builtins.str = ...,
+        output_index: _builtins.int = ...,
+        asset: _builtins.str = ...,
+        amount: _builtins.str = ...,
+        from_address: _builtins.str = ...,
+        to_address: _builtins.str = ...,
+        block_number: _builtins.int | None = ...,
+        block_hash: _builtins.str = ...,
+        confirmations: _builtins.int = ...,
+        required_confirmations: _builtins.int = ...,
+        late: _builtins.bool = ...,
+        status: _builtins.str = ...,
+        amount_paid: _builtins.str = ...,
+        overpaid: _builtins.bool = ...,
+        detected_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_block_number", b"_block_number", "block_number", b"block_number", "detected_at", b"detected_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_block_number", b"_block_number", "amount", b"amount", "amount_paid", b"amount_paid", "asset", b"asset", "block_hash", b"block_hash", "block_number", b"block_number", "confirmations", b"confirmations", "detected_at", b"detected_at", "from_address", b"from_address", "invoice_id", b"invoice_id", "late", b"late", "merchant_id", b"merchant_id", "network", b"network", "output_index", b"output_index", "overpaid", b"overpaid", "payment_id", b"payment_id", "required_confirmations", b"required_confirmations", "status", b"status", "to_address", b"to_address", "tx_hash", b"tx_hash"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__block_number: _TypeAlias = _typing.Literal["block_number"]  # noqa: Y015
+    _WhichOneofArgType__block_number: _TypeAlias = _typing.Literal["_block_number", b"_block_number"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__block_number) -> _WhichOneofReturnType__block_number | None: ...
+
+Global___PaymentDetected: _TypeAlias = PaymentDetected  # noqa: Y015
+
+@_typing.final
+class PaymentUpdated(_message.Message):
+    """invoice.payment_updated: the payment moved to another block or gained confirmations."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_ID_FIELD_NUMBER: _builtins.int
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    PAYMENT_ID_FIELD_NUMBER: _builtins.int
+    NETWORK_FIELD_NUMBER: _builtins.int
+    TX_HASH_FIELD_NUMBER: _builtins.int
+    OUTPUT_INDEX_FIELD_NUMBER: _builtins.int
+    BLOCK_NUMBER_FIELD_NUMBER: _builtins.int
+    BLOCK_HASH_FIELD_NUMBER: _builtins.int
+    CONFIRMATIONS_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    invoice_id: _builtins.str
+    merchant_id: _builtins.str
+    payment_id: _builtins.str
+    network: _builtins.str
+    tx_hash: _builtins.str
+    output_index: _builtins.int
+    """ERC-20: the log index; Bitcoin: the output (vout); an EVM transaction's own value: -1."""
+    block_number: _builtins.int
+    block_hash: _builtins.str
+    confirmations: _builtins.int
+    status: _builtins.str
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        invoice_id: _builtins.str = ...,
+        merchant_id: _builtins.str = ...,
+        payment_id: _builtins.str = ...,
+        network: _builtins.str = ...,
+        tx_hash: _builtins.str = ...,
+        output_index: _builtins.int = ...,
+        block_number: _builtins.int | None = ...,
+        block_hash: _builtins.str = ...,
+        confirmations: _builtins.int = ...,
+        status: _builtins.str = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_block_number", b"_block_number", "at", b"at", "block_number", b"block_number"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_block_number", b"_block_number", "at", b"at", "block_hash", b"block_hash", "block_number", b"block_number", "confirmations", b"confirmations", "invoice_id", b"invoice_id", "merchant_id", b"merchant_id", "network", b"network", "output_index", b"output_index", "payment_id", b"payment_id", "status", b"status", "tx_hash", b"tx_hash"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__block_number: _TypeAlias = _typing.Literal["block_number"]  # noqa: Y015
+    _WhichOneofArgType__block_number: _TypeAlias = _typing.Literal["_block_number", b"_block_number"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__block_number) -> _WhichOneofReturnType__block_number | None: ...
+
+Global___PaymentUpdated: _TypeAlias = PaymentUpdated  # noqa: Y015
+
+@_typing.final
+class PaymentConfirmed(_message.Message):
+    """invoice.payment_confirmed: the payment reached the network's required confirmations."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_ID_FIELD_NUMBER: _builtins.int
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    PAYMENT_ID_FIELD_NUMBER: _builtins.int
+    NETWORK_FIELD_NUMBER: _builtins.int
+    TX_HASH_FIELD_NUMBER: _builtins.int
+    OUTPUT_INDEX_FIELD_NUMBER: _builtins.int
+    BLOCK_NUMBER_FIELD_NUMBER: _builtins.int
+    BLOCK_HASH_FIELD_NUMBER: _builtins.int
+    CONFIRMATIONS_FIELD_NUMBER: _builtins.int
+    CONFIRMED_AT_FIELD_NUMBER: _builtins.int
+    invoice_id: _builtins.str
+    merchant_id: _builtins.str
+    payment_id: _builtins.str
+    network: _builtins.str
+    tx_hash: _builtins.str
+    output_index: _builtins.int
+    """ERC-20: the log index; Bitcoin: the output (vout); an EVM transaction's own value: -1."""
+    block_number: _builtins.int
+    block_hash: _builtins.str
+    confirmations: _builtins.int
+    @_builtins.property
+    def confirmed_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        invoice_id: _builtins.str = ...,
+        merchant_id: _builtins.str = ...,
+        payment_id: _builtins.str = ...,
+        network: _builtins.str = ...,
+        tx_hash: _builtins.str = ...,
+        output_index: _builtins.int = ...,
+        block_number: _builtins.int = ...,
+        block_hash: _builtins.str = ...,
+        confirmations: _builtins.int = ...,
+        confirmed_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["confirmed_at", b"confirmed_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["block_hash", b"block_hash", "block_number", b"block_number", "confirmations", b"confirmations", "confirmed_at", b"confirmed_at", "invoice_id", b"invoice_id", "merchant_id", b"merchant_id", "network", b"network", "output_index", b"output_index", "payment_id", b"payment_id", "tx_hash", b"tx_hash"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PaymentConfirmed: _TypeAlias = PaymentConfirmed  # noqa: Y015
+
+@_typing.final
+class PaymentReorged(_message.Message):
+    """invoice.payment_reorged: the chain no longer holds the payment (reorg, dropped transaction)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_ID_FIELD_NUMBER: _builtins.int
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    PAYMENT_ID_FIELD_NUMBER: _builtins.int
+    NETWORK_FIELD_NUMBER: _builtins.int
+    TX_HASH_FIELD_NUMBER: _builtins.int
+    OUTPUT_INDEX_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    AMOUNT_PAID_FIELD_NUMBER: _builtins.int
+    OVERPAID_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    invoice_id: _builtins.str
+    merchant_id: _builtins.str
+    payment_id: _builtins.str
+    network: _builtins.str
+    tx_hash: _builtins.str
+    output_index: _builtins.int
+    """ERC-20: the log index; Bitcoin: the output (vout); an EVM transaction's own value: -1."""
+    amount: _builtins.str
+    reason: _builtins.str
+    amount_paid: _builtins.str
+    overpaid: _builtins.bool
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        invoice_id: _builtins.str = ...,
+        merchant_id: _builtins.str = ...,
+        payment_id: _builtins.str = ...,
+        network: _builtins.str = ...,
+        tx_hash: _builtins.str = ...,
+        output_index: _builtins.int = ...,
+        amount: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        amount_paid: _builtins.str = ...,
+        overpaid: _builtins.bool = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "amount_paid", b"amount_paid", "at", b"at", "invoice_id", b"invoice_id", "merchant_id", b"merchant_id", "network", b"network", "output_index", b"output_index", "overpaid", b"overpaid", "payment_id", b"payment_id", "reason", b"reason", "tx_hash", b"tx_hash"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PaymentReorged: _TypeAlias = PaymentReorged  # noqa: Y015
+
+@_typing.final
+class InvoicePartiallyPaid(_message.Message):
+    """---- Status changes -------------------------------------------------------------------------
+    One message per type name, with the same fields, so a consumer (webhooks, analytics) can
+    read any of them the same way.
+
+    invoice.partially_paid: Counted payments are short of the amount due (after tolerance); still open.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_ID_FIELD_NUMBER: _builtins.int
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    PREVIOUS_STATUS_FIELD_NUMBER: _builtins.int
+    CRYPTO_AMOUNT_FIELD_NUMBER: _builtins.int
+    AMOUNT_PAID_FIELD_NUMBER: _builtins.int
+    CRYPTO_CURRENCY_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    OVERPAID_FIELD_NUMBER: _builtins.int
+    PAID_LATE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    invoice_id: _builtins.str
+    merchant_id: _builtins.str
+    customer_id: _builtins.str
+    status: _builtins.str
+    """The status this event moves the invoice to, and the one it left."""
+    previous_status: _builtins.str
+    crypto_amount: _builtins.str
+    """Crypto, at the asset's decimals: what is owed and what the counted payments add up to."""
+    amount_paid: _builtins.str
+    crypto_currency: _builtins.str
+    total: _builtins.str
+    """Fiat, at the currency's minor unit."""
+    currency: _builtins.str
+    overpaid: _builtins.bool
+    paid_late: _builtins.bool
+    reason: _builtins.str
+    """Why, in words an operator can read ("payment 0xab…:-1 was reorged away", "expired")."""
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        invoice_id: _builtins.str = ...,
+        merchant_id: _builtins.str = ...,
+        customer_id: _builtins.str = ...,
+        status: _builtins.str = ...,
+        previous_status: _builtins.str = ...,
+        crypto_amount: _builtins.str = ...,
+        amount_paid: _builtins.str = ...,
+        crypto_currency: _builtins.str = ...,
+        total: _builtins.str = ...,
+        currency: _builtins.str = ...,
+        overpaid: _builtins.bool = ...,
+        paid_late: _builtins.bool = ...,
+        reason: _builtins.str = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_paid", b"amount_paid", "at", b"at", "crypto_amount", b"crypto_amount", "crypto_currency", b"crypto_currency", "currency", b"currency", "customer_id", b"customer_id", "invoice_id", b"invoice_id", "merchant_id", b"merchant_id", "overpaid", b"overpaid", "paid_late", b"paid_late", "previous_status", b"previous_status", "reason", b"reason", "status", b"status", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InvoicePartiallyPaid: _TypeAlias = InvoicePartiallyPaid  # noqa: Y015
+
+@_typing.final
+class InvoicePaid(_message.Message):
+    """invoice.paid: Counted payments cover the amount due (after tolerance); confirmations are being counted."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_ID_FIELD_NUMBER: _builtins.int
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    PREVIOUS_STATUS_FIELD_NUMBER: _builtins.int
+    CRYPTO_AMOUNT_FIELD_NUMBER: _builtins.int
+    AMOUNT_PAID_FIELD_NUMBER: _builtins.int
+    CRYPTO_CURRENCY_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    OVERPAID_FIELD_NUMBER: _builtins.int
+    PAID_LATE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    invoice_id: _builtins.str
+    merchant_id: _builtins.str
+    customer_id: _builtins.str
+    status: _builtins.str
+    """The status this event moves the invoice to, and the one it left."""
+    previous_status: _builtins.str
+    crypto_amount: _builtins.str
+    """Crypto, at the asset's decimals: what is owed and what the counted payments add up to."""
+    amount_paid: _builtins.str
+    crypto_currency: _builtins.str
+    total: _builtins.str
+    """Fiat, at the currency's minor unit."""
+    currency: _builtins.str
+    overpaid: _builtins.bool
+    paid_late: _builtins.bool
+    reason: _builtins.str
+    """Why, in words an operator can read ("payment 0xab…:-1 was reorged away", "expired")."""
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        invoice_id: _builtins.str = ...,
+        merchant_id: _builtins.str = ...,
+        customer_id: _builtins.str = ...,
+        status: _builtins.str = ...,
+        previous_status: _builtins.str = ...,
+        crypto_amount: _builtins.str = ...,
+        amount_paid: _builtins.str = ...,
+        crypto_currency: _builtins.str = ...,
+        total: _builtins.str = ...,
+        currency: _builtins.str = ...,
+        overpaid: _builtins.bool = ...,
+        paid_late: _builtins.bool = ...,
+        reason: _builtins.str = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_paid", b"amount_paid", "at", b"at", "crypto_amount", b"crypto_amount", "crypto_currency", b"crypto_currency", "currency", b"currency", "customer_id", b"customer_id", "invoice_id", b"invoice_id", "merchant_id", b"merchant_id", "overpaid", b"overpaid", "paid_late", b"paid_late", "previous_status", b"previous_status", "reason", b"reason", "status", b"status", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InvoicePaid: _TypeAlias = InvoicePaid  # noqa: Y015
+
+@_typing.final
+class InvoiceConfirmed(_message.Message):
+    """invoice.confirmed: Every counted payment has the network's required confirmations."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_ID_FIELD_NUMBER: _builtins.int
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    PREVIOUS_STATUS_FIELD_NUMBER: _builtins.int
+    CRYPTO_AMOUNT_FIELD_NUMBER: _builtins.int
+    AMOUNT_PAID_FIELD_NUMBER: _builtins.int
+    CRYPTO_CURRENCY_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    OVERPAID_FIELD_NUMBER: _builtins.int
+    PAID_LATE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    invoice_id: _builtins.str
+    merchant_id: _builtins.str
+    customer_id: _builtins.str
+    status: _builtins.str
+    """The status this event moves the invoice to, and the one it left."""
+    previous_status: _builtins.str
+    crypto_amount: _builtins.str
+    """Crypto, at the asset's decimals: what is owed and what the counted payments add up to."""
+    amount_paid: _builtins.str
+    crypto_currency: _builtins.str
+    total: _builtins.str
+    """Fiat, at the currency's minor unit."""
+    currency: _builtins.str
+    overpaid: _builtins.bool
+    paid_late: _builtins.bool
+    reason: _builtins.str
+    """Why, in words an operator can read ("payment 0xab…:-1 was reorged away", "expired")."""
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        invoice_id: _builtins.str = ...,
+        merchant_id: _builtins.str = ...,
+        customer_id: _builtins.str = ...,
+        status: _builtins.str = ...,
+        previous_status: _builtins.str = ...,
+        crypto_amount: _builtins.str = ...,
+        amount_paid: _builtins.str = ...,
+        crypto_currency: _builtins.str = ...,
+        total: _builtins.str = ...,
+        currency: _builtins.str = ...,
+        overpaid: _builtins.bool = ...,
+        paid_late: _builtins.bool = ...,
+        reason: _builtins.str = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_paid", b"amount_paid", "at", b"at", "crypto_amount", b"crypto_amount", "crypto_currency", b"crypto_currency", "currency", b"currency", "customer_id", b"customer_id", "invoice_id", b"invoice_id", "merchant_id", b"merchant_id", "overpaid", b"overpaid", "paid_late", b"paid_late", "previous_status", b"previous_status", "reason", b"reason", "status", b"status", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InvoiceConfirmed: _TypeAlias = InvoiceConfirmed  # noqa: Y015
+
+@_typing.final
+class InvoiceExpired(_message.Message):
+    """invoice.expired: The invoice ran out of time before it was paid."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_ID_FIELD_NUMBER: _builtins.int
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    PREVIOUS_STATUS_FIELD_NUMBER: _builtins.int
+    CRYPTO_AMOUNT_FIELD_NUMBER: _builtins.int
+    AMOUNT_PAID_FIELD_NUMBER: _builtins.int
+    CRYPTO_CURRENCY_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    OVERPAID_FIELD_NUMBER: _builtins.int
+    PAID_LATE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    invoice_id: _builtins.str
+    merchant_id: _builtins.str
+    customer_id: _builtins.str
+    status: _builtins.str
+    """The status this event moves the invoice to, and the one it left."""
+    previous_status: _builtins.str
+    crypto_amount: _builtins.str
+    """Crypto, at the asset's decimals: what is owed and what the counted payments add up to."""
+    amount_paid: _builtins.str
+    crypto_currency: _builtins.str
+    total: _builtins.str
+    """Fiat, at the currency's minor unit."""
+    currency: _builtins.str
+    overpaid: _builtins.bool
+    paid_late: _builtins.bool
+    reason: _builtins.str
+    """Why, in words an operator can read ("payment 0xab…:-1 was reorged away", "expired")."""
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        invoice_id: _builtins.str = ...,
+        merchant_id: _builtins.str = ...,
+        customer_id: _builtins.str = ...,
+        status: _builtins.str = ...,
+        previous_status: _builtins.str = ...,
+        crypto_amount: _builtins.str = ...,
+        amount_paid: _builtins.str = ...,
+        crypto_currency: _builtins.str = ...,
+        total: _builtins.str = ...,
+        currency: _builtins.str = ...,
+        overpaid: _builtins.bool = ...,
+        paid_late: _builtins.bool = ...,
+        reason: _builtins.str = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_paid", b"amount_paid", "at", b"at", "crypto_amount", b"crypto_amount", "crypto_currency", b"crypto_currency", "currency", b"currency", "customer_id", b"customer_id", "invoice_id", b"invoice_id", "merchant_id", b"merchant_id", "overpaid", b"overpaid", "paid_late", b"paid_late", "previous_status", b"previous_status", "reason", b"reason", "status", b"status", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InvoiceExpired: _TypeAlias = InvoiceExpired  # noqa: Y015
+
+@_typing.final
+class InvoiceCancelled(_message.Message):
+    """invoice.cancelled: The merchant cancelled it before anything was paid."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_ID_FIELD_NUMBER: _builtins.int
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    PREVIOUS_STATUS_FIELD_NUMBER: _builtins.int
+    CRYPTO_AMOUNT_FIELD_NUMBER: _builtins.int
+    AMOUNT_PAID_FIELD_NUMBER: _builtins.int
+    CRYPTO_CURRENCY_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    OVERPAID_FIELD_NUMBER: _builtins.int
+    PAID_LATE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    invoice_id: _builtins.str
+    merchant_id: _builtins.str
+    customer_id: _builtins.str
+    status: _builtins.str
+    """The status this event moves the invoice to, and the one it left."""
+    previous_status: _builtins.str
+    crypto_amount: _builtins.str
+    """Crypto, at the asset's decimals: what is owed and what the counted payments add up to."""
+    amount_paid: _builtins.str
+    crypto_currency: _builtins.str
+    total: _builtins.str
+    """Fiat, at the currency's minor unit."""
+    currency: _builtins.str
+    overpaid: _builtins.bool
+    paid_late: _builtins.bool
+    reason: _builtins.str
+    """Why, in words an operator can read ("payment 0xab…:-1 was reorged away", "expired")."""
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        invoice_id: _builtins.str = ...,
+        merchant_id: _builtins.str = ...,
+        customer_id: _builtins.str = ...,
+        status: _builtins.str = ...,
+        previous_status: _builtins.str = ...,
+        crypto_amount: _builtins.str = ...,
+        amount_paid: _builtins.str = ...,
+        crypto_currency: _builtins.str = ...,
+        total: _builtins.str = ...,
+        currency: _builtins.str = ...,
+        overpaid: _builtins.bool = ...,
+        paid_late: _builtins.bool = ...,
+        reason: _builtins.str = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_paid", b"amount_paid", "at", b"at", "crypto_amount", b"crypto_amount", "crypto_currency", b"crypto_currency", "currency", b"currency", "customer_id", b"customer_id", "invoice_id", b"invoice_id", "merchant_id", b"merchant_id", "overpaid", b"overpaid", "paid_late", b"paid_late", "previous_status", b"previous_status", "reason", b"reason", "status", b"status", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InvoiceCancelled: _TypeAlias = InvoiceCancelled  # noqa: Y015
+
+@_typing.final
+class InvoiceInvalid(_message.Message):
+    """invoice.invalid: A counted payment was reorged away or failed after the invoice expired, so it cannot be paid."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_ID_FIELD_NUMBER: _builtins.int
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    PREVIOUS_STATUS_FIELD_NUMBER: _builtins.int
+    CRYPTO_AMOUNT_FIELD_NUMBER: _builtins.int
+    AMOUNT_PAID_FIELD_NUMBER: _builtins.int
+    CRYPTO_CURRENCY_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    OVERPAID_FIELD_NUMBER: _builtins.int
+    PAID_LATE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    invoice_id: _builtins.str
+    merchant_id: _builtins.str
+    customer_id: _builtins.str
+    status: _builtins.str
+    """The status this event moves the invoice to, and the one it left."""
+    previous_status: _builtins.str
+    crypto_amount: _builtins.str
+    """Crypto, at the asset's decimals: what is owed and what the counted payments add up to."""
+    amount_paid: _builtins.str
+    crypto_currency: _builtins.str
+    total: _builtins.str
+    """Fiat, at the currency's minor unit."""
+    currency: _builtins.str
+    overpaid: _builtins.bool
+    paid_late: _builtins.bool
+    reason: _builtins.str
+    """Why, in words an operator can read ("payment 0xab…:-1 was reorged away", "expired")."""
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        invoice_id: _builtins.str = ...,
+        merchant_id: _builtins.str = ...,
+        customer_id: _builtins.str = ...,
+        status: _builtins.str = ...,
+        previous_status: _builtins.str = ...,
+        crypto_amount: _builtins.str = ...,
+        amount_paid: _builtins.str = ...,
+        crypto_currency: _builtins.str = ...,
+        total: _builtins.str = ...,
+        currency: _builtins.str = ...,
+        overpaid: _builtins.bool = ...,
+        paid_late: _builtins.bool = ...,
+        reason: _builtins.str = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_paid", b"amount_paid", "at", b"at", "crypto_amount", b"crypto_amount", "crypto_currency", b"crypto_currency", "currency", b"currency", "customer_id", b"customer_id", "invoice_id", b"invoice_id", "merchant_id", b"merchant_id", "overpaid", b"overpaid", "paid_late", b"paid_late", "previous_status", b"previous_status", "reason", b"reason", "status", b"status", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InvoiceInvalid: _TypeAlias = InvoiceInvalid  # noqa: Y015
+
+@_typing.final
+class InvoiceReopened(_message.Message):
+    """invoice.reopened: A reorg took every counted payment away before expiry: the invoice is pending again."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_ID_FIELD_NUMBER: _builtins.int
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    PREVIOUS_STATUS_FIELD_NUMBER: _builtins.int
+    CRYPTO_AMOUNT_FIELD_NUMBER: _builtins.int
+    AMOUNT_PAID_FIELD_NUMBER: _builtins.int
+    CRYPTO_CURRENCY_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    OVERPAID_FIELD_NUMBER: _builtins.int
+    PAID_LATE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    invoice_id: _builtins.str
+    merchant_id: _builtins.str
+    customer_id: _builtins.str
+    status: _builtins.str
+    """The status this event moves the invoice to, and the one it left."""
+    previous_status: _builtins.str
+    crypto_amount: _builtins.str
+    """Crypto, at the asset's decimals: what is owed and what the counted payments add up to."""
+    amount_paid: _builtins.str
+    crypto_currency: _builtins.str
+    total: _builtins.str
+    """Fiat, at the currency's minor unit."""
+    currency: _builtins.str
+    overpaid: _builtins.bool
+    paid_late: _builtins.bool
+    reason: _builtins.str
+    """Why, in words an operator can read ("payment 0xab…:-1 was reorged away", "expired")."""
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        invoice_id: _builtins.str = ...,
+        merchant_id: _builtins.str = ...,
+        customer_id: _builtins.str = ...,
+        status: _builtins.str = ...,
+        previous_status: _builtins.str = ...,
+        crypto_amount: _builtins.str = ...,
+        amount_paid: _builtins.str = ...,
+        crypto_currency: _builtins.str = ...,
+        total: _builtins.str = ...,
+        currency: _builtins.str = ...,
+        overpaid: _builtins.bool = ...,
+        paid_late: _builtins.bool = ...,
+        reason: _builtins.str = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_paid", b"amount_paid", "at", b"at", "crypto_amount", b"crypto_amount", "crypto_currency", b"crypto_currency", "currency", b"currency", "customer_id", b"customer_id", "invoice_id", b"invoice_id", "merchant_id", b"merchant_id", "overpaid", b"overpaid", "paid_late", b"paid_late", "previous_status", b"previous_status", "reason", b"reason", "status", b"status", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InvoiceReopened: _TypeAlias = InvoiceReopened  # noqa: Y015

@@ -123,6 +123,9 @@ class Invoice(_message.Message):
     AMOUNT_PAID_FIELD_NUMBER: _builtins.int
     NETWORK_FIELD_NUMBER: _builtins.int
     ADDRESS_INDEX_FIELD_NUMBER: _builtins.int
+    OVERPAID_FIELD_NUMBER: _builtins.int
+    PAID_LATE_FIELD_NUMBER: _builtins.int
+    STATUS_REASON_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     merchant_id: _builtins.str
     customer_id: _builtins.str
@@ -141,6 +144,11 @@ class Invoice(_message.Message):
     amount_paid: _builtins.str
     network: _builtins.str
     address_index: _builtins.int
+    overpaid: _builtins.bool
+    """Flags, not statuses: more than the amount was paid; a payment came after expiry/cancel."""
+    paid_late: _builtins.bool
+    status_reason: _builtins.str
+    """Why the status is what it is, when that is not obvious (expired, invalid, reopened)."""
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___LineItem]: ...
     @_builtins.property
@@ -186,14 +194,250 @@ class Invoice(_message.Message):
         amount_paid: _builtins.str = ...,
         network: _builtins.str = ...,
         address_index: _builtins.int = ...,
+        overpaid: _builtins.bool = ...,
+        paid_late: _builtins.bool = ...,
+        status_reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "exchange_rate", b"exchange_rate", "expires_at", b"expires_at", "metadata", b"metadata", "paid_at", b"paid_at", "payment_tolerance", b"payment_tolerance", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address_index", b"address_index", "amount_paid", b"amount_paid", "created_at", b"created_at", "crypto_amount", b"crypto_amount", "crypto_currency", b"crypto_currency", "currency", b"currency", "customer_email", b"customer_email", "customer_id", b"customer_id", "description", b"description", "exchange_rate", b"exchange_rate", "expires_at", b"expires_at", "id", b"id", "items", b"items", "merchant_id", b"merchant_id", "metadata", b"metadata", "network", b"network", "paid_at", b"paid_at", "payment_address", b"payment_address", "payment_tolerance", b"payment_tolerance", "payment_uri", b"payment_uri", "status", b"status", "subtotal", b"subtotal", "tax", b"tax", "title", b"title", "total", b"total", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address_index", b"address_index", "amount_paid", b"amount_paid", "created_at", b"created_at", "crypto_amount", b"crypto_amount", "crypto_currency", b"crypto_currency", "currency", b"currency", "customer_email", b"customer_email", "customer_id", b"customer_id", "description", b"description", "exchange_rate", b"exchange_rate", "expires_at", b"expires_at", "id", b"id", "items", b"items", "merchant_id", b"merchant_id", "metadata", b"metadata", "network", b"network", "overpaid", b"overpaid", "paid_at", b"paid_at", "paid_late", b"paid_late", "payment_address", b"payment_address", "payment_tolerance", b"payment_tolerance", "payment_uri", b"payment_uri", "status", b"status", "status_reason", b"status_reason", "subtotal", b"subtotal", "tax", b"tax", "title", b"title", "total", b"total", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Invoice: _TypeAlias = Invoice  # noqa: Y015
+
+@_typing.final
+class Payment(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    INVOICE_ID_FIELD_NUMBER: _builtins.int
+    NETWORK_FIELD_NUMBER: _builtins.int
+    TX_HASH_FIELD_NUMBER: _builtins.int
+    OUTPUT_INDEX_FIELD_NUMBER: _builtins.int
+    ASSET_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    FROM_ADDRESS_FIELD_NUMBER: _builtins.int
+    TO_ADDRESS_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    CONFIRMATIONS_FIELD_NUMBER: _builtins.int
+    REQUIRED_CONFIRMATIONS_FIELD_NUMBER: _builtins.int
+    BLOCK_NUMBER_FIELD_NUMBER: _builtins.int
+    BLOCK_HASH_FIELD_NUMBER: _builtins.int
+    LATE_FIELD_NUMBER: _builtins.int
+    STATUS_REASON_FIELD_NUMBER: _builtins.int
+    DETECTED_AT_FIELD_NUMBER: _builtins.int
+    CONFIRMED_AT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    invoice_id: _builtins.str
+    network: _builtins.str
+    tx_hash: _builtins.str
+    output_index: _builtins.int
+    asset: _builtins.str
+    amount: _builtins.str
+    from_address: _builtins.str
+    to_address: _builtins.str
+    status: _builtins.str
+    """detected | confirming | confirmed | failed | reorged"""
+    confirmations: _builtins.int
+    required_confirmations: _builtins.int
+    block_number: _builtins.int
+    block_hash: _builtins.str
+    late: _builtins.bool
+    status_reason: _builtins.str
+    @_builtins.property
+    def detected_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def confirmed_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        invoice_id: _builtins.str = ...,
+        network: _builtins.str = ...,
+        tx_hash: _builtins.str = ...,
+        output_index: _builtins.int = ...,
+        asset: _builtins.str = ...,
+        amount: _builtins.str = ...,
+        from_address: _builtins.str = ...,
+        to_address: _builtins.str = ...,
+        status: _builtins.str = ...,
+        confirmations: _builtins.int = ...,
+        required_confirmations: _builtins.int = ...,
+        block_number: _builtins.int | None = ...,
+        block_hash: _builtins.str = ...,
+        late: _builtins.bool = ...,
+        status_reason: _builtins.str = ...,
+        detected_at: _timestamp_pb2.Timestamp | None = ...,
+        confirmed_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_block_number", b"_block_number", "block_number", b"block_number", "confirmed_at", b"confirmed_at", "detected_at", b"detected_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_block_number", b"_block_number", "amount", b"amount", "asset", b"asset", "block_hash", b"block_hash", "block_number", b"block_number", "confirmations", b"confirmations", "confirmed_at", b"confirmed_at", "detected_at", b"detected_at", "from_address", b"from_address", "id", b"id", "invoice_id", b"invoice_id", "late", b"late", "network", b"network", "output_index", b"output_index", "required_confirmations", b"required_confirmations", "status", b"status", "status_reason", b"status_reason", "to_address", b"to_address", "tx_hash", b"tx_hash"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__block_number: _TypeAlias = _typing.Literal["block_number"]  # noqa: Y015
+    _WhichOneofArgType__block_number: _TypeAlias = _typing.Literal["_block_number", b"_block_number"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__block_number) -> _WhichOneofReturnType__block_number | None: ...
+
+Global___Payment: _TypeAlias = Payment  # noqa: Y015
+
+@_typing.final
+class CancelInvoiceRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    INVOICE_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    merchant_id: _builtins.str
+    invoice_id: _builtins.str
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        merchant_id: _builtins.str = ...,
+        invoice_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice_id", b"invoice_id", "merchant_id", b"merchant_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelInvoiceRequest: _TypeAlias = CancelInvoiceRequest  # noqa: Y015
+
+@_typing.final
+class ListPaymentsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    INVOICE_ID_FIELD_NUMBER: _builtins.int
+    merchant_id: _builtins.str
+    invoice_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        merchant_id: _builtins.str = ...,
+        invoice_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice_id", b"invoice_id", "merchant_id", b"merchant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPaymentsRequest: _TypeAlias = ListPaymentsRequest  # noqa: Y015
+
+@_typing.final
+class ListPaymentsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAYMENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def payments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Payment]: ...
+    def __init__(
+        self,
+        *,
+        payments: _abc.Iterable[Global___Payment] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["payments", b"payments"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPaymentsResponse: _TypeAlias = ListPaymentsResponse  # noqa: Y015
+
+@_typing.final
+class AuditEntry(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    INVOICE_ID_FIELD_NUMBER: _builtins.int
+    EVENT_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    TIMESTAMP_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    invoice_id: _builtins.str
+    event: _builtins.str
+    actor: _builtins.str
+    """Who: system:watcher, system:expiry, merchant:<api key id>, operator, ..."""
+    request_id: _builtins.str
+    @_builtins.property
+    def timestamp(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def data(self) -> _struct_pb2.Struct: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        invoice_id: _builtins.str = ...,
+        event: _builtins.str = ...,
+        actor: _builtins.str = ...,
+        timestamp: _timestamp_pb2.Timestamp | None = ...,
+        request_id: _builtins.str = ...,
+        data: _struct_pb2.Struct | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "timestamp", b"timestamp"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "data", b"data", "event", b"event", "id", b"id", "invoice_id", b"invoice_id", "request_id", b"request_id", "timestamp", b"timestamp"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuditEntry: _TypeAlias = AuditEntry  # noqa: Y015
+
+@_typing.final
+class ListAuditEntriesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    INVOICE_ID_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    CURSOR_FIELD_NUMBER: _builtins.int
+    merchant_id: _builtins.str
+    invoice_id: _builtins.str
+    limit: _builtins.int
+    cursor: _builtins.str
+    def __init__(
+        self,
+        *,
+        merchant_id: _builtins.str = ...,
+        invoice_id: _builtins.str = ...,
+        limit: _builtins.int = ...,
+        cursor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "invoice_id", b"invoice_id", "limit", b"limit", "merchant_id", b"merchant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAuditEntriesRequest: _TypeAlias = ListAuditEntriesRequest  # noqa: Y015
+
+@_typing.final
+class ListAuditEntriesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    NEXT_CURSOR_FIELD_NUMBER: _builtins.int
+    next_cursor: _builtins.str
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuditEntry]: ...
+    def __init__(
+        self,
+        *,
+        entries: _abc.Iterable[Global___AuditEntry] | None = ...,
+        next_cursor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "next_cursor", b"next_cursor"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAuditEntriesResponse: _TypeAlias = ListAuditEntriesResponse  # noqa: Y015
 
 @_typing.final
 class CreateInvoiceRequest(_message.Message):
@@ -396,6 +640,9 @@ class CheckoutView(_message.Message):
     PAYMENT_ADDRESS_FIELD_NUMBER: _builtins.int
     PAYMENT_URI_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    OVERPAID_FIELD_NUMBER: _builtins.int
+    PAID_LATE_FIELD_NUMBER: _builtins.int
+    PAYMENTS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     title: _builtins.str
     status: _builtins.str
@@ -406,8 +653,14 @@ class CheckoutView(_message.Message):
     amount_paid: _builtins.str
     payment_address: _builtins.str
     payment_uri: _builtins.str
+    overpaid: _builtins.bool
+    paid_late: _builtins.bool
     @_builtins.property
     def expires_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def payments(self) -> _containers.RepeatedCompositeFieldContainer[Global___CheckoutPayment]:
+        """The payer's own transactions: hash, amount, status and confirmations."""
+
     def __init__(
         self,
         *,
@@ -422,14 +675,48 @@ class CheckoutView(_message.Message):
         payment_address: _builtins.str = ...,
         payment_uri: _builtins.str = ...,
         expires_at: _timestamp_pb2.Timestamp | None = ...,
+        overpaid: _builtins.bool = ...,
+        paid_late: _builtins.bool = ...,
+        payments: _abc.Iterable[Global___CheckoutPayment] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_paid", b"amount_paid", "crypto_amount", b"crypto_amount", "crypto_currency", b"crypto_currency", "currency", b"currency", "expires_at", b"expires_at", "id", b"id", "payment_address", b"payment_address", "payment_uri", b"payment_uri", "status", b"status", "title", b"title", "total", b"total"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_paid", b"amount_paid", "crypto_amount", b"crypto_amount", "crypto_currency", b"crypto_currency", "currency", b"currency", "expires_at", b"expires_at", "id", b"id", "overpaid", b"overpaid", "paid_late", b"paid_late", "payment_address", b"payment_address", "payment_uri", b"payment_uri", "payments", b"payments", "status", b"status", "title", b"title", "total", b"total"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CheckoutView: _TypeAlias = CheckoutView  # noqa: Y015
+
+@_typing.final
+class CheckoutPayment(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TX_HASH_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    CONFIRMATIONS_FIELD_NUMBER: _builtins.int
+    REQUIRED_CONFIRMATIONS_FIELD_NUMBER: _builtins.int
+    tx_hash: _builtins.str
+    amount: _builtins.str
+    status: _builtins.str
+    confirmations: _builtins.int
+    required_confirmations: _builtins.int
+    def __init__(
+        self,
+        *,
+        tx_hash: _builtins.str = ...,
+        amount: _builtins.str = ...,
+        status: _builtins.str = ...,
+        confirmations: _builtins.int = ...,
+        required_confirmations: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "confirmations", b"confirmations", "required_confirmations", b"required_confirmations", "status", b"status", "tx_hash", b"tx_hash"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckoutPayment: _TypeAlias = CheckoutPayment  # noqa: Y015
 
 @_typing.final
 class GetShardStatsRequest(_message.Message):

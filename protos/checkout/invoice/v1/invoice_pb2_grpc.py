@@ -65,6 +65,21 @@ class InvoiceServiceStub:
                 request_serializer=checkout_dot_invoice_dot_v1_dot_invoice__pb2.GetShardStatsRequest.SerializeToString,
                 response_deserializer=checkout_dot_invoice_dot_v1_dot_invoice__pb2.ShardStats.FromString,
                 _registered_method=True)
+        self.CancelInvoice = channel.unary_unary(
+                '/checkout.invoice.v1.InvoiceService/CancelInvoice',
+                request_serializer=checkout_dot_invoice_dot_v1_dot_invoice__pb2.CancelInvoiceRequest.SerializeToString,
+                response_deserializer=checkout_dot_invoice_dot_v1_dot_invoice__pb2.Invoice.FromString,
+                _registered_method=True)
+        self.ListPayments = channel.unary_unary(
+                '/checkout.invoice.v1.InvoiceService/ListPayments',
+                request_serializer=checkout_dot_invoice_dot_v1_dot_invoice__pb2.ListPaymentsRequest.SerializeToString,
+                response_deserializer=checkout_dot_invoice_dot_v1_dot_invoice__pb2.ListPaymentsResponse.FromString,
+                _registered_method=True)
+        self.ListAuditEntries = channel.unary_unary(
+                '/checkout.invoice.v1.InvoiceService/ListAuditEntries',
+                request_serializer=checkout_dot_invoice_dot_v1_dot_invoice__pb2.ListAuditEntriesRequest.SerializeToString,
+                response_deserializer=checkout_dot_invoice_dot_v1_dot_invoice__pb2.ListAuditEntriesResponse.FromString,
+                _registered_method=True)
 
 
 class InvoiceServiceServicer:
@@ -109,6 +124,26 @@ class InvoiceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CancelInvoice(self, request, context):
+        """Only while nothing has been paid (no payment detected); FAILED_PRECONDITION otherwise.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPayments(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAuditEntries(self, request, context):
+        """Oldest first: the invoice's story in order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InvoiceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -141,6 +176,21 @@ def add_InvoiceServiceServicer_to_server(servicer, server):
                     servicer.GetShardStats,
                     request_deserializer=checkout_dot_invoice_dot_v1_dot_invoice__pb2.GetShardStatsRequest.FromString,
                     response_serializer=checkout_dot_invoice_dot_v1_dot_invoice__pb2.ShardStats.SerializeToString,
+            ),
+            'CancelInvoice': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelInvoice,
+                    request_deserializer=checkout_dot_invoice_dot_v1_dot_invoice__pb2.CancelInvoiceRequest.FromString,
+                    response_serializer=checkout_dot_invoice_dot_v1_dot_invoice__pb2.Invoice.SerializeToString,
+            ),
+            'ListPayments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPayments,
+                    request_deserializer=checkout_dot_invoice_dot_v1_dot_invoice__pb2.ListPaymentsRequest.FromString,
+                    response_serializer=checkout_dot_invoice_dot_v1_dot_invoice__pb2.ListPaymentsResponse.SerializeToString,
+            ),
+            'ListAuditEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEntries,
+                    request_deserializer=checkout_dot_invoice_dot_v1_dot_invoice__pb2.ListAuditEntriesRequest.FromString,
+                    response_serializer=checkout_dot_invoice_dot_v1_dot_invoice__pb2.ListAuditEntriesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -306,6 +356,87 @@ class InvoiceService:
             '/checkout.invoice.v1.InvoiceService/GetShardStats',
             checkout_dot_invoice_dot_v1_dot_invoice__pb2.GetShardStatsRequest.SerializeToString,
             checkout_dot_invoice_dot_v1_dot_invoice__pb2.ShardStats.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelInvoice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/checkout.invoice.v1.InvoiceService/CancelInvoice',
+            checkout_dot_invoice_dot_v1_dot_invoice__pb2.CancelInvoiceRequest.SerializeToString,
+            checkout_dot_invoice_dot_v1_dot_invoice__pb2.Invoice.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPayments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/checkout.invoice.v1.InvoiceService/ListPayments',
+            checkout_dot_invoice_dot_v1_dot_invoice__pb2.ListPaymentsRequest.SerializeToString,
+            checkout_dot_invoice_dot_v1_dot_invoice__pb2.ListPaymentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/checkout.invoice.v1.InvoiceService/ListAuditEntries',
+            checkout_dot_invoice_dot_v1_dot_invoice__pb2.ListAuditEntriesRequest.SerializeToString,
+            checkout_dot_invoice_dot_v1_dot_invoice__pb2.ListAuditEntriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

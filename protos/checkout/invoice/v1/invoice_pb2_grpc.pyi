@@ -41,6 +41,11 @@ class InvoiceServiceStub:
     """The payer's view, by invoice id alone (no merchant): only what a payer needs to see."""
     GetShardStats: _grpc.UnaryUnaryMultiCallable[_invoice_pb2.GetShardStatsRequest, _invoice_pb2.ShardStats]
     """Per-shard counts for the operator's shard view."""
+    CancelInvoice: _grpc.UnaryUnaryMultiCallable[_invoice_pb2.CancelInvoiceRequest, _invoice_pb2.Invoice]
+    """Only while nothing has been paid (no payment detected); FAILED_PRECONDITION otherwise."""
+    ListPayments: _grpc.UnaryUnaryMultiCallable[_invoice_pb2.ListPaymentsRequest, _invoice_pb2.ListPaymentsResponse]
+    ListAuditEntries: _grpc.UnaryUnaryMultiCallable[_invoice_pb2.ListAuditEntriesRequest, _invoice_pb2.ListAuditEntriesResponse]
+    """Oldest first: the invoice's story in order."""
 
 @_typing.type_check_only
 class InvoiceServiceAsyncStub(InvoiceServiceStub):
@@ -55,6 +60,11 @@ class InvoiceServiceAsyncStub(InvoiceServiceStub):
     """The payer's view, by invoice id alone (no merchant): only what a payer needs to see."""
     GetShardStats: _aio.UnaryUnaryMultiCallable[_invoice_pb2.GetShardStatsRequest, _invoice_pb2.ShardStats]  # type: ignore[assignment]
     """Per-shard counts for the operator's shard view."""
+    CancelInvoice: _aio.UnaryUnaryMultiCallable[_invoice_pb2.CancelInvoiceRequest, _invoice_pb2.Invoice]  # type: ignore[assignment]
+    """Only while nothing has been paid (no payment detected); FAILED_PRECONDITION otherwise."""
+    ListPayments: _aio.UnaryUnaryMultiCallable[_invoice_pb2.ListPaymentsRequest, _invoice_pb2.ListPaymentsResponse]  # type: ignore[assignment]
+    ListAuditEntries: _aio.UnaryUnaryMultiCallable[_invoice_pb2.ListAuditEntriesRequest, _invoice_pb2.ListAuditEntriesResponse]  # type: ignore[assignment]
+    """Oldest first: the invoice's story in order."""
 
 class InvoiceServiceServicer(metaclass=_abc_1.ABCMeta):
     """Invoices priced in fiat and paid in crypto. Money fields are decimal strings, never floats."""
@@ -102,5 +112,28 @@ class InvoiceServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_invoice_pb2.ShardStats, _abc.Awaitable[_invoice_pb2.ShardStats]]:
         """Per-shard counts for the operator's shard view."""
+
+    @_abc_1.abstractmethod
+    def CancelInvoice(
+        self,
+        request: _invoice_pb2.CancelInvoiceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_invoice_pb2.Invoice, _abc.Awaitable[_invoice_pb2.Invoice]]:
+        """Only while nothing has been paid (no payment detected); FAILED_PRECONDITION otherwise."""
+
+    @_abc_1.abstractmethod
+    def ListPayments(
+        self,
+        request: _invoice_pb2.ListPaymentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_invoice_pb2.ListPaymentsResponse, _abc.Awaitable[_invoice_pb2.ListPaymentsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListAuditEntries(
+        self,
+        request: _invoice_pb2.ListAuditEntriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_invoice_pb2.ListAuditEntriesResponse, _abc.Awaitable[_invoice_pb2.ListAuditEntriesResponse]]:
+        """Oldest first: the invoice's story in order."""
 
 def add_InvoiceServiceServicer_to_server(servicer: InvoiceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
