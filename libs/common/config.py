@@ -62,6 +62,17 @@ class Config:
     log_level: str = "INFO"
     metrics_listen: str = ""
     networks: tuple[NetworkConfig, ...] = ()
+    # How often the invoice service looks for open invoices whose time is up.
+    expiry_poll_seconds: float = 5.0
+    # Webhook and notification delivery (merchant service).
+    webhook_retry_base_seconds: float = 30.0
+    webhook_retry_max_seconds: float = 21600.0
+    webhook_failing_after: int = 5
+    webhook_poll_seconds: float = 1.0
+    webhook_allow_loopback: bool = False
+    webhook_allow_private: bool = False
+    smtp_url: str = ""
+    smtp_from: str = "notifications@checkout.local"
 
     def network(self, name: str) -> NetworkConfig | None:
         return next((n for n in self.networks if n.name == name), None)
@@ -107,6 +118,12 @@ class Config:
             if value < minimum:
                 raise ConfigError(f"{name} must be >= {minimum}, got {value}")
             return value
+
+        def flag(name: str, default: bool) -> bool:
+            raw = get(name, "true" if default else "false").lower()
+            if raw not in ("true", "false", "1", "0", "yes", "no"):
+                raise ConfigError(f"{name} must be true or false, got {raw!r}")
+            return raw in ("true", "1", "yes")
 
         def seconds(name: str, default: float) -> float:
             raw = get(name, str(default))
@@ -164,6 +181,19 @@ class Config:
             log_level=get("CHECKOUT_LOG_LEVEL", d.log_level).upper(),
             metrics_listen=get("CHECKOUT_METRICS_LISTEN", ""),
             networks=networks,
+            expiry_poll_seconds=seconds("CHECKOUT_EXPIRY_POLL_SECONDS", d.expiry_poll_seconds),
+            webhook_retry_base_seconds=seconds(
+                "CHECKOUT_WEBHOOK_RETRY_BASE_SECONDS", d.webhook_retry_base_seconds
+            ),
+            webhook_retry_max_seconds=seconds(
+                "CHECKOUT_WEBHOOK_RETRY_MAX_SECONDS", d.webhook_retry_max_seconds
+            ),
+            webhook_failing_after=integer("CHECKOUT_WEBHOOK_FAILING_AFTER", d.webhook_failing_after, 1),
+            webhook_poll_seconds=seconds("CHECKOUT_WEBHOOK_POLL_SECONDS", d.webhook_poll_seconds),
+            webhook_allow_loopback=flag("CHECKOUT_WEBHOOK_ALLOW_LOOPBACK", d.webhook_allow_loopback),
+            webhook_allow_private=flag("CHECKOUT_WEBHOOK_ALLOW_PRIVATE", d.webhook_allow_private),
+            smtp_url=get("CHECKOUT_SMTP_URL", ""),
+            smtp_from=get("CHECKOUT_SMTP_FROM", d.smtp_from),
         )
 
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import uuid
 import weakref
+from collections.abc import Callable
+from dataclasses import replace
 
 import asyncpg
 from checkout.invoice.v1 import invoice_pb2 as pb
@@ -13,7 +16,7 @@ from checkout.invoice.v1 import invoice_pb2 as pb
 from libs.common import addresses, cache, context, ids
 from libs.common.db import Connection
 from libs.common.errors import FailedPrecondition, InvalidArgument, NotFound
-from libs.common.eventstore import Commands, Repository, StoredEvent, utcnow
+from libs.common.eventstore import Commands, ConcurrencyError, Repository, StoredEvent, utcnow
 from libs.common.protoconv import plain, struct, timestamp
 from libs.common.service import Runtime
 from services.invoice import projections, repository
@@ -27,10 +30,14 @@ from services.invoice.domain import (
     merchant_default_underpaid,
 )
 from services.invoice.merchants import MerchantDirectory
-from services.invoice.pricing import CRYPTO, FIAT_MINOR_UNITS, format_money, to_base_units
+from services.invoice.pricing import CRYPTO, FIAT_MINOR_UNITS, CryptoAsset, format_money, to_base_units
 from services.invoice.rates import DEFAULT_FIXED_RATES, FixedRateProvider, RateProvider, RateUnavailable
 
+log = logging.getLogger("checkout.invoice")
+
 DEFAULT_LIMIT = 50
+# A watcher, the expiry job and a merchant's cancel can race on one invoice: reload and retry.
+CHANGE_ATTEMPTS = 8
 MAX_LIMIT = 200
 MAX_QUERY_LENGTH = 500
 # What a merchant must add for each network, for the FailedPrecondition that says so.
@@ -81,10 +88,13 @@ def invoice_message(row: asyncpg.Record) -> pb.Invoice:
         created_at=timestamp(row["created_at"]),
         updated_at=timestamp(row["updated_at"]),
         paid_at=timestamp(row["paid_at"]),
+        overpaid=row["overpaid"],
+        paid_late=row["paid_late"],
+        status_reason=row["status_reason"] or "",
     )
 
 
-def checkout_message(row: asyncpg.Record) -> pb.CheckoutView:
+def checkout_message(row: asyncpg.Record, payments: list[asyncpg.Record]) -> pb.CheckoutView:
     """The payer's view: what to pay, where, and by when; nothing else of the merchant's."""
     decimals = CRYPTO[row["crypto_currency"]].decimals
     return pb.CheckoutView(
@@ -99,6 +109,18 @@ def checkout_message(row: asyncpg.Record) -> pb.CheckoutView:
         payment_address=row["payment_address"],
         payment_uri=row["payment_uri"],
         expires_at=timestamp(row["expires_at"]),
+        overpaid=row["overpaid"],
+        paid_late=row["paid_late"],
+        payments=[
+            pb.CheckoutPayment(
+                tx_hash=p["tx_hash"],
+                amount=format_money(p["amount"], decimals),
+                status=p["status"],
+                confirmations=p["confirmations"],
+                required_confirmations=p["required_confirmations"],
+            )
+            for p in payments
+        ],
     )
 
 
@@ -173,6 +195,20 @@ class InvoiceApp:
             raise NotFound("merchant not found")
         return merchant_id
 
+    def _configured(self, asset: CryptoAsset) -> CryptoAsset:
+        """A token takes its contract (and decimals) from the deployment's network config."""
+        network = self.rt.config.network(asset.network)
+        token = network.token(asset.symbol) if network else None
+        if token is None:
+            return asset
+        return replace(asset, contract=token.contract, decimals=token.decimals)
+
+    def _chain_id(self, network_name: str) -> int:
+        network = self.rt.config.network(network_name)
+        if network is not None and network.chain_id is not None:
+            return network.chain_id
+        return self.rt.config.ethereum_chain_id
+
     async def _lock_rate(self, draft: Draft) -> LockedRate:
         try:
             quote = await self.rates.get_quote(draft.asset.symbol, draft.currency)
@@ -202,6 +238,7 @@ class InvoiceApp:
             metadata=plain(request.metadata),
             default_expiry_seconds=self.rt.config.invoice_expiry_seconds,
         )
+        draft = replace(draft, asset=self._configured(draft.asset))
         Invoice.check_supported(draft.asset)
         # The invoice carries the merchant's slot, so it routes to this shard with no lookup.
         invoice_id = ids.new_id(ids.slot_of(merchant_id))
@@ -221,7 +258,7 @@ class InvoiceApp:
             if index > addresses.MAX_ADDRESS_INDEX:
                 raise FailedPrecondition(f"the {draft.network} wallet has no unused addresses left")
             try:
-                payment = payment_target(draft, xpub, index, rate, self.rt.config.ethereum_chain_id)
+                payment = payment_target(draft, xpub, index, rate, self._chain_id(draft.network))
             except ValueError as error:
                 raise FailedPrecondition(
                     f"the merchant's {draft.network} wallet cannot be used: {error}"
@@ -300,14 +337,142 @@ class InvoiceApp:
         invoice_id = ids.parse_id(request.invoice_id)
         if invoice_id is None:
             raise NotFound("invoice not found")
-        row = await repository.invoice(self.rt.pool_for(invoice_id), invoice_id)
+        pool = self.rt.pool_for(invoice_id)
+        row = await repository.invoice(pool, invoice_id)
         if row is None:
             raise NotFound("invoice not found")
-        return checkout_message(row)
+        return checkout_message(row, await repository.payments(pool, invoice_id))
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def change(self, invoice_id: uuid.UUID, decide: Callable[[Invoice], object], *, actor: str) -> bool:
+        """Loads the invoice, lets `decide` emit events, saves them with the read models; retried
+        on a concurrent change. Used by the watchers and the expiry job. False: no such invoice."""
+        pool = self.rt.pool_for(invoice_id)
+        token = context.use(context.RequestContext(actor=actor, request_id=f"{actor}:{uuid.uuid4()}"))
+        changed = False
+        try:
+            for attempt in range(CHANGE_ATTEMPTS):
+                try:
+                    async with pool.acquire() as conn, conn.transaction():
+                        invoice = await self.invoices.get(conn, invoice_id)
+                        if invoice is None:
+                            return False
+                        decide(invoice)
+                        changed = bool(invoice.pending)
+                        if changed:
+                            await self._save(conn, invoice)
+                    break
+                except ConcurrencyError:
+                    log.debug(
+                        "invoice %s changed concurrently (attempt %d), retrying", invoice_id, attempt + 1
+                    )
+            else:
+                raise ConcurrencyError(
+                    f"invoice {invoice_id} kept changing: gave up after {CHANGE_ATTEMPTS} tries"
+                )
+        finally:
+            context.reset(token)
+        if changed:
+            await self.rt.cache.invalidate(cache.invoice_key(str(invoice_id)))
+        return True
+
+    def _owned(self, request_merchant: str, request_invoice: str) -> uuid.UUID:
+        merchant_id, invoice_id = ids.parse_id(request_merchant), ids.parse_id(request_invoice)
+        if merchant_id is None or invoice_id is None or ids.slot_of(invoice_id) != ids.slot_of(merchant_id):
+            raise NotFound("invoice not found")
+        return invoice_id
+
+    async def _owned_row(self, request_merchant: str, request_invoice: str) -> asyncpg.Record:
+        invoice_id = self._owned(request_merchant, request_invoice)
+        row = await repository.invoice(self.rt.pool_for(invoice_id), invoice_id)
+        if row is None or str(row["merchant_id"]) != request_merchant.lower():
+            raise NotFound("invoice not found")
+        return row
+
+    async def cancel_invoice(self, request: pb.CancelInvoiceRequest) -> pb.Invoice:
+        row = await self._owned_row(request.merchant_id, request.invoice_id)
+        invoice_id, merchant_id = row["id"], row["merchant_id"]
+        if len(request.reason) > 500:
+            raise InvalidArgument.field("reason", "must be at most 500 characters")
+
+        async def handle(conn: Connection) -> pb.Invoice:
+            invoice = await self.invoices.get(conn, invoice_id)
+            assert invoice is not None
+            invoice.cancel(request.reason, utcnow())
+            await self._save(conn, invoice)
+            changed = await repository.invoice(conn, invoice_id)
+            assert changed is not None
+            return invoice_message(changed)
+
+        result = await Commands.run(
+            self.rt.pool_for(invoice_id),
+            self._scope(f"CancelInvoice:{invoice_id}", merchant_id),
+            handle,
+            _encode,
+            pb.Invoice.FromString,
+            request_hash=hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest(),
+        )
+        await self.rt.cache.invalidate(cache.invoice_key(result.id))
+        return result
+
+    async def list_payments(self, request: pb.ListPaymentsRequest) -> pb.ListPaymentsResponse:
+        row = await self._owned_row(request.merchant_id, request.invoice_id)
+        rows = await repository.payments(self.rt.pool_for(row["id"]), row["id"])
+        return pb.ListPaymentsResponse(payments=[payment_message(r) for r in rows])
+
+    async def list_audit_entries(self, request: pb.ListAuditEntriesRequest) -> pb.ListAuditEntriesResponse:
+        row = await self._owned_row(request.merchant_id, request.invoice_id)
+        limit = _limit(request.limit)
+        rows = await repository.audit_entries(
+            self.rt.pool_for(row["id"]), row["id"], _cursor(request.cursor), limit + 1
+        )
+        page = rows[:limit]
+        return pb.ListAuditEntriesResponse(
+            entries=[audit_message(r) for r in page],
+            next_cursor=str(page[-1]["id"]) if len(rows) > limit else "",
+        )
 
     async def get_shard_stats(self, request: pb.GetShardStatsRequest) -> pb.ShardStats:
         pool = self.rt.shard_pool(request.shard)
         return pb.ShardStats(shard=request.shard, invoices=await repository.count_invoices(pool))
+
+
+def payment_message(row: asyncpg.Record) -> pb.Payment:
+    decimals = CRYPTO[row["asset"]].decimals if row["asset"] in CRYPTO else 18
+    message = pb.Payment(
+        id=str(row["id"]),
+        invoice_id=str(row["invoice_id"]),
+        network=row["network"],
+        tx_hash=row["tx_hash"],
+        output_index=row["output_index"],
+        asset=row["asset"],
+        amount=format_money(row["amount"], decimals),
+        from_address=row["from_address"] or "",
+        to_address=row["to_address"],
+        status=row["status"],
+        confirmations=row["confirmations"],
+        required_confirmations=row["required_confirmations"],
+        block_hash=row["block_hash"] or "",
+        late=row["late"],
+        status_reason=row["status_reason"] or "",
+        detected_at=timestamp(row["detected_at"]),
+        confirmed_at=timestamp(row["confirmed_at"]),
+    )
+    if row["block_number"] is not None:
+        message.block_number = row["block_number"]
+    return message
+
+
+def audit_message(row: asyncpg.Record) -> pb.AuditEntry:
+    return pb.AuditEntry(
+        id=str(row["id"]),
+        invoice_id=str(row["invoice_id"]),
+        event=row["event"],
+        actor=row["actor"],
+        timestamp=timestamp(row["timestamp"]),
+        request_id=row["request_id"] or "",
+        data=struct(row["data"]),
+    )
 
 
 def _encode(message: pb.Invoice) -> bytes:

@@ -13,7 +13,7 @@ import json
 import re
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -27,6 +27,14 @@ from libs.common.protoconv import datetime_of, struct, timestamp
 from services.invoice import pricing
 
 STATUSES = ("pending", "partial", "paid", "confirmed", "expired", "cancelled", "invalid")
+# Statuses in which payments count towards the invoice; after these it is closed and a payment
+# is recorded as late (never lost, never counted).
+OPEN_STATUSES = frozenset({"pending", "partial"})
+CLOSED_STATUSES = frozenset({"expired", "cancelled"})
+PAYMENT_STATUSES = ("detected", "confirming", "confirmed", "failed", "reorged")
+# What a payment's confirmations make of it, before it is confirmed.
+LIVE_PAYMENT_STATUSES = frozenset({"detected", "confirming", "confirmed"})
+_HUNDRED = Decimal(100)
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MAX_TITLE = 200
 MAX_DESCRIPTION = 2000
@@ -83,6 +91,62 @@ class PaymentTarget:
     address_index: int
     address: str
     uri: str
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """A transfer to the invoice's address as a watcher saw it (amount in the asset's units)."""
+
+    network: str
+    tx_hash: str
+    output_index: int
+    asset: str
+    amount: Decimal
+    from_address: str
+    to_address: str
+    block_number: int | None
+    block_hash: str
+    confirmations: int
+    required_confirmations: int
+    mined_at: dt.datetime | None = None  # the block's time; None while unconfirmed
+
+
+@dataclass(frozen=True)
+class PaymentState:
+    payment_id: str
+    network: str
+    tx_hash: str
+    output_index: int
+    amount: Decimal
+    status: str
+    block_number: int | None
+    block_hash: str
+    confirmations: int
+    required: int
+    late: bool
+
+    @property
+    def counted(self) -> bool:
+        return self.status in LIVE_PAYMENT_STATUSES and not self.late
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.__dict__, "amount": str(self.amount)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PaymentState:
+        return cls(**{**data, "amount": Decimal(data["amount"])})
+
+
+def payment_status(confirmations: int, required: int) -> str:
+    if confirmations >= required:
+        return "confirmed"
+    return "confirming" if confirmations > 0 else "detected"
+
+
+def payment_id_for(invoice_id: uuid.UUID, network: str, tx_hash: str, output_index: int) -> uuid.UUID:
+    """The same transaction output is the same payment, also when a reorg takes it away and it
+    comes back: the id is derived from it (and carries the invoice's slot)."""
+    return ids.derived_id(ids.slot_of(invoice_id), "payment", network, tx_hash.lower(), str(output_index))
 
 
 def customer_id_for(merchant_id: uuid.UUID, email: str) -> uuid.UUID:
@@ -160,6 +224,14 @@ class Invoice(Aggregate):
         self.amount_paid = Decimal(0)
         self.payment_address = ""
         self.expires_at: dt.datetime | None = None
+        self.customer_id = ""
+        self.total = ""
+        self.currency = ""
+        self.decimals = 0
+        self.underpaid_percent = Decimal(0)
+        self.overpaid = False
+        self.paid_late = False
+        self.payments: dict[tuple[str, int], PaymentState] = {}
 
     @staticmethod
     def validate(
@@ -321,6 +393,200 @@ class Invoice(Aggregate):
         )
         return invoice
 
+    # -- lifecycle commands ------------------------------------------------------------------
+    # Each command emits payment events first, then at most one status event that `_settle`
+    # derives from the payments: the status is a function of the payments, the expiry and the
+    # merchant's tolerance, so a replay (or a reorg) always lands on the same answer.
+
+    def observe(self, seen: Sighting, now: dt.datetime) -> None:
+        """A watcher saw a transfer to this invoice's address (again, possibly in another block)."""
+        if seen.asset != self.crypto_currency or seen.to_address.lower() != self.payment_address.lower():
+            return  # another asset to the same address (an ERC-20 to an ETH invoice) is not this invoice's
+        key = (seen.tx_hash.lower(), seen.output_index)
+        known = self.payments.get(key)
+        status = payment_status(seen.confirmations, seen.required_confirmations)
+        if known is None or known.status in ("reorged", "failed"):
+            # On time if its block is older than the deadline, even when the watcher sees it later.
+            arrived = seen.mined_at or now
+            late = self.status in CLOSED_STATUSES or (
+                self.expires_at is not None and arrived >= self.expires_at and self.status in OPEN_STATUSES
+            )
+            amount_paid = self.amount_paid + (seen.amount if not late else 0)
+            self._emit(
+                ev.PaymentDetected(
+                    invoice_id=str(self.id),
+                    merchant_id=self.merchant_id,
+                    payment_id=str(payment_id_for(self.id, seen.network, key[0], key[1])),
+                    network=seen.network,
+                    tx_hash=key[0],
+                    output_index=seen.output_index,
+                    asset=seen.asset,
+                    amount=pricing.format_money(seen.amount, self.decimals),
+                    from_address=seen.from_address,
+                    to_address=seen.to_address,
+                    block_number=seen.block_number,
+                    block_hash=seen.block_hash,
+                    confirmations=seen.confirmations,
+                    required_confirmations=seen.required_confirmations,
+                    late=late,
+                    status="confirming" if status == "confirmed" else status,
+                    amount_paid=pricing.format_money(amount_paid, self.decimals),
+                    overpaid=self.overpaid or amount_paid > self.crypto_amount,
+                    detected_at=timestamp(now),
+                )
+            )
+            if status == "confirmed":
+                self._confirm_payment(key, now)
+        elif known.status != "confirmed":
+            self._track(key, seen.block_number, seen.block_hash, seen.confirmations, now)
+        self._settle(now, "")
+
+    def recount(self, tip: int, now: dt.datetime) -> None:
+        """Confirmations of the open payments against the chain's tip height."""
+        for key, payment in list(self.payments.items()):
+            if payment.status in ("detected", "confirming") and payment.block_number is not None:
+                confirmations = max(0, tip - payment.block_number + 1)
+                if confirmations != payment.confirmations:
+                    self._track(key, payment.block_number, payment.block_hash, confirmations, now)
+        self._settle(now, "")
+
+    def retract(self, tx_hash: str, output_index: int, reason: str, now: dt.datetime) -> None:
+        """The chain no longer holds this payment: it stops counting, and the status follows."""
+        key = (tx_hash.lower(), output_index)
+        payment = self.payments.get(key)
+        if payment is None or payment.status in ("reorged", "failed"):
+            return
+        amount_paid = self.amount_paid - (payment.amount if payment.counted else 0)
+        self._emit(
+            ev.PaymentReorged(
+                invoice_id=str(self.id),
+                merchant_id=self.merchant_id,
+                payment_id=payment.payment_id,
+                network=payment.network,
+                tx_hash=key[0],
+                output_index=output_index,
+                amount=pricing.format_money(payment.amount, self.decimals),
+                reason=reason,
+                amount_paid=pricing.format_money(amount_paid, self.decimals),
+                overpaid=amount_paid > self.crypto_amount,
+                at=timestamp(now),
+            )
+        )
+        short = f"payment {key[0]}:{output_index} is no longer on chain ({reason})"
+        self._settle(now, short)
+
+    def expire(self, now: dt.datetime) -> bool:
+        """Closes an open invoice whose time is up; False when there is nothing to do."""
+        if self.status not in OPEN_STATUSES or self.expires_at is None or now < self.expires_at:
+            return False
+        self._emit_status(ev.InvoiceExpired, "expired", "expired before the amount due was paid", now)
+        return True
+
+    def cancel(self, reason: str, now: dt.datetime) -> None:
+        if self.status == "cancelled":
+            return
+        if self.payments:
+            raise FailedPrecondition("the invoice has payments and can no longer be cancelled")
+        if self.status != "pending":
+            raise FailedPrecondition(f"an invoice that is {self.status} cannot be cancelled")
+        self._emit_status(
+            ev.InvoiceCancelled, "cancelled", reason.strip() or "cancelled by the merchant", now
+        )
+
+    def _track(
+        self,
+        key: tuple[str, int],
+        block_number: int | None,
+        block_hash: str,
+        confirmations: int,
+        now: dt.datetime,
+    ) -> None:
+        payment = self.payments[key]
+        status = payment_status(confirmations, payment.required)
+        if (payment.block_number, payment.block_hash, payment.confirmations) == (
+            block_number,
+            block_hash,
+            confirmations,
+        ):
+            return
+        self._emit(
+            ev.PaymentUpdated(
+                invoice_id=str(self.id),
+                merchant_id=self.merchant_id,
+                payment_id=payment.payment_id,
+                network=payment.network,
+                tx_hash=key[0],
+                output_index=key[1],
+                block_number=block_number,
+                block_hash=block_hash,
+                confirmations=confirmations,
+                status="confirming" if status == "confirmed" else status,
+                at=timestamp(now),
+            )
+        )
+        if status == "confirmed":
+            self._confirm_payment(key, now)
+
+    def _confirm_payment(self, key: tuple[str, int], now: dt.datetime) -> None:
+        payment = self.payments[key]
+        self._emit(
+            ev.PaymentConfirmed(
+                invoice_id=str(self.id),
+                merchant_id=self.merchant_id,
+                payment_id=payment.payment_id,
+                network=payment.network,
+                tx_hash=key[0],
+                output_index=key[1],
+                block_number=payment.block_number or 0,
+                block_hash=payment.block_hash,
+                confirmations=payment.confirmations,
+                confirmed_at=timestamp(now),
+            )
+        )
+
+    def due(self) -> Decimal:
+        """What counts as paid: the amount less the tolerated shortfall."""
+        return self.crypto_amount * (_HUNDRED - self.underpaid_percent) / _HUNDRED
+
+    def _settle(self, now: dt.datetime, reason: str) -> None:
+        if self.status in CLOSED_STATUSES:
+            return  # closed: late payments are recorded (and flagged) but change nothing
+        counted = [p for p in self.payments.values() if p.counted]
+        if self.amount_paid >= self.due() and counted:
+            target = "confirmed" if all(p.status == "confirmed" for p in counted) else "paid"
+        elif self.expires_at is not None and now >= self.expires_at and self.status != "invalid":
+            # Expired while money was on its way back out (a reorg after expiry): it cannot reopen.
+            target = "invalid" if self.status in ("paid", "confirmed") else "expired"
+        else:
+            target = "partial" if self.amount_paid > 0 else "pending"
+            if self.status == "invalid":
+                target = "invalid"
+        if target == self.status:
+            return
+        kind, default_reason = _STATUS_EVENTS[target]
+        self._emit_status(kind, target, reason or default_reason, now)
+
+    def _emit_status(self, kind: type[_StatusEvent], status: str, reason: str, now: dt.datetime) -> None:
+        self._emit(
+            kind(
+                invoice_id=str(self.id),
+                merchant_id=self.merchant_id,
+                customer_id=self.customer_id,
+                status=status,
+                previous_status=self.status,
+                crypto_amount=pricing.format_money(self.crypto_amount, self.decimals),
+                amount_paid=pricing.format_money(self.amount_paid, self.decimals),
+                crypto_currency=self.crypto_currency,
+                total=self.total,
+                currency=self.currency,
+                overpaid=self.overpaid,
+                paid_late=self.paid_late,
+                reason=reason,
+                at=timestamp(now),
+            )
+        )
+
+    # -- state -------------------------------------------------------------------------------
     def _apply(self, event: Any) -> None:
         if isinstance(event, ev.InvoiceCreated):
             self.merchant_id = event.merchant_id
@@ -329,6 +595,51 @@ class Invoice(Aggregate):
             self.crypto_amount = Decimal(event.crypto_amount)
             self.payment_address = event.payment_address
             self.expires_at = datetime_of(event.expires_at)
+            self.customer_id = event.customer_id
+            self.total = event.total
+            self.currency = event.currency
+            self.decimals = pricing.CRYPTO[event.crypto_currency].decimals
+            self.underpaid_percent = Decimal(event.payment_tolerance.underpaid_percent or "0")
+        elif isinstance(event, ev.PaymentDetected):
+            key = (event.tx_hash, event.output_index)
+            self.payments[key] = PaymentState(
+                payment_id=event.payment_id,
+                network=event.network,
+                tx_hash=event.tx_hash,
+                output_index=event.output_index,
+                amount=Decimal(event.amount),
+                status=event.status if event.status != "confirmed" else "confirming",
+                block_number=event.block_number if event.HasField("block_number") else None,
+                block_hash=event.block_hash,
+                confirmations=event.confirmations,
+                required=event.required_confirmations,
+                late=event.late,
+            )
+            self._totals(event.amount_paid, event.overpaid)
+            self.paid_late = self.paid_late or event.late
+        elif isinstance(event, ev.PaymentUpdated):
+            key = (event.tx_hash, event.output_index)
+            self.payments[key] = replace(
+                self.payments[key],
+                block_number=event.block_number if event.HasField("block_number") else None,
+                block_hash=event.block_hash,
+                confirmations=event.confirmations,
+                status=event.status,
+            )
+        elif isinstance(event, ev.PaymentConfirmed):
+            key = (event.tx_hash, event.output_index)
+            self.payments[key] = replace(self.payments[key], status="confirmed")
+        elif isinstance(event, ev.PaymentReorged):
+            key = (event.tx_hash, event.output_index)
+            self.payments[key] = replace(self.payments[key], status="reorged")
+            self._totals(event.amount_paid, event.overpaid)
+        elif isinstance(event, _STATUS_TYPES):
+            self.status = event.status
+            self.overpaid = event.overpaid
+
+    def _totals(self, amount_paid: str, overpaid: bool) -> None:
+        self.amount_paid = Decimal(amount_paid)
+        self.overpaid = overpaid
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -339,6 +650,14 @@ class Invoice(Aggregate):
             "amount_paid": str(self.amount_paid),
             "payment_address": self.payment_address,
             "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+            "customer_id": self.customer_id,
+            "total": self.total,
+            "currency": self.currency,
+            "decimals": self.decimals,
+            "underpaid_percent": str(self.underpaid_percent),
+            "overpaid": self.overpaid,
+            "paid_late": self.paid_late,
+            "payments": [p.to_json() for p in self.payments.values()],
         }
 
     def restore(self, data: dict[str, Any]) -> None:
@@ -349,3 +668,41 @@ class Invoice(Aggregate):
         self.amount_paid = Decimal(data["amount_paid"])
         self.payment_address = data["payment_address"]
         self.expires_at = dt.datetime.fromisoformat(data["expires_at"]) if data["expires_at"] else None
+        self.customer_id = data.get("customer_id", "")
+        self.total = data.get("total", "")
+        self.currency = data.get("currency", "")
+        self.decimals = data.get("decimals", pricing.CRYPTO[self.crypto_currency].decimals)
+        self.underpaid_percent = Decimal(data.get("underpaid_percent", "0"))
+        self.overpaid = data.get("overpaid", False)
+        self.paid_late = data.get("paid_late", False)
+        payments = (PaymentState.from_json(p) for p in data.get("payments", []))
+        self.payments = {(p.tx_hash, p.output_index): p for p in payments}
+
+
+_StatusEvent = (
+    ev.InvoicePartiallyPaid
+    | ev.InvoicePaid
+    | ev.InvoiceConfirmed
+    | ev.InvoiceExpired
+    | ev.InvoiceCancelled
+    | ev.InvoiceInvalid
+    | ev.InvoiceReopened
+)
+_STATUS_TYPES = (
+    ev.InvoicePartiallyPaid,
+    ev.InvoicePaid,
+    ev.InvoiceConfirmed,
+    ev.InvoiceExpired,
+    ev.InvoiceCancelled,
+    ev.InvoiceInvalid,
+    ev.InvoiceReopened,
+)
+# The status `_settle` lands on → the event that says so, and its default reason.
+_STATUS_EVENTS: dict[str, tuple[type[_StatusEvent], str]] = {
+    "pending": (ev.InvoiceReopened, "no counted payment is left; the invoice is open again"),
+    "partial": (ev.InvoicePartiallyPaid, "payments so far are short of the amount due"),
+    "paid": (ev.InvoicePaid, "payments cover the amount due; waiting for confirmations"),
+    "confirmed": (ev.InvoiceConfirmed, "every counted payment has the required confirmations"),
+    "expired": (ev.InvoiceExpired, "expired before the amount due was paid"),
+    "invalid": (ev.InvoiceInvalid, "a counted payment was lost after the invoice expired"),
+}

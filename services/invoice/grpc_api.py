@@ -42,6 +42,19 @@ class InvoiceServicer(invoice_pb2_grpc.InvoiceServiceServicer):
     async def GetShardStats(self, request: pb.GetShardStatsRequest, context: Context) -> pb.ShardStats:
         return await self.app.get_shard_stats(request)
 
+    async def CancelInvoice(self, request: pb.CancelInvoiceRequest, context: Context) -> pb.Invoice:
+        return await self.app.cancel_invoice(request)
+
+    async def ListPayments(
+        self, request: pb.ListPaymentsRequest, context: Context
+    ) -> pb.ListPaymentsResponse:
+        return await self.app.list_payments(request)
+
+    async def ListAuditEntries(
+        self, request: pb.ListAuditEntriesRequest, context: Context
+    ) -> pb.ListAuditEntriesResponse:
+        return await self.app.list_audit_entries(request)
+
 
 def register(server: grpc.aio.Server, runtime: Runtime) -> Sequence[str]:
     invoice_pb2_grpc.add_InvoiceServiceServicer_to_server(InvoiceServicer(app_of(runtime)), server)

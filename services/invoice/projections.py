@@ -17,6 +17,7 @@ from typing import Any
 from checkout.invoice.v1 import events_pb2 as ev
 from checkout.merchant.v1 import events_pb2 as merchant_ev
 
+from libs.common import events
 from libs.common.db import Connection
 from libs.common.eventstore import EventStore, StoredEvent
 from libs.common.messaging import Envelope
@@ -83,6 +84,101 @@ async def apply(conn: Connection, event: StoredEvent) -> None:
                 "payment_address": message.payment_address,
             },
         )
+
+    elif isinstance(message, ev.PaymentDetected):
+        await conn.execute(
+            """INSERT INTO payments (id, invoice_id, merchant_id, network, tx_hash, output_index, asset,
+                   amount, from_address, to_address, status, confirmations, required_confirmations,
+                   block_number, block_hash, late, detected_at, created_at, updated_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17, $17)
+               ON CONFLICT (tx_hash, output_index) DO UPDATE SET
+                   status = EXCLUDED.status, confirmations = EXCLUDED.confirmations,
+                   block_number = EXCLUDED.block_number, block_hash = EXCLUDED.block_hash,
+                   late = EXCLUDED.late, status_reason = NULL, confirmed_at = NULL,
+                   detected_at = EXCLUDED.detected_at, updated_at = EXCLUDED.updated_at""",
+            uuid.UUID(message.payment_id),
+            event.aggregate_id,
+            uuid.UUID(message.merchant_id),
+            message.network,
+            message.tx_hash,
+            message.output_index,
+            message.asset,
+            Decimal(message.amount),
+            message.from_address or None,
+            message.to_address,
+            message.status,
+            message.confirmations,
+            message.required_confirmations,
+            message.block_number if message.HasField("block_number") else None,
+            message.block_hash or None,
+            message.late,
+            event.created_at,
+        )
+        await _totals(conn, event, message.amount_paid, message.overpaid, message.late)
+        await _audit(conn, event, message.invoice_id, message.merchant_id, events.encode(message))
+    elif isinstance(message, ev.PaymentUpdated):
+        await conn.execute(
+            """UPDATE payments SET block_number = $2, block_hash = $3, confirmations = $4, status = $5,
+                   updated_at = $6
+               WHERE tx_hash = $1 AND output_index = $7""",
+            message.tx_hash,
+            message.block_number if message.HasField("block_number") else None,
+            message.block_hash or None,
+            message.confirmations,
+            message.status,
+            event.created_at,
+            message.output_index,
+        )
+        await _audit(conn, event, message.invoice_id, message.merchant_id, events.encode(message))
+    elif isinstance(message, ev.PaymentConfirmed):
+        await conn.execute(
+            """UPDATE payments SET status = 'confirmed', confirmations = $2, confirmed_at = $3, updated_at = $3
+               WHERE tx_hash = $1 AND output_index = $4""",
+            message.tx_hash,
+            message.confirmations,
+            event.created_at,
+            message.output_index,
+        )
+        await _audit(conn, event, message.invoice_id, message.merchant_id, events.encode(message))
+    elif isinstance(message, ev.PaymentReorged):
+        await conn.execute(
+            """UPDATE payments SET status = 'reorged', status_reason = $2, updated_at = $3
+               WHERE tx_hash = $1 AND output_index = $4""",
+            message.tx_hash,
+            message.reason,
+            event.created_at,
+            message.output_index,
+        )
+        await _totals(conn, event, message.amount_paid, message.overpaid, False)
+        await _audit(conn, event, message.invoice_id, message.merchant_id, events.encode(message))
+    elif event.event_type in events.STATUS_EVENTS:
+        data = events.encode(message)
+        status = events.STATUS_EVENTS[event.event_type]
+        await conn.execute(
+            """UPDATE invoices SET status = $2, overpaid = $3, paid_late = $4, status_reason = $5,
+                   updated_at = $6,
+                   paid_at = CASE WHEN $2 IN ('paid', 'confirmed') THEN COALESCE(paid_at, $6) ELSE paid_at END
+               WHERE id = $1""",
+            event.aggregate_id,
+            status,
+            bool(data.get("overpaid", False)),
+            bool(data.get("paid_late", False)),
+            data.get("reason") or None,
+            event.created_at,
+        )
+        await _audit(conn, event, data["invoice_id"], data["merchant_id"], data)
+
+
+async def _totals(conn: Connection, event: StoredEvent, amount_paid: str, overpaid: bool, late: bool) -> None:
+    await conn.execute(
+        """UPDATE invoices SET amount_paid = $2, overpaid = $3, paid_late = paid_late OR $4, updated_at = $5
+           WHERE id = $1""",
+        event.aggregate_id,
+        Decimal(amount_paid),
+        overpaid,
+        late,
+        event.created_at,
+    )
 
 
 async def _audit(

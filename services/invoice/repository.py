@@ -15,7 +15,12 @@ INVOICE_COLUMNS = (
     "id, merchant_id, customer_id, customer_email, title, description, items, subtotal, tax, total, "
     "currency, crypto_currency, crypto_amount, amount_paid, network, address_index, payment_address, "
     "payment_uri, status, exchange_rate, payment_tolerance, metadata, expires_at, created_at, "
-    "updated_at, paid_at"
+    "updated_at, paid_at, overpaid, paid_late, status_reason"
+)
+PAYMENT_COLUMNS = (
+    "id, invoice_id, network, tx_hash, output_index, asset, amount, from_address, to_address, status, "
+    "confirmations, required_confirmations, block_number, block_hash, late, status_reason, detected_at, "
+    "confirmed_at"
 )
 # The exact expression of idx_invoices_text_search: any other spelling would not use the index.
 SEARCH_VECTOR = "to_tsvector('english', title || ' ' || coalesce(description, ''))"
@@ -71,6 +76,41 @@ def invoices_query(where: InvoiceFilter, limit: int) -> tuple[str, list[Any]]:
 async def invoices(conn: Executor, where: InvoiceFilter, limit: int) -> list[asyncpg.Record]:
     sql, args = invoices_query(where, limit)
     return list(await conn.fetch(sql, *args))
+
+
+async def payments(conn: Executor, invoice_id: uuid.UUID) -> list[asyncpg.Record]:
+    return list(
+        await conn.fetch(
+            f"SELECT {PAYMENT_COLUMNS} FROM payments WHERE invoice_id = $1 ORDER BY detected_at, id",
+            invoice_id,
+        )
+    )
+
+
+async def audit_entries(
+    conn: Executor, invoice_id: uuid.UUID, after_id: uuid.UUID | None, limit: int
+) -> list[asyncpg.Record]:
+    """Oldest first; the cursor is the last entry's id (its time and id order the rest)."""
+    columns = "id, invoice_id, event, actor, timestamp, request_id, data"
+    if after_id is None:
+        return list(
+            await conn.fetch(
+                f"SELECT {columns} FROM audit_entries WHERE invoice_id = $1 ORDER BY timestamp, id LIMIT $2",
+                invoice_id,
+                limit,
+            )
+        )
+    return list(
+        await conn.fetch(
+            f"""SELECT {columns} FROM audit_entries a WHERE invoice_id = $1
+                  AND (timestamp, id) > (SELECT timestamp, id FROM audit_entries
+                                         WHERE invoice_id = $1 AND id = $2)
+                ORDER BY timestamp, id LIMIT $3""",
+            invoice_id,
+            after_id,
+            limit,
+        )
+    )
 
 
 async def count_invoices(conn: Executor) -> int:

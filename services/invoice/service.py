@@ -10,6 +10,7 @@ from libs.common.partitions import PartitionedTable
 from libs.common.service import Runtime, ServiceSpec
 from services.invoice.application import app_of
 from services.invoice.grpc_api import register
+from services.invoice.jobs import background
 from services.invoice.projections import MerchantProfiles
 
 
@@ -27,5 +28,5 @@ SPEC = ServiceSpec(
     register=register,
     projections=lambda runtime: [MerchantProfiles()],
     partitioned=[PartitionedTable("audit_entries", "month")],
-    background=lambda runtime: [_close_on_stop(runtime)],
+    background=lambda runtime: [_close_on_stop(runtime), *background(runtime)],
 )

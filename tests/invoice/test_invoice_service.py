@@ -330,6 +330,10 @@ async def test_another_merchants_invoice_is_not_found_and_checkout_shows_only_pa
             "payment_address",
             "payment_uri",
             "expires_at",
+            # The payer's own payments and the flags about them: still nothing of the merchant's.
+            "overpaid",
+            "paid_late",
+            "payments",
         }
         assert (view.id, view.total, view.crypto_amount, view.payment_uri) == (
             invoice.id,

@@ -39,6 +39,8 @@ class Transfer:
     amount_units: int  # base units (wei, token units, sats)
     block_number: int | None  # None while unconfirmed (mempool)
     block_hash: str | None
+    # The block's timestamp (unix seconds), when known: decides whether a payment was on time.
+    block_time: int | None = None
 
 
 @dataclass(frozen=True)

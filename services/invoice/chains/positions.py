@@ -1,0 +1,82 @@
+"""Where a block-following watcher is: the recent blocks it processed, kept durably.
+
+Written to every shard this process serves (each shard's `chain_blocks`), so whichever shards
+a restarted process serves, it finds a position; it resumes from the lowest one among them, and
+re-reading a block is harmless because the ledger records each payment once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+# Enough history to find the fork point of any reorg a dev chain or mainnet will show.
+KEEP_BLOCKS = 256
+
+
+@dataclass(frozen=True)
+class Block:
+    number: int
+    hash: str
+    parent_hash: str
+
+
+class ChainPositions:
+    def __init__(self, pools: Sequence[asyncpg.Pool], network: str) -> None:
+        if not pools:
+            raise ValueError("a watcher needs at least one shard to keep its position in")
+        self.pools = list(pools)
+        self.network = network
+
+    async def head(self) -> Block | None:
+        """The lowest of the shards' latest processed blocks (None: never ran)."""
+        heads = []
+        for pool in self.pools:
+            row = await pool.fetchrow(
+                """SELECT block_number, block_hash, parent_hash FROM chain_blocks
+                   WHERE network = $1 ORDER BY block_number DESC LIMIT 1""",
+                self.network,
+            )
+            if row is None:
+                return None
+            heads.append(Block(row["block_number"], row["block_hash"], row["parent_hash"]))
+        return min(heads, key=lambda b: b.number)
+
+    async def hash_at(self, number: int) -> str | None:
+        return await self.pools[0].fetchval(  # type: ignore[no-any-return]
+            "SELECT block_hash FROM chain_blocks WHERE network = $1 AND block_number = $2",
+            self.network,
+            number,
+        )
+
+    async def lowest(self) -> int | None:
+        return await self.pools[0].fetchval(  # type: ignore[no-any-return]
+            "SELECT min(block_number) FROM chain_blocks WHERE network = $1", self.network
+        )
+
+    async def save(self, blocks: Sequence[Block]) -> None:
+        if not blocks:
+            return
+        for pool in self.pools:
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.executemany(
+                    """INSERT INTO chain_blocks (network, block_number, block_hash, parent_hash)
+                       VALUES ($1, $2, $3, $4)
+                       ON CONFLICT (network, block_number) DO UPDATE
+                       SET block_hash = EXCLUDED.block_hash, parent_hash = EXCLUDED.parent_hash,
+                           processed_at = NOW()""",
+                    [(self.network, b.number, b.hash, b.parent_hash) for b in blocks],
+                )
+                await conn.execute(
+                    "DELETE FROM chain_blocks WHERE network = $1 AND block_number <= $2",
+                    self.network,
+                    blocks[-1].number - KEEP_BLOCKS,
+                )
+
+    async def rollback_above(self, number: int) -> None:
+        for pool in self.pools:
+            await pool.execute(
+                "DELETE FROM chain_blocks WHERE network = $1 AND block_number > $2", self.network, number
+            )

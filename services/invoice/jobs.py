@@ -1,0 +1,54 @@
+"""The invoice service's background work: the expiry job and one chain watcher per network."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+import asyncpg
+
+from libs.common.evm_rpc import EvmRpc
+from libs.common.service import Runtime
+from services.invoice.application import app_of
+from services.invoice.chains.evm import EvmWatcher
+from services.invoice.chains.positions import ChainPositions
+from services.invoice.ledger import InvoiceLedger
+
+log = logging.getLogger("checkout.invoice.jobs")
+
+
+def ledger_of(runtime: Runtime) -> InvoiceLedger:
+    return InvoiceLedger(runtime, app_of(runtime))
+
+
+async def expire_invoices(runtime: Runtime) -> None:
+    ledger = ledger_of(runtime)
+    while True:
+        try:
+            await ledger.expire_due()
+        except (asyncpg.PostgresError, OSError) as error:
+            log.warning("expiry job failed, will retry: %s", error)
+        await asyncio.sleep(runtime.config.expiry_poll_seconds)
+
+
+async def watch_evm(runtime: Runtime, network_name: str) -> None:
+    network = runtime.config.network(network_name)
+    assert network is not None
+    positions = ChainPositions([pool for _, pool in runtime.pools.items()], network.name)
+    rpc = EvmRpc(network.node_url)
+    try:
+        await EvmWatcher(network, ledger_of(runtime), rpc, positions).run()
+    finally:
+        with contextlib.suppress(Exception):
+            await rpc.aclose()
+
+
+def background(runtime: Runtime) -> list[Coroutine[Any, Any, None]]:
+    jobs = [expire_invoices(runtime)]
+    for network in runtime.config.networks:
+        if network.kind == "evm":
+            jobs.append(watch_evm(runtime, network.name))
+    return jobs

@@ -1,0 +1,196 @@
+"""The invoice side of the chain watchers: what to watch, and what a sighting does to an invoice.
+
+Implements chains.base.Ledger over the shards this process serves. Every change goes through the
+Invoice aggregate (services/invoice/domain.py), so a payment is recorded once per (tx, output)
+however often a watcher reports it, and every step lands in the audit trail as `system:watcher`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+
+from libs.common.eventstore import utcnow
+from libs.common.service import Runtime
+from services.invoice.application import InvoiceApp
+from services.invoice.chains.base import OpenPayment, PaymentKey, Transfer, WatchedAddress
+from services.invoice.domain import Invoice, Sighting
+from services.invoice.pricing import CRYPTO
+
+log = logging.getLogger("checkout.invoice.ledger")
+
+WATCHER = "system:watcher"
+EXPIRY = "system:expiry"
+DEFAULT_LATE_WINDOW_SECONDS = 86_400
+
+
+def _units_to_amount(units: int, asset: str) -> Decimal:
+    return Decimal(units).scaleb(-CRYPTO[asset].decimals)
+
+
+class InvoiceLedger:
+    def __init__(self, runtime: Runtime, app: InvoiceApp) -> None:
+        self.rt = runtime
+        self.app = app
+        # The last answer of `watched` per network, so `record` finds the invoice of an address
+        # without a query per transfer.
+        self._watched: dict[str, dict[str, WatchedAddress]] = {}
+
+    def _required(self, network: str) -> int:
+        config = self.rt.config.network(network)
+        return config.confirmations if config else 1
+
+    async def watched(self, network: str) -> Mapping[str, WatchedAddress]:
+        config = self.rt.config.network(network)
+        late = config.late_window_seconds if config else DEFAULT_LATE_WINDOW_SECONDS
+        found: dict[str, WatchedAddress] = {}
+        for _, pool in self.rt.pools.items():
+            rows = await pool.fetch(
+                """SELECT id, payment_address, crypto_currency FROM invoices
+                   WHERE network = $1
+                     AND (status IN ('pending', 'partial', 'paid', 'invalid')
+                          OR expires_at > NOW() - make_interval(secs => $2))""",
+                network,
+                late,
+            )
+            for row in rows:
+                found[row["payment_address"].lower()] = WatchedAddress(
+                    row["payment_address"], row["id"], row["crypto_currency"]
+                )
+        self._watched[network] = found
+        return found
+
+    async def _invoice_of(self, network: str, address: str) -> uuid.UUID | None:
+        known = self._watched.get(network, {}).get(address.lower())
+        if known:
+            return known.invoice_id
+        for _, pool in self.rt.pools.items():
+            invoice_id = await pool.fetchval(
+                "SELECT id FROM invoices WHERE network = $1 AND payment_address = $2", network, address
+            )
+            if invoice_id is not None:
+                return uuid.UUID(str(invoice_id))
+        return None
+
+    async def open_payments(self, network: str) -> Sequence[OpenPayment]:
+        found: list[OpenPayment] = []
+        for _, pool in self.rt.pools.items():
+            rows = await pool.fetch(
+                """SELECT tx_hash, output_index, invoice_id, to_address, block_number, block_hash
+                   FROM payments WHERE network = $1 AND status IN ('detected', 'confirming')""",
+                network,
+            )
+            found.extend(
+                OpenPayment(
+                    PaymentKey(r["tx_hash"], r["output_index"]),
+                    r["invoice_id"],
+                    r["to_address"],
+                    r["block_number"],
+                    r["block_hash"],
+                )
+                for r in rows
+            )
+        return found
+
+    async def record(self, transfers: Sequence[Transfer], tip: int) -> None:
+        by_invoice: dict[uuid.UUID, list[Sighting]] = defaultdict(list)
+        for transfer in transfers:
+            invoice_id = await self._invoice_of(transfer.network, transfer.to_address)
+            if invoice_id is None or transfer.asset not in CRYPTO:
+                log.warning(
+                    "no invoice for %s %s to %s (tx %s): ignored",
+                    transfer.network,
+                    transfer.asset,
+                    transfer.to_address,
+                    transfer.key.tx_hash,
+                )
+                continue
+            block = transfer.block_number
+            by_invoice[invoice_id].append(
+                Sighting(
+                    network=transfer.network,
+                    tx_hash=transfer.key.tx_hash,
+                    output_index=transfer.key.output_index,
+                    asset=transfer.asset,
+                    amount=_units_to_amount(transfer.amount_units, transfer.asset),
+                    from_address=transfer.from_address or "",
+                    to_address=transfer.to_address,
+                    block_number=transfer.block_number,
+                    block_hash=transfer.block_hash or "",
+                    confirmations=max(0, tip - block + 1) if block is not None else 0,
+                    required_confirmations=self._required(transfer.network),
+                    mined_at=dt.datetime.fromtimestamp(transfer.block_time, dt.UTC)
+                    if transfer.block_time is not None
+                    else None,
+                )
+            )
+        for invoice_id, sightings in by_invoice.items():
+
+            def observe(invoice: Invoice, sightings: list[Sighting] = sightings) -> None:
+                now = utcnow()
+                for seen in sightings:
+                    invoice.observe(seen, now)
+
+            await self.app.change(invoice_id, observe, actor=WATCHER)
+            log.info(
+                "invoice %s: %s",
+                invoice_id,
+                ", ".join(f"{s.amount} {s.asset} in {s.tx_hash}:{s.output_index}" for s in sightings),
+            )
+
+    async def retract(self, network: str, keys: Sequence[PaymentKey], reason: str) -> None:
+        by_invoice: dict[uuid.UUID, list[PaymentKey]] = defaultdict(list)
+        for _, pool in self.rt.pools.items():
+            rows = await pool.fetch(
+                """SELECT invoice_id, tx_hash, output_index FROM payments
+                   WHERE network = $1 AND (tx_hash, output_index) IN
+                         (SELECT * FROM unnest($2::text[], $3::int[]))""",
+                network,
+                [k.tx_hash.lower() for k in keys],
+                [k.output_index for k in keys],
+            )
+            for row in rows:
+                by_invoice[row["invoice_id"]].append(PaymentKey(row["tx_hash"], row["output_index"]))
+        for invoice_id, lost in by_invoice.items():
+
+            def take_back(invoice: Invoice, lost: list[PaymentKey] = lost) -> None:
+                now = utcnow()
+                for key in lost:
+                    invoice.retract(key.tx_hash, key.output_index, reason, now)
+
+            await self.app.change(invoice_id, take_back, actor=WATCHER)
+            log.warning("invoice %s: %d payment(s) taken back: %s", invoice_id, len(lost), reason)
+
+    async def update_confirmations(self, network: str, tip: int) -> None:
+        for _, pool in self.rt.pools.items():
+            rows = await pool.fetch(
+                """SELECT DISTINCT invoice_id FROM payments
+                   WHERE network = $1 AND status IN ('detected', 'confirming')
+                     AND block_number IS NOT NULL AND confirmations <> GREATEST(0, $2 - block_number + 1)""",
+                network,
+                tip,
+            )
+            for row in rows:
+                await self.app.change(
+                    row["invoice_id"], lambda invoice: invoice.recount(tip, utcnow()), actor=WATCHER
+                )
+
+    async def expire_due(self, limit: int = 200) -> int:
+        """Closes open invoices whose time is up (the seed's partial index on expires_at)."""
+        expired = 0
+        for _, pool in self.rt.pools.items():
+            rows = await pool.fetch(
+                """SELECT id FROM invoices WHERE status IN ('pending', 'partial') AND expires_at <= NOW()
+                   ORDER BY expires_at LIMIT $1""",
+                limit,
+            )
+            for row in rows:
+                await self.app.change(row["id"], lambda invoice: invoice.expire(utcnow()), actor=EXPIRY)
+                expired += 1
+        if expired:
+            log.info("expired %d invoice(s)", expired)
+        return expired

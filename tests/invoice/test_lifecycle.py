@@ -1,0 +1,194 @@
+"""The Invoice aggregate's payment lifecycle, decided from events alone (no I/O)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+
+import pytest
+from checkout.invoice.v1 import events_pb2 as ev
+from checkout.invoice.v1 import invoice_pb2 as pb
+
+from libs.common import events, ids
+from libs.common.errors import FailedPrecondition
+from libs.common.protoconv import timestamp
+from services.invoice.domain import Invoice, Sighting
+
+T0 = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
+ADDRESS = "0x9858EfFD232B4033E47d90003D41EC34EcaEda94"
+
+
+def new_invoice(amount: str = "1.0", *, tolerance: str = "0", expires_in: int = 900) -> Invoice:
+    invoice_id = ids.new_id(7)
+    invoice = Invoice(invoice_id)
+    invoice.replay(
+        ev.InvoiceCreated(
+            invoice_id=str(invoice_id),
+            merchant_id=str(ids.new_id(7)),
+            title="t",
+            total="2400.00",
+            currency="USD",
+            crypto_currency="ETH",
+            crypto_amount=amount,
+            network="ethereum",
+            payment_address=ADDRESS,
+            payment_tolerance=pb.PaymentTolerance(underpaid_percent=tolerance),
+            expires_at=timestamp(T0 + dt.timedelta(seconds=expires_in)),
+            created_at=timestamp(T0),
+        ),
+        1,
+    )
+    return invoice
+
+
+def seen(
+    amount: str, tx: str = "0xaa", *, block: int | None = 10, confirmations: int = 1, asset: str = "ETH"
+) -> Sighting:
+    return Sighting(
+        network="ethereum",
+        tx_hash=tx,
+        output_index=-1,
+        asset=asset,
+        amount=Decimal(amount),
+        from_address="0x" + "1" * 40,
+        to_address=ADDRESS.lower(),
+        block_number=block,
+        block_hash="0xb" if block is not None else "",
+        confirmations=confirmations,
+        required_confirmations=3,
+    )
+
+
+def types(invoice: Invoice) -> list[str]:
+    names = [events.type_of(e) for e in invoice.pending]
+    invoice.pending = []
+    return names
+
+
+def test_exact_payment_makes_the_invoice_paid_then_confirmed_as_blocks_come() -> None:
+    invoice = new_invoice()
+    invoice.observe(seen("1.0"), T0)
+    assert types(invoice) == ["invoice.payment_detected", "invoice.paid"]
+    assert invoice.status == "paid" and invoice.amount_paid == Decimal("1.0")
+    invoice.recount(11, T0)
+    assert types(invoice) == ["invoice.payment_updated"]
+    invoice.recount(12, T0)
+    assert types(invoice) == ["invoice.payment_updated", "invoice.payment_confirmed", "invoice.confirmed"]
+    assert invoice.status == "confirmed"
+    invoice.recount(13, T0)
+    assert types(invoice) == []
+
+
+def test_seeing_the_same_payment_again_changes_nothing() -> None:
+    invoice = new_invoice()
+    invoice.observe(seen("1.0"), T0)
+    types(invoice)
+    invoice.observe(seen("1.0"), T0)
+    assert types(invoice) == []
+    assert invoice.amount_paid == Decimal("1.0")
+
+
+def test_underpayment_is_partial_until_topped_up() -> None:
+    invoice = new_invoice()
+    invoice.observe(seen("0.4"), T0)
+    assert types(invoice) == ["invoice.payment_detected", "invoice.partially_paid"]
+    invoice.observe(seen("0.6", tx="0xbb"), T0)
+    assert types(invoice) == ["invoice.payment_detected", "invoice.paid"]
+    assert invoice.amount_paid == Decimal("1.0") and not invoice.overpaid
+
+
+def test_underpayment_within_tolerance_is_paid() -> None:
+    invoice = new_invoice(tolerance="1.5")
+    invoice.observe(seen("0.985"), T0)
+    assert invoice.status == "paid"
+    invoice = new_invoice(tolerance="1.5")
+    invoice.observe(seen("0.98"), T0)
+    assert invoice.status == "partial"
+
+
+def test_overpayment_is_a_flag_not_a_status() -> None:
+    invoice = new_invoice()
+    invoice.observe(seen("1.2"), T0)
+    assert invoice.status == "paid" and invoice.overpaid
+    status_event = invoice.pending[-1]
+    assert isinstance(status_event, ev.InvoicePaid) and status_event.overpaid
+
+
+def test_another_asset_to_the_address_does_not_pay_the_invoice() -> None:
+    invoice = new_invoice()
+    invoice.observe(seen("1.0", asset="USDC"), T0)
+    assert types(invoice) == [] and invoice.status == "pending"
+
+
+def test_expiry_closes_an_unpaid_invoice_and_a_later_payment_is_recorded_late() -> None:
+    invoice = new_invoice()
+    assert not invoice.expire(T0)
+    later = T0 + dt.timedelta(seconds=901)
+    assert invoice.expire(later)
+    assert types(invoice) == ["invoice.expired"]
+    invoice.observe(seen("1.0"), later)
+    detected = invoice.pending[0]
+    assert isinstance(detected, ev.PaymentDetected) and detected.late
+    assert types(invoice) == ["invoice.payment_detected"]
+    assert invoice.status == "expired" and invoice.paid_late and invoice.amount_paid == 0
+
+
+def test_a_payment_mined_before_the_deadline_counts_even_if_seen_after_it() -> None:
+    invoice = new_invoice()
+    on_time = seen("1.0")
+    on_time = Sighting(**{**on_time.__dict__, "mined_at": T0 + dt.timedelta(seconds=10)})
+    invoice.observe(on_time, T0 + dt.timedelta(seconds=2000))
+    assert invoice.status == "paid" and not invoice.paid_late
+
+
+def test_a_reorged_payment_reopens_the_invoice_and_says_why() -> None:
+    invoice = new_invoice()
+    invoice.observe(seen("1.0"), T0)
+    types(invoice)
+    invoice.retract("0xaa", -1, "block 10 was replaced", T0)
+    pending = list(invoice.pending)
+    assert types(invoice) == ["invoice.payment_reorged", "invoice.reopened"]
+    assert invoice.status == "pending" and invoice.amount_paid == 0
+    reopened = pending[-1]
+    assert isinstance(reopened, ev.InvoiceReopened) and "block 10 was replaced" in reopened.reason
+    # The same transaction mined again counts again, under the same payment id.
+    invoice.observe(seen("1.0", block=12), T0)
+    assert types(invoice) == ["invoice.payment_detected", "invoice.paid"]
+
+
+def test_a_reorg_with_another_payment_left_goes_back_to_partial() -> None:
+    invoice = new_invoice()
+    invoice.observe(seen("0.5"), T0)
+    invoice.observe(seen("0.5", tx="0xbb"), T0)
+    assert invoice.status == "paid"
+    invoice.retract("0xbb", -1, "reorg", T0)
+    assert invoice.status == "partial" and invoice.amount_paid == Decimal("0.5")
+
+
+def test_a_reorg_after_expiry_makes_a_paid_invoice_invalid() -> None:
+    invoice = new_invoice()
+    invoice.observe(seen("1.0"), T0)
+    invoice.retract("0xaa", -1, "reorg", T0 + dt.timedelta(seconds=1000))
+    assert invoice.status == "invalid"
+
+
+def test_cancel_only_while_nothing_is_paid() -> None:
+    invoice = new_invoice()
+    invoice.cancel("", T0)
+    assert types(invoice) == ["invoice.cancelled"]
+    paid = new_invoice()
+    paid.observe(seen("0.1"), T0)
+    with pytest.raises(FailedPrecondition):
+        paid.cancel("", T0)
+
+
+def test_snapshot_restores_payments_and_flags() -> None:
+    invoice = new_invoice()
+    invoice.observe(seen("1.2"), T0)
+    copy = Invoice(invoice.id)
+    copy.restore(invoice.snapshot())
+    assert copy.snapshot() == invoice.snapshot()
+    copy.observe(seen("1.2"), T0)
+    assert copy.pending == []
+    assert isinstance(uuid.UUID(next(iter(copy.payments.values())).payment_id), uuid.UUID)
