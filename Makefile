@@ -4,10 +4,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: up test lint bench protos clean help
+.PHONY: up pay test lint bench protos clean help
 
 help:
 	@echo "make up      run the whole stack on http://127.0.0.1:8080 (Ctrl-C stops it)"
+	@echo "make pay INVOICE=<id> [AMOUNT=0.01]  pay an invoice on make up's dev chain"
 	@echo "make test    lint + the whole test suite (starts its own servers)"
 	@echo "make lint    ruff (lint + format check) and mypy --strict"
 	@echo "make bench   benchmarks, results as JSON in bench-results/"
@@ -26,6 +27,10 @@ protos: $(STAMP)
 
 up: $(STAMP) protos
 	$(BIN)/python -m tools.devstack up
+
+pay: $(STAMP)
+	@test -n "$(INVOICE)" || { echo "usage: make pay INVOICE=<invoice id> [AMOUNT=<crypto amount>]"; exit 2; }
+	$(BIN)/python -m tools.pay "$(INVOICE)" $(if $(AMOUNT),--amount "$(AMOUNT)")
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

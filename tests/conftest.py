@@ -7,6 +7,7 @@ import signal
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nats
 import pytest
@@ -14,6 +15,10 @@ from nats.aio.client import Client as NatsClient
 
 from libs.common.config import Config
 from libs.common.devservers import DevServers, Servers
+
+if TYPE_CHECKING:
+    from tools.devchain import DevChain
+    from tools.devchain.testing import EvmChain
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -66,3 +71,29 @@ async def nats_client(config: Config) -> AsyncIterator[NatsClient]:
 @pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+# -- the local EVM dev chain (tools/devchain): one ganache per session, instamine -----------------
+
+
+@pytest.fixture(scope="session")
+def evm_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevChain]:
+    # Imported here: eth-account takes a second to import, and most test runs need no chain.
+    from tools.devchain import DevChain, InstallFailed, NodeMissing, ensure_installed
+
+    try:
+        ensure_installed()
+    except (NodeMissing, InstallFailed) as error:
+        # A failure, not a skip: the payment tests are the point of the suite.
+        pytest.fail(f"the EVM dev chain cannot run: {error}", pytrace=False)
+    with DevChain(log_path=tmp_path_factory.mktemp("devchain") / "ganache.log") as chain:
+        yield chain
+
+
+@pytest.fixture(scope="session")
+async def evm_chain(evm_node: DevChain) -> AsyncIterator[EvmChain]:
+    """The chain with the test USDC deployed; see tools/devchain/testing.py for the helpers."""
+    from tools.devchain.testing import evm_chain_on
+
+    async with evm_chain_on(evm_node) as chain:
+        yield chain

@@ -81,9 +81,18 @@ class ProjectionConsumer:
             filter_subject=self.filters[0] if len(self.filters) == 1 else None,
         )
         try:
-            await self.js.consumer_info(self.stream, self.durable)
+            info = await self.js.consumer_info(self.stream, self.durable)
         except NotFoundError:
             await self.js.add_consumer(self.stream, config)
+        else:
+            # A projection that learnt new event types: widen the durable's filter in place (it
+            # keeps its position; events of the new types it had already passed are not replayed).
+            existing = info.config.filter_subjects or (
+                [info.config.filter_subject] if info.config.filter_subject else []
+            )
+            if set(existing) != set(self.filters):
+                log.info("consumer %s: filter %s -> %s", self.durable, existing, self.filters)
+                await self.js.add_consumer(self.stream, config)
         return await self.js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
 
     async def handle(self, msg: Msg) -> bool:

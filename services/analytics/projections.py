@@ -12,13 +12,26 @@ from checkout.merchant.v1 import events_pb2 as merchant_events
 
 from libs.common.consumer import AfterCommit, Projection
 from libs.common.db import Connection
+from libs.common.events import STATUS_EVENTS
 from libs.common.messaging import Envelope
 from libs.common.protoconv import datetime_of
 from libs.common.service import Runtime
 from services.analytics import repository
 
 # Events that change a merchant's metrics, and so retire its cached analytics.
-METRIC_EVENTS = frozenset({"invoice.created"})
+METRIC_EVENTS = frozenset({"invoice.created", *STATUS_EVENTS})
+# An invoice is counted in invoices_paid / amount_paid while its status is one of these.
+PAID_STATUSES = frozenset({"paid", "confirmed"})
+# The status events share one shape (events.proto), so one code path reads them all.
+STATUS_MESSAGES = (
+    invoice_events.InvoicePartiallyPaid,
+    invoice_events.InvoicePaid,
+    invoice_events.InvoiceConfirmed,
+    invoice_events.InvoiceExpired,
+    invoice_events.InvoiceCancelled,
+    invoice_events.InvoiceInvalid,
+    invoice_events.InvoiceReopened,
+)
 
 
 def amount_of(raw: str, field: str) -> Decimal:
@@ -34,14 +47,25 @@ def amount_of(raw: str, field: str) -> Decimal:
 
 
 class DailyMetricsProjection:
-    """`daily_metrics` per (merchant, UTC day of the invoice's creation)."""
+    """`daily_metrics` per (merchant, UTC day).
+
+    invoices_created / amount_created count an invoice on the day it was created;
+    invoices_paid / amount_paid (its fiat total) on the day it was first paid (the `at` of its
+    first invoice.paid), once: `paid_invoices` remembers it, a reorg that takes the invoice out
+    of paid (reopened, invalid, partial) un-counts it and a later paid re-counts it on that same
+    first day; invoice.confirmed changes nothing. conversion_rate is the day's invoices_paid /
+    invoices_created x 100, to 2 decimals (0 on a day nothing was created).
+    """
 
     name = "daily-metrics"
-    event_types: Sequence[str] = ("invoice.created",)
-    reset_sql = "TRUNCATE daily_metrics"  # for `libs.common.consumer.rebuild`
+    event_types: Sequence[str] = ("invoice.created", *STATUS_EVENTS)
+    reset_sql = "TRUNCATE daily_metrics, paid_invoices"  # for `libs.common.consumer.rebuild`
 
     async def apply(self, conn: Connection, event: Envelope) -> None:
         message = event.message()
+        if isinstance(message, STATUS_MESSAGES):
+            await self._status(conn, event, message)
+            return
         if not isinstance(message, invoice_events.InvoiceCreated):
             return
         created_at = datetime_of(message.created_at) if message.HasField("created_at") else event.occurred_at
@@ -49,6 +73,41 @@ class DailyMetricsProjection:
         total = amount_of(message.total, "total")
         await repository.ensure_partition(conn, day)
         await repository.count_created(conn, uuid.UUID(message.merchant_id), day, total)
+
+    async def _status(
+        self,
+        conn: Connection,
+        event: Envelope,
+        message: invoice_events.InvoicePartiallyPaid
+        | invoice_events.InvoicePaid
+        | invoice_events.InvoiceConfirmed
+        | invoice_events.InvoiceExpired
+        | invoice_events.InvoiceCancelled
+        | invoice_events.InvoiceInvalid
+        | invoice_events.InvoiceReopened,
+    ) -> None:
+        counts = STATUS_EVENTS[event.type] in PAID_STATUSES
+        invoice_id = uuid.UUID(message.invoice_id) if message.invoice_id else event.aggregate_id
+        known = await repository.paid_invoice(conn, invoice_id)
+        if known is None:
+            if not counts:
+                return  # never paid: nothing to count or take back
+            at = datetime_of(message.at) if message.HasField("at") else event.occurred_at
+            day = at.astimezone(dt.UTC).date()
+            merchant_id = uuid.UUID(message.merchant_id)
+            total = amount_of(message.total, "total")
+            await repository.ensure_partition(conn, day)
+            await repository.add_paid_invoice(conn, invoice_id, merchant_id, day, total, event.version)
+            await repository.count_paid(conn, merchant_id, day, total, 1)
+            return
+        if event.version <= known["invoice_version"]:
+            return  # an older status replayed after a newer one
+        if counts != known["counted"]:
+            await repository.ensure_partition(conn, known["paid_on"])
+            await repository.count_paid(
+                conn, known["merchant_id"], known["paid_on"], known["amount"], 1 if counts else -1
+            )
+        await repository.mark_paid_invoice(conn, invoice_id, counts, event.version)
 
 
 class MerchantsProjection:

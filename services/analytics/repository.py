@@ -38,18 +38,77 @@ async def ensure_partition(conn: Connection, day: dt.date) -> None:
         pass  # another consumer or the upkeep task created it first
 
 
+def _rate(paid: str, created: str) -> str:
+    """conversion_rate of a day: invoices paid that day / invoices created that day x 100, to
+    2 decimals; 0 on a day nothing was created (nothing to convert)."""
+    return f"CASE WHEN {created} = 0 THEN 0 ELSE round(100 * ({paid})::numeric / ({created}), 2) END"
+
+
 async def count_created(conn: Connection, merchant_id: uuid.UUID, day: dt.date, amount: Decimal) -> None:
     await conn.execute(
-        """INSERT INTO daily_metrics (merchant_id, metric_date, invoices_created, amount_created)
+        f"""INSERT INTO daily_metrics (merchant_id, metric_date, invoices_created, amount_created)
            VALUES ($1, $2, 1, $3)
            ON CONFLICT (merchant_id, metric_date) DO UPDATE SET
                invoices_created = daily_metrics.invoices_created + 1,
                amount_created = daily_metrics.amount_created + EXCLUDED.amount_created,
-               conversion_rate = round(
-                   100 * daily_metrics.invoices_paid::numeric / (daily_metrics.invoices_created + 1), 2)""",
+               conversion_rate = {_rate("daily_metrics.invoices_paid", "daily_metrics.invoices_created + 1")}""",
         merchant_id,
         day,
         amount,
+    )
+
+
+async def count_paid(
+    conn: Connection, merchant_id: uuid.UUID, day: dt.date, amount: Decimal, sign: int
+) -> None:
+    """Adds (sign 1) or takes back (sign -1) one paid invoice of `amount` on `day`."""
+    await conn.execute(
+        f"""INSERT INTO daily_metrics (merchant_id, metric_date, invoices_paid, amount_paid)
+           VALUES ($1, $2, $4::int, $3::numeric * $4::int)
+           ON CONFLICT (merchant_id, metric_date) DO UPDATE SET
+               invoices_paid = daily_metrics.invoices_paid + $4::int,
+               amount_paid = daily_metrics.amount_paid + $3::numeric * $4::int,
+               conversion_rate = {_rate("daily_metrics.invoices_paid + $4::int", "daily_metrics.invoices_created")}""",
+        merchant_id,
+        day,
+        amount,
+        sign,
+    )
+
+
+async def paid_invoice(conn: Connection, invoice_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT merchant_id, paid_on, amount, counted, invoice_version FROM paid_invoices "
+        "WHERE invoice_id = $1 FOR UPDATE",
+        invoice_id,
+    )
+
+
+async def add_paid_invoice(
+    conn: Connection,
+    invoice_id: uuid.UUID,
+    merchant_id: uuid.UUID,
+    paid_on: dt.date,
+    amount: Decimal,
+    version: int,
+) -> None:
+    await conn.execute(
+        """INSERT INTO paid_invoices (invoice_id, merchant_id, paid_on, amount, counted, invoice_version)
+           VALUES ($1, $2, $3, $4, true, $5)""",
+        invoice_id,
+        merchant_id,
+        paid_on,
+        amount,
+        version,
+    )
+
+
+async def mark_paid_invoice(conn: Connection, invoice_id: uuid.UUID, counted: bool, version: int) -> None:
+    await conn.execute(
+        "UPDATE paid_invoices SET counted = $2, invoice_version = $3 WHERE invoice_id = $1",
+        invoice_id,
+        counted,
+        version,
     )
 
 

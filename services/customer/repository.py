@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from decimal import Decimal, InvalidOperation
 
 import asyncpg
 
@@ -42,6 +43,74 @@ async def record_invoice(
         merchant_id,
         email,
         seen_at,
+    )
+
+
+def _amount(raw: str) -> Decimal:
+    """A decimal string from an event; a malformed one is a ValueError, which the consumer
+    retries rather than storing it wrong."""
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        raise ValueError(f"amount {raw!r} is not a decimal") from None
+    if not value.is_finite():
+        raise ValueError(f"amount {raw!r} is not finite")
+    return value
+
+
+async def record_payment(
+    conn: Connection,
+    *,
+    customer_id: uuid.UUID,
+    invoice_id: uuid.UUID,
+    amount: str,
+    currency: str,
+    status: str,
+    paid_at: dt.datetime | None,
+    created_at: dt.datetime,
+    version: int,
+) -> None:
+    """Creates or moves the invoice's history row.
+
+    Order-independent: the status is the one of the highest invoice version seen, `paid_at` the
+    earliest paid time (LEAST skips NULLs), `created_at` the earliest time (invoice.created's,
+    should a status event ever have made the row first).
+    """
+    await conn.execute(
+        """INSERT INTO payment_history (customer_id, invoice_id, amount, currency, status, paid_at,
+                                        created_at, invoice_version)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+           ON CONFLICT (customer_id, invoice_id) DO UPDATE SET
+               status = CASE WHEN EXCLUDED.invoice_version > payment_history.invoice_version
+                             THEN EXCLUDED.status ELSE payment_history.status END,
+               invoice_version = GREATEST(payment_history.invoice_version, EXCLUDED.invoice_version),
+               paid_at = LEAST(payment_history.paid_at, EXCLUDED.paid_at),
+               created_at = LEAST(payment_history.created_at, EXCLUDED.created_at)""",
+        customer_id,
+        invoice_id,
+        _amount(amount),
+        currency,
+        status,
+        paid_at,
+        created_at,
+        version,
+    )
+
+
+async def follow_invoice(
+    conn: Connection, *, invoice_id: uuid.UUID, status: str, paid_at: dt.datetime | None, version: int
+) -> None:
+    """Moves an existing row found by invoice alone, with the same rules as `record_payment`."""
+    await conn.execute(
+        """UPDATE payment_history SET
+               status = CASE WHEN $3 > invoice_version THEN $2 ELSE status END,
+               invoice_version = GREATEST(invoice_version, $3),
+               paid_at = LEAST(paid_at, $4)
+           WHERE invoice_id = $1""",
+        invoice_id,
+        status,
+        version,
+        paid_at,
     )
 
 

@@ -102,6 +102,45 @@ def invoice(i: invoice_pb2.Invoice) -> JsonObject:
         "created_at": timestamp_field(i, "created_at"),
         "updated_at": timestamp_field(i, "updated_at"),
         "paid_at": timestamp_field(i, "paid_at"),
+        "overpaid": i.overpaid,
+        "paid_late": i.paid_late,
+        "status_reason": _optional(i.status_reason),
+    }
+
+
+def payment(p: invoice_pb2.Payment) -> JsonObject:
+    return {
+        "id": p.id,
+        "invoice_id": p.invoice_id,
+        "network": p.network,
+        "tx_hash": p.tx_hash,
+        "output_index": p.output_index,
+        "asset": p.asset,
+        "amount": p.amount,
+        "from_address": p.from_address,
+        "to_address": p.to_address,
+        "status": p.status,
+        "confirmations": p.confirmations,
+        "required_confirmations": p.required_confirmations,
+        # Unset while the transaction waits in the mempool.
+        "block_number": p.block_number if p.HasField("block_number") else None,
+        "block_hash": _optional(p.block_hash),
+        "late": p.late,
+        "status_reason": _optional(p.status_reason),
+        "detected_at": timestamp_field(p, "detected_at"),
+        "confirmed_at": timestamp_field(p, "confirmed_at"),
+    }
+
+
+def audit_entry(e: invoice_pb2.AuditEntry) -> JsonObject:
+    return {
+        "id": e.id,
+        "invoice_id": e.invoice_id,
+        "event": e.event,
+        "actor": e.actor,
+        "timestamp": timestamp_field(e, "timestamp"),
+        "request_id": _optional(e.request_id),
+        "data": struct_field(e, "data"),
     }
 
 
@@ -119,6 +158,19 @@ def checkout(v: invoice_pb2.CheckoutView) -> JsonObject:
         "payment_address": v.payment_address,
         "payment_uri": v.payment_uri,
         "expires_at": timestamp_field(v, "expires_at"),
+        "overpaid": v.overpaid,
+        "paid_late": v.paid_late,
+        # The payer's own transactions; nothing else of the merchant's (no addresses, no ids).
+        "payments": [
+            {
+                "tx_hash": p.tx_hash,
+                "amount": p.amount,
+                "status": p.status,
+                "confirmations": p.confirmations,
+                "required_confirmations": p.required_confirmations,
+            }
+            for p in v.payments
+        ],
     }
 
 

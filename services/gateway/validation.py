@@ -56,8 +56,9 @@ def _fail(field: str, reason: str) -> NoReturn:
     raise ApiError.invalid(field, reason)
 
 
-async def json_body(request: Request) -> JsonObject:
-    """The body as a JSON object; anything else is a 422 on `body`."""
+async def json_body(request: Request, *, optional: bool = False) -> JsonObject:
+    """The body as a JSON object; anything else is a 422 on `body`. With `optional`, an empty
+    body reads as `{}` (e.g. a cancel with no reason)."""
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
@@ -65,7 +66,10 @@ async def json_body(request: Request) -> JsonObject:
         if size > MAX_BODY_BYTES:
             _fail("body", f"must be at most {MAX_BODY_BYTES} bytes")
         chunks.append(chunk)
-    return parse_json_object(b"".join(chunks))
+    raw = b"".join(chunks)
+    if optional and not raw.strip():
+        return {}
+    return parse_json_object(raw)
 
 
 def parse_json_object(raw: bytes) -> JsonObject:

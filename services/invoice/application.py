@@ -9,6 +9,7 @@ import uuid
 import weakref
 from collections.abc import Callable
 from dataclasses import replace
+from decimal import Decimal
 
 import asyncpg
 from checkout.invoice.v1 import invoice_pb2 as pb
@@ -28,10 +29,12 @@ from services.invoice.domain import (
     LockedRate,
     PaymentTarget,
     merchant_default_underpaid,
+    merchant_spread,
 )
 from services.invoice.merchants import MerchantDirectory
 from services.invoice.pricing import CRYPTO, FIAT_MINOR_UNITS, CryptoAsset, format_money, to_base_units
-from services.invoice.rates import DEFAULT_FIXED_RATES, FixedRateProvider, RateProvider, RateUnavailable
+from services.invoice.rate_config import SpreadRateProvider, rate_provider_from_config
+from services.invoice.rates import RateUnavailable
 
 log = logging.getLogger("checkout.invoice")
 
@@ -167,17 +170,18 @@ def payment_target(draft: Draft, xpub: str, index: int, rate: LockedRate, chain_
 
 
 class InvoiceApp:
-    def __init__(self, runtime: Runtime, rates: RateProvider | None = None) -> None:
+    def __init__(self, runtime: Runtime, rates: SpreadRateProvider | None = None) -> None:
         self.rt = runtime
         self.invoices = Repository(runtime.store, Invoice, runtime.config.snapshot_every)
-        # Behind the RateProvider protocol so aggregated live providers can replace it.
-        self.rates: RateProvider = rates or FixedRateProvider.from_env_value(
-            runtime.config.fixed_rates or DEFAULT_FIXED_RATES
-        )
+        # The configured providers (CHECKOUT_RATE_PROVIDERS): median of fresh quotes, less spread.
+        self.rates: SpreadRateProvider = rates or rate_provider_from_config(runtime.config)
         self.merchants = MerchantDirectory(runtime.config)
 
     async def close(self) -> None:
         await self.merchants.close()
+        close = getattr(self.rates, "aclose", None)
+        if close is not None:
+            await close()
 
     async def _save(self, conn: Connection, invoice: Invoice) -> list[StoredEvent]:
         stored = await self.invoices.save(conn, invoice)
@@ -209,9 +213,9 @@ class InvoiceApp:
             return network.chain_id
         return self.rt.config.ethereum_chain_id
 
-    async def _lock_rate(self, draft: Draft) -> LockedRate:
+    async def _lock_rate(self, draft: Draft, spread: Decimal) -> LockedRate:
         try:
-            quote = await self.rates.get_quote(draft.asset.symbol, draft.currency)
+            quote = await self.rates.get_quote(draft.asset.symbol, draft.currency, spread_percent=spread)
         except RateUnavailable as error:
             raise FailedPrecondition(str(error)) from None
         return LockedRate(quote.rate, quote.source, quote.fetched_at, quote.pair)
@@ -237,6 +241,7 @@ class InvoiceApp:
             else None,
             metadata=plain(request.metadata),
             default_expiry_seconds=self.rt.config.invoice_expiry_seconds,
+            min_expiry_seconds=self.rt.config.invoice_min_expiry_seconds,
         )
         draft = replace(draft, asset=self._configured(draft.asset))
         Invoice.check_supported(draft.asset)
@@ -244,8 +249,8 @@ class InvoiceApp:
         invoice_id = ids.new_id(ids.slot_of(merchant_id))
 
         async def handle(conn: Connection) -> pb.Invoice:
-            rate = await self._lock_rate(draft)
             profile = await self.merchants.profile(conn, merchant_id, shard, draft.network)
+            rate = await self._lock_rate(draft, merchant_spread(profile.settings))
             xpub = profile.wallets.get(draft.network)
             if not xpub:
                 raise FailedPrecondition(

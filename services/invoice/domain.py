@@ -171,6 +171,16 @@ def merchant_default_underpaid(settings: dict[str, Any]) -> Decimal:
     return value if value is not None else Decimal(0)
 
 
+def merchant_spread(settings: dict[str, Any]) -> Decimal:
+    """The merchant's `rate_spread_percent` (what it keeps over the market rate), 0 when unset."""
+    raw = settings.get("rate_spread_percent")
+    try:
+        value = Decimal(raw) if isinstance(raw, str) else Decimal(0)
+    except InvalidOperation:
+        return Decimal(0)
+    return value if value.is_finite() and 0 <= value <= 10 else Decimal(0)
+
+
 def _raise(problems: list[FieldViolation]) -> None:
     if problems:
         raise InvalidArgument("; ".join(f"{p.field}: {p.reason}" for p in problems), problems)
@@ -249,6 +259,7 @@ class Invoice(Aggregate):
         underpaid_percent: str | None,
         metadata: dict[str, Any],
         default_expiry_seconds: int,
+        min_expiry_seconds: int = MIN_EXPIRY_SECONDS,
     ) -> Draft:
         """Checks every field and prices the items; raises one InvalidArgument naming them all."""
         problems: list[FieldViolation] = []
@@ -289,10 +300,10 @@ class Invoice(Aggregate):
             customer = derived
 
         expires = expires_in_seconds or default_expiry_seconds
-        if not MIN_EXPIRY_SECONDS <= expires <= MAX_EXPIRY_SECONDS:
+        if not min_expiry_seconds <= expires <= MAX_EXPIRY_SECONDS:
             problems.append(
                 FieldViolation(
-                    "expires_in_seconds", f"must be between {MIN_EXPIRY_SECONDS} and {MAX_EXPIRY_SECONDS}"
+                    "expires_in_seconds", f"must be between {min_expiry_seconds} and {MAX_EXPIRY_SECONDS}"
                 )
             )
 

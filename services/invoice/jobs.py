@@ -13,6 +13,8 @@ import asyncpg
 from libs.common.evm_rpc import EvmRpc
 from libs.common.service import Runtime
 from services.invoice.application import app_of
+from services.invoice.chains.bitcoin import BitcoinWatcher
+from services.invoice.chains.esplora import EsploraClient
 from services.invoice.chains.evm import EvmWatcher
 from services.invoice.chains.positions import ChainPositions
 from services.invoice.ledger import InvoiceLedger
@@ -46,9 +48,20 @@ async def watch_evm(runtime: Runtime, network_name: str) -> None:
             await rpc.aclose()
 
 
+async def watch_bitcoin(runtime: Runtime, network_name: str) -> None:
+    network = runtime.config.network(network_name)
+    assert network is not None
+    async with EsploraClient(network.node_url) as client:
+        await BitcoinWatcher(network, ledger_of(runtime), client).run()
+
+
 def background(runtime: Runtime) -> list[Coroutine[Any, Any, None]]:
+    """The expiry job, and one watcher per configured network in this process, watching the
+    addresses of every shard it serves."""
     jobs = [expire_invoices(runtime)]
     for network in runtime.config.networks:
         if network.kind == "evm":
             jobs.append(watch_evm(runtime, network.name))
+        else:
+            jobs.append(watch_bitcoin(runtime, network.name))
     return jobs

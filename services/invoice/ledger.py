@@ -53,10 +53,12 @@ class InvoiceLedger:
                 """SELECT id, payment_address, crypto_currency FROM invoices
                    WHERE network = $1
                      AND (status IN ('pending', 'partial', 'paid', 'invalid')
-                          OR expires_at > NOW() - make_interval(secs => $2))""",
+                          OR expires_at > NOW() - make_interval(secs => $2))
+                   ORDER BY id""",
                 network,
                 late,
             )
+            # Two merchants who gave the same xpub get the same addresses: the newest invoice wins.
             for row in rows:
                 found[row["payment_address"].lower()] = WatchedAddress(
                     row["payment_address"], row["id"], row["crypto_currency"]
@@ -80,7 +82,8 @@ class InvoiceLedger:
         found: list[OpenPayment] = []
         for _, pool in self.rt.pools.items():
             rows = await pool.fetch(
-                """SELECT tx_hash, output_index, invoice_id, to_address, block_number, block_hash
+                """SELECT tx_hash, output_index, invoice_id, to_address, block_number,
+                          NULLIF(block_hash, '') AS block_hash
                    FROM payments WHERE network = $1 AND status IN ('detected', 'confirming')""",
                 network,
             )

@@ -157,7 +157,7 @@ async def apply(conn: Connection, event: StoredEvent) -> None:
         await conn.execute(
             """UPDATE invoices SET status = $2, overpaid = $3, paid_late = $4, status_reason = $5,
                    updated_at = $6,
-                   paid_at = CASE WHEN $2 IN ('paid', 'confirmed') THEN COALESCE(paid_at, $6) ELSE paid_at END
+                   paid_at = CASE WHEN $7 THEN COALESCE(paid_at, $6) ELSE paid_at END
                WHERE id = $1""",
             event.aggregate_id,
             status,
@@ -165,6 +165,7 @@ async def apply(conn: Connection, event: StoredEvent) -> None:
             bool(data.get("paid_late", False)),
             data.get("reason") or None,
             event.created_at,
+            status in ("paid", "confirmed"),
         )
         await _audit(conn, event, data["invoice_id"], data["merchant_id"], data)
 

@@ -35,6 +35,16 @@ def _check_name(value: str, field: str, limit: int, problems: list[FieldViolatio
 def _check_settings(settings: dict[str, Any], problems: list[FieldViolation]) -> None:
     if len(repr(settings)) > MAX_SETTINGS_BYTES:
         problems.append(FieldViolation("settings", f"must be at most {MAX_SETTINGS_BYTES} bytes"))
+    if "rate_spread_percent" in settings:
+        raw_spread = settings["rate_spread_percent"]
+        try:
+            spread = Decimal(raw_spread) if isinstance(raw_spread, str) else None
+        except InvalidOperation:
+            spread = None
+        if spread is None or not spread.is_finite() or not 0 <= spread <= 10:
+            problems.append(
+                FieldViolation("settings.rate_spread_percent", "must be a decimal string between 0 and 10")
+            )
     tolerance = settings.get("payment_tolerance", {})
     if not isinstance(tolerance, dict):
         problems.append(FieldViolation("settings.payment_tolerance", "must be an object"))

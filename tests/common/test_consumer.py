@@ -196,3 +196,42 @@ async def test_rebuilding_a_read_model_from_events_equals_the_live_one(
     assert await read_model(pool) == live_rows
     assert await processed(pool) == len(stored)
     assert {name for _, name, _ in live_rows} == {"shop-0", *(f"shop-{n}-v{n + 1}" for n in range(1, 5))}
+
+
+class CreatedOnly(Names):
+    event_types: Sequence[str] = ("merchant.created",)
+
+
+async def test_a_projection_that_learns_a_new_event_type_gets_it_from_its_existing_durable(
+    pool: asyncpg.Pool, source: EventSource
+) -> None:
+    old = ProjectionConsumer(
+        pool,
+        source.js,
+        CreatedOnly(),
+        service=SCHEMA,
+        shard=0,
+        stream=source.config.stream_name,
+        subject_prefix=source.config.subject_prefix,
+        fetch_timeout=0.2,
+    )
+    task = asyncio.create_task(old.run())
+    aggregate = on_shard_0()
+    try:
+        await source.append(aggregate, "T", created("Acme"))
+        await poll(lambda: source.consumer_acked_through(old.durable, 1), what="the first event")
+    finally:
+        await stop(task)
+    # The next release's projection also wants merchant.updated, under the same durable name.
+    live = consumer(pool, source)
+    assert live.durable == old.durable
+    task = asyncio.create_task(live.run())
+    try:
+        await source.append(aggregate, "T", events_pb2.MerchantUpdated(business_name="Acme Ltd"))
+
+        async def renamed() -> bool:
+            return await read_model(pool) == [(aggregate, "Acme Ltd", 2)]
+
+        await poll(renamed, what="the update to reach the widened consumer")
+    finally:
+        await stop(task)

@@ -200,10 +200,14 @@ async def test_payment_history_is_paged_and_only_for_the_merchants_own_customer(
                 pb.ListCustomerPaymentsRequest(merchant_id=str(merchant_id), customer_id=payer, **kwargs)
             )
 
-        empty = await payments(merchant)
-        assert list(empty.payments) == [] and empty.next_cursor == ""
+        # invoice.created made the invoice's row, pending (the payment history projection).
+        async def pending_row() -> bool:
+            return [p.status for p in (await payments(merchant)).payments] == ["pending"]
 
-        # Later payment events fill payment_history; the reads are in place already.
+        await poll(pending_row, what="the invoice's pending row")
+        assert (await payments(merchant)).next_cursor == ""
+
+        # More rows, to page through.
         amounts = ["0.004166666666666667", "0.00020833", "12.50"]
         await runtime.pools[0].executemany(
             "INSERT INTO payment_history (customer_id, invoice_id, amount, currency, status, paid_at, created_at) "
@@ -214,7 +218,7 @@ async def test_payment_history_is_paged_and_only_for_the_merchants_own_customer(
                     ids.new_id(ids.slot_of(merchant)),
                     amount,
                     currency,
-                    t0 + dt.timedelta(minutes=n),
+                    t0 + dt.timedelta(minutes=n + 1),
                 )
                 for n, (amount, currency) in enumerate(zip(amounts, ["ETH", "BTC", "USD"], strict=True))
             ],
@@ -222,7 +226,7 @@ async def test_payment_history_is_paged_and_only_for_the_merchants_own_customer(
         first = await payments(merchant, limit=2)
         second = await payments(merchant, limit=2, cursor=first.next_cursor)
         assert [p.amount for p in first.payments] == ["12.50", "0.00020833"]
-        assert [p.amount for p in second.payments] == ["0.004166666666666667"]
+        assert [p.amount for p in second.payments] == ["0.004166666666666667", "10.00"]
         assert second.next_cursor == ""
         assert {p.customer_id for p in [*first.payments, *second.payments]} == {payer}
 

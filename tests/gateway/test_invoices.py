@@ -147,7 +147,8 @@ async def test_the_public_checkout_shows_only_the_payer_fields(
     assert response.status_code == 200
     assert set(response.json()) == {
         "id", "title", "status", "total", "currency", "crypto_currency", "crypto_amount",
-        "amount_paid", "payment_address", "payment_uri", "expires_at",
+        "amount_paid", "payment_address", "payment_uri", "expires_at", "overpaid", "paid_late",
+        "payments",
     }  # fmt: skip
 
 

@@ -81,7 +81,8 @@ def test_checkout_view_carries_exactly_the_payer_fields() -> None:
     body = render.checkout(invoice_pb2.CheckoutView(id="i", total="1.00"))
     assert set(body) == {
         "id", "title", "status", "total", "currency", "crypto_currency", "crypto_amount",
-        "amount_paid", "payment_address", "payment_uri", "expires_at",
+        "amount_paid", "payment_address", "payment_uri", "expires_at", "overpaid", "paid_late",
+        "payments",
     }  # fmt: skip
 
 

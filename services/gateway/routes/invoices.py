@@ -1,4 +1,5 @@
-"""/v1/invoices: create, read, list and search a merchant's invoices (merchant key)."""
+"""/v1/invoices: create, read, list, search and cancel a merchant's invoices, and read their
+payments and audit trail (merchant key)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from services.gateway.validation import Fields, Problems, Query, json_body, path
 from services.gateway.wire import to_struct, to_timestamp
 
 STATUSES = ("pending", "partial", "paid", "confirmed", "expired", "cancelled", "invalid")
+CANCEL_FIELDS = ("reason",)
 CREATE_FIELDS = (
     "title",
     "description",
@@ -179,10 +181,69 @@ async def search_invoices(request: Request) -> JSONResponse:
     return JSONResponse(render.page([render.invoice(i) for i in found.invoices], found.next_cursor))
 
 
+async def cancel_invoice(request: Request) -> JSONResponse:
+    caller = await authenticate(request)
+    merchant_id = require_merchant(caller, "invoices:write")
+    invoice_id = path_id(request, "invoice")
+    body = await json_body(request, optional=True)
+    problems = Problems()
+    reason = Fields(body, problems, allowed=CANCEL_FIELDS).string("reason", max_length=500)
+    problems.raise_if_any()
+    state = state_of(request)
+    backends = state.backends
+    invoice = await backends.call(
+        backends.invoices(backends.shard_of(merchant_id)).CancelInvoice,
+        invoice_pb2.CancelInvoiceRequest(
+            merchant_id=str(merchant_id), invoice_id=str(invoice_id), reason=reason or ""
+        ),
+        call_context(request, caller.actor, body),
+    )
+    # The invoice service drops the key too; doing it here as well means this caller's next
+    # GET reads its own write even if that invalidation failed open.
+    await state.cache.invalidate(invoice_key(str(invoice_id)))
+    return JSONResponse(render.invoice(invoice))
+
+
+async def list_payments(request: Request) -> JSONResponse:
+    caller = await authenticate(request)
+    merchant_id = require_merchant(caller, "invoices:read")
+    invoice_id = path_id(request, "invoice")
+    backends = state_of(request).backends
+    listed = await backends.call(
+        backends.invoices(backends.shard_of(merchant_id)).ListPayments,
+        invoice_pb2.ListPaymentsRequest(merchant_id=str(merchant_id), invoice_id=str(invoice_id)),
+        caller.context(request),
+    )
+    # Every payment of one invoice fits a page: a handful of transfers, not a list to page.
+    return JSONResponse({"data": [render.payment(p) for p in listed.payments]})
+
+
+async def list_audit_entries(request: Request) -> JSONResponse:
+    caller = await authenticate(request)
+    merchant_id = require_merchant(caller, "invoices:read")
+    invoice_id = path_id(request, "invoice")
+    problems = Problems()
+    query = Query(request.query_params, problems)
+    limit, cursor = query.limit(), query.cursor()
+    problems.raise_if_any()
+    backends = state_of(request).backends
+    listed = await backends.call(
+        backends.invoices(backends.shard_of(merchant_id)).ListAuditEntries,
+        invoice_pb2.ListAuditEntriesRequest(
+            merchant_id=str(merchant_id), invoice_id=str(invoice_id), limit=limit, cursor=cursor
+        ),
+        caller.context(request),
+    )
+    return JSONResponse(render.page([render.audit_entry(e) for e in listed.entries], listed.next_cursor))
+
+
 # `search` is listed before `{id}`: Starlette tries routes in order.
 routes = [
     Route("/v1/invoices", create_invoice, methods=["POST"]),
     Route("/v1/invoices", list_invoices, methods=["GET"]),
     Route("/v1/invoices/search", search_invoices, methods=["GET"]),
     Route("/v1/invoices/{id}", get_invoice, methods=["GET"]),
+    Route("/v1/invoices/{id}/cancel", cancel_invoice, methods=["POST"]),
+    Route("/v1/invoices/{id}/payments", list_payments, methods=["GET"]),
+    Route("/v1/invoices/{id}/audit", list_audit_entries, methods=["GET"]),
 ]

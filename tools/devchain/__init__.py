@@ -1,0 +1,75 @@
+"""A local EVM dev chain (ganache from npm) for `make up`, `make pay` and the tests.
+
+See tools/devchain/README.md for the pinned versions and how the test token is compiled.
+"""
+
+from tools.devchain.accounts import MNEMONIC, AccountMismatch, DevAccount, check_accounts, dev_accounts
+from tools.devchain.chain import (
+    CHAIN_ID,
+    DEFAULT_PORT,
+    TOKEN_DECIMALS,
+    TOKEN_SYMBOL,
+    ChainInfo,
+    ChainStartError,
+    DevChain,
+    networks_json,
+    port_is_free,
+)
+from tools.devchain.install import InstallFailed, NodeMissing, ensure_installed, node_available
+from tools.devchain.tx import (
+    FUNDING_UNITS,
+    TRANSFER_TOPIC,
+    ReceiptTimeout,
+    TransactionFailed,
+    address_of,
+    deploy_token,
+    mine,
+    revert,
+    send_eth,
+    send_token,
+    send_transaction,
+    setup_token,
+    snapshot,
+    token_artifact,
+    token_balance,
+    transfer_calldata,
+    wait_receipt,
+)
+
+__all__ = [
+    "CHAIN_ID",
+    "DEFAULT_PORT",
+    "FUNDING_UNITS",
+    "MNEMONIC",
+    "TOKEN_DECIMALS",
+    "TOKEN_SYMBOL",
+    "TRANSFER_TOPIC",
+    "AccountMismatch",
+    "ChainInfo",
+    "ChainStartError",
+    "DevAccount",
+    "DevChain",
+    "InstallFailed",
+    "NodeMissing",
+    "ReceiptTimeout",
+    "TransactionFailed",
+    "address_of",
+    "check_accounts",
+    "deploy_token",
+    "dev_accounts",
+    "ensure_installed",
+    "mine",
+    "networks_json",
+    "node_available",
+    "port_is_free",
+    "revert",
+    "send_eth",
+    "send_token",
+    "send_transaction",
+    "setup_token",
+    "snapshot",
+    "token_artifact",
+    "token_balance",
+    "transfer_calldata",
+    "wait_receipt",
+]
