@@ -12,11 +12,12 @@ import pytest
 
 from libs.common.config import SERVICES
 from libs.common.devservers import Servers, free_port
+from tools.devchain.testing import EvmChain
 from tools.devstack import Stack
 
 
 @pytest.fixture(scope="session")
-def stack(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(servers: Servers, evm_chain: EvmChain, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tag = uuid.uuid4().hex[:8]
     running = Stack(
         servers,
@@ -31,6 +32,10 @@ def stack(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             "CHECKOUT_RELAY_POLL_SECONDS": "0.2",
             "CHECKOUT_DB_POOL_MIN": "1",
             "CHECKOUT_DB_POOL_MAX": "10",
+            # The invoice service watches the session's dev chain, as under `make up`.
+            "CHECKOUT_NETWORKS": evm_chain.networks_json(confirmations=2, poll_seconds=0.2),
+            "CHECKOUT_ETHEREUM_CHAIN_ID": str(evm_chain.chain_id),
+            "CHECKOUT_EXPIRY_POLL_SECONDS": "0.5",
         },
     )
     running.start()
