@@ -3,7 +3,10 @@
 - event appends per second per shard: concurrent writers appending one-event streams through
   the real event store (stream head guard, JSONB, NOTIFY) on one shard;
 - invoice point lookups through the gateway: p50/p99 of `GET /v1/invoices/{id}` over HTTP against
-  the whole stack (service processes, Postgres, Redis cache), and of the uncached payer view.
+  the whole stack (service processes, Postgres, Redis cache), and of the uncached payer view;
+- payment detection latency: a signed ETH transfer on a local ganache (instamine), from the
+  moment its receipt exists (the block is mined) until the payer's view over HTTP says `paid`,
+  with the watcher polling as `make up` configures it.
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ import argparse
 import asyncio
 import json
 import platform
+import random
 import statistics
 import tempfile
 import time
 import uuid
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +32,21 @@ from libs.common.config import SERVICES, Config
 from libs.common.db import ShardPools, migrate_shard, migrations_for
 from libs.common.devservers import DevServers, Servers, free_port
 from libs.common.eventstore import EventStore
+from libs.common.evm_rpc import EvmRpc
 from libs.common.partitions import PartitionedTable, ensure_partitions
+from tools.devchain import tx
+from tools.devchain.accounts import dev_accounts
+from tools.devchain.chain import CHAIN_ID, DevChain, networks_json
+from tools.devchain.install import ensure_installed
 from tools.devstack import DEMO_ETHEREUM_XPUB, Stack
 
 ROOT = Path(__file__).resolve().parent.parent
+MAKE_UP_POLL_SECONDS = 1.0  # the watcher's poll interval under `make up` (tools/devchain/stack.py)
+
+
+async def _deploy(chain: DevChain) -> str:
+    async with EvmRpc(chain.rpc_url) as rpc:
+        return await tx.setup_token(rpc, dev_accounts())
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -97,26 +113,69 @@ async def bench_lookups(stack: Stack, invoices: int, lookups: int) -> dict[str, 
         }
 
 
+async def bench_detection(stack: Stack, chain: DevChain, token: str, payments: int) -> dict[str, Any]:
+    operator = {"Authorization": f"Bearer {stack.admin_token}"}
+    samples = []
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as http, EvmRpc(chain.rpc_url) as rpc:
+        merchant = (await http.post("/v1/merchants", headers=operator, json={
+            "business_name": "Bench", "contact_email": f"pay-{uuid.uuid4().hex[:6]}@example.com",
+            "wallets": {"ethereum": DEMO_ETHEREUM_XPUB}})).json()  # fmt: skip
+        key = (await http.post(f"/v1/merchants/{merchant['id']}/api-keys", headers=operator,
+                               json={"name": "bench"})).json()["key"]  # fmt: skip
+        auth = {"Authorization": f"Bearer {key}"}
+        body = {"title": "Bench", "items": [{"name": "x", "quantity": "1", "unit_price": "10.00"}],
+                "currency": "USD", "crypto_currency": "ETH"}  # fmt: skip
+        payer = dev_accounts()[1]
+        for _ in range(payments):
+            invoice = (await http.post("/v1/invoices", headers=auth, json=body)).json()
+            # Pay at a random point of the watcher's poll cycle, or every sample lands in the same phase.
+            await asyncio.sleep(random.uniform(0, MAKE_UP_POLL_SECONDS))
+            wei = int(Decimal(invoice["crypto_amount"]).scaleb(18))
+            await tx.wait_receipt(
+                rpc, await tx.send_eth(rpc, payer.private_key, invoice["payment_address"], wei)
+            )
+            mined = time.perf_counter()
+            while (await http.get(f"/v1/checkout/{invoice['id']}")).json()["status"] != "paid":
+                if time.perf_counter() - mined > 30:
+                    raise RuntimeError(f"invoice {invoice['id']} was not paid within 30 s")
+                await asyncio.sleep(0.01)
+            samples.append((time.perf_counter() - mined) * 1000)
+    return {"payments": payments, "watcher_poll_seconds": MAKE_UP_POLL_SECONDS,
+            "p50_ms": round(percentile(samples, 50), 1), "p95_ms": round(percentile(samples, 95), 1),
+            "max_ms": round(max(samples), 1), "mean_ms": round(statistics.fmean(samples), 1)}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m tools.bench")
     parser.add_argument("--writers", type=int, default=8)
     parser.add_argument("--appends", type=int, default=250, help="appends per writer")
     parser.add_argument("--lookups", type=int, default=1000)
+    parser.add_argument("--payments", type=int, default=20, help="payments for the detection latency")
     parser.add_argument("--out", default=str(ROOT / "bench-results" / "bench.json"))
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, DevServers(Path(tmp) / "servers") as servers:
+    ensure_installed()
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        DevServers(Path(tmp) / "servers") as servers,
+        DevChain() as chain,
+    ):
         appends = asyncio.run(bench_appends(servers, args.writers, args.appends))
+        token = asyncio.run(_deploy(chain))
+        env = {"CHECKOUT_NETWORKS": networks_json(chain.rpc_url, token, poll_seconds=MAKE_UP_POLL_SECONDS),
+               "CHECKOUT_ETHEREUM_CHAIN_ID": str(CHAIN_ID)}  # fmt: skip
         stack = Stack(servers, http_port=free_port(), grpc_ports={s: free_port() for s in SERVICES},
-                      admin_token=uuid.uuid4().hex, log_dir=Path(tmp) / "logs")  # fmt: skip
+                      admin_token=uuid.uuid4().hex, log_dir=Path(tmp) / "logs", extra_env=env)  # fmt: skip
         stack.start()
         try:
             lookups = asyncio.run(bench_lookups(stack, invoices=50, lookups=args.lookups))
+            detection = asyncio.run(bench_detection(stack, chain, token, args.payments))
         finally:
             stack.stop()
     result = {
         "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count()},
         "event_store": appends,
         "gateway_lookups": lookups,
+        "payment_detection": detection,
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
