@@ -9,11 +9,13 @@ CI's output open.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import logging
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -26,6 +28,7 @@ from typing import IO, Any
 
 from libs.common.config import DEFAULT_GRPC_PORTS, SERVICES
 from libs.common.devservers import DevServers, Servers
+from tools.devchain.stack import StackChain, stack_chain
 
 ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger("checkout.devstack")
@@ -62,6 +65,8 @@ class Stack:
                 "CHECKOUT_ADMIN_TOKEN": self.admin_token,
                 "CHECKOUT_HTTP_LISTEN": f"127.0.0.1:{self.http_port}",
                 "CHECKOUT_ETHEREUM_CHAIN_ID": "1337",
+                # Webhooks may target receivers on this machine (never private or metadata ones).
+                "CHECKOUT_WEBHOOK_ALLOW_LOOPBACK": "true",
                 "PYTHONUNBUFFERED": "1",
                 # Children stop themselves if this process dies without stopping them.
                 "CHECKOUT_PARENT_PID": str(os.getpid()),
@@ -201,6 +206,38 @@ def seed_demo(stack: Stack, state_file: Path) -> dict[str, str]:
     return demo
 
 
+class MailLog:
+    """An aiosmtpd handler that appends every notification email to a file and logs a line."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        content = envelope.content if isinstance(envelope.content, bytes) else str(envelope.content).encode()
+        with self.path.open("ab") as out:
+            out.write(
+                f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} to {', '.join(envelope.rcpt_tos)}\n".encode()
+            )
+            out.write(content.replace(b"\r\n", b"\n") + b"\n")
+        log.info("notification email to %s (see %s)", ", ".join(envelope.rcpt_tos), self.path)
+        return "250 OK"
+
+
+def start_mail_receiver(path: Path) -> dict[str, str]:
+    """A local SMTP server (aiosmtpd, on a free loopback port) for notification emails; returns
+    the merchant service's SMTP setting. It runs in a daemon thread until this process exits."""
+    from aiosmtpd.controller import Controller  # a dev dependency: only `make up` needs it
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(MailLog(path), hostname="127.0.0.1", port=port)
+    controller.start()
+    atexit.register(controller.stop)
+    print(f"notification emails: SMTP on 127.0.0.1:{port}, written to {path}", flush=True)
+    return {"CHECKOUT_SMTP_URL": f"smtp://127.0.0.1:{port}"}
+
+
 def admin_token(data_dir: Path) -> tuple[str, bool]:
     """CHECKOUT_ADMIN_TOKEN, or one generated once and kept in .dev/ (returned with True)."""
     given = os.environ.get("CHECKOUT_ADMIN_TOKEN", "").strip()
@@ -229,13 +266,23 @@ def up(args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, on_signal)
     started = time.monotonic()
-    with DevServers(data_dir / "servers", persistent=True) as servers:
-        stack = Stack(servers, http_port=args.port, shard_count=args.shards, admin_token=token)
+    with DevServers(data_dir / "servers", persistent=True) as servers, stack_chain(data_dir) as chain:
+        # The local EVM chain (when Node.js is there) for the invoice service's watcher.
+        chain_env = chain.env() if chain else {}
+        mail_env = start_mail_receiver(data_dir / "mail.log")
+        stack = Stack(
+            servers,
+            http_port=args.port,
+            shard_count=args.shards,
+            admin_token=token,
+            extra_env={**chain_env, **mail_env},
+        )
         try:
             print(f"starting {len(SERVICES)} services and the gateway on {stack.base_url} ...", flush=True)
             stack.start()
             demo = seed_demo(stack, data_dir / "demo.json")
-            print(banner(stack, demo, token if generated else "", time.monotonic() - started), flush=True)
+            seconds = time.monotonic() - started
+            print(banner(stack, demo, token if generated else "", seconds, chain), flush=True)
             while all(p.poll() is None for p in stack.processes.values()):
                 time.sleep(0.5)
             dead = [n for n, p in stack.processes.items() if p.poll() is not None]
@@ -248,7 +295,9 @@ def up(args: argparse.Namespace) -> int:
             stack.stop()
 
 
-def banner(stack: Stack, demo: dict[str, str], generated_token: str, seconds: float) -> str:
+def banner(
+    stack: Stack, demo: dict[str, str], generated_token: str, seconds: float, chain: StackChain | None = None
+) -> str:
     curl = (
         f"curl -s -X POST {stack.base_url}/v1/invoices \\\n"
         f"    -H 'Authorization: Bearer {demo['api_key']}' -H 'Content-Type: application/json' \\\n"
@@ -265,7 +314,21 @@ def banner(stack: Stack, demo: dict[str, str], generated_token: str, seconds: fl
         lines.append(
             f"  operator token: {generated_token}  (generated; set CHECKOUT_ADMIN_TOKEN to choose one)"
         )
+    if chain is not None:
+        lines.append(
+            f"  EVM dev chain:  {chain.info.rpc_url} (chain id {chain.info.chain_id}, a block every "
+            f"{chain.chain.block_time:.0f}s), test USDC at {chain.info.token}"
+        )
     lines += ["", "Create an invoice:", "", curl, ""]
+    if chain is not None:
+        lines += [
+            "Pay it from a funded dev account, and watch it go to confirmed:",
+            "",
+            f"make pay INVOICE=<id>      # then: curl -s {stack.base_url}/v1/checkout/<id>",
+            "",
+        ]
+    else:
+        lines += ["(no EVM dev chain without Node.js: invoices stay pending)", ""]
     return "\n".join(lines)
 
 

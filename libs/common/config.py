@@ -54,7 +54,17 @@ class Config:
     cache_hot_ttl_seconds: int = 30
     cache_warm_ttl_seconds: int = 300
     fixed_rates: str = ""
+    # Exchange rates (services/invoice/rate_config.py). `fixed` alone never reaches the internet.
+    rate_providers: tuple[str, ...] = ("fixed",)
+    rate_max_age_seconds: float = 60.0
+    rate_cache_seconds: float = 10.0
+    rate_timeout_seconds: float = 3.0
+    rate_coinbase_url: str = ""  # empty: the exchange's public API
+    rate_kraken_url: str = ""
+    rate_binance_url: str = ""
     invoice_expiry_seconds: int = 900
+    # The shortest expiry a merchant may ask for; tests lower it to watch invoices expire.
+    invoice_min_expiry_seconds: int = 60
     ethereum_chain_id: int = 1
     stream_name: str = "CHECKOUT_EVENTS"
     subject_prefix: str = "events"
@@ -131,9 +141,12 @@ class Config:
                 value = Decimal(raw)
             except InvalidOperation:
                 raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
-            if value <= 0:
+            if not value.is_finite() or value <= 0:
                 raise ConfigError(f"{name} must be positive, got {raw!r}")
             return float(value)  # a duration, not money
+
+        def url(name: str) -> str:
+            return parse_http_url(get(name, ""), name)
 
         shard_dsns = tuple(s.strip() for s in get("CHECKOUT_SHARD_DSNS", "").split(",") if s.strip())
         shard_count = len(shard_dsns) or integer("CHECKOUT_SHARD_COUNT", d.shard_count, 1)
@@ -173,7 +186,17 @@ class Config:
             cache_hot_ttl_seconds=integer("CHECKOUT_CACHE_HOT_TTL", d.cache_hot_ttl_seconds, 1),
             cache_warm_ttl_seconds=integer("CHECKOUT_CACHE_WARM_TTL", d.cache_warm_ttl_seconds, 1),
             fixed_rates=get("CHECKOUT_FIXED_RATES", ""),
+            rate_providers=parse_rate_providers(get("CHECKOUT_RATE_PROVIDERS", "fixed")),
+            rate_max_age_seconds=seconds("CHECKOUT_RATE_MAX_AGE_SECONDS", d.rate_max_age_seconds),
+            rate_cache_seconds=seconds("CHECKOUT_RATE_CACHE_SECONDS", d.rate_cache_seconds),
+            rate_timeout_seconds=seconds("CHECKOUT_RATE_TIMEOUT_SECONDS", d.rate_timeout_seconds),
+            rate_coinbase_url=url("CHECKOUT_RATE_COINBASE_URL"),
+            rate_kraken_url=url("CHECKOUT_RATE_KRAKEN_URL"),
+            rate_binance_url=url("CHECKOUT_RATE_BINANCE_URL"),
             invoice_expiry_seconds=integer("CHECKOUT_INVOICE_EXPIRY_SECONDS", d.invoice_expiry_seconds, 60),
+            invoice_min_expiry_seconds=integer(
+                "CHECKOUT_INVOICE_MIN_EXPIRY_SECONDS", d.invoice_min_expiry_seconds, 1
+            ),
             ethereum_chain_id=integer("CHECKOUT_ETHEREUM_CHAIN_ID", d.ethereum_chain_id, 1),
             stream_name=get("CHECKOUT_STREAM_NAME", d.stream_name),
             subject_prefix=get("CHECKOUT_SUBJECT_PREFIX", d.subject_prefix),
@@ -195,6 +218,36 @@ class Config:
             smtp_url=get("CHECKOUT_SMTP_URL", ""),
             smtp_from=get("CHECKOUT_SMTP_FROM", d.smtp_from),
         )
+
+
+RATE_PROVIDERS = ("coinbase", "kraken", "binance", "fixed")
+
+
+def parse_rate_providers(raw: str) -> tuple[str, ...]:
+    """`"coinbase,kraken,fixed"`: live providers (their median is used), then `fixed` as the
+    fallback when none of them answers; `fixed` alone uses the configured table only."""
+    name = "CHECKOUT_RATE_PROVIDERS"
+    providers = tuple(p.strip().lower() for p in raw.split(","))
+    if not all(providers):
+        raise ConfigError(f"{name} must be a comma-separated list of {', '.join(RATE_PROVIDERS)}")
+    unknown = [p for p in providers if p not in RATE_PROVIDERS]
+    if unknown:
+        raise ConfigError(f"{name}: unknown provider {unknown[0]!r}; known: {', '.join(RATE_PROVIDERS)}")
+    if len(set(providers)) != len(providers):
+        raise ConfigError(f"{name} names a provider more than once")
+    if "fixed" in providers[:-1]:
+        raise ConfigError(f"{name}: fixed is the fallback after the live providers, so it must come last")
+    return providers
+
+
+def parse_http_url(raw: str, name: str) -> str:
+    """An http(s) base URL without a trailing slash, or "" when unset."""
+    if not raw:
+        return ""
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ConfigError(f"{name} must be an http(s) base URL, got {raw!r}")
+    return raw.rstrip("/")
 
 
 def with_database(dsn: str, database: str) -> str:

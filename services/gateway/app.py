@@ -26,6 +26,7 @@ from services.gateway.routes import (
     invoices,
     merchants,
     meta,
+    webhooks,
 )
 from services.gateway.state import GatewayState
 
@@ -42,6 +43,7 @@ def all_routes() -> list[BaseRoute]:
         *analytics.routes,
         *admin.routes,
         *checkout.routes,
+        *webhooks.routes,
     ]
 
 

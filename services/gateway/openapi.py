@@ -309,6 +309,58 @@ SCHEMAS: dict[str, Schema] = {
             "created_at": NULLABLE_TIMESTAMP,
             "updated_at": NULLABLE_TIMESTAMP,
             "paid_at": NULLABLE_TIMESTAMP,
+            "overpaid": {"type": "boolean", "description": "More than the amount due was paid (a flag)."},
+            "paid_late": {
+                "type": "boolean",
+                "description": "A payment arrived after the invoice expired or was cancelled.",
+            },
+            "status_reason": _nullable(
+                _string("Why the status is what it is, when that is not obvious (expired, invalid).")
+            ),
+        },
+    },
+    "InvoiceCancel": _object({"reason": _string("Kept in the audit trail.", maxLength=500)}),
+    "Payment": {
+        "type": "object",
+        "properties": {
+            "id": UUID,
+            "invoice_id": UUID,
+            "network": _string(),
+            "tx_hash": _string(),
+            "output_index": {
+                "type": "integer",
+                "description": "ERC-20: the log index; Bitcoin: the output; an EVM transaction's own value: -1.",
+            },
+            "asset": _string(examples=["ETH", "USDC", "BTC"]),
+            "amount": MONEY,
+            "from_address": _string(),
+            "to_address": _string(),
+            "status": _string(enum=["detected", "confirming", "confirmed", "failed", "reorged"]),
+            "confirmations": {"type": "integer"},
+            "required_confirmations": {"type": "integer"},
+            "block_number": _nullable({"type": "integer", "description": "null while in the mempool."}),
+            "block_hash": _nullable(_string()),
+            "late": {"type": "boolean", "description": "Arrived after expiry or cancel; not counted."},
+            "status_reason": _nullable(_string()),
+            "detected_at": NULLABLE_TIMESTAMP,
+            "confirmed_at": NULLABLE_TIMESTAMP,
+        },
+    },
+    "Payments": {
+        "type": "object",
+        "required": ["data"],
+        "properties": {"data": {"type": "array", "items": ref("Payment")}},
+    },
+    "AuditEntry": {
+        "type": "object",
+        "properties": {
+            "id": UUID,
+            "invoice_id": UUID,
+            "event": _string(examples=["invoice.paid"]),
+            "actor": _string(examples=["system:watcher", "merchant:<api key id>"]),
+            "timestamp": NULLABLE_TIMESTAMP,
+            "request_id": _nullable(_string()),
+            "data": FREE_FORM,
         },
     },
     "Checkout": {
@@ -326,6 +378,20 @@ SCHEMAS: dict[str, Schema] = {
             "payment_address": _string(),
             "payment_uri": _string(),
             "expires_at": NULLABLE_TIMESTAMP,
+            "overpaid": {"type": "boolean"},
+            "paid_late": {"type": "boolean"},
+            "payments": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "tx_hash": _string(),
+                        "amount": MONEY,
+                        "status": _string(),
+                        "confirmations": {"type": "integer"},
+                        "required_confirmations": {"type": "integer"},
+                    }
+                ),
+            },
         },
     },
     "Customer": {
@@ -370,6 +436,82 @@ SCHEMAS: dict[str, Schema] = {
         "required": ["data"],
         "properties": {"data": {"type": "array", "items": ref("DailyMetric")}},
     },
+    "AnalyticsSummary": {
+        "type": "object",
+        "required": [
+            "period",
+            "from",
+            "to",
+            "invoices_created",
+            "invoices_paid",
+            "amount_created",
+            "amount_paid",
+            "conversion_rate",
+        ],
+        "properties": {
+            "period": _string(enum=["7d", "30d", "90d", "all"]),
+            "from": _nullable(
+                _string(
+                    "First day covered; for all, the first day with metrics (null if none).", format="date"
+                )
+            ),
+            "to": _string("Last day covered: today (UTC).", format="date"),
+            "invoices_created": {"type": "integer"},
+            "invoices_paid": {"type": "integer"},
+            "amount_created": MONEY,
+            "amount_paid": MONEY,
+            "conversion_rate": _string(
+                "invoices_paid / invoices_created x 100, 2 decimals; 0.00 when nothing was created.",
+                pattern=r"^[0-9]+\.[0-9]{2}$",
+            ),
+        },
+    },
+    "PlatformMetricSums": {
+        "type": "object",
+        "properties": {
+            "invoices_created": {"type": "integer"},
+            "invoices_paid": {"type": "integer"},
+            "amount_created": MONEY,
+            "amount_paid": MONEY,
+            "conversion_rate": MONEY,
+            "merchants_active": {
+                "type": "integer",
+                "description": "Merchants that created or were paid for an invoice (in totals: "
+                "distinct over the range).",
+            },
+        },
+    },
+    "PlatformMetricDay": {
+        "allOf": [
+            ref("PlatformMetricSums"),
+            {"type": "object", "properties": {"metric_date": _string(format="date")}},
+        ]
+    },
+    "ShardOutcome": {
+        "type": "object",
+        "required": ["id", "ok"],
+        "properties": {
+            "id": {"type": "integer"},
+            "ok": {"type": "boolean"},
+            "error": {
+                "type": "object",
+                "description": "Only when ok is false.",
+                "properties": {"code": _string(), "message": _string()},
+            },
+        },
+    },
+    "PlatformMetrics": {
+        "type": "object",
+        "required": ["from", "to", "data", "totals", "complete", "shards"],
+        "properties": {
+            "from": _string(format="date"),
+            "to": _string(format="date"),
+            "data": {"type": "array", "items": ref("PlatformMetricDay")},
+            "totals": ref("PlatformMetricSums"),
+            "complete": {"type": "boolean", "description": "false when a shard failed: the sums lack it."},
+            "shards": {"type": "array", "items": ref("ShardOutcome")},
+        },
+    },
     "Shard": {
         "type": "object",
         "properties": {
@@ -390,6 +532,168 @@ SCHEMAS: dict[str, Schema] = {
         "properties": {
             "shards": {"type": "array", "items": ref("Shard")},
             "shard_map_version": {"type": "integer"},
+        },
+    },
+    "WebhookEndpoint": {
+        "type": "object",
+        "properties": {
+            "id": UUID,
+            "merchant_id": UUID,
+            "url": _string(format="uri"),
+            "events": {"type": "array", "items": _string(examples=["invoice.paid", "*"])},
+            "status": _string(
+                "failing: active, but its last attempts failed (see last_error).",
+                enum=["active", "disabled", "failing", "deleted"],
+            ),
+            "max_retries": {"type": "integer"},
+            "retry_backoff": _string(enum=["exponential", "linear"]),
+            "timeout_seconds": {"type": "integer"},
+            "allowed_ips": {"type": "array", "items": _string()},
+            "consecutive_failures": {"type": "integer"},
+            "last_error": _nullable(_string()),
+            "last_failure_at": NULLABLE_TIMESTAMP,
+            "last_success_at": NULLABLE_TIMESTAMP,
+            "created_at": NULLABLE_TIMESTAMP,
+            "updated_at": NULLABLE_TIMESTAMP,
+        },
+    },
+    "WebhookEndpointWithSecret": {
+        "allOf": [
+            ref("WebhookEndpoint"),
+            {
+                "type": "object",
+                "required": ["secret"],
+                "properties": {
+                    "secret": _string(
+                        "The signing secret (whsec_...), shown this once; a replayed create returns it empty."
+                    )
+                },
+            },
+        ]
+    },
+    "WebhookEndpointCreate": _object(
+        {
+            "url": _string(
+                "http(s) URL; hosts resolving to private, loopback, link-local or metadata addresses are refused.",
+                format="uri",
+            ),
+            "events": {
+                "type": "array",
+                "minItems": 1,
+                "items": _string("An invoice event type, or * for all.", examples=["invoice.paid"]),
+            },
+            "max_retries": {"type": "integer", "minimum": 0, "maximum": 20, "default": 8},
+            "retry_backoff": _string(enum=["exponential", "linear"], default="exponential"),
+            "timeout_seconds": {"type": "integer", "minimum": 1, "maximum": 30, "default": 10},
+            "allowed_ips": {
+                "type": "array",
+                "items": _string("An IP or CIDR block."),
+                "description": "When set, the URL must resolve inside these (it only narrows).",
+            },
+        },
+        ("url", "events"),
+    ),
+    "WebhookEndpointUpdate": _object(
+        {
+            "url": _string(format="uri"),
+            "events": {"type": "array", "minItems": 1, "items": _string()},
+            "max_retries": {"type": "integer", "minimum": 0, "maximum": 20},
+            "retry_backoff": _string(enum=["exponential", "linear"]),
+            "timeout_seconds": {"type": "integer", "minimum": 1, "maximum": 30},
+            "allowed_ips": {"type": "array", "items": _string()},
+            "status": _string("Disable or re-enable the endpoint.", enum=["active", "disabled"]),
+        }
+    ),
+    "WebhookAttempt": {
+        "type": "object",
+        "properties": {
+            "attempt": {"type": "integer"},
+            "status": _string(enum=["succeeded", "failed"]),
+            "response_code": _nullable({"type": "integer"}),
+            "response_body": _nullable(_string("The start of the response body.")),
+            "error": _nullable(_string()),
+            "duration_ms": {"type": "integer"},
+            "attempted_at": NULLABLE_TIMESTAMP,
+        },
+    },
+    "WebhookDelivery": {
+        "type": "object",
+        "properties": {
+            "id": UUID,
+            "endpoint_id": UUID,
+            "event_id": _string("The Checkout-Event-Id header: the same on every attempt.", format="uuid"),
+            "event_type": _string(),
+            "invoice_id": _nullable(UUID),
+            "status": _string(enum=["pending", "succeeded", "failed"]),
+            "attempts": {"type": "integer"},
+            "response_code": _nullable({"type": "integer"}),
+            "response_body": _nullable(_string()),
+            "last_error": _nullable(_string()),
+            "next_attempt_at": NULLABLE_TIMESTAMP,
+            "delivered_at": NULLABLE_TIMESTAMP,
+            "created_at": NULLABLE_TIMESTAMP,
+            "updated_at": NULLABLE_TIMESTAMP,
+            "attempt_log": {"type": "array", "items": ref("WebhookAttempt")},
+        },
+    },
+    "NotificationTemplate": {
+        "type": "object",
+        "properties": {
+            "id": UUID,
+            "merchant_id": UUID,
+            "event_type": _string(examples=["invoice.paid"]),
+            "subject": _string(),
+            "body_template": _string(),
+            "recipient": _string(enum=["customer", "merchant"]),
+            "is_active": {"type": "boolean"},
+            "created_at": NULLABLE_TIMESTAMP,
+            "updated_at": NULLABLE_TIMESTAMP,
+        },
+    },
+    "NotificationTemplateCreate": _object(
+        {
+            "event_type": _string("An invoice event type.", examples=["invoice.paid"]),
+            "subject": _string("A template, like body_template.", maxLength=200),
+            "body_template": _string(
+                "Placeholders ${field} of: invoice_id, title, status, total, currency, crypto_amount, "
+                "crypto_currency, amount_paid, payment_address, customer_email, merchant_name, event_type; "
+                "$$ is a literal $. Anything else is refused when saved."
+            ),
+            "recipient": _string(
+                "customer: the invoice's customer_email; merchant: the merchant's contact_email.",
+                enum=["customer", "merchant"],
+                default="customer",
+            ),
+            "is_active": {"type": "boolean", "default": True},
+        },
+        ("event_type", "subject", "body_template"),
+    ),
+    "NotificationTemplateUpdate": _object(
+        {
+            "event_type": _string(),
+            "subject": _string(maxLength=200),
+            "body_template": _string(),
+            "recipient": _string(enum=["customer", "merchant"]),
+            "is_active": {"type": "boolean"},
+        }
+    ),
+    "NotificationDelivery": {
+        "type": "object",
+        "properties": {
+            "id": UUID,
+            "template_id": UUID,
+            "event_id": UUID,
+            "event_type": _string(),
+            "invoice_id": _nullable(UUID),
+            "recipient": _string(),
+            "subject": _string(),
+            "status": _string(enum=["pending", "sent", "failed", "skipped"]),
+            "delivery_method": _string(enum=["email"]),
+            "attempts": {"type": "integer"},
+            "last_error": _nullable(_string()),
+            "next_attempt_at": NULLABLE_TIMESTAMP,
+            "delivered_at": NULLABLE_TIMESTAMP,
+            "created_at": NULLABLE_TIMESTAMP,
         },
     },
     "Health": {"type": "object", "properties": {"status": _string(enum=["ok"])}},
@@ -594,6 +898,49 @@ PATHS: dict[str, Schema] = {
             description="Needs invoices:read.",
         )
     },
+    "/v1/invoices/{id}/cancel": {
+        "post": _op(
+            "Cancel an invoice",
+            "cancelInvoice",
+            "invoices",
+            MERCHANT,
+            ("200", _json(ref("Invoice"), "The cancelled invoice")),
+            parameters=(ID, {"$ref": "#/components/parameters/IdempotencyKey"}),
+            errors=("401", "403", "404", "409"),
+            description="Needs invoices:write. Only while nothing has been paid; otherwise 409 "
+            "failed_precondition. The body is optional.",
+        )
+        | {
+            "requestBody": {
+                "required": False,
+                "content": {"application/json": {"schema": ref("InvoiceCancel")}},
+            }
+        },
+    },
+    "/v1/invoices/{id}/payments": {
+        "get": _op(
+            "The invoice's on-chain payments",
+            "listInvoicePayments",
+            "invoices",
+            MERCHANT,
+            ("200", _json(ref("Payments"))),
+            parameters=(ID,),
+            errors=AUTHED,
+            description="Needs invoices:read. Every payment seen, late and reorged ones included.",
+        )
+    },
+    "/v1/invoices/{id}/audit": {
+        "get": _op(
+            "The invoice's audit trail, oldest first",
+            "listInvoiceAudit",
+            "invoices",
+            MERCHANT,
+            ("200", _json(_page("AuditEntry"))),
+            parameters=(ID, LIMIT, CURSOR),
+            errors=AUTHED,
+            description="Needs invoices:read. Every transition with its actor.",
+        )
+    },
     "/v1/customers": {
         "get": _op(
             "List customers",
@@ -653,6 +1000,222 @@ PATHS: dict[str, Schema] = {
             description="Needs analytics:read.",
         )
     },
+    "/v1/analytics/summary": {
+        "get": _op(
+            "Summary over a period",
+            "analyticsSummary",
+            "analytics",
+            MERCHANT,
+            ("200", _json(ref("AnalyticsSummary"))),
+            parameters=(
+                _param(
+                    "period",
+                    "query",
+                    _string(enum=["7d", "30d", "90d", "all"]),
+                    "The last 7, 30 or 90 UTC days including today, or all time.",
+                    True,
+                ),
+            ),
+            description="Needs analytics:read. Amounts are summed across the invoices' fiat currencies.",
+        )
+    },
+    "/v1/webhook-endpoints": {
+        "post": _op(
+            "Register a webhook endpoint",
+            "createWebhookEndpoint",
+            "webhooks",
+            MERCHANT,
+            ("201", _json(ref("WebhookEndpointWithSecret"), "Created; the signing secret is shown once")),
+            body="WebhookEndpointCreate",
+            errors=("401", "403", "404", "409"),
+            description="Needs webhooks:write. Each delivery is a POST of {id, type, created_at, data} with "
+            'Checkout-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")> and Checkout-Event-Id; '
+            "see the README for verifying it.",
+        ),
+        "get": _op(
+            "List the merchant's webhook endpoints",
+            "listWebhookEndpoints",
+            "webhooks",
+            MERCHANT,
+            ("200", _json(_page("WebhookEndpoint"))),
+            description="Needs webhooks:read. All endpoints in one page.",
+        ),
+    },
+    "/v1/webhook-endpoints/{id}": {
+        "get": _op(
+            "Get a webhook endpoint",
+            "getWebhookEndpoint",
+            "webhooks",
+            MERCHANT,
+            ("200", _json(ref("WebhookEndpoint"))),
+            parameters=(ID,),
+            errors=AUTHED,
+            description="Needs webhooks:read.",
+        ),
+        "patch": _op(
+            "Update, disable or re-enable a webhook endpoint",
+            "updateWebhookEndpoint",
+            "webhooks",
+            MERCHANT,
+            ("200", _json(ref("WebhookEndpoint"))),
+            parameters=(ID,),
+            errors=AUTHED,
+            description="Needs webhooks:write. Present fields replace the stored ones.",
+        )
+        | {
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": ref("WebhookEndpointUpdate")}},
+            }
+        },
+        "delete": _op(
+            "Delete a webhook endpoint (and its delivery log)",
+            "deleteWebhookEndpoint",
+            "webhooks",
+            MERCHANT,
+            ("200", _json(ref("WebhookEndpoint"), "The deleted endpoint, status deleted")),
+            parameters=(ID,),
+            errors=AUTHED,
+            description="Needs webhooks:write.",
+        ),
+    },
+    "/v1/webhook-endpoints/{id}/rotate-secret": {
+        "post": _op(
+            "Rotate the signing secret",
+            "rotateWebhookSecret",
+            "webhooks",
+            MERCHANT,
+            ("200", _json(ref("WebhookEndpointWithSecret"), "The new secret, shown once")),
+            parameters=(ID,),
+            errors=AUTHED,
+            description="Needs webhooks:write. For 24 hours deliveries carry a v1 signature for the old "
+            "secret as well as the new one.",
+        )
+    },
+    "/v1/webhook-endpoints/{id}/deliveries": {
+        "get": _op(
+            "An endpoint's deliveries, newest first, with every attempt",
+            "listWebhookDeliveries",
+            "webhooks",
+            MERCHANT,
+            ("200", _json(_page("WebhookDelivery"))),
+            parameters=(
+                ID,
+                _param(
+                    "status", "query", _string(enum=["pending", "succeeded", "failed"]), "Only this status."
+                ),
+                _param("event_type", "query", _string(examples=["invoice.paid"]), "Only this event type."),
+                LIMIT,
+                CURSOR,
+            ),
+            errors=AUTHED,
+            description="Needs webhooks:read.",
+        )
+    },
+    "/v1/webhook-deliveries/{id}": {
+        "get": _op(
+            "Get a webhook delivery with every attempt",
+            "getWebhookDelivery",
+            "webhooks",
+            MERCHANT,
+            ("200", _json(ref("WebhookDelivery"))),
+            parameters=(ID,),
+            errors=AUTHED,
+            description="Needs webhooks:read.",
+        )
+    },
+    "/v1/webhook-deliveries/{id}/redeliver": {
+        "post": _op(
+            "Send a delivery again",
+            "redeliverWebhook",
+            "webhooks",
+            MERCHANT,
+            ("202", _json(ref("WebhookDelivery"), "Scheduled at once; the attempt joins attempt_log")),
+            parameters=(ID,),
+            errors=("401", "403", "404", "409"),
+            description="Needs webhooks:write. The same event id and body, a fresh signature. 409 when "
+            "the endpoint is disabled.",
+        )
+    },
+    "/v1/notification-templates": {
+        "post": _op(
+            "Create a notification (email) template",
+            "createNotificationTemplate",
+            "notifications",
+            MERCHANT,
+            ("201", _json(ref("NotificationTemplate"), "Created")),
+            body="NotificationTemplateCreate",
+            errors=("401", "403", "409"),
+            description="Needs webhooks:write. A template naming an unknown field is a 422 on that field.",
+        ),
+        "get": _op(
+            "List notification templates",
+            "listNotificationTemplates",
+            "notifications",
+            MERCHANT,
+            ("200", _json(_page("NotificationTemplate"))),
+            description="Needs webhooks:read. All templates in one page.",
+        ),
+    },
+    "/v1/notification-templates/{id}": {
+        "get": _op(
+            "Get a notification template",
+            "getNotificationTemplate",
+            "notifications",
+            MERCHANT,
+            ("200", _json(ref("NotificationTemplate"))),
+            parameters=(ID,),
+            errors=AUTHED,
+            description="Needs webhooks:read.",
+        ),
+        "patch": _op(
+            "Update a notification template",
+            "updateNotificationTemplate",
+            "notifications",
+            MERCHANT,
+            ("200", _json(ref("NotificationTemplate"))),
+            parameters=(ID,),
+            errors=AUTHED,
+            description="Needs webhooks:write.",
+        )
+        | {
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": ref("NotificationTemplateUpdate")}},
+            }
+        },
+        "delete": _op(
+            "Delete a notification template",
+            "deleteNotificationTemplate",
+            "notifications",
+            MERCHANT,
+            ("200", _json(ref("NotificationTemplate"), "The deleted template")),
+            parameters=(ID,),
+            errors=AUTHED,
+            description="Needs webhooks:write.",
+        ),
+    },
+    "/v1/notification-deliveries": {
+        "get": _op(
+            "Notification emails sent (or queued, failed, skipped), newest first",
+            "listNotificationDeliveries",
+            "notifications",
+            MERCHANT,
+            ("200", _json(_page("NotificationDelivery"))),
+            parameters=(
+                _param("template_id", "query", UUID, "Only this template's."),
+                _param(
+                    "status",
+                    "query",
+                    _string(enum=["pending", "sent", "failed", "skipped"]),
+                    "Only this status.",
+                ),
+                LIMIT,
+                CURSOR,
+            ),
+            description="Needs webhooks:read.",
+        )
+    },
     "/v1/admin/shards": {
         "get": _op(
             "Shard map and balance",
@@ -661,6 +1224,29 @@ PATHS: dict[str, Schema] = {
             OPERATOR,
             ("200", _json(ref("Shards"))),
             description="A shard whose calls fail is listed with healthy false and null counts.",
+        )
+    },
+    "/v1/admin/platform-metrics": {
+        "get": _op(
+            "Metrics across every merchant and shard",
+            "adminPlatformMetrics",
+            "admin",
+            OPERATOR,
+            ("200", _json(ref("PlatformMetrics"))),
+            parameters=(
+                _param("from", "query", _string(format="date"), "YYYY-MM-DD, inclusive.", True),
+                _param(
+                    "to",
+                    "query",
+                    _string(format="date"),
+                    "YYYY-MM-DD, inclusive; at most 366 days after from.",
+                    True,
+                ),
+            ),
+            description="Every shard is asked concurrently with a deadline. A shard that fails is "
+            "listed in shards with ok false, the sums leave it out and complete is false; the "
+            "response is still 200. Only when no shard answers is it a 503 naming each. Amounts "
+            "are summed across the invoices' fiat currencies.",
         )
     },
     "/v1/checkout/{invoice_id}": {

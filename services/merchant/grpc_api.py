@@ -12,13 +12,15 @@ from checkout.merchant.v1 import merchant_pb2_grpc
 
 from libs.common.service import Runtime
 from services.merchant.application import MerchantApp
+from services.merchant.webhooks.application import WebhookApp
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class MerchantServicer(merchant_pb2_grpc.MerchantServiceServicer):
-    def __init__(self, app: MerchantApp) -> None:
+    def __init__(self, app: MerchantApp, webhooks: WebhookApp) -> None:
         self.app = app
+        self.webhooks = webhooks
 
     async def CreateMerchant(self, request: pb.CreateMerchantRequest, context: Context) -> pb.Merchant:
         return await self.app.create_merchant(request)
@@ -50,7 +52,84 @@ class MerchantServicer(merchant_pb2_grpc.MerchantServiceServicer):
     ) -> pb.VerifyApiKeyResponse:
         return await self.app.verify_api_key(request)
 
+    # -- webhooks and notifications ------------------------------------------------------------
+    async def CreateWebhookEndpoint(
+        self, request: pb.CreateWebhookEndpointRequest, context: Context
+    ) -> pb.WebhookEndpointWithSecret:
+        return await self.webhooks.create_endpoint(request)
+
+    async def GetWebhookEndpoint(
+        self, request: pb.GetWebhookEndpointRequest, context: Context
+    ) -> pb.WebhookEndpoint:
+        return await self.webhooks.get_endpoint(request)
+
+    async def ListWebhookEndpoints(
+        self, request: pb.ListWebhookEndpointsRequest, context: Context
+    ) -> pb.ListWebhookEndpointsResponse:
+        return await self.webhooks.list_endpoints(request)
+
+    async def UpdateWebhookEndpoint(
+        self, request: pb.UpdateWebhookEndpointRequest, context: Context
+    ) -> pb.WebhookEndpoint:
+        return await self.webhooks.update_endpoint(request)
+
+    async def DeleteWebhookEndpoint(
+        self, request: pb.DeleteWebhookEndpointRequest, context: Context
+    ) -> pb.WebhookEndpoint:
+        return await self.webhooks.delete_endpoint(request)
+
+    async def RotateWebhookSecret(
+        self, request: pb.RotateWebhookSecretRequest, context: Context
+    ) -> pb.WebhookEndpointWithSecret:
+        return await self.webhooks.rotate_secret(request)
+
+    async def ListWebhookDeliveries(
+        self, request: pb.ListWebhookDeliveriesRequest, context: Context
+    ) -> pb.ListWebhookDeliveriesResponse:
+        return await self.webhooks.list_deliveries(request)
+
+    async def GetWebhookDelivery(
+        self, request: pb.GetWebhookDeliveryRequest, context: Context
+    ) -> pb.WebhookDelivery:
+        return await self.webhooks.get_delivery(request)
+
+    async def RedeliverWebhook(
+        self, request: pb.RedeliverWebhookRequest, context: Context
+    ) -> pb.WebhookDelivery:
+        return await self.webhooks.redeliver(request)
+
+    async def CreateNotificationTemplate(
+        self, request: pb.CreateNotificationTemplateRequest, context: Context
+    ) -> pb.NotificationTemplate:
+        return await self.webhooks.create_template(request)
+
+    async def GetNotificationTemplate(
+        self, request: pb.GetNotificationTemplateRequest, context: Context
+    ) -> pb.NotificationTemplate:
+        return await self.webhooks.get_template(request)
+
+    async def ListNotificationTemplates(
+        self, request: pb.ListNotificationTemplatesRequest, context: Context
+    ) -> pb.ListNotificationTemplatesResponse:
+        return await self.webhooks.list_templates(request)
+
+    async def UpdateNotificationTemplate(
+        self, request: pb.UpdateNotificationTemplateRequest, context: Context
+    ) -> pb.NotificationTemplate:
+        return await self.webhooks.update_template(request)
+
+    async def DeleteNotificationTemplate(
+        self, request: pb.DeleteNotificationTemplateRequest, context: Context
+    ) -> pb.NotificationTemplate:
+        return await self.webhooks.delete_template(request)
+
+    async def ListNotificationDeliveries(
+        self, request: pb.ListNotificationDeliveriesRequest, context: Context
+    ) -> pb.ListNotificationDeliveriesResponse:
+        return await self.webhooks.list_notifications(request)
+
 
 def register(server: grpc.aio.Server, runtime: Runtime) -> Sequence[str]:
-    merchant_pb2_grpc.add_MerchantServiceServicer_to_server(MerchantServicer(MerchantApp(runtime)), server)
+    servicer = MerchantServicer(MerchantApp(runtime), WebhookApp(runtime))
+    merchant_pb2_grpc.add_MerchantServiceServicer_to_server(servicer, server)
     return [pb.DESCRIPTOR.services_by_name["MerchantService"].full_name]

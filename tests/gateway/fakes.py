@@ -26,9 +26,11 @@ from libs.common import apikeys, ids
 from libs.common.errors import (
     AlreadyExists,
     CheckoutError,
+    FailedPrecondition,
     InvalidArgument,
     NotFound,
     Unauthenticated,
+    Unavailable,
 )
 from libs.common.grpc_errors import to_status
 
@@ -65,6 +67,10 @@ class FakeMerchants(merchant_pb2_grpc.MerchantServiceServicer):
         self.merchants: dict[str, merchant_pb2.Merchant] = {}
         self.keys: dict[str, merchant_pb2.ApiKey] = {}  # plaintext -> key
         self.replies: dict[str, merchant_pb2.Merchant] = {}  # idempotency key -> first result
+        self.endpoints: dict[str, merchant_pb2.WebhookEndpoint] = {}
+        self.deliveries: dict[str, merchant_pb2.WebhookDelivery] = {}  # seeded by tests
+        self.updates: list[merchant_pb2.UpdateWebhookEndpointRequest] = []
+        self.delivery_queries: list[merchant_pb2.ListWebhookDeliveriesRequest] = []
 
     async def CreateMerchant(
         self, request: merchant_pb2.CreateMerchantRequest, context: Context
@@ -176,12 +182,163 @@ class FakeMerchants(merchant_pb2_grpc.MerchantServiceServicer):
             await fail(context, Unauthenticated("invalid API key"))
         return merchant_pb2.VerifyApiKeyResponse(api_key=key)
 
+    # -- webhooks (tests/gateway/test_webhooks.py): ownership and the shapes, no delivery ------
+    async def _owned_endpoint(
+        self, merchant_id: str, endpoint_id: str, context: Context
+    ) -> merchant_pb2.WebhookEndpoint:
+        endpoint = self.endpoints.get(endpoint_id)
+        if endpoint is None or endpoint.merchant_id != merchant_id:
+            await fail(context, NotFound("webhook endpoint not found"))
+        return endpoint
+
+    async def CreateWebhookEndpoint(
+        self, request: merchant_pb2.CreateWebhookEndpointRequest, context: Context
+    ) -> merchant_pb2.WebhookEndpointWithSecret:
+        self.recorder.record("CreateWebhookEndpoint", context)
+        if request.url.startswith("http://10."):
+            await fail(context, InvalidArgument.field("url", "address 10.0.0.1 is private"))
+        endpoint = merchant_pb2.WebhookEndpoint(
+            id=str(ids.new_id(ids.slot_of(uuid.UUID(request.merchant_id)))),
+            merchant_id=request.merchant_id,
+            url=request.url,
+            events=request.events,
+            status="active",
+            max_retries=request.max_retries if request.HasField("max_retries") else 8,
+            retry_backoff=request.retry_backoff or "exponential",
+            timeout_seconds=request.timeout_seconds or 10,
+            allowed_ips=request.allowed_ips,
+            created_at=now(),
+            updated_at=now(),
+        )
+        self.endpoints[endpoint.id] = endpoint
+        return merchant_pb2.WebhookEndpointWithSecret(endpoint=endpoint, secret="whsec_fake")
+
+    async def GetWebhookEndpoint(
+        self, request: merchant_pb2.GetWebhookEndpointRequest, context: Context
+    ) -> merchant_pb2.WebhookEndpoint:
+        self.recorder.record("GetWebhookEndpoint", context)
+        return await self._owned_endpoint(request.merchant_id, request.endpoint_id, context)
+
+    async def ListWebhookEndpoints(
+        self, request: merchant_pb2.ListWebhookEndpointsRequest, context: Context
+    ) -> merchant_pb2.ListWebhookEndpointsResponse:
+        self.recorder.record("ListWebhookEndpoints", context)
+        mine = [e for e in self.endpoints.values() if e.merchant_id == request.merchant_id]
+        return merchant_pb2.ListWebhookEndpointsResponse(endpoints=mine)
+
+    async def UpdateWebhookEndpoint(
+        self, request: merchant_pb2.UpdateWebhookEndpointRequest, context: Context
+    ) -> merchant_pb2.WebhookEndpoint:
+        self.recorder.record("UpdateWebhookEndpoint", context)
+        self.updates.append(request)
+        endpoint = await self._owned_endpoint(request.merchant_id, request.endpoint_id, context)
+        if request.HasField("status"):
+            endpoint.status = request.status
+        return endpoint
+
+    async def ListWebhookDeliveries(
+        self, request: merchant_pb2.ListWebhookDeliveriesRequest, context: Context
+    ) -> merchant_pb2.ListWebhookDeliveriesResponse:
+        self.recorder.record("ListWebhookDeliveries", context)
+        await self._owned_endpoint(request.merchant_id, request.endpoint_id, context)
+        self.delivery_queries.append(request)
+        found = [d for d in self.deliveries.values() if d.endpoint_id == request.endpoint_id]
+        return merchant_pb2.ListWebhookDeliveriesResponse(deliveries=found, next_cursor="")
+
+    async def RedeliverWebhook(
+        self, request: merchant_pb2.RedeliverWebhookRequest, context: Context
+    ) -> merchant_pb2.WebhookDelivery:
+        self.recorder.record("RedeliverWebhook", context)
+        delivery = self.deliveries.get(request.delivery_id)
+        if delivery is None or delivery.merchant_id != request.merchant_id:
+            await fail(context, NotFound("webhook delivery not found"))
+        delivery.status = "pending"
+        return delivery
+
+    async def DeleteWebhookEndpoint(
+        self, request: merchant_pb2.DeleteWebhookEndpointRequest, context: Context
+    ) -> merchant_pb2.WebhookEndpoint:
+        self.recorder.record("DeleteWebhookEndpoint", context)
+        endpoint = await self._owned_endpoint(request.merchant_id, request.endpoint_id, context)
+        del self.endpoints[endpoint.id]
+        endpoint.status = "deleted"
+        return endpoint
+
+    async def RotateWebhookSecret(
+        self, request: merchant_pb2.RotateWebhookSecretRequest, context: Context
+    ) -> merchant_pb2.WebhookEndpointWithSecret:
+        self.recorder.record("RotateWebhookSecret", context)
+        endpoint = await self._owned_endpoint(request.merchant_id, request.endpoint_id, context)
+        return merchant_pb2.WebhookEndpointWithSecret(endpoint=endpoint, secret="whsec_rotated")
+
+    async def GetWebhookDelivery(
+        self, request: merchant_pb2.GetWebhookDeliveryRequest, context: Context
+    ) -> merchant_pb2.WebhookDelivery:
+        self.recorder.record("GetWebhookDelivery", context)
+        delivery = self.deliveries.get(request.delivery_id)
+        if delivery is None or delivery.merchant_id != request.merchant_id:
+            await fail(context, NotFound("webhook delivery not found"))
+        return delivery
+
+    # Templates beyond create: not found or empty is all the gateway tests need.
+    async def GetNotificationTemplate(
+        self, request: merchant_pb2.GetNotificationTemplateRequest, context: Context
+    ) -> merchant_pb2.NotificationTemplate:
+        self.recorder.record("GetNotificationTemplate", context)
+        await fail(context, NotFound("notification template not found"))
+
+    async def UpdateNotificationTemplate(
+        self, request: merchant_pb2.UpdateNotificationTemplateRequest, context: Context
+    ) -> merchant_pb2.NotificationTemplate:
+        self.recorder.record("UpdateNotificationTemplate", context)
+        await fail(context, NotFound("notification template not found"))
+
+    async def DeleteNotificationTemplate(
+        self, request: merchant_pb2.DeleteNotificationTemplateRequest, context: Context
+    ) -> merchant_pb2.NotificationTemplate:
+        self.recorder.record("DeleteNotificationTemplate", context)
+        await fail(context, NotFound("notification template not found"))
+
+    async def ListNotificationTemplates(
+        self, request: merchant_pb2.ListNotificationTemplatesRequest, context: Context
+    ) -> merchant_pb2.ListNotificationTemplatesResponse:
+        self.recorder.record("ListNotificationTemplates", context)
+        return merchant_pb2.ListNotificationTemplatesResponse()
+
+    async def ListNotificationDeliveries(
+        self, request: merchant_pb2.ListNotificationDeliveriesRequest, context: Context
+    ) -> merchant_pb2.ListNotificationDeliveriesResponse:
+        self.recorder.record("ListNotificationDeliveries", context)
+        return merchant_pb2.ListNotificationDeliveriesResponse()
+
+    async def CreateNotificationTemplate(
+        self, request: merchant_pb2.CreateNotificationTemplateRequest, context: Context
+    ) -> merchant_pb2.NotificationTemplate:
+        self.recorder.record("CreateNotificationTemplate", context)
+        if "${oops}" in request.body_template:
+            await fail(context, InvalidArgument.field("body_template", "unknown field ${oops}"))
+        return merchant_pb2.NotificationTemplate(
+            id=str(ids.new_id(ids.slot_of(uuid.UUID(request.merchant_id)))),
+            merchant_id=request.merchant_id,
+            event_type=request.event_type,
+            subject=request.subject,
+            body_template=request.body_template,
+            recipient=request.recipient or "customer",
+            is_active=request.is_active if request.HasField("is_active") else True,
+            created_at=now(),
+            updated_at=now(),
+        )
+
 
 class FakeInvoices(invoice_pb2_grpc.InvoiceServiceServicer):
     def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder
         self.invoices: dict[str, invoice_pb2.Invoice] = {}
         self.delay = 0.0
+        # Seeded by tests: invoice id -> its payments / audit entries.
+        self.payments: dict[str, list[invoice_pb2.Payment]] = {}
+        self.audit: dict[str, list[invoice_pb2.AuditEntry]] = {}
+        self.cancels: dict[str, invoice_pb2.Invoice] = {}  # idempotency key -> first result
 
     async def CreateInvoice(
         self, request: invoice_pb2.CreateInvoiceRequest, context: Context
@@ -265,6 +422,18 @@ class FakeInvoices(invoice_pb2_grpc.InvoiceServiceServicer):
             payment_address=invoice.payment_address,
             payment_uri=invoice.payment_uri,
             expires_at=invoice.expires_at,
+            overpaid=invoice.overpaid,
+            paid_late=invoice.paid_late,
+            payments=[
+                invoice_pb2.CheckoutPayment(
+                    tx_hash=p.tx_hash,
+                    amount=p.amount,
+                    status=p.status,
+                    confirmations=p.confirmations,
+                    required_confirmations=p.required_confirmations,
+                )
+                for p in self.payments.get(invoice.id, [])
+            ],
         )
 
     async def GetShardStats(
@@ -272,6 +441,50 @@ class FakeInvoices(invoice_pb2_grpc.InvoiceServiceServicer):
     ) -> invoice_pb2.ShardStats:
         self.recorder.record("GetShardStats", context)
         return invoice_pb2.ShardStats(shard=request.shard, invoices=len(self.invoices))
+
+    async def _own(self, merchant_id: str, invoice_id: str, context: Context) -> invoice_pb2.Invoice:
+        invoice = self.invoices.get(invoice_id)
+        if invoice is None or invoice.merchant_id != merchant_id:
+            await fail(context, NotFound("no such invoice"))
+        return invoice
+
+    async def CancelInvoice(
+        self, request: invoice_pb2.CancelInvoiceRequest, context: Context
+    ) -> invoice_pb2.Invoice:
+        metadata = self.recorder.record("CancelInvoice", context)
+        replay = self.cancels.get(metadata.get("x-idempotency-key", ""))
+        if replay is not None:
+            return replay
+        invoice = await self._own(request.merchant_id, request.invoice_id, context)
+        if invoice.status != "pending":
+            await fail(context, FailedPrecondition(f"a {invoice.status} invoice cannot be cancelled"))
+        invoice.status = "cancelled"
+        invoice.status_reason = request.reason or "cancelled by the merchant"
+        result = invoice_pb2.Invoice()
+        result.CopyFrom(invoice)
+        if "x-idempotency-key" in metadata:
+            self.cancels[metadata["x-idempotency-key"]] = result
+        return result
+
+    async def ListPayments(
+        self, request: invoice_pb2.ListPaymentsRequest, context: Context
+    ) -> invoice_pb2.ListPaymentsResponse:
+        self.recorder.record("ListPayments", context)
+        await self._own(request.merchant_id, request.invoice_id, context)
+        return invoice_pb2.ListPaymentsResponse(payments=self.payments.get(request.invoice_id, []))
+
+    async def ListAuditEntries(
+        self, request: invoice_pb2.ListAuditEntriesRequest, context: Context
+    ) -> invoice_pb2.ListAuditEntriesResponse:
+        self.recorder.record("ListAuditEntries", context)
+        await self._own(request.merchant_id, request.invoice_id, context)
+        entries = self.audit.get(request.invoice_id, [])
+        start = int(request.cursor or 0)
+        page = entries[start : start + request.limit]
+        more = start + request.limit < len(entries)
+        return invoice_pb2.ListAuditEntriesResponse(
+            entries=page, next_cursor=str(start + request.limit) if more else ""
+        )
 
 
 class FakeCustomers(customer_pb2_grpc.CustomerServiceServicer):
@@ -307,6 +520,11 @@ class FakeCustomers(customer_pb2_grpc.CustomerServiceServicer):
 class FakeAnalytics(analytics_pb2_grpc.AnalyticsServiceServicer):
     def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder
+        # Platform metrics per shard, seeded by tests; a shard in `failing` answers UNAVAILABLE,
+        # one in `stalled` never answers (the caller's deadline ends the call).
+        self.platform: dict[int, analytics_pb2.PlatformMetrics] = {}
+        self.failing: set[int] = set()
+        self.stalled: set[int] = set()
 
     async def GetDailyMetrics(
         self, request: analytics_pb2.GetDailyMetricsRequest, context: Context
@@ -328,6 +546,33 @@ class FakeAnalytics(analytics_pb2_grpc.AnalyticsServiceServicer):
         self.recorder.record("GetShardView", context)
         return analytics_pb2.ShardView(shard=request.shard, merchants=7, invoices=0)
 
+    async def GetSummary(
+        self, request: analytics_pb2.GetSummaryRequest, context: Context
+    ) -> analytics_pb2.Summary:
+        self.recorder.record("GetSummary", context)
+        if request.period not in ("7d", "30d", "90d", "all"):
+            await fail(context, InvalidArgument.field("period", "must be one of 7d, 30d, 90d, all"))
+        return analytics_pb2.Summary(
+            period=request.period,
+            from_date="" if request.period == "all" else "2026-01-01",
+            to_date=request.as_of,
+            invoices_created=3,
+            invoices_paid=1,
+            amount_created="37.50",
+            amount_paid="12.50",
+            conversion_rate="33.33",
+        )
+
+    async def GetPlatformMetrics(
+        self, request: analytics_pb2.GetPlatformMetricsRequest, context: Context
+    ) -> analytics_pb2.PlatformMetrics:
+        self.recorder.record("GetPlatformMetrics", context)
+        if request.shard in self.stalled:
+            await asyncio.Event().wait()  # cancelled when the caller's deadline passes
+        if request.shard in self.failing:
+            await fail(context, Unavailable(f"shard {request.shard} database is down"))
+        return self.platform.get(request.shard, analytics_pb2.PlatformMetrics(shard=request.shard))
+
 
 class FakeServices:
     """All four services and a health servicer on one server, like a local `make up`."""
@@ -341,7 +586,8 @@ class FakeServices:
         merchant_pb2_grpc.add_MerchantServiceServicer_to_server(self.merchants, self.server)
         invoice_pb2_grpc.add_InvoiceServiceServicer_to_server(self.invoices, self.server)
         customer_pb2_grpc.add_CustomerServiceServicer_to_server(FakeCustomers(self.recorder), self.server)
-        analytics_pb2_grpc.add_AnalyticsServiceServicer_to_server(FakeAnalytics(self.recorder), self.server)
+        self.analytics = FakeAnalytics(self.recorder)
+        analytics_pb2_grpc.add_AnalyticsServiceServicer_to_server(self.analytics, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self.address = ""
 

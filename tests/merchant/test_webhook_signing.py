@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import textwrap
 from collections.abc import Callable
+from pathlib import Path
 from typing import cast
 
 import pytest
@@ -145,3 +146,20 @@ def test_the_merchant_example_in_the_module_docstring_agrees_with_sign(
     assert not check("whsec_other", BODY, sign(secret, BODY, NOW))
     assert not check(secret, BODY, sign(secret, BODY, NOW - 301))
     assert not check(secret, BODY, "garbage")
+
+
+def test_the_readme_shows_the_same_verification_example(repo_root: Path) -> None:
+    readme = (repo_root / "README.md").read_text()
+    section = readme.split("## Webhooks and notifications", 1)[1]
+    shown = re.search(r"```python\n(.*?)```", section, re.S)
+    documented = re.search(r"```python\n(.*?)```", signing.__doc__ or "", re.S)
+    assert shown and documented
+    assert textwrap.dedent(shown.group(1)) == textwrap.dedent(documented.group(1))
+
+
+def test_during_a_rotation_both_secrets_sign_one_header() -> None:
+    header = signing.sign_all(["whsec_new", "whsec_old"], BODY, NOW)
+    assert header.count("v1=") == 2
+    verify("whsec_new", BODY, header, now=NOW)
+    verify("whsec_old", BODY, header, now=NOW)
+    assert signing.sign_all(["whsec_new"], BODY, NOW) == sign("whsec_new", BODY, NOW)

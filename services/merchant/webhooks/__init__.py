@@ -1,6 +1,6 @@
 """Building blocks for webhook delivery: payload signing and SSRF-safe target URLs."""
 
-from services.merchant.webhooks.signing import SignatureError, new_secret, sign, verify
+from services.merchant.webhooks.signing import SignatureError, new_secret, sign, sign_all, verify
 from services.merchant.webhooks.ssrf import (
     UnsafeUrl,
     UrlPolicy,
@@ -17,6 +17,7 @@ __all__ = [
     "new_secret",
     "resolve_and_check",
     "sign",
+    "sign_all",
     "validate_url",
     "verify",
 ]

@@ -76,6 +76,15 @@ def sign(secret: str, body: bytes, timestamp: int) -> str:
     return f"t={timestamp},{SCHEME}={_mac(secret, body, timestamp)}"
 
 
+def sign_all(secrets: Sequence[str], body: bytes, timestamp: int) -> str:
+    """``sign`` with one ``v1`` per secret: during a rotation both the new and the previous
+    secret sign, so a receiver holding either keeps verifying."""
+    if not secrets:
+        raise ValueError("no webhook secret to sign with")
+    header = sign(secrets[0], body, timestamp)
+    return header + "".join(f",{SCHEME}={_mac(secret, body, timestamp)}" for secret in secrets[1:] if secret)
+
+
 def _parse(header: str) -> tuple[int, list[str]]:
     if len(header) > _MAX_HEADER_LENGTH:
         raise SignatureError("header too long")

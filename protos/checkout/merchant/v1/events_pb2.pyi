@@ -225,3 +225,336 @@ class ApiKeyRevoked(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ApiKeyRevoked: _TypeAlias = ApiKeyRevoked  # noqa: Y015
+
+@_typing.final
+class WebhookEndpointCreated(_message.Message):
+    """Events of the WebhookEndpoint and NotificationTemplate aggregates. The endpoint's signing
+    secret travels in its events because the platform must sign with it (unlike an API key, of
+    which only a hash is kept); the event stream is internal and no other service subscribes to
+    these types.
+
+    webhook_endpoint.created
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENDPOINT_ID_FIELD_NUMBER: _builtins.int
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    URL_FIELD_NUMBER: _builtins.int
+    EVENTS_FIELD_NUMBER: _builtins.int
+    SECRET_FIELD_NUMBER: _builtins.int
+    MAX_RETRIES_FIELD_NUMBER: _builtins.int
+    RETRY_BACKOFF_FIELD_NUMBER: _builtins.int
+    TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
+    ALLOWED_IPS_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    endpoint_id: _builtins.str
+    merchant_id: _builtins.str
+    url: _builtins.str
+    secret: _builtins.str
+    max_retries: _builtins.int
+    retry_backoff: _builtins.str
+    timeout_seconds: _builtins.int
+    @_builtins.property
+    def events(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def allowed_ips(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        endpoint_id: _builtins.str = ...,
+        merchant_id: _builtins.str = ...,
+        url: _builtins.str = ...,
+        events: _abc.Iterable[_builtins.str] | None = ...,
+        secret: _builtins.str = ...,
+        max_retries: _builtins.int = ...,
+        retry_backoff: _builtins.str = ...,
+        timeout_seconds: _builtins.int = ...,
+        allowed_ips: _abc.Iterable[_builtins.str] | None = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_ips", b"allowed_ips", "created_at", b"created_at", "endpoint_id", b"endpoint_id", "events", b"events", "max_retries", b"max_retries", "merchant_id", b"merchant_id", "retry_backoff", b"retry_backoff", "secret", b"secret", "timeout_seconds", b"timeout_seconds", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WebhookEndpointCreated: _TypeAlias = WebhookEndpointCreated  # noqa: Y015
+
+@_typing.final
+class WebhookEndpointUpdated(_message.Message):
+    """webhook_endpoint.updated: the full new values of the fields that changed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENDPOINT_ID_FIELD_NUMBER: _builtins.int
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    URL_FIELD_NUMBER: _builtins.int
+    EVENTS_FIELD_NUMBER: _builtins.int
+    EVENTS_CHANGED_FIELD_NUMBER: _builtins.int
+    MAX_RETRIES_FIELD_NUMBER: _builtins.int
+    RETRY_BACKOFF_FIELD_NUMBER: _builtins.int
+    TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
+    ALLOWED_IPS_FIELD_NUMBER: _builtins.int
+    ALLOWED_IPS_CHANGED_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    endpoint_id: _builtins.str
+    merchant_id: _builtins.str
+    url: _builtins.str
+    events_changed: _builtins.bool
+    max_retries: _builtins.int
+    retry_backoff: _builtins.str
+    timeout_seconds: _builtins.int
+    allowed_ips_changed: _builtins.bool
+    status: _builtins.str
+    """"active" or "disabled" """
+    @_builtins.property
+    def events(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def allowed_ips(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        endpoint_id: _builtins.str = ...,
+        merchant_id: _builtins.str = ...,
+        url: _builtins.str | None = ...,
+        events: _abc.Iterable[_builtins.str] | None = ...,
+        events_changed: _builtins.bool = ...,
+        max_retries: _builtins.int | None = ...,
+        retry_backoff: _builtins.str | None = ...,
+        timeout_seconds: _builtins.int | None = ...,
+        allowed_ips: _abc.Iterable[_builtins.str] | None = ...,
+        allowed_ips_changed: _builtins.bool = ...,
+        status: _builtins.str | None = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries", "_retry_backoff", b"_retry_backoff", "_status", b"_status", "_timeout_seconds", b"_timeout_seconds", "_url", b"_url", "max_retries", b"max_retries", "retry_backoff", b"retry_backoff", "status", b"status", "timeout_seconds", b"timeout_seconds", "updated_at", b"updated_at", "url", b"url"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries", "_retry_backoff", b"_retry_backoff", "_status", b"_status", "_timeout_seconds", b"_timeout_seconds", "_url", b"_url", "allowed_ips", b"allowed_ips", "allowed_ips_changed", b"allowed_ips_changed", "endpoint_id", b"endpoint_id", "events", b"events", "events_changed", b"events_changed", "max_retries", b"max_retries", "merchant_id", b"merchant_id", "retry_backoff", b"retry_backoff", "status", b"status", "timeout_seconds", b"timeout_seconds", "updated_at", b"updated_at", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__max_retries: _TypeAlias = _typing.Literal["max_retries"]  # noqa: Y015
+    _WhichOneofArgType__max_retries: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries"]  # noqa: Y015
+    _WhichOneofReturnType__retry_backoff: _TypeAlias = _typing.Literal["retry_backoff"]  # noqa: Y015
+    _WhichOneofArgType__retry_backoff: _TypeAlias = _typing.Literal["_retry_backoff", b"_retry_backoff"]  # noqa: Y015
+    _WhichOneofReturnType__status: _TypeAlias = _typing.Literal["status"]  # noqa: Y015
+    _WhichOneofArgType__status: _TypeAlias = _typing.Literal["_status", b"_status"]  # noqa: Y015
+    _WhichOneofReturnType__timeout_seconds: _TypeAlias = _typing.Literal["timeout_seconds"]  # noqa: Y015
+    _WhichOneofArgType__timeout_seconds: _TypeAlias = _typing.Literal["_timeout_seconds", b"_timeout_seconds"]  # noqa: Y015
+    _WhichOneofReturnType__url: _TypeAlias = _typing.Literal["url"]  # noqa: Y015
+    _WhichOneofArgType__url: _TypeAlias = _typing.Literal["_url", b"_url"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_retries) -> _WhichOneofReturnType__max_retries | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__retry_backoff) -> _WhichOneofReturnType__retry_backoff | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__status) -> _WhichOneofReturnType__status | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__timeout_seconds) -> _WhichOneofReturnType__timeout_seconds | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__url) -> _WhichOneofReturnType__url | None: ...
+
+Global___WebhookEndpointUpdated: _TypeAlias = WebhookEndpointUpdated  # noqa: Y015
+
+@_typing.final
+class WebhookSecretRotated(_message.Message):
+    """webhook_endpoint.secret_rotated: the previous secret keeps signing (a second v1) until
+    previous_expires_at, so receivers can switch without dropping deliveries.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENDPOINT_ID_FIELD_NUMBER: _builtins.int
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    SECRET_FIELD_NUMBER: _builtins.int
+    PREVIOUS_EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    ROTATED_AT_FIELD_NUMBER: _builtins.int
+    endpoint_id: _builtins.str
+    merchant_id: _builtins.str
+    secret: _builtins.str
+    @_builtins.property
+    def previous_expires_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def rotated_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        endpoint_id: _builtins.str = ...,
+        merchant_id: _builtins.str = ...,
+        secret: _builtins.str = ...,
+        previous_expires_at: _timestamp_pb2.Timestamp | None = ...,
+        rotated_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["previous_expires_at", b"previous_expires_at", "rotated_at", b"rotated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint_id", b"endpoint_id", "merchant_id", b"merchant_id", "previous_expires_at", b"previous_expires_at", "rotated_at", b"rotated_at", "secret", b"secret"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WebhookSecretRotated: _TypeAlias = WebhookSecretRotated  # noqa: Y015
+
+@_typing.final
+class WebhookEndpointDeleted(_message.Message):
+    """webhook_endpoint.deleted"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENDPOINT_ID_FIELD_NUMBER: _builtins.int
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    DELETED_AT_FIELD_NUMBER: _builtins.int
+    endpoint_id: _builtins.str
+    merchant_id: _builtins.str
+    @_builtins.property
+    def deleted_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        endpoint_id: _builtins.str = ...,
+        merchant_id: _builtins.str = ...,
+        deleted_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["deleted_at", b"deleted_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deleted_at", b"deleted_at", "endpoint_id", b"endpoint_id", "merchant_id", b"merchant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WebhookEndpointDeleted: _TypeAlias = WebhookEndpointDeleted  # noqa: Y015
+
+@_typing.final
+class NotificationTemplateCreated(_message.Message):
+    """notification_template.created"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEMPLATE_ID_FIELD_NUMBER: _builtins.int
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    EVENT_TYPE_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    BODY_TEMPLATE_FIELD_NUMBER: _builtins.int
+    RECIPIENT_FIELD_NUMBER: _builtins.int
+    IS_ACTIVE_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    template_id: _builtins.str
+    merchant_id: _builtins.str
+    event_type: _builtins.str
+    subject: _builtins.str
+    body_template: _builtins.str
+    recipient: _builtins.str
+    """"customer" (the invoice's customer_email) or "merchant" (the merchant's contact_email)"""
+    is_active: _builtins.bool
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        template_id: _builtins.str = ...,
+        merchant_id: _builtins.str = ...,
+        event_type: _builtins.str = ...,
+        subject: _builtins.str = ...,
+        body_template: _builtins.str = ...,
+        recipient: _builtins.str = ...,
+        is_active: _builtins.bool = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body_template", b"body_template", "created_at", b"created_at", "event_type", b"event_type", "is_active", b"is_active", "merchant_id", b"merchant_id", "recipient", b"recipient", "subject", b"subject", "template_id", b"template_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NotificationTemplateCreated: _TypeAlias = NotificationTemplateCreated  # noqa: Y015
+
+@_typing.final
+class NotificationTemplateUpdated(_message.Message):
+    """notification_template.updated: the full new values of the fields that changed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEMPLATE_ID_FIELD_NUMBER: _builtins.int
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    EVENT_TYPE_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    BODY_TEMPLATE_FIELD_NUMBER: _builtins.int
+    RECIPIENT_FIELD_NUMBER: _builtins.int
+    IS_ACTIVE_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    template_id: _builtins.str
+    merchant_id: _builtins.str
+    event_type: _builtins.str
+    subject: _builtins.str
+    body_template: _builtins.str
+    recipient: _builtins.str
+    is_active: _builtins.bool
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        template_id: _builtins.str = ...,
+        merchant_id: _builtins.str = ...,
+        event_type: _builtins.str | None = ...,
+        subject: _builtins.str | None = ...,
+        body_template: _builtins.str | None = ...,
+        recipient: _builtins.str | None = ...,
+        is_active: _builtins.bool | None = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_body_template", b"_body_template", "_event_type", b"_event_type", "_is_active", b"_is_active", "_recipient", b"_recipient", "_subject", b"_subject", "body_template", b"body_template", "event_type", b"event_type", "is_active", b"is_active", "recipient", b"recipient", "subject", b"subject", "updated_at", b"updated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_body_template", b"_body_template", "_event_type", b"_event_type", "_is_active", b"_is_active", "_recipient", b"_recipient", "_subject", b"_subject", "body_template", b"body_template", "event_type", b"event_type", "is_active", b"is_active", "merchant_id", b"merchant_id", "recipient", b"recipient", "subject", b"subject", "template_id", b"template_id", "updated_at", b"updated_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__body_template: _TypeAlias = _typing.Literal["body_template"]  # noqa: Y015
+    _WhichOneofArgType__body_template: _TypeAlias = _typing.Literal["_body_template", b"_body_template"]  # noqa: Y015
+    _WhichOneofReturnType__event_type: _TypeAlias = _typing.Literal["event_type"]  # noqa: Y015
+    _WhichOneofArgType__event_type: _TypeAlias = _typing.Literal["_event_type", b"_event_type"]  # noqa: Y015
+    _WhichOneofReturnType__is_active: _TypeAlias = _typing.Literal["is_active"]  # noqa: Y015
+    _WhichOneofArgType__is_active: _TypeAlias = _typing.Literal["_is_active", b"_is_active"]  # noqa: Y015
+    _WhichOneofReturnType__recipient: _TypeAlias = _typing.Literal["recipient"]  # noqa: Y015
+    _WhichOneofArgType__recipient: _TypeAlias = _typing.Literal["_recipient", b"_recipient"]  # noqa: Y015
+    _WhichOneofReturnType__subject: _TypeAlias = _typing.Literal["subject"]  # noqa: Y015
+    _WhichOneofArgType__subject: _TypeAlias = _typing.Literal["_subject", b"_subject"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__body_template) -> _WhichOneofReturnType__body_template | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__event_type) -> _WhichOneofReturnType__event_type | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__is_active) -> _WhichOneofReturnType__is_active | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__recipient) -> _WhichOneofReturnType__recipient | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__subject) -> _WhichOneofReturnType__subject | None: ...
+
+Global___NotificationTemplateUpdated: _TypeAlias = NotificationTemplateUpdated  # noqa: Y015
+
+@_typing.final
+class NotificationTemplateDeleted(_message.Message):
+    """notification_template.deleted"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEMPLATE_ID_FIELD_NUMBER: _builtins.int
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    DELETED_AT_FIELD_NUMBER: _builtins.int
+    template_id: _builtins.str
+    merchant_id: _builtins.str
+    @_builtins.property
+    def deleted_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        template_id: _builtins.str = ...,
+        merchant_id: _builtins.str = ...,
+        deleted_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["deleted_at", b"deleted_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deleted_at", b"deleted_at", "merchant_id", b"merchant_id", "template_id", b"template_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NotificationTemplateDeleted: _TypeAlias = NotificationTemplateDeleted  # noqa: Y015

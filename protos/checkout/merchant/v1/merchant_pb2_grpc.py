@@ -26,7 +26,7 @@ if _version_not_supported:
 
 
 class MerchantServiceStub:
-    """Merchants, their API keys and (later) webhook endpoints. Every RPC that names a merchant is
+    """Merchants, their API keys, webhook endpoints and notification templates. Every RPC that names a merchant is
     served by the instance that owns the merchant's shard; the gateway routes by id.
     """
 
@@ -76,10 +76,85 @@ class MerchantServiceStub:
                 request_serializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.VerifyApiKeyRequest.SerializeToString,
                 response_deserializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.VerifyApiKeyResponse.FromString,
                 _registered_method=True)
+        self.CreateWebhookEndpoint = channel.unary_unary(
+                '/checkout.merchant.v1.MerchantService/CreateWebhookEndpoint',
+                request_serializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.CreateWebhookEndpointRequest.SerializeToString,
+                response_deserializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.WebhookEndpointWithSecret.FromString,
+                _registered_method=True)
+        self.GetWebhookEndpoint = channel.unary_unary(
+                '/checkout.merchant.v1.MerchantService/GetWebhookEndpoint',
+                request_serializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.GetWebhookEndpointRequest.SerializeToString,
+                response_deserializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.WebhookEndpoint.FromString,
+                _registered_method=True)
+        self.ListWebhookEndpoints = channel.unary_unary(
+                '/checkout.merchant.v1.MerchantService/ListWebhookEndpoints',
+                request_serializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.ListWebhookEndpointsRequest.SerializeToString,
+                response_deserializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.ListWebhookEndpointsResponse.FromString,
+                _registered_method=True)
+        self.UpdateWebhookEndpoint = channel.unary_unary(
+                '/checkout.merchant.v1.MerchantService/UpdateWebhookEndpoint',
+                request_serializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.UpdateWebhookEndpointRequest.SerializeToString,
+                response_deserializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.WebhookEndpoint.FromString,
+                _registered_method=True)
+        self.DeleteWebhookEndpoint = channel.unary_unary(
+                '/checkout.merchant.v1.MerchantService/DeleteWebhookEndpoint',
+                request_serializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.DeleteWebhookEndpointRequest.SerializeToString,
+                response_deserializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.WebhookEndpoint.FromString,
+                _registered_method=True)
+        self.RotateWebhookSecret = channel.unary_unary(
+                '/checkout.merchant.v1.MerchantService/RotateWebhookSecret',
+                request_serializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.RotateWebhookSecretRequest.SerializeToString,
+                response_deserializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.WebhookEndpointWithSecret.FromString,
+                _registered_method=True)
+        self.ListWebhookDeliveries = channel.unary_unary(
+                '/checkout.merchant.v1.MerchantService/ListWebhookDeliveries',
+                request_serializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.ListWebhookDeliveriesRequest.SerializeToString,
+                response_deserializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.ListWebhookDeliveriesResponse.FromString,
+                _registered_method=True)
+        self.GetWebhookDelivery = channel.unary_unary(
+                '/checkout.merchant.v1.MerchantService/GetWebhookDelivery',
+                request_serializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.GetWebhookDeliveryRequest.SerializeToString,
+                response_deserializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.WebhookDelivery.FromString,
+                _registered_method=True)
+        self.RedeliverWebhook = channel.unary_unary(
+                '/checkout.merchant.v1.MerchantService/RedeliverWebhook',
+                request_serializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.RedeliverWebhookRequest.SerializeToString,
+                response_deserializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.WebhookDelivery.FromString,
+                _registered_method=True)
+        self.CreateNotificationTemplate = channel.unary_unary(
+                '/checkout.merchant.v1.MerchantService/CreateNotificationTemplate',
+                request_serializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.CreateNotificationTemplateRequest.SerializeToString,
+                response_deserializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.NotificationTemplate.FromString,
+                _registered_method=True)
+        self.GetNotificationTemplate = channel.unary_unary(
+                '/checkout.merchant.v1.MerchantService/GetNotificationTemplate',
+                request_serializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.GetNotificationTemplateRequest.SerializeToString,
+                response_deserializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.NotificationTemplate.FromString,
+                _registered_method=True)
+        self.ListNotificationTemplates = channel.unary_unary(
+                '/checkout.merchant.v1.MerchantService/ListNotificationTemplates',
+                request_serializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.ListNotificationTemplatesRequest.SerializeToString,
+                response_deserializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.ListNotificationTemplatesResponse.FromString,
+                _registered_method=True)
+        self.UpdateNotificationTemplate = channel.unary_unary(
+                '/checkout.merchant.v1.MerchantService/UpdateNotificationTemplate',
+                request_serializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.UpdateNotificationTemplateRequest.SerializeToString,
+                response_deserializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.NotificationTemplate.FromString,
+                _registered_method=True)
+        self.DeleteNotificationTemplate = channel.unary_unary(
+                '/checkout.merchant.v1.MerchantService/DeleteNotificationTemplate',
+                request_serializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.DeleteNotificationTemplateRequest.SerializeToString,
+                response_deserializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.NotificationTemplate.FromString,
+                _registered_method=True)
+        self.ListNotificationDeliveries = channel.unary_unary(
+                '/checkout.merchant.v1.MerchantService/ListNotificationDeliveries',
+                request_serializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.ListNotificationDeliveriesRequest.SerializeToString,
+                response_deserializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.ListNotificationDeliveriesResponse.FromString,
+                _registered_method=True)
 
 
 class MerchantServiceServicer:
-    """Merchants, their API keys and (later) webhook endpoints. Every RPC that names a merchant is
+    """Merchants, their API keys, webhook endpoints and notification templates. Every RPC that names a merchant is
     served by the instance that owns the merchant's shard; the gateway routes by id.
     """
 
@@ -134,6 +209,101 @@ class MerchantServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateWebhookEndpoint(self, request, context):
+        """Webhook endpoints. Every request names the merchant; another merchant's endpoint,
+        delivery or template is NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetWebhookEndpoint(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWebhookEndpoints(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateWebhookEndpoint(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteWebhookEndpoint(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateWebhookSecret(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWebhookDeliveries(self, request, context):
+        """Newest first, with every attempt.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetWebhookDelivery(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RedeliverWebhook(self, request, context):
+        """Schedules one more attempt at once, with the same event id (and a fresh signature).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateNotificationTemplate(self, request, context):
+        """Notification templates (email), rendered with an invoice's fields.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetNotificationTemplate(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListNotificationTemplates(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateNotificationTemplate(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteNotificationTemplate(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListNotificationDeliveries(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MerchantServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -177,6 +347,81 @@ def add_MerchantServiceServicer_to_server(servicer, server):
                     request_deserializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.VerifyApiKeyRequest.FromString,
                     response_serializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.VerifyApiKeyResponse.SerializeToString,
             ),
+            'CreateWebhookEndpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateWebhookEndpoint,
+                    request_deserializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.CreateWebhookEndpointRequest.FromString,
+                    response_serializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.WebhookEndpointWithSecret.SerializeToString,
+            ),
+            'GetWebhookEndpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWebhookEndpoint,
+                    request_deserializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.GetWebhookEndpointRequest.FromString,
+                    response_serializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.WebhookEndpoint.SerializeToString,
+            ),
+            'ListWebhookEndpoints': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWebhookEndpoints,
+                    request_deserializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.ListWebhookEndpointsRequest.FromString,
+                    response_serializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.ListWebhookEndpointsResponse.SerializeToString,
+            ),
+            'UpdateWebhookEndpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateWebhookEndpoint,
+                    request_deserializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.UpdateWebhookEndpointRequest.FromString,
+                    response_serializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.WebhookEndpoint.SerializeToString,
+            ),
+            'DeleteWebhookEndpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteWebhookEndpoint,
+                    request_deserializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.DeleteWebhookEndpointRequest.FromString,
+                    response_serializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.WebhookEndpoint.SerializeToString,
+            ),
+            'RotateWebhookSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateWebhookSecret,
+                    request_deserializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.RotateWebhookSecretRequest.FromString,
+                    response_serializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.WebhookEndpointWithSecret.SerializeToString,
+            ),
+            'ListWebhookDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWebhookDeliveries,
+                    request_deserializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.ListWebhookDeliveriesRequest.FromString,
+                    response_serializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.ListWebhookDeliveriesResponse.SerializeToString,
+            ),
+            'GetWebhookDelivery': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWebhookDelivery,
+                    request_deserializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.GetWebhookDeliveryRequest.FromString,
+                    response_serializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.WebhookDelivery.SerializeToString,
+            ),
+            'RedeliverWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.RedeliverWebhook,
+                    request_deserializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.RedeliverWebhookRequest.FromString,
+                    response_serializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.WebhookDelivery.SerializeToString,
+            ),
+            'CreateNotificationTemplate': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateNotificationTemplate,
+                    request_deserializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.CreateNotificationTemplateRequest.FromString,
+                    response_serializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.NotificationTemplate.SerializeToString,
+            ),
+            'GetNotificationTemplate': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetNotificationTemplate,
+                    request_deserializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.GetNotificationTemplateRequest.FromString,
+                    response_serializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.NotificationTemplate.SerializeToString,
+            ),
+            'ListNotificationTemplates': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNotificationTemplates,
+                    request_deserializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.ListNotificationTemplatesRequest.FromString,
+                    response_serializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.ListNotificationTemplatesResponse.SerializeToString,
+            ),
+            'UpdateNotificationTemplate': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateNotificationTemplate,
+                    request_deserializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.UpdateNotificationTemplateRequest.FromString,
+                    response_serializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.NotificationTemplate.SerializeToString,
+            ),
+            'DeleteNotificationTemplate': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteNotificationTemplate,
+                    request_deserializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.DeleteNotificationTemplateRequest.FromString,
+                    response_serializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.NotificationTemplate.SerializeToString,
+            ),
+            'ListNotificationDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNotificationDeliveries,
+                    request_deserializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.ListNotificationDeliveriesRequest.FromString,
+                    response_serializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.ListNotificationDeliveriesResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'checkout.merchant.v1.MerchantService', rpc_method_handlers)
@@ -186,7 +431,7 @@ def add_MerchantServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class MerchantService:
-    """Merchants, their API keys and (later) webhook endpoints. Every RPC that names a merchant is
+    """Merchants, their API keys, webhook endpoints and notification templates. Every RPC that names a merchant is
     served by the instance that owns the merchant's shard; the gateway routes by id.
     """
 
@@ -396,6 +641,411 @@ class MerchantService:
             '/checkout.merchant.v1.MerchantService/VerifyApiKey',
             checkout_dot_merchant_dot_v1_dot_merchant__pb2.VerifyApiKeyRequest.SerializeToString,
             checkout_dot_merchant_dot_v1_dot_merchant__pb2.VerifyApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateWebhookEndpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/checkout.merchant.v1.MerchantService/CreateWebhookEndpoint',
+            checkout_dot_merchant_dot_v1_dot_merchant__pb2.CreateWebhookEndpointRequest.SerializeToString,
+            checkout_dot_merchant_dot_v1_dot_merchant__pb2.WebhookEndpointWithSecret.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWebhookEndpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/checkout.merchant.v1.MerchantService/GetWebhookEndpoint',
+            checkout_dot_merchant_dot_v1_dot_merchant__pb2.GetWebhookEndpointRequest.SerializeToString,
+            checkout_dot_merchant_dot_v1_dot_merchant__pb2.WebhookEndpoint.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWebhookEndpoints(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/checkout.merchant.v1.MerchantService/ListWebhookEndpoints',
+            checkout_dot_merchant_dot_v1_dot_merchant__pb2.ListWebhookEndpointsRequest.SerializeToString,
+            checkout_dot_merchant_dot_v1_dot_merchant__pb2.ListWebhookEndpointsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateWebhookEndpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/checkout.merchant.v1.MerchantService/UpdateWebhookEndpoint',
+            checkout_dot_merchant_dot_v1_dot_merchant__pb2.UpdateWebhookEndpointRequest.SerializeToString,
+            checkout_dot_merchant_dot_v1_dot_merchant__pb2.WebhookEndpoint.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteWebhookEndpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/checkout.merchant.v1.MerchantService/DeleteWebhookEndpoint',
+            checkout_dot_merchant_dot_v1_dot_merchant__pb2.DeleteWebhookEndpointRequest.SerializeToString,
+            checkout_dot_merchant_dot_v1_dot_merchant__pb2.WebhookEndpoint.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateWebhookSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/checkout.merchant.v1.MerchantService/RotateWebhookSecret',
+            checkout_dot_merchant_dot_v1_dot_merchant__pb2.RotateWebhookSecretRequest.SerializeToString,
+            checkout_dot_merchant_dot_v1_dot_merchant__pb2.WebhookEndpointWithSecret.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWebhookDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/checkout.merchant.v1.MerchantService/ListWebhookDeliveries',
+            checkout_dot_merchant_dot_v1_dot_merchant__pb2.ListWebhookDeliveriesRequest.SerializeToString,
+            checkout_dot_merchant_dot_v1_dot_merchant__pb2.ListWebhookDeliveriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWebhookDelivery(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/checkout.merchant.v1.MerchantService/GetWebhookDelivery',
+            checkout_dot_merchant_dot_v1_dot_merchant__pb2.GetWebhookDeliveryRequest.SerializeToString,
+            checkout_dot_merchant_dot_v1_dot_merchant__pb2.WebhookDelivery.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RedeliverWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/checkout.merchant.v1.MerchantService/RedeliverWebhook',
+            checkout_dot_merchant_dot_v1_dot_merchant__pb2.RedeliverWebhookRequest.SerializeToString,
+            checkout_dot_merchant_dot_v1_dot_merchant__pb2.WebhookDelivery.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateNotificationTemplate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/checkout.merchant.v1.MerchantService/CreateNotificationTemplate',
+            checkout_dot_merchant_dot_v1_dot_merchant__pb2.CreateNotificationTemplateRequest.SerializeToString,
+            checkout_dot_merchant_dot_v1_dot_merchant__pb2.NotificationTemplate.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetNotificationTemplate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/checkout.merchant.v1.MerchantService/GetNotificationTemplate',
+            checkout_dot_merchant_dot_v1_dot_merchant__pb2.GetNotificationTemplateRequest.SerializeToString,
+            checkout_dot_merchant_dot_v1_dot_merchant__pb2.NotificationTemplate.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNotificationTemplates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/checkout.merchant.v1.MerchantService/ListNotificationTemplates',
+            checkout_dot_merchant_dot_v1_dot_merchant__pb2.ListNotificationTemplatesRequest.SerializeToString,
+            checkout_dot_merchant_dot_v1_dot_merchant__pb2.ListNotificationTemplatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateNotificationTemplate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/checkout.merchant.v1.MerchantService/UpdateNotificationTemplate',
+            checkout_dot_merchant_dot_v1_dot_merchant__pb2.UpdateNotificationTemplateRequest.SerializeToString,
+            checkout_dot_merchant_dot_v1_dot_merchant__pb2.NotificationTemplate.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteNotificationTemplate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/checkout.merchant.v1.MerchantService/DeleteNotificationTemplate',
+            checkout_dot_merchant_dot_v1_dot_merchant__pb2.DeleteNotificationTemplateRequest.SerializeToString,
+            checkout_dot_merchant_dot_v1_dot_merchant__pb2.NotificationTemplate.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNotificationDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/checkout.merchant.v1.MerchantService/ListNotificationDeliveries',
+            checkout_dot_merchant_dot_v1_dot_merchant__pb2.ListNotificationDeliveriesRequest.SerializeToString,
+            checkout_dot_merchant_dot_v1_dot_merchant__pb2.ListNotificationDeliveriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

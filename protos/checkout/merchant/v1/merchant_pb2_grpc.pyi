@@ -27,7 +27,7 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class MerchantServiceStub:
-    """Merchants, their API keys and (later) webhook endpoints. Every RPC that names a merchant is
+    """Merchants, their API keys, webhook endpoints and notification templates. Every RPC that names a merchant is
     served by the instance that owns the merchant's shard; the gateway routes by id.
     """
 
@@ -47,10 +47,31 @@ class MerchantServiceStub:
     """Resolves a plaintext key to its merchant and scopes; NOT_FOUND / PERMISSION_DENIED style
     failures are all UNAUTHENTICATED so a caller learns nothing about other keys.
     """
+    CreateWebhookEndpoint: _grpc.UnaryUnaryMultiCallable[_merchant_pb2.CreateWebhookEndpointRequest, _merchant_pb2.WebhookEndpointWithSecret]
+    """Webhook endpoints. Every request names the merchant; another merchant's endpoint,
+    delivery or template is NOT_FOUND.
+    """
+    GetWebhookEndpoint: _grpc.UnaryUnaryMultiCallable[_merchant_pb2.GetWebhookEndpointRequest, _merchant_pb2.WebhookEndpoint]
+    ListWebhookEndpoints: _grpc.UnaryUnaryMultiCallable[_merchant_pb2.ListWebhookEndpointsRequest, _merchant_pb2.ListWebhookEndpointsResponse]
+    UpdateWebhookEndpoint: _grpc.UnaryUnaryMultiCallable[_merchant_pb2.UpdateWebhookEndpointRequest, _merchant_pb2.WebhookEndpoint]
+    DeleteWebhookEndpoint: _grpc.UnaryUnaryMultiCallable[_merchant_pb2.DeleteWebhookEndpointRequest, _merchant_pb2.WebhookEndpoint]
+    RotateWebhookSecret: _grpc.UnaryUnaryMultiCallable[_merchant_pb2.RotateWebhookSecretRequest, _merchant_pb2.WebhookEndpointWithSecret]
+    ListWebhookDeliveries: _grpc.UnaryUnaryMultiCallable[_merchant_pb2.ListWebhookDeliveriesRequest, _merchant_pb2.ListWebhookDeliveriesResponse]
+    """Newest first, with every attempt."""
+    GetWebhookDelivery: _grpc.UnaryUnaryMultiCallable[_merchant_pb2.GetWebhookDeliveryRequest, _merchant_pb2.WebhookDelivery]
+    RedeliverWebhook: _grpc.UnaryUnaryMultiCallable[_merchant_pb2.RedeliverWebhookRequest, _merchant_pb2.WebhookDelivery]
+    """Schedules one more attempt at once, with the same event id (and a fresh signature)."""
+    CreateNotificationTemplate: _grpc.UnaryUnaryMultiCallable[_merchant_pb2.CreateNotificationTemplateRequest, _merchant_pb2.NotificationTemplate]
+    """Notification templates (email), rendered with an invoice's fields."""
+    GetNotificationTemplate: _grpc.UnaryUnaryMultiCallable[_merchant_pb2.GetNotificationTemplateRequest, _merchant_pb2.NotificationTemplate]
+    ListNotificationTemplates: _grpc.UnaryUnaryMultiCallable[_merchant_pb2.ListNotificationTemplatesRequest, _merchant_pb2.ListNotificationTemplatesResponse]
+    UpdateNotificationTemplate: _grpc.UnaryUnaryMultiCallable[_merchant_pb2.UpdateNotificationTemplateRequest, _merchant_pb2.NotificationTemplate]
+    DeleteNotificationTemplate: _grpc.UnaryUnaryMultiCallable[_merchant_pb2.DeleteNotificationTemplateRequest, _merchant_pb2.NotificationTemplate]
+    ListNotificationDeliveries: _grpc.UnaryUnaryMultiCallable[_merchant_pb2.ListNotificationDeliveriesRequest, _merchant_pb2.ListNotificationDeliveriesResponse]
 
 @_typing.type_check_only
 class MerchantServiceAsyncStub(MerchantServiceStub):
-    """Merchants, their API keys and (later) webhook endpoints. Every RPC that names a merchant is
+    """Merchants, their API keys, webhook endpoints and notification templates. Every RPC that names a merchant is
     served by the instance that owns the merchant's shard; the gateway routes by id.
     """
 
@@ -67,9 +88,30 @@ class MerchantServiceAsyncStub(MerchantServiceStub):
     """Resolves a plaintext key to its merchant and scopes; NOT_FOUND / PERMISSION_DENIED style
     failures are all UNAUTHENTICATED so a caller learns nothing about other keys.
     """
+    CreateWebhookEndpoint: _aio.UnaryUnaryMultiCallable[_merchant_pb2.CreateWebhookEndpointRequest, _merchant_pb2.WebhookEndpointWithSecret]  # type: ignore[assignment]
+    """Webhook endpoints. Every request names the merchant; another merchant's endpoint,
+    delivery or template is NOT_FOUND.
+    """
+    GetWebhookEndpoint: _aio.UnaryUnaryMultiCallable[_merchant_pb2.GetWebhookEndpointRequest, _merchant_pb2.WebhookEndpoint]  # type: ignore[assignment]
+    ListWebhookEndpoints: _aio.UnaryUnaryMultiCallable[_merchant_pb2.ListWebhookEndpointsRequest, _merchant_pb2.ListWebhookEndpointsResponse]  # type: ignore[assignment]
+    UpdateWebhookEndpoint: _aio.UnaryUnaryMultiCallable[_merchant_pb2.UpdateWebhookEndpointRequest, _merchant_pb2.WebhookEndpoint]  # type: ignore[assignment]
+    DeleteWebhookEndpoint: _aio.UnaryUnaryMultiCallable[_merchant_pb2.DeleteWebhookEndpointRequest, _merchant_pb2.WebhookEndpoint]  # type: ignore[assignment]
+    RotateWebhookSecret: _aio.UnaryUnaryMultiCallable[_merchant_pb2.RotateWebhookSecretRequest, _merchant_pb2.WebhookEndpointWithSecret]  # type: ignore[assignment]
+    ListWebhookDeliveries: _aio.UnaryUnaryMultiCallable[_merchant_pb2.ListWebhookDeliveriesRequest, _merchant_pb2.ListWebhookDeliveriesResponse]  # type: ignore[assignment]
+    """Newest first, with every attempt."""
+    GetWebhookDelivery: _aio.UnaryUnaryMultiCallable[_merchant_pb2.GetWebhookDeliveryRequest, _merchant_pb2.WebhookDelivery]  # type: ignore[assignment]
+    RedeliverWebhook: _aio.UnaryUnaryMultiCallable[_merchant_pb2.RedeliverWebhookRequest, _merchant_pb2.WebhookDelivery]  # type: ignore[assignment]
+    """Schedules one more attempt at once, with the same event id (and a fresh signature)."""
+    CreateNotificationTemplate: _aio.UnaryUnaryMultiCallable[_merchant_pb2.CreateNotificationTemplateRequest, _merchant_pb2.NotificationTemplate]  # type: ignore[assignment]
+    """Notification templates (email), rendered with an invoice's fields."""
+    GetNotificationTemplate: _aio.UnaryUnaryMultiCallable[_merchant_pb2.GetNotificationTemplateRequest, _merchant_pb2.NotificationTemplate]  # type: ignore[assignment]
+    ListNotificationTemplates: _aio.UnaryUnaryMultiCallable[_merchant_pb2.ListNotificationTemplatesRequest, _merchant_pb2.ListNotificationTemplatesResponse]  # type: ignore[assignment]
+    UpdateNotificationTemplate: _aio.UnaryUnaryMultiCallable[_merchant_pb2.UpdateNotificationTemplateRequest, _merchant_pb2.NotificationTemplate]  # type: ignore[assignment]
+    DeleteNotificationTemplate: _aio.UnaryUnaryMultiCallable[_merchant_pb2.DeleteNotificationTemplateRequest, _merchant_pb2.NotificationTemplate]  # type: ignore[assignment]
+    ListNotificationDeliveries: _aio.UnaryUnaryMultiCallable[_merchant_pb2.ListNotificationDeliveriesRequest, _merchant_pb2.ListNotificationDeliveriesResponse]  # type: ignore[assignment]
 
 class MerchantServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Merchants, their API keys and (later) webhook endpoints. Every RPC that names a merchant is
+    """Merchants, their API keys, webhook endpoints and notification templates. Every RPC that names a merchant is
     served by the instance that owns the merchant's shard; the gateway routes by id.
     """
 
@@ -132,5 +174,116 @@ class MerchantServiceServicer(metaclass=_abc_1.ABCMeta):
         """Resolves a plaintext key to its merchant and scopes; NOT_FOUND / PERMISSION_DENIED style
         failures are all UNAUTHENTICATED so a caller learns nothing about other keys.
         """
+
+    @_abc_1.abstractmethod
+    def CreateWebhookEndpoint(
+        self,
+        request: _merchant_pb2.CreateWebhookEndpointRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchant_pb2.WebhookEndpointWithSecret, _abc.Awaitable[_merchant_pb2.WebhookEndpointWithSecret]]:
+        """Webhook endpoints. Every request names the merchant; another merchant's endpoint,
+        delivery or template is NOT_FOUND.
+        """
+
+    @_abc_1.abstractmethod
+    def GetWebhookEndpoint(
+        self,
+        request: _merchant_pb2.GetWebhookEndpointRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchant_pb2.WebhookEndpoint, _abc.Awaitable[_merchant_pb2.WebhookEndpoint]]: ...
+
+    @_abc_1.abstractmethod
+    def ListWebhookEndpoints(
+        self,
+        request: _merchant_pb2.ListWebhookEndpointsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchant_pb2.ListWebhookEndpointsResponse, _abc.Awaitable[_merchant_pb2.ListWebhookEndpointsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def UpdateWebhookEndpoint(
+        self,
+        request: _merchant_pb2.UpdateWebhookEndpointRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchant_pb2.WebhookEndpoint, _abc.Awaitable[_merchant_pb2.WebhookEndpoint]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteWebhookEndpoint(
+        self,
+        request: _merchant_pb2.DeleteWebhookEndpointRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchant_pb2.WebhookEndpoint, _abc.Awaitable[_merchant_pb2.WebhookEndpoint]]: ...
+
+    @_abc_1.abstractmethod
+    def RotateWebhookSecret(
+        self,
+        request: _merchant_pb2.RotateWebhookSecretRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchant_pb2.WebhookEndpointWithSecret, _abc.Awaitable[_merchant_pb2.WebhookEndpointWithSecret]]: ...
+
+    @_abc_1.abstractmethod
+    def ListWebhookDeliveries(
+        self,
+        request: _merchant_pb2.ListWebhookDeliveriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchant_pb2.ListWebhookDeliveriesResponse, _abc.Awaitable[_merchant_pb2.ListWebhookDeliveriesResponse]]:
+        """Newest first, with every attempt."""
+
+    @_abc_1.abstractmethod
+    def GetWebhookDelivery(
+        self,
+        request: _merchant_pb2.GetWebhookDeliveryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchant_pb2.WebhookDelivery, _abc.Awaitable[_merchant_pb2.WebhookDelivery]]: ...
+
+    @_abc_1.abstractmethod
+    def RedeliverWebhook(
+        self,
+        request: _merchant_pb2.RedeliverWebhookRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchant_pb2.WebhookDelivery, _abc.Awaitable[_merchant_pb2.WebhookDelivery]]:
+        """Schedules one more attempt at once, with the same event id (and a fresh signature)."""
+
+    @_abc_1.abstractmethod
+    def CreateNotificationTemplate(
+        self,
+        request: _merchant_pb2.CreateNotificationTemplateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchant_pb2.NotificationTemplate, _abc.Awaitable[_merchant_pb2.NotificationTemplate]]:
+        """Notification templates (email), rendered with an invoice's fields."""
+
+    @_abc_1.abstractmethod
+    def GetNotificationTemplate(
+        self,
+        request: _merchant_pb2.GetNotificationTemplateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchant_pb2.NotificationTemplate, _abc.Awaitable[_merchant_pb2.NotificationTemplate]]: ...
+
+    @_abc_1.abstractmethod
+    def ListNotificationTemplates(
+        self,
+        request: _merchant_pb2.ListNotificationTemplatesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchant_pb2.ListNotificationTemplatesResponse, _abc.Awaitable[_merchant_pb2.ListNotificationTemplatesResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def UpdateNotificationTemplate(
+        self,
+        request: _merchant_pb2.UpdateNotificationTemplateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchant_pb2.NotificationTemplate, _abc.Awaitable[_merchant_pb2.NotificationTemplate]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteNotificationTemplate(
+        self,
+        request: _merchant_pb2.DeleteNotificationTemplateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchant_pb2.NotificationTemplate, _abc.Awaitable[_merchant_pb2.NotificationTemplate]]: ...
+
+    @_abc_1.abstractmethod
+    def ListNotificationDeliveries(
+        self,
+        request: _merchant_pb2.ListNotificationDeliveriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchant_pb2.ListNotificationDeliveriesResponse, _abc.Awaitable[_merchant_pb2.ListNotificationDeliveriesResponse]]: ...
 
 def add_MerchantServiceServicer_to_server(servicer: MerchantServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

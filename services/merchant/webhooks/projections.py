@@ -1,0 +1,244 @@
+"""Read models of webhooks and notifications.
+
+Inline (in the command's transaction): `webhook_endpoints` (+ its health row) and
+`notification_templates`, from their aggregates' events.
+
+Consumed from NATS: every `invoice.*` event, handled by its type name and JSON data alone (no
+proto class needed, so invoice event types added later flow through unchanged). In the
+consumer's transaction it updates `invoice_summaries` and queues one webhook delivery per
+subscribed endpoint and one notification per active template; the senders (delivery.py) pick
+them up from the database.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from checkout.merchant.v1 import events_pb2 as ev
+
+from libs.common import ids
+from libs.common.db import Connection
+from libs.common.eventstore import StoredEvent
+from libs.common.messaging import Envelope
+from libs.common.protoconv import datetime_of
+from services.merchant.webhooks import repository, templates
+
+log = logging.getLogger("checkout.merchant.webhooks")
+
+RESET_SQL = "TRUNCATE webhook_endpoints, notification_templates CASCADE"
+
+
+def _id(raw: str) -> uuid.UUID:
+    return uuid.UUID(raw)
+
+
+async def apply(conn: Connection, event: StoredEvent) -> None:
+    message = event.message()
+    if isinstance(message, ev.WebhookEndpointCreated):
+        at = datetime_of(message.created_at)
+        await conn.execute(
+            """INSERT INTO webhook_endpoints (id, merchant_id, url, events, secret, status, max_retries,
+                   retry_backoff, timeout_seconds, allowed_ips, created_at, updated_at)
+               VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, $9, $10, $10)""",
+            event.aggregate_id,
+            _id(message.merchant_id),
+            message.url,
+            list(message.events),
+            message.secret,
+            message.max_retries,
+            message.retry_backoff,
+            message.timeout_seconds,
+            list(message.allowed_ips),
+            at,
+        )
+        await conn.execute(
+            "INSERT INTO webhook_endpoint_health (endpoint_id) VALUES ($1)", event.aggregate_id
+        )
+    elif isinstance(message, ev.WebhookEndpointUpdated):
+        await conn.execute(
+            """UPDATE webhook_endpoints SET
+                   url = COALESCE($2, url),
+                   events = CASE WHEN $3 THEN $4::text[] ELSE events END,
+                   max_retries = COALESCE($5, max_retries),
+                   retry_backoff = COALESCE($6, retry_backoff),
+                   timeout_seconds = COALESCE($7, timeout_seconds),
+                   allowed_ips = CASE WHEN $8 THEN $9::text[] ELSE allowed_ips END,
+                   status = COALESCE($10, status),
+                   updated_at = $11
+               WHERE id = $1""",
+            event.aggregate_id,
+            message.url if message.HasField("url") else None,
+            message.events_changed,
+            list(message.events),
+            message.max_retries if message.HasField("max_retries") else None,
+            message.retry_backoff if message.HasField("retry_backoff") else None,
+            message.timeout_seconds if message.HasField("timeout_seconds") else None,
+            message.allowed_ips_changed,
+            list(message.allowed_ips),
+            message.status if message.HasField("status") else None,
+            datetime_of(message.updated_at),
+        )
+        if message.HasField("url") or message.HasField("status"):
+            # A new target (or a re-enabled one) starts with a clean record.
+            await conn.execute(
+                "UPDATE webhook_endpoint_health SET consecutive_failures = 0 WHERE endpoint_id = $1",
+                event.aggregate_id,
+            )
+    elif isinstance(message, ev.WebhookSecretRotated):
+        await conn.execute(
+            """UPDATE webhook_endpoints SET previous_secret = secret, previous_secret_expires_at = $3,
+                   secret = $2, updated_at = $4
+               WHERE id = $1""",
+            event.aggregate_id,
+            message.secret,
+            datetime_of(message.previous_expires_at),
+            datetime_of(message.rotated_at),
+        )
+    elif isinstance(message, ev.WebhookEndpointDeleted):
+        await conn.execute("DELETE FROM webhook_endpoints WHERE id = $1", event.aggregate_id)
+    elif isinstance(message, ev.NotificationTemplateCreated):
+        at = datetime_of(message.created_at)
+        await conn.execute(
+            """INSERT INTO notification_templates (id, merchant_id, event_type, subject, body_template,
+                   recipient, is_active, created_at, updated_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)""",
+            event.aggregate_id,
+            _id(message.merchant_id),
+            message.event_type,
+            message.subject,
+            message.body_template,
+            message.recipient,
+            message.is_active,
+            at,
+        )
+    elif isinstance(message, ev.NotificationTemplateUpdated):
+        await conn.execute(
+            """UPDATE notification_templates SET
+                   event_type = COALESCE($2, event_type),
+                   subject = COALESCE($3, subject),
+                   body_template = COALESCE($4, body_template),
+                   recipient = COALESCE($5, recipient),
+                   is_active = COALESCE($6, is_active),
+                   updated_at = $7
+               WHERE id = $1""",
+            event.aggregate_id,
+            *(
+                getattr(message, name) if message.HasField(name) else None
+                for name in ("event_type", "subject", "body_template", "recipient", "is_active")
+            ),
+            datetime_of(message.updated_at),
+        )
+    elif isinstance(message, ev.NotificationTemplateDeleted):
+        await conn.execute("DELETE FROM notification_templates WHERE id = $1", event.aggregate_id)
+
+
+def _rfc3339(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def payload(event: Envelope) -> str:
+    """The body POSTed to every subscribed endpoint, fixed once so every attempt sends (and
+    signs) the same bytes."""
+    return json.dumps(
+        {
+            "id": str(event.id),
+            "type": event.type,
+            "created_at": _rfc3339(event.occurred_at),
+            "data": event.data,
+        },
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+
+
+def _summary_values(event: Envelope) -> dict[str, Any]:
+    data = event.data
+    values: dict[str, Any] = {}
+    for name in ("title", "currency", "crypto_currency", "payment_address", "customer_email", "status"):
+        raw = data.get(name)
+        if isinstance(raw, str) and raw:
+            values[name] = raw.strip().lower() if name == "customer_email" else raw
+    for name in ("total", "crypto_amount", "amount_paid"):
+        amount = repository.decimal_or_none(data.get(name))
+        if amount is not None:
+            values[name] = amount
+    if event.type == "invoice.created":
+        values.setdefault("status", "pending")
+    return values
+
+
+def _text(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+class InvoiceEvents:
+    """Turns each invoice event into queued webhook deliveries and notification emails."""
+
+    name = "webhooks"
+    event_types: Sequence[str] = ("invoice.>",)
+    reset_sql = "TRUNCATE invoice_summaries"
+
+    async def apply(self, conn: Connection, event: Envelope) -> None:
+        merchant_id = ids.parse_id(str(event.data.get("merchant_id") or ""))
+        if merchant_id is None:
+            log.warning("%s %s has no merchant_id; nothing to deliver", event.type, event.id)
+            return
+        invoice_id = ids.parse_id(str(event.data.get("invoice_id") or "")) or (
+            event.aggregate_id if event.aggregate_type == "Invoice" else None
+        )
+        summary = None
+        if invoice_id is not None:
+            summary = await repository.upsert_invoice(
+                conn, invoice_id, merchant_id, _summary_values(event), event.occurred_at
+            )
+        slot = ids.slot_of(merchant_id)
+
+        endpoints = await repository.subscribed_endpoints(conn, merchant_id, event.type)
+        if endpoints:
+            await repository.add_webhook_event(
+                conn, event.id, merchant_id, invoice_id, event.type, payload(event), event.occurred_at
+            )
+            for endpoint_id in endpoints:
+                await repository.add_delivery(
+                    conn, ids.new_id(slot), endpoint_id, merchant_id, event.id, invoice_id, event.type
+                )
+
+        active = await repository.active_templates(conn, merchant_id, event.type)
+        if not active:
+            return
+        merchant = await repository.merchant_contact(conn, merchant_id)
+        values = {
+            "invoice_id": _text(invoice_id),
+            "event_type": event.type,
+            "merchant_name": merchant["business_name"] if merchant else "",
+        }
+        if summary is not None:
+            for field in templates.FIELDS:
+                if field in summary:
+                    values[field] = _text(summary[field])
+        for template in active:
+            if template["recipient"] == "merchant":
+                recipient = merchant["contact_email"] if merchant else ""
+                missing = "the merchant has no contact_email"
+            else:
+                recipient = values.get("customer_email", "")
+                missing = "the invoice has no customer_email"
+            await repository.add_notification(
+                conn,
+                notification_id=ids.new_id(slot),
+                template_id=template["id"],
+                merchant_id=merchant_id,
+                event_id=event.id,
+                invoice_id=invoice_id,
+                event_type=event.type,
+                recipient=recipient,
+                # One line: a field's value must not smuggle a header into the mail.
+                subject=" ".join(templates.render(template["subject"], values).split()),
+                body=templates.render(template["body_template"], values),
+                skipped_because=None if recipient else missing,
+            )
