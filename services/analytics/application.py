@@ -1,4 +1,5 @@
-"""Analytics use cases: a merchant's daily metrics, and the counts of one shard."""
+"""Analytics use cases: a merchant's daily metrics and summary, and the counts and metrics of one
+shard."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from libs.common.service import Runtime
 from services.analytics import repository
 
 MAX_DAYS = 366
+# A summary period: its length in UTC days ending today (inclusive); None is all time.
+PERIODS: dict[str, int | None] = {"7d": 7, "30d": 30, "90d": 90, "all": None}
 CENT = Decimal("0.01")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
@@ -39,6 +42,33 @@ def metric_message(row: asyncpg.Record) -> pb.DailyMetric:
         amount_paid=money(row["amount_paid"]),
         conversion_rate=format(rate.quantize(CENT), "f"),
     )
+
+
+def platform_day(row: asyncpg.Record) -> pb.PlatformDay:
+    metric = metric_message(row)
+    return pb.PlatformDay(
+        metric_date=metric.metric_date,
+        invoices_created=metric.invoices_created,
+        invoices_paid=metric.invoices_paid,
+        amount_created=metric.amount_created,
+        amount_paid=metric.amount_paid,
+        conversion_rate=metric.conversion_rate,
+        merchants_active=row["merchants_active"],
+    )
+
+
+def period_range(period: str, as_of: str) -> tuple[dt.date | None, dt.date]:
+    """The inclusive days a summary covers: the last N UTC days up to `as_of` (today when
+    empty), or everything up to it (start None) for "all"."""
+    problems: list[FieldViolation] = []
+    if period not in PERIODS:
+        problems.append(FieldViolation("period", f"must be one of {', '.join(PERIODS)}"))
+    end = _date(as_of, "as_of", problems) if as_of else dt.datetime.now(dt.UTC).date()
+    if problems:
+        raise InvalidArgument("; ".join(f"{p.field}: {p.reason}" for p in problems), problems)
+    assert end is not None
+    days = PERIODS[period]
+    return (None if days is None else end - dt.timedelta(days=days - 1)), end
 
 
 def _date(raw: str, field: str, problems: list[FieldViolation]) -> dt.date | None:
@@ -80,6 +110,34 @@ class AnalyticsApp:
         start, end = date_range(request.from_date, request.to_date)
         rows = await repository.daily_metrics(self.rt.pool_for(merchant_id), merchant_id, start, end)
         return pb.GetDailyMetricsResponse(data=[metric_message(r) for r in rows])
+
+    async def get_summary(self, request: pb.GetSummaryRequest) -> pb.Summary:
+        merchant_id = ids.parse_id(request.merchant_id)
+        if merchant_id is None:
+            raise InvalidArgument.field("merchant_id", "must be a UUID")
+        start, end = period_range(request.period, request.as_of)
+        row = await repository.merchant_totals(self.rt.pool_for(merchant_id), merchant_id, start, end)
+        # "all" starts on the merchant's first metric day; with none, there is no start.
+        first: dt.date | None = start if start is not None else row["first_day"]
+        rate: Decimal = row["conversion_rate"]
+        return pb.Summary(
+            period=request.period,
+            from_date=first.isoformat() if first is not None else "",
+            to_date=end.isoformat(),
+            invoices_created=row["invoices_created"],
+            invoices_paid=row["invoices_paid"],
+            amount_created=money(row["amount_created"]),
+            amount_paid=money(row["amount_paid"]),
+            conversion_rate=format(rate.quantize(CENT), "f"),
+        )
+
+    async def get_platform_metrics(self, request: pb.GetPlatformMetricsRequest) -> pb.PlatformMetrics:
+        pool = self.rt.shard_pool(request.shard)
+        start, end = date_range(request.from_date, request.to_date)
+        days, active = await repository.platform_metrics(pool, start, end)
+        return pb.PlatformMetrics(
+            shard=request.shard, data=[platform_day(d) for d in days], merchants_active=active
+        )
 
     async def get_shard_view(self, request: pb.GetShardViewRequest) -> pb.ShardView:
         merchants, invoices = await repository.shard_counts(self.rt.shard_pool(request.shard))

@@ -31,6 +31,20 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
     ) -> pb.ShardView:
         return await self.app.get_shard_view(request)
 
+    async def GetSummary(
+        self,
+        request: pb.GetSummaryRequest,
+        context: grpc.aio.ServicerContext[pb.GetSummaryRequest, pb.Summary],
+    ) -> pb.Summary:
+        return await self.app.get_summary(request)
+
+    async def GetPlatformMetrics(
+        self,
+        request: pb.GetPlatformMetricsRequest,
+        context: grpc.aio.ServicerContext[pb.GetPlatformMetricsRequest, pb.PlatformMetrics],
+    ) -> pb.PlatformMetrics:
+        return await self.app.get_platform_metrics(request)
+
 
 def register(server: grpc.aio.Server, runtime: Runtime) -> Sequence[str]:
     analytics_pb2_grpc.add_AnalyticsServiceServicer_to_server(

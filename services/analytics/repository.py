@@ -143,3 +143,61 @@ async def shard_counts(pool: asyncpg.Pool) -> tuple[int, int]:
     )
     assert row is not None
     return int(row["merchants"]), int(row["invoices"])
+
+
+async def merchant_totals(
+    pool: asyncpg.Pool, merchant_id: uuid.UUID, start: dt.date | None, end: dt.date
+) -> asyncpg.Record:
+    """One merchant's sums over [start, end] (from its first metric day when start is None),
+    with that first day in range (`first_day`, NULL when it has none)."""
+    row = await pool.fetchrow(
+        f"""SELECT min(metric_date) AS first_day,
+                   COALESCE(sum(invoices_created), 0) AS invoices_created,
+                   COALESCE(sum(invoices_paid), 0) AS invoices_paid,
+                   COALESCE(sum(amount_created), 0) AS amount_created,
+                   COALESCE(sum(amount_paid), 0) AS amount_paid,
+                   {_rate("COALESCE(sum(invoices_paid), 0)", "COALESCE(sum(invoices_created), 0)")}
+                       AS conversion_rate
+            FROM daily_metrics
+            WHERE merchant_id = $1 AND ($2::date IS NULL OR metric_date >= $2) AND metric_date <= $3""",
+        merchant_id,
+        start,
+        end,
+    )
+    assert row is not None  # an aggregate without GROUP BY always yields one row
+    return row
+
+
+# A merchant counts as active on a day it created an invoice or was paid for one; a row a reorg
+# took back to all zeros does not.
+_ACTIVE = "invoices_created > 0 OR invoices_paid > 0"
+
+
+async def platform_metrics(
+    pool: asyncpg.Pool, start: dt.date, end: dt.date
+) -> tuple[list[asyncpg.Record], int]:
+    """Every merchant of one shard summed per day over [start, end], and the distinct merchants
+    active in the range. One snapshot, so the days and the count agree."""
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        days = await conn.fetch(
+            f"""SELECT metric_date,
+                       sum(invoices_created) AS invoices_created,
+                       sum(invoices_paid) AS invoices_paid,
+                       sum(amount_created) AS amount_created,
+                       sum(amount_paid) AS amount_paid,
+                       {_rate("sum(invoices_paid)", "sum(invoices_created)")} AS conversion_rate,
+                       count(*) FILTER (WHERE {_ACTIVE}) AS merchants_active
+                FROM daily_metrics
+                WHERE metric_date BETWEEN $1 AND $2
+                GROUP BY metric_date
+                ORDER BY metric_date""",
+            start,
+            end,
+        )
+        active = await conn.fetchval(
+            f"""SELECT count(DISTINCT merchant_id) FILTER (WHERE {_ACTIVE}) FROM daily_metrics
+                WHERE metric_date BETWEEN $1 AND $2""",
+            start,
+            end,
+        )
+    return list(days), int(active)

@@ -209,3 +209,17 @@ def daily_metric(d: analytics_pb2.DailyMetric) -> JsonObject:
         "amount_paid": d.amount_paid,
         "conversion_rate": d.conversion_rate,
     }
+
+
+def summary(s: analytics_pb2.Summary) -> JsonObject:
+    return {
+        "period": s.period,
+        # "all" with no metrics yet has no first day.
+        "from": _optional(s.from_date),
+        "to": s.to_date,
+        "invoices_created": s.invoices_created,
+        "invoices_paid": s.invoices_paid,
+        "amount_created": s.amount_created,
+        "amount_paid": s.amount_paid,
+        "conversion_rate": s.conversion_rate,
+    }

@@ -138,17 +138,27 @@ async def test_an_invoice_is_counted_paid_once_on_the_day_it_was_first_paid(
 
         # Paid again (the next day): counted once more, on the day it was first paid.
         await reorged.moves("invoice.paid", dt.datetime.combine(tomorrow, dt.time(1), dt.UTC))
-        await reorged.moves("invoice.confirmed", dt.datetime.combine(tomorrow, dt.time(2), dt.UTC))
+        last = await reorged.moves("invoice.confirmed", dt.datetime.combine(tomorrow, dt.time(2), dt.UTC))
         await poll(
             lambda: shows([(d0, 1, 0, "100.00", "0.00", "0.00"), (d1, 4, 3, "36.50", "130.50", "75.00")]),
             what="the reorged invoice paid again, counted once",
         )
+        pool = runtime.pools[0]
+
+        # The counts settle at the paid; the confirmed after it moves only the invoice version,
+        # and the snapshot below must not race it.
+        async def applied(event: StoredEvent) -> bool:
+            version = await pool.fetchval(
+                "SELECT invoice_version FROM paid_invoices WHERE invoice_id = $1", event.aggregate_id
+            )
+            return bool(version == event.version)
+
+        await poll(lambda: applied(last), what="the last confirmed applied")
 
         # The gateway's cached ranges embed the generation the paid events moved on.
         assert await runtime.cache.generation("analytics", str(merchant)) not in ("0", "none")
 
         # Dropped and rebuilt from the invoice events, the read models are the same.
-        pool = runtime.pools[0]
         live = await tables(pool)
         envelopes = [e for e in await source.envelopes(0) if e.type in DailyMetricsProjection.event_types]
         await rebuild(pool, DailyMetricsProjection(), envelopes, DailyMetricsProjection.reset_sql)

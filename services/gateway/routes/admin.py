@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
+from datetime import date
+from decimal import ROUND_HALF_UP, Decimal
 
 from checkout.analytics.v1 import analytics_pb2
 from checkout.invoice.v1 import invoice_pb2
@@ -11,14 +14,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from libs.common.errors import FieldViolation
 from services.gateway.auth import authenticate, require_operator
 from services.gateway.clients import Backends
 from services.gateway.context import CallContext
 from services.gateway.errors import ApiError
+from services.gateway.routes.analytics import date_range
 from services.gateway.state import state_of
+from services.gateway.validation import Problems, Query
 
 log = logging.getLogger("checkout.gateway")
 SHARD_DEADLINE_SECONDS = 5.0
+CENT = Decimal("0.01")
 
 
 async def _shard(backends: Backends, shard: int, context: CallContext) -> dict[str, object]:
@@ -62,4 +69,107 @@ async def shards(request: Request) -> JSONResponse:
     return JSONResponse({"shards": views, "shard_map_version": backends.shard_map.version})
 
 
-routes = [Route("/v1/admin/shards", shards, methods=["GET"])]
+@dataclass
+class Sums:
+    """Metrics added up across merchants and shards. Amounts stay exact Decimals; the rate is
+    computed once from the sums, never averaged from the shards' rates."""
+
+    invoices_created: int = 0
+    invoices_paid: int = 0
+    amount_created: Decimal = Decimal("0.00")
+    amount_paid: Decimal = Decimal("0.00")
+    merchants_active: int = 0
+
+    def add(self, m: analytics_pb2.PlatformDay, merchants_active: int) -> None:
+        self.invoices_created += m.invoices_created
+        self.invoices_paid += m.invoices_paid
+        self.amount_created += Decimal(m.amount_created)
+        self.amount_paid += Decimal(m.amount_paid)
+        self.merchants_active += merchants_active
+
+    def conversion_rate(self) -> str:
+        # As the analytics service rounds (Postgres round(): half away from zero), 2 decimals.
+        if self.invoices_created == 0:
+            return "0.00"
+        rate = Decimal(100 * self.invoices_paid) / Decimal(self.invoices_created)
+        return format(rate.quantize(CENT, rounding=ROUND_HALF_UP), "f")
+
+    def render(self) -> dict[str, object]:
+        return {
+            "invoices_created": self.invoices_created,
+            "invoices_paid": self.invoices_paid,
+            "amount_created": format(self.amount_created, "f"),
+            "amount_paid": format(self.amount_paid, "f"),
+            "conversion_rate": self.conversion_rate(),
+            "merchants_active": self.merchants_active,
+        }
+
+
+async def _platform_shard(
+    backends: Backends, shard: int, start: date, end: date, context: CallContext
+) -> analytics_pb2.PlatformMetrics | ApiError:
+    try:
+        return await backends.call(
+            backends.analytics(shard).GetPlatformMetrics,
+            analytics_pb2.GetPlatformMetricsRequest(
+                shard=shard, from_date=start.isoformat(), to_date=end.isoformat()
+            ),
+            context,
+            deadline=SHARD_DEADLINE_SECONDS,
+        )
+    except ApiError as error:
+        log.warning("shard %d: AnalyticsService.GetPlatformMetrics failed: %s", shard, error.message)
+        return error
+
+
+async def platform_metrics(request: Request) -> JSONResponse:
+    """Every merchant's daily metrics summed across all shards.
+
+    Each shard is asked at once with its own deadline. A shard that fails or times out is listed
+    with ok false and its error, and the sums cover the shards that answered ("complete" false):
+    still a 200, so one slow shard does not blind the operator. Only when no shard answers is
+    it a 503 naming each.
+    """
+    caller = await authenticate(request)
+    require_operator(caller)
+    start, end = date_range(Query(request.query_params, Problems()))
+    backends = state_of(request).backends
+    context = caller.context(request)
+    shard_ids = backends.shards()
+    results = await asyncio.gather(*(_platform_shard(backends, s, start, end, context) for s in shard_ids))
+
+    days: dict[str, Sums] = {}
+    totals = Sums()
+    reports: list[dict[str, object]] = []
+    failed: list[FieldViolation] = []
+    for shard, result in zip(shard_ids, results, strict=True):
+        if isinstance(result, ApiError):
+            reports.append(
+                {"id": shard, "ok": False, "error": {"code": result.code, "message": result.message}}
+            )
+            failed.append(FieldViolation(f"shards[{shard}]", f"{result.code}: {result.message}"))
+            continue
+        reports.append({"id": shard, "ok": True})
+        for day in result.data:
+            days.setdefault(day.metric_date, Sums()).add(day, day.merchants_active)
+            totals.add(day, 0)
+        # Distinct over the range, not the sum of the days; a merchant lives on one shard only.
+        totals.merchants_active += result.merchants_active
+    if failed and len(failed) == len(shard_ids):
+        raise ApiError("unavailable", "no shard answered", failed)
+    return JSONResponse(
+        {
+            "from": start.isoformat(),
+            "to": end.isoformat(),
+            "data": [{"metric_date": d, **days[d].render()} for d in sorted(days)],
+            "totals": totals.render(),
+            "complete": not failed,
+            "shards": reports,
+        }
+    )
+
+
+routes = [
+    Route("/v1/admin/shards", shards, methods=["GET"]),
+    Route("/v1/admin/platform-metrics", platform_metrics, methods=["GET"]),
+]

@@ -1,8 +1,9 @@
-"""/v1/analytics: a merchant's daily metrics (merchant key), warm-cached per generation."""
+"""/v1/analytics: a merchant's daily metrics and summary (merchant key), warm-cached per
+generation."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 from checkout.analytics.v1 import analytics_pb2
 from starlette.requests import Request
@@ -16,6 +17,7 @@ from services.gateway.state import state_of
 from services.gateway.validation import Problems, Query
 
 MAX_DAYS = 366
+PERIODS = ("7d", "30d", "90d", "all")
 
 
 def date_range(query: Query) -> tuple[date, date]:
@@ -68,4 +70,45 @@ def _decode(raw: bytes) -> analytics_pb2.GetDailyMetricsResponse | None:
         return None
 
 
-routes = [Route("/v1/analytics/daily", daily_metrics, methods=["GET"])]
+async def summary(request: Request) -> JSONResponse:
+    caller = await authenticate(request)
+    merchant_id = require_merchant(caller, "analytics:read")
+    query = Query(request.query_params, Problems())
+    period = query.choice("period", PERIODS, required=True)
+    query.problems.raise_if_any()
+    assert period is not None
+
+    state = state_of(request)
+    # The period ends today (UTC): the day is in the key, and pinned in the request, so an entry
+    # never answers for another day than the one it was computed for.
+    today = datetime.now(UTC).date().isoformat()
+    generation = await state.cache.generation("analytics", str(merchant_id))
+    key = f"{PREFIX}analytics:summary:{merchant_id}:{generation}:{period}:{today}"
+    response: analytics_pb2.Summary | None = None
+    if generation != "none":
+        cached = await state.cache.get(key)
+        if cached is not None:
+            response = _decode_summary(cached)
+    if response is None:
+        backends = state.backends
+        response = await backends.call(
+            backends.analytics(backends.shard_of(merchant_id)).GetSummary,
+            analytics_pb2.GetSummaryRequest(merchant_id=str(merchant_id), period=period, as_of=today),
+            caller.context(request),
+        )
+        if generation != "none":
+            await state.cache.set(key, response.SerializeToString(), hot=False)
+    return JSONResponse(render.summary(response))
+
+
+def _decode_summary(raw: bytes) -> analytics_pb2.Summary | None:
+    try:
+        return analytics_pb2.Summary.FromString(raw)
+    except Exception:  # DecodeError or worse: a bad entry is just a miss
+        return None
+
+
+routes = [
+    Route("/v1/analytics/daily", daily_metrics, methods=["GET"]),
+    Route("/v1/analytics/summary", summary, methods=["GET"]),
+]

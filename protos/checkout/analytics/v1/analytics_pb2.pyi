@@ -143,3 +143,173 @@ class ShardView(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ShardView: _TypeAlias = ShardView  # noqa: Y015
+
+@_typing.final
+class GetSummaryRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    PERIOD_FIELD_NUMBER: _builtins.int
+    AS_OF_FIELD_NUMBER: _builtins.int
+    merchant_id: _builtins.str
+    period: _builtins.str
+    """7d | 30d | 90d | all"""
+    as_of: _builtins.str
+    """YYYY-MM-DD: the UTC day the period ends on (inclusive); empty means today. The gateway
+    sends the day it keys its cache by, so the cached answer and its key agree at midnight.
+    """
+    def __init__(
+        self,
+        *,
+        merchant_id: _builtins.str = ...,
+        period: _builtins.str = ...,
+        as_of: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "merchant_id", b"merchant_id", "period", b"period"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSummaryRequest: _TypeAlias = GetSummaryRequest  # noqa: Y015
+
+@_typing.final
+class Summary(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PERIOD_FIELD_NUMBER: _builtins.int
+    FROM_DATE_FIELD_NUMBER: _builtins.int
+    TO_DATE_FIELD_NUMBER: _builtins.int
+    INVOICES_CREATED_FIELD_NUMBER: _builtins.int
+    INVOICES_PAID_FIELD_NUMBER: _builtins.int
+    AMOUNT_CREATED_FIELD_NUMBER: _builtins.int
+    AMOUNT_PAID_FIELD_NUMBER: _builtins.int
+    CONVERSION_RATE_FIELD_NUMBER: _builtins.int
+    period: _builtins.str
+    from_date: _builtins.str
+    """YYYY-MM-DD, inclusive. from_date is empty for "all" when the merchant has no metrics yet."""
+    to_date: _builtins.str
+    invoices_created: _builtins.int
+    invoices_paid: _builtins.int
+    amount_created: _builtins.str
+    amount_paid: _builtins.str
+    conversion_rate: _builtins.str
+    """invoices_paid / invoices_created x 100, 2 decimals"""
+    def __init__(
+        self,
+        *,
+        period: _builtins.str = ...,
+        from_date: _builtins.str = ...,
+        to_date: _builtins.str = ...,
+        invoices_created: _builtins.int = ...,
+        invoices_paid: _builtins.int = ...,
+        amount_created: _builtins.str = ...,
+        amount_paid: _builtins.str = ...,
+        conversion_rate: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_created", b"amount_created", "amount_paid", b"amount_paid", "conversion_rate", b"conversion_rate", "from_date", b"from_date", "invoices_created", b"invoices_created", "invoices_paid", b"invoices_paid", "period", b"period", "to_date", b"to_date"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Summary: _TypeAlias = Summary  # noqa: Y015
+
+@_typing.final
+class GetPlatformMetricsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHARD_FIELD_NUMBER: _builtins.int
+    FROM_DATE_FIELD_NUMBER: _builtins.int
+    TO_DATE_FIELD_NUMBER: _builtins.int
+    shard: _builtins.int
+    from_date: _builtins.str
+    """YYYY-MM-DD, inclusive"""
+    to_date: _builtins.str
+    """YYYY-MM-DD, inclusive"""
+    def __init__(
+        self,
+        *,
+        shard: _builtins.int = ...,
+        from_date: _builtins.str = ...,
+        to_date: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_date", b"from_date", "shard", b"shard", "to_date", b"to_date"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPlatformMetricsRequest: _TypeAlias = GetPlatformMetricsRequest  # noqa: Y015
+
+@_typing.final
+class PlatformDay(_message.Message):
+    """One UTC day of one shard, summed over its merchants."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    METRIC_DATE_FIELD_NUMBER: _builtins.int
+    INVOICES_CREATED_FIELD_NUMBER: _builtins.int
+    INVOICES_PAID_FIELD_NUMBER: _builtins.int
+    AMOUNT_CREATED_FIELD_NUMBER: _builtins.int
+    AMOUNT_PAID_FIELD_NUMBER: _builtins.int
+    CONVERSION_RATE_FIELD_NUMBER: _builtins.int
+    MERCHANTS_ACTIVE_FIELD_NUMBER: _builtins.int
+    metric_date: _builtins.str
+    """YYYY-MM-DD"""
+    invoices_created: _builtins.int
+    invoices_paid: _builtins.int
+    amount_created: _builtins.str
+    amount_paid: _builtins.str
+    conversion_rate: _builtins.str
+    merchants_active: _builtins.int
+    """Merchants that created or were paid for an invoice that day."""
+    def __init__(
+        self,
+        *,
+        metric_date: _builtins.str = ...,
+        invoices_created: _builtins.int = ...,
+        invoices_paid: _builtins.int = ...,
+        amount_created: _builtins.str = ...,
+        amount_paid: _builtins.str = ...,
+        conversion_rate: _builtins.str = ...,
+        merchants_active: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_created", b"amount_created", "amount_paid", b"amount_paid", "conversion_rate", b"conversion_rate", "invoices_created", b"invoices_created", "invoices_paid", b"invoices_paid", "merchants_active", b"merchants_active", "metric_date", b"metric_date"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PlatformDay: _TypeAlias = PlatformDay  # noqa: Y015
+
+@_typing.final
+class PlatformMetrics(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHARD_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    MERCHANTS_ACTIVE_FIELD_NUMBER: _builtins.int
+    shard: _builtins.int
+    merchants_active: _builtins.int
+    """Distinct merchants active on any day of the range (not the sum of the days). A merchant
+    lives on one shard, so the shards' counts add up.
+    """
+    @_builtins.property
+    def data(self) -> _containers.RepeatedCompositeFieldContainer[Global___PlatformDay]:
+        """days with metrics only, in date order"""
+
+    def __init__(
+        self,
+        *,
+        shard: _builtins.int = ...,
+        data: _abc.Iterable[Global___PlatformDay] | None = ...,
+        merchants_active: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "merchants_active", b"merchants_active", "shard", b"shard"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PlatformMetrics: _TypeAlias = PlatformMetrics  # noqa: Y015

@@ -45,6 +45,16 @@ class AnalyticsServiceStub:
                 request_serializer=checkout_dot_analytics_dot_v1_dot_analytics__pb2.GetShardViewRequest.SerializeToString,
                 response_deserializer=checkout_dot_analytics_dot_v1_dot_analytics__pb2.ShardView.FromString,
                 _registered_method=True)
+        self.GetSummary = channel.unary_unary(
+                '/checkout.analytics.v1.AnalyticsService/GetSummary',
+                request_serializer=checkout_dot_analytics_dot_v1_dot_analytics__pb2.GetSummaryRequest.SerializeToString,
+                response_deserializer=checkout_dot_analytics_dot_v1_dot_analytics__pb2.Summary.FromString,
+                _registered_method=True)
+        self.GetPlatformMetrics = channel.unary_unary(
+                '/checkout.analytics.v1.AnalyticsService/GetPlatformMetrics',
+                request_serializer=checkout_dot_analytics_dot_v1_dot_analytics__pb2.GetPlatformMetricsRequest.SerializeToString,
+                response_deserializer=checkout_dot_analytics_dot_v1_dot_analytics__pb2.PlatformMetrics.FromString,
+                _registered_method=True)
 
 
 class AnalyticsServiceServicer:
@@ -64,6 +74,21 @@ class AnalyticsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetSummary(self, request, context):
+        """A merchant's totals over the last 7, 30 or 90 UTC days (today included), or all time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPlatformMetrics(self, request, context):
+        """Every merchant's metrics on one shard this instance serves, per day; the gateway fans out
+        to every shard and merges.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AnalyticsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -76,6 +101,16 @@ def add_AnalyticsServiceServicer_to_server(servicer, server):
                     servicer.GetShardView,
                     request_deserializer=checkout_dot_analytics_dot_v1_dot_analytics__pb2.GetShardViewRequest.FromString,
                     response_serializer=checkout_dot_analytics_dot_v1_dot_analytics__pb2.ShardView.SerializeToString,
+            ),
+            'GetSummary': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSummary,
+                    request_deserializer=checkout_dot_analytics_dot_v1_dot_analytics__pb2.GetSummaryRequest.FromString,
+                    response_serializer=checkout_dot_analytics_dot_v1_dot_analytics__pb2.Summary.SerializeToString,
+            ),
+            'GetPlatformMetrics': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPlatformMetrics,
+                    request_deserializer=checkout_dot_analytics_dot_v1_dot_analytics__pb2.GetPlatformMetricsRequest.FromString,
+                    response_serializer=checkout_dot_analytics_dot_v1_dot_analytics__pb2.PlatformMetrics.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -133,6 +168,60 @@ class AnalyticsService:
             '/checkout.analytics.v1.AnalyticsService/GetShardView',
             checkout_dot_analytics_dot_v1_dot_analytics__pb2.GetShardViewRequest.SerializeToString,
             checkout_dot_analytics_dot_v1_dot_analytics__pb2.ShardView.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSummary(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/checkout.analytics.v1.AnalyticsService/GetSummary',
+            checkout_dot_analytics_dot_v1_dot_analytics__pb2.GetSummaryRequest.SerializeToString,
+            checkout_dot_analytics_dot_v1_dot_analytics__pb2.Summary.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPlatformMetrics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/checkout.analytics.v1.AnalyticsService/GetPlatformMetrics',
+            checkout_dot_analytics_dot_v1_dot_analytics__pb2.GetPlatformMetricsRequest.SerializeToString,
+            checkout_dot_analytics_dot_v1_dot_analytics__pb2.PlatformMetrics.FromString,
             options,
             channel_credentials,
             insecure,

@@ -36,6 +36,12 @@ class AnalyticsServiceStub:
     GetDailyMetrics: _grpc.UnaryUnaryMultiCallable[_analytics_pb2.GetDailyMetricsRequest, _analytics_pb2.GetDailyMetricsResponse]
     GetShardView: _grpc.UnaryUnaryMultiCallable[_analytics_pb2.GetShardViewRequest, _analytics_pb2.ShardView]
     """Counts for one shard this instance serves (the operator's shard view fans out)."""
+    GetSummary: _grpc.UnaryUnaryMultiCallable[_analytics_pb2.GetSummaryRequest, _analytics_pb2.Summary]
+    """A merchant's totals over the last 7, 30 or 90 UTC days (today included), or all time."""
+    GetPlatformMetrics: _grpc.UnaryUnaryMultiCallable[_analytics_pb2.GetPlatformMetricsRequest, _analytics_pb2.PlatformMetrics]
+    """Every merchant's metrics on one shard this instance serves, per day; the gateway fans out
+    to every shard and merges.
+    """
 
 @_typing.type_check_only
 class AnalyticsServiceAsyncStub(AnalyticsServiceStub):
@@ -45,6 +51,12 @@ class AnalyticsServiceAsyncStub(AnalyticsServiceStub):
     GetDailyMetrics: _aio.UnaryUnaryMultiCallable[_analytics_pb2.GetDailyMetricsRequest, _analytics_pb2.GetDailyMetricsResponse]  # type: ignore[assignment]
     GetShardView: _aio.UnaryUnaryMultiCallable[_analytics_pb2.GetShardViewRequest, _analytics_pb2.ShardView]  # type: ignore[assignment]
     """Counts for one shard this instance serves (the operator's shard view fans out)."""
+    GetSummary: _aio.UnaryUnaryMultiCallable[_analytics_pb2.GetSummaryRequest, _analytics_pb2.Summary]  # type: ignore[assignment]
+    """A merchant's totals over the last 7, 30 or 90 UTC days (today included), or all time."""
+    GetPlatformMetrics: _aio.UnaryUnaryMultiCallable[_analytics_pb2.GetPlatformMetricsRequest, _analytics_pb2.PlatformMetrics]  # type: ignore[assignment]
+    """Every merchant's metrics on one shard this instance serves, per day; the gateway fans out
+    to every shard and merges.
+    """
 
 class AnalyticsServiceServicer(metaclass=_abc_1.ABCMeta):
     """Metrics projected from invoice and merchant events."""
@@ -63,5 +75,23 @@ class AnalyticsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_analytics_pb2.ShardView, _abc.Awaitable[_analytics_pb2.ShardView]]:
         """Counts for one shard this instance serves (the operator's shard view fans out)."""
+
+    @_abc_1.abstractmethod
+    def GetSummary(
+        self,
+        request: _analytics_pb2.GetSummaryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_analytics_pb2.Summary, _abc.Awaitable[_analytics_pb2.Summary]]:
+        """A merchant's totals over the last 7, 30 or 90 UTC days (today included), or all time."""
+
+    @_abc_1.abstractmethod
+    def GetPlatformMetrics(
+        self,
+        request: _analytics_pb2.GetPlatformMetricsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_analytics_pb2.PlatformMetrics, _abc.Awaitable[_analytics_pb2.PlatformMetrics]]:
+        """Every merchant's metrics on one shard this instance serves, per day; the gateway fans out
+        to every shard and merges.
+        """
 
 def add_AnalyticsServiceServicer_to_server(servicer: AnalyticsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

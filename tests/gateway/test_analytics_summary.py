@@ -1,0 +1,80 @@
+"""GET /v1/analytics/summary against the fakes: validation, auth, rendering and the warm cache."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import httpx
+from starlette.applications import Starlette
+
+from services.gateway.state import GatewayState
+from tests.gateway.conftest import Merchant, bearer, new_merchant, operator
+from tests.gateway.fakes import FakeServices
+
+
+def summary_calls(services: FakeServices) -> int:
+    return len([name for name, _ in services.recorder.calls if name == "GetSummary"])
+
+
+async def test_a_summary_renders_counts_as_integers_and_money_as_strings_ending_today(
+    client: httpx.AsyncClient, merchant: Merchant
+) -> None:
+    response = await client.get("/v1/analytics/summary?period=30d", headers=bearer(merchant.key))
+    assert response.status_code == 200, response.text
+    assert response.json() == {
+        "period": "30d",
+        "from": "2026-01-01",
+        "to": dt.datetime.now(dt.UTC).date().isoformat(),  # the day the gateway pinned
+        "invoices_created": 3,
+        "invoices_paid": 1,
+        "amount_created": "37.50",
+        "amount_paid": "12.50",
+        "conversion_rate": "33.33",
+    }
+
+
+async def test_all_time_without_metrics_has_a_null_from(
+    client: httpx.AsyncClient, merchant: Merchant
+) -> None:
+    response = await client.get("/v1/analytics/summary?period=all", headers=bearer(merchant.key))
+    assert response.status_code == 200
+    assert response.json()["from"] is None
+
+
+async def test_a_missing_or_unknown_period_is_a_422_on_period(
+    client: httpx.AsyncClient, merchant: Merchant, services: FakeServices
+) -> None:
+    for query in ("", "?period=1y", "?period=7D", "?period="):
+        response = await client.get(f"/v1/analytics/summary{query}", headers=bearer(merchant.key))
+        assert response.status_code == 422, query
+        error = response.json()["error"]
+        assert error["code"] == "invalid_argument"
+        assert [d["field"] for d in error["details"]] == ["period"]
+    assert summary_calls(services) == 0
+
+
+async def test_a_summary_needs_a_merchant_key_with_analytics_read(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/v1/analytics/summary?period=7d")).status_code == 401
+    assert (await client.get("/v1/analytics/summary?period=7d", headers=operator())).status_code == 403
+    reader = await new_merchant(client, "reader@example.com", permissions=["invoices:read"])
+    response = await client.get("/v1/analytics/summary?period=7d", headers=bearer(reader.key))
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "permission_denied"
+
+
+async def test_a_summary_is_cached_until_the_merchants_analytics_generation_moves(
+    app: Starlette, client: httpx.AsyncClient, merchant: Merchant, services: FakeServices
+) -> None:
+    for _ in range(2):
+        response = await client.get("/v1/analytics/summary?period=7d", headers=bearer(merchant.key))
+        assert response.status_code == 200
+    assert summary_calls(services) == 1
+    # Another period is another entry.
+    await client.get("/v1/analytics/summary?period=90d", headers=bearer(merchant.key))
+    assert summary_calls(services) == 2
+
+    state = app.state.gateway
+    assert isinstance(state, GatewayState)
+    await state.cache.bump("analytics", merchant.id)  # what the projection does on a change
+    await client.get("/v1/analytics/summary?period=7d", headers=bearer(merchant.key))
+    assert summary_calls(services) == 3
