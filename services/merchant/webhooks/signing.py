@@ -11,6 +11,7 @@ the whole secret string, ``whsec_`` prefix included, as the key:
 ```python
 import hashlib, hmac, time
 
+
 def verify_checkout_signature(secret: str, body: bytes, header: str, tolerance: int = 300) -> bool:
     items = [item.strip().partition("=") for item in header.split(",")]
     stamps = [value.strip() for key, _, value in items if key.strip() == "t"]
