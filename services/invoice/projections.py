@@ -188,8 +188,9 @@ async def _audit(
     """One audit entry per event, keyed by the event id; who and which request from its metadata
     (the request context the event store copied in)."""
     await conn.execute(
-        """INSERT INTO audit_entries (id, invoice_id, merchant_id, event, actor, timestamp, request_id, data)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
+        """INSERT INTO audit_entries (id, invoice_id, merchant_id, event, actor, timestamp, request_id, data,
+               event_version)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
         event.id,
         uuid.UUID(invoice_id),
         uuid.UUID(merchant_id),
@@ -198,6 +199,7 @@ async def _audit(
         event.created_at,
         event.metadata.get("request_id") or None,
         data,
+        event.version,
     )
 
 

@@ -90,22 +90,23 @@ async def payments(conn: Executor, invoice_id: uuid.UUID) -> list[asyncpg.Record
 async def audit_entries(
     conn: Executor, invoice_id: uuid.UUID, after_id: uuid.UUID | None, limit: int
 ) -> list[asyncpg.Record]:
-    """Oldest first; the cursor is the last entry's id (its time and id order the rest)."""
+    """Oldest first, in the order the invoice's events were written (its versions); the cursor is
+    the last entry's id."""
     columns = "id, invoice_id, event, actor, timestamp, request_id, data"
     if after_id is None:
         return list(
             await conn.fetch(
-                f"SELECT {columns} FROM audit_entries WHERE invoice_id = $1 ORDER BY timestamp, id LIMIT $2",
+                f"SELECT {columns} FROM audit_entries WHERE invoice_id = $1 ORDER BY event_version LIMIT $2",
                 invoice_id,
                 limit,
             )
         )
     return list(
         await conn.fetch(
-            f"""SELECT {columns} FROM audit_entries a WHERE invoice_id = $1
-                  AND (timestamp, id) > (SELECT timestamp, id FROM audit_entries
-                                         WHERE invoice_id = $1 AND id = $2)
-                ORDER BY timestamp, id LIMIT $3""",
+            f"""SELECT {columns} FROM audit_entries WHERE invoice_id = $1
+                  AND event_version > (SELECT event_version FROM audit_entries
+                                       WHERE invoice_id = $1 AND id = $2)
+                ORDER BY event_version LIMIT $3""",
             invoice_id,
             after_id,
             limit,

@@ -18,6 +18,7 @@ from checkout.invoice.v1 import invoice_pb2 as pb
 
 from libs.common.config import Config
 from libs.common.networks import parse_networks
+from services.invoice import projections
 from services.invoice.pricing import CRYPTO
 from tests.common.support import poll
 from tests.invoice.test_invoice_service import (
@@ -301,3 +302,16 @@ async def test_a_restarted_watcher_counts_every_payment_exactly_once(
         again = await invoice_in(p, invoice.merchant_id, invoice.id, "confirmed")
         assert again.amount_paid == invoice.crypto_amount and not again.overpaid
         assert len(await payments(p, invoice)) == 4
+
+        # The read models of a paid invoice rebuild from its events to the same rows.
+        pool = p.pool(invoice.id)
+        read = {
+            "invoices": "SELECT * FROM invoices ORDER BY id",
+            "payments": "SELECT * FROM payments ORDER BY id",
+            "audit_entries": "SELECT * FROM audit_entries ORDER BY id",
+        }
+        live = {name: [dict(r) for r in await pool.fetch(sql)] for name, sql in read.items()}
+        async with pool.acquire() as conn, conn.transaction():
+            await projections.rebuild(conn, p.runtime.store)
+        assert {name: [dict(r) for r in await pool.fetch(sql)] for name, sql in read.items()} == live
+        assert len(live["payments"]) == 4 and len(live["audit_entries"]) > 10
