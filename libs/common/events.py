@@ -48,6 +48,27 @@ STATUS_EVENTS: dict[str, str] = {
     "invoice.invalid": "invalid",
     "invoice.reopened": "pending",
 }
+# Their messages, for isinstance checks: one code path reads them all.
+StatusMessage = (
+    invoice_events.InvoicePartiallyPaid
+    | invoice_events.InvoicePaid
+    | invoice_events.InvoiceConfirmed
+    | invoice_events.InvoiceExpired
+    | invoice_events.InvoiceCancelled
+    | invoice_events.InvoiceInvalid
+    | invoice_events.InvoiceReopened
+)
+STATUS_MESSAGES = (
+    invoice_events.InvoicePartiallyPaid,
+    invoice_events.InvoicePaid,
+    invoice_events.InvoiceConfirmed,
+    invoice_events.InvoiceExpired,
+    invoice_events.InvoiceCancelled,
+    invoice_events.InvoiceInvalid,
+    invoice_events.InvoiceReopened,
+)
+# The statuses at which an invoice counts as paid.
+PAID_STATUSES = frozenset({"paid", "confirmed"})
 _BY_MESSAGE = {cls.DESCRIPTOR.full_name: name for name, cls in EVENT_TYPES.items()}
 
 

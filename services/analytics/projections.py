@@ -12,7 +12,7 @@ from checkout.merchant.v1 import events_pb2 as merchant_events
 
 from libs.common.consumer import AfterCommit, Projection
 from libs.common.db import Connection
-from libs.common.events import STATUS_EVENTS
+from libs.common.events import PAID_STATUSES, STATUS_EVENTS, STATUS_MESSAGES
 from libs.common.messaging import Envelope
 from libs.common.protoconv import datetime_of
 from libs.common.service import Runtime
@@ -20,18 +20,6 @@ from services.analytics import repository
 
 # Events that change a merchant's metrics, and so retire its cached analytics.
 METRIC_EVENTS = frozenset({"invoice.created", *STATUS_EVENTS})
-# An invoice is counted in invoices_paid / amount_paid while its status is one of these.
-PAID_STATUSES = frozenset({"paid", "confirmed"})
-# The status events share one shape (events.proto), so one code path reads them all.
-STATUS_MESSAGES = (
-    invoice_events.InvoicePartiallyPaid,
-    invoice_events.InvoicePaid,
-    invoice_events.InvoiceConfirmed,
-    invoice_events.InvoiceExpired,
-    invoice_events.InvoiceCancelled,
-    invoice_events.InvoiceInvalid,
-    invoice_events.InvoiceReopened,
-)
 
 
 def amount_of(raw: str, field: str) -> Decimal:

@@ -9,23 +9,10 @@ from checkout.invoice.v1 import events_pb2 as invoice_events
 
 from libs.common import ids
 from libs.common.db import Connection
-from libs.common.events import STATUS_EVENTS
+from libs.common.events import PAID_STATUSES, STATUS_EVENTS, STATUS_MESSAGES
 from libs.common.messaging import Envelope
 from libs.common.protoconv import datetime_of
 from services.customer import repository
-
-# The statuses at which an invoice counts as paid: `paid_at` is set on the first of them.
-PAID_STATUSES = frozenset({"paid", "confirmed"})
-# The status events share one shape (events.proto), so one code path reads them all.
-STATUS_MESSAGES = (
-    invoice_events.InvoicePartiallyPaid,
-    invoice_events.InvoicePaid,
-    invoice_events.InvoiceConfirmed,
-    invoice_events.InvoiceExpired,
-    invoice_events.InvoiceCancelled,
-    invoice_events.InvoiceInvalid,
-    invoice_events.InvoiceReopened,
-)
 
 
 def customer_id_for(merchant_id: uuid.UUID, email: str) -> uuid.UUID:

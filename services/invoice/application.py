@@ -7,12 +7,13 @@ import hashlib
 import logging
 import uuid
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from decimal import Decimal
 
 import asyncpg
 from checkout.invoice.v1 import invoice_pb2 as pb
+from google.protobuf.message import Message
 
 from libs.common import addresses, cache, context, ids
 from libs.common.db import Connection
@@ -213,6 +214,26 @@ class InvoiceApp:
             return network.chain_id
         return self.rt.config.ethereum_chain_id
 
+    async def _invoice_command(
+        self,
+        pool: asyncpg.Pool,
+        scope: str,
+        handle: Callable[[Connection], Awaitable[pb.Invoice]],
+        request: Message,
+    ) -> pb.Invoice:
+        """An idempotent command returning the invoice (a retry gets the first answer), then the
+        invoice's cached copy is dropped."""
+        result = await Commands.run(
+            pool,
+            scope,
+            handle,
+            _encode,
+            pb.Invoice.FromString,
+            request_hash=hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest(),
+        )
+        await self.rt.cache.invalidate(cache.invoice_key(result.id))
+        return result
+
     async def _lock_rate(self, draft: Draft, spread: Decimal) -> LockedRate:
         try:
             quote = await self.rates.get_quote(draft.asset.symbol, draft.currency, spread_percent=spread)
@@ -282,16 +303,7 @@ class InvoiceApp:
             assert row is not None
             return invoice_message(row)
 
-        result = await Commands.run(
-            pool,
-            self._scope("CreateInvoice", merchant_id),
-            handle,
-            _encode,
-            pb.Invoice.FromString,
-            request_hash=hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest(),
-        )
-        await self.rt.cache.invalidate(cache.invoice_key(result.id))
-        return result
+        return await self._invoice_command(pool, self._scope("CreateInvoice", merchant_id), handle, request)
 
     async def get_invoice(self, request: pb.GetInvoiceRequest) -> pb.Invoice:
         merchant_id, invoice_id = ids.parse_id(request.merchant_id), ids.parse_id(request.invoice_id)
@@ -409,16 +421,8 @@ class InvoiceApp:
             assert changed is not None
             return invoice_message(changed)
 
-        result = await Commands.run(
-            self.rt.pool_for(invoice_id),
-            self._scope(f"CancelInvoice:{invoice_id}", merchant_id),
-            handle,
-            _encode,
-            pb.Invoice.FromString,
-            request_hash=hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest(),
-        )
-        await self.rt.cache.invalidate(cache.invoice_key(result.id))
-        return result
+        scope = self._scope(f"CancelInvoice:{invoice_id}", merchant_id)
+        return await self._invoice_command(self.rt.pool_for(invoice_id), scope, handle, request)
 
     async def list_payments(self, request: pb.ListPaymentsRequest) -> pb.ListPaymentsResponse:
         row = await self._owned_row(request.merchant_id, request.invoice_id)

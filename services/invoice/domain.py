@@ -20,7 +20,7 @@ from typing import Any
 from checkout.invoice.v1 import events_pb2 as ev
 from checkout.invoice.v1 import invoice_pb2 as pb
 
-from libs.common import ids
+from libs.common import events, ids
 from libs.common.aggregate import Aggregate
 from libs.common.errors import FailedPrecondition, FieldViolation, InvalidArgument
 from libs.common.protoconv import datetime_of, struct, timestamp
@@ -690,24 +690,8 @@ class Invoice(Aggregate):
         self.payments = {(p.tx_hash, p.output_index): p for p in payments}
 
 
-_StatusEvent = (
-    ev.InvoicePartiallyPaid
-    | ev.InvoicePaid
-    | ev.InvoiceConfirmed
-    | ev.InvoiceExpired
-    | ev.InvoiceCancelled
-    | ev.InvoiceInvalid
-    | ev.InvoiceReopened
-)
-_STATUS_TYPES = (
-    ev.InvoicePartiallyPaid,
-    ev.InvoicePaid,
-    ev.InvoiceConfirmed,
-    ev.InvoiceExpired,
-    ev.InvoiceCancelled,
-    ev.InvoiceInvalid,
-    ev.InvoiceReopened,
-)
+_StatusEvent = events.StatusMessage
+_STATUS_TYPES = events.STATUS_MESSAGES
 # The status `_settle` lands on → the event that says so, and its default reason.
 _STATUS_EVENTS: dict[str, tuple[type[_StatusEvent], str]] = {
     "pending": (ev.InvoiceReopened, "no counted payment is left; the invoice is open again"),

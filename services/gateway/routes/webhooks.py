@@ -8,7 +8,11 @@ delivery or template is 404.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from checkout.merchant.v1 import merchant_pb2
+from google.protobuf.message import Message
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -31,6 +35,8 @@ ENDPOINT_FIELDS = ("url", "events", "max_retries", "retry_backoff", "timeout_sec
 TEMPLATE_FIELDS = ("event_type", "subject", "body_template", "recipient", "is_active")
 
 JsonObject = dict[str, object]
+# (merchant id, resource id) -> the gRPC request about that resource.
+Build = Callable[[str, str], Message]
 
 
 # -- rendering ---------------------------------------------------------------------------------
@@ -209,6 +215,17 @@ def _template_values(body: JsonObject, *, creating: bool) -> tuple[Problems, Jso
 
 
 # -- endpoints ---------------------------------------------------------------------------------
+async def _on_own(request: Request, permission: str, kind: str, rpc: str, build: Build) -> Any:
+    """Calls the merchant service's `rpc` about one of the caller's own resources, named by the
+    path's id (another merchant's is the service's NOT_FOUND, so a 404)."""
+    caller = await authenticate(request)
+    merchant_id = require_merchant(caller, permission)
+    resource_id = path_id(request, kind)
+    backends = state_of(request).backends
+    method = getattr(backends.merchants(backends.shard_of(merchant_id)), rpc)
+    return await backends.call(method, build(str(merchant_id), str(resource_id)), caller.context(request))
+
+
 async def create_endpoint(request: Request) -> JSONResponse:
     caller = await authenticate(request)
     merchant_id = require_merchant(caller, "webhooks:write")
@@ -238,14 +255,12 @@ async def list_endpoints(request: Request) -> JSONResponse:
 
 
 async def get_endpoint(request: Request) -> JSONResponse:
-    caller = await authenticate(request)
-    merchant_id = require_merchant(caller, "webhooks:read")
-    endpoint_id = path_id(request, "webhook endpoint")
-    backends = state_of(request).backends
-    found = await backends.call(
-        backends.merchants(backends.shard_of(merchant_id)).GetWebhookEndpoint,
-        merchant_pb2.GetWebhookEndpointRequest(merchant_id=str(merchant_id), endpoint_id=str(endpoint_id)),
-        caller.context(request),
+    found = await _on_own(
+        request,
+        "webhooks:read",
+        "webhook endpoint",
+        "GetWebhookEndpoint",
+        lambda m, i: merchant_pb2.GetWebhookEndpointRequest(merchant_id=m, endpoint_id=i),
     )
     return JSONResponse(endpoint_json(found))
 
@@ -266,27 +281,23 @@ async def update_endpoint(request: Request) -> JSONResponse:
 
 
 async def delete_endpoint(request: Request) -> JSONResponse:
-    caller = await authenticate(request)
-    merchant_id = require_merchant(caller, "webhooks:write")
-    endpoint_id = path_id(request, "webhook endpoint")
-    backends = state_of(request).backends
-    deleted = await backends.call(
-        backends.merchants(backends.shard_of(merchant_id)).DeleteWebhookEndpoint,
-        merchant_pb2.DeleteWebhookEndpointRequest(merchant_id=str(merchant_id), endpoint_id=str(endpoint_id)),
-        caller.context(request),
+    deleted = await _on_own(
+        request,
+        "webhooks:write",
+        "webhook endpoint",
+        "DeleteWebhookEndpoint",
+        lambda m, i: merchant_pb2.DeleteWebhookEndpointRequest(merchant_id=m, endpoint_id=i),
     )
     return JSONResponse(endpoint_json(deleted))
 
 
 async def rotate_secret(request: Request) -> JSONResponse:
-    caller = await authenticate(request)
-    merchant_id = require_merchant(caller, "webhooks:write")
-    endpoint_id = path_id(request, "webhook endpoint")
-    backends = state_of(request).backends
-    rotated = await backends.call(
-        backends.merchants(backends.shard_of(merchant_id)).RotateWebhookSecret,
-        merchant_pb2.RotateWebhookSecretRequest(merchant_id=str(merchant_id), endpoint_id=str(endpoint_id)),
-        caller.context(request),
+    rotated = await _on_own(
+        request,
+        "webhooks:write",
+        "webhook endpoint",
+        "RotateWebhookSecret",
+        lambda m, i: merchant_pb2.RotateWebhookSecretRequest(merchant_id=m, endpoint_id=i),
     )
     return JSONResponse(endpoint_json(rotated.endpoint, secret=rotated.secret))
 
@@ -319,27 +330,23 @@ async def list_deliveries(request: Request) -> JSONResponse:
 
 
 async def get_delivery(request: Request) -> JSONResponse:
-    caller = await authenticate(request)
-    merchant_id = require_merchant(caller, "webhooks:read")
-    delivery_id = path_id(request, "webhook delivery")
-    backends = state_of(request).backends
-    found = await backends.call(
-        backends.merchants(backends.shard_of(merchant_id)).GetWebhookDelivery,
-        merchant_pb2.GetWebhookDeliveryRequest(merchant_id=str(merchant_id), delivery_id=str(delivery_id)),
-        caller.context(request),
+    found = await _on_own(
+        request,
+        "webhooks:read",
+        "webhook delivery",
+        "GetWebhookDelivery",
+        lambda m, i: merchant_pb2.GetWebhookDeliveryRequest(merchant_id=m, delivery_id=i),
     )
     return JSONResponse(delivery_json(found))
 
 
 async def redeliver(request: Request) -> JSONResponse:
-    caller = await authenticate(request)
-    merchant_id = require_merchant(caller, "webhooks:write")
-    delivery_id = path_id(request, "webhook delivery")
-    backends = state_of(request).backends
-    scheduled = await backends.call(
-        backends.merchants(backends.shard_of(merchant_id)).RedeliverWebhook,
-        merchant_pb2.RedeliverWebhookRequest(merchant_id=str(merchant_id), delivery_id=str(delivery_id)),
-        caller.context(request),
+    scheduled = await _on_own(
+        request,
+        "webhooks:write",
+        "webhook delivery",
+        "RedeliverWebhook",
+        lambda m, i: merchant_pb2.RedeliverWebhookRequest(merchant_id=m, delivery_id=i),
     )
     # Accepted: the attempt runs in the worker at once; its result joins `attempt_log`.
     return JSONResponse(delivery_json(scheduled), status_code=202)
@@ -383,16 +390,12 @@ async def list_templates(request: Request) -> JSONResponse:
 
 
 async def get_template(request: Request) -> JSONResponse:
-    caller = await authenticate(request)
-    merchant_id = require_merchant(caller, "webhooks:read")
-    template_id = path_id(request, "notification template")
-    backends = state_of(request).backends
-    found = await backends.call(
-        backends.merchants(backends.shard_of(merchant_id)).GetNotificationTemplate,
-        merchant_pb2.GetNotificationTemplateRequest(
-            merchant_id=str(merchant_id), template_id=str(template_id)
-        ),
-        caller.context(request),
+    found = await _on_own(
+        request,
+        "webhooks:read",
+        "notification template",
+        "GetNotificationTemplate",
+        lambda m, i: merchant_pb2.GetNotificationTemplateRequest(merchant_id=m, template_id=i),
     )
     return JSONResponse(template_json(found))
 
@@ -421,16 +424,12 @@ async def update_template(request: Request) -> JSONResponse:
 
 
 async def delete_template(request: Request) -> JSONResponse:
-    caller = await authenticate(request)
-    merchant_id = require_merchant(caller, "webhooks:write")
-    template_id = path_id(request, "notification template")
-    backends = state_of(request).backends
-    deleted = await backends.call(
-        backends.merchants(backends.shard_of(merchant_id)).DeleteNotificationTemplate,
-        merchant_pb2.DeleteNotificationTemplateRequest(
-            merchant_id=str(merchant_id), template_id=str(template_id)
-        ),
-        caller.context(request),
+    deleted = await _on_own(
+        request,
+        "webhooks:write",
+        "notification template",
+        "DeleteNotificationTemplate",
+        lambda m, i: merchant_pb2.DeleteNotificationTemplateRequest(merchant_id=m, template_id=i),
     )
     return JSONResponse(template_json(deleted))
 
