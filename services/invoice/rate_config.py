@@ -19,7 +19,13 @@ from typing import Protocol
 import httpx
 
 from libs.common.config import Config, ConfigError
-from services.invoice.rate_providers import BinanceProvider, CoinbaseProvider, KrakenProvider, RateAggregator
+from services.invoice.rate_providers import (
+    BinanceProvider,
+    CoinbaseProvider,
+    KrakenProvider,
+    RateAggregator,
+    check_spread,
+)
 from services.invoice.rates import DEFAULT_FIXED_RATES, FixedRateProvider, Quote, RateProvider
 
 __all__ = ["ConfiguredRates", "SpreadRateProvider", "rate_provider_from_config"]
@@ -42,14 +48,6 @@ class SpreadRateProvider(Protocol):
     async def get_quote(self, base: str, quote: str, *, spread_percent: Decimal | None = None) -> Quote: ...
 
 
-def _check_spread(spread: object) -> Decimal:
-    if not isinstance(spread, Decimal):
-        raise TypeError(f"spread_percent must be a Decimal, got {type(spread).__name__}")
-    if not spread.is_finite() or not (0 <= spread < 100):
-        raise ValueError(f"spread_percent must be at least 0 and less than 100, got {spread}")
-    return spread
-
-
 class ConfiguredRates:
     """What `rate_provider_from_config` builds: a RateProvider (and SpreadRateProvider) owning the
     HTTP client its live providers share; `aclose()` it at shutdown."""
@@ -69,7 +67,7 @@ class ConfiguredRates:
     async def get_quote(self, base: str, quote: str, *, spread_percent: Decimal | None = None) -> Quote:
         """The rate of 1 `base` in `quote` credited to the merchant: the mid rate less
         `spread_percent` (default 0). Raises RateUnavailable naming the pair and providers tried."""
-        spread = Decimal(0) if spread_percent is None else _check_spread(spread_percent)
+        spread = Decimal(0) if spread_percent is None else check_spread(spread_percent)
         if isinstance(self._source, RateAggregator):
             return await self._source.get_quote(base, quote, spread_percent=spread)
         mid = await self._source.get_quote(base, quote)

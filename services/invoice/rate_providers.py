@@ -251,7 +251,7 @@ class BinanceProvider(_HttpTickerProvider):
         return _price(_field(payload, "price", "price"), "price")
 
 
-def _check_spread(spread: object) -> Decimal:
+def check_spread(spread: object) -> Decimal:
     if not isinstance(spread, Decimal):
         raise TypeError(f"spread_percent must be a Decimal, got {type(spread).__name__}")
     if not spread.is_finite() or not (0 <= spread < 100):
@@ -317,7 +317,7 @@ class RateAggregator:
             raise ValueError("provider_timeout must be positive")
         self._providers = list(providers)
         self._max_age = max_age
-        self._spread = _check_spread(spread_percent)
+        self._spread = check_spread(spread_percent)
         self._cache_ttl = cache_ttl
         self._fallback = fallback
         self._provider_timeout = provider_timeout.total_seconds()
@@ -330,7 +330,7 @@ class RateAggregator:
 
         `spread_percent` overrides the configured spread for this call.
         """
-        spread = self._spread if spread_percent is None else _check_spread(spread_percent)
+        spread = self._spread if spread_percent is None else check_spread(spread_percent)
         mid = await self._mid_quote(base.upper(), quote.upper())
         if spread == 0:
             return mid

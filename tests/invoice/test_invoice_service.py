@@ -493,3 +493,28 @@ async def test_missing_wallet_unknown_rate_and_unconfigured_token_are_failed_pre
         assert token.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert token.details() == "USDC is not configured on this deployment"
         assert await p.pool(merchant.id).fetchval("SELECT count(*) FROM address_allocations") == 0
+
+
+async def test_the_merchants_rate_spread_is_taken_off_the_locked_rate(config: Config) -> None:
+    async with platform(config) as p:
+        merchant = await new_merchant(
+            p, "spread@shop.test", {"ethereum": ETH_XPUB}, {"rate_spread_percent": "1.5"}
+        )
+        created = await p.invoices.CreateInvoice(invoice_request(merchant.id), metadata=CALLER)
+        # 2400.00 less 1.5%: the merchant is credited 2364 USD per ETH, so the payer sends more ETH.
+        assert Decimal(created.exchange_rate.rate) == Decimal("2364")
+        assert "1.5% spread" in created.exchange_rate.source
+        assert created.crypto_amount == "0.004230118443316413"  # 10.00 / 2364, rounded up to the wei
+
+        bad = await rpc_error(
+            p.merchants.UpdateMerchant(
+                merchant_pb2.UpdateMerchantRequest(
+                    merchant_id=merchant.id,
+                    settings=struct({"rate_spread_percent": "50"}),
+                    replace_settings=True,
+                )
+            )
+        )
+        assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT and "rate_spread_percent" in (
+            bad.details() or ""
+        )
