@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any, TypeVar
 
+import asyncpg
 from checkout.invoice.v1 import invoice_pb2 as pb
 
 from libs.common.config import Config
@@ -315,3 +316,31 @@ async def test_a_restarted_watcher_counts_every_payment_exactly_once(
             await projections.rebuild(conn, p.runtime.store)
         assert {name: [dict(r) for r in await pool.fetch(sql)] for name, sql in read.items()} == live
         assert len(live["payments"]) == 4 and len(live["audit_entries"]) > 10
+
+
+async def test_a_watcher_whose_saved_blocks_are_not_on_the_node_rescans_instead_of_skipping(
+    config: Config, evm_chain: EvmChain
+) -> None:
+    chain_cfg = await chain_config(config, evm_chain)
+    async with watching(chain_cfg) as p:
+        invoice = await new_invoice(p, "reset@shop.test")
+    # As if the node had been reset under a watcher that had followed a longer chain.
+    tip = await evm_chain.block_number()
+    for shard in chain_cfg.shards:
+        conn = await asyncpg.connect(chain_cfg.shard_dsn(shard))
+        try:
+            await conn.execute("DELETE FROM invoice.chain_blocks")
+            await conn.executemany(
+                "INSERT INTO invoice.chain_blocks (network, block_number, block_hash, parent_hash) "
+                "VALUES ('ethereum', $1, $2, $3)",
+                [(tip + 1000 + n, f"0x{n:064x}", f"0x{n + 1:064x}") for n in range(3)],
+            )
+        finally:
+            await conn.close()
+    tx = await evm_chain.send_eth(
+        evm_chain.accounts[7], invoice.payment_address, units(invoice.crypto_amount, "ETH")
+    )
+    await evm_chain.wait_receipt(tx)
+    async with watching(chain_cfg) as p:
+        paid = await invoice_in(p, invoice.merchant_id, invoice.id, "paid", "confirmed")
+        assert paid.amount_paid == invoice.crypto_amount

@@ -20,7 +20,7 @@ import asyncpg
 from libs.common.evm_rpc import EvmRpc, RpcError, RpcUnavailable, hex_int
 from libs.common.networks import NetworkConfig
 from services.invoice.chains.base import NATIVE_VALUE_INDEX, Ledger, PaymentKey, Transfer, WatchedAddress
-from services.invoice.chains.positions import Block, ChainPositions
+from services.invoice.chains.positions import KEEP_BLOCKS, Block, ChainPositions
 
 log = logging.getLogger("checkout.invoice.evm")
 
@@ -99,10 +99,13 @@ class EvmWatcher:
             if stored is not None and block is not None and block.get("hash") == stored:
                 return number
             number -= 1
+        # No stored block is on this chain: a reorg deeper than what is kept, or a node that was
+        # reset. Rescan the most recent blocks (re-reporting is harmless) rather than skip any.
+        restart = max(0, min(lowest, tip - KEEP_BLOCKS + 1))
         log.error(
-            "%s: reorg deeper than the %d blocks kept; rescanning from %d", self.network.name, lowest, lowest
+            "%s: no stored block is on the node's chain; rescanning from block %d", self.network.name, restart
         )
-        return lowest - 1
+        return restart - 1
 
     async def _roll_back(self, fork: int) -> None:
         lost: dict[int, list[PaymentKey]] = {}
