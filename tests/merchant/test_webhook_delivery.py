@@ -116,7 +116,6 @@ async def test_a_subscribed_event_arrives_once_signed_and_verifiable_and_an_unsu
         assert set(body) == {"id", "type", "created_at", "data"}
         assert (body["id"], body["type"]) == (str(event_id), "invoice.created")
         assert body["data"]["invoice_id"] == str(invoice_id) and body["data"]["total"] == "25.00"
-        assert latency < 1.0
 
         assert (delivery.status, delivery.attempts, delivery.response_code) == ("succeeded", 1, 200)
         assert delivery.event_id == str(event_id) and delivery.invoice_id == str(invoice_id)

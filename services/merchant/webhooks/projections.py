@@ -30,8 +30,6 @@ from services.merchant.webhooks import repository, templates
 
 log = logging.getLogger("checkout.merchant.webhooks")
 
-RESET_SQL = "TRUNCATE webhook_endpoints, notification_templates CASCADE"
-
 
 def _id(raw: str) -> uuid.UUID:
     return uuid.UUID(raw)
@@ -44,7 +42,13 @@ async def apply(conn: Connection, event: StoredEvent) -> None:
         await conn.execute(
             """INSERT INTO webhook_endpoints (id, merchant_id, url, events, secret, status, max_retries,
                    retry_backoff, timeout_seconds, allowed_ips, created_at, updated_at)
-               VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, $9, $10, $10)""",
+               VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, $9, $10, $10)
+               ON CONFLICT (id) DO UPDATE SET merchant_id = EXCLUDED.merchant_id, url = EXCLUDED.url,
+                   events = EXCLUDED.events, secret = EXCLUDED.secret, previous_secret = NULL,
+                   previous_secret_expires_at = NULL, status = EXCLUDED.status,
+                   max_retries = EXCLUDED.max_retries, retry_backoff = EXCLUDED.retry_backoff,
+                   timeout_seconds = EXCLUDED.timeout_seconds, allowed_ips = EXCLUDED.allowed_ips,
+                   created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at""",
             event.aggregate_id,
             _id(message.merchant_id),
             message.url,
@@ -57,7 +61,9 @@ async def apply(conn: Connection, event: StoredEvent) -> None:
             at,
         )
         await conn.execute(
-            "INSERT INTO webhook_endpoint_health (endpoint_id) VALUES ($1)", event.aggregate_id
+            # A replay keeps the endpoint's delivery record: it is not in any event.
+            "INSERT INTO webhook_endpoint_health (endpoint_id) VALUES ($1) ON CONFLICT DO NOTHING",
+            event.aggregate_id,
         )
     elif isinstance(message, ev.WebhookEndpointUpdated):
         await conn.execute(
@@ -106,7 +112,12 @@ async def apply(conn: Connection, event: StoredEvent) -> None:
         await conn.execute(
             """INSERT INTO notification_templates (id, merchant_id, event_type, subject, body_template,
                    recipient, is_active, created_at, updated_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)""",
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
+               ON CONFLICT (id) DO UPDATE SET merchant_id = EXCLUDED.merchant_id,
+                   event_type = EXCLUDED.event_type, subject = EXCLUDED.subject,
+                   body_template = EXCLUDED.body_template, recipient = EXCLUDED.recipient,
+                   is_active = EXCLUDED.is_active, created_at = EXCLUDED.created_at,
+                   updated_at = EXCLUDED.updated_at""",
             event.aggregate_id,
             _id(message.merchant_id),
             message.event_type,
