@@ -72,6 +72,8 @@ class Config:
     log_level: str = "INFO"
     metrics_listen: str = ""
     networks: tuple[NetworkConfig, ...] = ()
+    # How long an Idempotency-Key is remembered (command_log rows are pruned after it).
+    idempotency_key_hours: int = 24
     # How often the invoice service looks for open invoices whose time is up.
     expiry_poll_seconds: float = 5.0
     # Webhook and notification delivery (merchant service).
@@ -205,6 +207,7 @@ class Config:
             metrics_listen=get("CHECKOUT_METRICS_LISTEN", ""),
             networks=networks,
             expiry_poll_seconds=seconds("CHECKOUT_EXPIRY_POLL_SECONDS", d.expiry_poll_seconds),
+            idempotency_key_hours=integer("CHECKOUT_IDEMPOTENCY_KEY_HOURS", d.idempotency_key_hours, 1),
             webhook_retry_base_seconds=seconds(
                 "CHECKOUT_WEBHOOK_RETRY_BASE_SECONDS", d.webhook_retry_base_seconds
             ),

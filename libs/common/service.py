@@ -109,8 +109,28 @@ class Runtime:
                 for table in (EVENTS_TABLE, *self.spec.partitioned):
                     await ensure_partitions(conn, table, ahead=self.config.partitions_ahead_months)
 
+    async def prune_command_log(self) -> int:
+        """Forgets idempotency keys older than CHECKOUT_IDEMPOTENCY_KEY_HOURS: a retry after that
+        is a new request (as with Stripe's 24 hours), and the table stops growing forever."""
+        pruned = 0
+        for _, pool in self.pools.items():
+            status = await pool.execute(
+                "DELETE FROM command_log WHERE created_at < NOW() - make_interval(hours => $1)",
+                self.config.idempotency_key_hours,
+            )
+            pruned += int(status.rsplit(" ", 1)[-1])
+        if pruned:
+            log.info(
+                "forgot %d idempotency key(s) older than %d h", pruned, self.config.idempotency_key_hours
+            )
+        return pruned
+
     async def _partition_upkeep(self) -> None:
         while True:
+            try:
+                await self.prune_command_log()
+            except (asyncpg.PostgresError, OSError) as error:
+                log.warning("idempotency key pruning failed, will retry: %s", error)
             await asyncio.sleep(6 * 3600)
             try:
                 await self.ensure_partitions()
