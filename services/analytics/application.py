@@ -11,6 +11,7 @@ import asyncpg
 from checkout.analytics.v1 import analytics_pb2 as pb
 
 from libs.common import ids
+from libs.common.currencies import FIAT_MINOR_UNITS
 from libs.common.errors import FieldViolation, InvalidArgument
 from libs.common.service import Runtime
 from services.analytics import repository
@@ -22,25 +23,38 @@ CENT = Decimal("0.01")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
-def money(value: Decimal) -> str:
-    """Exact, without trailing zeros past the cent: 12.60000000 -> "12.60", 0.125 -> "0.125"."""
+def money(value: Decimal, minor_units: int = 2) -> str:
+    """Exact, without trailing zeros past the currency's minor unit: 12.60000000 -> "12.60",
+    0.125 -> "0.125", and in yen (0 minor units) 1500.00000000 -> "1500"."""
     normal = value.normalize()
     exponent = normal.as_tuple().exponent
-    if isinstance(exponent, int) and exponent > -2:
-        normal = value.quantize(CENT)
+    if isinstance(exponent, int) and exponent >= -minor_units:
+        normal = value.quantize(Decimal(1).scaleb(-minor_units))
     return format(normal, "f")
+
+
+def money_in(currency: str, value: Decimal) -> str:
+    """An amount of invoices in `currency`, to its minor unit. The table is the invoice domain's
+    (stdlib only, in the same image): these are that service's amounts, formatted its way."""
+    return money(value, FIAT_MINOR_UNITS.get(currency, 2))
+
+
+def rate_of(row: asyncpg.Record) -> str:
+    rate: Decimal = row["conversion_rate"]
+    return format(rate.quantize(CENT), "f")
 
 
 def metric_message(row: asyncpg.Record) -> pb.DailyMetric:
     metric_date: dt.date = row["metric_date"]
-    rate: Decimal = row["conversion_rate"]
+    currency: str = row["currency"]
     return pb.DailyMetric(
         metric_date=metric_date.isoformat(),
+        currency=currency,
         invoices_created=row["invoices_created"],
         invoices_paid=row["invoices_paid"],
-        amount_created=money(row["amount_created"]),
-        amount_paid=money(row["amount_paid"]),
-        conversion_rate=format(rate.quantize(CENT), "f"),
+        amount_created=money_in(currency, row["amount_created"]),
+        amount_paid=money_in(currency, row["amount_paid"]),
+        conversion_rate=rate_of(row),
     )
 
 
@@ -48,12 +62,25 @@ def platform_day(row: asyncpg.Record) -> pb.PlatformDay:
     metric = metric_message(row)
     return pb.PlatformDay(
         metric_date=metric.metric_date,
+        currency=metric.currency,
         invoices_created=metric.invoices_created,
         invoices_paid=metric.invoices_paid,
         amount_created=metric.amount_created,
         amount_paid=metric.amount_paid,
         conversion_rate=metric.conversion_rate,
         merchants_active=row["merchants_active"],
+    )
+
+
+def currency_totals(row: asyncpg.Record) -> pb.CurrencyTotals:
+    currency: str = row["currency"]
+    return pb.CurrencyTotals(
+        currency=currency,
+        invoices_created=row["invoices_created"],
+        invoices_paid=row["invoices_paid"],
+        amount_created=money_in(currency, row["amount_created"]),
+        amount_paid=money_in(currency, row["amount_paid"]),
+        conversion_rate=rate_of(row),
     )
 
 
@@ -116,27 +143,43 @@ class AnalyticsApp:
         if merchant_id is None:
             raise InvalidArgument.field("merchant_id", "must be a UUID")
         start, end = period_range(request.period, request.as_of)
-        row = await repository.merchant_totals(self.rt.pool_for(merchant_id), merchant_id, start, end)
+        row, currencies = await repository.merchant_totals(
+            self.rt.pool_for(merchant_id), merchant_id, start, end
+        )
         # "all" starts on the merchant's first metric day; with none, there is no start.
         first: dt.date | None = start if start is not None else row["first_day"]
-        rate: Decimal = row["conversion_rate"]
-        return pb.Summary(
+        # A currency whose rows a reorg took back to zeros was not traded in the period.
+        by_currency = [currency_totals(r) for r in currencies if r["invoices_created"] or r["invoices_paid"]]
+        summary = pb.Summary(
             period=request.period,
             from_date=first.isoformat() if first is not None else "",
             to_date=end.isoformat(),
             invoices_created=row["invoices_created"],
             invoices_paid=row["invoices_paid"],
-            amount_created=money(row["amount_created"]),
-            amount_paid=money(row["amount_paid"]),
-            conversion_rate=format(rate.quantize(CENT), "f"),
+            conversion_rate=rate_of(row),
+            by_currency=by_currency,
         )
+        # One sum only when there is one currency to sum in; several stay apart (unset).
+        if len(by_currency) == 1:
+            [only] = by_currency
+            summary.currency = only.currency
+            summary.amount_created, summary.amount_paid = only.amount_created, only.amount_paid
+        elif not by_currency:
+            summary.amount_created = summary.amount_paid = money(Decimal(0))
+        return summary
 
     async def get_platform_metrics(self, request: pb.GetPlatformMetricsRequest) -> pb.PlatformMetrics:
         pool = self.rt.shard_pool(request.shard)
         start, end = date_range(request.from_date, request.to_date)
-        days, active = await repository.platform_metrics(pool, start, end)
+        days, active, by_currency = await repository.platform_metrics(pool, start, end)
         return pb.PlatformMetrics(
-            shard=request.shard, data=[platform_day(d) for d in days], merchants_active=active
+            shard=request.shard,
+            data=[platform_day(d) for d in days],
+            merchants_active=active,
+            merchants_active_by_currency=[
+                pb.CurrencyActivity(currency=c["currency"], merchants_active=c["merchants_active"])
+                for c in by_currency
+            ],
         )
 
     async def get_shard_view(self, request: pb.GetShardViewRequest) -> pb.ShardView:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
@@ -20,6 +21,7 @@ from services.analytics import repository
 
 # Events that change a merchant's metrics, and so retire its cached analytics.
 METRIC_EVENTS = frozenset({"invoice.created", *STATUS_EVENTS})
+_CURRENCY = re.compile(r"[A-Z]{3}")
 
 
 def amount_of(raw: str, field: str) -> Decimal:
@@ -34,8 +36,17 @@ def amount_of(raw: str, field: str) -> Decimal:
     return value
 
 
+def currency_of(raw: str) -> str:
+    """The ISO 4217 code an event's fiat amounts are in; like a malformed amount, a missing one
+    is a ValueError (retried), never money counted in a guessed currency."""
+    if not _CURRENCY.fullmatch(raw):
+        raise ValueError(f"currency {raw!r} is not an ISO 4217 code")
+    return raw
+
+
 class DailyMetricsProjection:
-    """`daily_metrics` per (merchant, UTC day).
+    """`daily_metrics` per (merchant, UTC day, fiat currency): amounts in different currencies
+    are never added together, each invoice counts in its own.
 
     invoices_created / amount_created count an invoice on the day it was created;
     invoices_paid / amount_paid (its fiat total) on the day it was first paid (the `at` of its
@@ -59,8 +70,9 @@ class DailyMetricsProjection:
         created_at = datetime_of(message.created_at) if message.HasField("created_at") else event.occurred_at
         day = created_at.astimezone(dt.UTC).date()
         total = amount_of(message.total, "total")
+        currency = currency_of(message.currency)
         await repository.ensure_partition(conn, day)
-        await repository.count_created(conn, uuid.UUID(message.merchant_id), day, total)
+        await repository.count_created(conn, uuid.UUID(message.merchant_id), day, currency, total)
 
     async def _status(
         self,
@@ -84,16 +96,24 @@ class DailyMetricsProjection:
             day = at.astimezone(dt.UTC).date()
             merchant_id = uuid.UUID(message.merchant_id)
             total = amount_of(message.total, "total")
+            currency = currency_of(message.currency)
             await repository.ensure_partition(conn, day)
-            await repository.add_paid_invoice(conn, invoice_id, merchant_id, day, total, event.version)
-            await repository.count_paid(conn, merchant_id, day, total, 1)
+            await repository.add_paid_invoice(
+                conn, invoice_id, merchant_id, day, currency, total, event.version
+            )
+            await repository.count_paid(conn, merchant_id, day, currency, total, 1)
             return
         if event.version <= known["invoice_version"]:
             return  # an older status replayed after a newer one
         if counts != known["counted"]:
             await repository.ensure_partition(conn, known["paid_on"])
             await repository.count_paid(
-                conn, known["merchant_id"], known["paid_on"], known["amount"], 1 if counts else -1
+                conn,
+                known["merchant_id"],
+                known["paid_on"],
+                known["currency"],
+                known["amount"],
+                1 if counts else -1,
             )
         await repository.mark_paid_invoice(conn, invoice_id, counts, event.version)
 

@@ -12,7 +12,9 @@ from libs.common.db import Connection
 from libs.common.partitions import PartitionedTable, partition_name
 
 DAILY_METRICS = PartitionedTable("daily_metrics", "quarter")
-METRIC_COLUMNS = "metric_date, invoices_created, invoices_paid, amount_created, amount_paid, conversion_rate"
+METRIC_COLUMNS = (
+    "metric_date, currency, invoices_created, invoices_paid, amount_created, amount_paid, conversion_rate"
+)
 
 
 def _quarter(day: dt.date) -> tuple[dt.date, dt.date]:
@@ -44,28 +46,31 @@ def _rate(paid: str, created: str) -> str:
     return f"CASE WHEN {created} = 0 THEN 0 ELSE round(100 * ({paid})::numeric / ({created}), 2) END"
 
 
-async def count_created(conn: Connection, merchant_id: uuid.UUID, day: dt.date, amount: Decimal) -> None:
+async def count_created(
+    conn: Connection, merchant_id: uuid.UUID, day: dt.date, currency: str, amount: Decimal
+) -> None:
     await conn.execute(
-        f"""INSERT INTO daily_metrics (merchant_id, metric_date, invoices_created, amount_created)
-           VALUES ($1, $2, 1, $3)
-           ON CONFLICT (merchant_id, metric_date) DO UPDATE SET
+        f"""INSERT INTO daily_metrics (merchant_id, metric_date, currency, invoices_created, amount_created)
+           VALUES ($1, $2, $4, 1, $3)
+           ON CONFLICT (merchant_id, metric_date, currency) DO UPDATE SET
                invoices_created = daily_metrics.invoices_created + 1,
                amount_created = daily_metrics.amount_created + EXCLUDED.amount_created,
                conversion_rate = {_rate("daily_metrics.invoices_paid", "daily_metrics.invoices_created + 1")}""",
         merchant_id,
         day,
         amount,
+        currency,
     )
 
 
 async def count_paid(
-    conn: Connection, merchant_id: uuid.UUID, day: dt.date, amount: Decimal, sign: int
+    conn: Connection, merchant_id: uuid.UUID, day: dt.date, currency: str, amount: Decimal, sign: int
 ) -> None:
-    """Adds (sign 1) or takes back (sign -1) one paid invoice of `amount` on `day`."""
+    """Adds (sign 1) or takes back (sign -1) one paid invoice of `amount` in `currency` on `day`."""
     await conn.execute(
-        f"""INSERT INTO daily_metrics (merchant_id, metric_date, invoices_paid, amount_paid)
-           VALUES ($1, $2, $4::int, $3::numeric * $4::int)
-           ON CONFLICT (merchant_id, metric_date) DO UPDATE SET
+        f"""INSERT INTO daily_metrics (merchant_id, metric_date, currency, invoices_paid, amount_paid)
+           VALUES ($1, $2, $5, $4::int, $3::numeric * $4::int)
+           ON CONFLICT (merchant_id, metric_date, currency) DO UPDATE SET
                invoices_paid = daily_metrics.invoices_paid + $4::int,
                amount_paid = daily_metrics.amount_paid + $3::numeric * $4::int,
                conversion_rate = {_rate("daily_metrics.invoices_paid + $4::int", "daily_metrics.invoices_created")}""",
@@ -73,12 +78,13 @@ async def count_paid(
         day,
         amount,
         sign,
+        currency,
     )
 
 
 async def paid_invoice(conn: Connection, invoice_id: uuid.UUID) -> asyncpg.Record | None:
     return await conn.fetchrow(
-        "SELECT merchant_id, paid_on, amount, counted, invoice_version FROM paid_invoices "
+        "SELECT merchant_id, paid_on, currency, amount, counted, invoice_version FROM paid_invoices "
         "WHERE invoice_id = $1 FOR UPDATE",
         invoice_id,
     )
@@ -89,15 +95,17 @@ async def add_paid_invoice(
     invoice_id: uuid.UUID,
     merchant_id: uuid.UUID,
     paid_on: dt.date,
+    currency: str,
     amount: Decimal,
     version: int,
 ) -> None:
     await conn.execute(
-        """INSERT INTO paid_invoices (invoice_id, merchant_id, paid_on, amount, counted, invoice_version)
-           VALUES ($1, $2, $3, $4, true, $5)""",
+        """INSERT INTO paid_invoices (invoice_id, merchant_id, paid_on, currency, amount, counted, invoice_version)
+           VALUES ($1, $2, $3, $4, $5, true, $6)""",
         invoice_id,
         merchant_id,
         paid_on,
+        currency,
         amount,
         version,
     )
@@ -127,7 +135,7 @@ async def daily_metrics(
         await pool.fetch(
             f"""SELECT {METRIC_COLUMNS} FROM daily_metrics
                 WHERE merchant_id = $1 AND metric_date BETWEEN $2 AND $3
-                ORDER BY metric_date""",
+                ORDER BY metric_date, currency""",
             merchant_id,
             start,
             end,
@@ -147,11 +155,13 @@ async def shard_counts(pool: asyncpg.Pool) -> tuple[int, int]:
 
 async def merchant_totals(
     pool: asyncpg.Pool, merchant_id: uuid.UUID, start: dt.date | None, end: dt.date
-) -> asyncpg.Record:
-    """One merchant's sums over [start, end] (from its first metric day when start is None),
-    with that first day in range (`first_day`, NULL when it has none)."""
-    row = await pool.fetchrow(
-        f"""SELECT min(metric_date) AS first_day,
+) -> tuple[asyncpg.Record, list[asyncpg.Record]]:
+    """One merchant's sums over [start, end] (from its first metric day when start is None):
+    across currencies, with the first day in range (`first_day`, NULL when it has none), and
+    per currency in code order. One statement, so both are of one snapshot."""
+    rows = await pool.fetch(
+        f"""SELECT currency, GROUPING(currency) = 1 AS overall,
+                   min(metric_date) AS first_day,
                    COALESCE(sum(invoices_created), 0) AS invoices_created,
                    COALESCE(sum(invoices_paid), 0) AS invoices_paid,
                    COALESCE(sum(amount_created), 0) AS amount_created,
@@ -159,13 +169,17 @@ async def merchant_totals(
                    {_rate("COALESCE(sum(invoices_paid), 0)", "COALESCE(sum(invoices_created), 0)")}
                        AS conversion_rate
             FROM daily_metrics
-            WHERE merchant_id = $1 AND ($2::date IS NULL OR metric_date >= $2) AND metric_date <= $3""",
+            WHERE merchant_id = $1 AND ($2::date IS NULL OR metric_date >= $2) AND metric_date <= $3
+            GROUP BY GROUPING SETS ((), (currency))
+            ORDER BY overall DESC, currency""",
         merchant_id,
         start,
         end,
     )
-    assert row is not None  # an aggregate without GROUP BY always yields one row
-    return row
+    # The empty grouping set yields its row even when nothing matched.
+    overall, *by_currency = rows
+    assert overall["overall"]
+    return overall, by_currency
 
 
 # A merchant counts as active on a day it created an invoice or was paid for one; a row a reorg
@@ -175,12 +189,12 @@ _ACTIVE = "invoices_created > 0 OR invoices_paid > 0"
 
 async def platform_metrics(
     pool: asyncpg.Pool, start: dt.date, end: dt.date
-) -> tuple[list[asyncpg.Record], int]:
-    """Every merchant of one shard summed per day over [start, end], and the distinct merchants
-    active in the range. One snapshot, so the days and the count agree."""
+) -> tuple[list[asyncpg.Record], int, list[asyncpg.Record]]:
+    """Every merchant of one shard summed per day and currency over [start, end], the distinct
+    merchants active in the range, and the same per currency. One snapshot, so they agree."""
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
         days = await conn.fetch(
-            f"""SELECT metric_date,
+            f"""SELECT metric_date, currency,
                        sum(invoices_created) AS invoices_created,
                        sum(invoices_paid) AS invoices_paid,
                        sum(amount_created) AS amount_created,
@@ -189,8 +203,8 @@ async def platform_metrics(
                        count(*) FILTER (WHERE {_ACTIVE}) AS merchants_active
                 FROM daily_metrics
                 WHERE metric_date BETWEEN $1 AND $2
-                GROUP BY metric_date
-                ORDER BY metric_date""",
+                GROUP BY metric_date, currency
+                ORDER BY metric_date, currency""",
             start,
             end,
         )
@@ -200,4 +214,13 @@ async def platform_metrics(
             start,
             end,
         )
-    return list(days), int(active)
+        by_currency = await conn.fetch(
+            f"""SELECT currency, count(DISTINCT merchant_id) FILTER (WHERE {_ACTIVE}) AS merchants_active
+                FROM daily_metrics
+                WHERE metric_date BETWEEN $1 AND $2
+                GROUP BY currency
+                ORDER BY currency""",
+            start,
+            end,
+        )
+    return list(days), int(active), list(by_currency)

@@ -63,6 +63,20 @@ def _param(name: str, where: str, schema: Schema, description: str, required: bo
 
 
 MONEY = _string("A decimal string, never a JSON number.", pattern=r"^-?[0-9]+(\.[0-9]+)?$")
+FIAT_MONEY = _string(
+    "A decimal string in the row's currency, to at least its minor unit (12.50, 1500 for JPY).",
+    pattern=r"^-?[0-9]+(\.[0-9]+)?$",
+)
+SINGLE_CURRENCY_MONEY = _string(
+    "The sum in currency when the period has exactly one; 0.00 when it has none; null when it has "
+    "several (see by_currency).",
+    pattern=r"^-?[0-9]+(\.[0-9]+)?$",
+)
+CURRENCY = _string("ISO 4217 code of the invoices' fiat currency.", pattern="^[A-Z]{3}$")
+RATE = _string(
+    "invoices_paid / invoices_created x 100, 2 decimals; 0.00 when nothing was created.",
+    pattern=r"^[0-9]+\.[0-9]{2}$",
+)
 TIMESTAMP = _string("RFC 3339 in UTC, e.g. 2026-11-25T02:24:21.123456Z.", format="date-time")
 NULLABLE_TIMESTAMP = _nullable(TIMESTAMP)
 UUID = _string(format="uuid")
@@ -422,12 +436,14 @@ SCHEMAS: dict[str, Schema] = {
     },
     "DailyMetric": {
         "type": "object",
+        "description": "One UTC day in one fiat currency: a day with invoices in two currencies is two rows.",
         "properties": {
             "metric_date": _string(format="date"),
+            "currency": CURRENCY,
             "invoices_created": {"type": "integer"},
             "invoices_paid": {"type": "integer"},
-            "amount_created": MONEY,
-            "amount_paid": MONEY,
+            "amount_created": FIAT_MONEY,
+            "amount_paid": FIAT_MONEY,
             "conversion_rate": MONEY,
         },
     },
@@ -446,7 +462,9 @@ SCHEMAS: dict[str, Schema] = {
             "invoices_paid",
             "amount_created",
             "amount_paid",
+            "currency",
             "conversion_rate",
+            "by_currency",
         ],
         "properties": {
             "period": _string(enum=["7d", "30d", "90d", "all"]),
@@ -456,14 +474,38 @@ SCHEMAS: dict[str, Schema] = {
                 )
             ),
             "to": _string("Last day covered: today (UTC).", format="date"),
+            "invoices_created": {"type": "integer", "description": "Across every currency."},
+            "invoices_paid": {"type": "integer", "description": "Across every currency."},
+            "amount_created": _nullable(SINGLE_CURRENCY_MONEY),
+            "amount_paid": _nullable(SINGLE_CURRENCY_MONEY),
+            "currency": _nullable(
+                _string("The period's currency when it has exactly one; null with none or several.")
+            ),
+            "conversion_rate": RATE,
+            "by_currency": {
+                "type": "array",
+                "description": "Each currency the period has invoices in, in code order.",
+                "items": ref("CurrencyTotals"),
+            },
+        },
+    },
+    "CurrencyTotals": {
+        "type": "object",
+        "required": [
+            "currency",
+            "invoices_created",
+            "invoices_paid",
+            "amount_created",
+            "amount_paid",
+            "conversion_rate",
+        ],
+        "properties": {
+            "currency": CURRENCY,
             "invoices_created": {"type": "integer"},
             "invoices_paid": {"type": "integer"},
-            "amount_created": MONEY,
-            "amount_paid": MONEY,
-            "conversion_rate": _string(
-                "invoices_paid / invoices_created x 100, 2 decimals; 0.00 when nothing was created.",
-                pattern=r"^[0-9]+\.[0-9]{2}$",
-            ),
+            "amount_created": FIAT_MONEY,
+            "amount_paid": FIAT_MONEY,
+            "conversion_rate": RATE,
         },
     },
     "PlatformMetricSums": {
@@ -482,10 +524,33 @@ SCHEMAS: dict[str, Schema] = {
         },
     },
     "PlatformMetricDay": {
+        "description": "One UTC day in one fiat currency, summed over every merchant.",
         "allOf": [
             ref("PlatformMetricSums"),
-            {"type": "object", "properties": {"metric_date": _string(format="date")}},
-        ]
+            {"type": "object", "properties": {"metric_date": _string(format="date"), "currency": CURRENCY}},
+        ],
+    },
+    "PlatformMetricTotals": {
+        "description": "The range across currencies: counts add up; amount_created and amount_paid "
+        "are the sums in currency when the range has exactly one currency, null (and currency "
+        "null) when it has several, 0.00 when it has none.",
+        "type": "object",
+        "properties": {
+            "invoices_created": {"type": "integer"},
+            "invoices_paid": {"type": "integer"},
+            "amount_created": _nullable(MONEY),
+            "amount_paid": _nullable(MONEY),
+            "currency": _nullable(_string("The range's currency when it has exactly one.")),
+            "conversion_rate": MONEY,
+            "merchants_active": {"type": "integer", "description": "Distinct over the range."},
+        },
+    },
+    "PlatformCurrencyTotals": {
+        "description": "The range in one fiat currency.",
+        "allOf": [
+            ref("PlatformMetricSums"),
+            {"type": "object", "properties": {"currency": CURRENCY}},
+        ],
     },
     "ShardOutcome": {
         "type": "object",
@@ -502,12 +567,21 @@ SCHEMAS: dict[str, Schema] = {
     },
     "PlatformMetrics": {
         "type": "object",
-        "required": ["from", "to", "data", "totals", "complete", "shards"],
+        "required": ["from", "to", "data", "totals", "totals_by_currency", "complete", "shards"],
         "properties": {
             "from": _string(format="date"),
             "to": _string(format="date"),
-            "data": {"type": "array", "items": ref("PlatformMetricDay")},
-            "totals": ref("PlatformMetricSums"),
+            "data": {
+                "type": "array",
+                "description": "In (metric_date, currency) order.",
+                "items": ref("PlatformMetricDay"),
+            },
+            "totals": ref("PlatformMetricTotals"),
+            "totals_by_currency": {
+                "type": "array",
+                "description": "Each currency the range has invoices in, in code order.",
+                "items": ref("PlatformCurrencyTotals"),
+            },
             "complete": {"type": "boolean", "description": "false when a shard failed: the sums lack it."},
             "shards": {"type": "array", "items": ref("ShardOutcome")},
         },
@@ -997,7 +1071,8 @@ PATHS: dict[str, Schema] = {
                     True,
                 ),
             ),
-            description="Needs analytics:read.",
+            description="Needs analytics:read. One row per day and fiat currency the merchant "
+            "invoiced or was paid in.",
         )
     },
     "/v1/analytics/summary": {
@@ -1016,7 +1091,9 @@ PATHS: dict[str, Schema] = {
                     True,
                 ),
             ),
-            description="Needs analytics:read. Amounts are summed across the invoices' fiat currencies.",
+            description="Needs analytics:read. Amounts are never added across fiat currencies: "
+            "by_currency has each currency's sums, and the top-level amounts are those of the "
+            "period's one currency (null when it has several).",
         )
     },
     "/v1/webhook-endpoints": {
@@ -1246,7 +1323,7 @@ PATHS: dict[str, Schema] = {
             description="Every shard is asked concurrently with a deadline. A shard that fails is "
             "listed in shards with ok false, the sums leave it out and complete is false; the "
             "response is still 200. Only when no shard answers is it a 503 naming each. Amounts "
-            "are summed across the invoices' fiat currencies.",
+            "are summed per fiat currency, never across currencies.",
         )
     },
     "/v1/checkout/{invoice_id}": {

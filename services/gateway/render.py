@@ -203,11 +203,23 @@ def customer_payment(p: customer_pb2.CustomerPayment) -> JsonObject:
 def daily_metric(d: analytics_pb2.DailyMetric) -> JsonObject:
     return {
         "metric_date": d.metric_date,
+        "currency": d.currency,
         "invoices_created": d.invoices_created,
         "invoices_paid": d.invoices_paid,
         "amount_created": d.amount_created,
         "amount_paid": d.amount_paid,
         "conversion_rate": d.conversion_rate,
+    }
+
+
+def currency_totals(c: analytics_pb2.CurrencyTotals) -> JsonObject:
+    return {
+        "currency": c.currency,
+        "invoices_created": c.invoices_created,
+        "invoices_paid": c.invoices_paid,
+        "amount_created": c.amount_created,
+        "amount_paid": c.amount_paid,
+        "conversion_rate": c.conversion_rate,
     }
 
 
@@ -219,7 +231,10 @@ def summary(s: analytics_pb2.Summary) -> JsonObject:
         "to": s.to_date,
         "invoices_created": s.invoices_created,
         "invoices_paid": s.invoices_paid,
-        "amount_created": s.amount_created,
-        "amount_paid": s.amount_paid,
+        # Unset when the period has several currencies: their amounts do not add up.
+        "amount_created": s.amount_created if s.HasField("amount_created") else None,
+        "amount_paid": s.amount_paid if s.HasField("amount_paid") else None,
+        "currency": _optional(s.currency),
         "conversion_rate": s.conversion_rate,
+        "by_currency": [currency_totals(c) for c in s.by_currency],
     }

@@ -7,11 +7,11 @@ refused everywhere because a binary float cannot hold 0.10 exactly.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Context, Decimal, Inexact, InvalidOperation
-from types import MappingProxyType
 from typing import Literal
+
+from libs.common.currencies import FIAT_MINOR_UNITS
 
 __all__ = [
     "CRYPTO",
@@ -41,10 +41,6 @@ MAX_FRACTION_DIGITS = 18
 # 10**30 is far above any real invoice in any supported unit.
 MAX_INTEGER_DIGITS = 30
 
-# ISO 4217 minor-unit exponents: the number of decimals a fiat amount may carry.
-FIAT_MINOR_UNITS: Mapping[str, int] = MappingProxyType(
-    {"USD": 2, "EUR": 2, "GBP": 2, "JPY": 0, "CAD": 2, "AUD": 2, "CHF": 2}
-)
 
 Network = Literal["ethereum", "bitcoin"]
 

@@ -21,7 +21,7 @@ from libs.common.consumer import rebuild
 from libs.common.errors import InvalidArgument
 from libs.common.eventstore import StoredEvent
 from libs.common.grpc_errors import from_rpc_error
-from services.analytics.application import date_range, money
+from services.analytics.application import date_range, money, money_in
 from services.analytics.projections import DailyMetricsProjection
 from services.analytics.service import SPEC
 from tests.common.eventsource import (
@@ -61,9 +61,10 @@ async def fails_with(call: Awaitable[Any], code: grpc.StatusCode) -> grpc.aio.Ai
     return error.value
 
 
-def row(metric: pb.DailyMetric) -> tuple[str, int, int, str, str, str]:
+def row(metric: pb.DailyMetric) -> tuple[str, str, int, int, str, str, str]:
     return (
         metric.metric_date,
+        metric.currency,
         metric.invoices_created,
         metric.invoices_paid,
         metric.amount_created,
@@ -73,7 +74,7 @@ def row(metric: pb.DailyMetric) -> tuple[str, int, int, str, str, str]:
 
 
 async def table(pool: asyncpg.Pool) -> list[asyncpg.Record]:
-    return list(await pool.fetch("SELECT * FROM daily_metrics ORDER BY merchant_id, metric_date"))
+    return list(await pool.fetch("SELECT * FROM daily_metrics ORDER BY merchant_id, metric_date, currency"))
 
 
 async def test_daily_metrics_count_and_sum_each_merchants_invoices_per_utc_day_exactly(
@@ -114,14 +115,14 @@ async def test_daily_metrics_count_and_sum_each_merchants_invoices_per_utc_day_e
 
         everything = await metrics(merchant, old.date(), today)
         assert [row(d) for d in everything.data] == [
-            (old.date().isoformat(), 1, 0, "7.25", "0.00", "0.00"),
-            (yesterday.isoformat(), 1, 0, "100.00", "0.00", "0.00"),
-            (today.isoformat(), 2, 0, "12.60", "0.00", "0.00"),
+            (old.date().isoformat(), "USD", 1, 0, "7.25", "0.00", "0.00"),
+            (yesterday.isoformat(), "USD", 1, 0, "100.00", "0.00", "0.00"),
+            (today.isoformat(), "USD", 2, 0, "12.60", "0.00", "0.00"),
         ]
         only_today = await metrics(merchant, today, today)
         assert [d.metric_date for d in only_today.data] == [today.isoformat()]
         assert [row(d) for d in (await metrics(other, today, today)).data] == [
-            (today.isoformat(), 1, 0, "1.00", "0.00", "0.00")
+            (today.isoformat(), "USD", 1, 0, "1.00", "0.00", "0.00")
         ]
 
         pool = runtime.pools[0]
@@ -143,7 +144,7 @@ async def test_daily_metrics_count_and_sum_each_merchants_invoices_per_utc_day_e
             what="the duplicate's ack",
         )
         assert [row(d) for d in (await metrics(merchant, today, today)).data] == [
-            (today.isoformat(), 2, 0, "12.60", "0.00", "0.00")
+            (today.isoformat(), "USD", 2, 0, "12.60", "0.00", "0.00")
         ]
 
         # Dropped and rebuilt from the invoice events, the read model is the same.
@@ -220,9 +221,15 @@ def test_a_date_range_is_inclusive_at_most_366_days_and_names_the_field_at_fault
         assert [(d.field, d.reason) for d in error.value.details] == expected
 
 
-def test_amounts_are_exact_strings_to_at_least_the_cent() -> None:
+def test_amounts_are_exact_strings_to_at_least_the_currencys_minor_unit() -> None:
     assert money(Decimal("12.60000000")) == "12.60"
     assert money(Decimal("100.00000000")) == "100.00"
     assert money(Decimal("0E-8")) == "0.00"
     assert money(Decimal("0.00020833")) == "0.00020833"
     assert money(Decimal("1234567890.12345678")) == "1234567890.12345678"
+    # Yen have no minor unit; a currency the table does not know keeps cents.
+    assert money_in("JPY", Decimal("1500.00000000")) == "1500"
+    assert money_in("JPY", Decimal("0E-8")) == "0"
+    assert money_in("JPY", Decimal("1E+3")) == "1000"
+    assert money_in("EUR", Decimal("7.50000000")) == "7.50"
+    assert money_in("XYZ", Decimal("7.5")) == "7.50"

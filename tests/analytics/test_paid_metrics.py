@@ -63,12 +63,13 @@ class Invoice:
         return stored
 
 
-Row = tuple[str, int, int, str, str, str]
+Row = tuple[str, str, int, int, str, str, str]
 
 
 def row(metric: pb.DailyMetric) -> Row:
     return (
         metric.metric_date,
+        metric.currency,
         metric.invoices_created,
         metric.invoices_paid,
         metric.amount_created,
@@ -79,7 +80,7 @@ def row(metric: pb.DailyMetric) -> Row:
 
 async def tables(pool: asyncpg.Pool) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
     return (
-        list(await pool.fetch("SELECT * FROM daily_metrics ORDER BY merchant_id, metric_date")),
+        list(await pool.fetch("SELECT * FROM daily_metrics ORDER BY merchant_id, metric_date, currency")),
         list(await pool.fetch("SELECT * FROM paid_invoices ORDER BY invoice_id")),
     )
 
@@ -122,7 +123,9 @@ async def test_an_invoice_is_counted_paid_once_on_the_day_it_was_first_paid(
         d0, d1 = yesterday.isoformat(), today.isoformat()
         # 4 paid of 4 created today: 100 %.
         await poll(
-            lambda: shows([(d0, 1, 0, "100.00", "0.00", "0.00"), (d1, 4, 4, "36.50", "135.50", "100.00")]),
+            lambda: shows(
+                [(d0, "USD", 1, 0, "100.00", "0.00", "0.00"), (d1, "USD", 4, 4, "36.50", "135.50", "100.00")]
+            ),
             what="four invoices paid today",
         )
 
@@ -132,7 +135,9 @@ async def test_an_invoice_is_counted_paid_once_on_the_day_it_was_first_paid(
         await invalid.moves("invoice.invalid", noon + dt.timedelta(minutes=22))
         await unpaid.moves("invoice.expired", noon + dt.timedelta(minutes=23))
         await poll(
-            lambda: shows([(d0, 1, 0, "100.00", "0.00", "0.00"), (d1, 4, 2, "36.50", "110.00", "50.00")]),
+            lambda: shows(
+                [(d0, "USD", 1, 0, "100.00", "0.00", "0.00"), (d1, "USD", 4, 2, "36.50", "110.00", "50.00")]
+            ),
             what="two invoices taken back",
         )
 
@@ -140,7 +145,9 @@ async def test_an_invoice_is_counted_paid_once_on_the_day_it_was_first_paid(
         await reorged.moves("invoice.paid", dt.datetime.combine(tomorrow, dt.time(1), dt.UTC))
         last = await reorged.moves("invoice.confirmed", dt.datetime.combine(tomorrow, dt.time(2), dt.UTC))
         await poll(
-            lambda: shows([(d0, 1, 0, "100.00", "0.00", "0.00"), (d1, 4, 3, "36.50", "130.50", "75.00")]),
+            lambda: shows(
+                [(d0, "USD", 1, 0, "100.00", "0.00", "0.00"), (d1, "USD", 4, 3, "36.50", "130.50", "75.00")]
+            ),
             what="the reorged invoice paid again, counted once",
         )
         pool = runtime.pools[0]

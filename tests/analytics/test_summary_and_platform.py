@@ -28,8 +28,8 @@ from tests.services import running
 if TYPE_CHECKING:  # the async stub type exists only in the generated .pyi
     Stub = analytics_pb2_grpc.AnalyticsServiceAsyncStub
 
-SummaryRow = tuple[str, str, str, int, int, str, str, str]
-DayRow = tuple[str, int, int, str, str, str, int]
+SummaryRow = tuple[str, str, str, int, int, str, str, str, str]
+DayRow = tuple[str, str, int, int, str, str, str, int]
 
 
 @pytest.fixture
@@ -80,6 +80,7 @@ def summary_row(s: pb.Summary) -> SummaryRow:
         s.invoices_paid,
         s.amount_created,
         s.amount_paid,
+        s.currency,
         s.conversion_rate,
     )
 
@@ -87,6 +88,7 @@ def summary_row(s: pb.Summary) -> SummaryRow:
 def day_row(d: pb.PlatformDay) -> DayRow:
     return (
         d.metric_date,
+        d.currency,
         d.invoices_created,
         d.invoices_paid,
         d.amount_created,
@@ -145,6 +147,7 @@ async def test_a_summary_sums_the_last_n_utc_days_including_today_or_all_time(
             1,
             "35.00",
             "10.00",
+            "USD",
             "33.33",
         )
         assert summary_row(await summary(merchant, "30d")) == (
@@ -155,6 +158,7 @@ async def test_a_summary_sums_the_last_n_utc_days_including_today_or_all_time(
             1,
             "36.00",
             "10.00",
+            "USD",
             "25.00",
         )
         assert summary_row(await summary(merchant, "90d")) == (
@@ -165,6 +169,7 @@ async def test_a_summary_sums_the_last_n_utc_days_including_today_or_all_time(
             2,
             "38.50",
             "12.50",
+            "USD",
             "40.00",
         )
         assert summary_row(await summary(merchant, "all")) == (
@@ -175,6 +180,7 @@ async def test_a_summary_sums_the_last_n_utc_days_including_today_or_all_time(
             2,
             "138.50",
             "12.50",
+            "USD",
             "33.33",
         )
         # Ending on another day (what the gateway pins to its cache key's day).
@@ -186,9 +192,10 @@ async def test_a_summary_sums_the_last_n_utc_days_including_today_or_all_time(
             0,
             "1.00",
             "0.00",
+            "USD",
             "0.00",
         )
-        # Nothing yet: no first day for "all", and zero totals rather than nulls.
+        # Nothing yet: no first day for "all", no currency, and zero totals rather than nulls.
         assert summary_row(await summary(newcomer, "all")) == (
             "all",
             "",
@@ -197,6 +204,7 @@ async def test_a_summary_sums_the_last_n_utc_days_including_today_or_all_time(
             0,
             "0.00",
             "0.00",
+            "",
             "0.00",
         )
         assert summary_row(await summary(newcomer, "30d")) == (
@@ -207,6 +215,7 @@ async def test_a_summary_sums_the_last_n_utc_days_including_today_or_all_time(
             0,
             "0.00",
             "0.00",
+            "",
             "0.00",
         )
 
@@ -268,9 +277,9 @@ async def test_platform_metrics_sum_every_merchant_of_each_shard_per_day(
             return answer.shard, [day_row(d) for d in answer.data], answer.merchants_active
 
         shard0_days = [
-            (day(3), 1, 0, "4.00", "0.00", "0.00", 1),
-            (day(1), 1, 0, "5.00", "0.00", "0.00", 1),
-            (day(0), 2, 1, "12.50", "10.00", "50.00", 2),
+            (day(3), "USD", 1, 0, "4.00", "0.00", "0.00", 1),
+            (day(1), "USD", 1, 0, "5.00", "0.00", "0.00", 1),
+            (day(0), "USD", 2, 1, "12.50", "10.00", "50.00", 2),
         ]
 
         async def shows(shard: int, expected: tuple[int, list[DayRow], int]) -> bool:
@@ -278,7 +287,7 @@ async def test_platform_metrics_sum_every_merchant_of_each_shard_per_day(
 
         await poll(lambda: shows(0, (0, shard0_days, 3)), what="shard 0: three merchants over four days")
         await poll(
-            lambda: shows(1, (1, [(day(0), 1, 1, "7.00", "7.00", "100.00", 1)], 1)),
+            lambda: shows(1, (1, [(day(0), "USD", 1, 1, "7.00", "7.00", "100.00", 1)], 1)),
             what="shard 1: one merchant today",
         )
         # Only today: the reorged merchant's zero row neither counts nor makes it active.

@@ -105,6 +105,7 @@ async def test_merchant_api_key_invoice_customer_and_analytics_flow(
         "data"
     ][0]
     assert day["amount_created"] in ("26.25", "26.25000000")
+    assert day["currency"] == "USD"  # one row per currency; this merchant invoices in dollars
 
     # Another merchant's key sees nothing of this merchant's.
     assert (await http.get(f"/v1/invoices/{invoice['id']}", headers=bearer(other_key))).status_code == 404

@@ -124,4 +124,5 @@ async def test_an_invoice_paid_on_chain_is_confirmed_and_customers_and_analytics
 
     day = await until(metrics, "the day's analytics to count the payment")
     assert day["invoices_created"] == 1 and Decimal(day["amount_paid"]) == Decimal(invoice["total"])
+    assert day["currency"] == invoice["currency"]
     assert Decimal(day["conversion_rate"]) == Decimal(100)

@@ -525,6 +525,8 @@ class FakeAnalytics(analytics_pb2_grpc.AnalyticsServiceServicer):
         self.platform: dict[int, analytics_pb2.PlatformMetrics] = {}
         self.failing: set[int] = set()
         self.stalled: set[int] = set()
+        # A summary seeded by a test, answered for any period instead of the one-currency default.
+        self.summary: analytics_pb2.Summary | None = None
 
     async def GetDailyMetrics(
         self, request: analytics_pb2.GetDailyMetricsRequest, context: Context
@@ -532,6 +534,7 @@ class FakeAnalytics(analytics_pb2_grpc.AnalyticsServiceServicer):
         self.recorder.record("GetDailyMetrics", context)
         row = analytics_pb2.DailyMetric(
             metric_date=request.from_date,
+            currency="USD",
             invoices_created=3,
             invoices_paid=1,
             amount_created="37.50",
@@ -552,6 +555,8 @@ class FakeAnalytics(analytics_pb2_grpc.AnalyticsServiceServicer):
         self.recorder.record("GetSummary", context)
         if request.period not in ("7d", "30d", "90d", "all"):
             await fail(context, InvalidArgument.field("period", "must be one of 7d, 30d, 90d, all"))
+        if self.summary is not None:
+            return self.summary
         return analytics_pb2.Summary(
             period=request.period,
             from_date="" if request.period == "all" else "2026-01-01",
@@ -560,7 +565,18 @@ class FakeAnalytics(analytics_pb2_grpc.AnalyticsServiceServicer):
             invoices_paid=1,
             amount_created="37.50",
             amount_paid="12.50",
+            currency="USD",
             conversion_rate="33.33",
+            by_currency=[
+                analytics_pb2.CurrencyTotals(
+                    currency="USD",
+                    invoices_created=3,
+                    invoices_paid=1,
+                    amount_created="37.50",
+                    amount_paid="12.50",
+                    conversion_rate="33.33",
+                )
+            ],
         )
 
     async def GetPlatformMetrics(

@@ -17,10 +17,17 @@ URL = "/v1/admin/platform-metrics?from=2026-01-01&to=2026-01-31"
 
 
 def day(
-    metric_date: str, created: int, paid: int, amount_created: str, amount_paid: str, active: int
+    metric_date: str,
+    created: int,
+    paid: int,
+    amount_created: str,
+    amount_paid: str,
+    active: int,
+    currency: str = "USD",
 ) -> pb.PlatformDay:
     return pb.PlatformDay(
         metric_date=metric_date,
+        currency=currency,
         invoices_created=created,
         invoices_paid=paid,
         amount_created=amount_created,
@@ -40,12 +47,20 @@ def seeded(services: FakeServices) -> FakeServices:
                 day("2026-01-05", 3, 0, "0.125", "0.00", 1),
             ],
             merchants_active=2,
+            merchants_active_by_currency=[active("USD", 2)],
         ),
         1: pb.PlatformMetrics(
-            shard=1, data=[day("2026-01-02", 1, 1, "1234567890.12", "1234567890.12", 1)], merchants_active=1
+            shard=1,
+            data=[day("2026-01-02", 1, 1, "1234567890.12", "1234567890.12", 1)],
+            merchants_active=1,
+            merchants_active_by_currency=[active("USD", 1)],
         ),
     }
     return services
+
+
+def active(currency: str, merchants: int) -> pb.CurrencyActivity:
+    return pb.CurrencyActivity(currency=currency, merchants_active=merchants)
 
 
 def shard_calls(services: FakeServices) -> list[str]:
@@ -63,6 +78,7 @@ async def test_every_shards_days_are_merged_exactly_with_the_rate_from_the_sums(
         "data": [
             {
                 "metric_date": "2026-01-02",
+                "currency": "USD",
                 "invoices_created": 3,
                 "invoices_paid": 2,
                 "amount_created": "1234567900.12",
@@ -72,6 +88,7 @@ async def test_every_shards_days_are_merged_exactly_with_the_rate_from_the_sums(
             },
             {
                 "metric_date": "2026-01-05",
+                "currency": "USD",
                 "invoices_created": 3,
                 "invoices_paid": 0,
                 "amount_created": "0.125",
@@ -88,11 +105,100 @@ async def test_every_shards_days_are_merged_exactly_with_the_rate_from_the_sums(
             "amount_paid": "1234567897.62",
             "conversion_rate": "33.33",
             "merchants_active": 3,
+            "currency": "USD",
         },
+        "totals_by_currency": [
+            {
+                "currency": "USD",
+                "invoices_created": 6,
+                "invoices_paid": 2,
+                "amount_created": "1234567900.245",
+                "amount_paid": "1234567897.62",
+                "conversion_rate": "33.33",
+                "merchants_active": 3,
+            }
+        ],
         "complete": True,
         "shards": [{"id": 0, "ok": True}, {"id": 1, "ok": True}],
     }
     assert len(shard_calls(seeded)) == 2
+
+
+async def test_currencies_are_summed_apart_across_shards_and_the_totals_leave_amounts_null(
+    client: httpx.AsyncClient, services: FakeServices
+) -> None:
+    services.analytics.platform = {
+        0: pb.PlatformMetrics(
+            shard=0,
+            data=[
+                day("2026-01-02", 1, 1, "10.00", "10.00", 1, "EUR"),
+                day("2026-01-02", 2, 0, "5.50", "0.00", 2, "USD"),
+            ],
+            merchants_active=2,
+            merchants_active_by_currency=[active("EUR", 1), active("USD", 2)],
+        ),
+        1: pb.PlatformMetrics(
+            shard=1,
+            data=[
+                day("2026-01-02", 1, 0, "2.25", "0.00", 1, "EUR"),
+                day("2026-01-03", 1, 1, "1500", "1500", 1, "JPY"),
+                # A reorg took this back to zeros: it shows as a row, not as a traded currency.
+                day("2026-01-03", 0, 0, "0.00", "0.00", 0, "GBP"),
+            ],
+            merchants_active=2,
+            merchants_active_by_currency=[active("EUR", 1), active("GBP", 0), active("JPY", 1)],
+        ),
+    }
+    response = await client.get(URL, headers=operator())
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert [
+        (d["metric_date"], d["currency"], d["invoices_created"], d["amount_created"], d["amount_paid"])
+        for d in body["data"]
+    ] == [
+        ("2026-01-02", "EUR", 2, "12.25", "10.00"),
+        ("2026-01-02", "USD", 2, "5.50", "0.00"),
+        ("2026-01-03", "GBP", 0, "0.00", "0.00"),
+        ("2026-01-03", "JPY", 1, "1500", "1500"),
+    ]
+    assert body["totals"] == {
+        "invoices_created": 5,
+        "invoices_paid": 2,
+        "amount_created": None,
+        "amount_paid": None,
+        "currency": None,
+        "conversion_rate": "40.00",
+        "merchants_active": 4,
+    }
+    assert body["totals_by_currency"] == [
+        {
+            "currency": "EUR",
+            "invoices_created": 2,
+            "invoices_paid": 1,
+            "amount_created": "12.25",
+            "amount_paid": "10.00",
+            "conversion_rate": "50.00",
+            "merchants_active": 2,
+        },
+        {
+            "currency": "JPY",
+            "invoices_created": 1,
+            "invoices_paid": 1,
+            "amount_created": "1500",
+            "amount_paid": "1500",
+            "conversion_rate": "100.00",
+            "merchants_active": 1,
+        },
+        {
+            "currency": "USD",
+            "invoices_created": 2,
+            "invoices_paid": 0,
+            "amount_created": "5.50",
+            "amount_paid": "0.00",
+            "conversion_rate": "0.00",
+            "merchants_active": 2,
+        },
+    ]
 
 
 async def test_no_metrics_anywhere_is_empty_days_and_zero_totals(client: httpx.AsyncClient) -> None:
@@ -107,7 +213,9 @@ async def test_no_metrics_anywhere_is_empty_days_and_zero_totals(client: httpx.A
         "amount_paid": "0.00",
         "conversion_rate": "0.00",
         "merchants_active": 0,
+        "currency": None,
     }
+    assert body["totals_by_currency"] == []
 
 
 async def test_a_failing_shard_is_reported_and_the_others_are_still_merged(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import httpx
+from checkout.analytics.v1 import analytics_pb2 as pb
 from starlette.applications import Starlette
 
 from services.gateway.state import GatewayState
@@ -29,8 +30,59 @@ async def test_a_summary_renders_counts_as_integers_and_money_as_strings_ending_
         "invoices_paid": 1,
         "amount_created": "37.50",
         "amount_paid": "12.50",
+        "currency": "USD",
         "conversion_rate": "33.33",
+        "by_currency": [
+            {
+                "currency": "USD",
+                "invoices_created": 3,
+                "invoices_paid": 1,
+                "amount_created": "37.50",
+                "amount_paid": "12.50",
+                "conversion_rate": "33.33",
+            }
+        ],
     }
+
+
+async def test_a_summary_in_several_currencies_has_null_amounts_and_each_currencys_sums(
+    client: httpx.AsyncClient, merchant: Merchant, services: FakeServices
+) -> None:
+    usd = pb.CurrencyTotals(
+        currency="USD",
+        invoices_created=2,
+        invoices_paid=1,
+        amount_created="30.00",
+        amount_paid="10.00",
+        conversion_rate="50.00",
+    )
+    jpy = pb.CurrencyTotals(
+        currency="JPY",
+        invoices_created=1,
+        invoices_paid=1,
+        amount_created="1500",
+        amount_paid="1500",
+        conversion_rate="100.00",
+    )
+    # What the analytics service answers for several currencies: the amounts unset.
+    services.analytics.summary = pb.Summary(
+        period="7d",
+        from_date="2026-01-01",
+        to_date="2026-01-07",
+        invoices_created=3,
+        invoices_paid=2,
+        conversion_rate="66.67",
+        by_currency=[jpy, usd],
+    )
+    response = await client.get("/v1/analytics/summary?period=7d", headers=bearer(merchant.key))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["invoices_created"], body["invoices_paid"], body["conversion_rate"]) == (3, 2, "66.67")
+    assert (body["amount_created"], body["amount_paid"], body["currency"]) == (None, None, None)
+    assert [(c["currency"], c["amount_created"], c["amount_paid"]) for c in body["by_currency"]] == [
+        ("JPY", "1500", "1500"),
+        ("USD", "30.00", "10.00"),
+    ]
 
 
 async def test_all_time_without_metrics_has_a_null_from(

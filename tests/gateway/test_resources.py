@@ -45,6 +45,7 @@ async def test_daily_analytics_keep_counts_as_integers_and_amounts_as_strings(
     assert response.json()["data"] == [
         {
             "metric_date": "2026-01-01",
+            "currency": "USD",
             "invoices_created": 3,
             "invoices_paid": 1,
             "amount_created": "37.50",

@@ -71,13 +71,15 @@ async def shards(request: Request) -> JSONResponse:
 
 @dataclass
 class Sums:
-    """Metrics added up across merchants and shards. Amounts stay exact Decimals; the rate is
-    computed once from the sums, never averaged from the shards' rates."""
+    """Metrics of one currency added up across merchants and shards. Amounts stay exact
+    Decimals, starting from an exact 0 so that the sum keeps the shards' decimals ("1500" yen,
+    "12.50" dollars); the rate is computed once from the sums, never averaged from the shards'
+    rates."""
 
     invoices_created: int = 0
     invoices_paid: int = 0
-    amount_created: Decimal = Decimal("0.00")
-    amount_paid: Decimal = Decimal("0.00")
+    amount_created: Decimal = Decimal(0)
+    amount_paid: Decimal = Decimal(0)
     merchants_active: int = 0
 
     def add(self, m: analytics_pb2.PlatformDay, merchants_active: int) -> None:
@@ -104,6 +106,31 @@ class Sums:
             "merchants_active": self.merchants_active,
         }
 
+    def traded(self) -> bool:
+        # A currency whose rows a reorg took back to zeros was not traded in the range.
+        return self.invoices_created > 0 or self.invoices_paid > 0
+
+
+def _totals(by_currency: dict[str, Sums], merchants_active: int) -> dict[str, object]:
+    """The range across currencies: counts add up, amounts only when there is one currency to
+    add them in (null with several; zero with none)."""
+    traded = [(c, sums) for c, sums in by_currency.items() if sums.traded()]
+    totals = Sums(
+        invoices_created=sum(s.invoices_created for s in by_currency.values()),
+        invoices_paid=sum(s.invoices_paid for s in by_currency.values()),
+        amount_created=Decimal("0.00"),
+        amount_paid=Decimal("0.00"),
+        merchants_active=merchants_active,
+    )
+    currency: str | None = None
+    if len(traded) == 1:
+        [(currency, only)] = traded
+        totals.amount_created, totals.amount_paid = only.amount_created, only.amount_paid
+    rendered = {**totals.render(), "currency": currency}
+    if len(traded) > 1:
+        rendered["amount_created"] = rendered["amount_paid"] = None
+    return rendered
+
 
 async def _platform_shard(
     backends: Backends, shard: int, start: date, end: date, context: CallContext
@@ -123,7 +150,7 @@ async def _platform_shard(
 
 
 async def platform_metrics(request: Request) -> JSONResponse:
-    """Every merchant's daily metrics summed across all shards.
+    """Every merchant's daily metrics summed across all shards, per day and fiat currency.
 
     Each shard is asked at once with its own deadline. A shard that fails or times out is listed
     with ok false and its error, and the sums cover the shards that answered ("complete" false):
@@ -138,8 +165,9 @@ async def platform_metrics(request: Request) -> JSONResponse:
     shard_ids = backends.shards()
     results = await asyncio.gather(*(_platform_shard(backends, s, start, end, context) for s in shard_ids))
 
-    days: dict[str, Sums] = {}
-    totals = Sums()
+    days: dict[tuple[str, str], Sums] = {}
+    by_currency: dict[str, Sums] = {}
+    active = 0
     reports: list[dict[str, object]] = []
     failed: list[FieldViolation] = []
     for shard, result in zip(shard_ids, results, strict=True):
@@ -151,18 +179,25 @@ async def platform_metrics(request: Request) -> JSONResponse:
             continue
         reports.append({"id": shard, "ok": True})
         for day in result.data:
-            days.setdefault(day.metric_date, Sums()).add(day, day.merchants_active)
-            totals.add(day, 0)
+            days.setdefault((day.metric_date, day.currency), Sums()).add(day, day.merchants_active)
+            by_currency.setdefault(day.currency, Sums()).add(day, 0)
         # Distinct over the range, not the sum of the days; a merchant lives on one shard only.
-        totals.merchants_active += result.merchants_active
+        active += result.merchants_active
+        for activity in result.merchants_active_by_currency:
+            by_currency.setdefault(activity.currency, Sums()).merchants_active += activity.merchants_active
     if failed and len(failed) == len(shard_ids):
         raise ApiError("unavailable", "no shard answered", failed)
     return JSONResponse(
         {
             "from": start.isoformat(),
             "to": end.isoformat(),
-            "data": [{"metric_date": d, **days[d].render()} for d in sorted(days)],
-            "totals": totals.render(),
+            "data": [{"metric_date": d, "currency": c, **days[d, c].render()} for d, c in sorted(days)],
+            "totals": _totals(by_currency, active),
+            "totals_by_currency": [
+                {"currency": c, **by_currency[c].render()}
+                for c in sorted(by_currency)
+                if by_currency[c].traded()
+            ],
             "complete": not failed,
             "shards": reports,
         }

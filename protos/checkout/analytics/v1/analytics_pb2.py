@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%checkout/analytics/v1/analytics.proto\x12\x15\x63heckout.analytics.v1\"\x99\x01\n\x0b\x44\x61ilyMetric\x12\x13\n\x0bmetric_date\x18\x01 \x01(\t\x12\x18\n\x10invoices_created\x18\x02 \x01(\x03\x12\x15\n\rinvoices_paid\x18\x03 \x01(\x03\x12\x16\n\x0e\x61mount_created\x18\x04 \x01(\t\x12\x13\n\x0b\x61mount_paid\x18\x05 \x01(\t\x12\x17\n\x0f\x63onversion_rate\x18\x06 \x01(\t\"Q\n\x16GetDailyMetricsRequest\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12\x11\n\tfrom_date\x18\x02 \x01(\t\x12\x0f\n\x07to_date\x18\x03 \x01(\t\"K\n\x17GetDailyMetricsResponse\x12\x30\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\".checkout.analytics.v1.DailyMetric\"$\n\x13GetShardViewRequest\x12\r\n\x05shard\x18\x01 \x01(\x05\"?\n\tShardView\x12\r\n\x05shard\x18\x01 \x01(\x05\x12\x11\n\tmerchants\x18\x02 \x01(\x03\x12\x10\n\x08invoices\x18\x03 \x01(\x03\"G\n\x11GetSummaryRequest\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12\x0e\n\x06period\x18\x02 \x01(\t\x12\r\n\x05\x61s_of\x18\x03 \x01(\t\"\xb4\x01\n\x07Summary\x12\x0e\n\x06period\x18\x01 \x01(\t\x12\x11\n\tfrom_date\x18\x02 \x01(\t\x12\x0f\n\x07to_date\x18\x03 \x01(\t\x12\x18\n\x10invoices_created\x18\x04 \x01(\x03\x12\x15\n\rinvoices_paid\x18\x05 \x01(\x03\x12\x16\n\x0e\x61mount_created\x18\x06 \x01(\t\x12\x13\n\x0b\x61mount_paid\x18\x07 \x01(\t\x12\x17\n\x0f\x63onversion_rate\x18\x08 \x01(\t\"N\n\x19GetPlatformMetricsRequest\x12\r\n\x05shard\x18\x01 \x01(\x05\x12\x11\n\tfrom_date\x18\x02 \x01(\t\x12\x0f\n\x07to_date\x18\x03 \x01(\t\"\xb3\x01\n\x0bPlatformDay\x12\x13\n\x0bmetric_date\x18\x01 \x01(\t\x12\x18\n\x10invoices_created\x18\x02 \x01(\x03\x12\x15\n\rinvoices_paid\x18\x03 \x01(\x03\x12\x16\n\x0e\x61mount_created\x18\x04 \x01(\t\x12\x13\n\x0b\x61mount_paid\x18\x05 \x01(\t\x12\x17\n\x0f\x63onversion_rate\x18\x06 \x01(\t\x12\x18\n\x10merchants_active\x18\x07 \x01(\x03\"l\n\x0fPlatformMetrics\x12\r\n\x05shard\x18\x01 \x01(\x05\x12\x30\n\x04\x64\x61ta\x18\x02 \x03(\x0b\x32\".checkout.analytics.v1.PlatformDay\x12\x18\n\x10merchants_active\x18\x03 \x01(\x03\x32\xaa\x03\n\x10\x41nalyticsService\x12p\n\x0fGetDailyMetrics\x12-.checkout.analytics.v1.GetDailyMetricsRequest\x1a..checkout.analytics.v1.GetDailyMetricsResponse\x12\\\n\x0cGetShardView\x12*.checkout.analytics.v1.GetShardViewRequest\x1a .checkout.analytics.v1.ShardView\x12V\n\nGetSummary\x12(.checkout.analytics.v1.GetSummaryRequest\x1a\x1e.checkout.analytics.v1.Summary\x12n\n\x12GetPlatformMetrics\x12\x30.checkout.analytics.v1.GetPlatformMetricsRequest\x1a&.checkout.analytics.v1.PlatformMetricsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%checkout/analytics/v1/analytics.proto\x12\x15\x63heckout.analytics.v1\"\xab\x01\n\x0b\x44\x61ilyMetric\x12\x13\n\x0bmetric_date\x18\x01 \x01(\t\x12\x18\n\x10invoices_created\x18\x02 \x01(\x03\x12\x15\n\rinvoices_paid\x18\x03 \x01(\x03\x12\x16\n\x0e\x61mount_created\x18\x04 \x01(\t\x12\x13\n\x0b\x61mount_paid\x18\x05 \x01(\t\x12\x17\n\x0f\x63onversion_rate\x18\x06 \x01(\t\x12\x10\n\x08\x63urrency\x18\x07 \x01(\t\"Q\n\x16GetDailyMetricsRequest\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12\x11\n\tfrom_date\x18\x02 \x01(\t\x12\x0f\n\x07to_date\x18\x03 \x01(\t\"K\n\x17GetDailyMetricsResponse\x12\x30\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\".checkout.analytics.v1.DailyMetric\"$\n\x13GetShardViewRequest\x12\r\n\x05shard\x18\x01 \x01(\x05\"?\n\tShardView\x12\r\n\x05shard\x18\x01 \x01(\x05\x12\x11\n\tmerchants\x18\x02 \x01(\x03\x12\x10\n\x08invoices\x18\x03 \x01(\x03\"G\n\x11GetSummaryRequest\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12\x0e\n\x06period\x18\x02 \x01(\t\x12\r\n\x05\x61s_of\x18\x03 \x01(\t\"\xaf\x02\n\x07Summary\x12\x0e\n\x06period\x18\x01 \x01(\t\x12\x11\n\tfrom_date\x18\x02 \x01(\t\x12\x0f\n\x07to_date\x18\x03 \x01(\t\x12\x18\n\x10invoices_created\x18\x04 \x01(\x03\x12\x15\n\rinvoices_paid\x18\x05 \x01(\x03\x12\x1b\n\x0e\x61mount_created\x18\x06 \x01(\tH\x00\x88\x01\x01\x12\x18\n\x0b\x61mount_paid\x18\x07 \x01(\tH\x01\x88\x01\x01\x12\x17\n\x0f\x63onversion_rate\x18\x08 \x01(\t\x12\x10\n\x08\x63urrency\x18\t \x01(\t\x12:\n\x0b\x62y_currency\x18\n \x03(\x0b\x32%.checkout.analytics.v1.CurrencyTotalsB\x11\n\x0f_amount_createdB\x0e\n\x0c_amount_paid\"\x99\x01\n\x0e\x43urrencyTotals\x12\x10\n\x08\x63urrency\x18\x01 \x01(\t\x12\x18\n\x10invoices_created\x18\x02 \x01(\x03\x12\x15\n\rinvoices_paid\x18\x03 \x01(\x03\x12\x16\n\x0e\x61mount_created\x18\x04 \x01(\t\x12\x13\n\x0b\x61mount_paid\x18\x05 \x01(\t\x12\x17\n\x0f\x63onversion_rate\x18\x06 \x01(\t\"N\n\x19GetPlatformMetricsRequest\x12\r\n\x05shard\x18\x01 \x01(\x05\x12\x11\n\tfrom_date\x18\x02 \x01(\t\x12\x0f\n\x07to_date\x18\x03 \x01(\t\"\xc5\x01\n\x0bPlatformDay\x12\x13\n\x0bmetric_date\x18\x01 \x01(\t\x12\x18\n\x10invoices_created\x18\x02 \x01(\x03\x12\x15\n\rinvoices_paid\x18\x03 \x01(\x03\x12\x16\n\x0e\x61mount_created\x18\x04 \x01(\t\x12\x13\n\x0b\x61mount_paid\x18\x05 \x01(\t\x12\x17\n\x0f\x63onversion_rate\x18\x06 \x01(\t\x12\x18\n\x10merchants_active\x18\x07 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x08 \x01(\t\">\n\x10\x43urrencyActivity\x12\x10\n\x08\x63urrency\x18\x01 \x01(\t\x12\x18\n\x10merchants_active\x18\x02 \x01(\x03\"\xbb\x01\n\x0fPlatformMetrics\x12\r\n\x05shard\x18\x01 \x01(\x05\x12\x30\n\x04\x64\x61ta\x18\x02 \x03(\x0b\x32\".checkout.analytics.v1.PlatformDay\x12\x18\n\x10merchants_active\x18\x03 \x01(\x03\x12M\n\x1cmerchants_active_by_currency\x18\x04 \x03(\x0b\x32\'.checkout.analytics.v1.CurrencyActivity2\xaa\x03\n\x10\x41nalyticsService\x12p\n\x0fGetDailyMetrics\x12-.checkout.analytics.v1.GetDailyMetricsRequest\x1a..checkout.analytics.v1.GetDailyMetricsResponse\x12\\\n\x0cGetShardView\x12*.checkout.analytics.v1.GetShardViewRequest\x1a .checkout.analytics.v1.ShardView\x12V\n\nGetSummary\x12(.checkout.analytics.v1.GetSummaryRequest\x1a\x1e.checkout.analytics.v1.Summary\x12n\n\x12GetPlatformMetrics\x12\x30.checkout.analytics.v1.GetPlatformMetricsRequest\x1a&.checkout.analytics.v1.PlatformMetricsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,25 +32,29 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'checkout.analytics.v1.analy
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_DAILYMETRIC']._serialized_start=65
-  _globals['_DAILYMETRIC']._serialized_end=218
-  _globals['_GETDAILYMETRICSREQUEST']._serialized_start=220
-  _globals['_GETDAILYMETRICSREQUEST']._serialized_end=301
-  _globals['_GETDAILYMETRICSRESPONSE']._serialized_start=303
-  _globals['_GETDAILYMETRICSRESPONSE']._serialized_end=378
-  _globals['_GETSHARDVIEWREQUEST']._serialized_start=380
-  _globals['_GETSHARDVIEWREQUEST']._serialized_end=416
-  _globals['_SHARDVIEW']._serialized_start=418
-  _globals['_SHARDVIEW']._serialized_end=481
-  _globals['_GETSUMMARYREQUEST']._serialized_start=483
-  _globals['_GETSUMMARYREQUEST']._serialized_end=554
-  _globals['_SUMMARY']._serialized_start=557
-  _globals['_SUMMARY']._serialized_end=737
-  _globals['_GETPLATFORMMETRICSREQUEST']._serialized_start=739
-  _globals['_GETPLATFORMMETRICSREQUEST']._serialized_end=817
-  _globals['_PLATFORMDAY']._serialized_start=820
-  _globals['_PLATFORMDAY']._serialized_end=999
-  _globals['_PLATFORMMETRICS']._serialized_start=1001
-  _globals['_PLATFORMMETRICS']._serialized_end=1109
-  _globals['_ANALYTICSSERVICE']._serialized_start=1112
-  _globals['_ANALYTICSSERVICE']._serialized_end=1538
+  _globals['_DAILYMETRIC']._serialized_end=236
+  _globals['_GETDAILYMETRICSREQUEST']._serialized_start=238
+  _globals['_GETDAILYMETRICSREQUEST']._serialized_end=319
+  _globals['_GETDAILYMETRICSRESPONSE']._serialized_start=321
+  _globals['_GETDAILYMETRICSRESPONSE']._serialized_end=396
+  _globals['_GETSHARDVIEWREQUEST']._serialized_start=398
+  _globals['_GETSHARDVIEWREQUEST']._serialized_end=434
+  _globals['_SHARDVIEW']._serialized_start=436
+  _globals['_SHARDVIEW']._serialized_end=499
+  _globals['_GETSUMMARYREQUEST']._serialized_start=501
+  _globals['_GETSUMMARYREQUEST']._serialized_end=572
+  _globals['_SUMMARY']._serialized_start=575
+  _globals['_SUMMARY']._serialized_end=878
+  _globals['_CURRENCYTOTALS']._serialized_start=881
+  _globals['_CURRENCYTOTALS']._serialized_end=1034
+  _globals['_GETPLATFORMMETRICSREQUEST']._serialized_start=1036
+  _globals['_GETPLATFORMMETRICSREQUEST']._serialized_end=1114
+  _globals['_PLATFORMDAY']._serialized_start=1117
+  _globals['_PLATFORMDAY']._serialized_end=1314
+  _globals['_CURRENCYACTIVITY']._serialized_start=1316
+  _globals['_CURRENCYACTIVITY']._serialized_end=1378
+  _globals['_PLATFORMMETRICS']._serialized_start=1381
+  _globals['_PLATFORMMETRICS']._serialized_end=1568
+  _globals['_ANALYTICSSERVICE']._serialized_start=1571
+  _globals['_ANALYTICSSERVICE']._serialized_end=1997
 # @@protoc_insertion_point(module_scope)

@@ -20,6 +20,10 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class DailyMetric(_message.Message):
+    """One merchant's metrics of one UTC day in one fiat currency (money in different currencies
+    is never added up).
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     METRIC_DATE_FIELD_NUMBER: _builtins.int
@@ -28,6 +32,7 @@ class DailyMetric(_message.Message):
     AMOUNT_CREATED_FIELD_NUMBER: _builtins.int
     AMOUNT_PAID_FIELD_NUMBER: _builtins.int
     CONVERSION_RATE_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
     metric_date: _builtins.str
     """YYYY-MM-DD"""
     invoices_created: _builtins.int
@@ -35,6 +40,8 @@ class DailyMetric(_message.Message):
     amount_created: _builtins.str
     amount_paid: _builtins.str
     conversion_rate: _builtins.str
+    currency: _builtins.str
+    """ISO 4217, the invoices' fiat currency"""
     def __init__(
         self,
         *,
@@ -44,10 +51,11 @@ class DailyMetric(_message.Message):
         amount_created: _builtins.str = ...,
         amount_paid: _builtins.str = ...,
         conversion_rate: _builtins.str = ...,
+        currency: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_created", b"amount_created", "amount_paid", b"amount_paid", "conversion_rate", b"conversion_rate", "invoices_created", b"invoices_created", "invoices_paid", b"invoices_paid", "metric_date", b"metric_date"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_created", b"amount_created", "amount_paid", b"amount_paid", "conversion_rate", b"conversion_rate", "currency", b"currency", "invoices_created", b"invoices_created", "invoices_paid", b"invoices_paid", "metric_date", b"metric_date"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -185,16 +193,28 @@ class Summary(_message.Message):
     AMOUNT_CREATED_FIELD_NUMBER: _builtins.int
     AMOUNT_PAID_FIELD_NUMBER: _builtins.int
     CONVERSION_RATE_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    BY_CURRENCY_FIELD_NUMBER: _builtins.int
     period: _builtins.str
     from_date: _builtins.str
     """YYYY-MM-DD, inclusive. from_date is empty for "all" when the merchant has no metrics yet."""
     to_date: _builtins.str
     invoices_created: _builtins.int
+    """Counts and the rate are across currencies: invoices are countable whatever their currency."""
     invoices_paid: _builtins.int
     amount_created: _builtins.str
+    """The sums in `currency` when the period has exactly one currency, "0" at its minor unit
+    ("0.00") when it has none, and unset when it has several: they do not add up.
+    """
     amount_paid: _builtins.str
     conversion_rate: _builtins.str
     """invoices_paid / invoices_created x 100, 2 decimals"""
+    currency: _builtins.str
+    """the period's one currency; empty with none or several"""
+    @_builtins.property
+    def by_currency(self) -> _containers.RepeatedCompositeFieldContainer[Global___CurrencyTotals]:
+        """each currency of the period, in code order"""
+
     def __init__(
         self,
         *,
@@ -203,17 +223,62 @@ class Summary(_message.Message):
         to_date: _builtins.str = ...,
         invoices_created: _builtins.int = ...,
         invoices_paid: _builtins.int = ...,
+        amount_created: _builtins.str | None = ...,
+        amount_paid: _builtins.str | None = ...,
+        conversion_rate: _builtins.str = ...,
+        currency: _builtins.str = ...,
+        by_currency: _abc.Iterable[Global___CurrencyTotals] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_amount_created", b"_amount_created", "_amount_paid", b"_amount_paid", "amount_created", b"amount_created", "amount_paid", b"amount_paid"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_amount_created", b"_amount_created", "_amount_paid", b"_amount_paid", "amount_created", b"amount_created", "amount_paid", b"amount_paid", "by_currency", b"by_currency", "conversion_rate", b"conversion_rate", "currency", b"currency", "from_date", b"from_date", "invoices_created", b"invoices_created", "invoices_paid", b"invoices_paid", "period", b"period", "to_date", b"to_date"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__amount_created: _TypeAlias = _typing.Literal["amount_created"]  # noqa: Y015
+    _WhichOneofArgType__amount_created: _TypeAlias = _typing.Literal["_amount_created", b"_amount_created"]  # noqa: Y015
+    _WhichOneofReturnType__amount_paid: _TypeAlias = _typing.Literal["amount_paid"]  # noqa: Y015
+    _WhichOneofArgType__amount_paid: _TypeAlias = _typing.Literal["_amount_paid", b"_amount_paid"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__amount_created) -> _WhichOneofReturnType__amount_created | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__amount_paid) -> _WhichOneofReturnType__amount_paid | None: ...
+
+Global___Summary: _TypeAlias = Summary  # noqa: Y015
+
+@_typing.final
+class CurrencyTotals(_message.Message):
+    """One currency's share of a period."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    INVOICES_CREATED_FIELD_NUMBER: _builtins.int
+    INVOICES_PAID_FIELD_NUMBER: _builtins.int
+    AMOUNT_CREATED_FIELD_NUMBER: _builtins.int
+    AMOUNT_PAID_FIELD_NUMBER: _builtins.int
+    CONVERSION_RATE_FIELD_NUMBER: _builtins.int
+    currency: _builtins.str
+    invoices_created: _builtins.int
+    invoices_paid: _builtins.int
+    amount_created: _builtins.str
+    amount_paid: _builtins.str
+    conversion_rate: _builtins.str
+    def __init__(
+        self,
+        *,
+        currency: _builtins.str = ...,
+        invoices_created: _builtins.int = ...,
+        invoices_paid: _builtins.int = ...,
         amount_created: _builtins.str = ...,
         amount_paid: _builtins.str = ...,
         conversion_rate: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_created", b"amount_created", "amount_paid", b"amount_paid", "conversion_rate", b"conversion_rate", "from_date", b"from_date", "invoices_created", b"invoices_created", "invoices_paid", b"invoices_paid", "period", b"period", "to_date", b"to_date"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_created", b"amount_created", "amount_paid", b"amount_paid", "conversion_rate", b"conversion_rate", "currency", b"currency", "invoices_created", b"invoices_created", "invoices_paid", b"invoices_paid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___Summary: _TypeAlias = Summary  # noqa: Y015
+Global___CurrencyTotals: _TypeAlias = CurrencyTotals  # noqa: Y015
 
 @_typing.final
 class GetPlatformMetricsRequest(_message.Message):
@@ -244,7 +309,7 @@ Global___GetPlatformMetricsRequest: _TypeAlias = GetPlatformMetricsRequest  # no
 
 @_typing.final
 class PlatformDay(_message.Message):
-    """One UTC day of one shard, summed over its merchants."""
+    """One UTC day and fiat currency of one shard, summed over its merchants."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -255,6 +320,7 @@ class PlatformDay(_message.Message):
     AMOUNT_PAID_FIELD_NUMBER: _builtins.int
     CONVERSION_RATE_FIELD_NUMBER: _builtins.int
     MERCHANTS_ACTIVE_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
     metric_date: _builtins.str
     """YYYY-MM-DD"""
     invoices_created: _builtins.int
@@ -263,7 +329,9 @@ class PlatformDay(_message.Message):
     amount_paid: _builtins.str
     conversion_rate: _builtins.str
     merchants_active: _builtins.int
-    """Merchants that created or were paid for an invoice that day."""
+    """Merchants that created or were paid for an invoice in this currency that day."""
+    currency: _builtins.str
+    """ISO 4217"""
     def __init__(
         self,
         *,
@@ -274,14 +342,37 @@ class PlatformDay(_message.Message):
         amount_paid: _builtins.str = ...,
         conversion_rate: _builtins.str = ...,
         merchants_active: _builtins.int = ...,
+        currency: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_created", b"amount_created", "amount_paid", b"amount_paid", "conversion_rate", b"conversion_rate", "invoices_created", b"invoices_created", "invoices_paid", b"invoices_paid", "merchants_active", b"merchants_active", "metric_date", b"metric_date"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_created", b"amount_created", "amount_paid", b"amount_paid", "conversion_rate", b"conversion_rate", "currency", b"currency", "invoices_created", b"invoices_created", "invoices_paid", b"invoices_paid", "merchants_active", b"merchants_active", "metric_date", b"metric_date"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PlatformDay: _TypeAlias = PlatformDay  # noqa: Y015
+
+@_typing.final
+class CurrencyActivity(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    MERCHANTS_ACTIVE_FIELD_NUMBER: _builtins.int
+    currency: _builtins.str
+    merchants_active: _builtins.int
+    def __init__(
+        self,
+        *,
+        currency: _builtins.str = ...,
+        merchants_active: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["currency", b"currency", "merchants_active", b"merchants_active"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CurrencyActivity: _TypeAlias = CurrencyActivity  # noqa: Y015
 
 @_typing.final
 class PlatformMetrics(_message.Message):
@@ -290,6 +381,7 @@ class PlatformMetrics(_message.Message):
     SHARD_FIELD_NUMBER: _builtins.int
     DATA_FIELD_NUMBER: _builtins.int
     MERCHANTS_ACTIVE_FIELD_NUMBER: _builtins.int
+    MERCHANTS_ACTIVE_BY_CURRENCY_FIELD_NUMBER: _builtins.int
     shard: _builtins.int
     merchants_active: _builtins.int
     """Distinct merchants active on any day of the range (not the sum of the days). A merchant
@@ -297,7 +389,11 @@ class PlatformMetrics(_message.Message):
     """
     @_builtins.property
     def data(self) -> _containers.RepeatedCompositeFieldContainer[Global___PlatformDay]:
-        """days with metrics only, in date order"""
+        """(day, currency) pairs with metrics only, in that order"""
+
+    @_builtins.property
+    def merchants_active_by_currency(self) -> _containers.RepeatedCompositeFieldContainer[Global___CurrencyActivity]:
+        """The same, per currency (a merchant active in two currencies counts in both), in code order."""
 
     def __init__(
         self,
@@ -305,10 +401,11 @@ class PlatformMetrics(_message.Message):
         shard: _builtins.int = ...,
         data: _abc.Iterable[Global___PlatformDay] | None = ...,
         merchants_active: _builtins.int = ...,
+        merchants_active_by_currency: _abc.Iterable[Global___CurrencyActivity] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "merchants_active", b"merchants_active", "shard", b"shard"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "merchants_active", b"merchants_active", "merchants_active_by_currency", b"merchants_active_by_currency", "shard", b"shard"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
