@@ -577,7 +577,9 @@ class Invoice(Aggregate):
         kind, default_reason = _STATUS_EVENTS[target]
         self._emit_status(kind, target, reason or default_reason, now)
 
-    def _emit_status(self, kind: type[_StatusEvent], status: str, reason: str, now: dt.datetime) -> None:
+    def _emit_status(
+        self, kind: type[events.StatusMessage], status: str, reason: str, now: dt.datetime
+    ) -> None:
         self._emit(
             kind(
                 invoice_id=str(self.id),
@@ -644,7 +646,7 @@ class Invoice(Aggregate):
             key = (event.tx_hash, event.output_index)
             self.payments[key] = replace(self.payments[key], status="reorged")
             self._totals(event.amount_paid, event.overpaid)
-        elif isinstance(event, _STATUS_TYPES):
+        elif isinstance(event, events.STATUS_MESSAGES):
             self.status = event.status
             self.overpaid = event.overpaid
 
@@ -690,10 +692,8 @@ class Invoice(Aggregate):
         self.payments = {(p.tx_hash, p.output_index): p for p in payments}
 
 
-_StatusEvent = events.StatusMessage
-_STATUS_TYPES = events.STATUS_MESSAGES
 # The status `_settle` lands on → the event that says so, and its default reason.
-_STATUS_EVENTS: dict[str, tuple[type[_StatusEvent], str]] = {
+_STATUS_EVENTS: dict[str, tuple[type[events.StatusMessage], str]] = {
     "pending": (ev.InvoiceReopened, "no counted payment is left; the invoice is open again"),
     "partial": (ev.InvoicePartiallyPaid, "payments so far are short of the amount due"),
     "paid": (ev.InvoicePaid, "payments cover the amount due; waiting for confirmations"),

@@ -6,8 +6,9 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
+from bip_utils import Bip39SeedGenerator, Bip44, Bip44Coins  # type: ignore[import-untyped, unused-ignore]
 from checkout.merchant.v1 import events_pb2
 
 from libs.common.aggregate import Aggregate
@@ -26,6 +27,33 @@ async def poll(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+T = TypeVar("T")
+
+
+async def poll_for(
+    fetch: Callable[[], Awaitable[T | None]], *, timeout: float = 10.0, what: str = "a value"
+) -> T:
+    """Polls `fetch` until it returns something other than None (with a deadline); returns it."""
+    found: list[T] = []
+
+    async def check() -> bool:
+        value = await fetch()
+        if value is not None:
+            found.append(value)
+        return value is not None
+
+    await poll(check, timeout=timeout, what=what)
+    return found[0]
+
+
+def ethereum_account_xpub(mnemonic: str, account: int = 0) -> str:
+    """The BIP44 Ethereum account key m/44'/60'/<account>' of a mnemonic, as a merchant gives it."""
+    seed = Bip39SeedGenerator(mnemonic).Generate()
+    return str(
+        Bip44.FromSeed(seed, Bip44Coins.ETHEREUM).Purpose().Coin().Account(account).PublicKey().ToExtended()
+    )
 
 
 class Counter(Aggregate):

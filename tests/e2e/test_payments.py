@@ -8,43 +8,18 @@ import datetime as dt
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
 import httpx
-from bip_utils import Bip39SeedGenerator, Bip44, Bip44Coins  # type: ignore[import-untyped, unused-ignore]
 
-from tests.common.support import poll
+from tests.common.support import ethereum_account_xpub, poll_for
 from tests.e2e.test_checkout_flow import bearer, invoice_body
 from tools.devchain.testing import EvmChain
 
 log = logging.getLogger("tests.e2e.payments")
 # An account of its own (the e2e merchants share the demo key, and so its addresses).
-XPUB: str = (
-    Bip44.FromSeed(
-        Bip39SeedGenerator("test test test test test test test test test test test junk").Generate(),
-        Bip44Coins.ETHEREUM,
-    )
-    .Purpose()
-    .Coin()
-    .Account(7)
-    .PublicKey()
-    .ToExtended()
-)
-
-
-async def until(fetch: Callable[[], Awaitable[dict[str, Any] | None]], what: str) -> dict[str, Any]:
-    found: list[dict[str, Any]] = []
-
-    async def check() -> bool:
-        value = await fetch()
-        if value is not None:
-            found.append(value)
-        return value is not None
-
-    await poll(check, timeout=30, what=what)
-    return found[0]
+XPUB = ethereum_account_xpub("test test test test test test test test test test test junk", 7)
 
 
 async def test_an_invoice_paid_on_chain_is_confirmed_and_customers_and_analytics_follow(
@@ -81,14 +56,14 @@ async def test_an_invoice_paid_on_chain_is_confirmed_and_customers_and_analytics
         view = (await http.get(f"/v1/invoices/{invoice['id']}", headers=bearer(key))).json()
         return view if view["status"] in statuses else None
 
-    paid = await until(lambda: status_in("paid", "confirmed"), "the invoice to be paid")
+    paid = await poll_for(lambda: status_in("paid", "confirmed"), timeout=30, what="the invoice to be paid")
     log.info(
         "detection latency over HTTP (receipt -> paid visible): %.0f ms", (time.monotonic() - mined) * 1000
     )
     assert paid["amount_paid"] == invoice["crypto_amount"] and paid["paid_at"] is not None
 
     await evm_chain.mine(1)  # two confirmations required
-    confirmed = await until(lambda: status_in("confirmed"), "the invoice to be confirmed")
+    confirmed = await poll_for(lambda: status_in("confirmed"), timeout=30, what="the invoice to be confirmed")
     assert confirmed["overpaid"] is False and confirmed["paid_late"] is False
 
     payments = (await http.get(f"/v1/invoices/{invoice['id']}/payments", headers=bearer(key))).json()["data"]
@@ -112,7 +87,7 @@ async def test_an_invoice_paid_on_chain_is_confirmed_and_customers_and_analytics
         ]
         return rows[0] if rows and rows[0]["status"] == "confirmed" else None
 
-    row = await until(history, "the customer's payment history to show the payment")
+    row = await poll_for(history, timeout=30, what="the customer's payment history to show the payment")
     assert row["invoice_id"] == invoice["id"] and row["paid_at"] is not None
 
     today = dt.datetime.now(dt.UTC).date().isoformat()
@@ -122,7 +97,7 @@ async def test_an_invoice_paid_on_chain_is_confirmed_and_customers_and_analytics
         data = got.json()["data"]
         return data[0] if data and data[0]["invoices_paid"] == 1 else None
 
-    day = await until(metrics, "the day's analytics to count the payment")
+    day = await poll_for(metrics, timeout=30, what="the day's analytics to count the payment")
     assert day["invoices_created"] == 1 and Decimal(day["amount_paid"]) == Decimal(invoice["total"])
     assert day["currency"] == invoice["currency"]
     assert Decimal(day["conversion_rate"]) == Decimal(100)

@@ -4,9 +4,7 @@ answers in the real API's format, and the invoice moves as the chain does."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
 
-import pytest
 from checkout.invoice.v1 import invoice_pb2 as pb
 
 from libs.common.config import Config
@@ -16,14 +14,6 @@ from tests.invoice.test_evm_payments import Watching, audit, invoice_in, payment
 from tests.invoice.test_invoice_service import BTC_ZPUB, CALLER, invoice_request, new_merchant
 
 REQUIRED = 2
-
-
-@pytest.fixture
-async def esplora() -> AsyncIterator[FakeEsplora]:
-    server = FakeEsplora()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 def bitcoin_config(config: Config, esplora: FakeEsplora) -> Config:

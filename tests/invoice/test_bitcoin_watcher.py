@@ -131,14 +131,6 @@ class MemoryLedger:
 
 
 @pytest.fixture
-async def esplora() -> AsyncIterator[FakeEsplora]:
-    server = FakeEsplora()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
 async def client(esplora: FakeEsplora) -> AsyncIterator[EsploraClient]:
     async with httpx.AsyncClient() as http:
         yield EsploraClient(esplora.base_url, client=http, timeout=5)

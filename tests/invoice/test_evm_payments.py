@@ -9,20 +9,19 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
-from bip_utils import Bip39SeedGenerator, Bip44, Bip44Coins  # type: ignore[import-untyped, unused-ignore]
 from checkout.invoice.v1 import invoice_pb2 as pb
 
 from libs.common.config import Config
 from libs.common.networks import parse_networks
 from services.invoice import projections
 from services.invoice.pricing import CRYPTO
-from tests.common.support import poll
+from tests.common.support import ethereum_account_xpub, poll_for
 from tests.invoice.test_invoice_service import (
     CALLER,
     ETH_XPUB,
@@ -40,13 +39,6 @@ CONFIRMATIONS = 3
 
 def units(amount: str, asset: str) -> int:
     return int(Decimal(amount).scaleb(CRYPTO[asset].decimals))
-
-
-def account_xpub(account: int) -> str:
-    seed = Bip39SeedGenerator(MNEMONIC).Generate()
-    return str(
-        Bip44.FromSeed(seed, Bip44Coins.ETHEREUM).Purpose().Coin().Account(account).PublicKey().ToExtended()
-    )
 
 
 async def chain_config(config: Config, chain: EvmChain, **overrides: Any) -> Config:
@@ -75,23 +67,6 @@ async def watching(config: Config) -> AsyncIterator[Watching]:
         yield Watching(p.merchants, p.invoices, p.runtime)
 
 
-T = TypeVar("T")
-
-
-async def until(fetch: Callable[[], Awaitable[T | None]], what: str, timeout: float = 20) -> T:
-    """Polls `fetch` until it returns something (with a deadline), and returns that."""
-    found: list[T] = []
-
-    async def check() -> bool:
-        value = await fetch()
-        if value is not None:
-            found.append(value)
-        return value is not None
-
-    await poll(check, timeout=timeout, what=what)
-    return found[0]
-
-
 async def invoice_in(p: Watching, merchant_id: str, invoice_id: str, *statuses: str) -> pb.Invoice:
     async def check() -> pb.Invoice | None:
         invoice = await p.invoices.GetInvoice(
@@ -99,7 +74,7 @@ async def invoice_in(p: Watching, merchant_id: str, invoice_id: str, *statuses: 
         )
         return invoice if invoice.status in statuses else None
 
-    return await until(check, f"invoice {invoice_id} to be {'/'.join(statuses)}")
+    return await poll_for(check, timeout=20, what=f"invoice {invoice_id} to be {'/'.join(statuses)}")
 
 
 async def payments(p: Watching, invoice: pb.Invoice) -> list[pb.Payment]:
@@ -247,7 +222,7 @@ async def test_unpaid_invoice_expires_and_a_late_payment_is_recorded(
             )
             return now if now.paid_late else None
 
-        flagged = await until(late, "the late payment to be recorded")
+        flagged = await poll_for(late, timeout=20, what="the late payment to be recorded")
         assert flagged.status == "expired"
         [payment] = await payments(p, invoice)
         assert payment.late and payment.tx_hash == tx.lower()
@@ -300,7 +275,7 @@ async def test_a_restarted_watcher_counts_every_payment_exactly_once(
             found = await payments(p, invoice)
             return found if len(found) == 3 else None
 
-        await until(three, "three payments")
+        await poll_for(three, timeout=20, what="three payments")
         await evm_chain.wait_receipt(
             await evm_chain.send_eth(evm_chain.accounts[6], invoice.payment_address, due - 3 * (due // 4))
         )
@@ -333,7 +308,7 @@ async def test_a_watcher_whose_saved_blocks_are_not_on_the_node_rescans_instead_
     chain_cfg = await chain_config(config, evm_chain)
     async with watching(chain_cfg) as p:
         # An account no other test pays: the rescan reads old blocks, where its addresses are unpaid.
-        invoice = await new_invoice(p, "reset@shop.test", xpub=account_xpub(9))
+        invoice = await new_invoice(p, "reset@shop.test", xpub=ethereum_account_xpub(MNEMONIC, 9))
     # As if the node had been reset under a watcher that had followed a longer chain.
     tip = await evm_chain.block_number()
     for shard in chain_cfg.shards:

@@ -16,11 +16,6 @@ from typing import Any
 import asyncpg
 import grpc
 import pytest
-from bip_utils import (  # type: ignore[import-untyped, unused-ignore]
-    Bip39SeedGenerator,
-    Bip44,
-    Bip44Coins,
-)
 from checkout.invoice.v1 import invoice_pb2 as pb
 from checkout.invoice.v1 import invoice_pb2_grpc
 from checkout.merchant.v1 import events_pb2 as merchant_ev
@@ -37,18 +32,11 @@ from services.invoice import projections, repository
 from services.invoice.application import app_of
 from services.invoice.service import SPEC
 from services.merchant.service import SPEC as MERCHANT_SPEC
-from tests.common.support import poll
+from tests.common.support import ethereum_account_xpub, poll
 from tests.services import running
 
 MNEMONIC = "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about"
-ETH_XPUB: str = (
-    Bip44.FromSeed(Bip39SeedGenerator(MNEMONIC).Generate(), Bip44Coins.ETHEREUM)
-    .Purpose()
-    .Coin()
-    .Account(0)
-    .PublicKey()
-    .ToExtended()
-)
+ETH_XPUB = ethereum_account_xpub(MNEMONIC)
 # Published vectors of the same mnemonic (BIP84 test vectors; the widely published m/44'/60'/0'/0/0).
 BTC_ZPUB = (
     "zpub6rFR7y4Q2AijBEqTUquhVz398htDFrtymD9xYYfG1m4wAcvPhXNfE3EfH1r1"

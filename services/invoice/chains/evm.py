@@ -91,12 +91,12 @@ class EvmWatcher:
 
     async def _fork_point(self, head: Block, tip: int) -> int:
         """The highest stored block that is still canonical."""
+        if head.number <= tip and await self._canonical(head.number, head.hash):
+            return head.number  # every poll without a reorg: one call, nothing more read
         number = min(head.number, tip)
         lowest = await self.positions.lowest() or 0
         while number >= lowest:
-            stored = await self.positions.hash_at(number)
-            block = await self.rpc.block(number, full=False)
-            if stored is not None and block is not None and block.get("hash") == stored:
+            if await self._canonical(number, await self.positions.hash_at(number)):
                 return number
             number -= 1
         # No stored block is on this chain: a reorg deeper than what is kept, or a node that was
@@ -106,6 +106,10 @@ class EvmWatcher:
             "%s: no stored block is on the node's chain; rescanning from block %d", self.network.name, restart
         )
         return restart - 1
+
+    async def _canonical(self, number: int, stored_hash: str | None) -> bool:
+        block = await self.rpc.block(number, full=False)
+        return stored_hash is not None and block is not None and block.get("hash") == stored_hash
 
     async def _roll_back(self, fork: int) -> None:
         lost: dict[int, list[PaymentKey]] = {}
