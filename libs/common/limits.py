@@ -1,0 +1,55 @@
+"""Platform limits: every bound on what a client may send, declared once.
+
+The gateway's request models and the services' domain validation both read these names, so the
+edge never accepts what a service refuses, and every column downstream (read models in other
+services included) is sized to hold the largest value accepted here. Change a limit here, and
+only here.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+# -- request shape -------------------------------------------------------------------------------
+REQUEST_BODY_MAX_BYTES = 1 << 20
+PAGE_LIMIT_DEFAULT = 50
+PAGE_LIMIT_MAX = 200
+CURSOR_MAX_CHARS = 512
+SEARCH_QUERY_MAX_CHARS = 500
+
+# -- invoices -------------------------------------------------------------------------------------
+TITLE_MAX_CHARS = 200
+DESCRIPTION_MAX_CHARS = 2000
+ITEMS_MAX = 100
+ITEM_NAME_MAX_CHARS = 200
+METADATA_MAX_BYTES = 16_384
+CANCEL_REASON_MAX_CHARS = 500
+EMAIL_MAX_CHARS = 254
+CURRENCY_CODE_MAX_CHARS = 10
+CRYPTO_SYMBOL_MAX_CHARS = 20
+EXPIRY_MAX_SECONDS = 7 * 24 * 3600
+UNDERPAID_PERCENT_MAX = Decimal(50)
+
+# Money and counts. Decimal strings carry at most MONEY_MAX_FRACTION_DIGITS places (18, the largest
+# `decimals` of any supported asset); magnitudes are bounded so that products and sums stay exact
+# and fit every NUMERIC column that holds them, sums over a day of invoices included.
+MONEY_MAX_FRACTION_DIGITS = 18
+QUANTITY_MAX = Decimal(1_000_000)
+UNIT_PRICE_MAX = Decimal(1_000_000_000)
+TAX_MAX = Decimal(10_000_000_000)
+# The largest invoice total in fiat (10^10 units of any currency).
+TOTAL_MAX = Decimal(10_000_000_000)
+
+# -- merchants and keys ---------------------------------------------------------------------------
+BUSINESS_NAME_MAX_CHARS = 200
+SETTINGS_MAX_BYTES = 16_384
+API_KEY_NAME_MAX_CHARS = 100
+RATE_SPREAD_PERCENT_MAX = Decimal(10)
+
+# -- webhooks and notifications --------------------------------------------------------------------
+WEBHOOK_URL_MAX_CHARS = 2048
+WEBHOOK_MAX_RETRIES_MAX = 20
+WEBHOOK_TIMEOUT_SECONDS_MAX = 30
+WEBHOOK_ALLOWED_IPS_MAX = 20
+TEMPLATE_SUBJECT_MAX_CHARS = 200
+TEMPLATE_BODY_MAX_CHARS = 20_000
