@@ -559,23 +559,38 @@ class Invoice(Aggregate):
         """What counts as paid: the amount less the tolerated shortfall."""
         return self.crypto_amount * (_HUNDRED - self.underpaid_percent) / _HUNDRED
 
+    def _target(self, now: dt.datetime) -> str:
+        """The status the payments, the tolerance and the expiry make of the invoice now.
+
+        `confirmed` needs the confirmed payments alone to cover the amount due, so money that
+        arrives after it (an overpayment, still unconfirmed) does not take it back to `paid` and
+        announce a second `invoice.paid`."""
+        counted = [p for p in self.payments.values() if p.counted]
+        due = self.due()
+        if self.amount_paid >= due and counted:
+            confirmed = sum((p.amount for p in counted if p.status == "confirmed"), Decimal(0))
+            return "confirmed" if confirmed >= due else "paid"
+        if self.expires_at is not None and now >= self.expires_at and self.status != "invalid":
+            # Expired while money was on its way back out (a reorg after expiry): it cannot reopen.
+            return "invalid" if self.status in ("paid", "confirmed") else "expired"
+        if self.status == "invalid":
+            return "invalid"
+        return "partial" if self.amount_paid > 0 else "pending"
+
     def _settle(self, now: dt.datetime, reason: str) -> None:
+        """Moves the status to `_target`, one documented transition at a time: a watcher that
+        first sees a payment with all its confirmations (it was down, or polls slower than
+        blocks come) still makes the invoice `paid` before `confirmed`, so a merchant that
+        fulfils on `invoice.paid` hears of every paid invoice, in order."""
         if self.status in CLOSED_STATUSES:
             return  # closed: late payments are recorded (and flagged) but change nothing
-        counted = [p for p in self.payments.values() if p.counted]
-        if self.amount_paid >= self.due() and counted:
-            target = "confirmed" if all(p.status == "confirmed" for p in counted) else "paid"
-        elif self.expires_at is not None and now >= self.expires_at and self.status != "invalid":
-            # Expired while money was on its way back out (a reorg after expiry): it cannot reopen.
-            target = "invalid" if self.status in ("paid", "confirmed") else "expired"
-        else:
-            target = "partial" if self.amount_paid > 0 else "pending"
-            if self.status == "invalid":
-                target = "invalid"
+        target = self._target(now)
         if target == self.status:
             return
-        kind, default_reason = _STATUS_EVENTS[target]
-        self._emit_status(kind, target, reason or default_reason, now)
+        steps = ["paid", target] if target == "confirmed" and self.status != "paid" else [target]
+        for status in steps:
+            kind, default_reason = _STATUS_EVENTS[status]
+            self._emit_status(kind, status, reason or default_reason, now)
 
     def _emit_status(
         self, kind: type[events.StatusMessage], status: str, reason: str, now: dt.datetime
