@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from urllib.parse import urlsplit, urlunsplit
 
+from libs.common.limits import EXPIRY_MIN_SECONDS
 from libs.common.networks import NetworkConfig, NetworkConfigError, parse_networks
 from libs.common.shardmap import ShardMap
 
@@ -64,7 +65,7 @@ class Config:
     rate_binance_url: str = ""
     invoice_expiry_seconds: int = 900
     # The shortest expiry a merchant may ask for; tests lower it to watch invoices expire.
-    invoice_min_expiry_seconds: int = 60
+    invoice_min_expiry_seconds: int = EXPIRY_MIN_SECONDS
     ethereum_chain_id: int = 1
     stream_name: str = "CHECKOUT_EVENTS"
     subject_prefix: str = "events"

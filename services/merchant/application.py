@@ -13,6 +13,7 @@ from libs.common import apikeys, cache, context, ids
 from libs.common.db import Connection
 from libs.common.errors import AlreadyExists, InvalidArgument, NotFound, Unauthenticated
 from libs.common.eventstore import Commands, Repository, StoredEvent, utcnow
+from libs.common.limits import PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX
 from libs.common.protoconv import plain, struct, timestamp
 from libs.common.service import Runtime
 from libs.common.shardmap import slot_for_email, slot_for_merchant
@@ -143,9 +144,9 @@ class MerchantApp:
         return result
 
     async def list_merchants(self, request: pb.ListMerchantsRequest) -> pb.ListMerchantsResponse:
-        limit = request.limit or 50
-        if not 1 <= limit <= 200:
-            raise InvalidArgument.field("limit", "must be between 1 and 200")
+        limit = request.limit or PAGE_LIMIT_DEFAULT
+        if not 1 <= limit <= PAGE_LIMIT_MAX:
+            raise InvalidArgument.field("limit", f"must be between 1 and {PAGE_LIMIT_MAX}")
         before = ids.parse_id(request.cursor) if request.cursor else None
         if request.cursor and before is None:
             raise InvalidArgument.field("cursor", "is not a cursor this service issued")

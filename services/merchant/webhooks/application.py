@@ -13,6 +13,7 @@ from libs.common import context, ids
 from libs.common.db import Connection
 from libs.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from libs.common.eventstore import Commands, Repository, StoredEvent, utcnow
+from libs.common.limits import PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX
 from libs.common.protoconv import timestamp
 from libs.common.service import Runtime
 from services.merchant import repository as merchants
@@ -114,9 +115,9 @@ def notification_message(row: asyncpg.Record) -> pb.NotificationDelivery:
 
 
 def _page(limit: int, cursor: str) -> tuple[int, uuid.UUID | None]:
-    size = limit or 50
-    if not 1 <= size <= 200:
-        raise InvalidArgument.field("limit", "must be between 1 and 200")
+    size = limit or PAGE_LIMIT_DEFAULT
+    if not 1 <= size <= PAGE_LIMIT_MAX:
+        raise InvalidArgument.field("limit", f"must be between 1 and {PAGE_LIMIT_MAX}")
     before = ids.parse_id(cursor) if cursor else None
     if cursor and before is None:
         raise InvalidArgument.field("cursor", "is not a cursor this service issued")
