@@ -16,7 +16,7 @@ from checkout.merchant.v1 import events_pb2 as ev
 
 from libs.common import addresses, apikeys
 from libs.common.aggregate import Aggregate
-from libs.common.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from libs.common.errors import FailedPrecondition, FieldViolation, InvalidArgument, PermissionDenied
 from libs.common.limits import (
     API_KEY_NAME_MAX_CHARS,
     BUSINESS_NAME_MAX_CHARS,
@@ -204,23 +204,44 @@ class ApiKey(Aggregate):
         merchant_id: uuid.UUID,
         name: str,
         key_type: str,
-        permissions: list[str],
+        permissions: list[str] | None,
+        held: frozenset[str] | None,
         expires_at: dt.datetime | None,
         now: dt.datetime,
     ) -> tuple[ApiKey, str]:
-        """Returns the aggregate and the plaintext key, which is never stored."""
+        """Returns the aggregate and the plaintext key, which is never stored.
+
+        `permissions` None asks for the key type's default; a list (empty included) for exactly
+        that. `held` is what the grantor holds (None: the operator, who holds everything): a key
+        only ever grants a subset of it, so a limited key cannot mint a stronger one.
+        """
         problems: list[FieldViolation] = []
         _check_name(name, "name", API_KEY_NAME_MAX_CHARS, problems)
         kind = key_type or "secret"
         if kind not in apikeys.KEY_TYPES:
             problems.append(FieldViolation("key_type", "must be secret or publishable"))
-        unknown = sorted(set(permissions) - set(apikeys.PERMISSIONS))
+        requested = sorted(set(permissions)) if permissions is not None else None
+        unknown = sorted(set(requested or ()) - set(apikeys.PERMISSIONS))
         if unknown:
             problems.append(FieldViolation("permissions", f"unknown permissions: {', '.join(unknown)}"))
+        elif kind in apikeys.ALLOWED_PERMISSIONS:
+            allowed = apikeys.ALLOWED_PERMISSIONS[kind]
+            if requested is not None and not set(requested) <= allowed:
+                problems.append(
+                    FieldViolation("permissions", f"a {kind} key may hold only {', '.join(sorted(allowed))}")
+                )
         if expires_at is not None and expires_at <= now:
             problems.append(FieldViolation("expires_at", "must be in the future"))
         _raise(problems)
-        granted = sorted(set(permissions)) if permissions else list(apikeys.DEFAULT_PERMISSIONS[kind])
+        if requested is None:
+            granted = [p for p in apikeys.DEFAULT_PERMISSIONS[kind] if held is None or p in held]
+        else:
+            beyond = sorted(set(requested) - held) if held is not None else []
+            if beyond:
+                raise PermissionDenied(
+                    f"the granting API key cannot grant what it lacks: {', '.join(beyond)}"
+                )
+            granted = requested
         plaintext = apikeys.mint(key_id, kind)
         key = cls(key_id)
         key._emit(
@@ -234,6 +255,7 @@ class ApiKey(Aggregate):
                 prefix=apikeys.prefix_of(plaintext),
                 expires_at=timestamp(expires_at),
                 created_at=timestamp(now),
+                permissions_revision=apikeys.PERMISSIONS_REVISION,
             )
         )
         return key, plaintext

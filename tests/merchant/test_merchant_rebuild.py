@@ -66,8 +66,16 @@ async def test_rebuilt_merchant_read_models_equal_the_live_ones_and_keep_deliver
                 settings=struct({"rate_spread_percent": "1"}),
             )
         )
-        kept = await stub.CreateApiKey(pb.CreateApiKeyRequest(merchant_id=str(merchant), name="kept"))
-        revoked = await stub.CreateApiKey(pb.CreateApiKeyRequest(merchant_id=str(merchant), name="revoked"))
+        kept = await stub.CreateApiKey(
+            pb.CreateApiKeyRequest(
+                merchant_id=str(merchant), name="kept", operator=True, use_default_permissions=True
+            )
+        )
+        revoked = await stub.CreateApiKey(
+            pb.CreateApiKeyRequest(
+                merchant_id=str(merchant), name="revoked", operator=True, use_default_permissions=True
+            )
+        )
         await stub.RevokeApiKey(
             pb.RevokeApiKeyRequest(merchant_id=str(merchant), api_key_id=revoked.api_key.id)
         )

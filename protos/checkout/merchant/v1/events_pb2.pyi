@@ -165,12 +165,17 @@ class ApiKeyCreated(_message.Message):
     PREFIX_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    PERMISSIONS_REVISION_FIELD_NUMBER: _builtins.int
     api_key_id: _builtins.str
     merchant_id: _builtins.str
     name: _builtins.str
     key_type: _builtins.str
     key_hash: _builtins.str
     prefix: _builtins.str
+    permissions_revision: _builtins.int
+    """The permission catalogue `permissions` was written against (libs/common/apikeys.py
+    PERMISSIONS_REVISION); 0 (unset) is before invoices:cancel existed, read by apikeys.upcast.
+    """
     @_builtins.property
     def permissions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -189,10 +194,11 @@ class ApiKeyCreated(_message.Message):
         prefix: _builtins.str = ...,
         expires_at: _timestamp_pb2.Timestamp | None = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
+        permissions_revision: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "expires_at", b"expires_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key_id", b"api_key_id", "created_at", b"created_at", "expires_at", b"expires_at", "key_hash", b"key_hash", "key_type", b"key_type", "merchant_id", b"merchant_id", "name", b"name", "permissions", b"permissions", "prefix", b"prefix"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key_id", b"api_key_id", "created_at", b"created_at", "expires_at", b"expires_at", "key_hash", b"key_hash", "key_type", b"key_type", "merchant_id", b"merchant_id", "name", b"name", "permissions", b"permissions", "permissions_revision", b"permissions_revision", "prefix", b"prefix"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
