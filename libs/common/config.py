@@ -84,6 +84,8 @@ class Config:
     webhook_poll_seconds: float = 1.0
     webhook_allow_loopback: bool = False
     webhook_allow_private: bool = False
+    # Fernet keys that encrypt webhook signing secrets at rest, newest first (merchant service).
+    webhook_secret_keys: tuple[str, ...] = field(default=(), repr=False)
     smtp_url: str = ""
     smtp_from: str = "notifications@checkout.local"
 
@@ -219,6 +221,9 @@ class Config:
             webhook_poll_seconds=seconds("CHECKOUT_WEBHOOK_POLL_SECONDS", d.webhook_poll_seconds),
             webhook_allow_loopback=flag("CHECKOUT_WEBHOOK_ALLOW_LOOPBACK", d.webhook_allow_loopback),
             webhook_allow_private=flag("CHECKOUT_WEBHOOK_ALLOW_PRIVATE", d.webhook_allow_private),
+            webhook_secret_keys=tuple(
+                k.strip() for k in get("CHECKOUT_WEBHOOK_SECRET_KEYS", "").split(",") if k.strip()
+            ),
             smtp_url=get("CHECKOUT_SMTP_URL", ""),
             smtp_from=get("CHECKOUT_SMTP_FROM", d.smtp_from),
         )

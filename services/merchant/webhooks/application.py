@@ -136,6 +136,7 @@ class WebhookApp:
     def __init__(self, runtime: Runtime, dispatcher: Dispatcher | None = None) -> None:
         self.rt = runtime
         self.dispatcher = dispatcher or dispatcher_of(runtime)
+        self.vault = self.dispatcher.vault  # seals new secrets; only the worker opens them
         every = runtime.config.snapshot_every
         self.endpoints = Repository(runtime.store, WebhookEndpoint, every)
         self.templates = Repository(runtime.store, NotificationTemplate, every)
@@ -205,8 +206,11 @@ class WebhookApp:
             )
             await self._check_target(endpoint.url, endpoint.allowed_ips)
             await self._save(conn, endpoint)
+            await self.vault.seal(
+                conn, ref=secret.ref, endpoint_id=endpoint_id, merchant_id=merchant_id, secret=secret.value
+            )
             return pb.WebhookEndpointWithSecret(
-                endpoint=await self._endpoint(conn, merchant_id, endpoint_id), secret=secret
+                endpoint=await self._endpoint(conn, merchant_id, endpoint_id), secret=secret.value
             )
 
         return await Commands.run(
@@ -270,8 +274,11 @@ class WebhookApp:
             endpoint = await self._load_endpoint(conn, merchant_id, request.endpoint_id)
             secret = endpoint.rotate_secret(utcnow())
             await self._save(conn, endpoint)
+            await self.vault.seal(
+                conn, ref=secret.ref, endpoint_id=endpoint.id, merchant_id=merchant_id, secret=secret.value
+            )
             return pb.WebhookEndpointWithSecret(
-                endpoint=await self._endpoint(conn, merchant_id, endpoint.id), secret=secret
+                endpoint=await self._endpoint(conn, merchant_id, endpoint.id), secret=secret.value
             )
 
     # -- deliveries -----------------------------------------------------------------------------

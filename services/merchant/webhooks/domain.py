@@ -11,11 +11,12 @@ import ipaddress
 import re
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from checkout.merchant.v1 import events_pb2 as ev
 
-from libs.common import events
+from libs.common import events, ids
 from libs.common.aggregate import Aggregate
 from libs.common.errors import FieldViolation, InvalidArgument, NotFound
 from libs.common.limits import (
@@ -97,6 +98,19 @@ def _unique(values: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(v.strip() for v in values))
 
 
+@dataclass(frozen=True)
+class NewSecret:
+    """A signing secret just made: shown to the merchant once, kept only encrypted under `ref`
+    (the application seals it); the event names `ref` alone."""
+
+    ref: uuid.UUID
+    value: str
+
+    @classmethod
+    def fresh(cls, merchant_id: uuid.UUID) -> NewSecret:
+        return cls(ids.new_id(ids.slot_of(merchant_id)), signing.new_secret())
+
+
 class WebhookEndpoint(Aggregate):
     aggregate_type = "WebhookEndpoint"
 
@@ -125,7 +139,7 @@ class WebhookEndpoint(Aggregate):
         timeout_seconds: int | None,
         allowed_ips: Sequence[str],
         now: dt.datetime,
-    ) -> tuple[WebhookEndpoint, str]:
+    ) -> tuple[WebhookEndpoint, NewSecret]:
         """Returns the aggregate and its new signing secret (shown to the merchant once)."""
         problems: list[FieldViolation] = []
         _check_url(url, problems)
@@ -133,7 +147,7 @@ class WebhookEndpoint(Aggregate):
         _check_settings(max_retries, retry_backoff, timeout_seconds, problems)
         _check_allowed_ips(allowed_ips, problems)
         _raise(problems)
-        secret = signing.new_secret()
+        secret = NewSecret.fresh(merchant_id)
         endpoint = cls(endpoint_id)
         endpoint._emit(
             ev.WebhookEndpointCreated(
@@ -141,7 +155,7 @@ class WebhookEndpoint(Aggregate):
                 merchant_id=str(merchant_id),
                 url=url,
                 events=_unique(events),
-                secret=secret,
+                secret_ref=str(secret.ref),
                 max_retries=DEFAULT_MAX_RETRIES if max_retries is None else max_retries,
                 retry_backoff=retry_backoff or "exponential",
                 timeout_seconds=timeout_seconds or DEFAULT_TIMEOUT_SECONDS,
@@ -202,14 +216,14 @@ class WebhookEndpoint(Aggregate):
         if changed:
             self._emit(event)
 
-    def rotate_secret(self, now: dt.datetime) -> str:
+    def rotate_secret(self, now: dt.datetime) -> NewSecret:
         self._live()
-        secret = signing.new_secret()
+        secret = NewSecret.fresh(uuid.UUID(self.merchant_id))
         self._emit(
             ev.WebhookSecretRotated(
                 endpoint_id=str(self.id),
                 merchant_id=self.merchant_id,
-                secret=secret,
+                secret_ref=str(secret.ref),
                 previous_expires_at=timestamp(now + ROTATION_OVERLAP),
                 rotated_at=timestamp(now),
             )
