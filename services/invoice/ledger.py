@@ -16,6 +16,7 @@ from decimal import Decimal
 
 from libs.common.eventstore import utcnow
 from libs.common.service import Runtime
+from services.invoice import repository
 from services.invoice.application import InvoiceApp
 from services.invoice.chains.base import OpenPayment, PaymentKey, Transfer, WatchedAddress
 from services.invoice.domain import Invoice, Sighting
@@ -49,15 +50,7 @@ class InvoiceLedger:
         late = config.late_window_seconds if config else DEFAULT_LATE_WINDOW_SECONDS
         found: dict[str, WatchedAddress] = {}
         for _, pool in self.rt.pools.items():
-            rows = await pool.fetch(
-                """SELECT id, payment_address, crypto_currency FROM invoices
-                   WHERE network = $1
-                     AND (status IN ('pending', 'partial', 'paid', 'invalid')
-                          OR expires_at > NOW() - make_interval(secs => $2))
-                   ORDER BY id""",
-                network,
-                late,
-            )
+            rows = await repository.watched_invoices(pool, network, late)
             # Two merchants who gave the same xpub get the same addresses: the newest invoice wins.
             for row in rows:
                 found[row["payment_address"].lower()] = WatchedAddress(
@@ -71,22 +64,15 @@ class InvoiceLedger:
         if known:
             return known.invoice_id
         for _, pool in self.rt.pools.items():
-            invoice_id = await pool.fetchval(
-                "SELECT id FROM invoices WHERE network = $1 AND payment_address = $2", network, address
-            )
+            invoice_id = await repository.invoice_at_address(pool, network, address)
             if invoice_id is not None:
-                return uuid.UUID(str(invoice_id))
+                return invoice_id
         return None
 
     async def open_payments(self, network: str) -> Sequence[OpenPayment]:
         found: list[OpenPayment] = []
         for _, pool in self.rt.pools.items():
-            rows = await pool.fetch(
-                """SELECT tx_hash, output_index, invoice_id, to_address, block_number,
-                          NULLIF(block_hash, '') AS block_hash
-                   FROM payments WHERE network = $1 AND status IN ('detected', 'confirming')""",
-                network,
-            )
+            rows = await repository.open_payments(pool, network)
             found.extend(
                 OpenPayment(
                     PaymentKey(r["tx_hash"], r["output_index"]),
@@ -148,13 +134,8 @@ class InvoiceLedger:
     async def retract(self, network: str, keys: Sequence[PaymentKey], reason: str) -> None:
         by_invoice: dict[uuid.UUID, list[PaymentKey]] = defaultdict(list)
         for _, pool in self.rt.pools.items():
-            rows = await pool.fetch(
-                """SELECT invoice_id, tx_hash, output_index FROM payments
-                   WHERE network = $1 AND (tx_hash, output_index) IN
-                         (SELECT * FROM unnest($2::text[], $3::int[]))""",
-                network,
-                [k.tx_hash.lower() for k in keys],
-                [k.output_index for k in keys],
+            rows = await repository.payments_by_keys(
+                pool, network, [k.tx_hash.lower() for k in keys], [k.output_index for k in keys]
             )
             for row in rows:
                 by_invoice[row["invoice_id"]].append(PaymentKey(row["tx_hash"], row["output_index"]))
@@ -170,29 +151,17 @@ class InvoiceLedger:
 
     async def update_confirmations(self, network: str, tip: int) -> None:
         for _, pool in self.rt.pools.items():
-            rows = await pool.fetch(
-                """SELECT DISTINCT invoice_id FROM payments
-                   WHERE network = $1 AND status IN ('detected', 'confirming')
-                     AND block_number IS NOT NULL AND confirmations <> GREATEST(0, $2 - block_number + 1)""",
-                network,
-                tip,
-            )
-            for row in rows:
+            for invoice_id in await repository.invoices_to_recount(pool, network, tip):
                 await self.app.change(
-                    row["invoice_id"], lambda invoice: invoice.recount(tip, utcnow()), actor=WATCHER
+                    invoice_id, lambda invoice: invoice.recount(tip, utcnow()), actor=WATCHER
                 )
 
     async def expire_due(self, limit: int = 200) -> int:
         """Closes open invoices whose time is up (the seed's partial index on expires_at)."""
         expired = 0
         for _, pool in self.rt.pools.items():
-            rows = await pool.fetch(
-                """SELECT id FROM invoices WHERE status IN ('pending', 'partial') AND expires_at <= NOW()
-                   ORDER BY expires_at LIMIT $1""",
-                limit,
-            )
-            for row in rows:
-                await self.app.change(row["id"], lambda invoice: invoice.expire(utcnow()), actor=EXPIRY)
+            for invoice_id in await repository.due_for_expiry(pool, limit):
+                await self.app.change(invoice_id, lambda invoice: invoice.expire(utcnow()), actor=EXPIRY)
                 expired += 1
         if expired:
             log.info("expired %d invoice(s)", expired)
