@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 
+import asyncpg
+
+from libs.common import ids
 from libs.common.eventstore import utcnow
 from libs.common.service import Runtime
 from services.invoice import repository
@@ -27,6 +32,19 @@ log = logging.getLogger("checkout.invoice.ledger")
 WATCHER = "system:watcher"
 EXPIRY = "system:expiry"
 DEFAULT_LATE_WINDOW_SECONDS = 86_400
+# A watcher polls every second or so; the whole set it follows (a day of invoices, thousands of
+# rows on a large shard) is read again this often, and in between only the invoices added since.
+FULL_READ_SECONDS = 60.0
+# An invoice's id is minted a moment before it commits (the rate lookup, the transaction): each
+# poll reads back this far, and one that took longer is found by the next full read.
+NEW_INVOICE_LOOKBACK = dt.timedelta(minutes=2)
+
+
+@dataclass
+class _WatchSet:
+    addresses: dict[str, WatchedAddress]
+    read_at: float  # monotonic: when the whole set was last read
+    polled_at: dt.datetime  # wall clock (ids carry it): when the last poll started
 
 
 def _units_to_amount(units: int, asset: str) -> Decimal:
@@ -37,30 +55,46 @@ class InvoiceLedger:
     def __init__(self, runtime: Runtime, app: InvoiceApp) -> None:
         self.rt = runtime
         self.app = app
-        # The last answer of `watched` per network, so `record` finds the invoice of an address
-        # without a query per transfer.
-        self._watched: dict[str, dict[str, WatchedAddress]] = {}
+        # What `watched` follows per network, kept between polls; `record` also finds the
+        # invoice of an address here without a query per transfer.
+        self._watching: dict[str, _WatchSet] = {}
 
     def _required(self, network: str) -> int:
         config = self.rt.config.network(network)
         return config.confirmations if config else 1
 
     async def watched(self, network: str) -> Mapping[str, WatchedAddress]:
+        """Open invoices on `network` and those closed within its late window. Read whole every
+        FULL_READ_SECONDS (which also lets go of those whose window has passed); in between, each
+        poll adds only the invoices minted since the one before, from the primary key."""
         config = self.rt.config.network(network)
         late = config.late_window_seconds if config else DEFAULT_LATE_WINDOW_SECONDS
-        found: dict[str, WatchedAddress] = {}
-        for _, pool in self.rt.pools.items():
-            rows = await repository.watched_invoices(pool, network, late)
-            # Two merchants who gave the same xpub get the same addresses: the newest invoice wins.
-            for row in rows:
-                found[row["payment_address"].lower()] = WatchedAddress(
-                    row["payment_address"], row["id"], row["crypto_currency"]
-                )
-        self._watched[network] = found
-        return found
+        polled_at = utcnow()
+        watch = self._watching.get(network)
+        if watch is None or time.monotonic() - watch.read_at >= FULL_READ_SECONDS:
+            watch = _WatchSet({}, time.monotonic(), polled_at)
+            for _, pool in self.rt.pools.items():
+                self._add(watch, await repository.watched_invoices(pool, network, late))
+            self._watching[network] = watch
+        else:
+            since = ids.first_id_at(watch.polled_at - NEW_INVOICE_LOOKBACK)
+            for _, pool in self.rt.pools.items():
+                self._add(watch, await repository.invoices_minted_since(pool, network, since))
+            watch.polled_at = polled_at
+        return dict(watch.addresses)
+
+    @staticmethod
+    def _add(watch: _WatchSet, rows: Sequence[asyncpg.Record]) -> None:
+        # In id order: two merchants who gave the same xpub get the same addresses, and the
+        # newest invoice wins.
+        for row in rows:
+            watch.addresses[row["payment_address"].lower()] = WatchedAddress(
+                row["payment_address"], row["id"], row["crypto_currency"]
+            )
 
     async def _invoice_of(self, network: str, address: str) -> uuid.UUID | None:
-        known = self._watched.get(network, {}).get(address.lower())
+        watch = self._watching.get(network)
+        known = watch.addresses.get(address.lower()) if watch else None
         if known:
             return known.invoice_id
         for _, pool in self.rt.pools.items():

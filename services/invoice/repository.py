@@ -10,6 +10,7 @@ from typing import Any, TypeAlias
 
 import asyncpg
 
+from libs.common import ids
 from libs.common.db import Connection
 
 INVOICE_COLUMNS = (
@@ -23,8 +24,22 @@ PAYMENT_COLUMNS = (
     "confirmations, required_confirmations, block_number, block_hash, late, status_reason, detected_at, "
     "confirmed_at"
 )
-# The exact expression of idx_invoices_text_search: any other spelling would not use the index.
-SEARCH_VECTOR = "to_tsvector('english', title || ' ' || coalesce(description, ''))"
+# An invoice's id is minted (with the time in it) before its created_at is set, by up to the rate
+# lookup and the command's retries: well under this. Windows on created_at widen by it on the id.
+ID_MINTED_BEFORE_CREATED = dt.timedelta(hours=1)
+# The exact expression of idx_invoices_merchant_search (migration 1050): an invoice's words plus
+# a lexeme naming its merchant. Any other spelling would not use the index.
+SEARCH_DOCUMENT = (
+    "(array_to_tsvector(ARRAY['merchant ' || merchant_id::text]) "
+    "|| to_tsvector('english', title || ' ' || coalesce(description, '')))"
+)
+# The merchant's lexeme and the words, both required. A query of stop words only has no words:
+# it matches nothing (with the merchant's lexeme alone it would match all of its invoices).
+SEARCH_MATCHES = (
+    SEARCH_DOCUMENT
+    + " @@ (quote_literal('merchant ' || $1::text)::tsquery && plainto_tsquery('english', {0}))"
+    " AND numnode(plainto_tsquery('english', {0})) > 0"
+)
 
 Executor: TypeAlias = Connection | asyncpg.Pool
 
@@ -44,6 +59,13 @@ async def invoice(conn: Executor, invoice_id: uuid.UUID) -> asyncpg.Record | Non
     return await conn.fetchrow(f"SELECT {INVOICE_COLUMNS} FROM invoices WHERE id = $1", invoice_id)
 
 
+def _id_bound(at: dt.datetime, shift: dt.timedelta) -> uuid.UUID:
+    try:
+        return ids.first_id_at(at + shift)
+    except OverflowError:  # a window edge within the shift of year 1 or 9999: no bound there
+        return uuid.UUID(int=0) if shift < dt.timedelta(0) else uuid.UUID(int=(1 << 128) - 1)
+
+
 def invoices_query(where: InvoiceFilter, limit: int) -> tuple[str, list[Any]]:
     """Newest first (ids are time-ordered). Only the filters given become conditions, so the
     planner sees a plain query for each shape instead of `$n IS NULL OR ...` it cannot index."""
@@ -56,14 +78,18 @@ def invoices_query(where: InvoiceFilter, limit: int) -> tuple[str, list[Any]]:
 
     if where.status is not None:
         add("status = {}", where.status)
+    # The window bounds the id too (ids are time-ordered), so the (merchant_id, id) index starts
+    # and stops at the window instead of walking from the newest invoice; created_at stays exact.
     if where.created_after is not None:
         add("created_at >= {}", where.created_after)
+        add("id >= {}", _id_bound(where.created_after, -ID_MINTED_BEFORE_CREATED))
     if where.created_before is not None:
         add("created_at < {}", where.created_before)
+        add("id < {}", _id_bound(where.created_before, ID_MINTED_BEFORE_CREATED))
     if where.customer_id is not None:
         add("customer_id = {}", where.customer_id)
     if where.search is not None:
-        add(SEARCH_VECTOR + " @@ plainto_tsquery('english', {})", where.search)
+        add(SEARCH_MATCHES, where.search)
     if where.before_id is not None:
         add("id < {}", where.before_id)
     args.append(limit)
@@ -76,7 +102,25 @@ def invoices_query(where: InvoiceFilter, limit: int) -> tuple[str, list[Any]]:
 
 async def invoices(conn: Executor, where: InvoiceFilter, limit: int) -> list[asyncpg.Record]:
     sql, args = invoices_query(where, limit)
-    return list(await conn.fetch(sql, *args))
+    if where.search is None:
+        return list(await conn.fetch(sql, *args))
+    return await _planned_per_call(conn, sql, args)
+
+
+async def _planned_per_call(conn: Executor, sql: str, args: list[Any]) -> list[asyncpg.Record]:
+    """Runs a prepared statement with a plan made for these very arguments.
+
+    From its sixth execution PostgreSQL may run a prepared statement (asyncpg prepares every
+    query) with a generic plan, made without the arguments. For a search no single plan is
+    right: a word in most of a merchant's invoices is answered by walking its newest invoices
+    until the page is full, a rare one by the GIN index, and only the word itself tells which.
+    The generic plan took the GIN path for every word: seconds for a common one."""
+    if isinstance(conn, asyncpg.Pool):
+        async with conn.acquire() as connection:
+            return await _planned_per_call(connection, sql, args)
+    async with conn.transaction():
+        await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+        return list(await conn.fetch(sql, *args))
 
 
 async def payments(conn: Executor, invoice_id: uuid.UUID) -> list[asyncpg.Record]:
@@ -130,6 +174,19 @@ async def watched_invoices(conn: Executor, network: str, late_seconds: int) -> l
                ORDER BY id""",
             network,
             late_seconds,
+        )
+    )
+
+
+async def invoices_minted_since(conn: Executor, network: str, first_id: uuid.UUID) -> list[asyncpg.Record]:
+    """Invoices on `network` whose id is `first_id` or later: what a watcher adds between two
+    full reads of `watched_invoices` (ids are time-ordered, so the primary key answers it)."""
+    return list(
+        await conn.fetch(
+            """SELECT id, payment_address, crypto_currency FROM invoices
+               WHERE network = $1 AND id >= $2 ORDER BY id""",
+            network,
+            first_id,
         )
     )
 
