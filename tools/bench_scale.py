@@ -49,15 +49,15 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGE = 51  # what ListInvoices asks for: the default page of 50, plus one to know there is more
 LATE_WINDOW_SECONDS = ledger.DEFAULT_LATE_WINDOW_SECONDS
 
-# p99 targets per kind of query (issue 18); "operator" views (shard counts) get the platform's.
-TARGETS_MS = {
+# p99 targets per kind of query (issue 18). The operator's shard counts have none: reported only.
+TARGETS_MS: dict[str, float | None] = {
     "point": 5.0,
     "list": 20.0,
     "search": 50.0,
     "watcher": 10.0,
     "merchant_analytics": 50.0,
     "platform_analytics": 200.0,
-    "operator": 200.0,
+    "operator": None,
 }
 
 
@@ -266,15 +266,16 @@ async def measure(queries: list[Query], samples: int, warmup: int) -> dict[str, 
     report = {}
     for query in queries:
         t = times[query.name]
-        p99 = percentile(t, 99)
+        p99, target = percentile(t, 99), TARGETS_MS[query.kind]
         report[query.name] = {
             "kind": query.kind,
-            "target_p99_ms": TARGETS_MS[query.kind],
+            "target_p99_ms": target,
             "p50_ms": round(percentile(t, 50), 2),
+            "p95_ms": round(percentile(t, 95), 2),
             "p99_ms": round(p99, 2),
             "mean_ms": round(statistics.fmean(t), 2),
             "max_ms": round(max(t), 2),
-            "within_target": p99 < TARGETS_MS[query.kind],
+            "within_target": None if target is None else p99 < target,
             "rows_median": statistics.median(rows[query.name]),
         }
     return report
@@ -348,6 +349,8 @@ def _walk(node: dict[str, Any], depth: int = 0) -> list[str]:
         if node.get(removed):
             text += f", {removed.lower()} {node[removed]}"
     text += ")"
+    if "Index Cond" in node:
+        text += f" on {node['Index Cond'][:160]}"
     lines = ["  " * depth + text]
     for child in node.get("Plans", []):
         lines.extend(_walk(child, depth + 1))
@@ -380,7 +383,11 @@ async def plan_notes(dsn: str, samples: Samples, rounds: int) -> dict[str, list[
         for name, (schema, calls) in last.items():
             conn = conns[schema]
             notes[name] = []
+            settings: list[str] = []  # SET LOCALs the code ran first: they decide the plan too
             for sql, args in calls:
+                if sql.lstrip().upper().startswith("SET LOCAL"):
+                    settings.append(sql)
+                    continue
                 prepared = await conn.fetchrow(
                     "SELECT name, parameter_types::text[] AS types FROM pg_prepared_statements "
                     "WHERE statement = $1",
@@ -397,6 +404,8 @@ async def plan_notes(dsn: str, samples: Samples, rounds: int) -> dict[str, list[
                 transaction = conn.transaction()
                 await transaction.start()
                 try:
+                    for setting in settings:
+                        await conn.execute(setting)
                     plan = (await conn.fetchval(explain + (f"({params})" if params else "")))[0]
                 finally:
                     await transaction.rollback()
@@ -442,7 +451,7 @@ async def run(
     notes = await plan_notes(dsn, drawn, rounds=warmup)
     for name, entry in report.items():
         entry["plans"] = notes.get(name, [])
-    over = [name for name, entry in report.items() if not entry["within_target"]]
+    over = [name for name, entry in report.items() if entry["within_target"] is False]
     return {
         "command": "make bench-scale",
         "sizes": asdict(sizes),

@@ -343,6 +343,8 @@ TABLES = {
     "paid_invoices": "analytics.paid_invoices",
     "merchant_directory": "analytics.merchant_directory",
 }
+# Filled by daily_metrics' trigger as it loads (services/analytics/migrations/1050).
+ROLLUPS = ("analytics.platform_daily", "analytics.merchant_activity", "analytics.merchant_currencies")
 
 
 async def migrate(dsn: str) -> None:
@@ -367,8 +369,12 @@ async def _meta(conn: Connection) -> dict[str, object] | None:
 
 
 async def build(dsn: str, sizes: Sizes, *, reuse: bool = False, log: bool = True) -> Built:
-    """Migrates, then fills the shard (unless `reuse` and it already holds data of these sizes)."""
+    """Migrates, then fills the shard (unless `reuse` and it already holds data of these sizes:
+    then new migrations run on a full shard, as on a live one)."""
+    started = dt.datetime.now(dt.UTC)
     await migrate(dsn)
+    if log:
+        print(f"  migrations: {(dt.datetime.now(dt.UTC) - started).total_seconds():.1f} s", flush=True)
     conn = await connect(dsn, "invoice")
     try:
         previous = await _meta(conn)
@@ -422,7 +428,7 @@ async def _fill(conn: asyncpg.Connection, sizes: Sizes, log: bool) -> Built:
     step("audit entries")
     await conn.execute(_DAILY_METRICS + ";" + _PAID_INVOICES + ";" + _PROFILES)
     step("daily metrics, paid invoices, merchant profiles")
-    for table in TABLES.values():
+    for table in (*TABLES.values(), *ROLLUPS):
         await conn.execute(f"VACUUM (ANALYZE) {table}")
     step("vacuum and analyze")
     counts = {

@@ -194,8 +194,9 @@ async def platform_metrics(
     merchants active in the range, and the same per currency. One snapshot, so they agree.
 
     From the rollups daily_metrics' trigger keeps (migration 1050): the days are platform_daily's
-    rows, and a merchant is active in the range if one of its (merchant, currency) pairs has an
-    active day in it, one index probe per pair."""
+    rows; a merchant is active in the range if one of its (merchant, currency) pairs is: its
+    first or last active day is in the range, or (its days spanning the range) one in between is.
+    """
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
         days = await conn.fetch(
             f"""SELECT metric_date, currency, invoices_created, invoices_paid, amount_created, amount_paid,
@@ -209,11 +210,11 @@ async def platform_metrics(
         active = await conn.fetch(
             """WITH active AS (
                    SELECT pair.merchant_id, pair.currency FROM merchant_currencies pair
-                   CROSS JOIN LATERAL (
-                       SELECT 1 FROM merchant_activity day
-                       WHERE day.merchant_id = pair.merchant_id AND day.currency = pair.currency
-                         AND day.metric_date BETWEEN $1 AND $2
-                       LIMIT 1) hit)
+                   WHERE pair.last_day >= $1 AND pair.first_day <= $2
+                     AND (pair.last_day <= $2 OR pair.first_day >= $1
+                          OR EXISTS (SELECT FROM merchant_activity day
+                                     WHERE day.merchant_id = pair.merchant_id AND day.currency = pair.currency
+                                       AND day.metric_date BETWEEN $1 AND $2)))
                SELECT NULL AS currency, count(DISTINCT merchant_id) AS merchants_active FROM active
                UNION ALL
                -- Every currency invoiced in the range, with none active too (a reorg's zeros).

@@ -111,12 +111,20 @@ async def test_the_rollups_say_what_the_merchants_rows_say_through_backfill_writ
             await repository.count_paid(conn, a, DAY, "USD", Decimal("10.00"), -1)
             await repository.count_paid(conn, b, DAY + dt.timedelta(days=1), "JPY", Decimal(1500), 1)
             await repository.count_created(conn, a, DAY + dt.timedelta(days=5), "USD", Decimal("1.00"))
+            await repository.count_created(conn, c, DAY + dt.timedelta(days=4), "GBP", Decimal("2.00"))
+        # Zeroed: a's only euro day, and c's last pound day (its span shrinks back to one day).
         await conn.execute(
             "UPDATE daily_metrics SET invoices_created = 0, amount_created = 0 "
-            "WHERE merchant_id = $1 AND currency = 'EUR'",
+            "WHERE (merchant_id = $1 AND currency = 'EUR') OR (merchant_id = $2 AND metric_date = $3)",
             a,
+            c,
+            DAY + dt.timedelta(days=4),
         )
-        for window in ((start, end), (DAY, DAY), (DAY + dt.timedelta(days=1), end), (end, end)):
+        one = dt.timedelta(days=1)
+        windows = [(start, end), (DAY, DAY), (DAY + one, end), (end, end),
+                   # inside a's dollar days (DAY and DAY + 5): only a look between them can tell
+                   (DAY + one, DAY + 4 * one), (DAY + 3 * one, DAY + 4 * one), (DAY - 9 * one, DAY - one)]  # fmt: skip
+        for window in windows:
             assert await from_rollup(pool, *window) == await summed(conn, *window), window
         rollup = await from_rollup(pool, start, end)
         assert rollup["active"] == 3 and ("EUR", 0) in rollup["by_currency"]  # a's zeroed euro day

@@ -2,9 +2,11 @@
 -- shard, three times. Two rollups answer them instead, kept by a trigger on daily_metrics, so
 -- every writer (the projection, a rebuild, an older replica during a deploy) keeps them right:
 --   platform_daily: a shard's day per currency, summed over merchants (a day is a few rows);
---   merchant_activity: the (merchant, currency, day)s on which a merchant was active, with
---   merchant_currencies, the pairs ever active, so "active in [from, to]" is one index probe
---   per pair instead of a scan of every merchant's days.
+--   merchant_activity: the (merchant, currency, day)s on which a merchant was active, and
+--   merchant_currencies, each pair's first and last of them. A pair with its first or last day
+--   in [from, to] was active in it, one whose days all lie outside was not; only a pair whose
+--   days span the whole range needs a look at merchant_activity (one index probe). For the
+--   usual "last N days" no pair does, and the answer reads one small row per pair.
 -- Active, as in repository._ACTIVE: an invoice created or paid that day.
 
 CREATE TABLE platform_daily (
@@ -31,6 +33,8 @@ CREATE TABLE merchant_activity (
 CREATE TABLE merchant_currencies (
     merchant_id UUID NOT NULL,
     currency TEXT NOT NULL,
+    first_day DATE,  -- NULL both when a reorg took back every active day
+    last_day DATE,
     PRIMARY KEY (merchant_id, currency)
 );
 
@@ -80,12 +84,23 @@ BEGIN
     IF was_active AND NOT (same_row AND is_active) THEN
         DELETE FROM merchant_activity
         WHERE merchant_id = OLD.merchant_id AND currency = OLD.currency AND metric_date = OLD.metric_date;
+        -- Rare (a reorg): the pair's span is read again from what is left.
+        UPDATE merchant_currencies c SET
+            first_day = (SELECT min(metric_date) FROM merchant_activity a
+                         WHERE a.merchant_id = c.merchant_id AND a.currency = c.currency),
+            last_day = (SELECT max(metric_date) FROM merchant_activity a
+                        WHERE a.merchant_id = c.merchant_id AND a.currency = c.currency)
+        WHERE c.merchant_id = OLD.merchant_id AND c.currency = OLD.currency
+          AND OLD.metric_date IN (c.first_day, c.last_day);
     END IF;
     IF is_active AND NOT (same_row AND was_active) THEN
         INSERT INTO merchant_activity (merchant_id, currency, metric_date)
         VALUES (NEW.merchant_id, NEW.currency, NEW.metric_date) ON CONFLICT DO NOTHING;
-        INSERT INTO merchant_currencies (merchant_id, currency)
-        VALUES (NEW.merchant_id, NEW.currency) ON CONFLICT DO NOTHING;
+        INSERT INTO merchant_currencies AS c (merchant_id, currency, first_day, last_day)
+        VALUES (NEW.merchant_id, NEW.currency, NEW.metric_date, NEW.metric_date)
+        ON CONFLICT (merchant_id, currency) DO UPDATE SET
+            first_day = LEAST(c.first_day, EXCLUDED.first_day),
+            last_day = GREATEST(c.last_day, EXCLUDED.last_day);
     END IF;
     RETURN NULL;
 END
@@ -118,4 +133,9 @@ SELECT metric_date, currency, sum(invoices_created), sum(invoices_paid), sum(amo
 FROM daily_metrics GROUP BY metric_date, currency;
 INSERT INTO merchant_activity
 SELECT merchant_id, currency, metric_date FROM daily_metrics WHERE invoices_created > 0 OR invoices_paid > 0;
-INSERT INTO merchant_currencies SELECT DISTINCT merchant_id, currency FROM merchant_activity;
+INSERT INTO merchant_currencies
+SELECT merchant_id, currency, min(metric_date), max(metric_date) FROM merchant_activity GROUP BY merchant_id, currency;
+-- Its statistics now, not at autovacuum's next look: the read plans on them.
+ANALYZE platform_daily;
+ANALYZE merchant_activity;
+ANALYZE merchant_currencies;
