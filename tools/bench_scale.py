@@ -506,10 +506,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     width = max(len(name) for name in result["queries"])
     print(f"{'query':<{width}}  {'p50 ms':>8}  {'p99 ms':>8}  {'target':>7}")
     for name, entry in result["queries"].items():
-        mark = "" if entry["within_target"] else "  OVER"
-        print(
-            f"{name:<{width}}  {entry['p50_ms']:>8.2f}  {entry['p99_ms']:>8.2f}  {entry['target_p99_ms']:>7.0f}{mark}"
-        )
+        mark = "  OVER" if entry["within_target"] is False else ""
+        target = "-" if entry["target_p99_ms"] is None else f"{entry['target_p99_ms']:.0f}"
+        print(f"{name:<{width}}  {entry['p50_ms']:>8.2f}  {entry['p99_ms']:>8.2f}  {target:>7}{mark}")
+    machine = result["machine"]
+    print(f"load average (1, 5, 15 min) before {machine['load_average_before']}, after "
+          f"{machine['load_average_after']}, on {machine['cpus']} cpus")  # fmt: skip
     print(f"written to {out}")
 
 
