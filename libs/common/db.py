@@ -48,6 +48,9 @@ _RERUNNABLE = re.compile(
 )
 
 
+_LOCK_POLL_SECONDS = 0.1
+
+
 class MigrationError(ValueError):
     pass
 
@@ -154,7 +157,11 @@ async def migrate_shard(dsn: str, schema: str, migrations: Iterable[Migration]) 
     applied: list[str] = []
     try:
         lock = int.from_bytes(hashlib.sha256(f"migrate:{schema}".encode()).digest()[:8], signed=True)
-        await conn.execute("SELECT pg_advisory_lock($1)", lock)
+        # Polled rather than waited for in pg_advisory_lock: a statement blocked there holds a
+        # snapshot, and the CREATE INDEX CONCURRENTLY of another replica's no-transaction
+        # migration waits for every older snapshot to end. Each would wait for the other.
+        while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock):
+            await asyncio.sleep(_LOCK_POLL_SECONDS)
         try:
             await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
             await conn.execute(f'SET search_path TO "{schema}", public')

@@ -163,8 +163,9 @@ async def audit_entries(
 
 
 async def watched_invoices(conn: Executor, network: str, late_seconds: int) -> list[asyncpg.Record]:
-    """What a watcher follows on `network`, asked every poll: open invoices, and closed ones whose
-    expiry is less than `late_seconds` ago (a payment then is recorded as late)."""
+    """What a watcher follows on `network`, read whole once a minute (ledger.FULL_READ_SECONDS):
+    open invoices, and closed ones whose expiry is less than `late_seconds` ago (a payment then
+    is recorded as late)."""
     return list(
         await conn.fetch(
             """SELECT id, payment_address, crypto_currency FROM invoices
