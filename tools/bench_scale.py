@@ -26,10 +26,8 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, field
-from decimal import Decimal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -43,6 +41,7 @@ from services.analytics import repository as analytics
 from services.invoice import ledger
 from services.invoice import repository as invoices
 from services.invoice.domain import STATUSES
+from tools.plan_notes import Calls, Recorder, explain
 from tools.scale_data import COMMON_WORD, POPULAR_ELSEWHERE, Built, Sizes, build, connect
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -284,94 +283,13 @@ async def measure(queries: list[Query], samples: int, warmup: int) -> dict[str, 
 # -- plan notes ---------------------------------------------------------------------------------
 
 
-@dataclass
-class Recorder:
-    """Runs the repository code on one real connection and remembers the statements it sent, so
-    each can be EXPLAINed afterwards through the same prepared statement."""
-
-    conn: asyncpg.Connection
-    calls: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
-
-    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        self.calls.append((sql, args))
-        return list(await self.conn.fetch(sql, *args))
-
-    async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
-        self.calls.append((sql, args))
-        return await self.conn.fetchrow(sql, *args)
-
-    async def fetchval(self, sql: str, *args: Any) -> Any:
-        self.calls.append((sql, args))
-        return await self.conn.fetchval(sql, *args)
-
-    async def execute(self, sql: str, *args: Any) -> str:
-        self.calls.append((sql, args))
-        return await self.conn.execute(sql, *args)
-
-    @asynccontextmanager
-    async def acquire(self) -> AsyncIterator[Recorder]:
-        yield self
-
-    @asynccontextmanager
-    async def transaction(self, **options: Any) -> AsyncIterator[None]:
-        async with self.conn.transaction(**options):
-            yield
-
-
-def _literal(value: Any) -> str:
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list | tuple):
-        items = ",".join('"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"' for v in value)
-        return _literal("{" + items + "}")
-    if isinstance(value, dt.datetime | dt.date):
-        value = value.isoformat()
-    if isinstance(value, int | Decimal):
-        return str(value)
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def _walk(node: dict[str, Any], depth: int = 0) -> list[str]:
-    text = node["Node Type"]
-    if node.get("Scan Direction") == "Backward":
-        text += " Backward"
-    if "Index Name" in node:
-        text += f" using {node['Index Name']}"
-    elif "Relation Name" in node:
-        text += f" on {node['Relation Name']}"
-    text += f" (rows {node.get('Actual Rows', 0)}"
-    loops = node.get("Actual Loops", 1)
-    if loops and loops > 1:
-        text += f" x{loops} loops"
-    for removed in ("Rows Removed by Filter", "Rows Removed by Index Recheck"):
-        if node.get(removed):
-            text += f", {removed.lower()} {node[removed]}"
-    text += ")"
-    if "Index Cond" in node:
-        text += f" on {node['Index Cond'][:160]}"
-    lines = ["  " * depth + text]
-    for child in node.get("Plans", []):
-        lines.extend(_walk(child, depth + 1))
-    return lines
-
-
-async def _plan_counts(conn: asyncpg.Connection, name: str) -> tuple[int, int]:
-    row = await conn.fetchrow(
-        "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE name = $1", name
-    )
-    assert row is not None
-    return int(row["generic_plans"]), int(row["custom_plans"])
-
-
 async def plan_notes(dsn: str, samples: Samples, rounds: int) -> dict[str, list[dict[str, Any]]]:
     """Each query's statements as the plan cache runs them after `rounds` interleaved rounds."""
     conns = {schema: await connect(dsn, schema) for schema in ("invoice", "analytics")}
     try:
         recorders = {schema: Recorder(conn) for schema, conn in conns.items()}
         queries = catalogue(cast(Any, recorders["invoice"]), cast(Any, recorders["analytics"]), samples)
-        last: dict[str, tuple[str, list[tuple[str, tuple[Any, ...]]]]] = {}
+        last: dict[str, tuple[str, Calls]] = {}
         for i in range(rounds):
             for query in queries:
                 for recorder in recorders.values():
@@ -379,47 +297,7 @@ async def plan_notes(dsn: str, samples: Samples, rounds: int) -> dict[str, list[
                 await query.run(i)
                 schema, recorder = next((k, r) for k, r in recorders.items() if r.calls)
                 last[query.name] = (schema, list(recorder.calls))
-        notes: dict[str, list[dict[str, Any]]] = {}
-        for name, (schema, calls) in last.items():
-            conn = conns[schema]
-            notes[name] = []
-            settings: list[str] = []  # SET LOCALs the code ran first: they decide the plan too
-            for sql, args in calls:
-                if sql.lstrip().upper().startswith("SET LOCAL"):
-                    settings.append(sql)
-                    continue
-                prepared = await conn.fetchrow(
-                    "SELECT name, parameter_types::text[] AS types FROM pg_prepared_statements "
-                    "WHERE statement = $1",
-                    sql,
-                )
-                if prepared is None:
-                    continue
-                params = ", ".join(
-                    f"{_literal(a)}::{t}" for a, t in zip(args, prepared["types"], strict=True)
-                )
-                explain = f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE {prepared['name']}"
-                before = await _plan_counts(conn, prepared["name"])
-                # Rolled back: EXPLAIN ANALYZE of a FOR UPDATE takes its row locks.
-                transaction = conn.transaction()
-                await transaction.start()
-                try:
-                    for setting in settings:
-                        await conn.execute(setting)
-                    plan = (await conn.fetchval(explain + (f"({params})" if params else "")))[0]
-                finally:
-                    await transaction.rollback()
-                counts = await _plan_counts(conn, prepared["name"])
-                notes[name].append({
-                    "statement": " ".join(sql.split())[:160],
-                    # What this execution used: the plan cache's choice after the rounds.
-                    "plan_kind": "generic" if counts[0] > before[0] else "custom",
-                    "plan": _walk(plan["Plan"]),
-                    "execution_ms": round(plan["Execution Time"], 2),
-                    "generic_plans": counts[0],
-                    "custom_plans": counts[1],
-                })  # fmt: skip
-        return notes
+        return {name: await explain(conns[schema], calls) for name, (schema, calls) in last.items()}
     finally:
         for conn in conns.values():
             await conn.close()
