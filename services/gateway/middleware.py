@@ -1,8 +1,9 @@
-"""Per-request plumbing around every route: request id, trace span, access log, metrics, and
-the last-resort 500.
+"""Per-request plumbing around every route, done once per request: request id, trace span,
+response headers the request earned (rate limit standing), access log, metrics, and the
+last-resort 500.
 
 A plain ASGI middleware rather than Starlette's BaseHTTPMiddleware: it sees the response start
-(to stamp `X-Request-Id` on every response, errors included) without buffering bodies.
+(to stamp headers on every response, errors included) without buffering bodies.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import uuid
 from collections.abc import Mapping
 
 from opentelemetry import propagate, trace
-from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.gateway import metrics
+from services.gateway.auth import RESPONSE_HEADERS
 from services.gateway.errors import ApiError, error_response
 
 log = logging.getLogger("checkout.gateway")
@@ -25,6 +26,8 @@ access_log = logging.getLogger("checkout.gateway.access")
 tracer = trace.get_tracer("checkout.gateway")
 
 REQUEST_ID_HEADER = "X-Request-Id"
+_REQUEST_ID = b"x-request-id"
+_TRACE_HEADERS = (b"traceparent", b"tracestate")
 # The id travels on as gRPC metadata and into logs: printable ASCII, no spaces, bounded.
 _ACCEPTABLE_REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 UNMATCHED_ROUTE = "unmatched"
@@ -35,6 +38,12 @@ def accepted_request_id(raw: str | None) -> str:
     if raw is not None and _ACCEPTABLE_REQUEST_ID.match(raw):
         return raw
     return str(uuid.uuid4())
+
+
+def loggable(text: str) -> str:
+    """`text` with control characters escaped: a path with a percent-encoded CR/LF must not
+    forge a line in a text log."""
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
 
 
 class RequestMiddleware:
@@ -49,57 +58,80 @@ class RequestMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = Headers(scope=scope)
-        request_id = accepted_request_id(headers.get(REQUEST_ID_HEADER))
-        scope.setdefault("state", {})["request_id"] = request_id
+        raw_id: str | None = None
+        carrier: dict[str, str] = {}
+        for name, value in scope["headers"]:
+            if name == _REQUEST_ID:
+                raw_id = value.decode("latin-1")
+            elif name in _TRACE_HEADERS:
+                carrier[name.decode()] = value.decode("latin-1")
+        request_id = accepted_request_id(raw_id)
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
         method: str = scope["method"]
         status = 500
         started = False
 
-        async def send_with_id(message: Message) -> None:
+        async def send_with_headers(message: Message) -> None:
             nonlocal status, started
             if message["type"] == "http.response.start":
                 started = True
                 status = message["status"]
-                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+                extra = [(b"x-request-id", request_id.encode())]
+                earned = state.get(RESPONSE_HEADERS)
+                if earned:
+                    present = {k.lower() for k, _ in message.get("headers", [])}
+                    extra += [
+                        (k.lower().encode(), v.encode())
+                        for k, v in earned.items()
+                        if k.lower().encode() not in present
+                    ]
+                message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
         begin = time.perf_counter()
-        parent = propagate.extract(dict(headers))
+        parent = propagate.extract(carrier) if carrier else None
         with tracer.start_as_current_span(
             f"HTTP {method}", context=parent, kind=trace.SpanKind.SERVER
         ) as span:
             try:
-                await self.app(scope, receive, send_with_id)
+                await self.app(scope, receive, send_with_headers)
             except Exception:
                 log.exception("unhandled error (request_id=%s)", request_id)
                 if started:
                     raise  # the status line is out; only dropping the connection is left
                 response = error_response(ApiError("internal", "internal error"), request_id)
-                await response(scope, receive, send_with_id)
+                await response(scope, receive, send_with_headers)
             finally:
                 elapsed = time.perf_counter() - begin
                 route = self.route_of(scope)
-                span.update_name(f"{method} {route}")
-                span.set_attribute("http.request.method", method)
-                span.set_attribute("http.route", route)
-                span.set_attribute("http.response.status_code", status)
+                if span.is_recording():
+                    span.update_name(f"{method} {route}")
+                    span.set_attributes(
+                        {
+                            "http.request.method": method,
+                            "http.route": route,
+                            "http.response.status_code": status,
+                        }
+                    )
                 metrics.observe(method, route, status, elapsed)
-                context = span.get_span_context()
-                access_log.info(
-                    "%s %s %d %.1fms request_id=%s",
-                    method,
-                    scope["path"],
-                    status,
-                    elapsed * 1000,
-                    request_id,
-                    extra={
-                        "request_id": request_id,
-                        "trace_id": format(context.trace_id, "032x") if context.is_valid else None,
-                        "method": method,
-                        "path": scope["path"],
-                        "route": route,
-                        "status": status,
-                        "duration_ms": round(elapsed * 1000, 1),
-                    },
-                )
+                if access_log.isEnabledFor(logging.INFO):
+                    context = span.get_span_context()
+                    path = loggable(scope["path"])
+                    access_log.info(
+                        "%s %s %d %.1fms request_id=%s",
+                        method,
+                        path,
+                        status,
+                        elapsed * 1000,
+                        request_id,
+                        extra={
+                            "request_id": request_id,
+                            "trace_id": format(context.trace_id, "032x") if context.is_valid else None,
+                            "method": method,
+                            "path": path,
+                            "route": route,
+                            "status": status,
+                            "duration_ms": round(elapsed * 1000, 1),
+                        },
+                    )
