@@ -215,6 +215,7 @@ class RevocationListener:
         self.subject = f"{subject_prefix}.*.api_key.revoked"
         self.nc: NatsClient | None = None
         self.subscribed = asyncio.Event()
+        self._closing = False
 
     async def run(self) -> None:
         delay = 0.5
@@ -247,6 +248,8 @@ class RevocationListener:
         self.cache.revoked(key_id)
 
     async def _disconnected(self) -> None:
+        if self._closing:
+            return
         log.warning("NATS connection lost; cached API keys will be dropped on reconnect")
 
     async def _reconnected(self) -> None:
@@ -254,6 +257,7 @@ class RevocationListener:
         self.cache.clear("reconnected")
 
     async def close(self) -> None:
+        self._closing = True
         if self.nc is not None and not self.nc.is_closed:
             with contextlib.suppress(Exception):
                 await self.nc.close()

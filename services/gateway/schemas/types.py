@@ -19,8 +19,6 @@ from typing import Annotated, Any
 
 import orjson
 from pydantic import (
-    AfterValidator,
-    BeforeValidator,
     Field,
     GetCoreSchemaHandler,
     GetJsonSchemaHandler,
@@ -197,23 +195,24 @@ Id = Annotated[
 ]
 
 
-def _aware(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        raise PydanticCustomError("timezone", "must be an RFC 3339 timestamp with a time zone")
-    return value
-
-
-def _rfc3339(value: object) -> object:
-    # Pydantic also reads numbers as Unix times and dates as midnight; the contract says RFC 3339.
-    if not isinstance(value, str | datetime) or (isinstance(value, str) and "T" not in value.upper()):
-        raise PydanticCustomError("timestamp", "must be an RFC 3339 timestamp with a time zone")
-    return value
+def _rfc3339(value: object) -> datetime:
+    # Pydantic alone would also read numbers as Unix times and dates as midnight, and guess UTC
+    # for a naive time; the contract says RFC 3339 with a zone.
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value
+    if isinstance(value, str) and "T" in value.upper():
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            parsed = None
+        if parsed is not None and parsed.tzinfo is not None:
+            return parsed
+    raise PydanticCustomError("timestamp", "must be an RFC 3339 timestamp with a time zone")
 
 
 Timestamp = Annotated[
     datetime,
-    BeforeValidator(_rfc3339),
-    AfterValidator(_aware),
+    PlainValidator(_rfc3339),
     WithJsonSchema({"type": "string", "format": "date-time", "examples": ["2026-11-25T02:24:21Z"]}),
 ]
 
