@@ -207,12 +207,16 @@ def _expired(entry: VerifiedKey) -> bool:
 
 
 class RevocationListener:
-    """Hears `api_key.revoked` from every merchant shard on NATS and drops the key here."""
+    """Hears revocations on NATS and drops the key here: the merchant service's `api_key.revoked`
+    events (the record of every revocation), and the notice a gateway replica sends its peers
+    the moment it has served one, which beats the event's trip through the outbox relay."""
 
     def __init__(self, cache: KeyCache, nats_url: str, subject_prefix: str) -> None:
         self.cache = cache
         self.nats_url = nats_url
         self.subject = f"{subject_prefix}.*.api_key.revoked"
+        # Outside the event stream's subjects (`<prefix>.>`): a notice between replicas, not an event.
+        self.peer_subject = f"checkout-gateway.{subject_prefix}.api_key.revoked"
         self.nc: NatsClient | None = None
         self.subscribed = asyncio.Event()
         self._closing = False
@@ -236,8 +240,27 @@ class RevocationListener:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
         await self.nc.subscribe(self.subject, cb=self._on_revoked)
+        await self.nc.subscribe(self.peer_subject, cb=self._on_peer_notice)
         await self.nc.flush()
         self.subscribed.set()
+
+    async def tell_peers(self, key_id: uuid.UUID) -> None:
+        """Tells every other replica, before this one answers the revoke; without NATS the
+        merchant service's event (or the cache's TTL) still gets there."""
+        nc = self.nc
+        if nc is None or not nc.is_connected:
+            return
+        try:
+            await nc.publish(self.peer_subject, key_id.bytes)
+            await nc.flush(timeout=1)
+        except (nats.errors.Error, TimeoutError, OSError) as error:
+            log.warning("could not tell the other gateways of a revoked key: %s", error)
+
+    async def _on_peer_notice(self, msg: Msg) -> None:
+        try:
+            self.cache.revoked(uuid.UUID(bytes=msg.data))
+        except ValueError:
+            log.warning("unreadable revocation notice on %s", msg.subject)
 
     async def _on_revoked(self, msg: Msg) -> None:
         try:

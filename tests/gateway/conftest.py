@@ -63,9 +63,16 @@ async def platform(servers: Servers, evm_chain: EvmChain) -> AsyncIterator[Platf
     endpoints: dict[str, tuple[Endpoint, ...]] = {}
     try:
         # The merchant service first: the invoice service asks it about merchants it has not seen.
-        specs = (("merchant", MERCHANT_SPEC), ("invoice", INVOICE_SPEC), ("customer", CUSTOMER_SPEC), ("analytics", ANALYTICS_SPEC))
+        specs = (
+            ("merchant", MERCHANT_SPEC),
+            ("invoice", INVOICE_SPEC),
+            ("customer", CUSTOMER_SPEC),
+            ("analytics", ANALYTICS_SPEC),
+        )
         for name, spec in specs:
-            runtime = Runtime(spec, dataclasses.replace(base, grpc_listen="127.0.0.1:0", endpoints=dict(endpoints)))
+            runtime = Runtime(
+                spec, dataclasses.replace(base, grpc_listen="127.0.0.1:0", endpoints=dict(endpoints))
+            )
             await runtime.start()
             assert runtime.server is not None
             runtimes[name] = runtime

@@ -94,8 +94,12 @@ async def test_an_operator_on_a_merchant_endpoint_is_a_403(
     assert_error_body(response, 403, "permission_denied")
 
 
-async def test_malformed_json_is_a_422_naming_the_body(offline: httpx.AsyncClient, operator: dict[str, str]) -> None:
-    response = await offline.post("/v1/merchants", content=b"{not json", headers={**operator, "Content-Type": "application/json"})
+async def test_malformed_json_is_a_422_naming_the_body(
+    offline: httpx.AsyncClient, operator: dict[str, str]
+) -> None:
+    response = await offline.post(
+        "/v1/merchants", content=b"{not json", headers={**operator, "Content-Type": "application/json"}
+    )
     error = assert_error_body(response, 422, "invalid_argument")
     details = error["details"]
     assert isinstance(details, list) and [d["field"] for d in details] == ["body"]

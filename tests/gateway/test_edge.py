@@ -24,8 +24,14 @@ def details(response: httpx.Response) -> list[dict[str, str]]:
 NUL = "\u0000"
 
 
-async def test_a_nul_in_a_json_string_is_a_422_naming_the_field(client: httpx.AsyncClient, merchant: Merchant) -> None:
-    body = {**INVOICE, "title": f"Coffee{NUL}beans", "items": [{"name": f"x{NUL}", "quantity": "1", "unit_price": "1"}]}
+async def test_a_nul_in_a_json_string_is_a_422_naming_the_field(
+    client: httpx.AsyncClient, merchant: Merchant
+) -> None:
+    body = {
+        **INVOICE,
+        "title": f"Coffee{NUL}beans",
+        "items": [{"name": f"x{NUL}", "quantity": "1", "unit_price": "1"}],
+    }
     found = details(await client.post("/v1/invoices", json=body, headers=merchant.auth))
     assert {(d["field"], d["reason"]) for d in found} == {
         ("title", "must not contain NUL (\\u0000) characters"),
@@ -37,7 +43,9 @@ async def test_a_nul_inside_metadata_values_or_keys_is_a_422_on_metadata(
     client: httpx.AsyncClient, merchant: Merchant
 ) -> None:
     for metadata in ({"note": f"a{NUL}b"}, {f"k{NUL}": 1}, {"deep": [{"x": NUL}]}):
-        found = details(await client.post("/v1/invoices", json={**INVOICE, "metadata": metadata}, headers=merchant.auth))
+        found = details(
+            await client.post("/v1/invoices", json={**INVOICE, "metadata": metadata}, headers=merchant.auth)
+        )
         assert [d["field"] for d in found] == ["metadata"]
 
 
@@ -50,18 +58,24 @@ async def test_a_nul_in_a_query_string_is_a_422_naming_the_parameter(
     assert [d["field"] for d in found] == ["email"]
 
 
-async def test_a_nul_in_a_path_parameter_is_a_422_naming_it(client: httpx.AsyncClient, merchant: Merchant) -> None:
+async def test_a_nul_in_a_path_parameter_is_a_422_naming_it(
+    client: httpx.AsyncClient, merchant: Merchant
+) -> None:
     found = details(await client.get("/v1/invoices/%00", headers=merchant.auth))
     assert found == [{"field": "id", "reason": "must be an id (a lowercase UUID string)"}]
 
 
-async def test_a_nul_in_the_settings_of_a_merchant_is_a_422(client: httpx.AsyncClient, operator: dict[str, str]) -> None:
+async def test_a_nul_in_the_settings_of_a_merchant_is_a_422(
+    client: httpx.AsyncClient, operator: dict[str, str]
+) -> None:
     body = {"business_name": "Shop", "contact_email": "nul@example.com", "settings": {"greeting": NUL}}
     found = details(await client.post("/v1/merchants", json=body, headers=operator))
     assert [d["field"] for d in found] == ["settings"]
 
 
-async def test_quantities_and_whole_prices_may_be_json_integers(client: httpx.AsyncClient, merchant: Merchant) -> None:
+async def test_quantities_and_whole_prices_may_be_json_integers(
+    client: httpx.AsyncClient, merchant: Merchant
+) -> None:
     body = {**INVOICE, "items": [{"name": "Beans", "quantity": 2, "unit_price": 12}], "tax": 1}
     response = await client.post("/v1/invoices", json=body, headers=merchant.auth)
     assert response.status_code == 201, response.text
@@ -80,12 +94,16 @@ async def test_quantities_and_whole_prices_may_be_json_integers(client: httpx.As
 async def test_a_json_float_for_money_is_a_422_saying_to_send_a_string(
     client: httpx.AsyncClient, merchant: Merchant, item: dict[str, Any], field: str
 ) -> None:
-    found = details(await client.post("/v1/invoices", json={**INVOICE, "items": [item]}, headers=merchant.auth))
+    found = details(
+        await client.post("/v1/invoices", json={**INVOICE, "items": [item]}, headers=merchant.auth)
+    )
     assert found[0]["field"] == field
-    assert found[0]["reason"].startswith("must be a decimal string (send \"")
+    assert found[0]["reason"].startswith('must be a decimal string (send "')
 
 
-async def test_integer_amounts_beyond_the_platform_bounds_are_a_422(client: httpx.AsyncClient, merchant: Merchant) -> None:
+async def test_integer_amounts_beyond_the_platform_bounds_are_a_422(
+    client: httpx.AsyncClient, merchant: Merchant
+) -> None:
     body = {**INVOICE, "items": [{"name": "x", "quantity": 10**18, "unit_price": "1"}]}
     found = details(await client.post("/v1/invoices", json=body, headers=merchant.auth))
     assert found == [{"field": "items[0].quantity", "reason": "must be between 1 and 1000000"}]
@@ -106,12 +124,16 @@ async def test_a_body_not_sent_as_json_is_a_415(
     assert error["details"] == [{"field": "Content-Type", "reason": "must be application/json"}]
 
 
-async def test_json_with_a_charset_or_a_json_suffix_is_accepted(client: httpx.AsyncClient, merchant: Merchant) -> None:
+async def test_json_with_a_charset_or_a_json_suffix_is_accepted(
+    client: httpx.AsyncClient, merchant: Merchant
+) -> None:
     import json
 
     for content_type in ("application/json; charset=utf-8", "application/merge-patch+json"):
         response = await client.post(
-            "/v1/invoices", content=json.dumps(INVOICE).encode(), headers={**merchant.auth, "Content-Type": content_type}
+            "/v1/invoices",
+            content=json.dumps(INVOICE).encode(),
+            headers={**merchant.auth, "Content-Type": content_type},
         )
         assert response.status_code == 201, response.text
 

@@ -22,7 +22,9 @@ MNEMONIC = "legal winner thank year wave sausage worth useful legal winner thank
 async def paying_merchant(client: httpx.AsyncClient, operator: dict[str, str]) -> Merchant:
     merchant = await new_merchant(client, operator, wallet=False)
     xpub = ethereum_account_xpub(MNEMONIC, account=random.randrange(1, 2**30))
-    patched = await client.patch(f"/v1/merchants/{merchant.id}", json={"wallets": {"ethereum": xpub}}, headers=operator)
+    patched = await client.patch(
+        f"/v1/merchants/{merchant.id}", json={"wallets": {"ethereum": xpub}}, headers=operator
+    )
     assert patched.status_code == 200, patched.text
     return merchant
 
@@ -55,7 +57,9 @@ async def test_cancelling_needs_no_body(client: httpx.AsyncClient, merchant: Mer
     assert response.json()["status"] == "cancelled"
 
 
-async def test_a_cancel_body_is_validated_field_by_field(client: httpx.AsyncClient, merchant: Merchant) -> None:
+async def test_a_cancel_body_is_validated_field_by_field(
+    client: httpx.AsyncClient, merchant: Merchant
+) -> None:
     invoice_id = (await create_invoice(client, merchant))["id"]
     response = await client.post(
         f"/v1/invoices/{invoice_id}/cancel", json={"reason": 5, "force": True}, headers=merchant.auth
@@ -103,7 +107,11 @@ async def test_a_paid_invoice_lists_its_payment_and_the_payer_sees_it_without_th
         return data or None
 
     [payment] = await poll_for(listed, what="the payment in the invoice's list")
-    assert (payment["tx_hash"], payment["asset"], payment["amount"]) == (tx_hash, "ETH", invoice["crypto_amount"])
+    assert (payment["tx_hash"], payment["asset"], payment["amount"]) == (
+        tx_hash,
+        "ETH",
+        invoice["crypto_amount"],
+    )
     assert payment["output_index"] == -1 and isinstance(payment["block_number"], int)
     await evm_chain.mine(2)
 
@@ -122,7 +130,9 @@ async def test_a_paid_invoice_lists_its_payment_and_the_payer_sees_it_without_th
     assert trail["data"][0]["event"] == "invoice.created" and trail["next_cursor"] is not None
     assert set(trail["data"][0]) == {"id", "invoice_id", "event", "actor", "timestamp", "request_id", "data"}
     rest = (
-        await client.get(f"/v1/invoices/{invoice['id']}/audit?cursor={trail['next_cursor']}", headers=merchant.auth)
+        await client.get(
+            f"/v1/invoices/{invoice['id']}/audit?cursor={trail['next_cursor']}", headers=merchant.auth
+        )
     ).json()
     events = [e["event"] for e in trail["data"] + rest["data"]]
     assert events.index("invoice.paid") < events.index("invoice.confirmed")

@@ -32,7 +32,9 @@ async def test_creating_an_invoice_returns_201_with_the_contract_fields(
     assert body["exchange_rate"]["source"] == "fixed" and body["paid_at"] is None
 
 
-async def test_a_merchant_id_in_the_body_is_refused_not_trusted(client: httpx.AsyncClient, merchant: Merchant) -> None:
+async def test_a_merchant_id_in_the_body_is_refused_not_trusted(
+    client: httpx.AsyncClient, merchant: Merchant
+) -> None:
     response = await client.post(
         "/v1/invoices", json={**INVOICE, "merchant_id": str(uuid.uuid4())}, headers=merchant.auth
     )
@@ -50,7 +52,9 @@ async def test_a_services_field_violation_becomes_a_422_with_details(
     assert response.json()["error"]["details"] == [{"field": "total", "reason": "must be greater than 0"}]
 
 
-async def test_a_key_without_invoices_write_cannot_create(client: httpx.AsyncClient, operator: dict[str, str]) -> None:
+async def test_a_key_without_invoices_write_cannot_create(
+    client: httpx.AsyncClient, operator: dict[str, str]
+) -> None:
     reader = await new_merchant(client, operator, permissions=["invoices:read"])
     response = await client.post("/v1/invoices", json=INVOICE, headers=reader.auth)
     assert response.status_code == 403
@@ -68,7 +72,9 @@ async def test_another_merchants_invoice_is_404_even_when_cached(
     assert stolen.status_code == 404
 
 
-async def test_search_is_not_captured_by_the_invoice_id_route(client: httpx.AsyncClient, merchant: Merchant) -> None:
+async def test_search_is_not_captured_by_the_invoice_id_route(
+    client: httpx.AsyncClient, merchant: Merchant
+) -> None:
     await create_invoice(client, merchant, title="Order seven")
     await create_invoice(client, merchant, title="Tea")
     response = await client.get("/v1/invoices/search?q=order", headers=merchant.auth)
@@ -84,7 +90,9 @@ async def test_search_without_q_is_a_422_on_q(client: httpx.AsyncClient, merchan
         assert response.json()["error"]["details"][0]["field"] in ("q", "query")
 
 
-async def test_list_filters_are_validated_field_by_field(client: httpx.AsyncClient, merchant: Merchant) -> None:
+async def test_list_filters_are_validated_field_by_field(
+    client: httpx.AsyncClient, merchant: Merchant
+) -> None:
     response = await client.get(
         "/v1/invoices?status=lost&created_after=yesterday&customer_id=42&limit=0", headers=merchant.auth
     )
@@ -99,11 +107,15 @@ async def test_list_returns_the_merchants_invoices_newest_first_in_pages(
     ids = [(await create_invoice(client, merchant, title=f"n{n}"))["id"] for n in range(3)]
     first = (await client.get("/v1/invoices?limit=2&status=pending", headers=merchant.auth)).json()
     assert [i["id"] for i in first["data"]] == ids[::-1][:2]
-    rest = (await client.get(f"/v1/invoices?limit=2&cursor={first['next_cursor']}", headers=merchant.auth)).json()
+    rest = (
+        await client.get(f"/v1/invoices?limit=2&cursor={first['next_cursor']}", headers=merchant.auth)
+    ).json()
     assert [i["id"] for i in rest["data"]] == ids[:1] and rest["next_cursor"] is None
 
 
-async def test_every_status_of_the_lifecycle_is_a_valid_list_filter(client: httpx.AsyncClient, merchant: Merchant) -> None:
+async def test_every_status_of_the_lifecycle_is_a_valid_list_filter(
+    client: httpx.AsyncClient, merchant: Merchant
+) -> None:
     for status in ("pending", "partial", "paid", "confirmed", "expired", "cancelled", "invalid"):
         response = await client.get(f"/v1/invoices?status={status}", headers=merchant.auth)
         assert response.status_code == 200, (status, response.text)
@@ -116,7 +128,9 @@ async def test_a_slow_service_is_a_504(client: httpx.AsyncClient, merchant: Merc
     assert response.json()["error"]["code"] == "deadline_exceeded"
 
 
-async def test_the_public_checkout_shows_only_the_payer_fields(client: httpx.AsyncClient, merchant: Merchant) -> None:
+async def test_the_public_checkout_shows_only_the_payer_fields(
+    client: httpx.AsyncClient, merchant: Merchant
+) -> None:
     invoice_id = (await create_invoice(client, merchant))["id"]
     response = await client.get(f"/v1/checkout/{invoice_id}")
     assert response.status_code == 200

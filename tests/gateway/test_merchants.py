@@ -52,7 +52,9 @@ async def test_an_idempotent_replay_returns_the_first_201_and_says_it_is_a_repla
 ) -> None:
     email = unique_email()
     headers = {**operator, "Idempotency-Key": f"signup-{email}"}
-    first = await client.post("/v1/merchants", json={"business_name": "S", "contact_email": email}, headers=headers)
+    first = await client.post(
+        "/v1/merchants", json={"business_name": "S", "contact_email": email}, headers=headers
+    )
     assert first.status_code == 201 and "Idempotent-Replayed" not in first.headers
     # The same body with its keys in another order and other spacing is the same request.
     again = await client.post(
@@ -63,7 +65,9 @@ async def test_an_idempotent_replay_returns_the_first_201_and_says_it_is_a_repla
     assert again.status_code == 201
     assert again.headers["Idempotent-Replayed"] == "true"
     assert again.json() == first.json()
-    other = await client.post("/v1/merchants", json={"business_name": "T", "contact_email": email}, headers=headers)
+    other = await client.post(
+        "/v1/merchants", json={"business_name": "T", "contact_email": email}, headers=headers
+    )
     assert other.status_code == 409
 
 
@@ -114,15 +118,22 @@ async def test_patch_with_an_unknown_field_or_a_bad_setting_is_a_422(
         headers=merchant.auth,
     )
     assert response.status_code == 422
-    assert {d["field"] for d in response.json()["error"]["details"]} == {"status", "settings.rate_spread_percent"}
+    assert {d["field"] for d in response.json()["error"]["details"]} == {
+        "status",
+        "settings.rate_spread_percent",
+    }
 
 
 async def test_a_publishable_key_cannot_change_the_merchants_wallets(
     client: httpx.AsyncClient, operator: dict[str, str], merchant: Merchant
 ) -> None:
-    key = await new_key(client, operator, merchant.id, key_type="publishable", permissions=["merchants:write"])
+    key = await new_key(
+        client, operator, merchant.id, key_type="publishable", permissions=["merchants:write"]
+    )
     response = await client.patch(
-        f"/v1/merchants/{merchant.id}", json={"wallets": {"ethereum": DEMO_ETHEREUM_XPUB}}, headers=bearer(key)
+        f"/v1/merchants/{merchant.id}",
+        json={"wallets": {"ethereum": DEMO_ETHEREUM_XPUB}},
+        headers=bearer(key),
     )
     assert response.status_code == 403
 
@@ -152,7 +163,9 @@ async def test_api_keys_issued_by_a_key_cannot_exceed_its_own_permissions(
         headers=merchant.auth,
     )
     assert escalate.status_code == 403
-    default = await client.post(f"/v1/merchants/{merchant.id}/api-keys", json={"name": "same"}, headers=merchant.auth)
+    default = await client.post(
+        f"/v1/merchants/{merchant.id}/api-keys", json={"name": "same"}, headers=merchant.auth
+    )
     assert default.status_code == 201
     assert sorted(default.json()["permissions"]) == ["api_keys:write", "invoices:read"]
 

@@ -13,13 +13,13 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from libs.common import limits
+from services.gateway.errors import ApiError
 from services.gateway.pagination import PageQuery
 from services.gateway.routes.analytics import date_range
 from services.gateway.routes.invoices import create_request
 from services.gateway.schemas.analytics import DateRangeQuery
 from services.gateway.schemas.invoices import InvoiceCreate, InvoiceListQuery
 from services.gateway.schemas.types import decimal_pattern
-from services.gateway.errors import ApiError
 from services.gateway.violations import of_validation_error
 
 VALID_INVOICE: dict[str, Any] = {
@@ -108,7 +108,12 @@ def test_decimal_strings_must_be_plain_decimals_within_their_bound() -> None:
     ("maximum", "positive", "good", "bad"),
     [
         (Decimal(50), False, ["0", "0.0", "49.99", "50", "50.00", "7"], ["50.01", "51", "100", "-0", "007"]),
-        (Decimal(1_000_000), True, ["0.01", "1", "999999.99", "1000000"], ["0", "0.00", "1000000.01", "1000001"]),
+        (
+            Decimal(1_000_000),
+            True,
+            ["0.01", "1", "999999.99", "1000000"],
+            ["0", "0.00", "1000000.01", "1000001"],
+        ),
         (Decimal(10), False, ["0", "10", "9.99"], ["10.01", "11", "99"]),
     ],
 )
@@ -130,7 +135,9 @@ def test_malformed_json_non_objects_nan_and_lone_surrogates_are_refused_on_body(
     assert set(raw_violations(InvoiceCreate, b'{"title": ')) == {"body"}
     assert raw_violations(InvoiceCreate, b"[1, 2]") == {"body": "must be a JSON object"}
     assert set(raw_violations(InvoiceCreate, b'{"title": "\\ud800"}')) == {"body"}
-    found = raw_violations(InvoiceCreate, json.dumps({**VALID_INVOICE, "metadata": {"x": 1}}).replace("1}", "NaN}").encode())
+    found = raw_violations(
+        InvoiceCreate, json.dumps({**VALID_INVOICE, "metadata": {"x": 1}}).replace("1}", "NaN}").encode()
+    )
     assert set(found) == {"metadata"}
 
 

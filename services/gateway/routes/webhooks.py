@@ -46,7 +46,9 @@ ENDPOINT_RULES = (
 )
 TEMPLATE_RULES = (
     Rule(
-        r"subject|body_template", r".+", "subject, body_template: not blank, and only known {placeholders}."
+        r"subject|body_template",
+        r".+",
+        "subject, body_template: not blank; body_template uses only known `${field}` placeholders.",
     ),
 )
 
@@ -282,7 +284,7 @@ ENDPOINT_EXAMPLE = {
 TEMPLATE_EXAMPLE = {
     "event_type": "invoice.paid",
     "subject": "Thank you for your payment",
-    "body_template": "We received {amount_paid} {crypto_currency} for {title}.",
+    "body_template": "We received ${amount_paid} ${crypto_currency} for ${title}.",
     "recipient": "customer",
 }
 operations = [
