@@ -225,7 +225,8 @@ def _responses(op: Operation, ref: Any) -> dict[str, Any]:
     responses: dict[str, Any] = {str(op.status): success}
     statuses = set(op.errors)
     if op.auth in ("merchant", "operator", "either"):
-        statuses |= {401, 403}
+        # A wrong token counts against the caller's address, the operator's included.
+        statuses |= {401, 403, 429}
     if op.limited:
         statuses |= {429}
     if op.auth != "none":

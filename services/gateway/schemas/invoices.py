@@ -20,7 +20,7 @@ from services.gateway.schemas.base import (
     timestamp_of,
 )
 from services.gateway.schemas.merchants import PaymentTolerance, email
-from services.gateway.schemas.types import Choice, DecimalString, FreeForm, Id, Timestamp, text
+from services.gateway.schemas.types import WHOLE, Choice, DecimalString, FreeForm, Id, Timestamp, text
 from services.invoice.pricing import CRYPTO
 
 STATUSES = ("pending", "partial", "paid", "confirmed", "expired", "cancelled", "invalid")
@@ -74,8 +74,8 @@ class InvoiceCreate(RequestModel):
     crypto_currency: Annotated[str, Choice(CRYPTO_CURRENCIES)]
     customer_email: Annotated[str, email("The payer; a customer is made (or found) for it.")] | None = None
     customer_id: Id | None = Field(default=None, description="An existing customer of this merchant.")
-    expires_in_seconds: int | None = Field(
-        default=None, ge=1, le=limits.EXPIRY_MAX_SECONDS, description="The platform's default unless said."
+    expires_in_seconds: Annotated[int, Field(ge=1, le=limits.EXPIRY_MAX_SECONDS), WHOLE] | None = Field(
+        default=None, description="The platform's default unless said."
     )
     payment_tolerance: PaymentTolerance | None = None
     metadata: (

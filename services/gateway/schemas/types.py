@@ -19,6 +19,7 @@ from typing import Annotated, Any
 
 import orjson
 from pydantic import (
+    BeforeValidator,
     Field,
     GetCoreSchemaHandler,
     GetJsonSchemaHandler,
@@ -133,6 +134,9 @@ class DecimalString:
                     "decimal_range", "must be between {low} and {high}", {"low": low, "high": high}
                 )
             return str(value)
+        if isinstance(value, float) and value.is_integer() and self.integers:
+            # JSON has one number type: 12.0 is the integer 12 (as JSON Schema reads it), exact.
+            return self.check(int(value))
         if isinstance(value, float):
             sent = repr(value) if math.isfinite(value) else self.example
             raise PydanticCustomError(
@@ -177,6 +181,19 @@ class DecimalString:
 @functools.cache
 def _compiled(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
+
+
+def _whole(value: object) -> object:
+    # JSON has one number type, and JSON Schema's "integer" is any number without a fraction:
+    # 7.0 is 7. A string or a boolean is still no integer.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# An integer field of a JSON body: `Annotated[int, Field(ge=..., le=...), WHOLE]` (bounds first,
+# or pydantic leaves them out of the JSON Schema).
+WHOLE = BeforeValidator(_whole)
 
 
 # -- ids, times, free-form objects ----------------------------------------------------------------

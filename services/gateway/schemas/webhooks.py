@@ -10,7 +10,7 @@ from pydantic import Field
 from libs.common import events, limits
 from services.gateway.pagination import PageQuery
 from services.gateway.schemas.base import RequestModel, ResponseModel, TimestampOut, optional, timestamp_of
-from services.gateway.schemas.types import Choice, Id, text
+from services.gateway.schemas.types import WHOLE, Choice, Id, text
 
 ALL_EVENTS = "*"
 SUBSCRIBABLE = (ALL_EVENTS, *events.WEBHOOK_EVENT_TYPES)
@@ -31,9 +31,9 @@ AllowedIps = list[Annotated[str, text(IP_BLOCK_MAX_CHARS, description="An IP add
 
 
 class EndpointFields(RequestModel):
-    max_retries: int | None = Field(default=None, ge=0, le=limits.WEBHOOK_MAX_RETRIES_MAX)
+    max_retries: Annotated[int, Field(ge=0, le=limits.WEBHOOK_MAX_RETRIES_MAX), WHOLE] | None = None
     retry_backoff: Annotated[str, Choice(BACKOFFS)] | None = None
-    timeout_seconds: int | None = Field(default=None, ge=1, le=limits.WEBHOOK_TIMEOUT_SECONDS_MAX)
+    timeout_seconds: Annotated[int, Field(ge=1, le=limits.WEBHOOK_TIMEOUT_SECONDS_MAX), WHOLE] | None = None
     allowed_ips: AllowedIps | None = Field(
         default=None,
         max_length=limits.WEBHOOK_ALLOWED_IPS_MAX,
