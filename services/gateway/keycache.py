@@ -3,8 +3,9 @@
 A key's first request asks the merchant service (VerifyApiKey); later ones are answered here,
 keyed by the key's SHA-256 so no plaintext is kept. An entry is dropped
 - at once by the gateway that serves the key's revocation,
-- within milliseconds on every other replica, which hears the merchant service's
-  `api_key.revoked` event on NATS (a reconnect drops everything: an event may have been missed),
+- at once on every other replica, told by the one that served the revoke, and in any case when
+  it hears the merchant service's `api_key.revoked` event on NATS (listener.py; a reconnect
+  drops everything: an event may have been missed),
 - at the key's own `expires_at`, checked on every use,
 - and after CHECKOUT_API_KEY_CACHE_SECONDS in any case, the safety net for a lost event.
 
@@ -15,7 +16,6 @@ CHECKOUT_API_KEY_TOUCH_SECONDS, not once per request.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import time
@@ -24,11 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import nats
-import orjson
 from checkout.merchant.v1 import merchant_pb2
-from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
 from prometheus_client import Counter
 
 from libs.common import apikeys, ids
@@ -204,83 +200,3 @@ class KeyCache:
 
 def _expired(entry: VerifiedKey) -> bool:
     return entry.expires_at is not None and entry.expires_at <= time.time()
-
-
-class RevocationListener:
-    """Hears revocations on NATS and drops the key here: the merchant service's `api_key.revoked`
-    events (the record of every revocation), and the notice a gateway replica sends its peers
-    the moment it has served one, which beats the event's trip through the outbox relay."""
-
-    def __init__(self, cache: KeyCache, nats_url: str, subject_prefix: str) -> None:
-        self.cache = cache
-        self.nats_url = nats_url
-        self.subject = f"{subject_prefix}.*.api_key.revoked"
-        # Outside the event stream's subjects (`<prefix>.>`): a notice between replicas, not an event.
-        self.peer_subject = f"checkout-gateway.{subject_prefix}.api_key.revoked"
-        self.nc: NatsClient | None = None
-        self.subscribed = asyncio.Event()
-        self._closing = False
-
-    async def run(self) -> None:
-        delay = 0.5
-        while self.nc is None:
-            try:
-                self.nc = await nats.connect(
-                    self.nats_url,
-                    name="checkout-gateway",
-                    connect_timeout=2,
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.5,
-                    disconnected_cb=self._disconnected,
-                    reconnected_cb=self._reconnected,
-                )
-            except (OSError, TimeoutError, nats.errors.Error) as error:
-                log.warning("NATS unreachable (%s); API keys are re-verified after %.0fs meanwhile",
-                            error, self.cache.ttl_seconds)  # fmt: skip
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-        await self.nc.subscribe(self.subject, cb=self._on_revoked)
-        await self.nc.subscribe(self.peer_subject, cb=self._on_peer_notice)
-        await self.nc.flush()
-        self.subscribed.set()
-
-    async def tell_peers(self, key_id: uuid.UUID) -> None:
-        """Tells every other replica, before this one answers the revoke; without NATS the
-        merchant service's event (or the cache's TTL) still gets there."""
-        nc = self.nc
-        if nc is None or not nc.is_connected:
-            return
-        try:
-            await nc.publish(self.peer_subject, key_id.bytes)
-            await nc.flush(timeout=1)
-        except (nats.errors.Error, TimeoutError, OSError) as error:
-            log.warning("could not tell the other gateways of a revoked key: %s", error)
-
-    async def _on_peer_notice(self, msg: Msg) -> None:
-        try:
-            self.cache.revoked(uuid.UUID(bytes=msg.data))
-        except ValueError:
-            log.warning("unreadable revocation notice on %s", msg.subject)
-
-    async def _on_revoked(self, msg: Msg) -> None:
-        try:
-            key_id = uuid.UUID(orjson.loads(msg.data)["data"]["api_key_id"])
-        except (ValueError, KeyError, TypeError):
-            log.warning("unreadable api_key.revoked event on %s", msg.subject)
-            return
-        self.cache.revoked(key_id)
-
-    async def _disconnected(self) -> None:
-        if self._closing:
-            return
-        log.warning("NATS connection lost; cached API keys will be dropped on reconnect")
-
-    async def _reconnected(self) -> None:
-        # A revocation may have gone by while we were away.
-        self.cache.clear("reconnected")
-
-    async def close(self) -> None:
-        self._closing = True
-        if self.nc is not None and not self.nc.is_closed:
-            with contextlib.suppress(Exception):
-                await self.nc.close()

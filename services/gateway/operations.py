@@ -189,15 +189,21 @@ async def _caller(op: Operation, request: Request) -> Caller:
     return caller
 
 
+def to_json(model: BaseModel) -> bytes:
+    """A response model as the API renders it (pydantic's serializer, straight to bytes)."""
+    return model.__pydantic_serializer__.to_json(model, by_alias=True)
+
+
+def json_body(body: bytes, status: int = 200) -> Response:
+    return Response(body, status_code=status, media_type=JSON)
+
+
 def render(reply: Reply, default_status: int = 200) -> Response:
     headers = dict(reply.headers)
     if reply.replayed:
         headers[idempotency.REPLAYED_HEADER] = "true"
     return Response(
-        reply.model.__pydantic_serializer__.to_json(reply.model, by_alias=True),
-        status_code=reply.status or default_status,
-        headers=headers,
-        media_type=JSON,
+        to_json(reply.model), status_code=reply.status or default_status, headers=headers, media_type=JSON
     )
 
 

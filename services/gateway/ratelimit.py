@@ -1,5 +1,11 @@
-"""Rate limits in Redis (the `limits` library's sliding window counter): per API key by its
+"""Rate limits in Redis (the `limits` library's storage and notation): per API key by its
 merchant's plan, per client IP for failed authentication, and per IP on the public checkout.
+
+Fixed windows aligned to the clock (a minute limit resets at each full minute), counted with the
+storage's atomic increment-and-expire: one round trip to Redis per request gives the decision,
+the count left (`RateLimit-Remaining`) and the reset (from the window itself), where a sliding
+window needs a second trip for its standing. limits' FixedWindowRateLimiter counts the same way;
+putting the window's number in the key is what makes the reset known without asking.
 
 Every limited response says where the caller stands (`RateLimit-Limit`, `-Remaining`, `-Reset`
 in seconds); a refused one is 429 `rate_limited` with `Retry-After`. Redis down must not take
@@ -18,9 +24,7 @@ from dataclasses import dataclass
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import RedisStorage
-from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from prometheus_client import Counter
-from redis.exceptions import RedisError
 
 from libs.common.cache import PREFIX
 from services.gateway.errors import ApiError
@@ -88,7 +92,6 @@ class RateLimiter:
             socket_timeout=timeout_seconds,
             socket_connect_timeout=timeout_seconds,
         )
-        self.strategy = SlidingWindowCounterRateLimiter(self.storage)
         self._backoff = backoff_seconds
         self._down_until = 0.0
 
@@ -97,34 +100,28 @@ class RateLimiter:
 
     async def hit(self, item: RateLimitItem, *identity: str) -> Quota | None:
         """Counts one request against `item` for `identity`; None when Redis cannot say."""
-        if time.monotonic() < self._down_until:
-            UNAVAILABLE.inc()
-            return None
-        try:
-            allowed = await self.strategy.hit(item, *identity)
-            stats = await self.strategy.get_window_stats(item, *identity)
-        except (RedisError, OSError, Exception) as error:  # limits wraps driver errors as StorageError
-            self._failed(error)
-            return None
-        return self._quota(item, stats.remaining, stats.reset_time, allowed)
+        return await self._count(item, identity, hit=True)
 
     async def peek(self, item: RateLimitItem, *identity: str) -> Quota | None:
         """Where `identity` stands without counting a request; None when Redis cannot say."""
+        return await self._count(item, identity, hit=False)
+
+    async def _count(self, item: RateLimitItem, identity: tuple[str, ...], *, hit: bool) -> Quota | None:
         if time.monotonic() < self._down_until:
             UNAVAILABLE.inc()
             return None
+        now = time.time()
+        expiry = item.get_expiry()
+        window = int(now // expiry)
+        key = item.key_for(*identity, str(window))
         try:
-            allowed = await self.strategy.test(item, *identity)
-            stats = await self.strategy.get_window_stats(item, *identity)
-        except (RedisError, OSError, Exception) as error:
+            count = await (self.storage.incr(key, expiry) if hit else self.storage.get(key))
+        except Exception as error:  # limits wraps the driver's errors as StorageError
             self._failed(error)
             return None
-        return self._quota(item, stats.remaining, stats.reset_time, allowed)
-
-    @staticmethod
-    def _quota(item: RateLimitItem, remaining: int, reset_time: float, allowed: bool) -> Quota:
-        reset = max(0, math.ceil(reset_time - time.time()))
-        return Quota(limit=item.amount, remaining=max(0, remaining), reset_seconds=reset, allowed=allowed)
+        allowed = count <= item.amount if hit else count < item.amount
+        reset = max(1, math.ceil((window + 1) * expiry - now))
+        return Quota(limit=item.amount, remaining=max(0, item.amount - count), reset_seconds=reset, allowed=allowed)
 
     def _failed(self, error: Exception) -> None:
         UNAVAILABLE.inc()

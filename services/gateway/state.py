@@ -11,8 +11,10 @@ from starlette.requests import HTTPConnection
 from libs.common.cache import Cache
 from libs.common.config import Config
 from services.gateway.clients import Backends
-from services.gateway.keycache import KeyCache, RevocationListener
+from services.gateway.keycache import KeyCache
+from services.gateway.listener import Listener
 from services.gateway.ratelimit import RateLimiter
+from services.gateway.views import ViewCache
 
 
 @dataclass
@@ -22,7 +24,8 @@ class GatewayState:
     cache: Cache
     keys: KeyCache
     limiter: RateLimiter
-    revocations: RevocationListener
+    views: ViewCache
+    listener: Listener
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -33,6 +36,7 @@ class GatewayState:
         keys = KeyCache(
             backends, ttl_seconds=config.api_key_cache_seconds, touch_seconds=config.api_key_touch_seconds
         )
+        views = ViewCache(ttl_seconds=config.cache_hot_ttl_seconds)
         return cls(
             config=config,
             backends=backends,
@@ -48,13 +52,14 @@ class GatewayState:
                 auth_failures=config.rate_limit_auth_failures,
                 checkout=config.rate_limit_checkout,
             ),
-            revocations=RevocationListener(keys, config.nats_url, config.subject_prefix),
+            views=views,
+            listener=Listener(keys, views, config.nats_url, config.subject_prefix),
         )
 
     def start(self) -> None:
         """The background work: hearing revocations, and writing key use in batches."""
         self._tasks = [
-            asyncio.create_task(self.revocations.run(), name="gateway-revocations"),
+            asyncio.create_task(self.listener.run(), name="gateway-listener"),
             asyncio.create_task(self.keys.touch_loop(), name="gateway-key-touches"),
         ]
 
@@ -66,7 +71,7 @@ class GatewayState:
                 await task
         self._tasks = []
         await self.keys.flush_touches()
-        await self.revocations.close()
+        await self.listener.close()
         await self.backends.close()
         await self.cache.close()
         await self.limiter.close()

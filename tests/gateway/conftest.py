@@ -110,7 +110,7 @@ async def serve(app: Starlette, client_ip: str | None = None) -> AsyncIterator[h
     async with app.router.lifespan_context(app):
         state = app.state.gateway
         assert isinstance(state, GatewayState)
-        await state.revocations.subscribed.wait()
+        await state.listener.subscribed.wait()
         async with httpx.AsyncClient(transport=transport, base_url="http://gateway", timeout=30) as client:
             yield client
 

@@ -8,6 +8,7 @@ import httpx
 from starlette.applications import Starlette
 
 from libs.common.cache import invoice_key
+from tests.common.support import poll
 from tests.gateway.conftest import INVOICE, Merchant, create_invoice, new_merchant, state_of
 
 
@@ -143,3 +144,35 @@ async def test_the_public_checkout_shows_only_the_payer_fields(
 
 async def test_an_unknown_checkout_is_404(client: httpx.AsyncClient) -> None:
     assert (await client.get(f"/v1/checkout/{uuid.uuid4()}")).status_code == 404
+
+
+def view_reads(kind: str, result: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return (
+        REGISTRY.get_sample_value("gateway_view_cache_lookups_total", {"kind": kind, "result": result}) or 0.0
+    )
+
+
+async def test_the_invoice_and_checkout_views_are_served_from_memory_until_the_invoice_changes(
+    client: httpx.AsyncClient, merchant: Merchant
+) -> None:
+    invoice_id = (await create_invoice(client, merchant))["id"]
+    for path, kind, headers in (
+        (f"/v1/invoices/{invoice_id}", "invoice", merchant.auth),
+        (f"/v1/checkout/{invoice_id}", "checkout", {}),
+    ):
+
+        async def from_memory(path: str = path, kind: str = kind, headers: dict[str, str] = headers) -> bool:
+            # The invoice's own creation event drops a view rendered before it was heard.
+            first = await client.get(path, headers=headers)
+            before = view_reads(kind, "memory")
+            again = await client.get(path, headers=headers)
+            return view_reads(kind, "memory") == before + 1 and again.content == first.content
+
+        await poll(from_memory, what=f"the {kind} view to be served from memory")
+    await client.post(f"/v1/invoices/{invoice_id}/cancel", headers=merchant.auth)
+    assert (await client.get(f"/v1/checkout/{invoice_id}")).json()["status"] == "cancelled"
+    assert (await client.get(f"/v1/invoices/{invoice_id}", headers=merchant.auth)).json()[
+        "status"
+    ] == "cancelled"

@@ -75,7 +75,7 @@ async def revoke_api_key(args: Args[None, None]) -> ApiKey:
         args.context(),
     )
     state.keys.revoked(key_id)
-    await state.revocations.tell_peers(key_id)
+    await state.listener.tell_peers(key_id)
     return ApiKey.of(revoked)
 
 

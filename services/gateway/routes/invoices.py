@@ -4,11 +4,12 @@ payments and audit trail (merchant key); /v1/checkout/{invoice_id}: the payer's 
 from __future__ import annotations
 
 from checkout.invoice.v1 import invoice_pb2
+from starlette.responses import Response
 
 from libs.common.cache import invoice_key
 from services.gateway.context import CallContext, request_id_of
 from services.gateway.errors import ApiError
-from services.gateway.operations import Args, Operation, Reply, Rule
+from services.gateway.operations import Args, Operation, Reply, Rule, json_body, to_json
 from services.gateway.pagination import Listing, Page, PageQuery
 from services.gateway.schemas.invoices import (
     AuditEntry,
@@ -96,25 +97,33 @@ async def create_invoice(args: Args[InvoiceCreate, None]) -> Reply:
     return Reply(Invoice.of(invoice), replayed=replayed)
 
 
-async def get_invoice(args: Args[None, None]) -> Invoice:
+async def get_invoice(args: Args[None, None]) -> Response:
     invoice_id, merchant_id = args.ids["id"], args.merchant_id
     state = state_of(args.request)
+    view = state.views.get("invoice", invoice_id)
+    # Views are shared by all merchants: someone else's invoice is a miss, and the service then
+    # answers 404 for it.
+    if view is not None and view.owner == str(merchant_id):
+        return json_body(view.body)
+    generation = state.views.generation(invoice_id)
     key = invoice_key(str(invoice_id))
+    invoice: invoice_pb2.Invoice | None = None
     cached = await state.cache.get(key)
     if cached is not None:
         hit = _decode_invoice(cached)
-        # The cache is shared by all merchants: someone else's invoice is a miss, and the
-        # service then answers 404 for it.
         if hit is not None and hit.id == str(invoice_id) and hit.merchant_id == str(merchant_id):
-            return Invoice.of(hit)
-    backends = state.backends
-    invoice = await backends.call(
-        backends.invoices(backends.shard_of(merchant_id)).GetInvoice,
-        invoice_pb2.GetInvoiceRequest(merchant_id=str(merchant_id), invoice_id=str(invoice_id)),
-        args.context(),
-    )
-    await state.cache.set(key, invoice.SerializeToString(), hot=True)
-    return Invoice.of(invoice)
+            invoice = hit
+    if invoice is None:
+        backends = state.backends
+        invoice = await backends.call(
+            backends.invoices(backends.shard_of(merchant_id)).GetInvoice,
+            invoice_pb2.GetInvoiceRequest(merchant_id=str(merchant_id), invoice_id=str(invoice_id)),
+            args.context(),
+        )
+        await state.cache.set(key, invoice.SerializeToString(), hot=True)
+    body = to_json(Invoice.of(invoice))
+    state.views.put("invoice", invoice_id, generation, body, str(merchant_id))
+    return json_body(body)
 
 
 def _decode_invoice(raw: bytes) -> invoice_pb2.Invoice | None:
@@ -171,8 +180,9 @@ async def cancel_invoice(args: Args[InvoiceCancel | None, None]) -> Reply:
         ),
         args.command_context(),
     )
-    # The invoice service drops the key too; doing it here as well means this caller's next
-    # GET reads its own write even if that invalidation failed open.
+    # The invoice service drops the key too, and its event the views; doing it here as well means
+    # this caller's next GET reads its own write even if that invalidation failed open.
+    state.views.changed(invoice_id)
     await state.cache.invalidate(invoice_key(str(invoice_id)))
     return Reply(Invoice.of(invoice), replayed=replayed)
 
@@ -203,16 +213,23 @@ async def list_audit_entries(args: Args[None, PageQuery]) -> Page[AuditEntry]:
     return Page[AuditEntry].of([AuditEntry.of(e) for e in listed.entries], listed.next_cursor)
 
 
-async def get_checkout(args: Args[None, None]) -> Checkout:
+async def get_checkout(args: Args[None, None]) -> Response:
     invoice_id = args.ids["invoice_id"]
-    backends = state_of(args.request).backends
+    state = state_of(args.request)
+    cached = state.views.get("checkout", invoice_id)
+    if cached is not None:
+        return json_body(cached.body)
+    generation = state.views.generation(invoice_id)
+    backends = state.backends
     # No key, no directory: the invoice id carries its merchant's slot.
     view = await backends.call(
         backends.invoices(backends.shard_of(invoice_id)).GetCheckout,
         invoice_pb2.GetCheckoutRequest(invoice_id=str(invoice_id)),
         CallContext(request_id_of(args.request), "anonymous"),
     )
-    return Checkout.of(view)
+    body = to_json(Checkout.of(view))
+    state.views.put("checkout", invoice_id, generation, body, "")
+    return json_body(body)
 
 
 # `search` is declared before `{id}`: Starlette tries routes in order.
