@@ -59,7 +59,7 @@ UNLIMITED = {
     "CHECKOUT_RATE_LIMIT_AUTH_FAILURES": "100000000/minute",
 }
 
-BARE_APP = '''
+BARE_APP = """
 import os, sys
 from pathlib import Path
 from starlette.applications import Starlette
@@ -80,7 +80,7 @@ async def post(request):
 app = Starlette(routes=[Route("/{path:path}", get, methods=["GET"]), Route("/{path:path}", post, methods=["POST"])])
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), loop="uvloop", http="httptools",
             log_level="warning", access_log=False)
-'''
+"""
 
 
 @dataclass(frozen=True)
@@ -118,12 +118,25 @@ def wrk(url: str, *, method: str, keys: list[str], body: str, connections: int, 
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(
             WRK_SCRIPT
-            % {"keys": ", ".join(_lua_string(k) for k in keys or [""]), "body": _lua_string(body), "method": method}
+            % {
+                "keys": ", ".join(_lua_string(k) for k in keys or [""]),
+                "body": _lua_string(body),
+                "method": method,
+            }
         )
     try:
         threads = connections if len(keys) > 1 else min(2, connections)
         out = subprocess.run(
-            ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s", script.name, url],
+            [
+                "wrk",
+                f"-t{threads}",
+                f"-c{connections}",
+                f"-d{max(1, round(seconds))}s",
+                "--latency",
+                "-s",
+                script.name,
+                url,
+            ],
             capture_output=True,
             text=True,
             check=True,
@@ -143,7 +156,9 @@ def _ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
-async def _python_load(url: str, method: str, keys: list[str], body: str, connections: int, seconds: float) -> Load:
+async def _python_load(
+    url: str, method: str, keys: list[str], body: str, connections: int, seconds: float
+) -> Load:
     """Keep-alive HTTP/1.1 over raw sockets, one coroutine per connection (no client library:
     its parsing would cost more than the servers' own)."""
     host, port, path = re.fullmatch(r"http://([^:/]+):(\d+)(/.*)", url).groups()  # type: ignore[union-attr]
@@ -185,16 +200,33 @@ async def _python_load(url: str, method: str, keys: list[str], body: str, connec
     )
 
 
-def python_load(url: str, *, method: str, keys: list[str], body: str, connections: int, seconds: float) -> Load:
+def python_load(
+    url: str, *, method: str, keys: list[str], body: str, connections: int, seconds: float
+) -> Load:
     """The Python generator, in its own process so it does not share the measured processes'."""
-    spec = json.dumps({"url": url, "method": method, "keys": keys, "body": body, "connections": connections, "seconds": seconds})
+    spec = json.dumps(
+        {
+            "url": url,
+            "method": method,
+            "keys": keys,
+            "body": body,
+            "connections": connections,
+            "seconds": seconds,
+        }
+    )
     out = subprocess.run(
-        [sys.executable, "-m", "tools.bench_http", "--generate", spec], capture_output=True, text=True, check=True, cwd=ROOT
+        [sys.executable, "-m", "tools.bench_http", "--generate", spec],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
     ).stdout
     return Load(**json.loads(out))
 
 
-def load(url: str, *, method: str = "GET", keys: list[str], body: str = "", connections: int, seconds: float) -> Load:
+def load(
+    url: str, *, method: str = "GET", keys: list[str], body: str = "", connections: int, seconds: float
+) -> Load:
     generate = wrk if shutil.which("wrk") else python_load
     return generate(url, method=method, keys=keys, body=body, connections=connections, seconds=seconds)
 
@@ -209,7 +241,13 @@ def bare_app(get_body: bytes, post_body: bytes, directory: Path) -> Iterator[str
     (directory / "bare.py").write_text(textwrap.dedent(BARE_APP))
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, str(directory / "bare.py"), str(port), str(directory / "get.json"), str(directory / "post.json")],
+        [
+            sys.executable,
+            str(directory / "bare.py"),
+            str(port),
+            str(directory / "get.json"),
+            str(directory / "post.json"),
+        ],
         cwd=ROOT,
         start_new_session=True,
     )
@@ -256,7 +294,14 @@ def ab(
     for _ in range(rounds):
         for target, base in (("bare", bare), ("gateway", gateway)):
             runs[target].append(
-                load(base + name.split(" ", 1)[1], method=method, keys=keys, body=body, connections=connections, seconds=seconds)
+                load(
+                    base + name.split(" ", 1)[1],
+                    method=method,
+                    keys=keys,
+                    body=body,
+                    connections=connections,
+                    seconds=seconds,
+                )
             )
     g, b = _median(runs["gateway"]), _median(runs["bare"])
     return {
@@ -273,7 +318,13 @@ def _merchant(stack: Stack) -> tuple[str, str]:
         "business_name": "Bench", "contact_email": f"bench-{uuid.uuid4().hex[:8]}@example.com",
         "wallets": {"ethereum": DEMO_ETHEREUM_XPUB}})  # fmt: skip
     assert status == 201, merchant
-    status, key = request(stack.base_url, "POST", f"/v1/merchants/{merchant['id']}/api-keys", stack.admin_token, {"name": "bench"})
+    status, key = request(
+        stack.base_url,
+        "POST",
+        f"/v1/merchants/{merchant['id']}/api-keys",
+        stack.admin_token,
+        {"name": "bench"},
+    )
     assert status == 201, key
     return merchant["id"], key["key"]
 
@@ -301,10 +352,32 @@ def _run(servers: Servers, tmp: Path, rounds: int, seconds: float, profile: Path
             if profile is not None:
                 _profile(stack, gw + invoice_path, key, profile)
             generator = "wrk" if shutil.which("wrk") else "python (wrk not found: apt-get install wrk)"
-            results: dict[str, Any] = {"load_generator": generator, "rounds": rounds, "seconds_per_round": seconds}
-            results["invoice_get"] = ab(f"GET {invoice_path}", gw, bare, rounds=rounds, seconds=seconds, connections=CONNECTIONS, keys=[key])
-            results["checkout_get"] = ab(f"GET {checkout_path}", gw, bare, rounds=rounds, seconds=seconds, connections=CONNECTIONS, keys=[])
-            results["invoice_get_sequential"] = ab(f"GET {invoice_path}", gw, bare, rounds=rounds, seconds=seconds, connections=1, keys=[key])
+            results: dict[str, Any] = {
+                "load_generator": generator,
+                "rounds": rounds,
+                "seconds_per_round": seconds,
+            }
+            results["invoice_get"] = ab(
+                f"GET {invoice_path}",
+                gw,
+                bare,
+                rounds=rounds,
+                seconds=seconds,
+                connections=CONNECTIONS,
+                keys=[key],
+            )
+            results["checkout_get"] = ab(
+                f"GET {checkout_path}",
+                gw,
+                bare,
+                rounds=rounds,
+                seconds=seconds,
+                connections=CONNECTIONS,
+                keys=[],
+            )
+            results["invoice_get_sequential"] = ab(
+                f"GET {invoice_path}", gw, bare, rounds=rounds, seconds=seconds, connections=1, keys=[key]
+            )
             body = json.dumps(INVOICE)
             results["invoice_post_16_merchants"] = ab("POST /v1/invoices", gw, bare, rounds=rounds, seconds=seconds,
                                                       connections=CONNECTIONS, method="POST", keys=[k for _, k in merchants], body=body)  # fmt: skip
@@ -314,7 +387,10 @@ def _run(servers: Servers, tmp: Path, rounds: int, seconds: float, profile: Path
             "get_rps_ratio_min": 0.35,
             "get_p99_ratio_max": 3.0,
             "sequential_p50_ms_max": 3.0,
-            "met": all(results[n]["rps_ratio"] >= 0.35 and results[n]["p99_ratio"] <= 3.0 for n in ("invoice_get", "checkout_get"))
+            "met": all(
+                results[n]["rps_ratio"] >= 0.35 and results[n]["p99_ratio"] <= 3.0
+                for n in ("invoice_get", "checkout_get")
+            )
             and results["invoice_get_sequential"]["gateway"]["p50_ms"] < 3.0,
         }
         return results
@@ -326,7 +402,9 @@ def _run(servers: Servers, tmp: Path, rounds: int, seconds: float, profile: Path
 def urllib_get(url: str, key: str) -> Iterator[bytes]:
     import urllib.request
 
-    with urllib.request.urlopen(urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"}), timeout=10) as r:
+    with urllib.request.urlopen(
+        urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"}), timeout=10
+    ) as r:
         yield r.read()
 
 
@@ -341,8 +419,17 @@ def _profile(stack: Stack, url: str, key: str, out: Path) -> None:
 
 
 def table(results: dict[str, Any]) -> str:
-    rows = ["| load | gateway req/s | bare req/s | ratio | gateway p50 / p99 ms | bare p50 / p99 ms |", "|---|---|---|---|---|---|"]
-    for name in ("invoice_get", "checkout_get", "invoice_get_sequential", "invoice_post_16_merchants", "invoice_post_one_merchant"):
+    rows = [
+        "| load | gateway req/s | bare req/s | ratio | gateway p50 / p99 ms | bare p50 / p99 ms |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in (
+        "invoice_get",
+        "checkout_get",
+        "invoice_get_sequential",
+        "invoice_post_16_merchants",
+        "invoice_post_one_merchant",
+    ):
         r = results[name]
         g, b = r["gateway"], r["bare_starlette"]
         rows.append(f"| {name} ({r['connections']} conn) | {g['rps']:.0f} | {b['rps']:.0f} | {r['rps_ratio']:.2f}x "
@@ -363,7 +450,10 @@ def main() -> None:
         print(json.dumps(asyncio.run(_python_load(**spec)).__dict__))
         return
     if not shutil.which("wrk"):
-        print("wrk is not installed (apt-get install wrk): measuring with the Python load generator", file=sys.stderr)
+        print(
+            "wrk is not installed (apt-get install wrk): measuring with the Python load generator",
+            file=sys.stderr,
+        )
     results = run(args.rounds, args.seconds, args.profile)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")

@@ -96,6 +96,8 @@ class Config:
     rate_limit_checkout: str = "300/minute"
     api_key_cache_seconds: float = 30.0
     api_key_touch_seconds: float = 10.0
+    # The gateway's access log: "errors" (4xx, 5xx and slow requests), "all", or "off".
+    access_log: str = "errors"
 
     def plan_rate_limits(self) -> dict[str, str]:
         return {
@@ -167,6 +169,12 @@ class Config:
 
         def url(name: str) -> str:
             return parse_http_url(get(name, ""), name)
+
+        def choice(name: str, default: str, options: tuple[str, ...]) -> str:
+            raw = get(name, default).lower()
+            if raw not in options:
+                raise ConfigError(f"{name} must be one of {', '.join(options)}, got {raw!r}")
+            return raw
 
         def rate(name: str, default: str) -> str:
             raw = get(name, default)
@@ -253,6 +261,7 @@ class Config:
             rate_limit_checkout=rate("CHECKOUT_RATE_LIMIT_CHECKOUT", d.rate_limit_checkout),
             api_key_cache_seconds=seconds("CHECKOUT_API_KEY_CACHE_SECONDS", d.api_key_cache_seconds),
             api_key_touch_seconds=seconds("CHECKOUT_API_KEY_TOUCH_SECONDS", d.api_key_touch_seconds),
+            access_log=choice("CHECKOUT_ACCESS_LOG", d.access_log, ("errors", "all", "off")),
         )
 
 

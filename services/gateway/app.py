@@ -32,11 +32,12 @@ SWAGGER_ASSETS = Path(swagger_ui.__file__).parent / "static"
 
 
 def all_operations() -> list[Operation]:
+    # Starlette tries routes in order: the reads every client polls come first.
     return [
+        *invoices.operations,
         *meta.operations,
         *merchants.operations,
         *api_keys.operations,
-        *invoices.operations,
         *customers.operations,
         *analytics.operations,
         *admin.operations,
@@ -95,7 +96,7 @@ def create_app(config: Config) -> Starlette:
 
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(RequestMiddleware, templates=templates)],
+        middleware=[Middleware(RequestMiddleware, templates=templates, access_log=config.access_log)],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error},
         lifespan=lifespan,
     )

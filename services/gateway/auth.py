@@ -89,17 +89,17 @@ async def authenticate(request: Request) -> Caller:
     if entry is None:
         blocked = await limiter.peek(limiter.auth_failures, "auth-failures", ip)
         if blocked is not None and not blocked.allowed:
-            raise blocked.refusal("with failed authentication from this address")
+            raise blocked.refusal("with failed authentication from this address", "auth_failures")
         entry = await state.keys.verify(token, request_id_of(request))
         if entry is None:
             quota = await limiter.hit(limiter.auth_failures, "auth-failures", ip)
             if quota is not None and not quota.allowed:
-                raise quota.refusal("with failed authentication from this address")
+                raise quota.refusal("with failed authentication from this address", "auth_failures")
             raise _unauthenticated("invalid API key", quota)
     quota = await limiter.hit(limiter.plan_limit(entry.plan), "key", str(entry.key_id))
     report_quota(request, quota)
     if quota is not None and not quota.allowed:
-        raise quota.refusal(f"for this API key ({entry.plan} plan)")
+        raise quota.refusal(f"for this API key ({entry.plan} plan)", entry.plan)
     return Caller(
         actor=f"merchant:{entry.key_id}",
         merchant_id=entry.merchant_id,
@@ -116,7 +116,7 @@ async def limit_by_ip(request: Request) -> None:
     quota = await limiter.hit(limiter.checkout, "checkout", client_ip(request))
     report_quota(request, quota)
     if quota is not None and not quota.allowed:
-        raise quota.refusal("from this address")
+        raise quota.refusal("from this address", "checkout")
 
 
 def require_operator(caller: Caller) -> None:

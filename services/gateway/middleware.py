@@ -1,6 +1,12 @@
-"""Per-request plumbing around every route, done once per request: request id, trace span,
+"""Per-request plumbing around every route, done once per request: request id, trace context,
 response headers the request earned (rate limit standing), access log, metrics, and the
 last-resort 500.
+
+Each costs little on the hot path: the trace context is a span the SDK records only when traces
+are exported (OTEL_TRACES_EXPORTER); otherwise it is a non-recording span that still carries a
+trace id to the services and into the logs. The access log writes failed and slow requests
+(CHECKOUT_ACCESS_LOG=errors, the default) or every request (all); each request is counted in
+the metrics either way.
 
 A plain ASGI middleware rather than Starlette's BaseHTTPMiddleware: it sees the response start
 (to stamp headers on every response, errors included) without buffering bodies.
@@ -8,13 +14,16 @@ A plain ASGI middleware rather than Starlette's BaseHTTPMiddleware: it sees the 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import random
 import re
 import time
-import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from opentelemetry import propagate, trace
+from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, TraceFlags
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.gateway import metrics
@@ -31,13 +40,46 @@ _TRACE_HEADERS = (b"traceparent", b"tracestate")
 # The id travels on as gRPC metadata and into logs: printable ASCII, no spaces, bounded.
 _ACCEPTABLE_REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 UNMATCHED_ROUTE = "unmatched"
+SLOW_SECONDS = 1.0
+# The SDK records a span only to export it; nothing is exported unless an exporter is named.
+EXPORTING = os.environ.get("OTEL_TRACES_EXPORTER", "none").strip().lower() not in ("", "none")
+
+
+@contextlib.contextmanager
+def request_span(method: str, carrier: dict[str, str]) -> Iterator[Span]:
+    parent = propagate.extract(carrier) if carrier else None
+    if EXPORTING:
+        with tracer.start_as_current_span(
+            f"HTTP {method}", context=parent, kind=trace.SpanKind.SERVER
+        ) as span:
+            yield span
+        return
+    remote = trace.get_current_span(parent).get_span_context() if parent is not None else None
+    ids = SpanContext(
+        trace_id=remote.trace_id if remote and remote.is_valid else random.getrandbits(128),
+        span_id=random.getrandbits(64),
+        is_remote=False,
+        trace_flags=remote.trace_flags if remote and remote.is_valid else TraceFlags(TraceFlags.DEFAULT),
+    )
+    with trace.use_span(NonRecordingSpan(ids), end_on_exit=False) as span:
+        yield span
 
 
 def accepted_request_id(raw: str | None) -> str:
     """The client's id when it is safe to carry along, else a fresh uuid4."""
     if raw is not None and _ACCEPTABLE_REQUEST_ID.match(raw):
         return raw
-    return str(uuid.uuid4())
+    return fresh_request_id()
+
+
+def fresh_request_id() -> str:
+    """A random (version 4) UUID as text, without building a UUID object and reading the OS's
+    random source for each request: an id to find a request by, not a secret."""
+    n = random.getrandbits(128)
+    n = (n & ~(0xF000 << 64)) | (0x4000 << 64)  # version 4
+    n = (n & ~(0xC000 << 48)) | (0x8000 << 48)  # RFC 4122 variant
+    h = f"{n:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def loggable(text: str) -> str:
@@ -47,9 +89,11 @@ def loggable(text: str) -> str:
 
 
 class RequestMiddleware:
-    def __init__(self, app: ASGIApp, templates: Mapping[object, str]) -> None:
+    def __init__(self, app: ASGIApp, templates: Mapping[object, str], access_log: str = "errors") -> None:
         self.app = app
         self.templates = templates
+        self.log_all = access_log == "all"
+        self.log_errors = access_log in ("all", "errors")
 
     def route_of(self, scope: Scope) -> str:
         return self.templates.get(scope.get("endpoint"), UNMATCHED_ROUTE)
@@ -90,10 +134,7 @@ class RequestMiddleware:
             await send(message)
 
         begin = time.perf_counter()
-        parent = propagate.extract(carrier) if carrier else None
-        with tracer.start_as_current_span(
-            f"HTTP {method}", context=parent, kind=trace.SpanKind.SERVER
-        ) as span:
+        with request_span(method, carrier) as span:
             try:
                 await self.app(scope, receive, send_with_headers)
             except Exception:
@@ -115,7 +156,8 @@ class RequestMiddleware:
                         }
                     )
                 metrics.observe(method, route, status, elapsed)
-                if access_log.isEnabledFor(logging.INFO):
+                wanted = self.log_all or (self.log_errors and (status >= 400 or elapsed > SLOW_SECONDS))
+                if wanted and access_log.isEnabledFor(logging.INFO):
                     context = span.get_span_context()
                     path = loggable(scope["path"])
                     access_log.info(

@@ -2,10 +2,14 @@
 merchant's plan, per client IP for failed authentication, and per IP on the public checkout.
 
 Fixed windows aligned to the clock (a minute limit resets at each full minute), counted with the
-storage's atomic increment-and-expire: one round trip to Redis per request gives the decision,
-the count left (`RateLimit-Remaining`) and the reset (from the window itself), where a sliding
-window needs a second trip for its standing. limits' FixedWindowRateLimiter counts the same way;
-putting the window's number in the key is what makes the reset known without asking.
+storage's atomic increment-and-expire, as limits' FixedWindowRateLimiter counts; the window's
+number in the key makes the reset known without asking. A round trip per request was a fifth of
+the gateway's time under load, so a key's first request in a window is counted in Redis at once
+(which also learns the count so far, and finds an outage at once), and its later ones are
+counted here and added to Redis every FLUSH_SECONDS in one increment per key, each flush reading
+back the total of every replica. The decision uses that total plus this replica's unsent count:
+exact on one replica, and across N replicas a key can overshoot by what N-1 of them admit
+within one flush interval.
 
 Every limited response says where the caller stands (`RateLimit-Limit`, `-Remaining`, `-Reset`
 in seconds); a refused one is 429 `rate_limited` with `Retry-After`. Redis down must not take
@@ -16,6 +20,7 @@ server does not add a timeout to every request.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -54,7 +59,8 @@ class Quota:
             "RateLimit-Reset": str(self.reset_seconds),
         }
 
-    def refusal(self, what: str) -> ApiError:
+    def refusal(self, what: str, limit: str) -> ApiError:
+        REFUSED.labels(limit).inc()
         retry = max(1, self.reset_seconds)
         return ApiError(
             "rate_limited",
@@ -68,6 +74,21 @@ def storage_url(redis_url: str) -> str:
     if redis_url.startswith("unix://"):
         return "async+redis+unix://" + redis_url.removeprefix("unix://")
     return "async+" + redis_url
+
+
+FLUSH_SECONDS = 0.05
+
+
+@dataclass
+class _Window:
+    """One identity's count in one window, as this replica knows it."""
+
+    expiry: int
+    known: int  # the total in Redis at the last flush (every replica's)
+    pending: int = 0  # counted here since, not yet in Redis
+    sending: int = 0  # on its way to Redis in a flush
+    # Set while the window's first request asks Redis; requests that arrive meanwhile wait for it.
+    first: asyncio.Future[None] | None = None
 
 
 class RateLimiter:
@@ -94,6 +115,9 @@ class RateLimiter:
         )
         self._backoff = backoff_seconds
         self._down_until = 0.0
+        self._windows: dict[str, _Window] = {}
+        self._window_number: dict[str, int] = {}
+        self._flusher: asyncio.Task[None] | None = None
 
     def plan_limit(self, plan: str) -> RateLimitItem:
         return self.plans.get(plan) or self.plans["free"]
@@ -112,16 +136,63 @@ class RateLimiter:
             return None
         now = time.time()
         expiry = item.get_expiry()
-        window = int(now // expiry)
-        key = item.key_for(*identity, str(window))
-        try:
-            count = await (self.storage.incr(key, expiry) if hit else self.storage.get(key))
-        except Exception as error:  # limits wraps the driver's errors as StorageError
-            self._failed(error)
-            return None
+        number = int(now // expiry)
+        key = item.key_for(*identity, str(number))
+        window = self._windows.get(key)
+        if window is None:
+            window = self._windows[key] = _Window(expiry, known=0)
+            self._window_number[key] = number
+            window.first = asyncio.get_running_loop().create_future()
+            try:
+                window.known = await (self.storage.incr(key, expiry) if hit else self.storage.get(key))
+            except Exception as error:  # limits wraps the driver's errors as StorageError
+                del self._windows[key], self._window_number[key]
+                self._failed(error)
+                return None
+            finally:
+                window.first.set_result(None)
+                window.first = None
+        else:
+            if hit:
+                window.pending += 1
+                self._ensure_flusher()
+            if window.first is not None:
+                await window.first
+            if key not in self._windows:  # the first request found Redis down
+                return None
+        count = window.known + window.sending + window.pending
         allowed = count <= item.amount if hit else count < item.amount
-        reset = max(1, math.ceil((window + 1) * expiry - now))
-        return Quota(limit=item.amount, remaining=max(0, item.amount - count), reset_seconds=reset, allowed=allowed)
+        reset = max(1, math.ceil((number + 1) * expiry - now))
+        return Quota(
+            limit=item.amount, remaining=max(0, item.amount - count), reset_seconds=reset, allowed=allowed
+        )
+
+    def _ensure_flusher(self) -> None:
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_soon(), name="rate-limit-flush")
+
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(FLUSH_SECONDS)
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Adds this replica's unsent counts to Redis and learns every replica's totals."""
+        now = time.time()
+        for key, window in list(self._windows.items()):
+            if (self._window_number[key] + 1) * window.expiry < now and window.pending == 0:
+                del self._windows[key], self._window_number[key]  # a past window: nothing left to say
+                continue
+            if window.pending == 0:
+                continue
+            window.sending, window.pending = window.pending, 0
+            try:
+                window.known = await self.storage.incr(key, window.expiry, amount=window.sending)
+            except Exception as error:
+                window.pending += window.sending
+                self._failed(error)
+                return
+            finally:
+                window.sending = 0
 
     def _failed(self, error: Exception) -> None:
         UNAVAILABLE.inc()
@@ -131,6 +202,12 @@ class RateLimiter:
         self._down_until = time.monotonic() + self._backoff
 
     async def close(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+        try:
+            await self.flush()
+        except Exception:  # a last flush is best effort
+            log.debug("rate limiter final flush failed", exc_info=True)
         try:
             await self.storage.bridge.get_connection().aclose()  # type: ignore[attr-defined]
         except Exception:  # closing a pool that never connected, or is gone, is fine

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import Counter
 
@@ -21,6 +22,15 @@ LOOKUPS = Counter(
     "gateway_view_cache_lookups_total", "Invoice view reads, by where they were answered.", ["kind", "result"]
 )
 MAX_ENTRIES = 100_000
+_counters: dict[tuple[str, str], Any] = {}
+
+
+def _counter(kind: str, result: str) -> Any:
+    # Label children looked up once, not per request.
+    child = _counters.get((kind, result))
+    if child is None:
+        child = _counters[(kind, result)] = LOOKUPS.labels(kind, result)
+    return child
 
 
 @dataclass(frozen=True)
@@ -40,11 +50,11 @@ class ViewCache:
     def get(self, kind: str, invoice_id: uuid.UUID) -> View | None:
         view = self._views.get((kind, invoice_id))
         if view is not None and view.until > self.clock():
-            LOOKUPS.labels(kind, "memory").inc()
+            _counter(kind, "memory").inc()
             return view
         if view is not None:
             del self._views[(kind, invoice_id)]
-        LOOKUPS.labels(kind, "miss").inc()
+        _counter(kind, "miss").inc()
         return None
 
     def generation(self, invoice_id: uuid.UUID) -> int:

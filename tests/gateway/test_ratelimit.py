@@ -11,6 +11,7 @@ import httpx
 from prometheus_client import REGISTRY
 
 from services.gateway.app import create_app
+from services.gateway.ratelimit import RateLimiter
 from tests.gateway.conftest import Platform, bearer, create_invoice, new_key, new_merchant, serve
 
 RATE_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
@@ -115,3 +116,30 @@ async def test_with_redis_down_the_limiter_lets_requests_through_and_counts_them
     assert [r.status_code for r in responses] == [200, 200, 200]
     assert all("RateLimit-Limit" not in r.headers for r in responses)
     assert unavailable_count() >= before + 3
+
+
+async def test_replicas_share_one_count_in_redis(platform: Platform) -> None:
+    one, two = (
+        RateLimiter(
+            platform.config.redis_url, plans={"free": "10/hour"}, auth_failures="1/hour", checkout="1/hour"
+        )
+        for _ in range(2)
+    )
+    item, identity = one.plan_limit("free"), ("key", str(uuid.uuid4()))
+    try:
+        for _ in range(6):
+            assert (await one.hit(item, *identity)).allowed  # type: ignore[union-attr]
+        await one.flush()
+        quota = await two.hit(item, *identity)
+        assert quota is not None and quota.remaining == 3
+        for _ in range(3):
+            await two.hit(item, *identity)
+        await two.flush()
+        # One's next flush learns two's requests: 6 + 1 + 3 = 10 counted, so the 11th is refused.
+        await one.hit(item, *identity)
+        await one.flush()
+        refused = await one.hit(item, *identity)
+        assert refused is not None and not refused.allowed and refused.remaining == 0
+    finally:
+        await one.close()
+        await two.close()
