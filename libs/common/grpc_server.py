@@ -15,7 +15,7 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from libs.common import context, telemetry
+from libs.common import context, protocheck, telemetry
 from libs.common.errors import CheckoutError
 from libs.common.grpc_errors import to_status
 
@@ -64,6 +64,7 @@ class ContextInterceptor(Interceptor):
                     )
                     context.command_replayed.set(False)
                     try:
+                        protocheck.check(request)  # a NUL anywhere is INVALID_ARGUMENT, never a 500
                         response = await inner(request, ctx)  # type: ignore[arg-type]  # stubs predate aio
                         if context.command_replayed.get():
                             ctx.set_trailing_metadata(((context.REPLAYED_METADATA, "true"),))

@@ -26,6 +26,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, TraceFlags
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from libs.common import limits
 from services.gateway import metrics
 from services.gateway.auth import RESPONSE_HEADERS
 from services.gateway.errors import ApiError, error_response
@@ -38,7 +39,7 @@ REQUEST_ID_HEADER = "X-Request-Id"
 _REQUEST_ID = b"x-request-id"
 _TRACE_HEADERS = (b"traceparent", b"tracestate")
 # The id travels on as gRPC metadata and into logs: printable ASCII, no spaces, bounded.
-_ACCEPTABLE_REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
+_ACCEPTABLE_REQUEST_ID = re.compile(rf"^[\x21-\x7e]{{1,{limits.REQUEST_ID_MAX_CHARS}}}$")
 UNMATCHED_ROUTE = "unmatched"
 SLOW_SECONDS = 1.0
 # The SDK records a span only to export it; nothing is exported unless an exporter is named.

@@ -61,6 +61,17 @@ async def active_key_by_hash(pool: asyncpg.Pool, key_hash: str) -> asyncpg.Recor
     )
 
 
+async def active_key(conn: Connection, merchant_id: uuid.UUID, key_id: uuid.UUID) -> asyncpg.Record | None:
+    """The merchant's key if it is usable right now (not revoked, not expired)."""
+    return await conn.fetchrow(
+        f"""SELECT {API_KEY_COLUMNS} FROM api_keys
+            WHERE id = $1 AND merchant_id = $2 AND status = 'active'
+              AND (expires_at IS NULL OR expires_at > NOW())""",
+        key_id,
+        merchant_id,
+    )
+
+
 async def touch_keys(pool: asyncpg.Pool, uses: list[tuple[uuid.UUID, dt.datetime]]) -> int:
     """Moves each key's `last_used_at` forward to its latest use, in one statement for all."""
     status = await pool.execute(

@@ -127,9 +127,7 @@ async def test_patch_with_an_unknown_field_or_a_bad_setting_is_a_422(
 async def test_a_publishable_key_cannot_change_the_merchants_wallets(
     client: httpx.AsyncClient, operator: dict[str, str], merchant: Merchant
 ) -> None:
-    key = await new_key(
-        client, operator, merchant.id, key_type="publishable", permissions=["merchants:write"]
-    )
+    key = await new_key(client, operator, merchant.id, key_type="publishable")
     response = await client.patch(
         f"/v1/merchants/{merchant.id}",
         json={"wallets": {"ethereum": DEMO_ETHEREUM_XPUB}},

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from checkout.merchant.v1 import merchant_pb2
 
-from libs.common import apikeys
-from services.gateway.auth import Caller, require_access
-from services.gateway.errors import ApiError
+from services.gateway.auth import require_access
 from services.gateway.operations import Args, Operation, Reply, Rule
 from services.gateway.pagination import Listing
 from services.gateway.schemas.merchants import ApiKey, ApiKeyCreate, CreatedApiKey
@@ -19,19 +17,6 @@ from services.gateway.state import state_of
 from services.gateway.wire import to_timestamp
 
 TAG = "API keys"
-
-
-def _granted(caller: Caller, key_type: str, requested: list[str] | None) -> list[str]:
-    """The permissions of the new key; a key cannot hand out more than it holds itself."""
-    defaults = apikeys.DEFAULT_PERMISSIONS[key_type]
-    if caller.is_operator:
-        return list(defaults) if requested is None else requested
-    if requested is None:
-        return [p for p in defaults if p in caller.permissions]
-    beyond = sorted(set(requested) - caller.permissions)
-    if beyond:
-        raise ApiError("permission_denied", f"the API key cannot grant what it lacks: {', '.join(beyond)}")
-    return requested
 
 
 async def create_api_key(args: Args[ApiKeyCreate, None]) -> Reply:
@@ -43,8 +28,14 @@ async def create_api_key(args: Args[ApiKeyCreate, None]) -> Reply:
         merchant_id=str(merchant_id),
         name=body.name,
         key_type=key_type,
-        permissions=_granted(args.caller, key_type, body.permissions),
+        permissions=body.permissions or [],
+        use_default_permissions=body.permissions is None,
     )
+    # The merchant service decides what the key may hold: at most what the grantor holds.
+    if args.caller.is_operator:
+        message.operator = True
+    else:
+        message.granting_api_key_id = str(args.caller.api_key_id)
     if body.expires_at is not None:
         message.expires_at.CopyFrom(to_timestamp(body.expires_at))
     backends = state_of(args.request).backends
@@ -87,6 +78,11 @@ operations = [
         rules=(
             Rule(r"expires_at", r"must be in the future", "expires_at: must be in the future."),
             Rule(r"name", r"must not be blank", "name: must not be blank (only spaces)."),
+            Rule(
+                r"permissions",
+                r"a publishable key may hold only .+",
+                "permissions: a publishable key may hold invoices:write only.",
+            ),
         ),
         example={"name": "web shop", "key_type": "secret", "permissions": ["invoices:read", "invoices:write"]},
         description="The operator, or the merchant's own key with `api_keys:write` (a key grants at most "

@@ -6,6 +6,7 @@ from __future__ import annotations
 from checkout.invoice.v1 import invoice_pb2
 from starlette.responses import Response
 
+from libs.common import limits
 from libs.common.cache import invoice_key
 from services.gateway.context import CallContext, request_id_of
 from services.gateway.errors import ApiError
@@ -28,7 +29,9 @@ TAG = "Invoices"
 CURSOR_RULE = Rule(r"cursor", r".+", "cursor: must be a `next_cursor` this API returned.")
 CREATE_RULES = (
     Rule(
-        r"total", r"must be greater than 0", "total: the items (rounded to the currency) must cost something."
+        r"total",
+        r"must be greater than 0|must be at most \d+",
+        f"total: the items (rounded to the currency) must cost something, and at most {limits.TOTAL_MAX} in all.",
     ),
     Rule(
         r"(items\[\d+\]\.unit_price|tax)",
@@ -258,7 +261,7 @@ operations = [
     ),
     Operation(
         "POST", "/v1/invoices/{id}/cancel", cancel_invoice, "Cancel an invoice (while nothing is paid)", TAG,
-        "merchant", response=Invoice, permission="invoices:write", body=InvoiceCancel, body_optional=True,
+        "merchant", response=Invoice, permission="invoices:cancel", body=InvoiceCancel, body_optional=True,
         errors=(404, 409), idempotent=True, example={"reason": "customer left"},
     ),
     Operation(

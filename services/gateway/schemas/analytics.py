@@ -7,11 +7,12 @@ from typing import Annotated
 from checkout.analytics.v1 import analytics_pb2
 from pydantic import Field
 
+from libs.common import limits
 from services.gateway.schemas.base import Day, MoneyOut, QueryModel, ResponseModel, optional
 from services.gateway.schemas.types import Choice
 
 PERIODS = ("7d", "30d", "90d", "all")
-MAX_DAYS = 366
+MAX_DAYS = limits.ANALYTICS_RANGE_MAX_DAYS
 
 
 class DateRangeQuery(QueryModel):
