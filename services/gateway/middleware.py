@@ -43,6 +43,9 @@ _ACCEPTABLE_REQUEST_ID = re.compile(rf"^[\x21-\x7e]{{1,{limits.REQUEST_ID_MAX_CH
 UNMATCHED_ROUTE = "unmatched"
 SLOW_SECONDS = 1.0
 # The SDK records a span only to export it; nothing is exported unless an exporter is named.
+# Ids of our own: drawing them from the random module's shared state would disturb anything else
+# seeded from it in the process (and needs no OS entropy per request; they are not secrets).
+_ids = random.Random()
 EXPORTING = os.environ.get("OTEL_TRACES_EXPORTER", "none").strip().lower() not in ("", "none")
 
 
@@ -57,8 +60,8 @@ def request_span(method: str, carrier: dict[str, str]) -> Iterator[Span]:
         return
     remote = trace.get_current_span(parent).get_span_context() if parent is not None else None
     ids = SpanContext(
-        trace_id=remote.trace_id if remote and remote.is_valid else random.getrandbits(128),
-        span_id=random.getrandbits(64),
+        trace_id=remote.trace_id if remote and remote.is_valid else _ids.getrandbits(128),
+        span_id=_ids.getrandbits(64),
         is_remote=False,
         trace_flags=remote.trace_flags if remote and remote.is_valid else TraceFlags(TraceFlags.DEFAULT),
     )
@@ -76,7 +79,7 @@ def accepted_request_id(raw: str | None) -> str:
 def fresh_request_id() -> str:
     """A random (version 4) UUID as text, without building a UUID object and reading the OS's
     random source for each request: an id to find a request by, not a secret."""
-    n = random.getrandbits(128)
+    n = _ids.getrandbits(128)
     n = (n & ~(0xF000 << 64)) | (0x4000 << 64)  # version 4
     n = (n & ~(0xC000 << 48)) | (0x8000 << 48)  # RFC 4122 variant
     h = f"{n:032x}"

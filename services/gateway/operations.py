@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -28,7 +28,6 @@ from libs.common import ids, limits
 from libs.common.errors import FieldViolation
 from services.gateway import idempotency
 from services.gateway.auth import (
-    OPERATOR,
     Caller,
     authenticate,
     limit_by_ip,
@@ -242,14 +241,3 @@ async def read_body(request: Request) -> bytes:
 
 def _too_large() -> ApiError:
     return ApiError.invalid("body", f"must be at most {limits.REQUEST_BODY_MAX_BYTES} bytes")
-
-
-def routes_of(operations: list[Operation]) -> list[Route]:
-    return [op.route() for op in operations]
-
-
-def with_tag(operations: list[Operation], tag: str) -> list[Operation]:
-    return [replace(op, tag=tag) for op in operations]
-
-
-__all__ = ["OPERATOR", "Args", "Operation", "Reply", "Rule"]

@@ -50,7 +50,9 @@ class Platform:
         return dataclasses.replace(self.config, **overrides)
 
 
-@pytest.fixture(scope="session")
+# Package-scoped: the services and their pools stop when the gateway tests are done, before the
+# next package starts servers of its own on the same PostgreSQL.
+@pytest.fixture(scope="package")
 async def platform(servers: Servers, evm_chain: EvmChain) -> AsyncIterator[Platform]:
     base = make_config(
         servers,
@@ -58,6 +60,7 @@ async def platform(servers: Servers, evm_chain: EvmChain) -> AsyncIterator[Platf
         ethereum_chain_id=evm_chain.chain_id,
         webhook_allow_loopback=True,
         invoice_min_expiry_seconds=1,
+        pool_max_size=5,
     )
     runtimes: dict[str, Runtime] = {}
     endpoints: dict[str, tuple[Endpoint, ...]] = {}
