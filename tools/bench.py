@@ -34,6 +34,7 @@ from libs.common.devservers import DevServers, Servers, free_port
 from libs.common.eventstore import EventStore
 from libs.common.evm_rpc import EvmRpc
 from libs.common.partitions import PartitionedTable, ensure_partitions
+from tools import bench_http
 from tools.devchain import tx
 from tools.devchain.accounts import dev_accounts
 from tools.devchain.chain import CHAIN_ID, DevChain, networks_json
@@ -177,6 +178,7 @@ def main() -> None:
         "gateway_lookups": lookups,
         "payment_detection": detection,
     }
+    result["gateway_http"] = bench_http.run()  # the gateway against a bare Starlette app (issue 10)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
