@@ -331,6 +331,10 @@ SCHEMAS: dict[str, Schema] = {
             "status_reason": _nullable(
                 _string("Why the status is what it is, when that is not obvious (expired, invalid).")
             ),
+            "checkout_url": _string(
+                "The payer's hosted checkout page (CHECKOUT_PUBLIC_BASE_URL + /pay/{id}): send the payer here.",
+                format="uri",
+            ),
         },
     },
     "InvoiceCancel": _object({"reason": _string("Kept in the audit trail.", maxLength=500)}),

@@ -59,7 +59,12 @@ def api_key(k: merchant_pb2.ApiKey, *, plaintext: str | None = None) -> JsonObje
     return body
 
 
-def invoice(i: invoice_pb2.Invoice) -> JsonObject:
+def checkout_url(public_base_url: str, invoice_id: str) -> str:
+    """The payer's hosted page of an invoice (services/gateway/pages)."""
+    return f"{public_base_url}/pay/{invoice_id}"
+
+
+def invoice(i: invoice_pb2.Invoice, *, public_base_url: str) -> JsonObject:
     rate = i.exchange_rate
     return {
         "id": i.id,
@@ -105,6 +110,7 @@ def invoice(i: invoice_pb2.Invoice) -> JsonObject:
         "overpaid": i.overpaid,
         "paid_late": i.paid_late,
         "status_reason": _optional(i.status_reason),
+        "checkout_url": checkout_url(public_base_url, i.id),
     }
 
 

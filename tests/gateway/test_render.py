@@ -9,6 +9,8 @@ from google.protobuf import timestamp_pb2
 from services.gateway import render
 from services.gateway.wire import from_struct, to_struct
 
+BASE = "https://pay.example"
+
 
 def stamp(iso: str) -> timestamp_pb2.Timestamp:
     value = timestamp_pb2.Timestamp()
@@ -30,7 +32,7 @@ def test_timestamps_in_other_zones_are_converted_to_utc() -> None:
 
 
 def test_unset_timestamps_render_as_null() -> None:
-    body = render.invoice(invoice_pb2.Invoice(id="i"))
+    body = render.invoice(invoice_pb2.Invoice(id="i"), public_base_url=BASE)
     assert body["paid_at"] is None
     assert body["expires_at"] is None
 
@@ -44,7 +46,7 @@ def test_money_strings_are_kept_exactly_as_the_service_sent_them() -> None:
         amount_paid="0",
         items=[invoice_pb2.LineItem(name="tea", quantity="2", unit_price="12.50")],
     )
-    body = render.invoice(invoice)
+    body = render.invoice(invoice, public_base_url=BASE)
     assert body["crypto_amount"] == "0.004166666666666667"
     assert body["total"] == "25.10"
     assert body["items"] == [{"name": "tea", "quantity": "2", "unit_price": "12.50"}]
@@ -55,7 +57,7 @@ def test_invoice_renders_every_field_of_the_api_contract() -> None:
         exchange_rate=invoice_pb2.ExchangeRate(rate="3000.00", source="coinbase"),
         payment_tolerance=invoice_pb2.PaymentTolerance(underpaid_percent="1.0"),
     )
-    body = render.invoice(invoice)
+    body = render.invoice(invoice, public_base_url=BASE)
     contract = {
         "id", "merchant_id", "customer_id", "title", "description", "items", "subtotal", "tax",
         "total", "currency", "crypto_currency", "crypto_amount", "payment_address",
@@ -74,7 +76,7 @@ def test_invoice_renders_every_field_of_the_api_contract() -> None:
 
 
 def test_an_unset_customer_id_renders_as_null_not_an_empty_string() -> None:
-    assert render.invoice(invoice_pb2.Invoice())["customer_id"] is None
+    assert render.invoice(invoice_pb2.Invoice(), public_base_url=BASE)["customer_id"] is None
 
 
 def test_checkout_view_carries_exactly_the_payer_fields() -> None:

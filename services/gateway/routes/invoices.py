@@ -85,13 +85,14 @@ async def create_invoice(request: Request) -> JSONResponse:
     body = await json_body(request)
     message = create_request(body)
     message.merchant_id = str(merchant_id)
-    backends = state_of(request).backends
+    state = state_of(request)
+    backends = state.backends
     invoice = await backends.call(
         backends.invoices(backends.shard_of(merchant_id)).CreateInvoice,
         message,
         call_context(request, caller.actor, body),
     )
-    return JSONResponse(render.invoice(invoice), status_code=201)
+    return JSONResponse(render.invoice(invoice, public_base_url=state.config.public_url()), status_code=201)
 
 
 async def get_invoice(request: Request) -> JSONResponse:
@@ -106,7 +107,7 @@ async def get_invoice(request: Request) -> JSONResponse:
         # The cache is shared by all merchants: someone else's invoice is a miss, and the
         # service then answers 404 for it.
         if hit is not None and hit.id == str(invoice_id) and hit.merchant_id == str(merchant_id):
-            return JSONResponse(render.invoice(hit))
+            return JSONResponse(render.invoice(hit, public_base_url=state.config.public_url()))
     backends = state.backends
     invoice = await backends.call(
         backends.invoices(backends.shard_of(merchant_id)).GetInvoice,
@@ -114,7 +115,7 @@ async def get_invoice(request: Request) -> JSONResponse:
         caller.context(request),
     )
     await state.cache.set(key, invoice.SerializeToString(), hot=True)
-    return JSONResponse(render.invoice(invoice))
+    return JSONResponse(render.invoice(invoice, public_base_url=state.config.public_url()))
 
 
 def _decode_invoice(raw: bytes) -> invoice_pb2.Invoice | None:
@@ -149,13 +150,17 @@ async def list_invoices(request: Request) -> JSONResponse:
         message.created_after.CopyFrom(to_timestamp(created_after))
     if created_before is not None:
         message.created_before.CopyFrom(to_timestamp(created_before))
-    backends = state_of(request).backends
+    state = state_of(request)
+    backends = state.backends
     listed = await backends.call(
         backends.invoices(backends.shard_of(merchant_id)).ListInvoices,
         message,
         caller.context(request),
     )
-    return JSONResponse(render.page([render.invoice(i) for i in listed.invoices], listed.next_cursor))
+    base = state.config.public_url()
+    return JSONResponse(
+        render.page([render.invoice(i, public_base_url=base) for i in listed.invoices], listed.next_cursor)
+    )
 
 
 async def search_invoices(request: Request) -> JSONResponse:
@@ -170,7 +175,8 @@ async def search_invoices(request: Request) -> JSONResponse:
     problems.raise_if_any()
     assert text is not None
 
-    backends = state_of(request).backends
+    state = state_of(request)
+    backends = state.backends
     found = await backends.call(
         backends.invoices(backends.shard_of(merchant_id)).SearchInvoices,
         invoice_pb2.SearchInvoicesRequest(
@@ -178,7 +184,10 @@ async def search_invoices(request: Request) -> JSONResponse:
         ),
         caller.context(request),
     )
-    return JSONResponse(render.page([render.invoice(i) for i in found.invoices], found.next_cursor))
+    base = state.config.public_url()
+    return JSONResponse(
+        render.page([render.invoice(i, public_base_url=base) for i in found.invoices], found.next_cursor)
+    )
 
 
 async def cancel_invoice(request: Request) -> JSONResponse:
@@ -201,7 +210,7 @@ async def cancel_invoice(request: Request) -> JSONResponse:
     # The invoice service drops the key too; doing it here as well means this caller's next
     # GET reads its own write even if that invalidation failed open.
     await state.cache.invalidate(invoice_key(str(invoice_id)))
-    return JSONResponse(render.invoice(invoice))
+    return JSONResponse(render.invoice(invoice, public_base_url=state.config.public_url()))
 
 
 async def list_payments(request: Request) -> JSONResponse:
