@@ -17,6 +17,8 @@ from libs.common.config import Config
 from services.gateway.context import request_id_of
 from services.gateway.errors import HTTP_STATUS, ApiError, error_response
 from services.gateway.middleware import RequestMiddleware
+from services.gateway.pages import PagesState
+from services.gateway.pages import routes as page_routes
 from services.gateway.routes import (
     admin,
     analytics,
@@ -81,7 +83,8 @@ def _allowed_methods(request: Request) -> list[str]:
 
 def create_app(config: Config) -> Starlette:
     state = GatewayState.from_config(config)
-    routes = all_routes()
+    pages = PagesState.from_config(config)
+    routes = [*all_routes(), *page_routes]
     templates: dict[object, str] = {r.endpoint: r.path for r in routes if isinstance(r, Route)}
 
     @asynccontextmanager
@@ -91,6 +94,7 @@ def create_app(config: Config) -> Starlette:
         try:
             yield
         finally:
+            await pages.close()
             await state.close()
 
     app = Starlette(
@@ -100,4 +104,5 @@ def create_app(config: Config) -> Starlette:
         lifespan=lifespan,
     )
     app.state.gateway = state
+    app.state.pages = pages
     return app

@@ -61,9 +61,21 @@ def is_operator_token(token: str, admin_token: str) -> bool:
     return bool(admin_token) and hmac.compare_digest(token.encode(), admin_token.encode())
 
 
+# The dashboard (services/gateway/pages) calls the API in process for a signed-in merchant and
+# leaves the session's caller here; nothing outside the process can set an ASGI scope key.
+CALLER_SCOPE_KEY = "checkout.caller"
+
+
 async def authenticate(request: Request) -> Caller:
+    injected = request.scope.get(CALLER_SCOPE_KEY)
+    if isinstance(injected, Caller):
+        return injected
+    return await authenticate_token(request, bearer_token(request))
+
+
+async def authenticate_token(request: Request, token: str) -> Caller:
+    """The caller a bearer token stands for (the operator or a merchant key), or 401."""
     state = state_of(request)
-    token = bearer_token(request)
     if is_operator_token(token, state.config.admin_token):
         return OPERATOR
     key_id = apikeys.key_id_of(token)
