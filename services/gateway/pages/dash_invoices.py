@@ -40,11 +40,14 @@ async def invoices(dash: Dash) -> Response:
         "status": query.get("status", ""),
         "from": query.get("from", ""),
         "to": query.get("to", ""),
+        "limit": query.get("limit", ""),  # the API's page size (and its bounds) by default
     }
     cursor = query.get("cursor")
     if filters["q"]:
         # Full-text search has its own endpoint; it takes no status or date filter.
-        result = await dash.get("/v1/invoices/search", {"q": filters["q"], "cursor": cursor})
+        result = await dash.get(
+            "/v1/invoices/search", {"q": filters["q"], "limit": filters["limit"], "cursor": cursor}
+        )
     else:
         result = await dash.get(
             "/v1/invoices",
@@ -52,6 +55,7 @@ async def invoices(dash: Dash) -> Response:
                 "status": filters["status"],
                 "created_after": _day_start(filters["from"]),
                 "created_before": _day_end(filters["to"]),
+                "limit": filters["limit"],
                 "cursor": cursor,
             },
         )

@@ -134,7 +134,9 @@ def error_page(
 
 def _sign_in_redirect(request: Request) -> Response:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return RedirectResponse(f"/dashboard/login?next={quote(target)}", status_code=303, headers=NO_STORE)
+    return RedirectResponse(
+        f"/dashboard/login?next={quote(target, safe='')}", status_code=303, headers=NO_STORE
+    )
 
 
 def dashboard_page(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
@@ -161,7 +163,13 @@ def dashboard_page(handler: Handler) -> Callable[[Request], Awaitable[Response]]
 
 def _safe_next(raw: str | None) -> str:
     """Only a path inside the dashboard: a sign-in link must not send anyone elsewhere."""
-    if raw and raw.startswith("/dashboard") and not urlsplit(raw).netloc and "\\" not in raw:
+    if (
+        raw
+        and raw.startswith("/dashboard")
+        and not urlsplit(raw).netloc
+        and "\\" not in raw
+        and ".." not in urlsplit(raw).path.split("/")
+    ):
         return raw
     return "/dashboard"
 

@@ -19,6 +19,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from services.gateway.pages.payer import plain
+
 HERE = Path(__file__).resolve().parent
 
 SECURITY_HEADERS = {
@@ -27,7 +29,9 @@ SECURITY_HEADERS = {
         "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # Not no-referrer: with it a browser sends `Origin: null` on form posts, which the dashboard
+    # must refuse; same-origin tells no other site which page linked to it.
+    "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
 }
 
@@ -86,6 +90,7 @@ def short(value: object, keep: int = 8) -> str:
 
 
 ENVIRONMENT.filters["when"] = when
+ENVIRONMENT.filters["plain"] = plain
 ENVIRONMENT.filters["short"] = short
 
 
