@@ -6,7 +6,9 @@
   the whole stack (service processes, Postgres, Redis cache), and of the uncached payer view;
 - payment detection latency: a signed ETH transfer on a local ganache (instamine), from the
   moment its receipt exists (the block is mined) until the payer's view over HTTP says `paid`,
-  with the watcher polling as `make up` configures it.
+  with the watcher polling as `make up` configures it;
+- page latency (tools/bench_pages.py): the same, until the payer's hosted page says `paid` in a
+  real browser and over its event stream, next to a 10 ms poll of the JSON view as the peer.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from libs.common.devservers import DevServers, Servers, free_port
 from libs.common.eventstore import EventStore
 from libs.common.evm_rpc import EvmRpc
 from libs.common.partitions import PartitionedTable, ensure_partitions
+from tools.bench_pages import bench_page_latency
 from tools.devchain import tx
 from tools.devchain.accounts import dev_accounts
 from tools.devchain.chain import CHAIN_ID, DevChain, networks_json
@@ -169,6 +172,9 @@ def main() -> None:
         try:
             lookups = asyncio.run(bench_lookups(stack, invoices=50, lookups=args.lookups))
             detection = asyncio.run(bench_detection(stack, chain, token, args.payments))
+            pages = asyncio.run(
+                bench_page_latency(stack.base_url, stack.admin_token, chain.rpc_url, args.payments)
+            )
         finally:
             stack.stop()
     result = {
@@ -176,6 +182,7 @@ def main() -> None:
         "event_store": appends,
         "gateway_lookups": lookups,
         "payment_detection": detection,
+        "page_latency": pages,
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -13,11 +13,11 @@
 
   function text(el, value) { if (el.textContent !== value) el.textContent = value; }
 
-  function cell(row, value, className) {
-    var td = document.createElement("td");
-    td.textContent = value;
-    if (className) td.className = className;
-    row.appendChild(td);
+  function part(item, value, className) {
+    var span = document.createElement("span");
+    span.textContent = value;
+    span.className = className;
+    item.appendChild(span);
   }
 
   function render(model) {
@@ -42,12 +42,12 @@
     var rows = byId("payments-rows");
     rows.textContent = "";
     model.payments.forEach(function (p) {
-      var tr = document.createElement("tr");
-      cell(tr, p.tx_hash, "mono");
-      cell(tr, p.amount);
-      cell(tr, p.late ? p.status + " (late)" : p.status);
-      cell(tr, p.confirmations);
-      rows.appendChild(tr);
+      var li = document.createElement("li");
+      part(li, p.tx_hash, "mono tx");
+      part(li, p.amount + " " + root.getAttribute("data-symbol"), "amount");
+      part(li, p.late ? p.status + " (late)" : p.status, "state");
+      part(li, p.confirmations + " confirmations", "confirmations");
+      rows.appendChild(li);
     });
     byId("payments-section").hidden = model.payments.length === 0;
     tick();
