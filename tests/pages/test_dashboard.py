@@ -204,3 +204,26 @@ async def test_api_keys_are_created_shown_once_and_revoked_and_revoking_the_sess
     await own.get_by_role("button", name="Revoke").click()
     await expect(desk).to_have_url(re.compile(r"/dashboard/login\?next=%2Fdashboard%2Fapi-keys"))
     await expect(desk.locator("h1")).to_have_text("Sign in to your dashboard")
+
+
+async def test_customers_are_found_by_email_and_open_on_their_invoices(
+    desk: Page, http: httpx.AsyncClient, shop: Shop
+) -> None:
+    email = f"buyer-{uuid.uuid4().hex[:6]}@example.com"
+    invoice = await create(http, shop, customer_email=email)
+
+    async def listed() -> bool:
+        found = (await http.get(f"/v1/customers?email={email}", headers=shop.auth)).json()["data"]
+        return len(found) == 1
+
+    await poll(listed, timeout=20, what="the customer projection to hold the buyer")
+    await sign_in(desk, shop.key, "/dashboard/customers")
+    await desk.get_by_label("Email").fill(email)
+    await desk.get_by_role("button", name="Find").click()
+    await expect(desk.locator("#customers tbody tr")).to_have_count(1)
+    await desk.get_by_role("link", name=email).click()
+    await expect(desk.locator("h1")).to_have_text(email)
+    await desk.goto(f"/dashboard/invoices/{invoice['id']}")
+    await expect(desk.get_by_role("link", name=email)).to_have_attribute(
+        "href", re.compile(r"^/dashboard/customers/")
+    )

@@ -138,3 +138,23 @@ def test_a_day_without_rows_is_drawn_as_zeros_and_conversion_comes_from_the_summ
         [charts.Series("paid", "paid", [Decimal(1), Decimal(2), Decimal(0)])],
     )
     assert svg.count("<rect") == 3 and 'data-value="2"' in svg and 'role="img"' in svg
+
+
+def test_the_flags_are_said_in_words_with_the_amount_overpaid() -> None:
+    page = PayerPage.of(
+        view(
+            status="expired",
+            crypto_currency="ETH",
+            crypto_amount="0.010000000000000000",
+            amount_paid="0.012500000000000000",
+            overpaid=True,
+            paid_late=True,
+        ),
+        None,
+    )
+    assert page.notes == [
+        "Overpaid: 0.0025 ETH more than the invoice asked. The merchant can refund it.",
+        "Paid late: a payment arrived after the invoice closed. It is recorded but does not pay this invoice; "
+        "contact the merchant.",
+    ]
+    assert page.live()["notes"] == page.notes and page.live()["payable"] is False
