@@ -111,6 +111,7 @@ async def test_a_payment_on_chain_turns_the_page_paid_then_confirmed_without_a_r
     print(f"block mined -> page shows paid: {shown * 1000:.0f} ms")
     await expect(page.locator("#status-detail")).to_contain_text("1 of 2 confirmations")
     await expect(page.locator("#pay-instructions")).to_be_hidden()
+    await expect(page.get_by_role("button", name="Copy amount")).to_be_hidden()  # nothing left to pay
     await screenshot(page, "checkout-paid-phone")
 
     await evm_chain.mine(1)

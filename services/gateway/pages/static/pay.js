@@ -39,6 +39,7 @@
     text(byId("amount-paid"), model.amount_paid);
     text(byId("amount-owed"), model.owed);
     byId("pay-instructions").hidden = !model.payable;
+    byId("copy-amount").hidden = !model.payable;
     var rows = byId("payments-rows");
     rows.textContent = "";
     model.payments.forEach(function (p) {
@@ -112,6 +113,7 @@
     button.hidden = false;
     button.addEventListener("click", function () { copy(button); });
   });
+  byId("copy-amount").hidden = !live.payable;
   setInterval(tick, 1000);
   tick();
   listen();
