@@ -53,6 +53,11 @@ async def open_page(page: Page, invoice: dict[str, Any]) -> None:
     assert outside == [], f"the page fetched from elsewhere: {outside}"
 
 
+async def fits_the_screen(page: Page) -> bool:
+    """Nothing sticks out sideways: a phone shows the page without scrolling left and right."""
+    return bool(await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"))
+
+
 async def read_qr(page: Page) -> str:
     png = await page.locator("#qr svg").screenshot()
     found = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))
@@ -81,6 +86,7 @@ async def test_the_payers_page_shows_what_to_pay_where_and_a_qr_code_of_the_paym
     await expect(page.locator("#status-label")).to_have_text("Awaiting payment")
     await expect(page.locator("#countdown")).to_have_text(re.compile(r"^1[45]:\d\d$"))  # 15 minutes
     assert await read_qr(page) == invoice["payment_uri"]
+    assert await fits_the_screen(page)
 
     # The copy buttons are real buttons a keyboard reaches, and they copy the exact text.
     await page.context.grant_permissions(["clipboard-read", "clipboard-write"])
@@ -119,6 +125,7 @@ async def test_a_payment_on_chain_turns_the_page_paid_then_confirmed_without_a_r
     await expect(page.locator("#status-detail")).to_contain_text("2 of 2 confirmations")
     await expect(page.locator("#payments-rows .confirmations")).to_have_text(["2 of 2 confirmations"])
     assert await page.evaluate("window.checkoutPage.loadedAt") == loaded_at, "the page was reloaded"
+    assert await fits_the_screen(page)
     await screenshot(page, "checkout-confirmed-phone")
 
 
@@ -142,6 +149,7 @@ async def test_a_partial_usdc_payment_shows_what_is_still_owed_and_names_the_tok
     )
     await expect(page.locator("#amount-owed")).to_have_text("14")
     await expect(page.locator("#pay-instructions")).to_be_visible()
+    assert await fits_the_screen(page)
     await screenshot(page, "checkout-partial-phone")
 
 
