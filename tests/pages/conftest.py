@@ -5,8 +5,10 @@ screenshots go to test-artifacts/pages/."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import shutil
+import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -18,7 +20,7 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, Page, ViewportSize, async_playwright
 
 from libs.common.config import SERVICES
-from libs.common.devservers import Servers, free_port
+from libs.common.devservers import Servers
 from tests.common.support import ethereum_account_xpub
 from tests.e2e.test_checkout_flow import bearer
 from tools.devchain.testing import EvmChain
@@ -45,13 +47,25 @@ ACCOUNTS = itertools.count(100)
 MIN_EXPIRY_SECONDS = 3
 
 
+def distinct_free_ports(count: int) -> list[int]:
+    """Free ports, all different: sockets are held open until every one is picked. free_port()
+    called twice in a row can hand out the same port again, and gRPC servers bind with
+    SO_REUSEPORT, so two services would share it and answer each other's calls."""
+    with contextlib.ExitStack() as held:
+        probes = [held.enter_context(socket.socket()) for _ in range(count)]
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
+
+
 @pytest.fixture(scope="package")
 def stack(servers: Servers, evm_chain: EvmChain, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tag = uuid.uuid4().hex[:8]
+    http_port, *grpc_ports = distinct_free_ports(1 + len(SERVICES))
     running = Stack(
         servers,
-        http_port=free_port(),
-        grpc_ports={service: free_port() for service in SERVICES},
+        http_port=http_port,
+        grpc_ports=dict(zip(SERVICES, grpc_ports, strict=True)),
         admin_token=f"admin-{tag}",
         log_dir=Path(tmp_path_factory.mktemp("pages-stack-logs")),
         extra_env={
