@@ -6,7 +6,9 @@
   the whole stack (service processes, Postgres, Redis cache), and of the uncached payer view;
 - payment detection latency: a signed ETH transfer on a local ganache (instamine), from the
   moment its receipt exists (the block is mined) until the payer's view over HTTP says `paid`,
-  with the watcher polling as `make up` configures it.
+  with the watcher polling as `make up` configures it;
+- page latency (tools/bench_pages.py): the same, until the payer's hosted page says `paid` in a
+  real browser and over its event stream, next to a 10 ms poll of the JSON view as the peer.
 """
 
 from __future__ import annotations
@@ -28,18 +30,19 @@ import httpx
 from checkout.merchant.v1 import events_pb2
 
 from libs.common import ids
-from libs.common.config import SERVICES, Config
+from libs.common.config import Config
 from libs.common.db import ShardPools, migrate_shard, migrations_for
-from libs.common.devservers import DevServers, Servers, free_port
+from libs.common.devservers import DevServers, Servers
 from libs.common.eventstore import EventStore
 from libs.common.evm_rpc import EvmRpc
 from libs.common.partitions import PartitionedTable, ensure_partitions
 from tools import bench_http
+from tools.bench_pages import bench_page_latency
 from tools.devchain import tx
 from tools.devchain.accounts import dev_accounts
 from tools.devchain.chain import CHAIN_ID, DevChain, networks_json
 from tools.devchain.install import ensure_installed
-from tools.devstack import DEMO_ETHEREUM_XPUB, Stack
+from tools.devstack import DEMO_ETHEREUM_XPUB, Stack, free_stack_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 MAKE_UP_POLL_SECONDS = 1.0  # the watcher's poll interval under `make up` (tools/devchain/stack.py)
@@ -163,13 +166,19 @@ def main() -> None:
         appends = asyncio.run(bench_appends(servers, args.writers, args.appends))
         token = asyncio.run(_deploy(chain))
         env = {"CHECKOUT_NETWORKS": networks_json(chain.rpc_url, token, poll_seconds=MAKE_UP_POLL_SECONDS),
-               "CHECKOUT_ETHEREUM_CHAIN_ID": str(CHAIN_ID)}  # fmt: skip
-        stack = Stack(servers, http_port=free_port(), grpc_ports={s: free_port() for s in SERVICES},
+               "CHECKOUT_ETHEREUM_CHAIN_ID": str(CHAIN_ID),
+               # The lookups and the 10 ms polls come from one address, far above a payer's rate.
+               **bench_http.UNLIMITED}  # fmt: skip
+        http_port, grpc_ports = free_stack_ports()
+        stack = Stack(servers, http_port=http_port, grpc_ports=grpc_ports,
                       admin_token=uuid.uuid4().hex, log_dir=Path(tmp) / "logs", extra_env=env)  # fmt: skip
         stack.start()
         try:
             lookups = asyncio.run(bench_lookups(stack, invoices=50, lookups=args.lookups))
             detection = asyncio.run(bench_detection(stack, chain, token, args.payments))
+            pages = asyncio.run(
+                bench_page_latency(stack.base_url, stack.admin_token, chain.rpc_url, args.payments)
+            )
         finally:
             stack.stop()
     result = {
@@ -177,6 +186,7 @@ def main() -> None:
         "event_store": appends,
         "gateway_lookups": lookups,
         "payment_detection": detection,
+        "page_latency": pages,
     }
     result["gateway_http"] = bench_http.run()  # the gateway against a bare Starlette app (issue 10)
     out = Path(args.out)

@@ -15,6 +15,7 @@ from starlette.routing import Route
 from libs.common import events
 from libs.common.config import Config
 from services.gateway.app import all_operations, create_app
+from services.gateway.pages import routes as pages
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +44,14 @@ def test_every_served_route_is_documented_and_nothing_else(document: dict[str, A
     served = {(op.path, op.method.lower()) for op in all_operations() if op.documented}
     documented = {(path, method) for path, item in document["paths"].items() for method in item}
     assert documented == served
-    routes = [r for r in create_app(Config()).routes if isinstance(r, Route)]
-    assert {(r.path, m.lower()) for r in routes for m in (r.methods or ()) if m != "HEAD"} - served == {
-        ("/docs", "get")
-    }
+    undocumented = methods_of(create_app(Config()).routes) - served
+    # The docs page, the payer page's event stream, and the pages for people (HTML).
+    assert undocumented == {("/docs", "get"), ("/pay/{invoice_id}/events", "get")} | methods_of(pages.routes)
+    assert ("/pay/{invoice_id}", "get") in undocumented and ("/dashboard", "get") in undocumented
+
+
+def methods_of(routes: list[Any]) -> set[tuple[str, str]]:
+    return {(r.path, m.lower()) for r in routes if isinstance(r, Route) for m in (r.methods or ()) if m != "HEAD"}
 
 
 def test_every_operation_documents_its_errors_and_credentials(document: dict[str, Any]) -> None:

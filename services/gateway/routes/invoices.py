@@ -3,6 +3,8 @@ payments and audit trail (merchant key); /v1/checkout/{invoice_id}: the payer's 
 
 from __future__ import annotations
 
+import uuid
+
 from checkout.invoice.v1 import invoice_pb2
 from starlette.responses import Response
 
@@ -22,7 +24,7 @@ from services.gateway.schemas.invoices import (
     InvoiceSearchQuery,
     Payment,
 )
-from services.gateway.state import state_of
+from services.gateway.state import GatewayState, state_of
 from services.gateway.wire import to_struct, to_timestamp
 
 TAG = "Invoices"
@@ -93,11 +95,12 @@ def create_request(body: InvoiceCreate) -> invoice_pb2.CreateInvoiceRequest:
 async def create_invoice(args: Args[InvoiceCreate, None]) -> Reply:
     message = create_request(args.body)
     message.merchant_id = str(args.merchant_id)
-    backends = state_of(args.request).backends
+    state = state_of(args.request)
+    backends = state.backends
     invoice, replayed = await backends.command(
         backends.invoices(backends.shard_of(args.merchant_id)).CreateInvoice, message, args.command_context()
     )
-    return Reply(Invoice.of(invoice), replayed=replayed)
+    return Reply(Invoice.of(invoice, state.public_url), replayed=replayed)
 
 
 async def get_invoice(args: Args[None, None]) -> Response:
@@ -124,7 +127,7 @@ async def get_invoice(args: Args[None, None]) -> Response:
             args.context(),
         )
         await state.cache.set(key, invoice.SerializeToString(), hot=True)
-    body = to_json(Invoice.of(invoice))
+    body = to_json(Invoice.of(invoice, state.public_url))
     state.views.put("invoice", invoice_id, generation, body, str(merchant_id))
     return json_body(body)
 
@@ -151,16 +154,18 @@ async def list_invoices(args: Args[None, InvoiceListQuery]) -> Page[Invoice]:
         message.created_after.CopyFrom(to_timestamp(q.created_after))
     if q.created_before is not None:
         message.created_before.CopyFrom(to_timestamp(q.created_before))
-    backends = state_of(args.request).backends
+    state = state_of(args.request)
+    backends = state.backends
     listed = await backends.call(
         backends.invoices(backends.shard_of(args.merchant_id)).ListInvoices, message, args.context()
     )
-    return Page[Invoice].of([Invoice.of(i) for i in listed.invoices], listed.next_cursor)
+    return Page[Invoice].of([Invoice.of(i, state.public_url) for i in listed.invoices], listed.next_cursor)
 
 
 async def search_invoices(args: Args[None, InvoiceSearchQuery]) -> Page[Invoice]:
     q = args.query
-    backends = state_of(args.request).backends
+    state = state_of(args.request)
+    backends = state.backends
     found = await backends.call(
         backends.invoices(backends.shard_of(args.merchant_id)).SearchInvoices,
         invoice_pb2.SearchInvoicesRequest(
@@ -168,7 +173,7 @@ async def search_invoices(args: Args[None, InvoiceSearchQuery]) -> Page[Invoice]
         ),
         args.context(),
     )
-    return Page[Invoice].of([Invoice.of(i) for i in found.invoices], found.next_cursor)
+    return Page[Invoice].of([Invoice.of(i, state.public_url) for i in found.invoices], found.next_cursor)
 
 
 async def cancel_invoice(args: Args[InvoiceCancel | None, None]) -> Reply:
@@ -187,7 +192,7 @@ async def cancel_invoice(args: Args[InvoiceCancel | None, None]) -> Reply:
     # this caller's next GET reads its own write even if that invalidation failed open.
     state.views.changed(invoice_id)
     await state.cache.invalidate(invoice_key(str(invoice_id)))
-    return Reply(Invoice.of(invoice), replayed=replayed)
+    return Reply(Invoice.of(invoice, state.public_url), replayed=replayed)
 
 
 async def list_payments(args: Args[None, None]) -> Listing[Payment]:
@@ -216,6 +221,26 @@ async def list_audit_entries(args: Args[None, PageQuery]) -> Page[AuditEntry]:
     return Page[AuditEntry].of([AuditEntry.of(e) for e in listed.entries], listed.next_cursor)
 
 
+async def checkout_view(
+    state: GatewayState, invoice_id: uuid.UUID, request_id: str
+) -> invoice_pb2.CheckoutView:
+    """The payer's view of an invoice, from memory until the invoice's next event: the JSON view
+    below and the hosted page (pages/pay.py) both read it. No key, no directory: the invoice id
+    carries its merchant's slot."""
+    cached = state.views.get("payer", invoice_id)
+    if cached is not None:
+        return invoice_pb2.CheckoutView.FromString(cached.body)
+    generation = state.views.generation(invoice_id)
+    backends = state.backends
+    view = await backends.call(
+        backends.invoices(backends.shard_of(invoice_id)).GetCheckout,
+        invoice_pb2.GetCheckoutRequest(invoice_id=str(invoice_id)),
+        CallContext(request_id, "anonymous"),
+    )
+    state.views.put("payer", invoice_id, generation, view.SerializeToString(), "")
+    return view
+
+
 async def get_checkout(args: Args[None, None]) -> Response:
     invoice_id = args.ids["invoice_id"]
     state = state_of(args.request)
@@ -223,13 +248,7 @@ async def get_checkout(args: Args[None, None]) -> Response:
     if cached is not None:
         return json_body(cached.body)
     generation = state.views.generation(invoice_id)
-    backends = state.backends
-    # No key, no directory: the invoice id carries its merchant's slot.
-    view = await backends.call(
-        backends.invoices(backends.shard_of(invoice_id)).GetCheckout,
-        invoice_pb2.GetCheckoutRequest(invoice_id=str(invoice_id)),
-        CallContext(request_id_of(args.request), "anonymous"),
-    )
+    view = await checkout_view(state, invoice_id, request_id_of(args.request))
     body = to_json(Checkout.of(view))
     state.views.put("checkout", invoice_id, generation, body, "")
     return json_body(body)
