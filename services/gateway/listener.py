@@ -104,7 +104,7 @@ class Listener:
         except (ValueError, KeyError, TypeError):
             log.warning("unreadable invoice event on %s", msg.subject)
             return
-        # The views first: a page woken next re-reads, and must not be served the stale one.
+        # In one callback: a woken page runs after both, so its re-read never meets the stale view.
         self.views.changed(invoice_id)
         self.live.changed(invoice_id)
 

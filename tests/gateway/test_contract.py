@@ -51,7 +51,9 @@ def test_every_served_route_is_documented_and_nothing_else(document: dict[str, A
 
 
 def methods_of(routes: list[Any]) -> set[tuple[str, str]]:
-    return {(r.path, m.lower()) for r in routes if isinstance(r, Route) for m in (r.methods or ()) if m != "HEAD"}
+    return {
+        (r.path, m.lower()) for r in routes if isinstance(r, Route) for m in (r.methods or ()) if m != "HEAD"
+    }
 
 
 def test_every_operation_documents_its_errors_and_credentials(document: dict[str, Any]) -> None:
@@ -122,3 +124,16 @@ def test_the_docs_and_the_bounds_come_from_the_one_owner_of_limits(document: dic
     assert invoice["items"]["maxItems"] == limits.ITEMS_MAX
     quantity = document["components"]["schemas"]["LineItemIn"]["properties"]["quantity"]
     assert {"type": "integer", "minimum": 1, "maximum": int(limits.QUANTITY_MAX)} in quantity["anyOf"]
+
+
+def test_invoices_link_their_payers_page_and_the_pages_live_status_is_described(
+    document: dict[str, Any],
+) -> None:
+    invoice = document["components"]["schemas"]["Invoice"]
+    assert "checkout_url" in invoice["required"] and invoice["properties"]["checkout_url"]["format"] == "uri"
+    status = document["paths"]["/pay/{invoice_id}/status"]["get"]
+    assert status["security"] == [] and {"404", "422", "429"} <= set(status["responses"])
+    body = status["responses"]["200"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/PayerStatus"}
+    described = document["components"]["schemas"]["PayerStatus"]["properties"]
+    assert {"status", "label", "detail", "owed", "payable", "final", "payments"} <= set(described)
