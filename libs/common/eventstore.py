@@ -295,38 +295,73 @@ class Commands:
         decode: Callable[[bytes], R],
         request_hash: str = "",
     ) -> R:
+        async with pool.acquire() as conn:
+            return await Commands.run_on(conn, scope, handler, encode, decode, request_hash)
+
+    @staticmethod
+    async def replay(
+        conn: Connection, scope: str, decode: Callable[[bytes], R], request_hash: str = ""
+    ) -> R | None:
+        """The first result of this request's idempotency key, or None when there is no key or
+        no finished command under it yet. For work a command does before its transaction (that a
+        retry should not repeat); `run_on` still settles a race between two first tries."""
+        ctx = context.current()
+        if not ctx.idempotency_key:
+            return None
+        row = await conn.fetchrow(
+            "SELECT request_hash, response FROM command_log WHERE scope = $1 AND idempotency_key = $2",
+            scope,
+            ctx.idempotency_key,
+        )
+        if row is None or row["response"] is None:
+            return None
+        return Commands._answer(row, ctx.idempotency_hash or request_hash, decode)
+
+    @staticmethod
+    async def run_on(
+        conn: Connection,
+        scope: str,
+        handler: Callable[[Connection], Awaitable[R]],
+        encode: Callable[[R], bytes],
+        decode: Callable[[bytes], R],
+        request_hash: str = "",
+    ) -> R:
+        """`run` on a connection the caller holds (outside a transaction)."""
         ctx = context.current()
         key = ctx.idempotency_key
         if not key:
-            async with pool.acquire() as conn, conn.transaction():
+            async with conn.transaction():
                 return await handler(conn)
         request_hash = ctx.idempotency_hash or request_hash
-        async with pool.acquire() as conn:
-            async with conn.transaction():
-                # Claiming the key first makes a concurrent duplicate wait on this row until we
-                # commit, after which it finds our result instead of running the command twice.
-                claimed = await conn.fetchval(
-                    "INSERT INTO command_log (scope, idempotency_key, request_hash) "
-                    "VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING true",
-                    scope,
-                    key,
-                    request_hash,
-                )
-                if claimed:
-                    result = await handler(conn)
-                    await conn.execute(
-                        "UPDATE command_log SET response = $3 WHERE scope = $1 AND idempotency_key = $2",
-                        scope,
-                        key,
-                        encode(result),
-                    )
-                    return result
-            row = await conn.fetchrow(
-                "SELECT request_hash, response FROM command_log WHERE scope = $1 AND idempotency_key = $2",
+        async with conn.transaction():
+            # Claiming the key first makes a concurrent duplicate wait on this row until we
+            # commit, after which it finds our result instead of running the command twice.
+            claimed = await conn.fetchval(
+                "INSERT INTO command_log (scope, idempotency_key, request_hash) "
+                "VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING true",
                 scope,
                 key,
+                request_hash,
             )
+            if claimed:
+                result = await handler(conn)
+                await conn.execute(
+                    "UPDATE command_log SET response = $3 WHERE scope = $1 AND idempotency_key = $2",
+                    scope,
+                    key,
+                    encode(result),
+                )
+                return result
+        row = await conn.fetchrow(
+            "SELECT request_hash, response FROM command_log WHERE scope = $1 AND idempotency_key = $2",
+            scope,
+            key,
+        )
         assert row is not None and row["response"] is not None
+        return Commands._answer(row, request_hash, decode)
+
+    @staticmethod
+    def _answer(row: asyncpg.Record, request_hash: str, decode: Callable[[bytes], R]) -> R:
         if row["request_hash"] != request_hash:
             raise Conflict(
                 "Idempotency-Key was already used with a different request",
