@@ -39,8 +39,7 @@ from nats.js.api import PubAck
 
 from libs.common import wakeups
 from libs.common.db import Connection
-from libs.common.eventstore import EVENT_COLUMNS, StoredEvent
-from libs.common.messaging import Envelope, subject
+from libs.common.messaging import Wire, subject, wire_columns
 
 log = logging.getLogger("checkout.relay")
 
@@ -51,16 +50,16 @@ _SNAPSHOT = "pg_current_snapshot()::text AS snapshot"
 # One statement, so the rows and the snapshot describe the same moment. The LEFT JOIN returns the
 # snapshot even when there is nothing to publish.
 _READ_NEW = f"""SELECT {_SNAPSHOT}, e.* FROM (SELECT 1) one LEFT JOIN LATERAL (
-    SELECT {EVENT_COLUMNS} FROM events
+    SELECT {wire_columns("$4")} FROM events
     WHERE transaction_id >= $1::text::xid8 OR transaction_id = ANY($2::text[]::xid8[])
     ORDER BY sequence_number LIMIT $3) e ON true ORDER BY e.sequence_number"""
 _READ_SLICE = f"""SELECT {_SNAPSHOT}, e.* FROM (SELECT 1) one LEFT JOIN LATERAL (
-    (SELECT {EVENT_COLUMNS} FROM events
+    (SELECT {wire_columns("$7")} FROM events
      WHERE (transaction_id >= $1::text::xid8 OR transaction_id = ANY($2::text[]::xid8[]))
        AND sequence_number > $4
      ORDER BY sequence_number LIMIT $3)
     UNION ALL
-    (SELECT {EVENT_COLUMNS} FROM events
+    (SELECT {wire_columns("$7")} FROM events
      WHERE (transaction_id >= $5::text::xid8 OR transaction_id = ANY($6::text[]::xid8[]))
        AND sequence_number <= $4)) e ON true ORDER BY e.sequence_number"""
 
@@ -156,20 +155,58 @@ class Relay:
             _xids(cursor.late_pending),
         )
 
-    # -- one pass ----------------------------------------------------------------------------------
+    # -- passes ------------------------------------------------------------------------------------
     async def publish_pending(self) -> int:
         """One pass; returns how many events it published."""
-        if self._session is not None:
-            return await self._pass(self._session)
-        async with self.pool.acquire() as conn:
-            return await self._pass(conn)
+        return await self._passes(once=True)
 
-    async def _pass(self, conn: Connection) -> int:
+    async def publish_all(self) -> int:
+        """Passes until one finds nothing; returns how many events they published. Each pass
+        reads the next batch while the previous one is being acknowledged."""
+        return await self._passes(once=False)
+
+    async def _passes(self, *, once: bool) -> int:
+        if self._session is not None:
+            return await self._run_passes(self._session, once)
+        async with self.pool.acquire() as conn:
+            return await self._run_passes(conn, once)
+
+    async def _run_passes(self, conn: Connection, once: bool) -> int:
         cursor = self._cursor if self._session is not None and self._cursor is not None else None
         if cursor is None:
             cursor = await self._load(conn)
+        total = 0
+        batch, moved = await self._read(conn, cursor)
+        while batch:
+            publishing = asyncio.ensure_future(self._publish(batch))
+            try:
+                # The cursor a pass moves to is known once it has read, so the next read need not
+                # wait for this batch's acks; only saving the cursor does.
+                ahead = None if once else await self._read(conn, moved)
+            finally:
+                await publishing
+            await self._save(conn, moved)
+            self.published += len(batch)
+            total += len(batch)
+            cursor = moved
+            if ahead is None:
+                break
+            batch, moved = ahead
+        else:
+            # Nothing (more) to publish: the saved cursor stays valid and this one only narrows it,
+            # but a saved slice is replaced, so the next read is the plain one again.
+            if cursor.cut or cursor.late_floor is not None:
+                await self._save(conn, moved)
+            cursor = moved
+        self._cursor = cursor if self._session is not None else None
+        return total
+
+    async def _read(self, conn: Connection, cursor: Cursor) -> tuple[list[Wire], Cursor]:
+        """The events after `cursor`, and the cursor to save once they are published."""
         if cursor.late_floor is None and not cursor.cut:
-            rows = await conn.fetch(_READ_NEW, str(cursor.floor), _xids(cursor.pending), self.batch)
+            rows = await conn.fetch(
+                _READ_NEW, str(cursor.floor), _xids(cursor.pending), self.batch, self.shard
+            )
         else:
             rows = await conn.fetch(
                 _READ_SLICE,
@@ -179,30 +216,21 @@ class Relay:
                 cursor.cut,
                 None if cursor.late_floor is None else str(cursor.late_floor),
                 _xids(cursor.late_pending),
+                self.shard,
             )
         snapshot = Snapshot.parse(rows[0]["snapshot"])
-        events = [StoredEvent.from_row(r) for r in rows if r["id"] is not None]
-        sliced = sum(1 for e in events if e.sequence_number > cursor.cut) >= self.batch
-        if sliced:
+        events = [Wire.from_row(r) for r in rows if r["id"] is not None]
+        if sum(1 for e in events if e.sequence_number > cursor.cut) >= self.batch:
             # Events after the cut wait for the next slice; those of transactions open now and
             # below the cut are found through late_floor / late_pending.
             moved = replace(
-                cursor,
-                cut=events[-1].sequence_number,
-                late_floor=snapshot.xmax,
-                late_pending=snapshot.xip,
+                cursor, cut=events[-1].sequence_number, late_floor=snapshot.xmax, late_pending=snapshot.xip
             )
         else:
             moved = Cursor(floor=snapshot.xmax, pending=snapshot.xip)
-        if events:
-            await self._publish(events)
-            await self._save(conn, moved)
-            self.published += len(events)
-        # Without a publish the old cursor stays valid on disk; the new one only narrows it.
-        self._cursor = moved if self._session is not None else None
-        return len(events)
+        return events, moved
 
-    async def _publish(self, events: list[StoredEvent]) -> None:
+    async def _publish(self, events: list[Wire]) -> None:
         in_flight: deque[asyncio.Future[PubAck]] = deque()
         last_of: dict[uuid.UUID, asyncio.Future[PubAck]] = {}
         try:
@@ -213,11 +241,10 @@ class Relay:
                         await previous  # the aggregate's previous event is stored first
                     while len(in_flight) >= self.window:
                         await in_flight.popleft()
-                    envelope = Envelope.of(event, self.shard)
                     future = await self.js.publish_async(
-                        subject(self.subject_prefix, self.shard, envelope.type),
-                        envelope.to_bytes(),
-                        headers=envelope.headers(),
+                        subject(self.subject_prefix, self.shard, event.type),
+                        event.payload,
+                        headers=event.headers,
                     )
                     in_flight.append(future)
                     last_of[event.aggregate_id] = future
@@ -259,7 +286,7 @@ class Relay:
             while True:
                 self._wake.clear()
                 try:
-                    published = await self.publish_pending()
+                    published = await self.publish_all()
                 except (asyncpg.PostgresError, OSError, TimeoutError, nats.errors.Error) as error:
                     log.warning("relay %s shard %d pass failed, retrying: %s", self.schema, self.shard, error)
                     self._cursor = None  # re-read what was really saved

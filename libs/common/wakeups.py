@@ -10,7 +10,8 @@ spurious wake costs the relay one empty pass).
 `committed` wakes the relay in this process that serves that pool and channel at once. When no
 relay here serves it (another replica holds the relay's lock), it sends one NOTIFY on a pooled
 connection, with at most one in flight per pool and channel: a burst of commits costs one or two
-notifications, not one each. The relay's poll interval remains the fallback for a lost wake.
+notifications, not one each (and no more than one per NOTIFY_INTERVAL_SECONDS). The relay's
+poll interval remains the fallback for a lost wake.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ import asyncpg
 log = logging.getLogger("checkout.wakeups")
 
 Wake = Callable[[], None]
+# Under a steady stream of commits a relay in another process is woken this often at most; it
+# reads everything committed meanwhile in one pass anyway.
+NOTIFY_INTERVAL_SECONDS = 0.002
 
 # Keyed by id(pool): asyncpg pools cannot be weakly referenced. A relay unregisters when it stops;
 # a notifier keeps its pool and is dropped once that pool is closed.
@@ -87,3 +91,4 @@ class _Notifier:
                 return
             if not self._again:
                 return
+            await asyncio.sleep(NOTIFY_INTERVAL_SECONDS)
