@@ -10,10 +10,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import tempfile
 import uuid
 from collections import deque
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -99,10 +101,10 @@ async def bench_appends(servers: Servers, writers: int, per_writer: int, rounds:
 
     wakeups.serve(pool, CHANNEL, relay_wake)
 
-    async def ours() -> float:
+    def appends(in_transaction: bool) -> Callable[[], Awaitable[float]]:
         async def writer(n: int) -> None:
             for _ in range(per_writer):
-                async with pool.acquire() as conn, conn.transaction():
+                async with pool.acquire() as conn, _maybe_transaction(conn, in_transaction):
                     await store.append(
                         conn,
                         aggregate_id=ids.new_id(n),
@@ -111,12 +113,12 @@ async def bench_appends(servers: Servers, writers: int, per_writer: int, rounds:
                         new_events=[event],
                     )
 
-        return await throughput(total, lambda: _gather(writer(n) for n in range(writers)))
+        return lambda: throughput(total, lambda: _gather(writer(n) for n in range(writers)))
 
-    async def raw_insert() -> float:
+    def inserts(in_transaction: bool) -> Callable[[], Awaitable[float]]:
         async def writer(n: int) -> None:
             for _ in range(per_writer):
-                async with pool.acquire() as conn, conn.transaction():
+                async with pool.acquire() as conn, _maybe_transaction(conn, in_transaction):
                     await conn.execute(
                         INSERT_ROW,
                         ids.new_id(n),
@@ -129,7 +131,7 @@ async def bench_appends(servers: Servers, writers: int, per_writer: int, rounds:
                         dt.datetime.now(dt.UTC),
                     )
 
-        return await throughput(total, lambda: _gather(writer(n) for n in range(writers)))
+        return lambda: throughput(total, lambda: _gather(writer(n) for n in range(writers)))
 
     executor = ThreadPoolExecutor(writers, thread_name_prefix="eventsourcing")
 
@@ -153,17 +155,33 @@ async def bench_appends(servers: Servers, writers: int, per_writer: int, rounds:
         )
 
     try:
-        result = await interleaved(ours, {"raw_insert": raw_insert, "eventsourcing": library}, rounds)
+        # An append on its own is one statement and its own transaction, like an INSERT in
+        # autocommit and like the library's insert_events; inside a caller's transaction (as the
+        # services append, with their read models) it is measured against the INSERT in one too.
+        alone = await interleaved(
+            appends(False), {"raw_insert": inserts(False), "eventsourcing": library}, rounds
+        )
+        in_transaction = await interleaved(appends(True), {"raw_insert": inserts(True)}, rounds)
     finally:
         wakeups.unserve(pool, CHANNEL, relay_wake)
         executor.shutdown()
         recorder.datastore.close()
         await pools.close()
-    return {"writers": writers, "appends_per_round": total, **result}
+    return {
+        "writers": writers,
+        "appends_per_round": total,
+        "in_process_relay_wakes": wakes,
+        "alone": alone,
+        "in_transaction": in_transaction,
+    }
 
 
 async def _gather(awaitables: Any) -> None:
     await asyncio.gather(*awaitables)
+
+
+def _maybe_transaction(conn: Any, wanted: bool) -> contextlib.AbstractAsyncContextManager[Any]:
+    return conn.transaction() if wanted else contextlib.nullcontext()
 
 
 def _sized_invoice_event(n: int) -> invoice_events.InvoiceCreated:

@@ -64,6 +64,12 @@ _READ_SLICE = f"""SELECT {_SNAPSHOT}, e.* FROM (SELECT 1) one LEFT JOIN LATERAL 
        AND sequence_number <= $4)) e ON true ORDER BY e.sequence_number"""
 
 
+_CURSOR_COLUMNS = (
+    "floor::text AS floor, pending::text[] AS pending, cut, late_floor::text AS late_floor, "
+    "late_pending::text[] AS late_pending"
+)
+
+
 @dataclass(frozen=True)
 class Cursor:
     """Which transactions may still hold unpublished events (see the module docstring)."""
@@ -126,11 +132,13 @@ class Relay:
 
     # -- the cursor --------------------------------------------------------------------------------
     async def _load(self, conn: Connection) -> Cursor:
+        # DO NOTHING and a plain read, not DO UPDATE: loading takes no row lock.
         row = await conn.fetchrow(
-            """INSERT INTO relay_state (name, floor) VALUES ($1, '0') ON CONFLICT (name)
-               DO UPDATE SET name = EXCLUDED.name
-               RETURNING floor::text AS floor, pending::text[] AS pending, cut,
-                         late_floor::text AS late_floor, late_pending::text[] AS late_pending""",
+            f"""WITH created AS (
+                    INSERT INTO relay_state (name, floor) VALUES ($1, '0') ON CONFLICT (name) DO NOTHING
+                    RETURNING {_CURSOR_COLUMNS})
+                SELECT * FROM created
+                UNION ALL SELECT {_CURSOR_COLUMNS} FROM relay_state WHERE name = $1""",
             self.name,
         )
         assert row is not None
