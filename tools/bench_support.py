@@ -20,7 +20,7 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-async def throughput(operations: int, run: Callable[[], Awaitable[None]]) -> float:
+async def throughput(operations: int, run: Callable[[], Awaitable[object]]) -> float:
     started = time.perf_counter()
     await run()
     return operations / (time.perf_counter() - started)

@@ -47,6 +47,9 @@ class Projection(Protocol):
 
 
 AfterCommit = Callable[[Envelope], Awaitable[None]]
+# How long the second half of a fetch may take to say what else is available (it answers at once
+# unless the server is slow; nothing waits this long when messages are there).
+FOLLOW_UP_FETCH_SECONDS = 0.05
 
 
 class ProjectionConsumer:
@@ -222,6 +225,16 @@ class ProjectionConsumer:
         with contextlib.suppress(Exception):
             await msg.nak(delay=2.0)
 
+    async def _fetch(self, sub: JetStreamContext.PullSubscription) -> list[Msg]:
+        """The next batch, as soon as there is one event. nats-py's fetch(n), once it has waited
+        for a first message, waits for all n (or its timeout): a trickle of events would sit there
+        for up to `fetch_timeout`. So wait for one, then take what else is there right away."""
+        messages = await sub.fetch(1, timeout=self.fetch_timeout)
+        if self.batch > 1:
+            with contextlib.suppress(TimeoutError, NatsTimeoutError):
+                messages += await sub.fetch(self.batch - 1, timeout=FOLLOW_UP_FETCH_SECONDS)
+        return messages
+
     async def run(self) -> None:
         """Consumes until cancelled; a failing event is retried later, not dropped."""
         sub = await self._subscription()
@@ -229,7 +242,7 @@ class ProjectionConsumer:
         try:
             while True:
                 try:
-                    messages = await sub.fetch(self.batch, timeout=self.fetch_timeout)
+                    messages = await self._fetch(sub)
                 except (TimeoutError, NatsTimeoutError):
                     continue
                 await self.handle_batch(messages)
