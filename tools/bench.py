@@ -35,7 +35,7 @@ from typing import Any
 import httpx
 
 from libs.common.config import SERVICES
-from libs.common.devservers import DevServers, free_port
+from libs.common.devservers import DevServers, Servers, free_port
 from libs.common.evm_rpc import EvmRpc
 from tools.bench_pipeline import bench_appends, bench_relay
 from tools.bench_stack import bench_creates, bench_projection_lag
@@ -118,6 +118,21 @@ async def bench_detection(stack: Stack, chain: DevChain, token: str, payments: i
             "max_ms": round(max(samples), 1), "mean_ms": round(statistics.fmean(samples), 1)}  # fmt: skip
 
 
+def _start_stack(servers: Servers, logs: Path, env: dict[str, str]) -> Stack:
+    """The stack on free ports; a port taken by another process in the meantime is retried."""
+    for attempt in range(3):
+        stack = Stack(servers, http_port=free_port(), grpc_ports={s: free_port() for s in SERVICES},
+                      admin_token=uuid.uuid4().hex, log_dir=logs / str(attempt), extra_env=env)  # fmt: skip
+        try:
+            stack.start()
+        except RuntimeError as error:
+            if "bind" not in str(error) or attempt == 2:
+                raise
+            continue
+        return stack
+    raise AssertionError("unreachable")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m tools.bench")
     parser.add_argument("--writers", type=int, default=8)
@@ -161,9 +176,7 @@ def main() -> None:
         token = asyncio.run(_deploy(chain))
         env = {"CHECKOUT_NETWORKS": networks_json(chain.rpc_url, token, poll_seconds=MAKE_UP_POLL_SECONDS),
                "CHECKOUT_ETHEREUM_CHAIN_ID": str(CHAIN_ID)}  # fmt: skip
-        stack = Stack(servers, http_port=free_port(), grpc_ports={s: free_port() for s in SERVICES},
-                      admin_token=uuid.uuid4().hex, log_dir=Path(tmp) / "logs", extra_env=env)  # fmt: skip
-        stack.start()
+        stack = _start_stack(servers, Path(tmp) / "logs", env)
         try:
             if want("invoice_create_grpc"):
                 record("invoice_create_grpc", asyncio.run(bench_creates(stack, 16, args.creates, 3)))

@@ -114,7 +114,7 @@ class ProjectionConsumer:
         self, event: Envelope
     ) -> tuple[trace.Span, contextvars.Token[context.RequestContext | None]]:
         # Continue the trace of the request that wrote the event (traceparent in the headers).
-        parent = telemetry.extract(dict(event.metadata.get("trace") or {}))
+        parent = telemetry.extract({k: str(v) for k, v in (event.metadata.get("trace") or {}).items()})
         span = tracer.start_span(f"consume {event.type}", context=parent, kind=trace.SpanKind.CONSUMER)  # type: ignore[arg-type]
         token = context.use(
             context.RequestContext(

@@ -7,7 +7,7 @@ import datetime as dt
 import json
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from google.protobuf.message import Message
 from nats.js import JetStreamContext
@@ -104,7 +104,7 @@ class Envelope:
         return _headers(self.id, self.type, self.metadata.get("trace"))
 
 
-def _headers(event_id: uuid.UUID, event_type: str, trace: dict[str, Any] | None) -> dict[str, str]:
+def _headers(event_id: uuid.UUID | str, event_type: str, trace: dict[str, Any] | None) -> dict[str, str]:
     # JetStream drops a second publish with the same Nats-Msg-Id inside the dedup window, which
     # makes a relay retry after a crash harmless.
     headers = {"Nats-Msg-Id": str(event_id), "Checkout-Event-Type": event_type}
@@ -117,7 +117,8 @@ def wire_columns(shard_parameter: str) -> str:
     `Envelope.to_bytes`), pasting the stored JSON in as it is: decoding every event only to encode
     it again was most of the relay's work. `shard_parameter` is the query's `$n` for the shard."""
     return (
-        "id, aggregate_id, event_type, sequence_number, metadata->'trace' AS trace, "
+        "id::text AS id, aggregate_id::text AS aggregate_id, event_type, sequence_number, "
+        "metadata->'trace' AS trace, "
         'convert_to(format(\'{"id":"%s","type":%s,"aggregate_id":"%s","aggregate_type":%s,'
         '"version":%s,"shard":%s,"occurred_at":"%s","data":%s,"metadata":%s}\', '
         "id, to_json(event_type::text), aggregate_id, to_json(aggregate_type::text), event_version, "
@@ -127,12 +128,11 @@ def wire_columns(shard_parameter: str) -> str:
     )
 
 
-@dataclass(frozen=True)
-class Wire:
-    """An event as the relay publishes it."""
+class Wire(NamedTuple):
+    """An event as the relay publishes it (a tuple: the relay makes thousands a second)."""
 
-    id: uuid.UUID
-    aggregate_id: uuid.UUID
+    id: str
+    aggregate_id: str
     type: str
     sequence_number: int
     payload: bytes
@@ -140,11 +140,12 @@ class Wire:
 
     @classmethod
     def from_row(cls, row: Any) -> Wire:
+        event_type = row["event_type"]
         return cls(
             row["id"],
             row["aggregate_id"],
-            row["event_type"],
+            event_type,
             row["sequence_number"],
             row["payload"],
-            _headers(row["id"], row["event_type"], row["trace"]),
+            _headers(row["id"], event_type, row["trace"]),
         )

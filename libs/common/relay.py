@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import uuid
 from collections import deque
 from dataclasses import dataclass, field, replace
 
@@ -240,7 +239,8 @@ class Relay:
 
     async def _publish(self, events: list[Wire]) -> None:
         in_flight: deque[asyncio.Future[PubAck]] = deque()
-        last_of: dict[uuid.UUID, asyncio.Future[PubAck]] = {}
+        last_of: dict[str, asyncio.Future[PubAck]] = {}
+        subjects: dict[str, str] = {}
         try:
             async with asyncio.timeout(ACK_TIMEOUT_SECONDS + len(events) / 1000):
                 for event in events:
@@ -249,11 +249,10 @@ class Relay:
                         await previous  # the aggregate's previous event is stored first
                     while len(in_flight) >= self.window:
                         await in_flight.popleft()
-                    future = await self.js.publish_async(
-                        subject(self.subject_prefix, self.shard, event.type),
-                        event.payload,
-                        headers=event.headers,
-                    )
+                    topic = subjects.get(event.type)
+                    if topic is None:
+                        topic = subjects[event.type] = subject(self.subject_prefix, self.shard, event.type)
+                    future = await self.js.publish_async(topic, event.payload, headers=event.headers)
                     in_flight.append(future)
                     last_of[event.aggregate_id] = future
                 for future in in_flight:
