@@ -35,9 +35,21 @@ from libs.common.protoconv import timestamp
 from libs.common.shardmap import slot_for_email
 from services.customer.projections import customer_id_for
 from tools.bench_support import interleaved, latency_summary, throughput
-from tools.devstack import DEMO_ETHEREUM_XPUB, Stack
+from tools.devstack import Stack
+
+DEMO_MNEMONIC = "abandon " * 11 + "about"
 
 CALLER = (("x-actor", "api_key:bench"), ("x-request-id", "bench"))
+
+
+def _account_xpub(account: int) -> str:
+    """Account `account` of the demo mnemonic (account 0 is DEMO_ETHEREUM_XPUB): merchants that
+    share no key share no addresses, so the other benchmarks' payments find their own invoice."""
+    from bip_utils import Bip39SeedGenerator, Bip44, Bip44Coins
+
+    seed = Bip39SeedGenerator(DEMO_MNEMONIC).Generate()
+    key = Bip44.FromSeed(seed, Bip44Coins.ETHEREUM).Purpose().Coin().Account(account).PublicKey()
+    return str(key.ToExtended())
 
 
 async def _merchants(stack: Stack, count: int) -> list[str]:
@@ -51,7 +63,7 @@ async def _merchants(stack: Stack, count: int) -> list[str]:
                 json={
                     "business_name": f"Bench {n}",
                     "contact_email": f"bench-{n}-{uuid.uuid4().hex[:6]}@example.com",
-                    "wallets": {"ethereum": DEMO_ETHEREUM_XPUB},
+                    "wallets": {"ethereum": _account_xpub(n + 1)},
                 },
             )
             response.raise_for_status()
