@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import nats
 import pytest
+from cryptography.fernet import Fernet
 from nats.aio.client import Client as NatsClient
 
 from libs.common.config import Config
@@ -51,6 +52,8 @@ def make_config(servers: Servers, **overrides: object) -> Config:
         "pool_min_size": 1,
         "pool_max_size": 10,
         "fixed_rates": "ETH-USD=2400.00,BTC-USD=48000.00,USDC-USD=1.00",
+        # A fresh key per test, as `make up` makes one per checkout (tools/devstack.py).
+        "webhook_secret_keys": (Fernet.generate_key().decode(),),
     }
     values.update(overrides)
     return Config(**values)  # type: ignore[arg-type]

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from cryptography.fernet import Fernet
+
 from libs.common.config import DEFAULT_GRPC_PORTS, SERVICES
 from libs.common.devservers import DevServers, Servers
 from tools.devchain.stack import StackChain, stack_chain
@@ -45,6 +47,8 @@ class Stack:
     grpc_ports: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_GRPC_PORTS))
     shard_count: int = 2
     admin_token: str = ""
+    # CHECKOUT_WEBHOOK_SECRET_KEYS: a fresh key unless given (`make up` keeps one in .dev/).
+    webhook_secret_keys: str = field(default_factory=lambda: Fernet.generate_key().decode(), repr=False)
     log_dir: Path | None = None  # None: children write to this terminal
     extra_env: Mapping[str, str] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -63,6 +67,7 @@ class Stack:
                 "CHECKOUT_REDIS_URL": self.servers.redis_url,
                 "CHECKOUT_SHARD_COUNT": str(self.shard_count),
                 "CHECKOUT_ADMIN_TOKEN": self.admin_token,
+                "CHECKOUT_WEBHOOK_SECRET_KEYS": self.webhook_secret_keys,
                 "CHECKOUT_HTTP_LISTEN": f"127.0.0.1:{self.http_port}",
                 "CHECKOUT_ETHEREUM_CHAIN_ID": "1337",
                 # Webhooks may target receivers on this machine (never private or metadata ones).
@@ -250,6 +255,19 @@ def admin_token(data_dir: Path) -> tuple[str, bool]:
     return path.read_text().strip(), True
 
 
+def webhook_secret_keys(data_dir: Path) -> str:
+    """CHECKOUT_WEBHOOK_SECRET_KEYS, or a key generated once and kept in .dev/: the webhook
+    secrets sealed with it must still open after a restart."""
+    given = os.environ.get("CHECKOUT_WEBHOOK_SECRET_KEYS", "").strip()
+    if given:
+        return given
+    path = data_dir / "webhook-secret-key"
+    if not path.exists():
+        path.write_text(Fernet.generate_key().decode())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
 def up(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -275,6 +293,7 @@ def up(args: argparse.Namespace) -> int:
             http_port=args.port,
             shard_count=args.shards,
             admin_token=token,
+            webhook_secret_keys=webhook_secret_keys(data_dir),
             extra_env={**chain_env, **mail_env},
         )
         try:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from urllib.parse import urlsplit, urlunsplit
 
+from libs.common.limits import EXPIRY_MIN_SECONDS
 from libs.common.networks import NetworkConfig, NetworkConfigError, parse_networks
 from libs.common.shardmap import ShardMap
 
@@ -64,7 +65,7 @@ class Config:
     rate_binance_url: str = ""
     invoice_expiry_seconds: int = 900
     # The shortest expiry a merchant may ask for; tests lower it to watch invoices expire.
-    invoice_min_expiry_seconds: int = 60
+    invoice_min_expiry_seconds: int = EXPIRY_MIN_SECONDS
     ethereum_chain_id: int = 1
     stream_name: str = "CHECKOUT_EVENTS"
     subject_prefix: str = "events"
@@ -83,6 +84,8 @@ class Config:
     webhook_poll_seconds: float = 1.0
     webhook_allow_loopback: bool = False
     webhook_allow_private: bool = False
+    # Fernet keys that encrypt webhook signing secrets at rest, newest first (merchant service).
+    webhook_secret_keys: tuple[str, ...] = field(default=(), repr=False)
     smtp_url: str = ""
     smtp_from: str = "notifications@checkout.local"
 
@@ -218,6 +221,9 @@ class Config:
             webhook_poll_seconds=seconds("CHECKOUT_WEBHOOK_POLL_SECONDS", d.webhook_poll_seconds),
             webhook_allow_loopback=flag("CHECKOUT_WEBHOOK_ALLOW_LOOPBACK", d.webhook_allow_loopback),
             webhook_allow_private=flag("CHECKOUT_WEBHOOK_ALLOW_PRIVATE", d.webhook_allow_private),
+            webhook_secret_keys=tuple(
+                k.strip() for k in get("CHECKOUT_WEBHOOK_SECRET_KEYS", "").split(",") if k.strip()
+            ),
             smtp_url=get("CHECKOUT_SMTP_URL", ""),
             smtp_from=get("CHECKOUT_SMTP_FROM", d.smtp_from),
         )

@@ -15,7 +15,7 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from libs.common import context, telemetry
+from libs.common import context, protocheck, telemetry
 from libs.common.errors import CheckoutError
 from libs.common.grpc_errors import to_status
 
@@ -63,6 +63,7 @@ class ContextInterceptor(Interceptor):
                         )
                     )
                     try:
+                        protocheck.check(request)  # a NUL anywhere is INVALID_ARGUMENT, never a 500
                         return await inner(request, ctx)  # type: ignore[arg-type]  # stubs predate aio
                     except CheckoutError as error:
                         await ctx.abort_with_status(to_status(error))  # type: ignore[attr-defined]

@@ -16,6 +16,10 @@ PAGE_LIMIT_DEFAULT = 50
 PAGE_LIMIT_MAX = 200
 CURSOR_MAX_CHARS = 512
 SEARCH_QUERY_MAX_CHARS = 500
+# A client's X-Request-Id, carried into event metadata and audit entries.
+REQUEST_ID_MAX_CHARS = 128
+# Days one analytics query may cover.
+ANALYTICS_RANGE_MAX_DAYS = 366
 
 # -- invoices -------------------------------------------------------------------------------------
 TITLE_MAX_CHARS = 200
@@ -27,13 +31,22 @@ CANCEL_REASON_MAX_CHARS = 500
 EMAIL_MAX_CHARS = 254
 CURRENCY_CODE_MAX_CHARS = 10
 CRYPTO_SYMBOL_MAX_CHARS = 20
+EXPIRY_MIN_SECONDS = 60  # the default of CHECKOUT_INVOICE_MIN_EXPIRY_SECONDS (tests lower it)
 EXPIRY_MAX_SECONDS = 7 * 24 * 3600
 UNDERPAID_PERCENT_MAX = Decimal(50)
 
 # Money and counts. Decimal strings carry at most MONEY_MAX_FRACTION_DIGITS places (18, the largest
-# `decimals` of any supported asset); magnitudes are bounded so that products and sums stay exact
-# and fit every NUMERIC column that holds them, sums over a day of invoices included.
+# `decimals` of any supported asset) and DECIMAL_MAX_INTEGER_DIGITS integer digits (a guard that
+# makes a hostile "9" * 10**6 cheap to refuse before any range check); magnitudes are bounded so
+# that products and sums stay exact and fit every column that holds them. Where they land:
+#   invoice   invoices.subtotal/tax/total/crypto_amount, payments.amount: NUMERIC (unbounded)
+#   customer  payment_history.amount: NUMERIC (unbounded)
+#   analytics paid_invoices.amount, daily_metrics.amount_created/amount_paid: NUMERIC (unbounded:
+#             a day sums any number of invoices, so no precision caps it; migration 1004)
+#   merchant  invoice_summaries.total/crypto_amount/amount_paid: NUMERIC (unbounded)
+# so the bound that matters is the one here: TOTAL_MAX for one invoice, in its fiat currency.
 MONEY_MAX_FRACTION_DIGITS = 18
+DECIMAL_MAX_INTEGER_DIGITS = 30
 QUANTITY_MAX = Decimal(1_000_000)
 UNIT_PRICE_MAX = Decimal(1_000_000_000)
 TAX_MAX = Decimal(10_000_000_000)

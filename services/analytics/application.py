@@ -13,10 +13,10 @@ from checkout.analytics.v1 import analytics_pb2 as pb
 from libs.common import ids
 from libs.common.currencies import FIAT_MINOR_UNITS
 from libs.common.errors import FieldViolation, InvalidArgument
+from libs.common.limits import ANALYTICS_RANGE_MAX_DAYS
 from libs.common.service import Runtime
 from services.analytics import repository
 
-MAX_DAYS = 366
 # A summary period: its length in UTC days ending today (inclusive); None is all time.
 PERIODS: dict[str, int | None] = {"7d": 7, "30d": 30, "90d": 90, "all": None}
 CENT = Decimal("0.01")
@@ -112,14 +112,16 @@ def _date(raw: str, field: str, problems: list[FieldViolation]) -> dt.date | Non
 
 
 def date_range(from_date: str, to_date: str) -> tuple[dt.date, dt.date]:
-    """Both ends inclusive, at most MAX_DAYS days; the fields are named as in the HTTP API."""
+    """Both ends inclusive, at most ANALYTICS_RANGE_MAX_DAYS days; the fields are named as in the HTTP API."""
     problems: list[FieldViolation] = []
     start, end = _date(from_date, "from", problems), _date(to_date, "to", problems)
     if start is not None and end is not None:
         if end < start:
             problems.append(FieldViolation("to", "must not be before from"))
-        elif (end - start).days + 1 > MAX_DAYS:
-            problems.append(FieldViolation("to", f"the range may cover at most {MAX_DAYS} days"))
+        elif (end - start).days + 1 > ANALYTICS_RANGE_MAX_DAYS:
+            problems.append(
+                FieldViolation("to", f"the range may cover at most {ANALYTICS_RANGE_MAX_DAYS} days")
+            )
     if problems:
         raise InvalidArgument("; ".join(f"{p.field}: {p.reason}" for p in problems), problems)
     assert start is not None and end is not None

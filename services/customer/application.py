@@ -10,12 +10,10 @@ from checkout.customer.v1 import customer_pb2 as pb
 
 from libs.common import ids
 from libs.common.errors import InvalidArgument, NotFound
+from libs.common.limits import PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX
 from libs.common.protoconv import struct, timestamp
 from libs.common.service import Runtime
 from services.customer import cursor, repository
-
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 200
 
 
 def customer_message(row: asyncpg.Record) -> pb.Customer:
@@ -46,9 +44,9 @@ def payment_message(row: asyncpg.Record) -> pb.CustomerPayment:
 
 
 def page_limit(requested: int) -> int:
-    limit = requested or DEFAULT_LIMIT
-    if not 1 <= limit <= MAX_LIMIT:
-        raise InvalidArgument.field("limit", f"must be between 1 and {MAX_LIMIT}")
+    limit = requested or PAGE_LIMIT_DEFAULT
+    if not 1 <= limit <= PAGE_LIMIT_MAX:
+        raise InvalidArgument.field("limit", f"must be between 1 and {PAGE_LIMIT_MAX}")
     return limit
 
 

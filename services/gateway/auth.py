@@ -111,8 +111,14 @@ def require_merchant(caller: Caller, permission: str) -> uuid.UUID:
 
 
 def require_permission(caller: Caller, permission: str) -> None:
-    if not caller.is_operator and permission not in caller.permissions:
-        raise ApiError("permission_denied", f"the API key lacks the {permission} permission")
+    if caller.is_operator or apikeys.allows(caller.key_type, caller.permissions, permission):
+        return
+    if permission in caller.permissions:
+        # Held, but not by a key of this type (a publishable key issued before the allow list).
+        raise ApiError(
+            "permission_denied", f"a {caller.key_type} key may not use the {permission} permission"
+        )
+    raise ApiError("permission_denied", f"the API key lacks the {permission} permission")
 
 
 def require_access(caller: Caller, merchant_id: uuid.UUID, permission: str) -> None:

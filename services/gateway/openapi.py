@@ -981,7 +981,7 @@ PATHS: dict[str, Schema] = {
             ("200", _json(ref("Invoice"), "The cancelled invoice")),
             parameters=(ID, {"$ref": "#/components/parameters/IdempotencyKey"}),
             errors=("401", "403", "404", "409"),
-            description="Needs invoices:write. Only while nothing has been paid; otherwise 409 "
+            description="Needs invoices:cancel. Only while nothing has been paid; otherwise 409 "
             "failed_precondition. The body is optional.",
         )
         | {

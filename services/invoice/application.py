@@ -19,6 +19,7 @@ from libs.common import addresses, cache, context, ids
 from libs.common.db import Connection
 from libs.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from libs.common.eventstore import Commands, ConcurrencyError, Repository, utcnow
+from libs.common.limits import PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX, SEARCH_QUERY_MAX_CHARS
 from libs.common.protoconv import plain, struct, timestamp
 from libs.common.service import Runtime
 from services.invoice import projections, repository
@@ -39,11 +40,8 @@ from services.invoice.rates import RateUnavailable
 
 log = logging.getLogger("checkout.invoice")
 
-DEFAULT_LIMIT = 50
 # A watcher, the expiry job and a merchant's cancel can race on one invoice: reload and retry.
 CHANGE_ATTEMPTS = 8
-MAX_LIMIT = 200
-MAX_QUERY_LENGTH = 500
 # What a merchant must add for each network, for the FailedPrecondition that says so.
 WALLET_HINTS = {
     "ethereum": "an Ethereum account xpub (m/44'/60'/0') under wallets.ethereum",
@@ -129,9 +127,9 @@ def checkout_message(row: asyncpg.Record, payments: list[asyncpg.Record]) -> pb.
 
 
 def _limit(requested: int) -> int:
-    limit = requested or DEFAULT_LIMIT
-    if not 1 <= limit <= MAX_LIMIT:
-        raise InvalidArgument.field("limit", f"must be between 1 and {MAX_LIMIT}")
+    limit = requested or PAGE_LIMIT_DEFAULT
+    if not 1 <= limit <= PAGE_LIMIT_MAX:
+        raise InvalidArgument.field("limit", f"must be between 1 and {PAGE_LIMIT_MAX}")
     return limit
 
 
@@ -355,8 +353,8 @@ class InvoiceApp:
         query = request.query.strip()
         if not query:
             raise InvalidArgument.field("query", "must not be blank")
-        if len(query) > MAX_QUERY_LENGTH:
-            raise InvalidArgument.field("query", f"must be at most {MAX_QUERY_LENGTH} characters")
+        if len(query) > SEARCH_QUERY_MAX_CHARS:
+            raise InvalidArgument.field("query", f"must be at most {SEARCH_QUERY_MAX_CHARS} characters")
         where = repository.InvoiceFilter(merchant_id, search=query, before_id=_cursor(request.cursor))
         rows = await repository.invoices(self.rt.pool_for(merchant_id), where, limit + 1)
         return _page(rows, limit)
@@ -420,8 +418,6 @@ class InvoiceApp:
     async def cancel_invoice(self, request: pb.CancelInvoiceRequest) -> pb.Invoice:
         row = await self._owned_row(request.merchant_id, request.invoice_id)
         invoice_id, merchant_id = row["id"], row["merchant_id"]
-        if len(request.reason) > 500:
-            raise InvalidArgument.field("reason", "must be at most 500 characters")
 
         async def handle(conn: Connection) -> pb.Invoice:
             invoice = await self.invoices.get(conn, invoice_id)

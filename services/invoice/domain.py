@@ -23,6 +23,17 @@ from checkout.invoice.v1 import invoice_pb2 as pb
 from libs.common import events, ids
 from libs.common.aggregate import Aggregate
 from libs.common.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from libs.common.limits import (
+    CANCEL_REASON_MAX_CHARS,
+    DESCRIPTION_MAX_CHARS,
+    EMAIL_MAX_CHARS,
+    EXPIRY_MAX_SECONDS,
+    EXPIRY_MIN_SECONDS,
+    METADATA_MAX_BYTES,
+    RATE_SPREAD_PERCENT_MAX,
+    TITLE_MAX_CHARS,
+    UNDERPAID_PERCENT_MAX,
+)
 from libs.common.protoconv import datetime_of, struct, timestamp
 from services.invoice import pricing
 
@@ -36,12 +47,6 @@ PAYMENT_STATUSES = ("detected", "confirming", "confirmed", "failed", "reorged")
 LIVE_PAYMENT_STATUSES = frozenset({"detected", "confirming", "confirmed"})
 _HUNDRED = Decimal(100)
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-MAX_TITLE = 200
-MAX_DESCRIPTION = 2000
-MAX_METADATA_BYTES = 16_384
-MIN_EXPIRY_SECONDS = 60
-MAX_EXPIRY_SECONDS = 7 * 24 * 3600
-MAX_UNDERPAID_PERCENT = Decimal(50)
 # The coin each network's addresses receive natively; any other asset there is a token.
 NATIVE_ASSET = {"ethereum": "ETH", "bitcoin": "BTC"}
 
@@ -155,12 +160,12 @@ def customer_id_for(merchant_id: uuid.UUID, email: str) -> uuid.UUID:
 
 
 def parse_percent(raw: str) -> Decimal | None:
-    """A decimal string in 0..50, or None."""
+    """A decimal string in 0..UNDERPAID_PERCENT_MAX, or None."""
     try:
         value = pricing.parse_decimal(raw, "underpaid_percent")
     except (pricing.PricingError, TypeError, InvalidOperation):
         return None
-    return value if 0 <= value <= MAX_UNDERPAID_PERCENT else None
+    return value if 0 <= value <= UNDERPAID_PERCENT_MAX else None
 
 
 def merchant_default_underpaid(settings: dict[str, Any]) -> Decimal:
@@ -178,7 +183,7 @@ def merchant_spread(settings: dict[str, Any]) -> Decimal:
         value = Decimal(raw) if isinstance(raw, str) else Decimal(0)
     except InvalidOperation:
         return Decimal(0)
-    return value if value.is_finite() and 0 <= value <= 10 else Decimal(0)
+    return value if value.is_finite() and 0 <= value <= RATE_SPREAD_PERCENT_MAX else Decimal(0)
 
 
 def _raise(problems: list[FieldViolation]) -> None:
@@ -259,18 +264,20 @@ class Invoice(Aggregate):
         underpaid_percent: str | None,
         metadata: dict[str, Any],
         default_expiry_seconds: int,
-        min_expiry_seconds: int = MIN_EXPIRY_SECONDS,
+        min_expiry_seconds: int = EXPIRY_MIN_SECONDS,
     ) -> Draft:
         """Checks every field and prices the items; raises one InvalidArgument naming them all."""
         problems: list[FieldViolation] = []
         title = title.strip()
         if not title:
             problems.append(FieldViolation("title", "must not be blank"))
-        elif len(title) > MAX_TITLE:
-            problems.append(FieldViolation("title", f"must be at most {MAX_TITLE} characters"))
+        elif len(title) > TITLE_MAX_CHARS:
+            problems.append(FieldViolation("title", f"must be at most {TITLE_MAX_CHARS} characters"))
         description = description.strip()
-        if len(description) > MAX_DESCRIPTION:
-            problems.append(FieldViolation("description", f"must be at most {MAX_DESCRIPTION} characters"))
+        if len(description) > DESCRIPTION_MAX_CHARS:
+            problems.append(
+                FieldViolation("description", f"must be at most {DESCRIPTION_MAX_CHARS} characters")
+            )
 
         currency = currency.strip().upper()
         lines, totals = _check_items(items, tax, currency, problems)
@@ -283,7 +290,7 @@ class Invoice(Aggregate):
             )
 
         email = customer_email.strip().lower()
-        if email and (len(email) > 254 or not EMAIL_RE.match(email)):
+        if email and (len(email) > EMAIL_MAX_CHARS or not EMAIL_RE.match(email)):
             problems.append(FieldViolation("customer_email", "must be an email address"))
         customer: uuid.UUID | None = None
         if customer_id:
@@ -300,10 +307,10 @@ class Invoice(Aggregate):
             customer = derived
 
         expires = expires_in_seconds or default_expiry_seconds
-        if not min_expiry_seconds <= expires <= MAX_EXPIRY_SECONDS:
+        if not min_expiry_seconds <= expires <= EXPIRY_MAX_SECONDS:
             problems.append(
                 FieldViolation(
-                    "expires_in_seconds", f"must be between {min_expiry_seconds} and {MAX_EXPIRY_SECONDS}"
+                    "expires_in_seconds", f"must be between {min_expiry_seconds} and {EXPIRY_MAX_SECONDS}"
                 )
             )
 
@@ -313,13 +320,14 @@ class Invoice(Aggregate):
             if underpaid is None:
                 problems.append(
                     FieldViolation(
-                        "payment_tolerance.underpaid_percent", "must be a decimal string between 0 and 50"
+                        "payment_tolerance.underpaid_percent",
+                        f"must be a decimal string between 0 and {UNDERPAID_PERCENT_MAX}",
                     )
                 )
 
         size = len(json.dumps(metadata, separators=(",", ":"), ensure_ascii=False).encode())
-        if size > MAX_METADATA_BYTES:
-            problems.append(FieldViolation("metadata", f"must be at most {MAX_METADATA_BYTES} bytes of JSON"))
+        if size > METADATA_MAX_BYTES:
+            problems.append(FieldViolation("metadata", f"must be at most {METADATA_MAX_BYTES} bytes of JSON"))
 
         _raise(problems)
         assert totals is not None and asset is not None  # each would have been reported above
@@ -494,6 +502,8 @@ class Invoice(Aggregate):
         return True
 
     def cancel(self, reason: str, now: dt.datetime) -> None:
+        if len(reason) > CANCEL_REASON_MAX_CHARS:
+            raise InvalidArgument.field("reason", f"must be at most {CANCEL_REASON_MAX_CHARS} characters")
         if self.status == "cancelled":
             return
         if self.payments:
@@ -559,23 +569,38 @@ class Invoice(Aggregate):
         """What counts as paid: the amount less the tolerated shortfall."""
         return self.crypto_amount * (_HUNDRED - self.underpaid_percent) / _HUNDRED
 
+    def _target(self, now: dt.datetime) -> str:
+        """The status the payments, the tolerance and the expiry make of the invoice now.
+
+        `confirmed` needs the confirmed payments alone to cover the amount due, so money that
+        arrives after it (an overpayment, still unconfirmed) does not take it back to `paid` and
+        announce a second `invoice.paid`."""
+        counted = [p for p in self.payments.values() if p.counted]
+        due = self.due()
+        if self.amount_paid >= due and counted:
+            confirmed = sum((p.amount for p in counted if p.status == "confirmed"), Decimal(0))
+            return "confirmed" if confirmed >= due else "paid"
+        if self.expires_at is not None and now >= self.expires_at and self.status != "invalid":
+            # Expired while money was on its way back out (a reorg after expiry): it cannot reopen.
+            return "invalid" if self.status in ("paid", "confirmed") else "expired"
+        if self.status == "invalid":
+            return "invalid"
+        return "partial" if self.amount_paid > 0 else "pending"
+
     def _settle(self, now: dt.datetime, reason: str) -> None:
+        """Moves the status to `_target`, one documented transition at a time: a watcher that
+        first sees a payment with all its confirmations (it was down, or polls slower than
+        blocks come) still makes the invoice `paid` before `confirmed`, so a merchant that
+        fulfils on `invoice.paid` hears of every paid invoice, in order."""
         if self.status in CLOSED_STATUSES:
             return  # closed: late payments are recorded (and flagged) but change nothing
-        counted = [p for p in self.payments.values() if p.counted]
-        if self.amount_paid >= self.due() and counted:
-            target = "confirmed" if all(p.status == "confirmed" for p in counted) else "paid"
-        elif self.expires_at is not None and now >= self.expires_at and self.status != "invalid":
-            # Expired while money was on its way back out (a reorg after expiry): it cannot reopen.
-            target = "invalid" if self.status in ("paid", "confirmed") else "expired"
-        else:
-            target = "partial" if self.amount_paid > 0 else "pending"
-            if self.status == "invalid":
-                target = "invalid"
+        target = self._target(now)
         if target == self.status:
             return
-        kind, default_reason = _STATUS_EVENTS[target]
-        self._emit_status(kind, target, reason or default_reason, now)
+        steps = ["paid", target] if target == "confirmed" and self.status != "paid" else [target]
+        for status in steps:
+            kind, default_reason = _STATUS_EVENTS[status]
+            self._emit_status(kind, status, reason or default_reason, now)
 
     def _emit_status(
         self, kind: type[events.StatusMessage], status: str, reason: str, now: dt.datetime

@@ -12,14 +12,20 @@ from decimal import ROUND_HALF_UP, Context, Decimal, Inexact, InvalidOperation
 from typing import Literal
 
 from libs.common.currencies import FIAT_MINOR_UNITS
+from libs.common.limits import (
+    DECIMAL_MAX_INTEGER_DIGITS,
+    ITEM_NAME_MAX_CHARS,
+    ITEMS_MAX,
+    MONEY_MAX_FRACTION_DIGITS,
+    QUANTITY_MAX,
+    TAX_MAX,
+    TOTAL_MAX,
+    UNIT_PRICE_MAX,
+)
 
 __all__ = [
     "CRYPTO",
     "FIAT_MINOR_UNITS",
-    "MAX_FRACTION_DIGITS",
-    "MAX_INTEGER_DIGITS",
-    "MAX_ITEMS",
-    "MAX_NAME_LENGTH",
     "CryptoAsset",
     "LineItem",
     "PricingError",
@@ -33,13 +39,9 @@ __all__ = [
     "to_base_units",
 ]
 
-MAX_ITEMS = 100
-MAX_NAME_LENGTH = 200
-# 18 is the largest `decimals` of any supported asset (ETH), so any crypto amount fits.
-MAX_FRACTION_DIGITS = 18
-# Bounds magnitudes so a hostile input ("9" * 10**6, 1E+999999) cannot cost CPU or memory;
-# 10**30 is far above any real invoice in any supported unit.
-MAX_INTEGER_DIGITS = 30
+# The bounds are libs/common/limits.py's (the gateway reads the same names). The digit counts
+# bound magnitudes so a hostile input ("9" * 10**6, 1E+999999) cannot cost CPU or memory; the
+# maxima (QUANTITY_MAX ... TOTAL_MAX) are what a merchant may actually ask for.
 
 
 Network = Literal["ethereum", "bitcoin"]
@@ -54,9 +56,9 @@ class CryptoAsset:
     contract: str | None = None
 
     def __post_init__(self) -> None:
-        # Amounts are bounded to MAX_FRACTION_DIGITS decimals, so an asset must fit inside that.
-        if not 0 <= self.decimals <= MAX_FRACTION_DIGITS:
-            raise ValueError(f"{self.symbol}: decimals must be between 0 and {MAX_FRACTION_DIGITS}")
+        # Amounts are bounded to MONEY_MAX_FRACTION_DIGITS decimals, so an asset must fit inside that.
+        if not 0 <= self.decimals <= MONEY_MAX_FRACTION_DIGITS:
+            raise ValueError(f"{self.symbol}: decimals must be between 0 and {MONEY_MAX_FRACTION_DIGITS}")
 
 
 CRYPTO: dict[str, CryptoAsset] = {
@@ -65,7 +67,7 @@ CRYPTO: dict[str, CryptoAsset] = {
     "BTC": CryptoAsset("BTC", "bitcoin", 8, None),
 }
 
-# Operands are bounded (MAX_INTEGER_DIGITS + MAX_FRACTION_DIGITS digits, at most MAX_ITEMS
+# Operands are bounded (DECIMAL_MAX_INTEGER_DIGITS + MONEY_MAX_FRACTION_DIGITS digits, at most ITEMS_MAX
 # terms), so 200 digits is exact for every product and sum; trapping Inexact turns any
 # future violation of that into an exception rather than a silently rounded amount.
 _EXACT = Context(prec=200, traps=[InvalidOperation, Inexact])
@@ -153,12 +155,12 @@ def _fraction_digits(value: Decimal) -> int:
     return max(0, -exponent - trailing_zeros)
 
 
-def _magnitude_problem(value: Decimal, max_fraction_digits: int = MAX_FRACTION_DIGITS) -> str | None:
+def _magnitude_problem(value: Decimal, max_fraction_digits: int = MONEY_MAX_FRACTION_DIGITS) -> str | None:
     """Why a Decimal is unusable as an amount (non-finite, absurdly large or fine), or None."""
     if not value.is_finite():
         return "must be a finite number"
-    if not value.is_zero() and value.adjusted() >= MAX_INTEGER_DIGITS:
-        return f"must be less than 10^{MAX_INTEGER_DIGITS}"
+    if not value.is_zero() and value.adjusted() >= DECIMAL_MAX_INTEGER_DIGITS:
+        return f"must be less than 10^{DECIMAL_MAX_INTEGER_DIGITS}"
     if _fraction_digits(value) > max_fraction_digits:
         return f"must have at most {max_fraction_digits} decimal places"
     return None
@@ -174,7 +176,7 @@ def parse_decimal(value: str, field: str) -> Decimal:
     """Parse a plain decimal string ("12.50", "3", "-1") from an API request.
 
     Only `-?digits[.digits]` is accepted: no exponent, whitespace, `_`, NaN or Infinity, at most
-    MAX_INTEGER_DIGITS integer and MAX_FRACTION_DIGITS fractional digits. The sign is allowed so
+    DECIMAL_MAX_INTEGER_DIGITS integer and MONEY_MAX_FRACTION_DIGITS fractional digits. The sign is allowed so
     that range rules ("must be > 0") can report a negative value precisely.
     """
     if isinstance(value, float):
@@ -182,17 +184,17 @@ def parse_decimal(value: str, field: str) -> Decimal:
     if not isinstance(value, str):
         raise TypeError(f"{field}: expected a decimal string, got {type(value).__name__}")
     # The length cap runs before the regex so an enormous string is refused in O(1).
-    if len(value) > MAX_INTEGER_DIGITS + MAX_FRACTION_DIGITS + 2:
+    if len(value) > DECIMAL_MAX_INTEGER_DIGITS + MONEY_MAX_FRACTION_DIGITS + 2:
         raise PricingError(field, "is too long to be a valid amount")
     match = _DECIMAL_RE.fullmatch(value)
     if match is None:
         if value.strip() == "":
             raise PricingError(field, "is required")
         raise PricingError(field, f"must be a plain decimal number such as 12.50, got {value!r}")
-    if len(match["int"]) > MAX_INTEGER_DIGITS:
-        raise PricingError(field, f"must have at most {MAX_INTEGER_DIGITS} integer digits")
-    if match["frac"] is not None and len(match["frac"]) > MAX_FRACTION_DIGITS:
-        raise PricingError(field, f"must have at most {MAX_FRACTION_DIGITS} decimal places")
+    if len(match["int"]) > DECIMAL_MAX_INTEGER_DIGITS:
+        raise PricingError(field, f"must have at most {DECIMAL_MAX_INTEGER_DIGITS} integer digits")
+    if match["frac"] is not None and len(match["frac"]) > MONEY_MAX_FRACTION_DIGITS:
+        raise PricingError(field, f"must have at most {MONEY_MAX_FRACTION_DIGITS} decimal places")
     return Decimal(value)
 
 
@@ -213,11 +215,15 @@ def compute_totals(items: list[LineItem], tax: Decimal, currency: str) -> Totals
         supported = ", ".join(sorted(FIAT_MINOR_UNITS))
         errors.append(PricingError("currency", f"unsupported currency {currency!r} (supported: {supported})"))
 
-    def check_amount(value: Decimal, field: str, *, allow_zero: bool, in_minor_units: bool) -> None:
+    def check_amount(
+        value: Decimal, field: str, *, allow_zero: bool, in_minor_units: bool, maximum: Decimal
+    ) -> None:
         problem = _magnitude_problem(value)
         if problem is None:
             if value < 0 or (value == 0 and not allow_zero):
                 problem = "must be zero or greater" if allow_zero else "must be greater than 0"
+            elif value > maximum:
+                problem = f"must be at most {maximum}"
             elif in_minor_units and exponent is not None and _fraction_digits(value) > exponent:
                 problem = f"must have at most {exponent} decimal places for {currency}"
         if problem is not None:
@@ -225,9 +231,9 @@ def compute_totals(items: list[LineItem], tax: Decimal, currency: str) -> Totals
 
     if not items:
         errors.append(PricingError("items", "at least one item is required"))
-    elif len(items) > MAX_ITEMS:
+    elif len(items) > ITEMS_MAX:
         # Per-item checks are skipped: thousands of errors would help nobody.
-        errors.append(PricingError("items", f"at most {MAX_ITEMS} items are allowed, got {len(items)}"))
+        errors.append(PricingError("items", f"at most {ITEMS_MAX} items are allowed, got {len(items)}"))
     else:
         for i, item in enumerate(items):
             if not isinstance(item, LineItem):
@@ -235,12 +241,24 @@ def compute_totals(items: list[LineItem], tax: Decimal, currency: str) -> Totals
             name = item.name.strip()
             if not name:
                 errors.append(PricingError(f"items[{i}].name", "must not be empty"))
-            elif len(item.name) > MAX_NAME_LENGTH:
-                too_long = f"must be at most {MAX_NAME_LENGTH} characters"
+            elif len(item.name) > ITEM_NAME_MAX_CHARS:
+                too_long = f"must be at most {ITEM_NAME_MAX_CHARS} characters"
                 errors.append(PricingError(f"items[{i}].name", too_long))
-            check_amount(item.quantity, f"items[{i}].quantity", allow_zero=False, in_minor_units=False)
-            check_amount(item.unit_price, f"items[{i}].unit_price", allow_zero=True, in_minor_units=True)
-    check_amount(tax, "tax", allow_zero=True, in_minor_units=True)
+            check_amount(
+                item.quantity,
+                f"items[{i}].quantity",
+                allow_zero=False,
+                in_minor_units=False,
+                maximum=QUANTITY_MAX,
+            )
+            check_amount(
+                item.unit_price,
+                f"items[{i}].unit_price",
+                allow_zero=True,
+                in_minor_units=True,
+                maximum=UNIT_PRICE_MAX,
+            )
+    check_amount(tax, "tax", allow_zero=True, in_minor_units=True, maximum=TAX_MAX)
 
     if errors:
         raise PricingErrors(errors)
@@ -254,6 +272,9 @@ def compute_totals(items: list[LineItem], tax: Decimal, currency: str) -> Totals
     total = _quantize(_EXACT.add(subtotal, tax_q), exponent)
     if total <= 0:
         raise PricingErrors([PricingError("total", "must be greater than 0")])
+    if total > TOTAL_MAX:
+        # Every read model downstream sums totals; the bound keeps what they hold sane.
+        raise PricingErrors([PricingError("total", f"must be at most {TOTAL_MAX}")])
     return Totals(subtotal=subtotal, tax=tax_q, total=total)
 
 
@@ -265,7 +286,7 @@ def crypto_amount(total_fiat: Decimal, rate: Decimal, asset: CryptoAsset) -> Dec
     _require_decimal(total_fiat, "total_fiat")
     _require_decimal(rate, "rate")
     for value, field, fraction_digits in (
-        (total_fiat, "total", MAX_FRACTION_DIGITS),
+        (total_fiat, "total", MONEY_MAX_FRACTION_DIGITS),
         (rate, "rate", _MAX_RATE_FRACTION_DIGITS),
     ):
         problem = _magnitude_problem(value, fraction_digits)
@@ -318,8 +339,8 @@ def format_money(amount: Decimal, exponent: int) -> str:
     """
     _require_decimal(amount, "amount")
     _require_int(exponent, "exponent")
-    if not 0 <= exponent <= MAX_FRACTION_DIGITS:
-        raise ValueError(f"exponent must be between 0 and {MAX_FRACTION_DIGITS}, got {exponent}")
+    if not 0 <= exponent <= MONEY_MAX_FRACTION_DIGITS:
+        raise ValueError(f"exponent must be between 0 and {MONEY_MAX_FRACTION_DIGITS}, got {exponent}")
     problem = _magnitude_problem(amount)
     if problem is None and _fraction_digits(amount) > exponent:
         problem = f"has more than {exponent} decimal places"

@@ -11,8 +11,9 @@ from checkout.merchant.v1 import merchant_pb2 as pb
 
 from libs.common import apikeys, cache, context, ids
 from libs.common.db import Connection
-from libs.common.errors import AlreadyExists, InvalidArgument, NotFound, Unauthenticated
+from libs.common.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from libs.common.eventstore import Commands, Repository, StoredEvent, utcnow
+from libs.common.limits import PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX
 from libs.common.protoconv import plain, struct, timestamp
 from libs.common.service import Runtime
 from libs.common.shardmap import slot_for_email, slot_for_merchant
@@ -143,9 +144,9 @@ class MerchantApp:
         return result
 
     async def list_merchants(self, request: pb.ListMerchantsRequest) -> pb.ListMerchantsResponse:
-        limit = request.limit or 50
-        if not 1 <= limit <= 200:
-            raise InvalidArgument.field("limit", "must be between 1 and 200")
+        limit = request.limit or PAGE_LIMIT_DEFAULT
+        if not 1 <= limit <= PAGE_LIMIT_MAX:
+            raise InvalidArgument.field("limit", f"must be between 1 and {PAGE_LIMIT_MAX}")
         before = ids.parse_id(request.cursor) if request.cursor else None
         if request.cursor and before is None:
             raise InvalidArgument.field("cursor", "is not a cursor this service issued")
@@ -174,7 +175,8 @@ class MerchantApp:
                 merchant_id=merchant_id,
                 name=request.name,
                 key_type=request.key_type,
-                permissions=list(request.permissions),
+                permissions=None if request.use_default_permissions else list(request.permissions),
+                held=await self._held_by_grantor(conn, merchant_id, request),
                 expires_at=request.expires_at.ToDatetime(tzinfo=dt.UTC)
                 if request.HasField("expires_at")
                 else None,
@@ -191,6 +193,27 @@ class MerchantApp:
             handle,
             _encode_without_plaintext,
             pb.CreateApiKeyResponse.FromString,
+        )
+
+    async def _held_by_grantor(
+        self, conn: Connection, merchant_id: uuid.UUID, request: pb.CreateApiKeyRequest
+    ) -> frozenset[str] | None:
+        """What the grantor of a new key holds (None: the operator, who holds everything), read
+        from this service's records rather than taken from the caller, and narrowed to what its
+        key type may hold."""
+        grantor = request.WhichOneof("grantor")
+        if grantor is None:
+            raise InvalidArgument.field("grantor", "is required: operator or granting_api_key_id")
+        if grantor == "operator":
+            if not request.operator:
+                raise InvalidArgument.field("operator", "must be true when set")
+            return None
+        granting_id = ids.parse_id(request.granting_api_key_id)
+        row = await repository.active_key(conn, merchant_id, granting_id) if granting_id else None
+        if row is None:
+            raise PermissionDenied("the granting API key is not an active key of this merchant")
+        return frozenset(
+            p for p in row["permissions"] if apikeys.allows(row["key_type"], set(row["permissions"]), p)
         )
 
     async def list_api_keys(self, request: pb.ListApiKeysRequest) -> pb.ListApiKeysResponse:

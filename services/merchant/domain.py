@@ -16,13 +16,20 @@ from checkout.merchant.v1 import events_pb2 as ev
 
 from libs.common import addresses, apikeys
 from libs.common.aggregate import Aggregate
-from libs.common.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from libs.common.errors import FailedPrecondition, FieldViolation, InvalidArgument, PermissionDenied
+from libs.common.limits import (
+    API_KEY_NAME_MAX_CHARS,
+    BUSINESS_NAME_MAX_CHARS,
+    EMAIL_MAX_CHARS,
+    RATE_SPREAD_PERCENT_MAX,
+    SETTINGS_MAX_BYTES,
+    UNDERPAID_PERCENT_MAX,
+)
 from libs.common.protoconv import plain, struct, timestamp
 
 PLANS = ("free", "pro", "enterprise")
 NETWORKS = {"ethereum": addresses.validate_ethereum_xpub, "bitcoin": addresses.validate_bitcoin_xpub}
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-MAX_SETTINGS_BYTES = 16_384
 
 
 def _check_name(value: str, field: str, limit: int, problems: list[FieldViolation]) -> None:
@@ -33,17 +40,20 @@ def _check_name(value: str, field: str, limit: int, problems: list[FieldViolatio
 
 
 def _check_settings(settings: dict[str, Any], problems: list[FieldViolation]) -> None:
-    if len(repr(settings)) > MAX_SETTINGS_BYTES:
-        problems.append(FieldViolation("settings", f"must be at most {MAX_SETTINGS_BYTES} bytes"))
+    if len(repr(settings)) > SETTINGS_MAX_BYTES:
+        problems.append(FieldViolation("settings", f"must be at most {SETTINGS_MAX_BYTES} bytes"))
     if "rate_spread_percent" in settings:
         raw_spread = settings["rate_spread_percent"]
         try:
             spread = Decimal(raw_spread) if isinstance(raw_spread, str) else None
         except InvalidOperation:
             spread = None
-        if spread is None or not spread.is_finite() or not 0 <= spread <= 10:
+        if spread is None or not spread.is_finite() or not 0 <= spread <= RATE_SPREAD_PERCENT_MAX:
             problems.append(
-                FieldViolation("settings.rate_spread_percent", "must be a decimal string between 0 and 10")
+                FieldViolation(
+                    "settings.rate_spread_percent",
+                    f"must be a decimal string between 0 and {RATE_SPREAD_PERCENT_MAX}",
+                )
             )
     tolerance = settings.get("payment_tolerance", {})
     if not isinstance(tolerance, dict):
@@ -55,11 +65,11 @@ def _check_settings(settings: dict[str, Any], problems: list[FieldViolation]) ->
             value = Decimal(raw) if isinstance(raw, str) else None
         except InvalidOperation:
             value = None
-        if value is None or not value.is_finite() or not 0 <= value <= 50:
+        if value is None or not value.is_finite() or not 0 <= value <= UNDERPAID_PERCENT_MAX:
             problems.append(
                 FieldViolation(
                     "settings.payment_tolerance.underpaid_percent",
-                    "must be a decimal string between 0 and 50",
+                    f"must be a decimal string between 0 and {UNDERPAID_PERCENT_MAX}",
                 )
             )
 
@@ -108,9 +118,9 @@ class Merchant(Aggregate):
         now: dt.datetime,
     ) -> Merchant:
         problems: list[FieldViolation] = []
-        _check_name(business_name, "business_name", 200, problems)
+        _check_name(business_name, "business_name", BUSINESS_NAME_MAX_CHARS, problems)
         email = contact_email.strip().lower()
-        if not EMAIL_RE.match(email) or len(email) > 254:
+        if not EMAIL_RE.match(email) or len(email) > EMAIL_MAX_CHARS:
             problems.append(FieldViolation("contact_email", "must be an email address"))
         plan = plan_type or "free"
         if plan not in PLANS:
@@ -144,7 +154,7 @@ class Merchant(Aggregate):
             raise FailedPrecondition(f"merchant is {self.status}")
         problems: list[FieldViolation] = []
         if business_name is not None:
-            _check_name(business_name, "business_name", 200, problems)
+            _check_name(business_name, "business_name", BUSINESS_NAME_MAX_CHARS, problems)
         if settings is not None:
             _check_settings(settings, problems)
         if wallets is not None:
@@ -194,23 +204,44 @@ class ApiKey(Aggregate):
         merchant_id: uuid.UUID,
         name: str,
         key_type: str,
-        permissions: list[str],
+        permissions: list[str] | None,
+        held: frozenset[str] | None,
         expires_at: dt.datetime | None,
         now: dt.datetime,
     ) -> tuple[ApiKey, str]:
-        """Returns the aggregate and the plaintext key, which is never stored."""
+        """Returns the aggregate and the plaintext key, which is never stored.
+
+        `permissions` None asks for the key type's default; a list (empty included) for exactly
+        that. `held` is what the grantor holds (None: the operator, who holds everything): a key
+        only ever grants a subset of it, so a limited key cannot mint a stronger one.
+        """
         problems: list[FieldViolation] = []
-        _check_name(name, "name", 100, problems)
+        _check_name(name, "name", API_KEY_NAME_MAX_CHARS, problems)
         kind = key_type or "secret"
         if kind not in apikeys.KEY_TYPES:
             problems.append(FieldViolation("key_type", "must be secret or publishable"))
-        unknown = sorted(set(permissions) - set(apikeys.PERMISSIONS))
+        requested = sorted(set(permissions)) if permissions is not None else None
+        unknown = sorted(set(requested or ()) - set(apikeys.PERMISSIONS))
         if unknown:
             problems.append(FieldViolation("permissions", f"unknown permissions: {', '.join(unknown)}"))
+        elif kind in apikeys.ALLOWED_PERMISSIONS:
+            allowed = apikeys.ALLOWED_PERMISSIONS[kind]
+            if requested is not None and not set(requested) <= allowed:
+                problems.append(
+                    FieldViolation("permissions", f"a {kind} key may hold only {', '.join(sorted(allowed))}")
+                )
         if expires_at is not None and expires_at <= now:
             problems.append(FieldViolation("expires_at", "must be in the future"))
         _raise(problems)
-        granted = sorted(set(permissions)) if permissions else list(apikeys.DEFAULT_PERMISSIONS[kind])
+        if requested is None:
+            granted = [p for p in apikeys.DEFAULT_PERMISSIONS[kind] if held is None or p in held]
+        else:
+            beyond = sorted(set(requested) - held) if held is not None else []
+            if beyond:
+                raise PermissionDenied(
+                    f"the granting API key cannot grant what it lacks: {', '.join(beyond)}"
+                )
+            granted = requested
         plaintext = apikeys.mint(key_id, kind)
         key = cls(key_id)
         key._emit(
@@ -224,6 +255,7 @@ class ApiKey(Aggregate):
                 prefix=apikeys.prefix_of(plaintext),
                 expires_at=timestamp(expires_at),
                 created_at=timestamp(now),
+                permissions_revision=apikeys.PERMISSIONS_REVISION,
             )
         )
         return key, plaintext

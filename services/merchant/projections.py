@@ -12,6 +12,7 @@ import uuid
 
 from checkout.merchant.v1 import events_pb2 as ev
 
+from libs.common import apikeys
 from libs.common.db import Connection
 from libs.common.eventstore import EventStore, StoredEvent
 from libs.common.protoconv import datetime_of, plain
@@ -65,7 +66,7 @@ async def apply(conn: Connection, event: StoredEvent) -> None:
             uuid.UUID(message.merchant_id),
             message.key_hash,
             message.key_type,
-            list(message.permissions),
+            apikeys.upcast(message.key_type, list(message.permissions), message.permissions_revision),
             message.name,
             message.prefix,
             datetime_of(message.expires_at) if message.HasField("expires_at") else None,

@@ -58,6 +58,17 @@ async def active_key_by_hash(pool: asyncpg.Pool, key_hash: str) -> asyncpg.Recor
     )
 
 
+async def active_key(conn: Connection, merchant_id: uuid.UUID, key_id: uuid.UUID) -> asyncpg.Record | None:
+    """The merchant's key if it is usable right now (not revoked, not expired)."""
+    return await conn.fetchrow(
+        f"""SELECT {API_KEY_COLUMNS} FROM api_keys
+            WHERE id = $1 AND merchant_id = $2 AND status = 'active'
+              AND (expires_at IS NULL OR expires_at > NOW())""",
+        key_id,
+        merchant_id,
+    )
+
+
 async def touch_key(pool: asyncpg.Pool, key_id: uuid.UUID) -> None:
     """`last_used_at` to the minute: one write a minute per key, not one per request."""
     await pool.execute(

@@ -282,9 +282,11 @@ async def test_the_currency_migration_keeps_existing_rows_as_dollars_under_the_n
     """1003 on a database that already has metrics: the old rows become USD, and the key now
     lets a merchant's day have a row per currency."""
     dsn, schema = config.shard_dsn(0), "analytics_currency_migration"
-    migrations = migrations_for(SPEC.service_dir)
+    # Up to 1003, whatever came after it.
+    migrations = [m for m in migrations_for(SPEC.service_dir) if m.version < "1004"]
     before = [m for m in migrations if m.version < "1003"]
-    assert [m.version for m in migrations if m not in before] == ["1003_metrics_by_currency"]
+    through = [m for m in migrations if m.version < "1004"]  # later ones are tested on their own
+    assert [m.version for m in through if m not in before] == ["1003_metrics_by_currency"]
     await migrate_shard(dsn, schema, before)
     merchant, invoice_id = uuid.uuid4(), uuid.uuid4()
     day = dt.date(2026, 1, 15)
@@ -305,7 +307,7 @@ async def test_the_currency_migration_keeps_existing_rows_as_dollars_under_the_n
             day,
         )
 
-        assert await migrate_shard(dsn, schema, migrations) == ["1003_metrics_by_currency"]
+        assert await migrate_shard(dsn, schema, through) == ["1003_metrics_by_currency"]
 
         assert (
             await conn.fetchval("SELECT currency FROM daily_metrics WHERE merchant_id = $1", merchant)

@@ -7,6 +7,7 @@ violations) to exercise the gateway end to end, and record the metadata of every
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import uuid
 from decimal import Decimal
 from typing import Any, NoReturn
@@ -29,10 +30,12 @@ from libs.common.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
     Unauthenticated,
     Unavailable,
 )
 from libs.common.grpc_errors import to_status
+from services.merchant.domain import ApiKey
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -140,13 +143,37 @@ class FakeMerchants(merchant_pb2_grpc.MerchantServiceServicer):
         if request.merchant_id not in self.merchants:
             await fail(context, NotFound("no such merchant"))
         key_id = ids.new_id(ids.slot_of(uuid.UUID(request.merchant_id)))
-        plaintext = apikeys.mint(key_id, request.key_type)
+        # What the key may hold is the real aggregate's decision, not this stand-in's.
+        held: frozenset[str] | None = None
+        if request.WhichOneof("grantor") == "granting_api_key_id":
+            grantor = next((k for k in self.keys.values() if k.id == request.granting_api_key_id), None)
+            if grantor is None or grantor.merchant_id != request.merchant_id:
+                await fail(
+                    context, PermissionDenied("the granting API key is not an active key of this merchant")
+                )
+            own = set(grantor.permissions)
+            held = frozenset(p for p in own if apikeys.allows(grantor.key_type, own, p))
+        elif request.WhichOneof("grantor") is None:
+            await fail(context, InvalidArgument.field("grantor", "is required"))
+        try:
+            issued, plaintext = ApiKey.issue(
+                key_id,
+                merchant_id=uuid.UUID(request.merchant_id),
+                name=request.name,
+                key_type=request.key_type,
+                permissions=None if request.use_default_permissions else list(request.permissions),
+                held=held,
+                expires_at=None,
+                now=dt.datetime.now(dt.UTC),
+            )
+        except CheckoutError as error:
+            await fail(context, error)
         key = merchant_pb2.ApiKey(
             id=str(key_id),
             merchant_id=request.merchant_id,
             name=request.name,
-            key_type=request.key_type,
-            permissions=request.permissions,
+            key_type=issued.pending[0].key_type,
+            permissions=issued.pending[0].permissions,
             status="active",
             created_at=now(),
             prefix=apikeys.prefix_of(plaintext),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
@@ -18,6 +19,7 @@ import asyncpg
 from checkout.invoice.v1 import invoice_pb2 as pb
 
 from libs.common.config import Config
+from libs.common.events import STATUS_EVENTS
 from libs.common.networks import parse_networks
 from services.invoice import projections
 from services.invoice.pricing import CRYPTO
@@ -329,3 +331,30 @@ async def test_a_watcher_whose_saved_blocks_are_not_on_the_node_rescans_instead_
     async with watching(chain_cfg) as p:
         paid = await invoice_in(p, invoice.merchant_id, invoice.id, "paid", "confirmed")
         assert paid.amount_paid == invoice.crypto_amount
+
+
+async def test_a_payment_the_watcher_first_sees_fully_confirmed_is_announced_paid_then_confirmed(
+    config: Config, evm_chain: EvmChain
+) -> None:
+    chain_cfg = await chain_config(config, evm_chain)
+    async with watching(chain_cfg) as p:
+        invoice = await new_invoice(p, "seen-late@shop.test", xpub=ethereum_account_xpub(MNEMONIC, 8))
+    # Nobody watches while the payment is mined and buried under enough blocks.
+    await evm_chain.wait_receipt(
+        await evm_chain.send_eth(
+            evm_chain.accounts[2], invoice.payment_address, units(invoice.crypto_amount, "ETH")
+        )
+    )
+    await evm_chain.mine(CONFIRMATIONS)
+    async with watching(chain_cfg) as p:
+        confirmed = await invoice_in(p, invoice.merchant_id, invoice.id, "confirmed")
+        assert confirmed.amount_paid == invoice.crypto_amount and confirmed.HasField("paid_at")
+        statuses = [e.event for e in await audit(p, invoice) if e.event in STATUS_EVENTS]
+        assert statuses == ["invoice.paid", "invoice.confirmed"]
+        # The events the other services consume say the same, each once.
+        async with p.pool(invoice.id).acquire() as conn:
+            stored = await p.runtime.store.load(conn, uuid.UUID(invoice.id))
+        announced = [
+            (e.data["previous_status"], e.data["status"]) for e in stored if e.event_type in STATUS_EVENTS
+        ]
+        assert announced == [("pending", "paid"), ("paid", "confirmed")]

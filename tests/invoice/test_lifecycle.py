@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
 import uuid
 from decimal import Decimal
 
@@ -192,3 +193,92 @@ def test_snapshot_restores_payments_and_flags() -> None:
     copy.observe(seen("1.2"), T0)
     assert copy.pending == []
     assert isinstance(uuid.UUID(next(iter(copy.payments.values())).payment_id), uuid.UUID)
+
+
+# -- no status transition is skipped by a jump (issue 9, item 8) ---------------------------------
+
+
+def statuses(invoice: Invoice) -> list[tuple[str, str]]:
+    """(previous_status, status) of each status event emitted since the last call."""
+    found = [(e.previous_status, e.status) for e in invoice.pending if isinstance(e, events.STATUS_MESSAGES)]
+    invoice.pending = []
+    return found
+
+
+def test_a_payment_first_seen_already_confirmed_is_paid_before_it_is_confirmed() -> None:
+    invoice = new_invoice()
+    invoice.observe(seen("1.0", confirmations=3), T0)
+    assert types(invoice) == [
+        "invoice.payment_detected",
+        "invoice.payment_confirmed",
+        "invoice.paid",
+        "invoice.confirmed",
+    ]
+    assert invoice.status == "confirmed"
+
+
+def test_a_top_up_first_seen_confirmed_goes_through_partial_then_paid_then_confirmed() -> None:
+    invoice = new_invoice()
+    invoice.observe(seen("0.4", confirmations=5), T0)
+    assert statuses(invoice) == [("pending", "partial")]
+    invoice.observe(seen("0.6", tx="0xbb", confirmations=3), T0)
+    assert statuses(invoice) == [("partial", "paid"), ("paid", "confirmed")]
+
+
+def test_a_confirmed_invoice_stays_confirmed_when_more_money_arrives() -> None:
+    invoice = new_invoice()
+    invoice.observe(seen("1.0", confirmations=3), T0)
+    statuses(invoice)
+    invoice.observe(seen("0.1", tx="0xcc", confirmations=0, block=None), T0)
+    assert statuses(invoice) == []
+    assert invoice.status == "confirmed" and invoice.overpaid
+    invoice.recount(20, T0)
+    assert statuses(invoice) == []
+
+
+def test_an_expired_invoice_paid_again_after_a_reorg_is_paid_before_it_is_confirmed() -> None:
+    invoice = new_invoice()
+    invoice.observe(seen("1.0"), T0)
+    late = T0 + dt.timedelta(seconds=1000)
+    invoice.retract("0xaa", -1, "reorg", late)
+    assert invoice.status == "invalid"
+    statuses(invoice)
+    invoice.observe(seen("1.0", block=12, confirmations=3), late)
+    assert statuses(invoice) == [("invalid", "paid"), ("paid", "confirmed")]
+
+
+def test_every_status_event_sequence_is_a_documented_transition_and_paid_precedes_confirmed() -> None:
+    """Random sightings, recounts and reorgs (a fixed seed, so a failure is reproducible): each
+    status event starts where the last one ended, confirmed always comes straight from paid, and
+    the paid and confirmed events of an invoice that is never reorged are emitted once each."""
+    rng = random.Random(9)
+    for _ in range(300):
+        invoice = new_invoice()
+        txs: list[str] = []
+        trail: list[tuple[str, str]] = []
+        reorged = False
+        for step in range(rng.randint(1, 8)):
+            roll = rng.random()
+            if roll < 0.55 or not txs:
+                tx = f"0x{step:02x}{rng.randint(0, 1 << 30):08x}"
+                txs.append(tx)
+                invoice.observe(
+                    seen(rng.choice(["0.3", "0.5", "1.0"]), tx, confirmations=rng.randint(0, 4)), T0
+                )
+            elif roll < 0.9:
+                invoice.recount(10 + rng.randint(0, 4), T0)
+            else:
+                invoice.retract(rng.choice(txs), -1, "reorg", T0)
+                reorged = True
+            trail += statuses(invoice)
+        current = "pending"
+        for previous, status in trail:
+            assert previous == current, trail
+            assert previous != status, trail
+            if status == "confirmed":
+                assert previous == "paid", trail
+            current = status
+        assert current == invoice.status
+        if not reorged:
+            assert [s for _, s in trail].count("paid") <= 1, trail
+            assert [s for _, s in trail].count("confirmed") <= 1, trail

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from libs.common import limits
 from services.invoice.pricing import (
     CRYPTO,
     FIAT_MINOR_UNITS,
@@ -123,15 +124,36 @@ def test_zero_unit_price_is_allowed_when_the_total_is_positive() -> None:
 
 
 def test_large_exact_amounts_are_not_rounded_by_the_default_decimal_context() -> None:
-    # The exact product is 4999999999999999.99499999999999999999 (36 digits): below the half,
-    # but a 28-digit context would first round it to ...995000000000 and then round up.
-    totals = compute_totals(
-        [item(quantity="1.000000000000000001", unit_price="4999999999999999.99")], D("0"), "USD"
-    )
-    assert totals.subtotal == D("4999999999999999.99")
+    # Inside the platform maxima: the exact product is 999989501.00499999999999999999 (29 digits),
+    # below the half, but a 28-digit context would first round it to ...005 and then round up.
+    totals = compute_totals([item(quantity="999999.501000010000100001", unit_price="999.99")], D("0"), "USD")
+    assert totals.subtotal == D("999989501.00")
 
 
 # --- validation: every error names its field -------------------------------------------
+
+
+def test_each_amount_is_accepted_at_its_platform_maximum_and_refused_past_it() -> None:
+    at_max = compute_totals(
+        [item(quantity=str(limits.QUANTITY_MAX), unit_price="1.00")],
+        limits.TOTAL_MAX - limits.QUANTITY_MAX,
+        "USD",
+    )
+    assert at_max.total == limits.TOTAL_MAX
+    with pytest.raises(PricingErrors) as exc_info:
+        compute_totals(
+            [item(quantity=str(limits.QUANTITY_MAX + 1), unit_price=str(limits.UNIT_PRICE_MAX + 1))],
+            limits.TAX_MAX + 1,
+            "USD",
+        )
+    assert error_fields(exc_info) == {
+        "items[0].quantity": f"must be at most {limits.QUANTITY_MAX}",
+        "items[0].unit_price": f"must be at most {limits.UNIT_PRICE_MAX}",
+        "tax": f"must be at most {limits.TAX_MAX}",
+    }
+    with pytest.raises(PricingErrors) as exc_info:
+        compute_totals([item(quantity="10", unit_price=str(limits.UNIT_PRICE_MAX))], D("0.01"), "USD")
+    assert error_fields(exc_info) == {"total": f"must be at most {limits.TOTAL_MAX}"}
 
 
 def test_no_items_is_an_error_on_items() -> None:

@@ -66,8 +66,16 @@ async def test_rebuilt_merchant_read_models_equal_the_live_ones_and_keep_deliver
                 settings=struct({"rate_spread_percent": "1"}),
             )
         )
-        kept = await stub.CreateApiKey(pb.CreateApiKeyRequest(merchant_id=str(merchant), name="kept"))
-        revoked = await stub.CreateApiKey(pb.CreateApiKeyRequest(merchant_id=str(merchant), name="revoked"))
+        kept = await stub.CreateApiKey(
+            pb.CreateApiKeyRequest(
+                merchant_id=str(merchant), name="kept", operator=True, use_default_permissions=True
+            )
+        )
+        revoked = await stub.CreateApiKey(
+            pb.CreateApiKeyRequest(
+                merchant_id=str(merchant), name="revoked", operator=True, use_default_permissions=True
+            )
+        )
         await stub.RevokeApiKey(
             pb.RevokeApiKeyRequest(merchant_id=str(merchant), api_key_id=revoked.api_key.id)
         )
@@ -105,7 +113,7 @@ async def test_rebuilt_merchant_read_models_equal_the_live_ones_and_keep_deliver
         await pool.execute("UPDATE merchants SET business_name = 'wrong', settings = '{}'")
         await pool.execute("UPDATE api_keys SET status = 'active'")
         await pool.execute(
-            "UPDATE webhook_endpoints SET url = 'http://wrong.example', previous_secret = NULL"
+            "UPDATE webhook_endpoints SET url = 'http://wrong.example', previous_secret_ref = NULL"
         )
         await pool.execute("UPDATE notification_templates SET is_active = true")
         async with pool.acquire() as conn, conn.transaction():

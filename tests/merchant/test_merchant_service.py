@@ -79,7 +79,11 @@ async def test_api_key_verifies_until_revoked(config: Config) -> None:
     async with running(SPEC, config) as (_, channel):
         stub = merchant_pb2_grpc.MerchantServiceStub(channel)
         merchant = await stub.CreateMerchant(create_request("keys@shop.test"))
-        created = await stub.CreateApiKey(pb.CreateApiKeyRequest(merchant_id=merchant.id, name="server"))
+        created = await stub.CreateApiKey(
+            pb.CreateApiKeyRequest(
+                merchant_id=merchant.id, name="server", operator=True, use_default_permissions=True
+            )
+        )
         assert created.key.startswith("ck_sk_")
         verified = await stub.VerifyApiKey(pb.VerifyApiKeyRequest(key=created.key))
         assert verified.api_key.merchant_id == merchant.id

@@ -12,25 +12,11 @@ from starlette.routing import Route
 
 from libs.common import apikeys
 from services.gateway import render
-from services.gateway.auth import Caller, authenticate, require_access, require_merchant
-from services.gateway.errors import ApiError
+from services.gateway.auth import authenticate, require_access, require_merchant
 from services.gateway.idempotency import call_context
 from services.gateway.state import state_of
 from services.gateway.validation import Fields, Problems, json_body, path_id
 from services.gateway.wire import to_timestamp
-
-
-def _granted(caller: Caller, key_type: str, requested: list[str] | None) -> list[str]:
-    """The permissions of the new key; a key cannot hand out more than it holds itself."""
-    defaults = apikeys.DEFAULT_PERMISSIONS[key_type]
-    if caller.is_operator:
-        return list(defaults) if requested is None else requested
-    if requested is None:
-        return [p for p in defaults if p in caller.permissions]
-    beyond = sorted(set(requested) - caller.permissions)
-    if beyond:
-        raise ApiError("permission_denied", f"the API key cannot grant what it lacks: {', '.join(beyond)}")
-    return requested
 
 
 async def create_api_key(request: Request) -> JSONResponse:
@@ -47,12 +33,18 @@ async def create_api_key(request: Request) -> JSONResponse:
     problems.raise_if_any()
     assert name is not None
 
+    # The merchant service decides what the key may hold: at most what the grantor holds.
     message = merchant_pb2.CreateApiKeyRequest(
         merchant_id=str(merchant_id),
         name=name,
         key_type=key_type,
-        permissions=_granted(caller, key_type, permissions),
+        permissions=permissions or [],
+        use_default_permissions=permissions is None,
     )
+    if caller.is_operator:
+        message.operator = True
+    else:
+        message.granting_api_key_id = str(caller.api_key_id)
     if expires_at is not None:
         message.expires_at.CopyFrom(to_timestamp(expires_at))
     backends = state_of(request).backends

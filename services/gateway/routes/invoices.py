@@ -183,7 +183,7 @@ async def search_invoices(request: Request) -> JSONResponse:
 
 async def cancel_invoice(request: Request) -> JSONResponse:
     caller = await authenticate(request)
-    merchant_id = require_merchant(caller, "invoices:write")
+    merchant_id = require_merchant(caller, "invoices:cancel")
     invoice_id = path_id(request, "invoice")
     body = await json_body(request, optional=True)
     problems = Problems()

@@ -13,6 +13,7 @@ from libs.common import context, ids
 from libs.common.db import Connection
 from libs.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from libs.common.eventstore import Commands, Repository, StoredEvent, utcnow
+from libs.common.limits import PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX
 from libs.common.protoconv import timestamp
 from libs.common.service import Runtime
 from services.merchant import repository as merchants
@@ -114,9 +115,9 @@ def notification_message(row: asyncpg.Record) -> pb.NotificationDelivery:
 
 
 def _page(limit: int, cursor: str) -> tuple[int, uuid.UUID | None]:
-    size = limit or 50
-    if not 1 <= size <= 200:
-        raise InvalidArgument.field("limit", "must be between 1 and 200")
+    size = limit or PAGE_LIMIT_DEFAULT
+    if not 1 <= size <= PAGE_LIMIT_MAX:
+        raise InvalidArgument.field("limit", f"must be between 1 and {PAGE_LIMIT_MAX}")
     before = ids.parse_id(cursor) if cursor else None
     if cursor and before is None:
         raise InvalidArgument.field("cursor", "is not a cursor this service issued")
@@ -135,6 +136,7 @@ class WebhookApp:
     def __init__(self, runtime: Runtime, dispatcher: Dispatcher | None = None) -> None:
         self.rt = runtime
         self.dispatcher = dispatcher or dispatcher_of(runtime)
+        self.vault = self.dispatcher.vault  # seals new secrets; only the worker opens them
         every = runtime.config.snapshot_every
         self.endpoints = Repository(runtime.store, WebhookEndpoint, every)
         self.templates = Repository(runtime.store, NotificationTemplate, every)
@@ -204,8 +206,11 @@ class WebhookApp:
             )
             await self._check_target(endpoint.url, endpoint.allowed_ips)
             await self._save(conn, endpoint)
+            await self.vault.seal(
+                conn, ref=secret.ref, endpoint_id=endpoint_id, merchant_id=merchant_id, secret=secret.value
+            )
             return pb.WebhookEndpointWithSecret(
-                endpoint=await self._endpoint(conn, merchant_id, endpoint_id), secret=secret
+                endpoint=await self._endpoint(conn, merchant_id, endpoint_id), secret=secret.value
             )
 
         return await Commands.run(
@@ -269,8 +274,11 @@ class WebhookApp:
             endpoint = await self._load_endpoint(conn, merchant_id, request.endpoint_id)
             secret = endpoint.rotate_secret(utcnow())
             await self._save(conn, endpoint)
+            await self.vault.seal(
+                conn, ref=secret.ref, endpoint_id=endpoint.id, merchant_id=merchant_id, secret=secret.value
+            )
             return pb.WebhookEndpointWithSecret(
-                endpoint=await self._endpoint(conn, merchant_id, endpoint.id), secret=secret
+                endpoint=await self._endpoint(conn, merchant_id, endpoint.id), secret=secret.value
             )
 
     # -- deliveries -----------------------------------------------------------------------------

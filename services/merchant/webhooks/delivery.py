@@ -43,6 +43,7 @@ from libs.common.eventstore import utcnow
 from libs.common.messaging import Envelope
 from libs.common.service import Runtime
 from services.merchant.webhooks import repository, signing, ssrf
+from services.merchant.webhooks.vault import SecretVault
 
 log = logging.getLogger("checkout.merchant.delivery")
 
@@ -163,6 +164,8 @@ class Dispatcher:
         # DNS for the SSRF check; tests swap in their own answers.
         self.resolver: ssrf.Resolver | None = None
         self.mailer = Mailer(config.smtp_url, config.smtp_from)
+        # Built here, at start-up, so a missing or malformed key stops the service at once.
+        self.vault = SecretVault(config.webhook_secret_keys)
         self._webhook_wake = {shard: asyncio.Event() for shard in runtime.shards}
         self._mail_wake = {shard: asyncio.Event() for shard in runtime.shards}
         # trust_env=False: a proxy from the environment would connect on our behalf to whatever
@@ -240,7 +243,7 @@ class Dispatcher:
         attempted_at = utcnow()
         started = time.monotonic()
         try:
-            outcome = await self.send(row, attempted_at)
+            outcome = await self.send(row, attempted_at, pool)
         except Exception as error:  # a bug must cost one attempt, not the sender loop
             log.exception("webhook delivery %s failed unexpectedly", row["id"])
             outcome = Outcome(False, retryable=True, error=f"internal error: {type(error).__name__}")
@@ -275,16 +278,24 @@ class Dispatcher:
                 "webhook delivery %s changed while attempt %d ran; its result is dropped", row["id"], attempt
             )
 
-    def _secrets(self, row: asyncpg.Record, now: dt.datetime) -> list[str]:
-        secrets = [row["secret"]]
+    async def _secrets(self, pool: asyncpg.Pool, row: asyncpg.Record, now: dt.datetime) -> list[str]:
+        """The secrets that sign this delivery: the endpoint's, and during a rotation's overlap
+        the previous one too. Opened here, and only here."""
+        refs = [row["secret_ref"]]
         expires = row["previous_secret_expires_at"]
-        if row["previous_secret"] and expires is not None and expires > now:
-            secrets.append(row["previous_secret"])
-        return secrets
+        if row["previous_secret_ref"] and expires is not None and expires > now:
+            refs.append(row["previous_secret_ref"])
+        async with pool.acquire() as conn:
+            found = await self.vault.reveal(conn, refs)
+        return [found[ref] for ref in refs if ref in found]
 
-    async def send(self, row: asyncpg.Record, now: dt.datetime) -> Outcome:
+    async def send(self, row: asyncpg.Record, now: dt.datetime, pool: asyncpg.Pool) -> Outcome:
         """One attempt at one delivery."""
         url: str = row["url"]
+        secrets = await self._secrets(pool, row, now)
+        if not secrets:
+            # Retried: a key put back into CHECKOUT_WEBHOOK_SECRET_KEYS makes it sendable again.
+            return Outcome(False, retryable=True, error="the endpoint's signing secret cannot be read")
         try:
             addresses = await self.check_url(url, list(row["allowed_ips"]))
         except ssrf.UnsafeUrl as error:
@@ -297,7 +308,7 @@ class Dispatcher:
             "User-Agent": USER_AGENT,
             "Checkout-Event-Id": str(row["event_id"]),
             "Checkout-Event-Type": row["event_type"],
-            "Checkout-Signature": signing.sign_all(self._secrets(row, now), body, int(time.time())),
+            "Checkout-Signature": signing.sign_all(secrets, body, int(time.time())),
         }
         parts = urlsplit(url)
         timeout = float(row["timeout_seconds"])

@@ -11,13 +11,21 @@ import ipaddress
 import re
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from checkout.merchant.v1 import events_pb2 as ev
 
-from libs.common import events
+from libs.common import events, ids
 from libs.common.aggregate import Aggregate
 from libs.common.errors import FieldViolation, InvalidArgument, NotFound
+from libs.common.limits import (
+    TEMPLATE_BODY_MAX_CHARS,
+    TEMPLATE_SUBJECT_MAX_CHARS,
+    WEBHOOK_ALLOWED_IPS_MAX,
+    WEBHOOK_MAX_RETRIES_MAX,
+    WEBHOOK_TIMEOUT_SECONDS_MAX,
+)
 from libs.common.protoconv import timestamp
 from services.merchant.webhooks import signing, ssrf, templates
 
@@ -26,10 +34,7 @@ ALL_EVENTS = "*"
 BACKOFFS = ("exponential", "linear")
 RECIPIENTS = ("customer", "merchant")
 DEFAULT_MAX_RETRIES = 8
-MAX_RETRIES_LIMIT = 20
 DEFAULT_TIMEOUT_SECONDS = 10
-MAX_TIMEOUT_SECONDS = 30
-MAX_ALLOWED_IPS = 20
 # After a rotation the old secret keeps signing (as a second v1) for this long.
 ROTATION_OVERLAP = dt.timedelta(hours=24)
 _EVENT_TYPE = re.compile(r"^invoice\.[a-z_]+$")
@@ -67,8 +72,8 @@ def _check_events(names: Sequence[str], problems: list[FieldViolation]) -> None:
 
 
 def _check_allowed_ips(entries: Sequence[str], problems: list[FieldViolation]) -> None:
-    if len(entries) > MAX_ALLOWED_IPS:
-        problems.append(FieldViolation("allowed_ips", f"must have at most {MAX_ALLOWED_IPS} entries"))
+    if len(entries) > WEBHOOK_ALLOWED_IPS_MAX:
+        problems.append(FieldViolation("allowed_ips", f"must have at most {WEBHOOK_ALLOWED_IPS_MAX} entries"))
     for i, entry in enumerate(entries):
         try:
             ipaddress.ip_network(entry.strip(), strict=False)
@@ -79,16 +84,31 @@ def _check_allowed_ips(entries: Sequence[str], problems: list[FieldViolation]) -
 def _check_settings(
     max_retries: int | None, backoff: str | None, timeout: int | None, problems: list[FieldViolation]
 ) -> None:
-    if max_retries is not None and not 0 <= max_retries <= MAX_RETRIES_LIMIT:
-        problems.append(FieldViolation("max_retries", f"must be between 0 and {MAX_RETRIES_LIMIT}"))
+    if max_retries is not None and not 0 <= max_retries <= WEBHOOK_MAX_RETRIES_MAX:
+        problems.append(FieldViolation("max_retries", f"must be between 0 and {WEBHOOK_MAX_RETRIES_MAX}"))
     if backoff is not None and backoff not in BACKOFFS:
         problems.append(FieldViolation("retry_backoff", f"must be one of {', '.join(BACKOFFS)}"))
-    if timeout is not None and not 1 <= timeout <= MAX_TIMEOUT_SECONDS:
-        problems.append(FieldViolation("timeout_seconds", f"must be between 1 and {MAX_TIMEOUT_SECONDS}"))
+    if timeout is not None and not 1 <= timeout <= WEBHOOK_TIMEOUT_SECONDS_MAX:
+        problems.append(
+            FieldViolation("timeout_seconds", f"must be between 1 and {WEBHOOK_TIMEOUT_SECONDS_MAX}")
+        )
 
 
 def _unique(values: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(v.strip() for v in values))
+
+
+@dataclass(frozen=True)
+class NewSecret:
+    """A signing secret just made: shown to the merchant once, kept only encrypted under `ref`
+    (the application seals it); the event names `ref` alone."""
+
+    ref: uuid.UUID
+    value: str
+
+    @classmethod
+    def fresh(cls, merchant_id: uuid.UUID) -> NewSecret:
+        return cls(ids.new_id(ids.slot_of(merchant_id)), signing.new_secret())
 
 
 class WebhookEndpoint(Aggregate):
@@ -119,7 +139,7 @@ class WebhookEndpoint(Aggregate):
         timeout_seconds: int | None,
         allowed_ips: Sequence[str],
         now: dt.datetime,
-    ) -> tuple[WebhookEndpoint, str]:
+    ) -> tuple[WebhookEndpoint, NewSecret]:
         """Returns the aggregate and its new signing secret (shown to the merchant once)."""
         problems: list[FieldViolation] = []
         _check_url(url, problems)
@@ -127,7 +147,7 @@ class WebhookEndpoint(Aggregate):
         _check_settings(max_retries, retry_backoff, timeout_seconds, problems)
         _check_allowed_ips(allowed_ips, problems)
         _raise(problems)
-        secret = signing.new_secret()
+        secret = NewSecret.fresh(merchant_id)
         endpoint = cls(endpoint_id)
         endpoint._emit(
             ev.WebhookEndpointCreated(
@@ -135,7 +155,7 @@ class WebhookEndpoint(Aggregate):
                 merchant_id=str(merchant_id),
                 url=url,
                 events=_unique(events),
-                secret=secret,
+                secret_ref=str(secret.ref),
                 max_retries=DEFAULT_MAX_RETRIES if max_retries is None else max_retries,
                 retry_backoff=retry_backoff or "exponential",
                 timeout_seconds=timeout_seconds or DEFAULT_TIMEOUT_SECONDS,
@@ -196,14 +216,14 @@ class WebhookEndpoint(Aggregate):
         if changed:
             self._emit(event)
 
-    def rotate_secret(self, now: dt.datetime) -> str:
+    def rotate_secret(self, now: dt.datetime) -> NewSecret:
         self._live()
-        secret = signing.new_secret()
+        secret = NewSecret.fresh(uuid.UUID(self.merchant_id))
         self._emit(
             ev.WebhookSecretRotated(
                 endpoint_id=str(self.id),
                 merchant_id=self.merchant_id,
-                secret=secret,
+                secret_ref=str(secret.ref),
                 previous_expires_at=timestamp(now + ROTATION_OVERLAP),
                 rotated_at=timestamp(now),
             )
@@ -288,8 +308,8 @@ class NotificationTemplate(Aggregate):
     ) -> NotificationTemplate:
         problems: list[FieldViolation] = []
         _check_event_type(event_type, problems)
-        _check_template("subject", subject, 200, problems)
-        _check_template("body_template", body_template, 20_000, problems)
+        _check_template("subject", subject, TEMPLATE_SUBJECT_MAX_CHARS, problems)
+        _check_template("body_template", body_template, TEMPLATE_BODY_MAX_CHARS, problems)
         who = recipient or "customer"
         if who not in RECIPIENTS:
             problems.append(FieldViolation("recipient", f"must be one of {', '.join(RECIPIENTS)}"))
@@ -328,9 +348,9 @@ class NotificationTemplate(Aggregate):
         if event_type is not None:
             _check_event_type(event_type, problems)
         if subject is not None:
-            _check_template("subject", subject, 200, problems)
+            _check_template("subject", subject, TEMPLATE_SUBJECT_MAX_CHARS, problems)
         if body_template is not None:
-            _check_template("body_template", body_template, 20_000, problems)
+            _check_template("body_template", body_template, TEMPLATE_BODY_MAX_CHARS, problems)
         if recipient is not None and recipient not in RECIPIENTS:
             problems.append(FieldViolation("recipient", f"must be one of {', '.join(RECIPIENTS)}"))
         _raise(problems)

@@ -35,16 +35,22 @@ def _id(raw: str) -> uuid.UUID:
     return uuid.UUID(raw)
 
 
+def secret_ref(event: StoredEvent, message: ev.WebhookEndpointCreated | ev.WebhookSecretRotated) -> uuid.UUID:
+    """Where the endpoint's new signing secret is kept: its row in webhook_secrets or, for an
+    event written before references (it holds the secret itself), that event (vault.py)."""
+    return uuid.UUID(message.secret_ref) if message.secret_ref else event.id
+
+
 async def apply(conn: Connection, event: StoredEvent) -> None:
     message = event.message()
     if isinstance(message, ev.WebhookEndpointCreated):
         at = datetime_of(message.created_at)
         await conn.execute(
-            """INSERT INTO webhook_endpoints (id, merchant_id, url, events, secret, status, max_retries,
+            """INSERT INTO webhook_endpoints (id, merchant_id, url, events, secret_ref, status, max_retries,
                    retry_backoff, timeout_seconds, allowed_ips, created_at, updated_at)
                VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, $9, $10, $10)
                ON CONFLICT (id) DO UPDATE SET merchant_id = EXCLUDED.merchant_id, url = EXCLUDED.url,
-                   events = EXCLUDED.events, secret = EXCLUDED.secret, previous_secret = NULL,
+                   events = EXCLUDED.events, secret_ref = EXCLUDED.secret_ref, previous_secret_ref = NULL,
                    previous_secret_expires_at = NULL, status = EXCLUDED.status,
                    max_retries = EXCLUDED.max_retries, retry_backoff = EXCLUDED.retry_backoff,
                    timeout_seconds = EXCLUDED.timeout_seconds, allowed_ips = EXCLUDED.allowed_ips,
@@ -53,7 +59,7 @@ async def apply(conn: Connection, event: StoredEvent) -> None:
             _id(message.merchant_id),
             message.url,
             list(message.events),
-            message.secret,
+            secret_ref(event, message),
             message.max_retries,
             message.retry_backoff,
             message.timeout_seconds,
@@ -97,11 +103,11 @@ async def apply(conn: Connection, event: StoredEvent) -> None:
             )
     elif isinstance(message, ev.WebhookSecretRotated):
         await conn.execute(
-            """UPDATE webhook_endpoints SET previous_secret = secret, previous_secret_expires_at = $3,
-                   secret = $2, updated_at = $4
+            """UPDATE webhook_endpoints SET previous_secret_ref = secret_ref,
+                   previous_secret_expires_at = $3, secret_ref = $2, updated_at = $4
                WHERE id = $1""",
             event.aggregate_id,
-            message.secret,
+            secret_ref(event, message),
             datetime_of(message.previous_expires_at),
             datetime_of(message.rotated_at),
         )

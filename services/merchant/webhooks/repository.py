@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -208,7 +209,7 @@ async def claim_due_deliveries(pool: asyncpg.Pool, lease: uuid.UUID, limit: int)
                FROM due, webhook_endpoints e, webhook_events w
                WHERE d.id = due.id AND e.id = d.webhook_endpoint_id AND w.id = d.event_id
                RETURNING d.id, d.attempts, d.event_id, d.event_type, w.body, e.id AS endpoint_id, e.url,
-                   e.secret, e.previous_secret, e.previous_secret_expires_at, e.max_retries,
+                   e.secret_ref, e.previous_secret_ref, e.previous_secret_expires_at, e.max_retries,
                    e.retry_backoff, e.timeout_seconds, e.allowed_ips""",
             lease,
             limit,
@@ -470,3 +471,42 @@ def decimal_or_none(raw: object) -> Decimal | None:
     except ArithmeticError:
         return None
     return value if value.is_finite() else None
+
+
+# -- signing secrets (vault.py seals and opens them; this is only where they are kept) ----------
+# Events before secret references held the plaintext; their id is the reference (vault.py).
+LEGACY_SECRET_EVENTS = ("webhook_endpoint.created", "webhook_endpoint.secret_rotated")
+
+
+async def add_secret(
+    conn: Connection,
+    ref: uuid.UUID,
+    endpoint_id: uuid.UUID,
+    merchant_id: uuid.UUID,
+    ciphertext: bytes,
+    created_at: dt.datetime,
+) -> None:
+    await conn.execute(
+        """INSERT INTO webhook_secrets (id, endpoint_id, merchant_id, ciphertext, created_at)
+           VALUES ($1, $2, $3, $4, $5)""",
+        ref,
+        endpoint_id,
+        merchant_id,
+        ciphertext,
+        created_at,
+    )
+
+
+async def sealed_secrets(db: Db, refs: Sequence[uuid.UUID]) -> dict[uuid.UUID, bytes]:
+    rows = await db.fetch("SELECT id, ciphertext FROM webhook_secrets WHERE id = ANY($1::uuid[])", list(refs))
+    return {r["id"]: bytes(r["ciphertext"]) for r in rows}
+
+
+async def legacy_secrets(db: Db, refs: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+    rows = await db.fetch(
+        """SELECT id, event_data->>'secret' AS secret FROM events
+           WHERE id = ANY($1::uuid[]) AND event_type = ANY($2::text[]) AND event_data ? 'secret'""",
+        list(refs),
+        list(LEGACY_SECRET_EVENTS),
+    )
+    return {r["id"]: r["secret"] for r in rows if r["secret"]}

@@ -18,10 +18,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import SplitResult, urljoin, urlsplit
 
+from libs.common.limits import WEBHOOK_URL_MAX_CHARS
+
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
-MAX_URL_LENGTH = 2048
 _SCHEMES = {"http": 80, "https": 443}
 # Cloud metadata services answer by name inside the cloud; refuse the names outright so no
 # resolver configuration can make them look public.
@@ -76,8 +77,8 @@ class UrlPolicy:
 
 
 def _split(url: str) -> SplitResult:
-    if len(url) > MAX_URL_LENGTH:
-        raise UnsafeUrl(f"URL longer than {MAX_URL_LENGTH} characters")
+    if len(url) > WEBHOOK_URL_MAX_CHARS:
+        raise UnsafeUrl(f"URL longer than {WEBHOOK_URL_MAX_CHARS} characters")
     if _FORBIDDEN_CHARS.search(url):
         raise UnsafeUrl("URL contains whitespace, control characters or a backslash")
     try:

@@ -18,6 +18,11 @@ if sys.version_info >= (3, 11):
 else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
+if sys.version_info >= (3, 13):
+    from warnings import deprecated as _deprecated
+else:
+    from typing_extensions import deprecated as _deprecated
+
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
@@ -165,12 +170,17 @@ class ApiKeyCreated(_message.Message):
     PREFIX_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    PERMISSIONS_REVISION_FIELD_NUMBER: _builtins.int
     api_key_id: _builtins.str
     merchant_id: _builtins.str
     name: _builtins.str
     key_type: _builtins.str
     key_hash: _builtins.str
     prefix: _builtins.str
+    permissions_revision: _builtins.int
+    """The permission catalogue `permissions` was written against (libs/common/apikeys.py
+    PERMISSIONS_REVISION); 0 (unset) is before invoices:cancel existed, read by apikeys.upcast.
+    """
     @_builtins.property
     def permissions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -189,10 +199,11 @@ class ApiKeyCreated(_message.Message):
         prefix: _builtins.str = ...,
         expires_at: _timestamp_pb2.Timestamp | None = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
+        permissions_revision: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "expires_at", b"expires_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key_id", b"api_key_id", "created_at", b"created_at", "expires_at", b"expires_at", "key_hash", b"key_hash", "key_type", b"key_type", "merchant_id", b"merchant_id", "name", b"name", "permissions", b"permissions", "prefix", b"prefix"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key_id", b"api_key_id", "created_at", b"created_at", "expires_at", b"expires_at", "key_hash", b"key_hash", "key_type", b"key_type", "merchant_id", b"merchant_id", "name", b"name", "permissions", b"permissions", "permissions_revision", b"permissions_revision", "prefix", b"prefix"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -248,13 +259,31 @@ class WebhookEndpointCreated(_message.Message):
     TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
     ALLOWED_IPS_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    SECRET_REF_FIELD_NUMBER: _builtins.int
     endpoint_id: _builtins.str
     merchant_id: _builtins.str
     url: _builtins.str
-    secret: _builtins.str
+    @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def secret(self) -> _builtins.str:
+        """Legacy: events written before secret_ref carry the signing secret itself. Never set now;
+        read only to keep old endpoints signing (services/merchant/webhooks/vault.py).
+        """
+
+    @secret.setter
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def secret(self, value: _builtins.str) -> None:
+        """Legacy: events written before secret_ref carry the signing secret itself. Never set now;
+        read only to keep old endpoints signing (services/merchant/webhooks/vault.py).
+        """
+
     max_retries: _builtins.int
     retry_backoff: _builtins.str
     timeout_seconds: _builtins.int
+    secret_ref: _builtins.str
+    """The id of the signing secret in the merchant service's webhook_secrets table, where it is
+    kept encrypted; the secret never enters an event or a stream.
+    """
     @_builtins.property
     def events(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -274,10 +303,11 @@ class WebhookEndpointCreated(_message.Message):
         timeout_seconds: _builtins.int = ...,
         allowed_ips: _abc.Iterable[_builtins.str] | None = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
+        secret_ref: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_ips", b"allowed_ips", "created_at", b"created_at", "endpoint_id", b"endpoint_id", "events", b"events", "max_retries", b"max_retries", "merchant_id", b"merchant_id", "retry_backoff", b"retry_backoff", "secret", b"secret", "timeout_seconds", b"timeout_seconds", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_ips", b"allowed_ips", "created_at", b"created_at", "endpoint_id", b"endpoint_id", "events", b"events", "max_retries", b"max_retries", "merchant_id", b"merchant_id", "retry_backoff", b"retry_backoff", "secret", b"secret", "secret_ref", b"secret_ref", "timeout_seconds", b"timeout_seconds", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -373,9 +403,21 @@ class WebhookSecretRotated(_message.Message):
     SECRET_FIELD_NUMBER: _builtins.int
     PREVIOUS_EXPIRES_AT_FIELD_NUMBER: _builtins.int
     ROTATED_AT_FIELD_NUMBER: _builtins.int
+    SECRET_REF_FIELD_NUMBER: _builtins.int
     endpoint_id: _builtins.str
     merchant_id: _builtins.str
-    secret: _builtins.str
+    @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def secret(self) -> _builtins.str:
+        """Legacy, as in WebhookEndpointCreated: never set now."""
+
+    @secret.setter
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def secret(self, value: _builtins.str) -> None:
+        """Legacy, as in WebhookEndpointCreated: never set now."""
+
+    secret_ref: _builtins.str
+    """The new secret's id in webhook_secrets (see WebhookEndpointCreated.secret_ref)."""
     @_builtins.property
     def previous_expires_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -388,10 +430,11 @@ class WebhookSecretRotated(_message.Message):
         secret: _builtins.str = ...,
         previous_expires_at: _timestamp_pb2.Timestamp | None = ...,
         rotated_at: _timestamp_pb2.Timestamp | None = ...,
+        secret_ref: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["previous_expires_at", b"previous_expires_at", "rotated_at", b"rotated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint_id", b"endpoint_id", "merchant_id", b"merchant_id", "previous_expires_at", b"previous_expires_at", "rotated_at", b"rotated_at", "secret", b"secret"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint_id", b"endpoint_id", "merchant_id", b"merchant_id", "previous_expires_at", b"previous_expires_at", "rotated_at", b"rotated_at", "secret", b"secret", "secret_ref", b"secret_ref"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -333,11 +333,22 @@ class CreateApiKeyRequest(_message.Message):
     KEY_TYPE_FIELD_NUMBER: _builtins.int
     PERMISSIONS_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    USE_DEFAULT_PERMISSIONS_FIELD_NUMBER: _builtins.int
+    OPERATOR_FIELD_NUMBER: _builtins.int
+    GRANTING_API_KEY_ID_FIELD_NUMBER: _builtins.int
     merchant_id: _builtins.str
     name: _builtins.str
     key_type: _builtins.str
+    use_default_permissions: _builtins.bool
+    """The key type's default instead of `permissions`, narrowed to what the grantor holds."""
+    operator: _builtins.bool
+    """The platform operator, who holds every permission."""
+    granting_api_key_id: _builtins.str
+    """An active key of the same merchant; the service reads what it holds from its own records."""
     @_builtins.property
-    def permissions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def permissions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Exactly what the new key holds (empty: nothing), unless use_default_permissions is set."""
+
     @_builtins.property
     def expires_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -348,12 +359,17 @@ class CreateApiKeyRequest(_message.Message):
         key_type: _builtins.str = ...,
         permissions: _abc.Iterable[_builtins.str] | None = ...,
         expires_at: _timestamp_pb2.Timestamp | None = ...,
+        use_default_permissions: _builtins.bool = ...,
+        operator: _builtins.bool = ...,
+        granting_api_key_id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "granting_api_key_id", b"granting_api_key_id", "grantor", b"grantor", "operator", b"operator"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "key_type", b"key_type", "merchant_id", b"merchant_id", "name", b"name", "permissions", b"permissions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "granting_api_key_id", b"granting_api_key_id", "grantor", b"grantor", "key_type", b"key_type", "merchant_id", b"merchant_id", "name", b"name", "operator", b"operator", "permissions", b"permissions", "use_default_permissions", b"use_default_permissions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType_grantor: _TypeAlias = _typing.Literal["operator", "granting_api_key_id"]  # noqa: Y015
+    _WhichOneofArgType_grantor: _TypeAlias = _typing.Literal["grantor", b"grantor"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_grantor) -> _WhichOneofReturnType_grantor | None: ...
 
 Global___CreateApiKeyRequest: _TypeAlias = CreateApiKeyRequest  # noqa: Y015
 
