@@ -38,7 +38,7 @@ from libs.common.config import SERVICES
 from libs.common.devservers import DevServers, Servers, free_port
 from libs.common.evm_rpc import EvmRpc
 from tools.bench_pipeline import bench_appends, bench_relay
-from tools.bench_stack import bench_creates, bench_projection_lag
+from tools.bench_stack import account_xpub, bench_creates, bench_projection_lag
 from tools.bench_support import percentile
 from tools.devchain import tx
 from tools.devchain.accounts import dev_accounts
@@ -47,6 +47,7 @@ from tools.devchain.install import ensure_installed
 from tools.devstack import DEMO_ETHEREUM_XPUB, Stack
 
 ROOT = Path(__file__).resolve().parent.parent
+DETECTION_ACCOUNT = 99
 MAKE_UP_POLL_SECONDS = 1.0  # the watcher's poll interval under `make up` (tools/devchain/stack.py)
 
 
@@ -92,7 +93,8 @@ async def bench_detection(stack: Stack, chain: DevChain, token: str, payments: i
     async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as http, EvmRpc(chain.rpc_url) as rpc:
         merchant = (await http.post("/v1/merchants", headers=operator, json={
             "business_name": "Bench", "contact_email": f"pay-{uuid.uuid4().hex[:6]}@example.com",
-            "wallets": {"ethereum": DEMO_ETHEREUM_XPUB}})).json()  # fmt: skip
+            # A key of its own: an address shared with the lookups' merchant may be credited there.
+            "wallets": {"ethereum": account_xpub(DETECTION_ACCOUNT)}})).json()  # fmt: skip
         key = (await http.post(f"/v1/merchants/{merchant['id']}/api-keys", headers=operator,
                                json={"name": "bench"})).json()["key"]  # fmt: skip
         auth = {"Authorization": f"Bearer {key}"}

@@ -42,7 +42,7 @@ DEMO_MNEMONIC = "abandon " * 11 + "about"
 CALLER = (("x-actor", "api_key:bench"), ("x-request-id", "bench"))
 
 
-def _account_xpub(account: int) -> str:
+def account_xpub(account: int) -> str:
     """Account `account` of the demo mnemonic (account 0 is DEMO_ETHEREUM_XPUB): merchants that
     share no key share no addresses, so the other benchmarks' payments find their own invoice."""
     from bip_utils import Bip39SeedGenerator, Bip44, Bip44Coins
@@ -63,7 +63,7 @@ async def _merchants(stack: Stack, count: int) -> list[str]:
                 json={
                     "business_name": f"Bench {n}",
                     "contact_email": f"bench-{n}-{uuid.uuid4().hex[:6]}@example.com",
-                    "wallets": {"ethereum": _account_xpub(n + 1)},
+                    "wallets": {"ethereum": account_xpub(n + 1)},
                 },
             )
             response.raise_for_status()
