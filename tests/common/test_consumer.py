@@ -294,3 +294,45 @@ async def test_a_failing_event_in_a_batch_holds_back_only_itself_and_the_later_e
     rows = {a: (name, changes) for a, name, changes in await read_model(pool)}
     assert rows[sick] == ("after poison", 2), "its aggregate's events in order, each once"
     assert rows[healthy] == ("A", 1) and rows[other] == ("C", 1)
+
+
+class PipelinedNames(Names):
+    writes_only = True
+
+
+async def test_a_writes_only_projection_gets_every_event_of_a_batch_once_and_in_order(
+    pool: asyncpg.Pool, source: EventSource
+) -> None:
+    aggregates = [on_shard_0() for _ in range(4)]
+    for aggregate in aggregates:
+        await source.append(aggregate, "T", created("v1"))
+    for version in range(2, 6):
+        for aggregate in aggregates:
+            await source.append(aggregate, "T", events_pb2.MerchantUpdated(business_name=f"v{version}"))
+
+    async def relayed() -> bool:
+        return (await source.js.stream_info(source.config.stream_name)).state.messages == 20
+
+    await poll(relayed, what="the events to be on the stream, for one batch")
+    live = ProjectionConsumer(
+        pool,
+        source.js,
+        PipelinedNames(),
+        service=SCHEMA,
+        shard=0,
+        stream=source.config.stream_name,
+        subject_prefix=source.config.subject_prefix,
+        fetch_timeout=0.2,
+    )
+    task = asyncio.create_task(live.run())
+    try:
+
+        async def applied() -> bool:
+            return await processed(pool) == 20
+
+        await poll(applied, what="the batch to be applied")
+        await poll(lambda: source.consumer_acked_through(live.durable, 20), what="the batch to be acked")
+    finally:
+        await stop(task)
+    assert await read_model(pool) == sorted((a, "v5", 5) for a in aggregates)
+    assert live.applied == 20
