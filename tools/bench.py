@@ -37,6 +37,7 @@ import httpx
 from libs.common.config import SERVICES
 from libs.common.devservers import DevServers, Servers, free_port
 from libs.common.evm_rpc import EvmRpc
+from tools import bench_http
 from tools.bench_pipeline import bench_appends, bench_relay
 from tools.bench_stack import account_xpub, bench_creates, bench_projection_lag
 from tools.bench_support import percentile
@@ -194,6 +195,8 @@ def main() -> None:
                 record("projection_lag", asyncio.run(lag))
         finally:
             stack.stop()
+    if want("gateway_http"):
+        record("gateway_http", bench_http.run())  # the gateway against a bare Starlette app (issue 10)
     print(json.dumps(result, indent=2))
     print(f"written to {out}")
 

@@ -367,6 +367,7 @@ class Commands:
                 "Idempotency-Key was already used with a different request",
                 [],
             )
+        context.command_replayed.set(True)
         return decode(row["response"])
 
 

@@ -62,9 +62,13 @@ class ContextInterceptor(Interceptor):
                             trace=telemetry.inject(),
                         )
                     )
+                    context.command_replayed.set(False)
                     try:
                         protocheck.check(request)  # a NUL anywhere is INVALID_ARGUMENT, never a 500
-                        return await inner(request, ctx)  # type: ignore[arg-type]  # stubs predate aio
+                        response = await inner(request, ctx)  # type: ignore[arg-type]  # stubs predate aio
+                        if context.command_replayed.get():
+                            ctx.set_trailing_metadata(((context.REPLAYED_METADATA, "true"),))
+                        return response
                     except CheckoutError as error:
                         await ctx.abort_with_status(to_status(error))  # type: ignore[attr-defined]
                     finally:
