@@ -15,7 +15,7 @@ rounds (tools/bench_support.py), since the machine is shared and absolute figure
   moment its receipt exists (the block is mined) until the payer's view over HTTP says `paid`,
   with the watcher polling as `make up` configures it;
 - page latency (tools/bench_pages.py): the same, until the payer's hosted page says `paid` in a
-  real browser and over its event stream, next to a 10 ms poll of the JSON view as the peer.
+  real browser and over its event stream, next to a 10 ms poll of the invoice service as the peer.
 """
 
 from __future__ import annotations
@@ -195,8 +195,7 @@ def main() -> None:
             if want("payment_detection"):
                 record("payment_detection", asyncio.run(bench_detection(stack, chain, token, args.payments)))
             if want("page_latency"):
-                pages = bench_page_latency(stack.base_url, stack.admin_token, chain.rpc_url, args.payments)
-                record("page_latency", asyncio.run(pages))
+                record("page_latency", asyncio.run(bench_page_latency(stack, chain.rpc_url, args.payments)))
             # Last: the consumers it leaves catching up would slow whatever ran after it.
             if want("projection_lag"):
                 lag = bench_projection_lag(servers, stack.shard_count, args.lag_rate, args.lag_seconds)

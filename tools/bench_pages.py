@@ -3,8 +3,10 @@
 
 - `browser`: the real page in headless Chromium (its status heading changes, no reload);
 - `stream`: a client of the page's server-sent events (`/pay/{id}/events`);
-- `poll` (the peer): `GET /v1/checkout/{id}` every 10 ms, which sees the change as soon as the
-  invoice service has it, so `stream / poll` is what the live path adds.
+- `poll` (the peer): the invoice service's GetCheckout over gRPC every 10 ms, which sees the
+  change as soon as the service has committed it, so `stream - poll` is what the live path adds
+  (relay, NATS, the gateway's listener, the re-read, the event). Not `GET /v1/checkout/{id}`:
+  the gateway serves that from memory until it hears the same event, so it would wait as long.
 
 `python -m tools.bench_pages` runs it alone; `make bench` runs it with the rest.
 """
@@ -24,7 +26,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
+from checkout.invoice.v1 import invoice_pb2, invoice_pb2_grpc
 
 from libs.common.devservers import DevServers
 from libs.common.evm_rpc import EvmRpc
@@ -51,8 +55,9 @@ def _summary(samples: list[float]) -> dict[str, float]:
     }
 
 
-async def _poll(http: httpx.AsyncClient, invoice_id: str) -> float:
-    while (await http.get(f"/v1/checkout/{invoice_id}")).json()["status"] != "paid":
+async def _poll(invoices: invoice_pb2_grpc.InvoiceServiceAsyncStub, invoice_id: str) -> float:
+    request = invoice_pb2.GetCheckoutRequest(invoice_id=invoice_id)
+    while (await invoices.GetCheckout(request, timeout=10)).status != "paid":
         await asyncio.sleep(0.01)
     return time.perf_counter()
 
@@ -66,11 +71,17 @@ async def _stream(http: httpx.AsyncClient, invoice_id: str, opened: asyncio.Even
     raise RuntimeError("the stream ended before the invoice was paid")
 
 
-async def bench_page_latency(base_url: str, admin_token: str, rpc_url: str, payments: int) -> dict[str, Any]:
-    operator = {"Authorization": f"Bearer {admin_token}"}
+async def bench_page_latency(stack: Stack, rpc_url: str, payments: int) -> dict[str, Any]:
+    base_url = stack.base_url
+    operator = {"Authorization": f"Bearer {stack.admin_token}"}
     samples: dict[str, list[float]] = {"poll": [], "stream": [], "browser": []}
     browser_note = ""
-    async with httpx.AsyncClient(base_url=base_url, timeout=60) as http, EvmRpc(rpc_url) as rpc:
+    async with (
+        httpx.AsyncClient(base_url=base_url, timeout=60) as http,
+        EvmRpc(rpc_url) as rpc,
+        grpc.aio.insecure_channel(f"127.0.0.1:{stack.grpc_ports['invoice']}") as channel,
+    ):
+        invoices = invoice_pb2_grpc.InvoiceServiceStub(channel)
         merchant = (await http.post("/v1/merchants", headers=operator, json={
             "business_name": "Bench", "contact_email": f"page-{uuid.uuid4().hex[:6]}@example.com",
             # A key of its own: addresses shared with another bench's merchant may be credited there.
@@ -112,7 +123,7 @@ async def bench_page_latency(base_url: str, admin_token: str, rpc_url: str, paym
                     rpc, await tx.send_eth(rpc, payer.private_key, invoice["payment_address"], wei)
                 )
                 mined = time.perf_counter()
-                observers = [asyncio.create_task(_poll(http, invoice["id"])), stream]
+                observers = [asyncio.create_task(_poll(invoices, invoice["id"])), stream]
                 if page is not None:
 
                     async def shown() -> float:
@@ -136,7 +147,7 @@ async def bench_page_latency(base_url: str, admin_token: str, rpc_url: str, paym
         **{name: _summary(values) for name, values in samples.items() if values},
     }
     result["stream_over_poll_p50"] = round(result["stream"]["p50_ms"] / result["poll"]["p50_ms"], 3)
-    # Per payment, what the live path adds to the moment the JSON view shows the change.
+    # Per payment, what the live path adds to the moment the invoice service has the change.
     result["stream_minus_poll_ms"] = _summary(
         [s - p for s, p in zip(samples["stream"], samples["poll"], strict=True)]
     )
@@ -176,9 +187,7 @@ def main() -> None:
                       admin_token=uuid.uuid4().hex, log_dir=Path(tmp) / "logs", extra_env=env)  # fmt: skip
         stack.start()
         try:
-            result = asyncio.run(
-                bench_page_latency(stack.base_url, stack.admin_token, chain.rpc_url, args.payments)
-            )
+            result = asyncio.run(bench_page_latency(stack, chain.rpc_url, args.payments))
         finally:
             stack.stop()
     out = Path(args.out)
