@@ -104,6 +104,8 @@ async def test_a_key_revoked_through_the_api_ends_its_dashboard_session_at_once(
         assert revoked.status_code == 200, revoked.text
         after = await client.get("/dashboard")
         assert after.status_code == 303 and after.headers["location"] == "/dashboard/login?next=%2Fdashboard"
+        # The ended session's cookie is dropped: the browser stops sending what opens nothing.
+        assert "checkout_session" not in client.cookies
 
 
 async def test_a_signed_out_sessions_cookie_no_longer_opens_anything(stack: Stack, shop: Shop) -> None:

@@ -145,6 +145,14 @@ def _sign_in_redirect(request: Request) -> Response:
     )
 
 
+def _forget_ended_session(request: Request, response: Response, pages: PagesState) -> Response:
+    """A cookie that opened no session is dropped, so the browser stops sending it (each one
+    counts as failed authentication from its address)."""
+    if session.COOKIE in request.cookies:
+        session.clear_cookie(response, session.COOKIE, secure=pages.secure_cookies)
+    return response
+
+
 def dashboard_page(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         state, pages = state_of(request), pages_of(request)
@@ -156,8 +164,9 @@ def dashboard_page(handler: Handler) -> Callable[[Request], Awaitable[Response]]
             )
         if signed is None:
             if request.method != "GET":
-                return error_page(request, "Signed out", "Your session ended; sign in again.", 401)
-            return _sign_in_redirect(request)
+                refused = error_page(request, "Signed out", "Your session ended; sign in again.", 401)
+                return _forget_ended_session(request, refused, pages)
+            return _forget_ended_session(request, _sign_in_redirect(request), pages)
         try:
             return await handler(Dash(request, state, pages, signed))
         except FormRejected as rejected:
@@ -210,7 +219,7 @@ async def sign_in_page(request: Request) -> Response:
             return RedirectResponse(next_url, status_code=303, headers=NO_STORE)
     except ApiError as error:
         return error_page(request, "The dashboard is unavailable", error.message, error.status, error.headers)
-    return _sign_in_form(request, next_url=next_url)
+    return _forget_ended_session(request, _sign_in_form(request, next_url=next_url), pages)
 
 
 async def sign_in(request: Request) -> Response:
