@@ -85,6 +85,11 @@ class Config:
     webhook_allow_private: bool = False
     smtp_url: str = ""
     smtp_from: str = "notifications@checkout.local"
+    # Supervised loops (libs/common/supervise.py): how long one may stay down before the service
+    # reports NOT_SERVING, and the longest pause between two restarts.
+    loop_grace_seconds: float = 30.0
+    loop_backoff_max_seconds: float = 30.0
+    health_interval_seconds: float = 2.0
 
     def network(self, name: str) -> NetworkConfig | None:
         return next((n for n in self.networks if n.name == name), None)
@@ -220,6 +225,9 @@ class Config:
             webhook_allow_private=flag("CHECKOUT_WEBHOOK_ALLOW_PRIVATE", d.webhook_allow_private),
             smtp_url=get("CHECKOUT_SMTP_URL", ""),
             smtp_from=get("CHECKOUT_SMTP_FROM", d.smtp_from),
+            loop_grace_seconds=seconds("CHECKOUT_LOOP_GRACE_SECONDS", d.loop_grace_seconds),
+            loop_backoff_max_seconds=seconds("CHECKOUT_LOOP_BACKOFF_MAX_SECONDS", d.loop_backoff_max_seconds),
+            health_interval_seconds=seconds("CHECKOUT_HEALTH_INTERVAL_SECONDS", d.health_interval_seconds),
         )
 
 
