@@ -4,13 +4,20 @@ to a local read model.
 The read-model change and the `processed_events` row are written in one transaction and the
 message is acked only after that commit. A crash before the ack means redelivery; the
 `processed_events` row makes the second delivery a no-op, so an event is applied exactly once.
+
+An event whose apply keeps failing (not an outage: libs/common/deadletters.Parking decides) is
+parked in `dead_letters` after `max_attempts` tries and acked, so the events after it flow on;
+the operator retries it later (`retry_parked`). A rebuild skips parked and failing events and
+reports them instead of aborting.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import asyncpg
@@ -21,9 +28,11 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from opentelemetry import trace
 
-from libs.common import context, telemetry
+from libs.common import context, deadletters, ids, telemetry
 from libs.common.db import Connection
+from libs.common.eventstore import utcnow
 from libs.common.messaging import Envelope, subject
+from libs.common.outages import is_outage, is_transient
 
 log = logging.getLogger("checkout.consumer")
 tracer = trace.get_tracer("checkout.consumer")
@@ -56,6 +65,9 @@ class ProjectionConsumer:
         batch: int = 50,
         fetch_timeout: float = 1.0,
         after_commit: AfterCommit | None = None,
+        max_attempts: int = 5,
+        retry_seconds: float = 2.0,
+        dead_letter_slot: int | None = None,
     ) -> None:
         self.pool = pool
         self.js = js
@@ -68,7 +80,14 @@ class ProjectionConsumer:
         self.batch = batch
         self.fetch_timeout = fetch_timeout
         self.after_commit = after_commit
+        self.service = service
+        self.retry_seconds = retry_seconds
+        self.parking = deadletters.Parking(max_attempts)
+        # Dead-letter ids carry a slot of this shard (so the operator's retry routes here);
+        # by default the event's own, which lives on the shard whose subject it came from.
+        self.dead_letter_slot = dead_letter_slot
         self.applied = 0
+        self.parked = 0
 
     async def _subscription(self) -> JetStreamContext.PullSubscription:
         config = ConsumerConfig(
@@ -96,7 +115,8 @@ class ProjectionConsumer:
         return await self.js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
 
     async def handle(self, msg: Msg) -> bool:
-        """Applies one message; returns whether it changed the read model."""
+        """Applies one message; returns whether it changed the read model. An apply that fails
+        raises (the caller naks it for a retry) until the event is parked, then it is acked."""
         event = Envelope.from_bytes(msg.data)
         # Continue the trace of the request that wrote the event (traceparent in the headers).
         parent = telemetry.extract(dict(msg.headers or {}))
@@ -110,15 +130,18 @@ class ProjectionConsumer:
             )
         )
         try:
-            async with self.pool.acquire() as conn, conn.transaction():
-                fresh = await conn.fetchval(
-                    "INSERT INTO processed_events (projection, event_id) VALUES ($1, $2) "
-                    "ON CONFLICT DO NOTHING RETURNING true",
-                    self.projection.name,
-                    event.id,
-                )
-                if fresh:
-                    await self.projection.apply(conn, event)
+            try:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    fresh = await self._apply_once(conn, event)
+            except Exception as error:
+                failure = self.parking.failed(event.id, error)
+                if failure is None:
+                    raise
+                await self._park(event, failure)
+                self.parking.forget(event.id)
+                await msg.ack()
+                return False
+            self.parking.forget(event.id)
             if self.after_commit:
                 await self.after_commit(event)
         finally:
@@ -129,8 +152,68 @@ class ProjectionConsumer:
             self.applied += 1
         return bool(fresh)
 
+    async def _apply_once(self, conn: Connection, event: Envelope) -> bool:
+        fresh = await conn.fetchval(
+            "INSERT INTO processed_events (projection, event_id) VALUES ($1, $2) "
+            "ON CONFLICT DO NOTHING RETURNING true",
+            self.projection.name,
+            event.id,
+        )
+        if fresh:
+            await self.projection.apply(conn, event)
+        return bool(fresh)
+
+    async def _park(self, event: Envelope, failure: deadletters.Failure) -> None:
+        async with self.pool.acquire() as conn:
+            letter = await deadletters.park(
+                conn,
+                consumer=self.durable,
+                projection=self.projection.name,
+                event=event,
+                failure=failure,
+                slot=self.dead_letter_slot
+                if self.dead_letter_slot is not None
+                else ids.slot_of(event.aggregate_id),
+                service=self.service,
+            )
+        self.parked += 1
+        log.error(
+            "consumer %s parked event %s (%s) after %d attempts as dead letter %s: %s",
+            self.durable,
+            event.id,
+            event.type,
+            failure.attempts,
+            letter,
+            failure.error,
+        )
+
+    async def retry_parked(self, letter_id: uuid.UUID) -> RetryResult | None:
+        """Applies a parked event through the projection, as a first delivery would. On success
+        the dead letter is gone; on failure it stays with one attempt more. None: not one of
+        this consumer's."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            letter = await deadletters.fetch(conn, letter_id, lock=True)
+            if letter is None or letter.projection != self.projection.name:
+                return None
+            event = letter.event()
+            try:
+                async with conn.transaction():  # a savepoint: the failure is recorded below
+                    await self._apply_once(conn, event)
+            except Exception as error:
+                if is_transient(error):
+                    raise
+                log.warning("retry of dead letter %s failed again: %s", letter_id, error)
+                again = await deadletters.failed_again(conn, letter_id, deadletters.describe(error))
+                return RetryResult(applied=False, letter=again or letter)
+            await deadletters.remove(conn, letter_id)
+        if self.after_commit:
+            await self.after_commit(event)
+        log.info("dead letter %s (event %s) applied by %s", letter_id, event.id, self.durable)
+        return RetryResult(applied=True, letter=letter)
+
     async def run(self) -> None:
-        """Consumes until cancelled; a failing event is retried later, not dropped."""
+        """Consumes until cancelled; a failing event is retried later and, if it keeps failing
+        for reasons other than an outage, parked."""
         sub = await self._subscription()
         log.info("consumer %s started (%s)", self.durable, ", ".join(self.filters))
         try:
@@ -143,11 +226,38 @@ class ProjectionConsumer:
                     try:
                         await self.handle(msg)
                     except Exception as error:  # a bad event must not stop the projection
-                        log.exception("consumer %s failed on a message, will retry: %s", self.durable, error)
+                        if is_outage(error):
+                            log.warning(
+                                "consumer %s: %s; will retry", self.durable, deadletters.describe(error)
+                            )
+                        else:
+                            log.exception(
+                                "consumer %s failed on a message, will retry: %s", self.durable, error
+                            )
                         with contextlib.suppress(Exception):
-                            await msg.nak(delay=2.0)
+                            await msg.nak(delay=self.retry_seconds)
         finally:
-            await sub.unsubscribe()
+            with contextlib.suppress(Exception):  # NATS may be the reason we are stopping
+                await sub.unsubscribe()
+
+
+@dataclass(frozen=True)
+class RetryResult:
+    applied: bool
+    letter: deadletters.DeadLetter
+
+
+@dataclass(frozen=True)
+class Skipped:
+    event_id: uuid.UUID
+    event_type: str
+    reason: str
+
+
+@dataclass
+class RebuildReport:
+    applied: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
 
 
 async def rebuild(
@@ -155,15 +265,47 @@ async def rebuild(
     projection: Projection,
     events: Sequence[Envelope],
     reset_sql: str,
-) -> None:
-    """Drops a read model (`reset_sql`) and re-applies `events` in order, in one transaction."""
+    *,
+    service: str = "",
+) -> RebuildReport:
+    """Drops a read model (`reset_sql`) and re-applies `events` in order, in one transaction.
+
+    Events parked as dead letters are skipped, as the live consumer skipped them, so the result
+    equals the live read model. An event that fails now is parked (and skipped) rather than
+    aborting the rebuild; an outage still aborts it (nothing is changed then)."""
+    report = RebuildReport()
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(reset_sql)
         await conn.execute("DELETE FROM processed_events WHERE projection = $1", projection.name)
+        parked = await deadletters.parked_event_ids(conn, projection.name)
         for event in events:
-            await conn.execute(
-                "INSERT INTO processed_events (projection, event_id) VALUES ($1, $2)",
-                projection.name,
-                event.id,
-            )
-            await projection.apply(conn, event)
+            if event.id in parked:
+                report.skipped.append(Skipped(event.id, event.type, "parked as a dead letter"))
+                continue
+            try:
+                async with conn.transaction():  # a savepoint per event
+                    await conn.execute(
+                        "INSERT INTO processed_events (projection, event_id) VALUES ($1, $2)",
+                        projection.name,
+                        event.id,
+                    )
+                    await projection.apply(conn, event)
+            except Exception as error:
+                if is_transient(error):
+                    raise
+                failure = deadletters.Failure(utcnow(), 1, deadletters.describe(error))
+                await deadletters.park(
+                    conn,
+                    consumer=f"rebuild:{projection.name}",
+                    projection=projection.name,
+                    event=event,
+                    failure=failure,
+                    slot=ids.slot_of(event.aggregate_id),
+                    service=service,
+                )
+                parked.add(event.id)
+                report.skipped.append(Skipped(event.id, event.type, failure.error))
+                log.warning("rebuild of %s skipped event %s: %s", projection.name, event.id, failure.error)
+                continue
+            report.applied += 1
+    return report

@@ -40,6 +40,7 @@ from libs.common.grpc_server import GrpcServer
 from libs.common.lifeline import exit_with_parent
 from libs.common.messaging import ensure_stream
 from libs.common.monitor import Monitor
+from libs.common.ops import register_ops
 from libs.common.partitions import PartitionedTable, ensure_partitions
 from libs.common.relay import Relay
 from libs.common.supervise import Backoff, Loop, LoopFactory, Supervisor
@@ -182,6 +183,10 @@ class Runtime:
                     stream=self.config.stream_name,
                     subject_prefix=self.config.subject_prefix,
                     after_commit=after_commit,
+                    max_attempts=self.config.consumer_max_attempts,
+                    retry_seconds=self.config.consumer_retry_seconds,
+                    ack_wait_seconds=self.config.consumer_ack_wait_seconds,
+                    dead_letter_slot=self.shard_map.slots_of(shard)[0].start,
                 )
                 self.consumers.append(consumer)
                 self._spawn(consumer.run, consumer.durable)
@@ -200,7 +205,10 @@ class Runtime:
                 self.supervisor.probe,
             ],
         )
-        self.server.service_names = list(self.spec.register(self.server.server, self))
+        self.server.service_names = [
+            *register_ops(self.server.server, self),
+            *self.spec.register(self.server.server, self),
+        ]
         await self.server.start(self.config.health_interval_seconds)
 
     def _db_probe(self, pool: asyncpg.Pool) -> Callable[[], Awaitable[bool]]:

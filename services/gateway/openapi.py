@@ -1339,6 +1339,78 @@ PATHS: dict[str, Schema] = {
     },
 }
 
+# -- dead letters (services/gateway/routes/dead_letters.py) ---------------------------------------
+SCHEMAS["DeadLetter"] = {
+    "type": "object",
+    "properties": {
+        "id": UUID,
+        "service": _string(enum=["merchant", "invoice", "customer", "analytics"]),
+        "shard": {"type": "integer"},
+        "consumer": _string("The durable consumer that parked it."),
+        "projection": _string("The read model it was to be applied to."),
+        "event_id": UUID,
+        "event_type": _string(examples=["invoice.paid"]),
+        "error": _string("Why the last attempt failed."),
+        "attempts": {"type": "integer"},
+        "first_seen_at": TIMESTAMP,
+        "last_seen_at": TIMESTAMP,
+        "event": {**FREE_FORM, "description": "The event as it travelled on the stream."},
+    },
+}
+SCHEMAS["DeadLetters"] = {
+    "type": "object",
+    "required": ["data", "next_cursor", "complete", "failed"],
+    "properties": {
+        "data": {"type": "array", "items": ref("DeadLetter")},
+        "next_cursor": _nullable(_string("Pass as ?cursor= for the next page.")),
+        "complete": {"type": "boolean", "description": "false: some service or shard did not answer."},
+        "failed": {"type": "array", "items": FREE_FORM, "description": "Each service and shard that failed."},
+    },
+}
+SCHEMAS["DeadLetterRetry"] = {
+    "type": "object",
+    "properties": {"applied": {"type": "boolean"}, "dead_letter": ref("DeadLetter")},
+}
+PATHS["/v1/admin/dead-letters"] = {
+    "get": _op(
+        "Events the projections could not apply, across services and shards",
+        "adminDeadLetters",
+        "admin",
+        OPERATOR,
+        ("200", _json(ref("DeadLetters"))),
+        parameters=(
+            _param(
+                "service",
+                "query",
+                _string(enum=["merchant", "invoice", "customer", "analytics"]),
+                "Only this service's.",
+            ),
+            _param("shard", "query", {"type": "integer", "minimum": 0}, "Only this shard's."),
+            _param("projection", "query", _string(), "Only this projection's."),
+            _param("event_type", "query", _string(), "Only events of this type."),
+            LIMIT,
+            CURSOR,
+        ),
+        description="Newest first. An event is parked after CHECKOUT_CONSUMER_MAX_ATTEMPTS failures "
+        "that were not outages, so the events after it are applied. A service or shard that does not "
+        "answer is listed in failed and complete is false.",
+    )
+}
+PATHS["/v1/admin/dead-letters/{id}/retry"] = {
+    "post": _op(
+        "Apply a dead letter's event again",
+        "adminRetryDeadLetter",
+        "admin",
+        OPERATOR,
+        ("200", _json(ref("DeadLetterRetry"))),
+        parameters=(ID,),
+        errors=(*AUTHED, "409"),
+        description="Applies the event through its projection as a first delivery would; on "
+        "success the dead letter is gone. If it fails again: 409 with the error, and it stays "
+        "parked with one attempt more.",
+    )
+}
+
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {

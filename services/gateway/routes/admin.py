@@ -19,6 +19,7 @@ from services.gateway.auth import authenticate, require_operator
 from services.gateway.clients import Backends
 from services.gateway.context import CallContext
 from services.gateway.errors import ApiError
+from services.gateway.routes import dead_letters
 from services.gateway.routes.analytics import date_range
 from services.gateway.state import state_of
 from services.gateway.validation import Problems, Query
@@ -207,4 +208,5 @@ async def platform_metrics(request: Request) -> JSONResponse:
 routes = [
     Route("/v1/admin/shards", shards, methods=["GET"]),
     Route("/v1/admin/platform-metrics", platform_metrics, methods=["GET"]),
+    *dead_letters.routes,
 ]
