@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: up pay test lint bench protos clean help
+.PHONY: up pay test lint bench faults protos clean help
 
 help:
 	@echo "make up      run the whole stack on http://127.0.0.1:8080 (Ctrl-C stops it)"
@@ -12,6 +12,7 @@ help:
 	@echo "make test    lint + the whole test suite (starts its own servers)"
 	@echo "make lint    ruff (lint + format check) and mypy --strict"
 	@echo "make bench   benchmarks, results as JSON in bench-results/"
+	@echo "make faults  the fault suite: kills and restarts under load, then checks (bench-results/faults.json)"
 	@echo "make protos  regenerate Python code from protos/"
 
 $(STAMP): pyproject.toml
@@ -42,6 +43,10 @@ test: $(STAMP) protos lint
 
 bench: $(STAMP) protos
 	$(BIN)/python -m tools.bench
+
+# FAULTS_ARGS, e.g. "--seed 1234" to replay a run or "--data-dir .dev/faults" to keep its logs.
+faults: $(STAMP) protos
+	$(BIN)/python -m tools.faults $(FAULTS_ARGS)
 
 clean:
 	rm -rf $(VENV) .dev bench-results

@@ -487,15 +487,24 @@ def _start_postmaster(pgdata: Path, socket_dir: Path) -> int:
 
     argv = [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(pgdata), "-w", "-t", str(int(START_TIMEOUT))]
     argv += ["-o", '-h ""', "-o", f"-k {socket_dir}", "-l", str(pgdata / "log"), "start"]
-    subprocess.run(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        user=_pg_user(),
-        check=True,
-        timeout=START_TIMEOUT + 5,
-    )
+    # Right after an immediate stop the old server's backends may still hold its shared memory
+    # for a moment, and the new postmaster refuses to start: try again shortly.
+    for attempt in range(1, _START_ATTEMPTS + 2):
+        result = subprocess.run(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            user=_pg_user(),
+            check=False,
+            timeout=START_TIMEOUT + 5,
+        )
+        if result.returncode == 0:
+            break
+        log.warning("pg_ctl start exited %d (attempt %d); retrying", result.returncode, attempt)
+        time.sleep(1.0)
+    else:
+        raise RuntimeError(f"PostgreSQL did not start again on {pgdata}:\n{_tail(pgdata / 'log')}")
     pid = _postmaster_pid(pgdata)
     if pid is None:
         raise RuntimeError(f"PostgreSQL on {pgdata} started but wrote no postmaster.pid")
