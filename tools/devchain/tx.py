@@ -110,8 +110,10 @@ async def send_transaction(
     value: int = 0,
     data: str = "0x",
     gas: int | None = None,
+    nonce: int | None = None,
 ) -> str:
-    """Sign and send; the transaction hash. `to=None` creates a contract from `data`."""
+    """Sign and send; the transaction hash. `to=None` creates a contract from `data`. `nonce`:
+    the caller counts the sender's nonces itself (many sends in a row from one account)."""
     if value < 0:
         raise ValueError("a value cannot be negative")
     sender = address_of(from_key)
@@ -135,7 +137,7 @@ async def send_transaction(
         gas = estimate + estimate // 4  # headroom: estimates are for the current state only
     tx["gas"] = gas
     async with _sender_lock(rpc, sender):
-        tx["nonce"] = await next_nonce(rpc, sender)
+        tx["nonce"] = await next_nonce(rpc, sender) if nonce is None else nonce
         signed = Account.sign_transaction(tx, from_key)
         return await rpc.send_raw_transaction(bytes(signed.raw_transaction))
 

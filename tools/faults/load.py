@@ -37,6 +37,7 @@ MERCHANT_MNEMONIC = (
 )
 RETRYABLE = frozenset({409, 429, 502, 503, 504})
 REQUEST_DEADLINE_SECONDS = 180.0
+TOKEN_TRANSFER_GAS = 100_000  # an ERC-20 transfer to a fresh address takes about 52,000
 
 
 def merchant_xpub(account: int) -> str:
@@ -234,21 +235,50 @@ class Payments:
 
 
 class Payer:
-    """Sends payments from the funded dev accounts, one transaction at a time per account."""
+    """Sends payments from the funded dev accounts and counts each account's nonces itself:
+    ganache's own count races with its miner when many transactions of one account wait for the
+    next block, which refuses some sends and strands others in the queue for ever."""
 
     def __init__(self, rpc: EvmRpc, token: str, accounts: tuple[DevAccount, ...]) -> None:
         self.rpc = rpc
         self.token = token
         self.accounts = accounts[1:]  # account 0 deployed the token
         self._next = 0
+        self._nonces: dict[str, int] = {}
+        self.sent: list[str] = []
 
     async def pay(self, invoice: Invoice, units: int) -> None:
         account = self.accounts[self._next % len(self.accounts)]
         self._next += 1
+        if account.address not in self._nonces:
+            self._nonces[account.address] = await self.rpc.nonce(account.address)
+        nonce = self._nonces[account.address]
         if invoice.crypto_currency == "ETH":
-            await tx.send_eth(self.rpc, account.private_key, invoice.address, units)
+            tx_hash = await tx.send_transaction(
+                self.rpc,
+                account.private_key,
+                to=invoice.address,
+                value=units,
+                gas=tx.ETH_TRANSFER_GAS,
+                nonce=nonce,
+            )
         else:
-            await tx.send_token(self.rpc, account.private_key, self.token, invoice.address, units)
+            # The gas is given: ganache 7's eth_estimateGas hangs for a sender that already has a
+            # transaction waiting for the next block (with a block time, as here).
+            tx_hash = await tx.send_transaction(
+                self.rpc,
+                account.private_key,
+                to=self.token,
+                data=tx.transfer_calldata(invoice.address, units),
+                gas=TOKEN_TRANSFER_GAS,
+                nonce=nonce,
+            )
+        self._nonces[account.address] = nonce + 1
+        self.sent.append(tx_hash)
+
+    async def mined(self, timeout: float = 120.0) -> None:
+        """Every payment sent is in a block (and did not revert)."""
+        await asyncio.gather(*(tx.wait_receipt(self.rpc, h, timeout) for h in self.sent))
 
 
 async def pay_invoices(
@@ -273,6 +303,7 @@ async def pay_invoices(
         await payer.pay(invoice, rest)
         done.sent += 1
         done.partial.append(invoice.id)
+    await payer.mined()
     return done
 
 
