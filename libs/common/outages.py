@@ -8,6 +8,8 @@ consumer retries them instead of counting them against an event: an outage is no
 
 from __future__ import annotations
 
+import re
+
 import asyncpg
 import grpc
 import nats.errors
@@ -59,7 +61,15 @@ def is_outage(error: BaseException) -> bool:
     return False
 
 
+# asyncpg's words for a pooled connection the server dropped while it was idle (a restart sends
+# it a FATAL error): the connection is still consuming that error (state 2) or terminating (4)
+# when the next query comes. asyncpg has no exception class for it.
+_DROPPED_CONNECTION = re.compile(r"another operation \((2|4)\) is in progress")
+
+
 def _is_outage_itself(error: BaseException) -> bool:
+    if isinstance(error, asyncpg.InternalClientError):
+        return bool(_DROPPED_CONNECTION.search(str(error)))
     if isinstance(error, asyncpg.InterfaceError):
         return not isinstance(error, _ASYNCPG_CLIENT_BUGS)
     if isinstance(error, grpc.aio.AioRpcError):

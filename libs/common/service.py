@@ -81,6 +81,7 @@ class Runtime:
         self.server: GrpcServer | None = None
         self.relays: dict[int, Relay] = {}
         self.consumers: list[ProjectionConsumer] = []
+        self.monitor = Monitor(self)
         self.supervisor = Supervisor(
             spec.name,
             grace_seconds=config.loop_grace_seconds,
@@ -192,7 +193,6 @@ class Runtime:
                 self._spawn(consumer.run, consumer.durable)
         self._spawn(self._partition_upkeep, "partition-upkeep")
         self._spawn(self.pools.recycle, "pool-recycler")
-        self.monitor = Monitor(self)
         self._spawn(self.monitor.run, "monitor")
         for loop in self.spec.background(self):
             self._spawn(loop.factory, loop.name)
@@ -228,6 +228,7 @@ class Runtime:
         if self.server:
             await self.server.stop()
         await self.supervisor.stop()
+        self.monitor.close()
         if self.nc and not self.nc.is_closed:
             with contextlib.suppress(Exception):
                 await self.nc.drain()

@@ -95,6 +95,10 @@ async def test_a_postgres_restart_under_load_gives_503s_and_ends_with_every_even
     assert set(running.statuses) <= {200, 201, 503}, running.statuses
     assert running.retry_after and all(v.isdigit() and int(v) > 0 for v in running.retry_after)
     await assert_every_event_published_and_applied(platform)
+    # Each relay lost the session that held its LISTEN and lock, and started over on a new one.
+    for runtime in platform.runtimes.values():
+        for shard in runtime.relays:
+            assert runtime.supervisor.loops[f"relay-s{shard}"].restarts >= 1, (runtime.spec.name, shard)
 
 
 async def test_a_nats_restart_under_load_ends_with_every_event_published_and_applied(
