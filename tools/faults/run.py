@@ -142,6 +142,7 @@ class Report:
             "faults": {
                 "kills": dict(self.faults.kills),
                 "restarts": dict(self.faults.restarts),
+                "exits": dict(self.faults.exits),
                 "log": self.faults.log,
             },
             "results": {
