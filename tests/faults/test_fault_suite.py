@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tools.faults.run import PROCESSES, SERVERS, Options, run
+from tools.faults.inject import PROCESSES, SERVERS
+from tools.faults.run import Options, run
 
 
 @pytest.mark.timeout(420)

@@ -15,9 +15,8 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 
@@ -28,11 +27,11 @@ from tools.devchain.accounts import dev_accounts
 from tools.devchain.stack import StackChain, stack_chain
 from tools.devstack import Stack
 from tools.faults import checks, ledger, load, rebuilds
+from tools.faults.inject import Faults, inject, keep_running
+from tools.faults.report import Report
 
 log = logging.getLogger("checkout.faults")
 ROOT = Path(__file__).resolve().parent.parent.parent
-PROCESSES = (*SERVICES, "gateway")
-SERVERS = ("postgres", "nats-server", "redis-server")
 SHARDS = 2
 
 # The stack as `make up` runs it, tuned to recover in seconds rather than production's minutes:
@@ -68,104 +67,6 @@ class Options:
     @property
     def payments(self) -> int:
         return self.exact_payments + 2 * self.partial_payments
-
-
-@dataclass
-class Faults:
-    kills: Counter[str] = field(default_factory=Counter)
-    restarts: Counter[str] = field(default_factory=Counter)
-    # Processes that exited on their own (a service that cannot reach PostgreSQL while starting
-    # exits, as it would under Kubernetes) and were started again, as Kubernetes would.
-    exits: Counter[str] = field(default_factory=Counter)
-    log: list[str] = field(default_factory=list)
-    killing: set[str] = field(default_factory=set)
-
-
-@dataclass
-class Report:
-    options: dict[str, Any]
-    workload: dict[str, Any]
-    faults: Faults
-    statuses: load.Statuses
-    events: checks.EventAudit
-    ledger: ledger.LedgerAudit
-    read_models_compared: int
-    mismatches: list[rebuilds.Mismatch]
-    # /readyz after the faults and again after every check: no loop left dead past its grace.
-    ready_at_end: bool
-    elapsed: float
-
-    @property
-    def lost(self) -> int:
-        return self.events.missing + self.ledger.lost
-
-    @property
-    def http_500(self) -> int:
-        return self.statuses.counts.get(500, 0)
-
-    @property
-    def ok(self) -> bool:
-        return (
-            self.lost == 0
-            and self.ledger.double_counted == 0
-            and not self.ledger.webhooks_missing
-            and self.http_500 == 0
-            and not self.ledger.unconfirmed
-            and not self.mismatches
-            and self.ready_at_end
-            # The suite's own check: every invoice it paid in full is seen as fully paid on chain.
-            and self.ledger.fully_paid == self.workload["exact"] + self.workload["partial_then_topped_up"]
-        )
-
-    def line(self) -> str:
-        other_5xx = {s: n for s, n in self.statuses.server_errors.items() if s != 500}
-        return (
-            f"faults: {self.workload['invoices']} invoices, {self.workload['merchants']} merchants on "
-            f"{SHARDS} shards, {self.workload['payments']} payments; {sum(self.faults.kills.values())} kills, "
-            f"{sum(self.faults.restarts.values())} server restarts ({sum(self.faults.exits.values())} exits) "
-            f"-> lost {self.lost}, "
-            f"double-counted {self.ledger.double_counted}, webhooks missing {len(self.ledger.webhooks_missing)} "
-            f"of {self.ledger.webhooks_expected} ({self.ledger.webhook_duplicates} duplicates), "
-            f"HTTP 500 {self.http_500} (other 5xx {other_5xx or 0}, unreachable {self.statuses.unreachable}), "
-            f"unconfirmed {len(self.ledger.unconfirmed)} of {self.ledger.fully_paid} paid, read models off "
-            f"{len(self.mismatches)} of {self.read_models_compared}, invoice.paid missing "
-            f"{len(self.ledger.paid_event_missing)}, ready at the end {'yes' if self.ready_at_end else 'NO'}; "
-            f"{self.elapsed:.0f}s"
-        )
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "line": self.line(),
-            "options": self.options,
-            "load": self.workload,
-            "faults": {
-                "kills": dict(self.faults.kills),
-                "restarts": dict(self.faults.restarts),
-                "exits": dict(self.faults.exits),
-                "log": self.faults.log,
-            },
-            "results": {
-                "lost": self.lost,
-                "double_counted": self.ledger.double_counted,
-                "webhooks_missing": len(self.ledger.webhooks_missing),
-                "webhook_duplicates": self.ledger.webhook_duplicates,
-                "http_statuses": {str(k): v for k, v in sorted(self.statuses.counts.items())},
-                "http_500": self.http_500,
-                "http_500_requests": self.statuses.internal[:20],
-                "unreachable": self.statuses.unreachable,
-                "unconfirmed": len(self.ledger.unconfirmed),
-                "invoice_paid_missing": len(self.ledger.paid_event_missing),
-                "ready_at_end": self.ready_at_end,
-            },
-            "events": self.events.summary(),
-            "ledger": self.ledger.summary(),
-            "read_models": {
-                "compared": self.read_models_compared,
-                "mismatches": [dataclasses.asdict(m) for m in self.mismatches],
-            },
-            "elapsed_seconds": round(self.elapsed, 1),
-        }
 
 
 @contextlib.contextmanager
@@ -236,8 +137,17 @@ async def _drive(
     # A generous deadline: ganache on a busy machine can take seconds to estimate gas.
     async with EvmRpc(chain.info.rpc_url, timeout=60) as rpc:
         merchants = await load.onboard(client, stack.admin_token, options.merchants, SHARDS)
-        keeper = asyncio.create_task(_keep_running(stack, faults))
-        injector = asyncio.create_task(_inject(options, stack, servers, faults, rng))
+        keeper = asyncio.create_task(keep_running(stack, faults))
+        injector = asyncio.create_task(
+            inject(
+                stack,
+                servers,
+                faults,
+                rng,
+                kill_rounds=options.kill_rounds,
+                server_restarts=options.server_restarts,
+            )
+        )
         try:
             invoices = await load.create_invoices(client, merchants, options.invoices, rng)
             payer = load.Payer(rpc, chain.info.token, dev_accounts())
@@ -274,6 +184,7 @@ async def _drive(
     return Report(
         options={k: str(v) for k, v in dataclasses.asdict(options).items()},
         workload={
+            "shards": SHARDS,
             "merchants": len(merchants),
             "invoices": len(invoices),
             "payments": payments.sent,
@@ -310,40 +221,6 @@ async def _settled_ledger(
         await asyncio.sleep(2)
 
 
-def _plan(options: Options, rng: random.Random) -> list[tuple[str, str]]:
-    actions = [("kill", p) for p in PROCESSES for _ in range(options.kill_rounds)]
-    actions += [("restart", s) for s in SERVERS for _ in range(options.server_restarts)]
-    rng.shuffle(actions)
-    return actions
-
-
-async def _inject(
-    options: Options, stack: Stack, servers: DevServers, faults: Faults, rng: random.Random
-) -> None:
-    """SIGKILLs processes and restarts servers at random moments, one at a time."""
-    for action, name in _plan(options, rng):
-        await asyncio.sleep(rng.uniform(0.5, 2.5))
-        down = rng.uniform(0.2, 2.0)
-        if action == "kill":
-            faults.killing.add(name)
-            try:
-                await asyncio.to_thread(stack.kill, name)
-                await asyncio.sleep(down)
-                await asyncio.to_thread(stack.restart, name)
-            finally:
-                faults.killing.discard(name)
-            faults.kills[name] += 1
-        else:
-            # PostgreSQL goes down without a checkpoint (immediate mode), Redis by SIGKILL; NATS
-            # shuts down cleanly, as a rolling restart of a JetStream node would.
-            await asyncio.to_thread(servers.stop_server, name, kill=name != "nats-server")
-            await asyncio.sleep(down)
-            await asyncio.to_thread(servers.start_server, name)
-            faults.restarts[name] += 1
-        faults.log.append(f"{action} {name} ({down:.1f}s down)")
-        log.info("fault: %s %s, down %.1fs", action, name, down)
-
-
 async def _ready(client: load.Client, timeout: float) -> bool:
     """Whether /readyz said 200 within `timeout` (asked directly, as the operator's probe)."""
     deadline = time.monotonic() + timeout
@@ -355,19 +232,6 @@ async def _ready(client: load.Client, timeout: float) -> bool:
             log.error("the stack was not ready %.0fs after the faults", timeout)
             return False
         await asyncio.sleep(0.5)
-
-
-async def _keep_running(stack: Stack, faults: Faults) -> None:
-    """Starts again a process that exited by itself (not one being killed on purpose)."""
-    while True:
-        await asyncio.sleep(0.5)
-        for name, process in list(stack.processes.items()):
-            if name in faults.killing or process.poll() is None:
-                continue
-            log.warning("%s exited with %s by itself; starting it again", name, process.returncode)
-            faults.exits[name] += 1
-            faults.log.append(f"{name} exited with {process.returncode}; started again")
-            await asyncio.to_thread(stack.restart, name)
 
 
 async def _read_while(
