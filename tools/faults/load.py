@@ -10,6 +10,7 @@ status seen is counted: the suite's verdict on "clients saw 503/504, never 500" 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -22,7 +23,7 @@ from typing import Any
 import httpx
 from bip_utils import Bip39SeedGenerator, Bip44, Bip44Coins
 
-from libs.common.evm_rpc import EvmRpc
+from libs.common.evm_rpc import EvmRpc, RpcError
 from libs.common.shardmap import ShardMap, slot_for_email
 from tools.devchain import tx
 from tools.devchain.accounts import DevAccount
@@ -37,7 +38,6 @@ MERCHANT_MNEMONIC = (
 )
 RETRYABLE = frozenset({409, 429, 502, 503, 504})
 REQUEST_DEADLINE_SECONDS = 180.0
-TOKEN_TRANSFER_GAS = 100_000  # an ERC-20 transfer to a fresh address takes about 52,000
 
 
 def merchant_xpub(account: int) -> str:
@@ -235,9 +235,16 @@ class Payments:
 
 
 class Payer:
-    """Sends payments from the funded dev accounts and counts each account's nonces itself:
-    ganache's own count races with its miner when many transactions of one account wait for the
-    next block, which refuses some sends and strands others in the queue for ever."""
+    """Sends payments from the funded dev accounts, counting each account's nonces itself, and
+    sees every one of them mined.
+
+    ganache 7 strands some transactions that arrive while it mines a block (with a block time, as
+    here): it files them as "queued" behind a nonce gap that is not there, and the account's later
+    ones queue behind them for ever. Sending such a transaction again, byte for byte, gets it
+    mined; the same bytes can be mined once only, so this never pays twice. So each signed
+    transaction is kept and sent again until it is in a block. Its own nonce count races with
+    its miner too, hence ours.
+    """
 
     def __init__(self, rpc: EvmRpc, token: str, accounts: tuple[DevAccount, ...]) -> None:
         self.rpc = rpc
@@ -245,7 +252,8 @@ class Payer:
         self.accounts = accounts[1:]  # account 0 deployed the token
         self._next = 0
         self._nonces: dict[str, int] = {}
-        self.sent: list[str] = []
+        self.sent: dict[str, bytes] = {}  # hash -> the signed transaction
+        self.resent = 0
 
     async def pay(self, invoice: Invoice, units: int) -> None:
         account = self.accounts[self._next % len(self.accounts)]
@@ -254,31 +262,45 @@ class Payer:
             self._nonces[account.address] = await self.rpc.nonce(account.address)
         nonce = self._nonces[account.address]
         if invoice.crypto_currency == "ETH":
-            tx_hash = await tx.send_transaction(
+            raw = await tx.signed_transaction(
                 self.rpc,
                 account.private_key,
+                nonce=nonce,
                 to=invoice.address,
                 value=units,
                 gas=tx.ETH_TRANSFER_GAS,
-                nonce=nonce,
             )
         else:
-            # The gas is given: ganache 7's eth_estimateGas hangs for a sender that already has a
-            # transaction waiting for the next block (with a block time, as here).
-            tx_hash = await tx.send_transaction(
+            raw = await tx.signed_transaction(
                 self.rpc,
                 account.private_key,
+                nonce=nonce,
                 to=self.token,
                 data=tx.transfer_calldata(invoice.address, units),
-                gas=TOKEN_TRANSFER_GAS,
-                nonce=nonce,
+                gas=tx.TOKEN_TRANSFER_GAS,
             )
         self._nonces[account.address] = nonce + 1
-        self.sent.append(tx_hash)
+        self.sent[await self.rpc.send_raw_transaction(raw)] = raw
 
     async def mined(self, timeout: float = 120.0) -> None:
         """Every payment sent is in a block (and did not revert)."""
-        await asyncio.gather(*(tx.wait_receipt(self.rpc, h, timeout) for h in self.sent))
+        deadline = time.monotonic() + timeout
+        waiting = dict(self.sent)
+        while waiting:
+            for tx_hash, raw in list(waiting.items()):
+                receipt = await self.rpc.receipt(tx_hash)
+                if receipt is not None and receipt.get("blockNumber") is not None:
+                    if int(receipt["status"], 16) != 1:
+                        raise tx.TransactionFailed(f"payment {tx_hash} reverted")
+                    del waiting[tx_hash]
+                else:
+                    self.resent += 1
+                    with contextlib.suppress(RpcError):  # "already known" and the like: fine
+                        await self.rpc.send_raw_transaction(raw)
+            if waiting and time.monotonic() > deadline:
+                raise tx.ReceiptTimeout(f"{len(waiting)} payments not mined within {timeout:.0f}s")
+            if waiting:
+                await asyncio.sleep(2)  # a block
 
 
 async def pay_invoices(

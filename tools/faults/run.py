@@ -190,6 +190,8 @@ async def _drive(
             "payments": payments.sent,
             "exact": len(payments.exact),
             "partial_then_topped_up": len(payments.partial),
+            # Sent again to get ganache to mine what it had stranded (see load.Payer).
+            "payments_resent": payer.resent,
         },
         faults=faults,
         statuses=statuses,
