@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: up pay test lint bench bench-scale protos clean help
+.PHONY: up pay test lint bench bench-scale faults protos clean help
 
 help:
 	@echo "make up      run the whole stack on http://127.0.0.1:8080 (Ctrl-C stops it)"
@@ -13,6 +13,7 @@ help:
 	@echo "make lint    ruff (lint + format check) and mypy --strict"
 	@echo "make bench   benchmarks, results as JSON in bench-results/"
 	@echo "make bench-scale  every read query on a shard of 1M invoices -> bench-results/bench-scale.json"
+	@echo "make faults  the fault suite: kills and restarts under load, then checks (bench-results/faults.json)"
 	@echo "make protos  regenerate Python code from protos/"
 
 $(STAMP): pyproject.toml
@@ -48,6 +49,9 @@ bench: $(STAMP) protos
 # e.g. ARGS='--data-dir .dev/scale --reuse' keeps the shard for the next run.
 bench-scale: $(STAMP) protos
 	$(BIN)/python -m tools.bench_scale $(ARGS)
+# FAULTS_ARGS, e.g. "--seed 1234" to replay a run or "--data-dir .dev/faults" to keep its logs.
+faults: $(STAMP) protos
+	$(BIN)/python -m tools.faults $(FAULTS_ARGS)
 
 clean:
 	rm -rf $(VENV) .dev bench-results

@@ -59,6 +59,7 @@ class Stack:
     extra_env: Mapping[str, str] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _logs: list[IO[bytes]] = field(default_factory=list)
+    _commands: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
 
     @property
     def base_url(self) -> str:
@@ -94,6 +95,7 @@ class Stack:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             out = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
             self._logs.append(out)
+        self._commands[name] = (module, env)
         self.processes[name] = subprocess.Popen(
             [sys.executable, "-m", module],
             cwd=ROOT,
@@ -145,6 +147,20 @@ class Stack:
         path = self.log_dir / f"{name}.log"
         tail = path.read_text(errors="replace").splitlines()[-15:] if path.exists() else []
         return f" (see {path}):\n" + "\n".join(tail)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one process (the fault suite): no shutdown, as a crash or an OOM kill would."""
+        process = self.processes[name]
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+    def restart(self, name: str) -> None:
+        """Starts a process that was killed (or exited) again, as it was started."""
+        if self.processes[name].poll() is None:
+            raise RuntimeError(f"{name} is still running")
+        module, env = self._commands[name]
+        self._spawn(name, module, env)
 
     def stop(self, grace: float = 10.0) -> None:
         # The gateway first, so nothing new comes in while the services drain.

@@ -127,6 +127,18 @@ class Config:
             host = f"[{host}]"
         return f"http://{host}:{port}"
 
+    # Supervised loops (libs/common/supervise.py): how long one may stay down before the service
+    # reports NOT_SERVING, and the longest pause between two restarts.
+    loop_grace_seconds: float = 30.0
+    loop_backoff_max_seconds: float = 30.0
+    health_interval_seconds: float = 2.0
+    # Projection consumers: failures of one event before it is parked as a dead letter, and the
+    # pause before each retry.
+    consumer_max_attempts: int = 5
+    consumer_retry_seconds: float = 2.0
+    # How long JetStream waits for an ack before redelivering (an ack lost in a NATS restart).
+    consumer_ack_wait_seconds: float = 30.0
+
     def network(self, name: str) -> NetworkConfig | None:
         return next((n for n in self.networks if n.name == name), None)
 
@@ -290,6 +302,14 @@ class Config:
             api_key_cache_seconds=seconds("CHECKOUT_API_KEY_CACHE_SECONDS", d.api_key_cache_seconds),
             api_key_touch_seconds=seconds("CHECKOUT_API_KEY_TOUCH_SECONDS", d.api_key_touch_seconds),
             access_log=choice("CHECKOUT_ACCESS_LOG", d.access_log, ("errors", "all", "off")),
+            loop_grace_seconds=seconds("CHECKOUT_LOOP_GRACE_SECONDS", d.loop_grace_seconds),
+            loop_backoff_max_seconds=seconds("CHECKOUT_LOOP_BACKOFF_MAX_SECONDS", d.loop_backoff_max_seconds),
+            health_interval_seconds=seconds("CHECKOUT_HEALTH_INTERVAL_SECONDS", d.health_interval_seconds),
+            consumer_max_attempts=integer("CHECKOUT_CONSUMER_MAX_ATTEMPTS", d.consumer_max_attempts, 1),
+            consumer_retry_seconds=seconds("CHECKOUT_CONSUMER_RETRY_SECONDS", d.consumer_retry_seconds),
+            consumer_ack_wait_seconds=seconds(
+                "CHECKOUT_CONSUMER_ACK_WAIT_SECONDS", d.consumer_ack_wait_seconds
+            ),
         )
 
 

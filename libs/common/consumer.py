@@ -10,6 +10,11 @@ order): one connection, one commit and one `processed_events` statement for up t
 events. If any event of the batch fails, the transaction is rolled back and the batch is applied
 again one event per transaction, so only the failing event is held back (`_failed`), with the
 later events of its aggregate, which must not overtake it.
+
+An event whose apply keeps failing (not an outage: libs/common/deadletters.Parking decides) is
+parked in `dead_letters` after `max_attempts` tries and acked, so the events after it flow on;
+the operator retries it later (`retry_parked`). A rebuild skips parked and failing events and
+reports them instead of aborting.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import contextvars
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol, cast
 
 import asyncpg
@@ -29,9 +35,11 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from opentelemetry import trace
 
-from libs.common import context, telemetry
+from libs.common import context, deadletters, ids, telemetry
 from libs.common.db import Connection
+from libs.common.eventstore import utcnow
 from libs.common.messaging import Envelope, subject
+from libs.common.outages import is_outage, is_transient
 
 log = logging.getLogger("checkout.consumer")
 tracer = trace.get_tracer("checkout.consumer")
@@ -98,6 +106,9 @@ class ProjectionConsumer:
         batch: int = 50,
         fetch_timeout: float = 1.0,
         after_commit: AfterCommit | None = None,
+        max_attempts: int = 5,
+        retry_seconds: float = 2.0,
+        dead_letter_slot: int | None = None,
     ) -> None:
         self.pool = pool
         self.js = js
@@ -110,11 +121,18 @@ class ProjectionConsumer:
         self.batch = batch
         self.fetch_timeout = fetch_timeout
         self.after_commit = after_commit
+        self.service = service
+        self.retry_seconds = retry_seconds
+        self.parking = deadletters.Parking(max_attempts)
+        # Dead-letter ids carry a slot of this shard (so the operator's retry routes here);
+        # by default the event's own, which lives on the shard whose subject it came from.
+        self.dead_letter_slot = dead_letter_slot
         self.applied = 0
         # aggregate -> its event that failed and is being redelivered: the aggregate's later
         # events wait behind it, in this batch and the next ones, until it is applied (kept in
         # memory: after a restart the stream's redelivery order is all there is).
         self._holding: dict[uuid.UUID, uuid.UUID] = {}
+        self.parked = 0
 
     async def _subscription(self) -> JetStreamContext.PullSubscription:
         config = ConsumerConfig(
@@ -158,19 +176,24 @@ class ProjectionConsumer:
         return span, token
 
     async def handle(self, msg: Msg) -> bool:
-        """Applies one message in its own transaction; returns whether it changed the read model."""
+        """Applies one message in its own transaction; returns whether it changed the read model.
+        An apply that fails raises (the caller naks it for a retry) until the event is parked,
+        then it is acked."""
         event = Envelope.from_bytes(msg.data)
         span, token = self._context(event)
         try:
-            async with self.pool.acquire() as conn, conn.transaction():
-                fresh = await conn.fetchval(
-                    "INSERT INTO processed_events (projection, event_id) VALUES ($1, $2) "
-                    "ON CONFLICT DO NOTHING RETURNING true",
-                    self.projection.name,
-                    event.id,
-                )
-                if fresh:
-                    await self.projection.apply(conn, event)
+            try:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    fresh = await self._apply_once(conn, event)
+            except Exception as error:
+                failure = self.parking.failed(event.id, error)
+                if failure is None:
+                    raise
+                await self._park(event, failure)
+                self.parking.forget(event.id)
+                await msg.ack()
+                return False
+            self.parking.forget(event.id)
             if self.after_commit:
                 await self.after_commit(event)
         finally:
@@ -255,10 +278,12 @@ class ProjectionConsumer:
     async def _failed(self, msg: Msg, error: Exception | None) -> None:
         """Where an event that could not be applied (or must wait behind one of its aggregate
         that could not, `error` None) goes: redelivered later, never dropped."""
-        if error is not None:
+        if error is not None and is_outage(error):
+            log.warning("consumer %s: %s; will retry", self.durable, deadletters.describe(error))
+        elif error is not None:
             log.error("consumer %s failed on a message, will retry: %s", self.durable, error, exc_info=error)
         with contextlib.suppress(Exception):
-            await msg.nak(delay=2.0)
+            await msg.nak(delay=self.retry_seconds)
 
     async def _fetch(self, sub: JetStreamContext.PullSubscription) -> list[Msg]:
         """The next batch, as soon as there is one event. nats-py's fetch(n), once it has waited
@@ -270,8 +295,68 @@ class ProjectionConsumer:
                 messages += await sub.fetch(self.batch - 1, timeout=FOLLOW_UP_FETCH_SECONDS)
         return messages
 
+    async def _apply_once(self, conn: Connection, event: Envelope) -> bool:
+        fresh = await conn.fetchval(
+            "INSERT INTO processed_events (projection, event_id) VALUES ($1, $2) "
+            "ON CONFLICT DO NOTHING RETURNING true",
+            self.projection.name,
+            event.id,
+        )
+        if fresh:
+            await self.projection.apply(conn, event)
+        return bool(fresh)
+
+    async def _park(self, event: Envelope, failure: deadletters.Failure) -> None:
+        async with self.pool.acquire() as conn:
+            letter = await deadletters.park(
+                conn,
+                consumer=self.durable,
+                projection=self.projection.name,
+                event=event,
+                failure=failure,
+                slot=self.dead_letter_slot
+                if self.dead_letter_slot is not None
+                else ids.slot_of(event.aggregate_id),
+                service=self.service,
+            )
+        self.parked += 1
+        log.error(
+            "consumer %s parked event %s (%s) after %d attempts as dead letter %s: %s",
+            self.durable,
+            event.id,
+            event.type,
+            failure.attempts,
+            letter,
+            failure.error,
+        )
+
+    async def retry_parked(self, letter_id: uuid.UUID) -> RetryResult | None:
+        """Applies a parked event through the projection, as a first delivery would. On success
+        the dead letter is gone; on failure it stays with one attempt more. None: not one of
+        this consumer's."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            letter = await deadletters.fetch(conn, letter_id, lock=True)
+            if letter is None or letter.projection != self.projection.name:
+                return None
+            event = letter.event()
+            try:
+                async with conn.transaction():  # a savepoint: the failure is recorded below
+                    await self._apply_once(conn, event)
+            except Exception as error:
+                if is_transient(error):
+                    raise
+                log.warning("retry of dead letter %s failed again: %s", letter_id, error)
+                again = await deadletters.failed_again(conn, letter_id, deadletters.describe(error))
+                return RetryResult(applied=False, letter=again or letter)
+            await deadletters.remove(conn, letter_id)
+        if self.after_commit:
+            await self.after_commit(event)
+        log.info("dead letter %s (event %s) applied by %s", letter_id, event.id, self.durable)
+        return RetryResult(applied=True, letter=letter)
+
     async def run(self) -> None:
-        """Consumes until cancelled; a failing event is retried later, not dropped."""
+        """Consumes until cancelled; a failing event is retried later and, if it keeps failing
+        for reasons other than an outage, parked."""
         sub = await self._subscription()
         log.info("consumer %s started (%s)", self.durable, ", ".join(self.filters))
         try:
@@ -282,7 +367,27 @@ class ProjectionConsumer:
                     continue
                 await self.handle_batch(messages)
         finally:
-            await sub.unsubscribe()
+            with contextlib.suppress(Exception):  # NATS may be the reason we are stopping
+                await sub.unsubscribe()
+
+
+@dataclass(frozen=True)
+class RetryResult:
+    applied: bool
+    letter: deadletters.DeadLetter
+
+
+@dataclass(frozen=True)
+class Skipped:
+    event_id: uuid.UUID
+    event_type: str
+    reason: str
+
+
+@dataclass
+class RebuildReport:
+    applied: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
 
 
 async def rebuild(
@@ -290,15 +395,47 @@ async def rebuild(
     projection: Projection,
     events: Sequence[Envelope],
     reset_sql: str,
-) -> None:
-    """Drops a read model (`reset_sql`) and re-applies `events` in order, in one transaction."""
+    *,
+    service: str = "",
+) -> RebuildReport:
+    """Drops a read model (`reset_sql`) and re-applies `events` in order, in one transaction.
+
+    Events parked as dead letters are skipped, as the live consumer skipped them, so the result
+    equals the live read model. An event that fails now is parked (and skipped) rather than
+    aborting the rebuild; an outage still aborts it (nothing is changed then)."""
+    report = RebuildReport()
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(reset_sql)
         await conn.execute("DELETE FROM processed_events WHERE projection = $1", projection.name)
+        parked = await deadletters.parked_event_ids(conn, projection.name)
         for event in events:
-            await conn.execute(
-                "INSERT INTO processed_events (projection, event_id) VALUES ($1, $2)",
-                projection.name,
-                event.id,
-            )
-            await projection.apply(conn, event)
+            if event.id in parked:
+                report.skipped.append(Skipped(event.id, event.type, "parked as a dead letter"))
+                continue
+            try:
+                async with conn.transaction():  # a savepoint per event
+                    await conn.execute(
+                        "INSERT INTO processed_events (projection, event_id) VALUES ($1, $2)",
+                        projection.name,
+                        event.id,
+                    )
+                    await projection.apply(conn, event)
+            except Exception as error:
+                if is_transient(error):
+                    raise
+                failure = deadletters.Failure(utcnow(), 1, deadletters.describe(error))
+                await deadletters.park(
+                    conn,
+                    consumer=f"rebuild:{projection.name}",
+                    projection=projection.name,
+                    event=event,
+                    failure=failure,
+                    slot=ids.slot_of(event.aggregate_id),
+                    service=service,
+                )
+                parked.add(event.id)
+                report.skipped.append(Skipped(event.id, event.type, failure.error))
+                log.warning("rebuild of %s skipped event %s: %s", projection.name, event.id, failure.error)
+                continue
+            report.applied += 1
+    return report

@@ -301,12 +301,10 @@ class ShardPools:
         self._config = config
         self._schema = schema
         self._pools: dict[int, asyncpg.Pool] = {}
-        self._recycler: asyncio.Task[None] | None = None
 
     async def open(self, shards: Iterable[int]) -> None:
         for shard in shards:
             self._pools[shard] = await self._open(shard)
-        self._recycler = asyncio.create_task(self._recycle(), name=f"{self._schema}-pool-recycler")
 
     async def _open(self, shard: int) -> asyncpg.Pool:
         c = self._config
@@ -333,9 +331,11 @@ class ShardPools:
         )
         return pool
 
-    async def _recycle(self) -> None:
-        # asyncpg has no max connection lifetime; expiring the pool on that period closes each
-        # connection at its next release, which bounds lifetime the same way.
+    async def recycle(self) -> None:
+        """Runs until cancelled (the service runtime supervises it as the pool recycler).
+
+        asyncpg has no max connection lifetime; expiring the pool on that period closes each
+        connection at its next release, which bounds lifetime the same way."""
         while True:
             await asyncio.sleep(self._config.pool_max_lifetime_seconds)
             for pool in self._pools.values():
@@ -361,7 +361,5 @@ class ShardPools:
         }
 
     async def close(self) -> None:
-        if self._recycler:
-            self._recycler.cancel()
         await asyncio.gather(*(p.close() for p in self._pools.values()), return_exceptions=True)
         self._pools.clear()

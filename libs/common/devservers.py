@@ -28,7 +28,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -97,6 +97,7 @@ class DevServers:
         self._spawned: list[_Spawned] = []
         self._postgres: PostgresServer | None = None
         self._postgres_pid: int | None = None
+        self._postgres_socket_dir: Path | None = None
         self._owner_pid = os.getpid()
 
     @property
@@ -205,6 +206,7 @@ class DevServers:
         self._postgres = server
         info = server.get_postmaster_info()
         self._postgres_pid = info.pid
+        self._postgres_socket_dir = info.socket_dir
         if info.socket_dir is not None:
             # pgserver starts postgres with `-h ""`: no TCP listener at all, only this socket.
             host = quote(str(info.socket_dir), safe="/")
@@ -282,43 +284,94 @@ class DevServers:
         ready: Callable[[int], bool],
     ) -> tuple[_Spawned, int]:
         log_path = workdir / f"{name}.log"
-        pid_file = workdir / f"{name}.pid"
         for attempt in range(1, _START_ATTEMPTS + 1):
             port = free_port()
-            # Output goes to a file: an orphan holding an unread pipe open can hang CI.
-            with open(log_path, "ab") as log_file:
-                proc = subprocess.Popen(
-                    argv(port),
-                    cwd=workdir,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log_file,
-                    stderr=subprocess.STDOUT,
-                    # Own process group: a Ctrl-C in the terminal reaches us, not the servers,
-                    # and stop() can signal the whole group.
-                    start_new_session=True,
-                )
-            spawned = _Spawned(name, proc, pid_file)
+            spawned = _Spawned(name, _launch(argv(port), workdir, log_path), workdir / f"{name}.pid")
+            spawned.argv, spawned.port, spawned.ready = argv(port), port, ready
             self._spawned.append(spawned)
-            pid_file.write_text(f"{proc.pid}\n")
-            deadline = time.monotonic() + START_TIMEOUT
-            while not ready(port):
-                if proc.poll() is not None:
-                    break
-                if time.monotonic() > deadline:
-                    raise TimeoutError(
-                        f"{name} did not accept connections on port {port} within "
-                        f"{START_TIMEOUT:.0f} s; see {log_path}:\n{_tail(log_path)}"
-                    )
-                time.sleep(_POLL_INTERVAL)
-            else:
+            spawned.pid_file.write_text(f"{spawned.proc.pid}\n")
+            if _wait_ready(spawned, log_path):
                 return spawned, port
             self._spawned.remove(spawned)
             spawned.terminate()
             log.warning(
                 "%s exited with status %s while starting on port %d (attempt %d of %d)",
-                name, proc.returncode, port, attempt, _START_ATTEMPTS,
+                name, spawned.proc.returncode, port, attempt, _START_ATTEMPTS,
             )  # fmt: skip
         raise RuntimeError(f"{name} failed to start; see {log_path}:\n{_tail(log_path)}")
+
+    # -- outages on purpose (the fault tests and `make faults`) ---------------------------------
+
+    def stop_server(self, name: str, *, kill: bool = False) -> None:
+        """Stops one embedded server ("postgres", "nats-server" or "redis-server") and keeps its
+        data and address for `start_server`; `kill` takes it down without a clean shutdown
+        (SIGKILL; PostgreSQL's immediate mode, which recovers from its WAL at the next start)."""
+        with self._lock:
+            if name == "postgres":
+                if self._postgres is None:
+                    raise RuntimeError("PostgreSQL is not embedded here")
+                _stop_postmaster(self._postgres.pgdata, mode="immediate" if kill else "fast")
+                return
+            spawned = self._spawned_named(name)
+            if kill:
+                _kill_group(spawned.proc.pid, signal.SIGKILL)
+                spawned.proc.wait(STOP_TIMEOUT)
+            else:
+                spawned.terminate()
+
+    def start_server(self, name: str) -> None:
+        """Starts a server stopped by `stop_server` again, on the same address and data."""
+        with self._lock:
+            if name == "postgres":
+                if self._postgres is None or self._postgres_socket_dir is None:
+                    raise RuntimeError("PostgreSQL is not embedded here (on a unix socket)")
+                self._postgres_pid = _start_postmaster(self._postgres.pgdata, self._postgres_socket_dir)
+                return
+            spawned = self._spawned_named(name)
+            if spawned.proc.poll() is None:
+                return
+            log_path = spawned.pid_file.parent / f"{name}.log"
+            spawned.proc = _launch(spawned.argv, spawned.pid_file.parent, log_path)
+            spawned.pid_file.write_text(f"{spawned.proc.pid}\n")
+            if not _wait_ready(spawned, log_path):
+                raise RuntimeError(f"{name} did not come back on port {spawned.port}; see {log_path}")
+            log.info("restarted embedded %s on port %d (pid %d)", name, spawned.port, spawned.proc.pid)
+
+    def _spawned_named(self, name: str) -> _Spawned:
+        for spawned in self._spawned:
+            if spawned.name == name:
+                return spawned
+        raise RuntimeError(f"{name} is not embedded here")
+
+
+def _launch(argv: list[str], workdir: Path, log_path: Path) -> subprocess.Popen[bytes]:
+    # Output goes to a file: an orphan holding an unread pipe open can hang CI.
+    with open(log_path, "ab") as log_file:
+        return subprocess.Popen(
+            argv,
+            cwd=workdir,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            # Own process group: a Ctrl-C in the terminal reaches us, not the servers,
+            # and stop() can signal the whole group.
+            start_new_session=True,
+        )
+
+
+def _wait_ready(spawned: _Spawned, log_path: Path) -> bool:
+    """True once the server answers; False if it exited first (its port was taken)."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while not spawned.ready(spawned.port):
+        if spawned.proc.poll() is not None:
+            return False
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"{spawned.name} did not accept connections on port {spawned.port} within "
+                f"{START_TIMEOUT:.0f} s; see {log_path}:\n{_tail(log_path)}"
+            )
+        time.sleep(_POLL_INTERVAL)
+    return True
 
 
 @dataclass
@@ -326,6 +379,10 @@ class _Spawned:
     name: str
     proc: subprocess.Popen[bytes]
     pid_file: Path
+    # How to start it again on the same port (stop_server / start_server).
+    argv: list[str] = field(default_factory=list)
+    port: int = 0
+    ready: Callable[[int], bool] = lambda port: False
 
     def terminate(self) -> None:
         if self.proc.poll() is None:
@@ -405,23 +462,26 @@ def _postmaster_pid(pgdata: Path) -> int | None:
         return None
 
 
-def _stop_postmaster(pgdata: Path) -> None:
-    """`pg_ctl stop` (fast mode) for a postmaster running on `pgdata`, if any."""
+def _pg_user() -> str | None:
+    # pg_ctl refuses to run as root; pgserver runs the server as its own "pgserver" user then.
+    return "pgserver" if hasattr(os, "geteuid") and os.geteuid() == 0 else None
+
+
+def _stop_postmaster(pgdata: Path, mode: str = "fast") -> None:
+    """`pg_ctl stop` (fast mode, or immediate: no checkpoint) for a postmaster on `pgdata`."""
     pid = _postmaster_pid(pgdata)
     if pid is None or not _pid_alive(pid):
         return
     _import_pgserver()
     from pgserver._commands import POSTGRES_BIN_PATH
 
-    # pg_ctl refuses to run as root; pgserver runs the server as its own "pgserver" user then.
-    user = "pgserver" if hasattr(os, "geteuid") and os.geteuid() == 0 else None
     log.info("stopping PostgreSQL (pid %d) on %s", pid, pgdata)
     result = subprocess.run(
-        [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w", "stop"],
+        [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(pgdata), "-m", mode, "-w", "stop"],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        user=user,
+        user=_pg_user(),
         check=False,
         timeout=STOP_TIMEOUT + 5,
     )
@@ -429,6 +489,38 @@ def _stop_postmaster(pgdata: Path) -> None:
         log.warning("pg_ctl stop exited %d, PostgreSQL still up; killing it", result.returncode)
         _kill(pid, signal.SIGKILL)
         _wait_for_exit(pid, STOP_TIMEOUT)
+
+
+def _start_postmaster(pgdata: Path, socket_dir: Path) -> int:
+    """Starts PostgreSQL on `pgdata` as pgserver does (unix socket only); returns its pid."""
+    _import_pgserver()
+    from pgserver._commands import POSTGRES_BIN_PATH
+
+    argv = [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(pgdata), "-w", "-t", str(int(START_TIMEOUT))]
+    argv += ["-o", '-h ""', "-o", f"-k {socket_dir}", "-l", str(pgdata / "log"), "start"]
+    # Right after an immediate stop the old server's backends may still hold its shared memory
+    # for a moment, and the new postmaster refuses to start: try again shortly.
+    for attempt in range(1, _START_ATTEMPTS + 2):
+        result = subprocess.run(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            user=_pg_user(),
+            check=False,
+            timeout=START_TIMEOUT + 5,
+        )
+        if result.returncode == 0:
+            break
+        log.warning("pg_ctl start exited %d (attempt %d); retrying", result.returncode, attempt)
+        time.sleep(1.0)
+    else:
+        raise RuntimeError(f"PostgreSQL did not start again on {pgdata}:\n{_tail(pgdata / 'log')}")
+    pid = _postmaster_pid(pgdata)
+    if pid is None:
+        raise RuntimeError(f"PostgreSQL on {pgdata} started but wrote no postmaster.pid")
+    log.info("restarted embedded PostgreSQL on %s (pid %d)", pgdata, pid)
+    return pid
 
 
 def _read_pg_handles(pgdata: Path) -> list[int]:

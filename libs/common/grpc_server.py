@@ -1,6 +1,10 @@
 """gRPC server bootstrap shared by the services: request context and error interceptor, health
-that is SERVING only while the service's Postgres shards and NATS answer, reflection, and
-graceful shutdown."""
+that is SERVING only while the service's Postgres shards and NATS answer and its background loops
+run, reflection, and graceful shutdown.
+
+The interceptor is the one place where a servicer's failure becomes a status: a domain error its
+code, a backing server that is down UNAVAILABLE (libs/common/outages.py), anything else INTERNAL
+with a generic message (the traceback is logged with the request id, never sent)."""
 
 from __future__ import annotations
 
@@ -16,8 +20,9 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from libs.common import context, protocheck, telemetry
-from libs.common.errors import CheckoutError
+from libs.common.errors import CheckoutError, Unavailable
 from libs.common.grpc_errors import to_status
+from libs.common.outages import is_outage
 
 log = logging.getLogger("checkout.grpc")
 tracer = trace.get_tracer("checkout.grpc")
@@ -71,6 +76,10 @@ class ContextInterceptor(Interceptor):
                         return response
                     except CheckoutError as error:
                         await ctx.abort_with_status(to_status(error))  # type: ignore[attr-defined]
+                    except grpc.aio.AbortError:
+                        raise  # the servicer chose its status itself
+                    except Exception as error:
+                        await ctx.abort_with_status(to_status(_unexpected(error, method)))  # type: ignore[attr-defined]
                     finally:
                         context.reset(token)
             finally:
@@ -81,6 +90,35 @@ class ContextInterceptor(Interceptor):
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+
+
+def _unexpected(error: Exception, method: str) -> CheckoutError:
+    request_id = context.current().request_id
+    if is_outage(error):
+        log.warning(
+            "%s: a backing server is unavailable (request_id=%s): %s: %s",
+            method,
+            request_id,
+            type(error).__name__,
+            error,
+        )
+        return Unavailable(f"{_server_of(error)} is unavailable; retry later")
+    log.exception("%s failed (request_id=%s)", method, request_id)
+    return CheckoutError("internal error")
+
+
+def _server_of(error: BaseException) -> str:
+    """Which kind of server failed, for the status message (never its address or its words)."""
+    module = type(error).__module__
+    if module.startswith("asyncpg"):
+        return "the database"
+    if module.startswith("nats"):
+        return "the message stream"
+    if module.startswith("redis"):
+        return "the cache"
+    if module.startswith("grpc"):
+        return "a backing service"
+    return "a backing server"
 
 
 class GrpcServer:

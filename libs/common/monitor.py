@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+import weakref
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from opentelemetry import metrics
@@ -21,6 +22,49 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("checkout.monitor")
 
+# The gauges are created once per process and read every live monitor: OpenTelemetry keeps the
+# first instrument of a name, so a second runtime in one process (tests run several) creating
+# its own would report nothing.
+_monitors: weakref.WeakSet[Monitor] = weakref.WeakSet()
+_instruments_created = False
+
+
+def _observe(
+    read: Callable[[Monitor], Iterable[Observation]],
+) -> Callable[[CallbackOptions], Iterable[Observation]]:
+    def callback(_: CallbackOptions) -> Iterable[Observation]:
+        return [o for monitor in list(_monitors) for o in read(monitor)]
+
+    return callback
+
+
+def _ensure_instruments() -> None:
+    global _instruments_created
+    if _instruments_created:
+        return
+    _instruments_created = True
+    meter = metrics.get_meter("checkout.monitor")
+    meter.create_observable_gauge(
+        "checkout_db_pool_connections",
+        [_observe(Monitor._pools)],
+        description="open connections per shard pool",
+    )
+    meter.create_observable_gauge(
+        "checkout_relay_lag_events",
+        [_observe(Monitor._relay)],
+        description="committed events not yet on JetStream",
+    )
+    meter.create_observable_gauge(
+        "checkout_projection_pending_messages",
+        [_observe(Monitor._pending)],
+        description="messages a consumer has not acked",
+    )
+    meter.create_observable_gauge(
+        "checkout_partition_rows",
+        [_observe(Monitor._partitions)],
+        description="estimated rows per events partition",
+    )
+
 
 class Monitor:
     def __init__(self, runtime: Runtime, interval: float = 15.0) -> None:
@@ -29,36 +73,26 @@ class Monitor:
         self.relay_lag: dict[int, int] = {}
         self.consumer_pending: dict[str, int] = {}
         self.partition_rows: dict[tuple[int, str], int] = {}
-        meter = metrics.get_meter(f"checkout.{runtime.spec.name}")
-        meter.create_observable_gauge(
-            "checkout_db_pool_connections", [self._pools], description="open connections per shard pool"
-        )
-        meter.create_observable_gauge(
-            "checkout_relay_lag_events", [self._relay], description="committed events not yet on JetStream"
-        )
-        meter.create_observable_gauge(
-            "checkout_projection_pending_messages",
-            [self._pending],
-            description="messages a consumer has not acked",
-        )
-        meter.create_observable_gauge(
-            "checkout_partition_rows", [self._partitions], description="estimated rows per events partition"
-        )
+        _ensure_instruments()
+        _monitors.add(self)
 
-    def _pools(self, _: CallbackOptions) -> Iterable[Observation]:
+    def close(self) -> None:
+        _monitors.discard(self)
+
+    def _pools(self) -> Iterable[Observation]:
         for shard, stats in self.rt.pools.stats().items():
             for state in ("size", "idle", "max"):
                 yield Observation(
                     stats[state], {"service": self.rt.spec.name, "shard": shard, "state": state}
                 )
 
-    def _relay(self, _: CallbackOptions) -> Iterable[Observation]:
+    def _relay(self) -> Iterable[Observation]:
         return [Observation(v, {"service": self.rt.spec.name, "shard": s}) for s, v in self.relay_lag.items()]
 
-    def _pending(self, _: CallbackOptions) -> Iterable[Observation]:
+    def _pending(self) -> Iterable[Observation]:
         return [Observation(v, {"consumer": name}) for name, v in self.consumer_pending.items()]
 
-    def _partitions(self, _: CallbackOptions) -> Iterable[Observation]:
+    def _partitions(self) -> Iterable[Observation]:
         return [
             Observation(v, {"service": self.rt.spec.name, "shard": s, "partition": p})
             for (s, p), v in self.partition_rows.items()

@@ -291,6 +291,12 @@ class Relay:
             self._session, self._cursor = conn, None
             log.info("relay for %s shard %d started", self.schema, self.shard)
             while True:
+                if _lost(conn):
+                    # The session holding our LISTEN and the lock is gone (a database restart):
+                    # end this run, and the runtime's supervisor starts a fresh one.
+                    raise asyncpg.InterfaceError(
+                        f"relay {self.schema} shard {self.shard}: its session was lost"
+                    )
                 self._wake.clear()
                 try:
                     published = await self.publish_all()
@@ -329,3 +335,10 @@ class Relay:
                 self.name,
             )
             return int(value)
+
+
+def _lost(conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record]) -> bool:
+    try:
+        return conn.is_closed()
+    except asyncpg.InterfaceError:  # the pool took a dead connection back
+        return True

@@ -3,6 +3,10 @@
 Migrate the served shards, open per-shard pools, connect to NATS and make sure the stream
 exists, run one relay per shard and one consumer per (projection, shard), keep partitions
 created ahead, serve gRPC with health and reflection, and shut all of it down gracefully.
+
+Every long-lived loop runs under the runtime's Supervisor (libs/common/supervise.py): a loop that
+fails is restarted with backoff, and one down past CHECKOUT_LOOP_GRACE_SECONDS makes the
+service NOT_SERVING.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import logging
 import signal
 import sys
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,8 +40,10 @@ from libs.common.grpc_server import GrpcServer
 from libs.common.lifeline import exit_with_parent
 from libs.common.messaging import ensure_stream
 from libs.common.monitor import Monitor
+from libs.common.ops import register_ops
 from libs.common.partitions import PartitionedTable, ensure_partitions
 from libs.common.relay import Relay
+from libs.common.supervise import Backoff, Loop, LoopFactory, Supervisor
 
 log = logging.getLogger("checkout.service")
 
@@ -53,7 +59,8 @@ class ServiceSpec:
     projections: Callable[[Runtime], Sequence[Projection]] = lambda runtime: ()
     after_commit: Callable[[Runtime], AfterCommit | None] = lambda runtime: None
     partitioned: Sequence[PartitionedTable] = ()
-    background: Callable[[Runtime], Sequence[Coroutine[Any, Any, None]]] = lambda runtime: ()
+    # The service's own long-lived loops (watchers, jobs, workers), each run supervised.
+    background: Callable[[Runtime], Sequence[Loop]] = lambda runtime: ()
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -74,7 +81,12 @@ class Runtime:
         self.server: GrpcServer | None = None
         self.relays: dict[int, Relay] = {}
         self.consumers: list[ProjectionConsumer] = []
-        self._tasks: list[asyncio.Task[None]] = []
+        self.monitor = Monitor(self)
+        self.supervisor = Supervisor(
+            spec.name,
+            grace_seconds=config.loop_grace_seconds,
+            backoff=Backoff(cap=config.loop_backoff_max_seconds),
+        )
 
     # -- routing -----------------------------------------------------------------------------
     def shard_of(self, any_id: uuid.UUID) -> int:
@@ -137,15 +149,9 @@ class Runtime:
             except (asyncpg.PostgresError, OSError) as error:
                 log.warning("partition upkeep failed, will retry: %s", error)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
-        task = asyncio.create_task(coro, name=name)
-        task.add_done_callback(self._crashed)
-        self._tasks.append(task)
-
-    @staticmethod
-    def _crashed(task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception():
-            log.error("background task %s died", task.get_name(), exc_info=task.exception())
+    def _spawn(self, factory: LoopFactory, name: str) -> None:
+        """Runs a loop supervised: restarted from `factory` whenever it fails."""
+        self.supervisor.spawn(name, factory)
 
     async def start(self) -> None:
         await self.migrate()
@@ -165,7 +171,7 @@ class Runtime:
                 poll_seconds=self.config.relay_poll_seconds,
             )
             self.relays[shard] = relay
-            self._spawn(relay.run(), f"relay-s{shard}")
+            self._spawn(relay.run, f"relay-s{shard}")
         after_commit = self.spec.after_commit(self)
         for projection in self.spec.projections(self):
             for shard, pool in self.pools.items():
@@ -178,21 +184,32 @@ class Runtime:
                     stream=self.config.stream_name,
                     subject_prefix=self.config.subject_prefix,
                     after_commit=after_commit,
+                    max_attempts=self.config.consumer_max_attempts,
+                    retry_seconds=self.config.consumer_retry_seconds,
+                    ack_wait_seconds=self.config.consumer_ack_wait_seconds,
+                    dead_letter_slot=self.shard_map.slots_of(shard)[0].start,
                 )
                 self.consumers.append(consumer)
-                self._spawn(consumer.run(), consumer.durable)
-        self._spawn(self._partition_upkeep(), "partition-upkeep")
-        self.monitor = Monitor(self)
-        self._spawn(self.monitor.run(), "monitor")
-        for n, coro in enumerate(self.spec.background(self)):
-            self._spawn(coro, f"background-{n}")
+                self._spawn(consumer.run, consumer.durable)
+        self._spawn(self._partition_upkeep, "partition-upkeep")
+        self._spawn(self.pools.recycle, "pool-recycler")
+        self._spawn(self.monitor.run, "monitor")
+        for loop in self.spec.background(self):
+            self._spawn(loop.factory, loop.name)
         self.server = GrpcServer(
             self.config.grpc_address(self.spec.name),
             [],
-            probes=[*(self._db_probe(pool) for _, pool in self.pools.items()), self._nats_probe],
+            probes=[
+                *(self._db_probe(pool) for _, pool in self.pools.items()),
+                self._nats_probe,
+                self.supervisor.probe,
+            ],
         )
-        self.server.service_names = list(self.spec.register(self.server.server, self))
-        await self.server.start()
+        self.server.service_names = [
+            *register_ops(self.server.server, self),
+            *self.spec.register(self.server.server, self),
+        ]
+        await self.server.start(self.config.health_interval_seconds)
 
     def _db_probe(self, pool: asyncpg.Pool) -> Callable[[], Awaitable[bool]]:
         async def probe() -> bool:
@@ -210,17 +227,8 @@ class Runtime:
     async def stop(self) -> None:
         if self.server:
             await self.server.stop()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            # Python 3.11's asyncio.wait_for (in the relay and inside nats-py) swallows a
-            # cancellation that races with its result, and the task runs on: cancel it again.
-            while not task.done():
-                await asyncio.wait({task}, timeout=2.0)
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks.clear()
+        await self.supervisor.stop()
+        self.monitor.close()
         if self.nc and not self.nc.is_closed:
             with contextlib.suppress(Exception):
                 await self.nc.drain()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import grpc
 import orjson
@@ -31,6 +32,9 @@ HTTP_STATUS: dict[str, int] = {
     "unavailable": 503,
     "deadline_exceeded": 504,
 }
+# How long a client is asked to wait after a 503: long enough for a restarting server to come
+# back, short enough that a retry soon finds it (API.md: `unavailable` carries Retry-After).
+RETRY_AFTER_SECONDS = 2
 
 
 class ApiError(Exception):
@@ -49,6 +53,8 @@ class ApiError(Exception):
         self.message = message
         self.details = list(details)
         self.headers = dict(headers or {})
+        if self.code == "unavailable":
+            self.headers.setdefault("Retry-After", str(RETRY_AFTER_SECONDS))
 
     @property
     def status(self) -> int:
@@ -96,8 +102,19 @@ def from_grpc(error: grpc.RpcError) -> ApiError:
         code = GRPC_TO_CODE.get(error.code(), "internal")
         message = error.details() or code
         details = _field_violations(error)
+        ours = _from_a_service(error)
         if error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
-            code, message = "unavailable", "a backing service is unavailable"
+            # A service's own UNAVAILABLE names what is down (the database, ...); the
+            # transport's words (addresses, socket errors) are not for clients.
+            code = "unavailable"
+            message = message if ours else "a backing service is unavailable"
+        elif not ours and error.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+            message = "a backing service did not answer in time"
+        elif not ours and error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            # The transport's (a message or trailers over gRPC's size limits), not the API's
+            # rate_limited: our failure, not the client's pace.
+            log.error("gRPC transport refused a call: %s", message)
+            code = "internal"
     else:
         remote = from_rpc_error(error)
         code, message, details = remote.code, remote.message, remote.details
@@ -106,6 +123,13 @@ def from_grpc(error: grpc.RpcError) -> ApiError:
         log.error("backing service failed: %s", message)
         message = "internal error"
     return ApiError(code, message, details)
+
+
+def _from_a_service(error: grpc.aio.AioRpcError) -> bool:
+    """Whether the status was set by one of our services (libs/common/grpc_errors.to_status
+    always sends the status proto) rather than by the gRPC transport."""
+    trailers: Any = error.trailing_metadata() or ()
+    return any(key == "grpc-status-details-bin" for key, _ in trailers)
 
 
 def _field_violations(error: grpc.aio.AioRpcError) -> list[FieldViolation]:

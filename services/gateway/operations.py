@@ -147,7 +147,9 @@ def _endpoint(op: Operation) -> Callable[[Request], Awaitable[Response]]:
         query: BaseModel | None = None
         if op.query is not None:
             try:
-                query = op.query.model_validate(dict(request.query_params))
+                # The request is the validation context, for the few checks that need the
+                # gateway's configuration (e.g. which shards exist).
+                query = op.query.model_validate(dict(request.query_params), context={"request": request})
             except ValidationError as error:
                 problems += of_validation_error(error)
         body: BaseModel | None = None

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import Coroutine
-from typing import Any
 
 import asyncpg
 
 from libs.common.evm_rpc import EvmRpc
 from libs.common.service import Runtime
+from libs.common.supervise import Loop
 from services.invoice.application import app_of
 from services.invoice.chains.bitcoin import BitcoinWatcher
 from services.invoice.chains.esplora import EsploraClient
@@ -55,13 +55,12 @@ async def watch_bitcoin(runtime: Runtime, network_name: str) -> None:
         await BitcoinWatcher(network, ledger_of(runtime), client).run()
 
 
-def background(runtime: Runtime) -> list[Coroutine[Any, Any, None]]:
+def background(runtime: Runtime) -> list[Loop]:
     """The expiry job, and one watcher per configured network in this process, watching the
-    addresses of every shard it serves."""
-    jobs = [expire_invoices(runtime)]
+    addresses of every shard it serves (each run supervised: a watcher that fails starts over
+    from its saved position)."""
+    jobs = [Loop("invoice-expiry", functools.partial(expire_invoices, runtime))]
     for network in runtime.config.networks:
-        if network.kind == "evm":
-            jobs.append(watch_evm(runtime, network.name))
-        else:
-            jobs.append(watch_bitcoin(runtime, network.name))
+        watch = watch_evm if network.kind == "evm" else watch_bitcoin
+        jobs.append(Loop(f"watcher-{network.name}", functools.partial(watch, runtime, network.name)))
     return jobs

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from libs.common.partitions import PartitionedTable
 from libs.common.service import Runtime, ServiceSpec
+from libs.common.supervise import Loop
 from services.invoice.application import app_of
 from services.invoice.grpc_api import register
 from services.invoice.jobs import background
@@ -28,5 +29,8 @@ SPEC = ServiceSpec(
     register=register,
     projections=lambda runtime: [MerchantProfiles()],
     partitioned=[PartitionedTable("audit_entries", "month")],
-    background=lambda runtime: [_close_on_stop(runtime), *background(runtime)],
+    background=lambda runtime: [
+        Loop("merchant-channels", lambda: _close_on_stop(runtime)),
+        *background(runtime),
+    ],
 )

@@ -14,5 +14,5 @@ SPEC = ServiceSpec(
     register=register,
     projections=lambda runtime: [InvoiceEvents()],
     after_commit=lambda runtime: dispatcher_of(runtime).after_commit,
-    background=lambda runtime: dispatcher_of(runtime).coroutines(),
+    background=lambda runtime: dispatcher_of(runtime).loops(),
 )

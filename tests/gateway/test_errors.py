@@ -6,7 +6,7 @@ import grpc
 import pytest
 from grpc.aio import AioRpcError, Metadata
 
-from libs.common.errors import FieldViolation, InvalidArgument
+from libs.common.errors import CheckoutError, FieldViolation, InvalidArgument, Unavailable
 from libs.common.grpc_errors import CODE_TO_GRPC, to_status
 from services.gateway.errors import HTTP_STATUS, ApiError, error_response, from_grpc
 
@@ -50,11 +50,49 @@ def test_the_error_body_has_exactly_the_contract_shape() -> None:
     }
 
 
+class Raised(CheckoutError):
+    def __init__(self, code: str) -> None:
+        super().__init__("nope")
+        self.code = code
+
+
+def from_service(error: CheckoutError) -> AioRpcError:
+    """The failed call a client sees when a service's interceptor aborts with `error`."""
+    status = to_status(error)
+    return aio_error(status.code, status.details, Metadata(*status.trailing_metadata))
+
+
 @pytest.mark.parametrize(("code", "grpc_code"), sorted(CODE_TO_GRPC.items()))
 def test_each_grpc_status_from_a_service_becomes_its_api_code(code: str, grpc_code: grpc.StatusCode) -> None:
-    error = from_grpc(aio_error(grpc_code, "nope"))
+    error = from_grpc(from_service(Raised(code)))
     assert error.code == code
     assert error.status == API_STATUS[code]
+
+
+def test_resource_exhausted_from_the_transport_is_an_internal_error_not_rate_limiting() -> None:
+    transport = aio_error(
+        grpc.StatusCode.RESOURCE_EXHAUSTED, "received trailing metadata size exceeds limit (17000 vs. 16384)"
+    )
+    error = from_grpc(transport)
+    assert (error.code, error.status) == ("internal", 500)
+    assert "metadata" not in error.message and "16384" not in error.message
+
+
+def test_a_deadline_from_the_transport_says_so_in_the_apis_words() -> None:
+    error = from_grpc(aio_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"))
+    assert (error.status, error.message) == (504, "a backing service did not answer in time")
+
+
+def test_unavailable_is_503_with_retry_after() -> None:
+    response = error_response(from_grpc(aio_error(grpc.StatusCode.UNAVAILABLE, "connect failed")), "r")
+    assert response.status_code == 503
+    assert int(response.headers["retry-after"]) > 0
+    assert "connect failed" not in bytes(response.body).decode()
+
+
+def test_a_services_own_unavailable_message_reaches_the_client() -> None:
+    error = from_grpc(from_service(Unavailable("the database is unavailable; retry later")))
+    assert (error.status, error.message) == (503, "the database is unavailable; retry later")
 
 
 def test_field_violations_from_a_service_reach_the_client() -> None:

@@ -30,6 +30,9 @@ _TRANSFER_SELECTOR = "a9059cbb"  # transfer(address,uint256)
 _BALANCE_OF_SELECTOR = "70a08231"  # balanceOf(address)
 _PRIORITY_FEE = 10**9  # 1 gwei
 ETH_TRANSFER_GAS = 21_000
+# An ERC-20 transfer to a new holder takes about 52,000. Sends that give it skip eth_estimateGas,
+# which ganache 7 can leave hanging for a sender whose previous transaction waits for a block.
+TOKEN_TRANSFER_GAS = 100_000
 
 
 class TransactionFailed(RuntimeError):
@@ -102,19 +105,11 @@ async def next_nonce(rpc: EvmRpc, address: str) -> int:
     return nonce
 
 
-async def send_transaction(
-    rpc: EvmRpc,
-    from_key: str,
-    *,
-    to: str | None,
-    value: int = 0,
-    data: str = "0x",
-    gas: int | None = None,
-) -> str:
-    """Sign and send; the transaction hash. `to=None` creates a contract from `data`."""
+async def _unsigned(
+    rpc: EvmRpc, from_key: str, *, to: str | None, value: int, data: str, gas: int | None
+) -> dict[str, Any]:
     if value < 0:
         raise ValueError("a value cannot be negative")
-    sender = address_of(from_key)
     chain_id = await rpc.chain_id()
     max_fee, priority_fee = await _fees(rpc)
     tx: dict[str, Any] = {
@@ -128,12 +123,44 @@ async def send_transaction(
     if to is not None:
         tx["to"] = to_checksum_address(to)
     if gas is None:
-        estimate_for = {"from": sender, "value": hex(value), "data": data}
+        estimate_for = {"from": address_of(from_key), "value": hex(value), "data": data}
         if to is not None:
             estimate_for["to"] = tx["to"]
         estimate = hex_int(await rpc.call("eth_estimateGas", estimate_for), "gas estimate")
         gas = estimate + estimate // 4  # headroom: estimates are for the current state only
     tx["gas"] = gas
+    return tx
+
+
+async def signed_transaction(
+    rpc: EvmRpc,
+    from_key: str,
+    *,
+    nonce: int,
+    to: str | None,
+    value: int = 0,
+    data: str = "0x",
+    gas: int | None = None,
+) -> bytes:
+    """A signed raw transaction with the nonce the caller counted itself, to send (and, should
+    the node lose it, send again: the same bytes can be mined once only)."""
+    tx = await _unsigned(rpc, from_key, to=to, value=value, data=data, gas=gas)
+    tx["nonce"] = nonce
+    return bytes(Account.sign_transaction(tx, from_key).raw_transaction)
+
+
+async def send_transaction(
+    rpc: EvmRpc,
+    from_key: str,
+    *,
+    to: str | None,
+    value: int = 0,
+    data: str = "0x",
+    gas: int | None = None,
+) -> str:
+    """Sign and send; the transaction hash. `to=None` creates a contract from `data`."""
+    tx = await _unsigned(rpc, from_key, to=to, value=value, data=data, gas=gas)
+    sender = address_of(from_key)
     async with _sender_lock(rpc, sender):
         tx["nonce"] = await next_nonce(rpc, sender)
         signed = Account.sign_transaction(tx, from_key)
@@ -144,8 +171,17 @@ async def send_eth(rpc: EvmRpc, from_key: str, to: str, wei: int) -> str:
     return await send_transaction(rpc, from_key, to=to, value=wei, gas=ETH_TRANSFER_GAS)
 
 
-async def send_token(rpc: EvmRpc, from_key: str, token: str, to: str, units: int) -> str:
-    return await send_transaction(rpc, from_key, to=token, data=transfer_calldata(to, units))
+async def send_token(
+    rpc: EvmRpc,
+    from_key: str,
+    token: str,
+    to: str,
+    units: int,
+    *,
+    gas: int | None = None,
+) -> str:
+    """`gas` None: estimated by the node (which refuses a transfer that would revert)."""
+    return await send_transaction(rpc, from_key, to=token, data=transfer_calldata(to, units), gas=gas)
 
 
 async def token_balance(rpc: EvmRpc, token: str, owner: str) -> int:
@@ -208,7 +244,10 @@ async def setup_token(rpc: EvmRpc, accounts: tuple[DevAccount, ...], timeout: fl
     await mine(rpc)
     receipt = await wait_receipt(rpc, deploy_hash, timeout)
     token = str(to_checksum_address(receipt["contractAddress"]))
-    hashes = [await send_token(rpc, deployer, token, a.address, FUNDING_UNITS) for a in accounts[1:]]
+    hashes = [
+        await send_token(rpc, deployer, token, a.address, FUNDING_UNITS, gas=TOKEN_TRANSFER_GAS)
+        for a in accounts[1:]
+    ]
     await mine(rpc)
     for tx_hash in hashes:
         await wait_receipt(rpc, tx_hash, timeout)

@@ -16,6 +16,7 @@ from services.gateway.clients import Backends
 from services.gateway.context import CallContext
 from services.gateway.errors import ApiError
 from services.gateway.operations import Args, Operation
+from services.gateway.routes import dead_letters
 from services.gateway.routes.analytics import RANGE_RULE, date_range
 from services.gateway.schemas.analytics import DateRangeQuery, PlatformMetrics, Shards
 from services.gateway.state import state_of
@@ -210,4 +211,5 @@ operations = [
         description="A shard that fails is listed with `ok: false` and left out of the sums "
         "(`complete: false`); 503 only when no shard answers.",
     ),
+    *dead_letters.operations,
 ]  # fmt: skip

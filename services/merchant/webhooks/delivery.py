@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import email.utils
+import functools
 import logging
 import smtplib
 import ssl
@@ -42,6 +43,7 @@ from libs.common.config import Config
 from libs.common.eventstore import utcnow
 from libs.common.messaging import Envelope
 from libs.common.service import Runtime
+from libs.common.supervise import Loop
 from services.merchant.webhooks import repository, signing, ssrf
 from services.merchant.webhooks.vault import SecretVault
 
@@ -191,12 +193,20 @@ class Dispatcher:
             return await ssrf.resolve_and_check(url, self.policy_for(allowed_ips), self.resolver)
 
     # -- the loops ------------------------------------------------------------------------------
-    def coroutines(self) -> list[Coroutine[Any, Any, None]]:
-        loops: list[Coroutine[Any, Any, None]] = []
+    def loops(self) -> list[Loop]:
+        """The sender loops (run supervised by the service runtime) and the client's closer."""
+        loops: list[Loop] = []
         for shard in self.rt.shards:
-            loops.append(self._loop(shard, self._webhook_wake[shard], self._webhook_round, "webhooks"))
-            loops.append(self._loop(shard, self._mail_wake[shard], self._mail_round, "notifications"))
-        loops.append(self._close_on_stop())
+            for what, wake, one_round in (
+                ("webhooks", self._webhook_wake[shard], self._webhook_round),
+                ("notifications", self._mail_wake[shard], self._mail_round),
+            ):
+                loops.append(
+                    Loop(
+                        f"{what}-sender-s{shard}", functools.partial(self._loop, shard, wake, one_round, what)
+                    )
+                )
+        loops.append(Loop("webhook-client", self._close_on_stop))
         return loops
 
     async def _close_on_stop(self) -> None:
