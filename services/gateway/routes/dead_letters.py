@@ -19,7 +19,7 @@ from checkout.ops.v1 import ops_pb2, ops_pb2_grpc
 from libs.common.config import SERVICES
 from services.gateway.clients import Backends
 from services.gateway.errors import ApiError
-from services.gateway.operations import Args, Operation
+from services.gateway.operations import Args, Operation, Rule
 from services.gateway.schemas.dead_letters import (
     BackendError,
     DeadLetter,
@@ -33,6 +33,9 @@ from services.gateway.state import state_of
 log = logging.getLogger("checkout.gateway")
 BACKEND_DEADLINE_SECONDS = 5.0
 TAG = "Operator"
+SHARD_RULE = Rule(
+    r"shard", r"must be one of .+", "shard: one of the configured shards (`GET /v1/admin/shards`)."
+)
 
 
 def _ops(backends: Backends, service: str, shard: int) -> ops_pb2_grpc.OpsServiceAsyncStub:
@@ -125,7 +128,7 @@ async def retry_dead_letter(args: Args[None, None]) -> RetriedDeadLetter:
 operations = [
     Operation(
         "GET", "/v1/admin/dead-letters", list_dead_letters, "Events the projections parked", TAG,
-        "operator", response=DeadLetterPage, query=DeadLetterQuery,
+        "operator", response=DeadLetterPage, query=DeadLetterQuery, rules=(SHARD_RULE,),
         description="Every service and shard is asked at once, newest first. A backend that does not "
         "answer is listed in `failed` (`complete: false`); 503 only when none answers.",
     ),
