@@ -19,7 +19,7 @@ from typing import Any, Generic, TypeVar
 import asyncpg
 from google.protobuf.message import Message
 
-from libs.common import context, events, ids
+from libs.common import consistency, context, events, ids
 from libs.common.aggregate import Aggregate
 from libs.common.db import Connection
 from libs.common.errors import Conflict
@@ -91,6 +91,7 @@ class EventStore:
         """Appends after `expected_version` or raises ConcurrencyError. Call inside a transaction."""
         if not new_events:
             return []
+        consistency.mark_write()  # the call's answer gets a consistency token
         new_version = expected_version + len(new_events)
         if expected_version == 0:
             status = await conn.execute(
@@ -286,6 +287,7 @@ class Commands:
                 key,
             )
         assert row is not None and row["response"] is not None
+        consistency.mark_write()  # a retry's answer is the first one's, token included
         if row["request_hash"] != request_hash:
             raise Conflict(
                 "Idempotency-Key was already used with a different request",

@@ -14,7 +14,7 @@ from checkout.merchant.v1 import merchant_pb2
 from starlette.requests import Request
 
 from libs.common import apikeys, ids
-from services.gateway.context import CallContext, request_id_of
+from services.gateway.context import CallContext, consistency_of, request_id_of
 from services.gateway.errors import ApiError
 from services.gateway.state import state_of
 
@@ -34,7 +34,7 @@ class Caller:
         return self.merchant_id is None
 
     def context(self, request: Request) -> CallContext:
-        return CallContext(request_id_of(request), self.actor)
+        return CallContext(request_id_of(request), self.actor, consistency=consistency_of(request))
 
 
 OPERATOR = Caller(actor="operator")

@@ -3,12 +3,61 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from opentelemetry import propagate
 from starlette.requests import HTTPConnection
 
+from libs.common import consistency
+from libs.common.consistency import Token, TokenError
+from services.gateway.errors import ApiError
+
 Metadata = tuple[tuple[str, str], ...]
+
+
+@dataclass
+class Consistency:
+    """One request's consistency tokens: the one its client sent (`Checkout-Consistency-Token`),
+    passed to every service it calls, and the ones its writes returned, for its response."""
+
+    sent: Token = field(default_factory=Token)
+    returned: Token = field(default_factory=Token)
+    # Per shard, the position the last read's data is at least as new as (for the cache).
+    read_positions: dict[int, int] = field(default_factory=dict)
+
+    def absorb(self, trailing: Iterable[tuple[str, str | bytes]]) -> None:
+        pairs = list(trailing)
+        try:
+            self.returned = self.returned.merge(Token.from_metadata(pairs))
+            self.read_positions = dict(Token.from_metadata(pairs, consistency.READ_POSITION_KEY).positions)
+        except TokenError:
+            self.read_positions = {}  # a service that answers garbage is no reason to fail the request
+
+
+def consistency_of(conn: HTTPConnection) -> Consistency:
+    """The request's Consistency, made from its header on first use (422 when malformed)."""
+    state = conn.scope.setdefault("state", {})
+    found = state.get("consistency")
+    if isinstance(found, Consistency):
+        return found
+    raw = conn.headers.get(consistency.HEADER)
+    try:
+        sent = Token.parse(raw) if raw is not None else Token()
+    except TokenError as error:
+        raise ApiError.invalid(consistency.HEADER, str(error)) from None
+    made = state["consistency"] = Consistency(sent)
+    return made
+
+
+def returned_token(scope: MutableMapping[str, Any]) -> str | None:
+    """The token for a response's header: what its writes returned, if any."""
+    state = scope.get("state")
+    found = state.get("consistency") if isinstance(state, dict) else None
+    if isinstance(found, Consistency) and found.returned:
+        return found.returned.encode()
+    return None
 
 
 @dataclass(frozen=True)
@@ -17,9 +66,12 @@ class CallContext:
     actor: str
     idempotency_key: str | None = None
     idempotency_hash: str | None = None
+    consistency: Consistency | None = None
 
     def metadata(self) -> Metadata:
         pairs = [("x-request-id", self.request_id), ("x-actor", self.actor)]
+        if self.consistency is not None and self.consistency.sent:
+            pairs.append((consistency.METADATA_KEY, self.consistency.sent.encode()))
         if self.idempotency_key is not None and self.idempotency_hash is not None:
             pairs += [
                 ("x-idempotency-key", self.idempotency_key),

@@ -17,7 +17,9 @@ from opentelemetry import propagate, trace
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from libs.common import consistency
 from services.gateway import metrics
+from services.gateway.context import returned_token
 from services.gateway.errors import ApiError, error_response
 
 log = logging.getLogger("checkout.gateway")
@@ -61,7 +63,11 @@ class RequestMiddleware:
             if message["type"] == "http.response.start":
                 started = True
                 status = message["status"]
-                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+                headers = MutableHeaders(scope=message)
+                headers[REQUEST_ID_HEADER] = request_id
+                token = returned_token(scope)
+                if token is not None:
+                    headers[consistency.HEADER] = token
             await send(message)
 
         begin = time.perf_counter()

@@ -3,6 +3,7 @@ generation."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, date, datetime
 
 from checkout.analytics.v1 import analytics_pb2
@@ -10,9 +11,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from libs.common.cache import PREFIX
+from libs.common.cache import PREFIX, Cache, generation_fence
 from services.gateway import render
 from services.gateway.auth import authenticate, require_merchant
+from services.gateway.context import Consistency
 from services.gateway.state import state_of
 from services.gateway.validation import Problems, Query
 
@@ -44,23 +46,37 @@ async def daily_metrics(request: Request) -> JSONResponse:
     # every cached range of that merchant at once; "none" means Redis is down, so skip it.
     generation = await state.cache.generation("analytics", str(merchant_id))
     key = f"{PREFIX}analytics:daily:{merchant_id}:{generation}:{start}:{end}"
+    backends = state.backends
+    shard = backends.shard_of(merchant_id)
+    context = caller.context(request)
+    assert context.consistency is not None
     response: analytics_pb2.GetDailyMetricsResponse | None = None
     if generation != "none":
-        cached = await state.cache.get(key)
+        cached = await state.cache.get_at(key, context.consistency.sent.at(shard))
         if cached is not None:
-            response = _decode(cached)
+            response = _decode(cached[0])
     if response is None:
-        backends = state.backends
         response = await backends.call(
-            backends.analytics(backends.shard_of(merchant_id)).GetDailyMetrics,
+            backends.analytics(shard).GetDailyMetrics,
             analytics_pb2.GetDailyMetricsRequest(
                 merchant_id=str(merchant_id), from_date=start.isoformat(), to_date=end.isoformat()
             ),
-            caller.context(request),
+            context,
         )
         if generation != "none":
-            await state.cache.set(key, response.SerializeToString(), hot=False)
+            await _keep(
+                state.cache, key, response.SerializeToString(), context.consistency, shard, merchant_id
+            )
     return JSONResponse({"data": [render.daily_metric(d) for d in response.data]})
+
+
+async def _keep(
+    cache: Cache, key: str, payload: bytes, consistency: Consistency, shard: int, merchant_id: uuid.UUID
+) -> None:
+    """Caches a merchant's analytics with the position its data is at least as new as; a replica
+    read older than the change that made this generation is not kept (the bump's fence)."""
+    fence = generation_fence("analytics", str(merchant_id))
+    await cache.set_at(key, payload, consistency.read_positions.get(shard), hot=False, fence=fence)
 
 
 def _decode(raw: bytes) -> analytics_pb2.GetDailyMetricsResponse | None:
@@ -84,20 +100,25 @@ async def summary(request: Request) -> JSONResponse:
     today = datetime.now(UTC).date().isoformat()
     generation = await state.cache.generation("analytics", str(merchant_id))
     key = f"{PREFIX}analytics:summary:{merchant_id}:{generation}:{period}:{today}"
+    backends = state.backends
+    shard = backends.shard_of(merchant_id)
+    context = caller.context(request)
+    assert context.consistency is not None
     response: analytics_pb2.Summary | None = None
     if generation != "none":
-        cached = await state.cache.get(key)
+        cached = await state.cache.get_at(key, context.consistency.sent.at(shard))
         if cached is not None:
-            response = _decode_summary(cached)
+            response = _decode_summary(cached[0])
     if response is None:
-        backends = state.backends
         response = await backends.call(
-            backends.analytics(backends.shard_of(merchant_id)).GetSummary,
+            backends.analytics(shard).GetSummary,
             analytics_pb2.GetSummaryRequest(merchant_id=str(merchant_id), period=period, as_of=today),
-            caller.context(request),
+            context,
         )
         if generation != "none":
-            await state.cache.set(key, response.SerializeToString(), hot=False)
+            await _keep(
+                state.cache, key, response.SerializeToString(), context.consistency, shard, merchant_id
+            )
     return JSONResponse(render.summary(response))
 
 

@@ -8,7 +8,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from services.gateway import render
-from services.gateway.context import CallContext, request_id_of
+from services.gateway.context import CallContext, consistency_of, request_id_of
 from services.gateway.state import state_of
 from services.gateway.validation import path_id
 
@@ -20,7 +20,7 @@ async def get_checkout(request: Request) -> JSONResponse:
     view = await backends.call(
         backends.invoices(backends.shard_of(invoice_id)).GetCheckout,
         invoice_pb2.GetCheckoutRequest(invoice_id=str(invoice_id)),
-        CallContext(request_id_of(request), "anonymous"),
+        CallContext(request_id_of(request), "anonymous", consistency=consistency_of(request)),
     )
     return JSONResponse(render.checkout(view))
 

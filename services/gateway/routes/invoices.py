@@ -11,6 +11,7 @@ from starlette.routing import Route
 from libs.common.cache import invoice_key
 from services.gateway import render
 from services.gateway.auth import authenticate, require_merchant
+from services.gateway.context import consistency_of
 from services.gateway.idempotency import call_context
 from services.gateway.state import state_of
 from services.gateway.validation import Fields, Problems, Query, json_body, path_id
@@ -99,21 +100,26 @@ async def get_invoice(request: Request) -> JSONResponse:
     merchant_id = require_merchant(caller, "invoices:read")
     invoice_id = path_id(request, "invoice")
     state = state_of(request)
+    backends = state.backends
+    shard = backends.shard_of(merchant_id)
+    context = caller.context(request)
+    assert context.consistency is not None
     key = invoice_key(str(invoice_id))
-    cached = await state.cache.get(key)
+    # Never an entry older than the client's consistency token (a miss then asks the service).
+    cached = await state.cache.get_at(key, context.consistency.sent.at(shard))
     if cached is not None:
-        hit = _decode_invoice(cached)
+        hit = _decode_invoice(cached[0])
         # The cache is shared by all merchants: someone else's invoice is a miss, and the
         # service then answers 404 for it.
         if hit is not None and hit.id == str(invoice_id) and hit.merchant_id == str(merchant_id):
             return JSONResponse(render.invoice(hit))
-    backends = state.backends
     invoice = await backends.call(
-        backends.invoices(backends.shard_of(merchant_id)).GetInvoice,
+        backends.invoices(shard).GetInvoice,
         invoice_pb2.GetInvoiceRequest(merchant_id=str(merchant_id), invoice_id=str(invoice_id)),
-        caller.context(request),
+        context,
     )
-    await state.cache.set(key, invoice.SerializeToString(), hot=True)
+    position = context.consistency.read_positions.get(shard)
+    await state.cache.set_at(key, invoice.SerializeToString(), position, hot=True)
     return JSONResponse(render.invoice(invoice))
 
 
@@ -200,7 +206,8 @@ async def cancel_invoice(request: Request) -> JSONResponse:
     )
     # The invoice service drops the key too; doing it here as well means this caller's next
     # GET reads its own write even if that invalidation failed open.
-    await state.cache.invalidate(invoice_key(str(invoice_id)))
+    fence = consistency_of(request).returned.at(backends.shard_of(merchant_id))
+    await state.cache.invalidate(invoice_key(str(invoice_id)), fence=fence)
     return JSONResponse(render.invoice(invoice))
 
 

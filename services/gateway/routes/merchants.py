@@ -128,19 +128,23 @@ async def get_merchant(request: Request) -> JSONResponse:
     merchant_id = path_id(request, "merchant")
     require_access(caller, merchant_id, "merchants:read")
     state = state_of(request)
+    backends = state.backends
+    shard = backends.shard_of(merchant_id)
+    context = caller.context(request)
+    assert context.consistency is not None
     key = merchant_key(str(merchant_id))
-    cached = await state.cache.get(key)
+    cached = await state.cache.get_at(key, context.consistency.sent.at(shard))
     if cached is not None:
-        merchant = _decode_merchant(cached)
+        merchant = _decode_merchant(cached[0])
         if merchant is not None and merchant.id == str(merchant_id):
             return JSONResponse(render.merchant(merchant))
-    backends = state.backends
     merchant = await backends.call(
-        backends.merchants(backends.shard_of(merchant_id)).GetMerchant,
+        backends.merchants(shard).GetMerchant,
         merchant_pb2.GetMerchantRequest(merchant_id=str(merchant_id)),
-        caller.context(request),
+        context,
     )
-    await state.cache.set(key, merchant.SerializeToString(), hot=False)
+    position = context.consistency.read_positions.get(shard)
+    await state.cache.set_at(key, merchant.SerializeToString(), position, hot=False)
     return JSONResponse(render.merchant(merchant))
 
 

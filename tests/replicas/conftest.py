@@ -1,0 +1,189 @@
+"""A real primary and a real streaming standby for the replica tests, and the platform on them.
+
+The standby follows the session's embedded PostgreSQL (`DevServers.add_standby`) for this package
+only, so the rest of the suite does not stream WAL to it. When the suite runs against an external
+server (CHECKOUT_DATABASE_URL), nothing can stream from it here, so the package brings an embedded
+primary and standby of its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+import httpx
+import pytest
+
+from libs.common.config import SERVICES, Config, Endpoint, with_database
+from libs.common.devservers import DATABASE_URL_ENV, DevServers, Servers
+from libs.common.devstandby import Standby
+from libs.common.replica_config import ROLES
+from libs.common.service import Runtime
+from services.analytics.service import SPEC as ANALYTICS
+from services.gateway.app import create_app
+from services.gateway.state import GatewayState
+from services.invoice.service import SPEC as INVOICE
+from services.merchant.service import SPEC as MERCHANT
+from tests.common.support import ethereum_account_xpub, poll
+from tests.conftest import make_config
+from tests.services import running
+
+XPUB = ethereum_account_xpub("test test test test test test test test test test test junk", 11)
+# Nothing listens on port 1: the services a test does not start look down.
+DEAD_ADDRESS = "127.0.0.1:1"
+INVOICE_BODY = {
+    "title": "Coffee beans",
+    "items": [{"name": "Beans 1kg", "quantity": "2", "unit_price": "12.50"}],
+    "currency": "USD",
+    "crypto_currency": "ETH",
+}
+
+
+@dataclass
+class Replicated:
+    """The primary every test's databases live on, and its standby."""
+
+    primary_url: str
+    standby: Standby
+
+    async def on_standby(self, sql: str) -> Any:
+        conn = await asyncpg.connect(self.standby.url)
+        try:
+            return await conn.fetchval(sql)
+        finally:
+            await conn.close()
+
+    async def pause(self) -> None:
+        await self.on_standby("SELECT pg_wal_replay_pause()")
+
+    async def resume(self) -> None:
+        await self.on_standby("SELECT pg_wal_replay_resume()")
+
+
+@pytest.fixture(scope="package")
+def replicated(
+    dev_servers: DevServers, servers: Servers, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Replicated]:
+    if os.environ.get(DATABASE_URL_ENV):
+        owner = DevServers(tmp_path_factory.mktemp("replicated"), replicas=1, embedded_postgres=True)
+        with owner as own:
+            yield Replicated(own.database_url, owner.standbys[0])
+        return
+    standby = dev_servers.add_standby("replica_tests")
+    try:
+        yield Replicated(servers.database_url, standby)
+    finally:
+        standby.close()
+
+
+def replica_config(servers: Servers, replicated: Replicated, **overrides: Any) -> Config:
+    """A fresh test configuration on the replicated primary, every role of every shard on the
+    standby (each shard's database there is named as on the primary)."""
+    config = make_config(servers, database_url=replicated.primary_url, **overrides)
+    replicas = {
+        shard: {
+            role: (with_database(replicated.standby.url, urlsplit(config.shard_dsn(shard)).path[1:]),)
+            for role in ROLES
+        }
+        for shard in config.shards
+    }
+    return dataclasses.replace(config, shard_replicas=replicas)
+
+
+@dataclass
+class Platform:
+    config: Config
+    runtimes: dict[str, Runtime]
+    http: httpx.AsyncClient
+    replicated: Replicated
+    admin: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def invoice(self) -> Runtime:
+        return self.runtimes["invoice"]
+
+    async def merchant(self) -> tuple[uuid.UUID, dict[str, str]]:
+        """A merchant with an Ethereum wallet, and its API key's headers."""
+        created = await self.http.post(
+            "/v1/merchants",
+            json={
+                "business_name": "Shop",
+                "contact_email": f"shop-{uuid.uuid4().hex[:8]}@example.com",
+                "wallets": {"ethereum": XPUB},
+            },
+            headers=self.admin,
+        )
+        assert created.status_code == 201, created.text
+        merchant_id = created.json()["id"]
+        key = await self.http.post(
+            f"/v1/merchants/{merchant_id}/api-keys", json={"name": "t"}, headers=self.admin
+        )
+        assert key.status_code == 201, key.text
+        return uuid.UUID(merchant_id), {"Authorization": f"Bearer {key.json()['key']}"}
+
+    async def create_invoice(self, headers: dict[str, str]) -> httpx.Response:
+        created = await self.http.post("/v1/invoices", json=INVOICE_BODY, headers=headers)
+        assert created.status_code == 201, created.text
+        return created
+
+    async def replicas_serving(self, runtime: Runtime | None = None, *, within: float = 0.05) -> None:
+        """Waits until every shard's replica is up and at most `within` seconds behind."""
+        router = (runtime or self.invoice).replicas
+
+        def ready() -> bool:
+            statuses = [st for shard in self.config.shards for st in router.status(shard)]
+            return bool(statuses) and all(
+                st.up and st.lag_seconds is not None and st.lag_seconds <= within for st in statuses
+            )
+
+        await poll(ready, what="the replicas to serve")
+
+
+PlatformFactory = Callable[..., AbstractAsyncContextManager[Platform]]
+
+
+@pytest.fixture
+def platform_factory(servers: Servers, replicated: Replicated) -> PlatformFactory:
+    """`async with platform_factory(**config overrides) as p`: the merchant, invoice and analytics
+    services in-process on a replicated configuration, and the gateway in front of them."""
+
+    @asynccontextmanager
+    async def start(**overrides: Any) -> AsyncIterator[Platform]:
+        config = replica_config(servers, replicated, **overrides)
+        async with AsyncExitStack() as stack:
+            runtimes: dict[str, Runtime] = {}
+            for spec in (MERCHANT, INVOICE, ANALYTICS):
+                runtime, _ = await stack.enter_async_context(running(spec, config))
+                runtimes[spec.name] = runtime
+            addresses = {
+                name: runtimes[name].server.address
+                if name in runtimes and runtimes[name].server
+                else DEAD_ADDRESS
+                for name in SERVICES
+            }
+            endpoints = {
+                name: (Endpoint(frozenset(config.shards), address),) for name, address in addresses.items()
+            }
+            app = create_app(dataclasses.replace(config, endpoints=endpoints))
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+                try:
+                    platform = Platform(
+                        config, runtimes, http, replicated, {"Authorization": f"Bearer {config.admin_token}"}
+                    )
+                    yield platform
+                finally:
+                    # A test that paused replay must not leave the standby paused for the next one.
+                    await replicated.resume()
+                    state = app.state.gateway
+                    assert isinstance(state, GatewayState)
+                    await state.close()
+
+    return start
