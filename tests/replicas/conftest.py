@@ -146,6 +146,10 @@ class Platform:
         await poll(ready, what="the replicas to serve")
 
 
+def _address(runtime: Runtime | None) -> str:
+    return runtime.server.address if runtime is not None and runtime.server is not None else DEAD_ADDRESS
+
+
 PlatformFactory = Callable[..., AbstractAsyncContextManager[Platform]]
 
 
@@ -162,12 +166,7 @@ def platform_factory(servers: Servers, replicated: Replicated) -> PlatformFactor
             for spec in (MERCHANT, INVOICE, ANALYTICS):
                 runtime, _ = await stack.enter_async_context(running(spec, config))
                 runtimes[spec.name] = runtime
-            addresses = {
-                name: runtimes[name].server.address
-                if name in runtimes and runtimes[name].server
-                else DEAD_ADDRESS
-                for name in SERVICES
-            }
+            addresses = {name: _address(runtimes.get(name)) for name in SERVICES}
             endpoints = {
                 name: (Endpoint(frozenset(config.shards), address),) for name, address in addresses.items()
             }
