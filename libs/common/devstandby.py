@@ -111,19 +111,18 @@ class Standby:
         return self.url
 
     def stop(self) -> None:
-        """Stops the standby (fast shutdown); its data stays for the next start()."""
+        """Stops the standby (fast shutdown: SIGINT to its postmaster); its data stays for the
+        next start(). A signal, not `pg_ctl stop`: no process to spawn, so it is safe to call
+        while a busy event loop and gRPC's threads run in this process."""
         pid = self.pid
         if pid is None:
             return
-        with contextlib.suppress(subprocess.SubprocessError, OSError):
-            self._pg(
-                [_bin("pg_ctl"), "-D", str(self.pgdata), "-m", "fast", "-w", "stop"], timeout=STOP_TIMEOUT + 5
-            )
+        _kill(pid, signal.SIGINT)
         deadline = time.monotonic() + STOP_TIMEOUT
         while _pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.02)
         if _pid_alive(pid):
-            log.warning("PostgreSQL standby (pid %d) ignored pg_ctl stop; killing it", pid)
+            log.warning("PostgreSQL standby (pid %d) ignored a fast shutdown; killing it", pid)
             _kill(pid, signal.SIGKILL)
         log.info("stopped PostgreSQL standby in %s", self.pgdata)
 
@@ -185,12 +184,16 @@ class Standby:
         return directory
 
     def _pg(self, argv: list[str], *, timeout: float) -> str:
+        user = _run_as()
+        runuser = shutil.which("runuser") if user is not None else None
+        # `runuser` rather than subprocess's user=: that forces a plain fork(), which has been
+        # seen to crash a process whose gRPC threads are busy; runuser keeps the fast spawn.
         result = subprocess.run(
-            argv,
+            ["runuser", "-u", user, "--", *argv] if runuser and user else argv,
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
-            user=_run_as(),
+            user=None if runuser else user,
             check=False,
             timeout=timeout,
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from libs.common import apikeys
+from libs.common.limits import CONSISTENCY_TOKEN_MAX_CHARS
 
 Schema = dict[str, Any]
 
@@ -123,7 +124,11 @@ def _op(
         "operationId": operation_id,
         "tags": [tag],
         "security": security,
-        "parameters": [{"$ref": "#/components/parameters/RequestId"}, *parameters],
+        "parameters": [
+            {"$ref": "#/components/parameters/RequestId"},
+            {"$ref": "#/components/parameters/ConsistencyToken"},
+            *parameters,
+        ],
         "responses": {ok[0]: ok[1], **_errors(*errors), **(responses or {})},
     }
     if description:
@@ -599,6 +604,23 @@ SCHEMAS: dict[str, Schema] = {
             "merchants": _nullable({"type": "integer"}),
             "invoices": _nullable({"type": "integer"}),
             "healthy": {"type": "boolean"},
+            "replicas": _nullable({"type": "array", "items": ref("Replica")}),
+        },
+    },
+    "Replica": {
+        "type": "object",
+        "properties": {
+            "name": _string("host:port/database of the replica (no credentials)."),
+            "roles": {
+                "type": "array",
+                "items": _string(enum=["analytics", "archive", "customer", "read"]),
+                "description": "The reads it may serve.",
+            },
+            "up": {"type": "boolean"},
+            "lag_seconds": _nullable({"type": "number", "description": "How stale its reads may be."}),
+            "lag_bytes": _nullable({"type": "integer", "description": "WAL not replayed yet."}),
+            "lagging": {"type": "boolean", "description": "Down, or more than 1 s behind (the alert)."},
+            "error": _string("Why it is down."),
         },
     },
     "Shards": {
@@ -1345,7 +1367,8 @@ DOCUMENT: dict[str, Any] = {
         "title": "Checkout gateway",
         "version": "1.0.0",
         "description": "Non-custodial crypto checkout. Money is a decimal string; timestamps "
-        "are RFC 3339 UTC; every response carries X-Request-Id.",
+        "are RFC 3339 UTC; every response carries X-Request-Id, and every write's response a "
+        "Checkout-Consistency-Token to send with the reads that must see it.",
     },
     "servers": [{"url": "/"}],
     "paths": PATHS,
@@ -1381,6 +1404,13 @@ DOCUMENT: dict[str, Any] = {
             ),
             "RequestId": _param(
                 "X-Request-Id", "header", _string(maxLength=128), "Echoed; generated if absent."
+            ),
+            "ConsistencyToken": _param(
+                "Checkout-Consistency-Token",
+                "header",
+                _string(maxLength=CONSISTENCY_TOKEN_MAX_CHARS),
+                "The token a write answered with (opaque): this read is at least as new as that "
+                "write, served by a replica only once it has replayed it, else by the primary.",
             ),
         },
         "responses": {

@@ -238,3 +238,15 @@ def summary(s: analytics_pb2.Summary) -> JsonObject:
         "conversion_rate": s.conversion_rate,
         "by_currency": [currency_totals(c) for c in s.by_currency],
     }
+
+
+def replica(r: invoice_pb2.ReplicaStatus) -> JsonObject:
+    return {
+        "name": r.name,
+        "roles": list(r.roles),
+        "up": r.up,
+        "lag_seconds": round(r.lag_seconds, 3) if r.HasField("lag_seconds") else None,
+        "lag_bytes": r.lag_bytes if r.HasField("lag_bytes") else None,
+        "lagging": r.lagging,
+        "error": r.error,
+    }

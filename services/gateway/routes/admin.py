@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from libs.common.errors import FieldViolation
+from services.gateway import render
 from services.gateway.auth import authenticate, require_operator
 from services.gateway.clients import Backends
 from services.gateway.context import CallContext
@@ -56,6 +57,8 @@ async def _shard(backends: Backends, shard: int, context: CallContext) -> dict[s
         "merchants": None if isinstance(view, BaseException) else view.merchants,
         "invoices": None if isinstance(stats, BaseException) else stats.invoices,
         "healthy": not isinstance(view, BaseException) and not isinstance(stats, BaseException),
+        # As the shard's invoice service measures them; [] when it reads the primary only.
+        "replicas": None if isinstance(stats, BaseException) else [render.replica(r) for r in stats.replicas],
     }
 
 
