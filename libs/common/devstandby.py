@@ -96,6 +96,7 @@ class Standby:
             return self.url
         if not self._backed_up:
             self._base_backup()
+        self._ensure_reachable()
         self._socket_dir = self._pick_socket_dir()
         options = f'-h "" -k {self._socket_dir} -p {self.port}'
         started = time.monotonic()
@@ -147,11 +148,9 @@ class Standby:
         if user is not None:
             import pwd
 
-            from pgserver.utils import ensure_prefix_permissions
-
             entry = pwd.getpwnam(user)
             os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
-            ensure_prefix_permissions(self.pgdata)
+        self._ensure_reachable()
         started = time.monotonic()
         # -R writes primary_conninfo and standby.signal; -C -S creates the slot it streams from.
         self._pg(
@@ -161,6 +160,17 @@ class Standby:
         )  # fmt: skip
         self._backed_up = True
         log.info("base backup for standby %s took %.1fs", self.slot, time.monotonic() - started)
+
+    def _ensure_reachable(self) -> None:
+        """Lets the server's user reach both data directories again. Every pytest session makes
+        /tmp/pytest-of-<user> private again (0700), so a run started next to ours can cut the
+        standby's (re)connection to the primary's socket off, and the base backup's access."""
+        if _run_as() is None:
+            return
+        from pgserver.utils import ensure_prefix_permissions
+
+        ensure_prefix_permissions(self.pgdata)
+        ensure_prefix_permissions(Path(socket_of(self.primary_url)[0]))
 
     def _drop_slot(self) -> None:
         host, port = socket_of(self.primary_url)

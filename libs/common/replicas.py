@@ -41,6 +41,8 @@ from libs.common.db import Connection, init_connection
 from libs.common.replica_config import REPLICATION_LAG_ALERT_SECONDS, ROLES, Role
 
 if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
     from libs.common.db import ShardPools
 
 log = logging.getLogger("checkout.replicas")
@@ -61,6 +63,7 @@ REPLICA_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.SerializationError,
+    asyncpg.exceptions.InternalClientError,  # a connection left mid-operation by one of the above
 )
 DATABASE_ERRORS: tuple[type[BaseException], ...] = (*REPLICA_ERRORS, asyncpg.PostgresError)
 CONNECT_TIMEOUT = 2.0
@@ -245,6 +248,17 @@ class ShardReplicas:
         await asyncio.gather(*(r.probe(self.history, position) for r in self.replicas))
 
 
+async def _give_back(pool: asyncpg.Pool, conn: PoolConnectionProxy[asyncpg.Record], *, broken: bool) -> None:
+    """Returns a replica connection to its pool. One that failed mid-read is terminated first (a
+    reset would find it mid-operation); a replica going away after it answered fails the reset,
+    not the read."""
+    if broken:
+        with contextlib.suppress(Exception):
+            conn.terminate()
+    with contextlib.suppress(Exception):
+        await pool.release(conn)
+
+
 # Instruments are created once per process: OpenTelemetry keeps the first registration of a name,
 # so per-router callbacks would report only the first router (tests run many in one process).
 _live: weakref.WeakSet[Replicas] = weakref.WeakSet()
@@ -345,6 +359,7 @@ class Replicas:
                 replica.fail(error)
                 reason = "down"
                 continue
+            broken = False
             try:
                 position = replica.replayed
                 if required is not None and (position is None or position < required):
@@ -355,11 +370,12 @@ class Replicas:
                         continue
                 result = await query(conn)
             except REPLICA_ERRORS as error:
+                broken = True
                 replica.fail(error)
                 reason = "down"
                 continue
             finally:
-                await replica.pool.release(conn)
+                await _give_back(replica.pool, conn, broken=broken)
             self._count(shard, role, "replica", "fresh")
             if ledger is not None:
                 ledger.note_read(shard, position)

@@ -146,8 +146,16 @@ class Platform:
         await poll(ready, what="the replicas to serve")
 
 
-def _address(runtime: Runtime | None) -> str:
-    return runtime.server.address if runtime is not None and runtime.server is not None else DEAD_ADDRESS
+def _endpoints(config: Config, runtimes: dict[str, Runtime]) -> dict[str, tuple[Endpoint, ...]]:
+    """Every service at its running instance; the ones not (yet) started look down."""
+    endpoints: dict[str, tuple[Endpoint, ...]] = {}
+    for name in SERVICES:
+        runtime = runtimes.get(name)
+        address = (
+            runtime.server.address if runtime is not None and runtime.server is not None else DEAD_ADDRESS
+        )
+        endpoints[name] = (Endpoint(frozenset(config.shards), address),)
+    return endpoints
 
 
 PlatformFactory = Callable[..., AbstractAsyncContextManager[Platform]]
@@ -163,13 +171,12 @@ def platform_factory(servers: Servers, replicated: Replicated) -> PlatformFactor
         config = replica_config(servers, replicated, **overrides)
         async with AsyncExitStack() as stack:
             runtimes: dict[str, Runtime] = {}
+            # The merchant service first: the invoice service asks it for what its projection lacks.
             for spec in (MERCHANT, INVOICE, ANALYTICS):
+                config = dataclasses.replace(config, endpoints=_endpoints(config, runtimes))
                 runtime, _ = await stack.enter_async_context(running(spec, config))
                 runtimes[spec.name] = runtime
-            addresses = {name: _address(runtimes.get(name)) for name in SERVICES}
-            endpoints = {
-                name: (Endpoint(frozenset(config.shards), address),) for name, address in addresses.items()
-            }
+            endpoints = _endpoints(config, runtimes)
             app = create_app(dataclasses.replace(config, endpoints=endpoints))
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:

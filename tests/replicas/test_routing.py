@@ -87,14 +87,15 @@ async def test_a_replica_stopped_mid_load_fails_no_read(platform_factory: Platfo
             await asyncio.to_thread(p.replicated.standby.stop)
             down_before = served(p, "primary", "down")
             await poll(lambda: served(p, "primary", "down") > down_before + 20, what="reads from the primary")
+            stop.set()
+            await asyncio.gather(*readers)
+            [status] = p.invoice.replicas.status(p.invoice.shard_of(uuid.UUID(invoice_id)))
+            assert not status.up and status.lagging and status.error
         finally:
             stop.set()
             await asyncio.gather(*readers)
             await asyncio.to_thread(p.replicated.standby.start)
         assert statuses and set(statuses) == {200}
-        shard = p.invoice.shard_of(uuid.UUID(invoice_id))
-        [status] = p.invoice.replicas.status(shard)
-        assert not status.up and status.lagging and status.error
 
 
 async def test_a_replica_that_catches_up_takes_reads_back_and_its_lag_metric_follows(
