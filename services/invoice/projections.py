@@ -207,8 +207,9 @@ async def rebuild(conn: Connection, store: EventStore, batch: int = 500) -> int:
     """Drops the inline read models and replays every Invoice event through `apply` (in sequence
     order, so each invoice's events in version order). Call inside a transaction: readers see
     the old rows or the new ones, never none."""
-    await conn.execute(RESET_SQL)
+    # First: archived audit partitions still point at the invoices the reset truncates.
     await history.unarchive_for_rebuild(conn, await conn.fetchval("SELECT min(created_at) FROM events"))
+    await conn.execute(RESET_SQL)
     after, replayed = 0, 0
     while events := await store.read_all(conn, after_sequence=after, limit=batch, aggregate_type="Invoice"):
         for event in events:
