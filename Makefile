@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: up pay test lint bench protos clean help
+.PHONY: up pay test lint bench bench-scale protos clean help
 
 help:
 	@echo "make up      run the whole stack on http://127.0.0.1:8080 (Ctrl-C stops it)"
@@ -12,6 +12,7 @@ help:
 	@echo "make test    lint + the whole test suite (starts its own servers)"
 	@echo "make lint    ruff (lint + format check) and mypy --strict"
 	@echo "make bench   benchmarks, results as JSON in bench-results/"
+	@echo "make bench-scale  every read query on a shard of 1M invoices -> bench-results/bench-scale.json"
 	@echo "make protos  regenerate Python code from protos/"
 
 $(STAMP): pyproject.toml
@@ -42,6 +43,11 @@ test: $(STAMP) protos lint
 
 bench: $(STAMP) protos
 	$(BIN)/python -m tools.bench
+
+# A fresh shard of one million invoices in a temp dir (about 10 minutes); ARGS passes options,
+# e.g. ARGS='--data-dir .dev/scale --reuse' keeps the shard for the next run.
+bench-scale: $(STAMP) protos
+	$(BIN)/python -m tools.bench_scale $(ARGS)
 
 clean:
 	rm -rf $(VENV) .dev bench-results

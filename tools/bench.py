@@ -34,7 +34,7 @@ from libs.common.devservers import DevServers, Servers, free_port
 from libs.common.eventstore import EventStore
 from libs.common.evm_rpc import EvmRpc
 from libs.common.partitions import PartitionedTable, ensure_partitions
-from tools import bench_replicas
+from tools import bench_http, bench_replicas
 from tools.devchain import tx
 from tools.devchain.accounts import dev_accounts
 from tools.devchain.chain import CHAIN_ID, DevChain, networks_json
@@ -177,8 +177,9 @@ def main() -> None:
         "event_store": appends,
         "gateway_lookups": lookups,
         "payment_detection": detection,
-        "replicas": bench_replicas.run(),  # its own primary and standby: tools/bench_replicas.py
     }
+    result["gateway_http"] = bench_http.run()  # the gateway against a bare Starlette app (issue 10)
+    result["replicas"] = bench_replicas.run()  # its own primary and standby (issue 14)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

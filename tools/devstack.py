@@ -343,6 +343,7 @@ def banner(
         f"Checkout platform is up in {seconds:.1f}s: {stack.base_url}  (Ctrl-C stops everything)",
         f"  demo merchant:  {demo['merchant_id']}",
         f"  demo API key:   {demo['api_key']}",
+        f"  API docs:       {stack.base_url}/docs  (Authorize with the key above, then try any call)",
     ]
     if generated_token:
         lines.append(

@@ -7,6 +7,7 @@ place that reads them, so a typo fails at start-up with the variable's name, not
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -109,6 +110,25 @@ class Config:
     archive_after_months: int = 12
     # Archived partitions older than this are dropped; 0 (the default) never deletes anything.
     archive_drop_after_months: int = 0
+    # The gateway: rate limits as "<count>/<second|minute|hour|day>" (per API key by the
+    # merchant's plan; per client IP for failed authentication and for the public checkout), and
+    # how long a verified API key is trusted from memory before it is asked about again.
+    rate_limit_free: str = "600/minute"
+    rate_limit_pro: str = "3000/minute"
+    rate_limit_enterprise: str = "12000/minute"
+    rate_limit_auth_failures: str = "30/minute"
+    rate_limit_checkout: str = "300/minute"
+    api_key_cache_seconds: float = 30.0
+    api_key_touch_seconds: float = 10.0
+    # The gateway's access log: "errors" (4xx, 5xx and slow requests), "all", or "off".
+    access_log: str = "errors"
+
+    def plan_rate_limits(self) -> dict[str, str]:
+        return {
+            "free": self.rate_limit_free,
+            "pro": self.rate_limit_pro,
+            "enterprise": self.rate_limit_enterprise,
+        }
 
     def network(self, name: str) -> NetworkConfig | None:
         return next((n for n in self.networks if n.name == name), None)
@@ -177,6 +197,20 @@ class Config:
 
         def url(name: str) -> str:
             return parse_http_url(get(name, ""), name)
+
+        def choice(name: str, default: str, options: tuple[str, ...]) -> str:
+            raw = get(name, default).lower()
+            if raw not in options:
+                raise ConfigError(f"{name} must be one of {', '.join(options)}, got {raw!r}")
+            return raw
+
+        def rate(name: str, default: str) -> str:
+            raw = get(name, default)
+            if not _RATE.match(raw):
+                raise ConfigError(
+                    f"{name} must be like 600/minute (per second, minute, hour or day), got {raw!r}"
+                )
+            return raw
 
         shard_dsns = tuple(s.strip() for s in get("CHECKOUT_SHARD_DSNS", "").split(",") if s.strip())
         shard_count = len(shard_dsns) or integer("CHECKOUT_SHARD_COUNT", d.shard_count, 1)
@@ -279,10 +313,19 @@ class Config:
             replica_wait_seconds=seconds("CHECKOUT_REPLICA_WAIT_SECONDS", d.replica_wait_seconds),
             archive_after_months=archive_after,
             archive_drop_after_months=archive_drop,
+            rate_limit_free=rate("CHECKOUT_RATE_LIMIT_FREE", d.rate_limit_free),
+            rate_limit_pro=rate("CHECKOUT_RATE_LIMIT_PRO", d.rate_limit_pro),
+            rate_limit_enterprise=rate("CHECKOUT_RATE_LIMIT_ENTERPRISE", d.rate_limit_enterprise),
+            rate_limit_auth_failures=rate("CHECKOUT_RATE_LIMIT_AUTH_FAILURES", d.rate_limit_auth_failures),
+            rate_limit_checkout=rate("CHECKOUT_RATE_LIMIT_CHECKOUT", d.rate_limit_checkout),
+            api_key_cache_seconds=seconds("CHECKOUT_API_KEY_CACHE_SECONDS", d.api_key_cache_seconds),
+            api_key_touch_seconds=seconds("CHECKOUT_API_KEY_TOUCH_SECONDS", d.api_key_touch_seconds),
+            access_log=choice("CHECKOUT_ACCESS_LOG", d.access_log, ("errors", "all", "off")),
         )
 
 
 RATE_PROVIDERS = ("coinbase", "kraken", "binance", "fixed")
+_RATE = re.compile(r"^[1-9][0-9]{0,8}/(second|minute|hour|day)$")
 
 
 def parse_rate_providers(raw: str) -> tuple[str, ...]:

@@ -23,8 +23,10 @@ from libs.common.limits import CONSISTENCY_TOKEN_MAX_CHARS
 
 HEADER = "Checkout-Consistency-Token"
 METADATA_KEY = "checkout-consistency-token"
-# Trailing metadata of a read: the WAL position (per shard) its data is at least as new as.
+# Trailing metadata of a read: the WAL position (per shard) its data is at least as new as, and
+# how many seconds older than the primary it may be (0: the primary answered).
 READ_POSITION_KEY = "checkout-read-position"
+READ_STALENESS_KEY = "checkout-read-staleness"
 
 _VERSION = "v1"
 _ENTRY = re.compile(r"^(\d{1,4})=([0-9a-f]{1,16})$")
@@ -91,9 +93,12 @@ class Ledger:
     wrote: bool = False
     read_positions: dict[int, int] = field(default_factory=dict)
     unknown: set[int] = field(default_factory=set)  # shards read at a position nobody measured
+    staleness: float = 0.0  # the most any read of the call may lag the primary, seconds
 
-    def note_read(self, shard: int, position: int | None) -> None:
-        """A read on `shard` saw data at least as new as `position` (None: unknown)."""
+    def note_read(self, shard: int, position: int | None, staleness: float = 0.0) -> None:
+        """A read on `shard` saw data at least as new as `position` (None: unknown), at most
+        `staleness` seconds older than the primary's."""
+        self.staleness = max(self.staleness, staleness)
         if position is None:
             self.read_positions.pop(shard, None)
             self.unknown.add(shard)

@@ -46,3 +46,12 @@ def use(ctx: RequestContext) -> contextvars.Token[RequestContext | None]:
 
 def reset(token: contextvars.Token[RequestContext | None]) -> None:
     _current.reset(token)
+
+
+# Set by an idempotent command that answered with its stored first result (eventstore.Commands);
+# the gRPC interceptor tells the caller in trailing metadata (`x-idempotent-replayed`), so the
+# gateway can say `Idempotent-Replayed: true`.
+command_replayed: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "checkout_command_replayed", default=False
+)
+REPLAYED_METADATA = "x-idempotent-replayed"

@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,27 @@ else:
     Connection = asyncpg.Connection
 
 
+# The first line of a migration that must run outside a transaction: `CREATE INDEX CONCURRENTLY`
+# on a large live table builds without blocking writes, and PostgreSQL refuses it in one.
+NO_TRANSACTION = "-- migration: no transaction"
+
+# What such a migration may hold: statements that are harmless to run again, since a crash can
+# stop it half-way (there is no transaction to roll back) and the next start runs it again.
+_RERUNNABLE = re.compile(
+    r"""^(CREATE\s+(UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+IF\s+NOT\s+EXISTS\s+(?P<index>\w+)\s
+        |DROP\s+INDEX\s+CONCURRENTLY\s+IF\s+EXISTS\s
+        |ANALYZE\b|VACUUM\b)""",
+    re.IGNORECASE | re.VERBOSE,
+)
+
+
+_LOCK_POLL_SECONDS = 0.1
+
+
+class MigrationError(ValueError):
+    pass
+
+
 @dataclass(frozen=True)
 class Migration:
     version: str
@@ -46,6 +68,55 @@ class Migration:
     def checksum(self) -> str:
         return hashlib.sha256(self.path.read_bytes()).hexdigest()
 
+    @property
+    def transactional(self) -> bool:
+        return self.sql.split("\n", 1)[0].strip().lower() != NO_TRANSACTION
+
+    def statements(self) -> list[str]:
+        """A no-transaction migration's statements, each checked to be safe to run again."""
+        found = split_statements(self.sql)
+        for statement in found:
+            if not _RERUNNABLE.match(statement):
+                raise MigrationError(
+                    f"{self.path.name}: a no-transaction migration may only hold CREATE [UNIQUE] INDEX "
+                    f"CONCURRENTLY IF NOT EXISTS, DROP INDEX CONCURRENTLY IF EXISTS, ANALYZE or VACUUM "
+                    f"(each safe to run again after a crash); found: {statement[:80]}"
+                )
+        return found
+
+
+def split_statements(sql: str) -> list[str]:
+    """Statements separated by `;`, with comments dropped; quotes are respected. Dollar quoting
+    (function bodies) is refused: it belongs in an ordinary, transactional migration."""
+    statements, current, i = [], [], 0
+    while i < len(sql):
+        char = sql[i]
+        if sql.startswith("--", i):
+            end = sql.find("\n", i)
+            i = len(sql) if end < 0 else end
+            continue
+        if sql.startswith("/*", i):
+            end = sql.find("*/", i + 2)
+            i = len(sql) if end < 0 else end + 2
+            continue
+        if char == "$":
+            raise MigrationError("dollar-quoted text has no place in a no-transaction migration")
+        if char in "'\"":
+            end = i + 1
+            while end < len(sql) and not (sql[end] == char and not sql.startswith(char * 2, end)):
+                end += 2 if sql.startswith(char * 2, end) else 1
+            current.append(sql[i : end + 1])
+            i = end + 1
+            continue
+        if char == ";":
+            statements.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+        i += 1
+    statements.append("".join(current))
+    return [s.strip() for s in statements if s.strip()]
+
 
 def migrations_for(service_dir: Path) -> list[Migration]:
     """Common event-store migrations first (`0xxx`), then the service's own (`1xxx`...)."""
@@ -54,6 +125,9 @@ def migrations_for(service_dir: Path) -> list[Migration]:
     versions = [m.version for m in found]
     if len(set(versions)) != len(versions):
         raise ValueError(f"duplicate migration versions in {service_dir}")
+    for migration in found:
+        if not migration.transactional:
+            migration.statements()  # a bad one fails at start-up, before anything runs
     return found
 
 
@@ -75,14 +149,19 @@ async def ensure_database(dsn: str) -> None:
 
 
 async def migrate_shard(dsn: str, schema: str, migrations: Iterable[Migration]) -> list[str]:
-    """Applies what is missing, each migration in its own transaction; idempotent and safe when
-    several services or replicas start at once (an advisory lock serialises them per schema)."""
+    """Applies what is missing, in order; idempotent and safe when several services or replicas
+    start at once (an advisory lock serialises them per schema). Each migration runs in its own
+    transaction, except one marked `-- migration: no transaction` (see `_apply_outside`)."""
     await ensure_database(dsn)
     conn = await asyncpg.connect(dsn)
     applied: list[str] = []
     try:
         lock = int.from_bytes(hashlib.sha256(f"migrate:{schema}".encode()).digest()[:8], signed=True)
-        await conn.execute("SELECT pg_advisory_lock($1)", lock)
+        # Polled rather than waited for in pg_advisory_lock: a statement blocked there holds a
+        # snapshot, and the CREATE INDEX CONCURRENTLY of another replica's no-transaction
+        # migration waits for every older snapshot to end. Each would wait for the other.
+        while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock):
+            await asyncio.sleep(_LOCK_POLL_SECONDS)
         try:
             await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
             await conn.execute(f'SET search_path TO "{schema}", public')
@@ -97,19 +176,50 @@ async def migrate_shard(dsn: str, schema: str, migrations: Iterable[Migration]) 
                     if done[migration.version] != migration.checksum:
                         log.warning("migration %s/%s changed after it was applied", schema, migration.version)
                     continue
-                async with conn.transaction():
-                    await conn.execute(migration.sql)
-                    await conn.execute(
-                        "INSERT INTO schema_migrations (version, checksum) VALUES ($1, $2)",
-                        migration.version,
-                        migration.checksum,
-                    )
+                if migration.transactional:
+                    async with conn.transaction():
+                        await conn.execute(migration.sql)
+                        await _record(conn, migration)
+                else:
+                    await _apply_outside(conn, schema, migration)
+                    await _record(conn, migration)
                 applied.append(migration.version)
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", lock)
     finally:
         await conn.close()
     return applied
+
+
+async def _record(conn: asyncpg.Connection, migration: Migration) -> None:
+    await conn.execute(
+        "INSERT INTO schema_migrations (version, checksum) VALUES ($1, $2)",
+        migration.version,
+        migration.checksum,
+    )
+
+
+async def _apply_outside(conn: asyncpg.Connection, schema: str, migration: Migration) -> None:
+    """Runs each statement on its own, outside any transaction, while the table takes writes.
+
+    Nothing rolls back a crash here: the migration stays unrecorded and runs again from its
+    first statement at the next start, and each statement is one that can (`IF NOT EXISTS`).
+    A `CREATE INDEX CONCURRENTLY` that was interrupted leaves an INVALID index behind, which
+    `IF NOT EXISTS` would then take for done: such an index is dropped and built again.
+    """
+    for statement in migration.statements():
+        match = _RERUNNABLE.match(statement)
+        index = match.group("index") if match else None
+        if index and await conn.fetchval(
+            """SELECT NOT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+               JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2""",
+            schema,
+            index,
+        ):
+            log.warning("dropping the invalid index %s.%s left by an interrupted build", schema, index)
+            await conn.execute(f'DROP INDEX CONCURRENTLY IF EXISTS "{schema}"."{index}"')
+        log.info("migration %s/%s: %s", schema, migration.version, statement[:120])
+        await conn.execute(statement)
 
 
 async def migrate(

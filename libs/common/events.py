@@ -38,6 +38,8 @@ EVENT_TYPES: dict[str, type[Message]] = {
     "invoice.invalid": invoice_events.InvoiceInvalid,
     "invoice.reopened": invoice_events.InvoiceReopened,
 }
+# What a merchant can subscribe a webhook endpoint or a notification template to.
+WEBHOOK_EVENT_TYPES: tuple[str, ...] = tuple(sorted(t for t in EVENT_TYPES if t.startswith("invoice.")))
 # The invoice status events share one shape (see events.proto), so consumers can treat them alike.
 STATUS_EVENTS: dict[str, str] = {
     "invoice.partially_paid": "partial",

@@ -293,6 +293,7 @@ class Commands:
                 "Idempotency-Key was already used with a different request",
                 [],
             )
+        context.command_replayed.set(True)
         return decode(row["response"])
 
 

@@ -68,14 +68,18 @@ class ContextInterceptor(Interceptor):
                             trace=telemetry.inject(),
                         )
                     )
+                    context.command_replayed.set(False)
                     ledger_token = None
                     try:
                         protocheck.check(request)  # a NUL anywhere is INVALID_ARGUMENT, never a 500
                         ledger = consistency.Ledger(required=_required(ctx))
                         ledger_token = consistency.begin(ledger)
                         response = await inner(request, ctx)  # type: ignore[arg-type]  # stubs predate aio
-                        if self.trailers is not None:
-                            ctx.set_trailing_metadata(tuple(await self.trailers(ledger)))
+                        trailing = list(await self.trailers(ledger)) if self.trailers is not None else []
+                        if context.command_replayed.get():
+                            trailing.append((context.REPLAYED_METADATA, "true"))
+                        if trailing:
+                            ctx.set_trailing_metadata(tuple(trailing))
                         return response
                     except CheckoutError as error:
                         await ctx.abort_with_status(to_status(error))  # type: ignore[attr-defined]

@@ -9,6 +9,7 @@ slot always agree.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
 import time
@@ -30,6 +31,13 @@ def new_id(slot: int) -> uuid.UUID:
     if not 0 <= slot < SLOT_COUNT:
         raise ValueError(f"slot {slot} out of range")
     return _build(time.time_ns() // 1_000_000, slot, 7, int.from_bytes(os.urandom(8)))
+
+
+def first_id_at(at: dt.datetime) -> uuid.UUID:
+    """The smallest id minted in `at`'s millisecond or later, in any slot: ids sort by their time
+    first, so `id >= first_id_at(t)` bounds an index on id to what was minted from `t` on."""
+    unix_ms = int(at.timestamp() * 1000)
+    return uuid.UUID(int=(min(max(unix_ms, 0), (1 << 48) - 1)) << 80)
 
 
 def slot_of(value: uuid.UUID) -> int:

@@ -349,7 +349,8 @@ class Replicas:
         required = ledger.required.at(shard) if ledger is not None else None
         reason = "lag"
         max_lag = self.config.replica_max_lag.get(role.name, role.max_lag_seconds)
-        for replica in replicas.serving(role, max_lag, time.monotonic()):
+        routed = time.monotonic()
+        for replica in replicas.serving(role, max_lag, routed):
             assert replica.pool is not None
             try:
                 conn = await replica.pool.acquire(timeout=ACQUIRE_TIMEOUT)
@@ -378,7 +379,7 @@ class Replicas:
                 await _give_back(replica.pool, conn, broken=broken)
             self._count(shard, role, "replica", "fresh")
             if ledger is not None:
-                ledger.note_read(shard, position)
+                ledger.note_read(shard, position, replica.staleness(routed))
             return result
         if reason == "lag" and not any(r.up for r in replicas.replicas if role.name in r.roles):
             reason = "down"

@@ -288,6 +288,8 @@ class Runtime:
         if ledger.read_positions:
             token = consistency.Token(ledger.read_positions)
             pairs.append((consistency.READ_POSITION_KEY, token.encode()))
+        if ledger.staleness:
+            pairs.append((consistency.READ_STALENESS_KEY, f"{ledger.staleness:.6f}"))
         return pairs
 
     async def _nats_probe(self) -> bool:

@@ -147,7 +147,7 @@ async def shard_counts(pool: Connection | asyncpg.Pool) -> tuple[int, int]:
     """(merchants, invoices created) on one shard."""
     row = await pool.fetchrow(
         """SELECT (SELECT count(*) FROM merchant_directory) AS merchants,
-                  (SELECT COALESCE(sum(invoices_created), 0) FROM daily_metrics) AS invoices"""
+                  (SELECT COALESCE(sum(invoices_created), 0) FROM platform_daily) AS invoices"""
     )
     assert row is not None
     return int(row["merchants"]), int(row["invoices"])
@@ -188,39 +188,48 @@ _ACTIVE = "invoices_created > 0 OR invoices_paid > 0"
 
 
 async def platform_metrics(
-    conn: Connection, start: dt.date, end: dt.date
+    db: Connection | asyncpg.Pool, start: dt.date, end: dt.date
 ) -> tuple[list[asyncpg.Record], int, list[asyncpg.Record]]:
     """Every merchant of one shard summed per day and currency over [start, end], the distinct
-    merchants active in the range, and the same per currency. One snapshot, so they agree."""
+    merchants active in the range, and the same per currency. One snapshot, so they agree.
+
+    From the rollups daily_metrics' trigger keeps (migration 1050): the days are platform_daily's
+    rows; a merchant is active in the range if one of its (merchant, currency) pairs is: its
+    first or last active day is in the range, or (its days spanning the range) one in between is.
+    """
+    if isinstance(db, asyncpg.Pool):
+        async with db.acquire() as pooled:
+            return await platform_metrics(pooled, start, end)
+    conn: Connection = db
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         days = await conn.fetch(
-            f"""SELECT metric_date, currency,
-                       sum(invoices_created) AS invoices_created,
-                       sum(invoices_paid) AS invoices_paid,
-                       sum(amount_created) AS amount_created,
-                       sum(amount_paid) AS amount_paid,
-                       {_rate("sum(invoices_paid)", "sum(invoices_created)")} AS conversion_rate,
-                       count(*) FILTER (WHERE {_ACTIVE}) AS merchants_active
-                FROM daily_metrics
-                WHERE metric_date BETWEEN $1 AND $2
-                GROUP BY metric_date, currency
+            f"""SELECT metric_date, currency, invoices_created, invoices_paid, amount_created, amount_paid,
+                       {_rate("invoices_paid", "invoices_created")} AS conversion_rate, merchants_active
+                FROM platform_daily
+                WHERE metric_date BETWEEN $1 AND $2 AND metric_rows > 0
                 ORDER BY metric_date, currency""",
             start,
             end,
         )
-        active = await conn.fetchval(
-            f"""SELECT count(DISTINCT merchant_id) FILTER (WHERE {_ACTIVE}) FROM daily_metrics
-                WHERE metric_date BETWEEN $1 AND $2""",
+        active = await conn.fetch(
+            """WITH active AS (
+                   SELECT pair.merchant_id, pair.currency FROM merchant_currencies pair
+                   WHERE pair.last_day >= $1 AND pair.first_day <= $2
+                     AND (pair.last_day <= $2 OR pair.first_day >= $1
+                          OR EXISTS (SELECT FROM merchant_activity day
+                                     WHERE day.merchant_id = pair.merchant_id AND day.currency = pair.currency
+                                       AND day.metric_date BETWEEN $1 AND $2)))
+               SELECT NULL AS currency, count(DISTINCT merchant_id) AS merchants_active FROM active
+               UNION ALL
+               -- Every currency invoiced in the range, with none active too (a reorg's zeros).
+               SELECT traded.currency, count(active.merchant_id)
+               FROM (SELECT DISTINCT currency FROM platform_daily
+                     WHERE metric_date BETWEEN $1 AND $2 AND metric_rows > 0) traded
+               LEFT JOIN active USING (currency)
+               GROUP BY traded.currency
+               ORDER BY currency NULLS FIRST""",
             start,
             end,
         )
-        by_currency = await conn.fetch(
-            f"""SELECT currency, count(DISTINCT merchant_id) FILTER (WHERE {_ACTIVE}) AS merchants_active
-                FROM daily_metrics
-                WHERE metric_date BETWEEN $1 AND $2
-                GROUP BY currency
-                ORDER BY currency""",
-            start,
-            end,
-        )
-    return list(days), int(active), list(by_currency)
+    overall, *by_currency = active
+    return list(days), int(overall["merchants_active"]), by_currency

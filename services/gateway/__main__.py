@@ -47,6 +47,10 @@ def main() -> None:
             host=host,
             port=port,
             lifespan="on",
+            # The event loop and HTTP parsing in C: pure-Python parsing was the gateway's largest
+            # cost per request (issue 10).
+            loop="uvloop",
+            http="httptools",
             log_config=None,  # keep our handlers; the middleware writes the access log
             access_log=False,
             timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,

@@ -1,49 +1,47 @@
-"""The gateway's ASGI application: routes, error rendering, and the resources' lifetime."""
+"""The gateway's ASGI application: routes built from the operations, error rendering, the docs
+page, and the resources' lifetime."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
+import orjson
+import swagger_ui
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from libs.common.config import Config
+from services.gateway import contract
 from services.gateway.context import request_id_of
 from services.gateway.errors import HTTP_STATUS, ApiError, error_response
 from services.gateway.middleware import RequestMiddleware
-from services.gateway.routes import (
-    admin,
-    analytics,
-    api_keys,
-    checkout,
-    customers,
-    invoices,
-    merchants,
-    meta,
-    webhooks,
-)
+from services.gateway.operations import Operation
+from services.gateway.routes import admin, analytics, api_keys, customers, invoices, merchants, meta, webhooks
 from services.gateway.state import GatewayState
 
 log = logging.getLogger("checkout.gateway")
+SWAGGER_ASSETS = Path(swagger_ui.__file__).parent / "static"
 
 
-def all_routes() -> list[BaseRoute]:
+def all_operations() -> list[Operation]:
+    # Starlette tries routes in order: the reads every client polls come first.
     return [
-        *meta.routes,
-        *merchants.routes,
-        *api_keys.routes,
-        *invoices.routes,
-        *customers.routes,
-        *analytics.routes,
-        *admin.routes,
-        *checkout.routes,
-        *webhooks.routes,
+        *invoices.operations,
+        *meta.operations,
+        *merchants.operations,
+        *api_keys.operations,
+        *customers.operations,
+        *analytics.operations,
+        *admin.operations,
+        *webhooks.operations,
     ]
 
 
@@ -81,13 +79,16 @@ def _allowed_methods(request: Request) -> list[str]:
 
 def create_app(config: Config) -> Starlette:
     state = GatewayState.from_config(config)
-    routes = all_routes()
+    operations = all_operations()
+    routes: list[BaseRoute] = [op.route() for op in operations]
+    routes.append(Mount("/docs/assets", app=StaticFiles(directory=SWAGGER_ASSETS), name="docs-assets"))
     templates: dict[object, str] = {r.endpoint: r.path for r in routes if isinstance(r, Route)}
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if not await state.cache.ping():
             log.warning("Redis at %s is unreachable; serving without the cache", config.redis_url)
+        state.start()
         try:
             yield
         finally:
@@ -95,9 +96,11 @@ def create_app(config: Config) -> Starlette:
 
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(RequestMiddleware, templates=templates)],
+        middleware=[Middleware(RequestMiddleware, templates=templates, access_log=config.access_log)],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error},
         lifespan=lifespan,
     )
     app.state.gateway = state
+    # Built once: the document follows from the code, which does not change while it runs.
+    app.state.openapi = orjson.dumps(contract.document(operations))
     return app

@@ -1,7 +1,10 @@
-"""Who is calling: the operator token or a merchant API key, and what it may do.
+"""Who is calling: the operator token or a merchant API key, what it may do, and whether it is
+within its rate limit.
 
-Keys are verified by the merchant service on every request, never cached here: a revoked key
-must stop working at once, and a cache would keep it alive for its TTL.
+Keys are verified once by the merchant service and then served from memory (keycache.py), which
+drops a key at once on revocation. Every merchant-key request counts against the key's plan limit;
+failed authentication counts against the client IP, and an IP over that limit is refused before
+any key it sends is looked up.
 """
 
 from __future__ import annotations
@@ -10,15 +13,16 @@ import hmac
 import uuid
 from dataclasses import dataclass, field
 
-from checkout.merchant.v1 import merchant_pb2
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 
-from libs.common import apikeys, ids
-from services.gateway.context import CallContext, consistency_of, request_id_of
+from libs.common import apikeys
+from services.gateway.context import CallContext, request_id_of
 from services.gateway.errors import ApiError
+from services.gateway.ratelimit import Quota
 from services.gateway.state import state_of
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="checkout"'}
+RESPONSE_HEADERS = "response_headers"
 
 
 @dataclass(frozen=True)
@@ -28,20 +32,22 @@ class Caller:
     api_key_id: uuid.UUID | None = None
     key_type: str = ""
     permissions: frozenset[str] = field(default_factory=frozenset)
+    plan: str = ""
 
     @property
     def is_operator(self) -> bool:
         return self.merchant_id is None
 
     def context(self, request: Request) -> CallContext:
-        return CallContext(request_id_of(request), self.actor, consistency=consistency_of(request))
+        return CallContext(request_id_of(request), self.actor)
 
 
 OPERATOR = Caller(actor="operator")
 
 
-def _unauthenticated(message: str) -> ApiError:
-    return ApiError("unauthenticated", message, headers=_CHALLENGE)
+def _unauthenticated(message: str, quota: Quota | None = None) -> ApiError:
+    headers = {**_CHALLENGE, **(quota.headers() if quota else {})}
+    return ApiError("unauthenticated", message, headers=headers)
 
 
 def bearer_token(request: Request) -> str:
@@ -61,40 +67,57 @@ def is_operator_token(token: str, admin_token: str) -> bool:
     return bool(admin_token) and hmac.compare_digest(token.encode(), admin_token.encode())
 
 
+def client_ip(conn: HTTPConnection) -> str:
+    # Uvicorn has already applied X-Forwarded-For from trusted proxies (--forwarded-allow-ips).
+    client = conn.scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+def report_quota(conn: HTTPConnection, quota: Quota | None) -> None:
+    """Puts the caller's standing on whatever response this request ends with, errors included."""
+    if quota is not None:
+        conn.scope.setdefault("state", {})[RESPONSE_HEADERS] = quota.headers()
+
+
 async def authenticate(request: Request) -> Caller:
     state = state_of(request)
     token = bearer_token(request)
     if is_operator_token(token, state.config.admin_token):
         return OPERATOR
-    key_id = apikeys.key_id_of(token)
-    if key_id is None:
-        raise _unauthenticated("invalid API key")
-    backends = state.backends
-    # The key id carries the merchant's slot, so the key is checked on its own shard.
-    stub = backends.merchants(backends.shard_of(key_id))
-    try:
-        response = await backends.call(
-            stub.VerifyApiKey,
-            merchant_pb2.VerifyApiKeyRequest(key=token),
-            CallContext(request_id_of(request), "anonymous"),
-        )
-    except ApiError as error:
-        # An outage is the platform's fault and must say so (503/504); any other refusal is
-        # about the key, and the caller learns no more than "invalid".
-        if error.code in ("unavailable", "deadline_exceeded", "internal", "rate_limited"):
-            raise
-        raise _unauthenticated("invalid API key") from error
-    key = response.api_key
-    merchant_id = ids.parse_id(key.merchant_id)
-    if merchant_id is None or ids.parse_id(key.id) != key_id or key.status in ("revoked", "expired"):
-        raise _unauthenticated("invalid API key")
+    limiter = state.limiter
+    ip = client_ip(request)
+    entry = state.keys.cached(token)
+    if entry is None:
+        blocked = await limiter.peek(limiter.auth_failures, "auth-failures", ip)
+        if blocked is not None and not blocked.allowed:
+            raise blocked.refusal("with failed authentication from this address", "auth_failures")
+        entry = await state.keys.verify(token, request_id_of(request))
+        if entry is None:
+            quota = await limiter.hit(limiter.auth_failures, "auth-failures", ip)
+            if quota is not None and not quota.allowed:
+                raise quota.refusal("with failed authentication from this address", "auth_failures")
+            raise _unauthenticated("invalid API key", quota)
+    quota = await limiter.hit(limiter.plan_limit(entry.plan), "key", str(entry.key_id))
+    report_quota(request, quota)
+    if quota is not None and not quota.allowed:
+        raise quota.refusal(f"for this API key ({entry.plan} plan)", entry.plan)
     return Caller(
-        actor=f"merchant:{key_id}",
-        merchant_id=merchant_id,
-        api_key_id=key_id,
-        key_type=key.key_type,
-        permissions=frozenset(key.permissions),
+        actor=f"merchant:{entry.key_id}",
+        merchant_id=entry.merchant_id,
+        api_key_id=entry.key_id,
+        key_type=entry.key_type,
+        permissions=entry.permissions,
+        plan=entry.plan,
     )
+
+
+async def limit_by_ip(request: Request) -> None:
+    """The public endpoints' limit, per client IP."""
+    limiter = state_of(request).limiter
+    quota = await limiter.hit(limiter.checkout, "checkout", client_ip(request))
+    report_quota(request, quota)
+    if quota is not None and not quota.allowed:
+        raise quota.refusal("from this address", "checkout")
 
 
 def require_operator(caller: Caller) -> None:

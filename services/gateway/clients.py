@@ -19,6 +19,7 @@ from grpc_health.v1 import health_pb2_grpc
 
 from libs.common import ids
 from libs.common.config import SERVICES, Config
+from libs.common.context import REPLAYED_METADATA
 from services.gateway.context import CallContext
 from services.gateway.errors import from_grpc
 
@@ -96,6 +97,25 @@ class Backends:
             return response
         except grpc.RpcError as error:
             raise from_grpc(error) from error
+
+    async def command(
+        self,
+        rpc: grpc.aio.UnaryUnaryMultiCallable[Req, Resp],
+        request: Req,
+        context: CallContext,
+    ) -> tuple[Resp, bool]:
+        """A call that may be an idempotent replay: the answer, and whether the service replayed
+        a stored first result (it says so in trailing metadata) rather than running it now."""
+        try:
+            call = rpc(request, timeout=self.deadline, metadata=context.metadata())
+            response = await call
+            trailing = await call.trailing_metadata()
+        except grpc.RpcError as error:
+            raise from_grpc(error) from error
+        if context.consistency is not None:
+            context.consistency.absorb(trailing or ())
+        replayed = any(key == REPLAYED_METADATA and value == "true" for key, value in trailing or ())
+        return response, replayed
 
     async def close(self, grace: float = 1.0) -> None:
         channels, self._channels = list(self._channels.values()), {}

@@ -11,6 +11,7 @@ from opentelemetry import propagate
 from starlette.requests import HTTPConnection
 
 from libs.common import consistency
+from libs.common.cache import Cache
 from libs.common.consistency import Token, TokenError
 from services.gateway.errors import ApiError
 
@@ -24,16 +25,32 @@ class Consistency:
 
     sent: Token = field(default_factory=Token)
     returned: Token = field(default_factory=Token)
-    # Per shard, the position the last read's data is at least as new as (for the cache).
+    # Of the last read: per shard, the position its data is at least as new as, and how many
+    # seconds behind the primary it may be (the caches keep both with what they store).
     read_positions: dict[int, int] = field(default_factory=dict)
+    read_staleness: float = 0.0
 
     def absorb(self, trailing: Iterable[tuple[str, str | bytes]]) -> None:
         pairs = list(trailing)
+        staleness = [v for k, v in pairs if k == consistency.READ_STALENESS_KEY and isinstance(v, str)]
         try:
             self.returned = self.returned.merge(Token.from_metadata(pairs))
             self.read_positions = dict(Token.from_metadata(pairs, consistency.READ_POSITION_KEY).positions)
-        except TokenError:
-            self.read_positions = {}  # a service that answers garbage is no reason to fail the request
+            self.read_staleness = max((float(v) for v in staleness), default=0.0)
+        except (TokenError, ValueError):
+            # A service that answers garbage is no reason to fail the request; nothing is cached.
+            self.read_positions, self.read_staleness = {}, float("inf")
+
+    async def cached(self, cache: Cache, key: str, shard: int) -> bytes | None:
+        """A cache entry no older than the token this request sent for `shard`."""
+        found = await cache.get_at(key, self.sent.at(shard))
+        return None if found is None else found[0]
+
+    async def keep(
+        self, cache: Cache, key: str, shard: int, payload: bytes, *, hot: bool, fence: str | None = None
+    ) -> None:
+        """Caches what the last read returned, with the position it is at least as new as."""
+        await cache.set_at(key, payload, self.read_positions.get(shard), hot=hot, fence=fence)
 
 
 def consistency_of(conn: HTTPConnection) -> Consistency:

@@ -6,9 +6,10 @@ import logging
 from collections.abc import Mapping, Sequence
 
 import grpc
+import orjson
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 
 from libs.common.errors import FieldViolation
 from libs.common.grpc_errors import GRPC_TO_CODE, from_rpc_error
@@ -21,6 +22,7 @@ HTTP_STATUS: dict[str, int] = {
     "permission_denied": 403,
     "not_found": 404,
     "method_not_allowed": 405,
+    "unsupported_media_type": 415,
     "already_exists": 409,
     "conflict": 409,
     "failed_precondition": 409,
@@ -74,11 +76,12 @@ def error_body(
     }
 
 
-def error_response(error: ApiError, request_id: str) -> JSONResponse:
-    return JSONResponse(
-        error_body(error.code, error.message, error.details, request_id),
+def error_response(error: ApiError, request_id: str) -> Response:
+    return Response(
+        orjson.dumps(error_body(error.code, error.message, error.details, request_id)),
         status_code=error.status,
         headers=error.headers,
+        media_type="application/json",
     )
 
 

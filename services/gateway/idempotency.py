@@ -2,7 +2,8 @@
 
 The services store the first result under the key and replay it; the fingerprint lets them tell
 a genuine retry from a reused key with another body (409). Canonical JSON makes the fingerprint
-independent of key order and whitespace, which clients do not keep stable across retries.
+independent of key order and whitespace, which clients do not keep stable across retries. A
+replayed answer carries `Idempotent-Replayed: true` (as Stripe's does).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from services.gateway.context import CallContext, consistency_of, request_id_of
 from services.gateway.errors import ApiError
 
 HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
 MAX_KEY_LENGTH = 255
+KEY_PATTERN = r"^[\x20-\x7e]{1,255}$"
 
 
 def canonical_json(body: object) -> str:
@@ -38,11 +41,13 @@ def validate_key(raw: str | None) -> str | None:
     return raw
 
 
-def call_context(request: Request, actor: str, body: object) -> CallContext:
+def call_context(request: Request, actor: str, raw_body: bytes) -> CallContext:
     """The call context of a POST, carrying the idempotency key and fingerprint when sent."""
     key = validate_key(request.headers.get(HEADER))
     context = CallContext(request_id_of(request), actor, consistency=consistency_of(request))
     if key is None:
         return context
+    # The body was validated already; an empty one (a cancel without a reason) reads as {}.
+    body = json.loads(raw_body) if raw_body.strip() else {}
     fingerprint = request_hash(request.method, request.url.path, body)
     return replace(context, idempotency_key=key, idempotency_hash=fingerprint)

@@ -1,24 +1,34 @@
-"""Per-request plumbing around every route: request id, trace span, access log, metrics, and
-the last-resort 500.
+"""Per-request plumbing around every route, done once per request: request id, trace context,
+response headers the request earned (rate limit standing), access log, metrics, and the
+last-resort 500.
+
+Each costs little on the hot path: the trace context is a span the SDK records only when traces
+are exported (OTEL_TRACES_EXPORTER); otherwise it is a non-recording span that still carries a
+trace id to the services and into the logs. The access log writes failed and slow requests
+(CHECKOUT_ACCESS_LOG=errors, the default) or every request (all); each request is counted in
+the metrics either way.
 
 A plain ASGI middleware rather than Starlette's BaseHTTPMiddleware: it sees the response start
-(to stamp `X-Request-Id` on every response, errors included) without buffering bodies.
+(to stamp headers on every response, errors included) without buffering bodies.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import random
 import re
 import time
-import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from opentelemetry import propagate, trace
-from starlette.datastructures import Headers, MutableHeaders
+from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, TraceFlags
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from libs.common import consistency
+from libs.common import consistency, limits
 from services.gateway import metrics
+from services.gateway.auth import RESPONSE_HEADERS
 from services.gateway.context import returned_token
 from services.gateway.errors import ApiError, error_response
 
@@ -27,22 +37,69 @@ access_log = logging.getLogger("checkout.gateway.access")
 tracer = trace.get_tracer("checkout.gateway")
 
 REQUEST_ID_HEADER = "X-Request-Id"
+_REQUEST_ID = b"x-request-id"
+_TOKEN = consistency.HEADER.lower().encode()
+_TRACE_HEADERS = (b"traceparent", b"tracestate")
 # The id travels on as gRPC metadata and into logs: printable ASCII, no spaces, bounded.
-_ACCEPTABLE_REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
+_ACCEPTABLE_REQUEST_ID = re.compile(rf"^[\x21-\x7e]{{1,{limits.REQUEST_ID_MAX_CHARS}}}$")
 UNMATCHED_ROUTE = "unmatched"
+SLOW_SECONDS = 1.0
+# The SDK records a span only to export it; nothing is exported unless an exporter is named.
+# Ids of our own: drawing them from the random module's shared state would disturb anything else
+# seeded from it in the process (and needs no OS entropy per request; they are not secrets).
+_ids = random.Random()
+EXPORTING = os.environ.get("OTEL_TRACES_EXPORTER", "none").strip().lower() not in ("", "none")
+
+
+@contextlib.contextmanager
+def request_span(method: str, carrier: dict[str, str]) -> Iterator[Span]:
+    parent = propagate.extract(carrier) if carrier else None
+    if EXPORTING:
+        with tracer.start_as_current_span(
+            f"HTTP {method}", context=parent, kind=trace.SpanKind.SERVER
+        ) as span:
+            yield span
+        return
+    remote = trace.get_current_span(parent).get_span_context() if parent is not None else None
+    ids = SpanContext(
+        trace_id=remote.trace_id if remote and remote.is_valid else _ids.getrandbits(128),
+        span_id=_ids.getrandbits(64),
+        is_remote=False,
+        trace_flags=remote.trace_flags if remote and remote.is_valid else TraceFlags(TraceFlags.DEFAULT),
+    )
+    with trace.use_span(NonRecordingSpan(ids), end_on_exit=False) as span:
+        yield span
 
 
 def accepted_request_id(raw: str | None) -> str:
     """The client's id when it is safe to carry along, else a fresh uuid4."""
     if raw is not None and _ACCEPTABLE_REQUEST_ID.match(raw):
         return raw
-    return str(uuid.uuid4())
+    return fresh_request_id()
+
+
+def fresh_request_id() -> str:
+    """A random (version 4) UUID as text, without building a UUID object and reading the OS's
+    random source for each request: an id to find a request by, not a secret."""
+    n = _ids.getrandbits(128)
+    n = (n & ~(0xF000 << 64)) | (0x4000 << 64)  # version 4
+    n = (n & ~(0xC000 << 48)) | (0x8000 << 48)  # RFC 4122 variant
+    h = f"{n:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def loggable(text: str) -> str:
+    """`text` with control characters escaped: a path with a percent-encoded CR/LF must not
+    forge a line in a text log."""
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
 
 
 class RequestMiddleware:
-    def __init__(self, app: ASGIApp, templates: Mapping[object, str]) -> None:
+    def __init__(self, app: ASGIApp, templates: Mapping[object, str], access_log: str = "errors") -> None:
         self.app = app
         self.templates = templates
+        self.log_all = access_log == "all"
+        self.log_errors = access_log in ("all", "errors")
 
     def route_of(self, scope: Scope) -> str:
         return self.templates.get(scope.get("endpoint"), UNMATCHED_ROUTE)
@@ -51,61 +108,81 @@ class RequestMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = Headers(scope=scope)
-        request_id = accepted_request_id(headers.get(REQUEST_ID_HEADER))
-        scope.setdefault("state", {})["request_id"] = request_id
+        raw_id: str | None = None
+        carrier: dict[str, str] = {}
+        for name, value in scope["headers"]:
+            if name == _REQUEST_ID:
+                raw_id = value.decode("latin-1")
+            elif name in _TRACE_HEADERS:
+                carrier[name.decode()] = value.decode("latin-1")
+        request_id = accepted_request_id(raw_id)
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
         method: str = scope["method"]
         status = 500
         started = False
 
-        async def send_with_id(message: Message) -> None:
+        async def send_with_headers(message: Message) -> None:
             nonlocal status, started
             if message["type"] == "http.response.start":
                 started = True
                 status = message["status"]
-                headers = MutableHeaders(scope=message)
-                headers[REQUEST_ID_HEADER] = request_id
+                extra = [(b"x-request-id", request_id.encode())]
                 token = returned_token(scope)
                 if token is not None:
-                    headers[consistency.HEADER] = token
+                    extra.append((_TOKEN, token.encode()))
+                earned = state.get(RESPONSE_HEADERS)
+                if earned:
+                    present = {k.lower() for k, _ in message.get("headers", [])}
+                    extra += [
+                        (k.lower().encode(), v.encode())
+                        for k, v in earned.items()
+                        if k.lower().encode() not in present
+                    ]
+                message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
         begin = time.perf_counter()
-        parent = propagate.extract(dict(headers))
-        with tracer.start_as_current_span(
-            f"HTTP {method}", context=parent, kind=trace.SpanKind.SERVER
-        ) as span:
+        with request_span(method, carrier) as span:
             try:
-                await self.app(scope, receive, send_with_id)
+                await self.app(scope, receive, send_with_headers)
             except Exception:
                 log.exception("unhandled error (request_id=%s)", request_id)
                 if started:
                     raise  # the status line is out; only dropping the connection is left
                 response = error_response(ApiError("internal", "internal error"), request_id)
-                await response(scope, receive, send_with_id)
+                await response(scope, receive, send_with_headers)
             finally:
                 elapsed = time.perf_counter() - begin
                 route = self.route_of(scope)
-                span.update_name(f"{method} {route}")
-                span.set_attribute("http.request.method", method)
-                span.set_attribute("http.route", route)
-                span.set_attribute("http.response.status_code", status)
+                if span.is_recording():
+                    span.update_name(f"{method} {route}")
+                    span.set_attributes(
+                        {
+                            "http.request.method": method,
+                            "http.route": route,
+                            "http.response.status_code": status,
+                        }
+                    )
                 metrics.observe(method, route, status, elapsed)
-                context = span.get_span_context()
-                access_log.info(
-                    "%s %s %d %.1fms request_id=%s",
-                    method,
-                    scope["path"],
-                    status,
-                    elapsed * 1000,
-                    request_id,
-                    extra={
-                        "request_id": request_id,
-                        "trace_id": format(context.trace_id, "032x") if context.is_valid else None,
-                        "method": method,
-                        "path": scope["path"],
-                        "route": route,
-                        "status": status,
-                        "duration_ms": round(elapsed * 1000, 1),
-                    },
-                )
+                wanted = self.log_all or (self.log_errors and (status >= 400 or elapsed > SLOW_SECONDS))
+                if wanted and access_log.isEnabledFor(logging.INFO):
+                    context = span.get_span_context()
+                    path = loggable(scope["path"])
+                    access_log.info(
+                        "%s %s %d %.1fms request_id=%s",
+                        method,
+                        path,
+                        status,
+                        elapsed * 1000,
+                        request_id,
+                        extra={
+                            "request_id": request_id,
+                            "trace_id": format(context.trace_id, "032x") if context.is_valid else None,
+                            "method": method,
+                            "path": path,
+                            "route": route,
+                            "status": status,
+                            "duration_ms": round(elapsed * 1000, 1),
+                        },
+                    )

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
-from google.protobuf.message import Message
 
 JsonObject = dict[str, object]
 
@@ -43,27 +42,3 @@ def to_timestamp(value: datetime) -> timestamp_pb2.Timestamp:
     timestamp = timestamp_pb2.Timestamp()
     timestamp.FromDatetime(value.astimezone(UTC))
     return timestamp
-
-
-def format_timestamp(timestamp: timestamp_pb2.Timestamp) -> str:
-    """RFC 3339 in UTC with microseconds and `Z`, e.g. `2026-11-25T02:24:21.123456Z`."""
-    moment = timestamp.ToDatetime(tzinfo=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def timestamp_field(message: Message, name: str) -> str | None:
-    """A Timestamp field of `message`, or None when it was never set (proto3 has no null)."""
-    if not message.HasField(name):
-        return None
-    value = getattr(message, name)
-    assert isinstance(value, timestamp_pb2.Timestamp)
-    return format_timestamp(value)
-
-
-def struct_field(message: Message, name: str) -> JsonObject:
-    """A Struct field of `message`; unset reads as `{}`, since these are free-form maps."""
-    if not message.HasField(name):
-        return {}
-    value = getattr(message, name)
-    assert isinstance(value, struct_pb2.Struct)
-    return from_struct(value)

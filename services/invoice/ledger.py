@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 
+import asyncpg
+
+from libs.common import ids
 from libs.common.eventstore import utcnow
 from libs.common.service import Runtime
+from services.invoice import repository
 from services.invoice.application import InvoiceApp
 from services.invoice.chains.base import OpenPayment, PaymentKey, Transfer, WatchedAddress
 from services.invoice.domain import Invoice, Sighting
@@ -26,6 +32,19 @@ log = logging.getLogger("checkout.invoice.ledger")
 WATCHER = "system:watcher"
 EXPIRY = "system:expiry"
 DEFAULT_LATE_WINDOW_SECONDS = 86_400
+# A watcher polls every second or so; the whole set it follows (a day of invoices, thousands of
+# rows on a large shard) is read again this often, and in between only the invoices added since.
+FULL_READ_SECONDS = 60.0
+# An invoice's id is minted a moment before it commits (the rate lookup, the transaction): each
+# poll reads back this far, and one that took longer is found by the next full read.
+NEW_INVOICE_LOOKBACK = dt.timedelta(minutes=2)
+
+
+@dataclass
+class _WatchSet:
+    addresses: dict[str, WatchedAddress]
+    read_at: float  # monotonic: when the whole set was last read
+    polled_at: dt.datetime  # wall clock (ids carry it): when the last poll started
 
 
 def _units_to_amount(units: int, asset: str) -> Decimal:
@@ -36,57 +55,58 @@ class InvoiceLedger:
     def __init__(self, runtime: Runtime, app: InvoiceApp) -> None:
         self.rt = runtime
         self.app = app
-        # The last answer of `watched` per network, so `record` finds the invoice of an address
-        # without a query per transfer.
-        self._watched: dict[str, dict[str, WatchedAddress]] = {}
+        # What `watched` follows per network, kept between polls; `record` also finds the
+        # invoice of an address here without a query per transfer.
+        self._watching: dict[str, _WatchSet] = {}
 
     def _required(self, network: str) -> int:
         config = self.rt.config.network(network)
         return config.confirmations if config else 1
 
     async def watched(self, network: str) -> Mapping[str, WatchedAddress]:
+        """Open invoices on `network` and those closed within its late window. Read whole every
+        FULL_READ_SECONDS (which also lets go of those whose window has passed); in between, each
+        poll adds only the invoices minted since the one before, from the primary key."""
         config = self.rt.config.network(network)
         late = config.late_window_seconds if config else DEFAULT_LATE_WINDOW_SECONDS
-        found: dict[str, WatchedAddress] = {}
-        for _, pool in self.rt.pools.items():
-            rows = await pool.fetch(
-                """SELECT id, payment_address, crypto_currency FROM invoices
-                   WHERE network = $1
-                     AND (status IN ('pending', 'partial', 'paid', 'invalid')
-                          OR expires_at > NOW() - make_interval(secs => $2))
-                   ORDER BY id""",
-                network,
-                late,
+        polled_at = utcnow()
+        watch = self._watching.get(network)
+        if watch is None or time.monotonic() - watch.read_at >= FULL_READ_SECONDS:
+            watch = _WatchSet({}, time.monotonic(), polled_at)
+            for _, pool in self.rt.pools.items():
+                self._add(watch, await repository.watched_invoices(pool, network, late))
+            self._watching[network] = watch
+        else:
+            since = ids.first_id_at(watch.polled_at - NEW_INVOICE_LOOKBACK)
+            for _, pool in self.rt.pools.items():
+                self._add(watch, await repository.invoices_minted_since(pool, network, since))
+            watch.polled_at = polled_at
+        return dict(watch.addresses)
+
+    @staticmethod
+    def _add(watch: _WatchSet, rows: Sequence[asyncpg.Record]) -> None:
+        # In id order: two merchants who gave the same xpub get the same addresses, and the
+        # newest invoice wins.
+        for row in rows:
+            watch.addresses[row["payment_address"].lower()] = WatchedAddress(
+                row["payment_address"], row["id"], row["crypto_currency"]
             )
-            # Two merchants who gave the same xpub get the same addresses: the newest invoice wins.
-            for row in rows:
-                found[row["payment_address"].lower()] = WatchedAddress(
-                    row["payment_address"], row["id"], row["crypto_currency"]
-                )
-        self._watched[network] = found
-        return found
 
     async def _invoice_of(self, network: str, address: str) -> uuid.UUID | None:
-        known = self._watched.get(network, {}).get(address.lower())
+        watch = self._watching.get(network)
+        known = watch.addresses.get(address.lower()) if watch else None
         if known:
             return known.invoice_id
         for _, pool in self.rt.pools.items():
-            invoice_id = await pool.fetchval(
-                "SELECT id FROM invoices WHERE network = $1 AND payment_address = $2", network, address
-            )
+            invoice_id = await repository.invoice_at_address(pool, network, address)
             if invoice_id is not None:
-                return uuid.UUID(str(invoice_id))
+                return invoice_id
         return None
 
     async def open_payments(self, network: str) -> Sequence[OpenPayment]:
         found: list[OpenPayment] = []
         for _, pool in self.rt.pools.items():
-            rows = await pool.fetch(
-                """SELECT tx_hash, output_index, invoice_id, to_address, block_number,
-                          NULLIF(block_hash, '') AS block_hash
-                   FROM payments WHERE network = $1 AND status IN ('detected', 'confirming')""",
-                network,
-            )
+            rows = await repository.open_payments(pool, network)
             found.extend(
                 OpenPayment(
                     PaymentKey(r["tx_hash"], r["output_index"]),
@@ -148,13 +168,8 @@ class InvoiceLedger:
     async def retract(self, network: str, keys: Sequence[PaymentKey], reason: str) -> None:
         by_invoice: dict[uuid.UUID, list[PaymentKey]] = defaultdict(list)
         for _, pool in self.rt.pools.items():
-            rows = await pool.fetch(
-                """SELECT invoice_id, tx_hash, output_index FROM payments
-                   WHERE network = $1 AND (tx_hash, output_index) IN
-                         (SELECT * FROM unnest($2::text[], $3::int[]))""",
-                network,
-                [k.tx_hash.lower() for k in keys],
-                [k.output_index for k in keys],
+            rows = await repository.payments_by_keys(
+                pool, network, [k.tx_hash.lower() for k in keys], [k.output_index for k in keys]
             )
             for row in rows:
                 by_invoice[row["invoice_id"]].append(PaymentKey(row["tx_hash"], row["output_index"]))
@@ -170,29 +185,17 @@ class InvoiceLedger:
 
     async def update_confirmations(self, network: str, tip: int) -> None:
         for _, pool in self.rt.pools.items():
-            rows = await pool.fetch(
-                """SELECT DISTINCT invoice_id FROM payments
-                   WHERE network = $1 AND status IN ('detected', 'confirming')
-                     AND block_number IS NOT NULL AND confirmations <> GREATEST(0, $2 - block_number + 1)""",
-                network,
-                tip,
-            )
-            for row in rows:
+            for invoice_id in await repository.invoices_to_recount(pool, network, tip):
                 await self.app.change(
-                    row["invoice_id"], lambda invoice: invoice.recount(tip, utcnow()), actor=WATCHER
+                    invoice_id, lambda invoice: invoice.recount(tip, utcnow()), actor=WATCHER
                 )
 
     async def expire_due(self, limit: int = 200) -> int:
         """Closes open invoices whose time is up (the seed's partial index on expires_at)."""
         expired = 0
         for _, pool in self.rt.pools.items():
-            rows = await pool.fetch(
-                """SELECT id FROM invoices WHERE status IN ('pending', 'partial') AND expires_at <= NOW()
-                   ORDER BY expires_at LIMIT $1""",
-                limit,
-            )
-            for row in rows:
-                await self.app.change(row["id"], lambda invoice: invoice.expire(utcnow()), actor=EXPIRY)
+            for invoice_id in await repository.due_for_expiry(pool, limit):
+                await self.app.change(invoice_id, lambda invoice: invoice.expire(utcnow()), actor=EXPIRY)
                 expired += 1
         if expired:
             log.info("expired %d invoice(s)", expired)

@@ -1,14 +1,16 @@
-"""SQL for the invoice service's read models, its address allocator and its merchant profiles."""
+"""SQL for the invoice service's read models, its address allocator, its merchant profiles and
+the chain watchers' per-poll questions (services/invoice/ledger.py)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeAlias
 
 import asyncpg
 
+from libs.common import ids
 from libs.common.db import Connection
 
 INVOICE_COLUMNS = (
@@ -22,8 +24,22 @@ PAYMENT_COLUMNS = (
     "confirmations, required_confirmations, block_number, block_hash, late, status_reason, detected_at, "
     "confirmed_at"
 )
-# The exact expression of idx_invoices_text_search: any other spelling would not use the index.
-SEARCH_VECTOR = "to_tsvector('english', title || ' ' || coalesce(description, ''))"
+# An invoice's id is minted (with the time in it) before its created_at is set, by up to the rate
+# lookup and the command's retries: well under this. Windows on created_at widen by it on the id.
+ID_MINTED_BEFORE_CREATED = dt.timedelta(hours=1)
+# The exact expression of idx_invoices_merchant_search (migration 1050): an invoice's words plus
+# a lexeme naming its merchant. Any other spelling would not use the index.
+SEARCH_DOCUMENT = (
+    "(array_to_tsvector(ARRAY['merchant ' || merchant_id::text]) "
+    "|| to_tsvector('english', title || ' ' || coalesce(description, '')))"
+)
+# The merchant's lexeme and the words, both required. A query of stop words only has no words:
+# it matches nothing (with the merchant's lexeme alone it would match all of its invoices).
+SEARCH_MATCHES = (
+    SEARCH_DOCUMENT
+    + " @@ (quote_literal('merchant ' || $1::text)::tsquery && plainto_tsquery('english', {0}))"
+    " AND numnode(plainto_tsquery('english', {0})) > 0"
+)
 
 Executor: TypeAlias = Connection | asyncpg.Pool
 
@@ -43,6 +59,13 @@ async def invoice(conn: Executor, invoice_id: uuid.UUID) -> asyncpg.Record | Non
     return await conn.fetchrow(f"SELECT {INVOICE_COLUMNS} FROM invoices WHERE id = $1", invoice_id)
 
 
+def _id_bound(at: dt.datetime, shift: dt.timedelta) -> uuid.UUID:
+    try:
+        return ids.first_id_at(at + shift)
+    except OverflowError:  # a window edge within the shift of year 1 or 9999: no bound there
+        return uuid.UUID(int=0) if shift < dt.timedelta(0) else uuid.UUID(int=(1 << 128) - 1)
+
+
 def invoices_query(where: InvoiceFilter, limit: int) -> tuple[str, list[Any]]:
     """Newest first (ids are time-ordered). Only the filters given become conditions, so the
     planner sees a plain query for each shape instead of `$n IS NULL OR ...` it cannot index."""
@@ -55,14 +78,18 @@ def invoices_query(where: InvoiceFilter, limit: int) -> tuple[str, list[Any]]:
 
     if where.status is not None:
         add("status = {}", where.status)
+    # The window bounds the id too (ids are time-ordered), so the (merchant_id, id) index starts
+    # and stops at the window instead of walking from the newest invoice; created_at stays exact.
     if where.created_after is not None:
         add("created_at >= {}", where.created_after)
+        add("id >= {}", _id_bound(where.created_after, -ID_MINTED_BEFORE_CREATED))
     if where.created_before is not None:
         add("created_at < {}", where.created_before)
+        add("id < {}", _id_bound(where.created_before, ID_MINTED_BEFORE_CREATED))
     if where.customer_id is not None:
         add("customer_id = {}", where.customer_id)
     if where.search is not None:
-        add(SEARCH_VECTOR + " @@ plainto_tsquery('english', {})", where.search)
+        add(SEARCH_MATCHES, where.search)
     if where.before_id is not None:
         add("id < {}", where.before_id)
     args.append(limit)
@@ -74,8 +101,60 @@ def invoices_query(where: InvoiceFilter, limit: int) -> tuple[str, list[Any]]:
 
 
 async def invoices(conn: Executor, where: InvoiceFilter, limit: int) -> list[asyncpg.Record]:
-    sql, args = invoices_query(where, limit)
-    return list(await conn.fetch(sql, *args))
+    if where.search is None:
+        sql, args = invoices_query(where, limit)
+        return list(await conn.fetch(sql, *args))
+    return await _search(conn, where, limit)
+
+
+# A search first reads this many times the page from the merchant's newest invoices (that match
+# the other filters): enough to fill the page when the words are in half of them.
+SEARCH_WINDOW_PAGES = 2
+
+
+async def _search(conn: Executor, where: InvoiceFilter, limit: int) -> list[asyncpg.Record]:
+    """Newest first, in two steps that each have one right plan whatever the words.
+
+    A word in most of a merchant's invoices is found in its newest few; a rarer one is found by
+    the GIN index, whose every match must then be read from the table to sort them, so for a
+    common word that was seconds. The planner can tell the two apart only by the word's
+    frequency, which it misjudges for a merchant's own vocabulary (it multiplies the merchant's
+    share in twice). So: the newest window first; only if it does not fill the page, the GIN
+    index below the window, planned for these very words."""
+    window = SEARCH_WINDOW_PAGES * limit
+    base, args = invoices_query(replace(where, search=None), window)
+    args.append(where.search)
+    rows = await conn.fetch(
+        f"""WITH newest AS MATERIALIZED (
+                SELECT *, to_tsvector('english', title || ' ' || coalesce(description, ''))
+                          @@ plainto_tsquery('english', ${len(args)}) AS hit
+                FROM ({base}) window_rows)
+            SELECT *, (SELECT count(*) FROM newest) AS window_size FROM newest
+            WHERE hit OR id = (SELECT id FROM newest ORDER BY id LIMIT 1) ORDER BY id DESC""",
+        *args,
+    )
+    hits = [r for r in rows if r["hit"]]
+    if len(hits) >= limit or not rows or rows[0]["window_size"] < window:
+        return hits[:limit]  # the page is full, or the window held all there is
+    below = replace(where, before_id=rows[-1]["id"])
+    sql, args = invoices_query(below, limit - len(hits))
+    return hits + await _planned_per_call(conn, sql, args)
+
+
+async def _planned_per_call(conn: Executor, sql: str, args: list[Any]) -> list[asyncpg.Record]:
+    """Runs a prepared statement with a plan made for these very arguments.
+
+    From its sixth execution PostgreSQL may run a prepared statement (asyncpg prepares every
+    query) with a generic plan, made without the arguments. Below the newest window a word
+    may still be in thousands of the merchant's invoices or in none: walking them in id order
+    is right for the first, the GIN index for the second, and only the word tells which. The
+    generic plan took the GIN path for every word: seconds for a common one."""
+    if isinstance(conn, asyncpg.Pool):
+        async with conn.acquire() as connection:
+            return await _planned_per_call(connection, sql, args)
+    async with conn.transaction():
+        await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+        return list(await conn.fetch(sql, *args))
 
 
 async def payments(conn: Executor, invoice_id: uuid.UUID) -> list[asyncpg.Record]:
@@ -139,6 +218,95 @@ async def audit_version(
         f"SELECT event_version FROM {table} WHERE invoice_id = $1 AND id = $2", invoice_id, entry_id
     )
     return None if version is None else int(version)
+
+
+# -- the chain watchers and the expiry job (services/invoice/ledger.py) --------------------------
+
+
+async def watched_invoices(conn: Executor, network: str, late_seconds: int) -> list[asyncpg.Record]:
+    """What a watcher follows on `network`, read whole once a minute (ledger.FULL_READ_SECONDS):
+    open invoices, and closed ones whose expiry is less than `late_seconds` ago (a payment then
+    is recorded as late)."""
+    return list(
+        await conn.fetch(
+            """SELECT id, payment_address, crypto_currency FROM invoices
+               WHERE network = $1
+                 AND (status IN ('pending', 'partial', 'paid', 'invalid')
+                      OR expires_at > NOW() - make_interval(secs => $2))
+               ORDER BY id""",
+            network,
+            late_seconds,
+        )
+    )
+
+
+async def invoices_minted_since(conn: Executor, network: str, first_id: uuid.UUID) -> list[asyncpg.Record]:
+    """Invoices on `network` whose id is `first_id` or later: what a watcher adds between two
+    full reads of `watched_invoices` (ids are time-ordered, so the primary key answers it)."""
+    return list(
+        await conn.fetch(
+            """SELECT id, payment_address, crypto_currency FROM invoices
+               WHERE network = $1 AND id >= $2 ORDER BY id""",
+            network,
+            first_id,
+        )
+    )
+
+
+async def invoice_at_address(conn: Executor, network: str, address: str) -> uuid.UUID | None:
+    invoice_id = await conn.fetchval(
+        "SELECT id FROM invoices WHERE network = $1 AND payment_address = $2", network, address
+    )
+    return None if invoice_id is None else uuid.UUID(str(invoice_id))
+
+
+async def open_payments(conn: Executor, network: str) -> list[asyncpg.Record]:
+    """Payments on `network` still short of their confirmations (the watchers' reorg check)."""
+    return list(
+        await conn.fetch(
+            """SELECT tx_hash, output_index, invoice_id, to_address, block_number,
+                      NULLIF(block_hash, '') AS block_hash
+               FROM payments WHERE network = $1 AND status IN ('detected', 'confirming')""",
+            network,
+        )
+    )
+
+
+async def payments_by_keys(
+    conn: Executor, network: str, tx_hashes: list[str], output_indexes: list[int]
+) -> list[asyncpg.Record]:
+    return list(
+        await conn.fetch(
+            """SELECT invoice_id, tx_hash, output_index FROM payments
+               WHERE network = $1 AND (tx_hash, output_index) IN
+                     (SELECT * FROM unnest($2::text[], $3::int[]))""",
+            network,
+            tx_hashes,
+            output_indexes,
+        )
+    )
+
+
+async def invoices_to_recount(conn: Executor, network: str, tip: int) -> list[uuid.UUID]:
+    """Invoices with an open payment whose confirmation count differs from what `tip` gives."""
+    rows = await conn.fetch(
+        """SELECT DISTINCT invoice_id FROM payments
+           WHERE network = $1 AND status IN ('detected', 'confirming')
+             AND block_number IS NOT NULL AND confirmations <> GREATEST(0, $2 - block_number + 1)""",
+        network,
+        tip,
+    )
+    return [r["invoice_id"] for r in rows]
+
+
+async def due_for_expiry(conn: Executor, limit: int) -> list[uuid.UUID]:
+    """Open invoices whose time is up, oldest deadline first (the seed's partial index on expires_at)."""
+    rows = await conn.fetch(
+        """SELECT id FROM invoices WHERE status IN ('pending', 'partial') AND expires_at <= NOW()
+           ORDER BY expires_at LIMIT $1""",
+        limit,
+    )
+    return [r["id"] for r in rows]
 
 
 async def count_invoices(conn: Executor) -> int:

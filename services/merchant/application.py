@@ -246,8 +246,24 @@ class MerchantApp:
         row = await repository.active_key_by_hash(pool, apikeys.hash_key(request.key))
         if row is None or row["id"] != key_id:
             raise Unauthenticated("invalid, revoked or expired API key")
-        await repository.touch_key(pool, key_id)
-        return pb.VerifyApiKeyResponse(api_key=api_key_message(row))
+        # No write here: the gateway reports use in batches (TouchApiKeys).
+        return pb.VerifyApiKeyResponse(api_key=api_key_message(row), plan_type=row["plan_type"])
+
+    async def touch_api_keys(self, request: pb.TouchApiKeysRequest) -> pb.TouchApiKeysResponse:
+        """Records when keys were last used; keys of shards served elsewhere, or unknown ids,
+        are skipped (a use report is advice, not a command)."""
+        by_shard: dict[int, list[tuple[uuid.UUID, dt.datetime]]] = {}
+        for use in request.uses:
+            key_id = ids.parse_id(use.api_key_id)
+            if key_id is None or not use.HasField("used_at"):
+                continue
+            shard = self.rt.shard_of(key_id)
+            if shard in self.rt.shards:
+                by_shard.setdefault(shard, []).append((key_id, use.used_at.ToDatetime(tzinfo=dt.UTC)))
+        touched = 0
+        for shard, uses in by_shard.items():
+            touched += await repository.touch_keys(self.rt.pools[shard], uses)
+        return pb.TouchApiKeysResponse(touched=touched)
 
 
 def _encode(message: pb.Merchant) -> bytes:

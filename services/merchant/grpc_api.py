@@ -52,6 +52,11 @@ class MerchantServicer(merchant_pb2_grpc.MerchantServiceServicer):
     ) -> pb.VerifyApiKeyResponse:
         return await self.app.verify_api_key(request)
 
+    async def TouchApiKeys(
+        self, request: pb.TouchApiKeysRequest, context: Context
+    ) -> pb.TouchApiKeysResponse:
+        return await self.app.touch_api_keys(request)
+
     # -- webhooks and notifications ------------------------------------------------------------
     async def CreateWebhookEndpoint(
         self, request: pb.CreateWebhookEndpointRequest, context: Context

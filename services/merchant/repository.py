@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
 import asyncpg
@@ -51,9 +52,11 @@ async def api_keys_of(pool: asyncpg.Pool, merchant_id: uuid.UUID) -> list[asyncp
 
 
 async def active_key_by_hash(pool: asyncpg.Pool, key_hash: str) -> asyncpg.Record | None:
+    """The active, unexpired key with this hash, and its merchant's plan as `plan_type`."""
+    columns = ", ".join(f"k.{c.strip()}" for c in API_KEY_COLUMNS.split(","))
     return await pool.fetchrow(
-        f"""SELECT {API_KEY_COLUMNS} FROM api_keys
-            WHERE key_hash = $1 AND status = 'active' AND (expires_at IS NULL OR expires_at > NOW())""",
+        f"""SELECT {columns}, m.plan_type FROM api_keys k JOIN merchants m ON m.id = k.merchant_id
+            WHERE k.key_hash = $1 AND k.status = 'active' AND (k.expires_at IS NULL OR k.expires_at > NOW())""",
         key_hash,
     )
 
@@ -69,10 +72,13 @@ async def active_key(conn: Connection, merchant_id: uuid.UUID, key_id: uuid.UUID
     )
 
 
-async def touch_key(pool: asyncpg.Pool, key_id: uuid.UUID) -> None:
-    """`last_used_at` to the minute: one write a minute per key, not one per request."""
-    await pool.execute(
-        """UPDATE api_keys SET last_used_at = NOW() WHERE id = $1
-           AND (last_used_at IS NULL OR last_used_at < NOW() - interval '1 minute')""",
-        key_id,
+async def touch_keys(pool: asyncpg.Pool, uses: list[tuple[uuid.UUID, dt.datetime]]) -> int:
+    """Moves each key's `last_used_at` forward to its latest use, in one statement for all."""
+    status = await pool.execute(
+        """UPDATE api_keys SET last_used_at = u.used_at
+           FROM unnest($1::uuid[], $2::timestamptz[]) AS u(id, used_at)
+           WHERE api_keys.id = u.id AND (last_used_at IS NULL OR last_used_at < u.used_at)""",
+        [key_id for key_id, _ in uses],
+        [used_at for _, used_at in uses],
     )
+    return int(status.rsplit(" ", 1)[-1])

@@ -282,7 +282,8 @@ async def test_the_currency_migration_keeps_existing_rows_as_dollars_under_the_n
     """1003 on a database that already has metrics: the old rows become USD, and the key now
     lets a merchant's day have a row per currency."""
     dsn, schema = config.shard_dsn(0), "analytics_currency_migration"
-    migrations = migrations_for(SPEC.service_dir)
+    # Up to 1003, whatever came after it.
+    migrations = [m for m in migrations_for(SPEC.service_dir) if m.version < "1004"]
     before = [m for m in migrations if m.version < "1003"]
     through = [m for m in migrations if m.version < "1004"]  # later ones are tested on their own
     assert [m.version for m in through if m not in before] == ["1003_metrics_by_currency"]

@@ -181,7 +181,7 @@ async def test_idempotency_key_replays_the_first_invoice_and_rejects_another_bod
     assert len((await http.get("/v1/invoices", headers=bearer(key))).json()["data"]) == 1
 
 
-async def test_duplicate_contact_email_is_409_and_unknown_ids_are_404(
+async def test_duplicate_contact_email_is_409_unknown_ids_are_404_and_malformed_ones_422(
     http: httpx.AsyncClient, operator: dict[str, str]
 ) -> None:
     email = f"dup-{uuid.uuid4().hex[:6]}@shop.test"
@@ -192,7 +192,8 @@ async def test_duplicate_contact_email_is_409_and_unknown_ids_are_404(
     assert again.status_code == 409
     _, key = await onboard(http, operator, f"ids-{uuid.uuid4().hex[:6]}@shop.test")
     assert (await http.get(f"/v1/invoices/{ids.new_id(5)}", headers=bearer(key))).status_code == 404
-    assert (await http.get("/v1/invoices/not-a-uuid", headers=bearer(key))).status_code == 404
+    malformed = await http.get("/v1/invoices/not-a-uuid", headers=bearer(key))
+    assert malformed.status_code == 422 and malformed.json()["error"]["details"][0]["field"] == "id"
 
 
 async def test_health_ready_metrics_and_openapi_are_served(http: httpx.AsyncClient) -> None:

@@ -1,4 +1,5 @@
-"""The HTTP surface with every service down: what the gateway answers on its own."""
+"""The HTTP surface with every service down: what the gateway answers on its own, before (or
+instead of) asking a service."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import httpx
 import pytest
 
 from services.gateway.auth import is_operator_token
-from tests.gateway.conftest import bearer, operator
+from tests.gateway.conftest import bearer
 
 
 def assert_error_body(response: httpx.Response, status: int, code: str) -> dict[str, object]:
@@ -86,31 +87,38 @@ async def test_a_valid_looking_key_with_the_merchant_service_down_is_a_503(
     assert_error_body(response, 503, "unavailable")
 
 
-async def test_an_operator_on_a_merchant_endpoint_is_a_403(offline: httpx.AsyncClient) -> None:
-    response = await offline.get("/v1/invoices", headers=operator())
+async def test_an_operator_on_a_merchant_endpoint_is_a_403(
+    offline: httpx.AsyncClient, operator: dict[str, str]
+) -> None:
+    response = await offline.get("/v1/invoices", headers=operator)
     assert_error_body(response, 403, "permission_denied")
 
 
-async def test_malformed_json_is_a_422_naming_the_body(offline: httpx.AsyncClient) -> None:
-    response = await offline.post("/v1/merchants", content=b"{not json", headers=operator())
+async def test_malformed_json_is_a_422_naming_the_body(
+    offline: httpx.AsyncClient, operator: dict[str, str]
+) -> None:
+    response = await offline.post(
+        "/v1/merchants", content=b"{not json", headers={**operator, "Content-Type": "application/json"}
+    )
     error = assert_error_body(response, 422, "invalid_argument")
     details = error["details"]
     assert isinstance(details, list) and [d["field"] for d in details] == ["body"]
 
 
 async def test_a_missing_contact_email_is_a_422_before_anything_is_minted(
-    offline: httpx.AsyncClient,
+    offline: httpx.AsyncClient, operator: dict[str, str]
 ) -> None:
     response = await offline.post(
-        "/v1/merchants", json={"business_name": "Shop", "contact_email": 5}, headers=operator()
+        "/v1/merchants", json={"business_name": "Shop", "contact_email": 5}, headers=operator
     )
     error = assert_error_body(response, 422, "invalid_argument")
     assert error["details"] == [{"field": "contact_email", "reason": "must be a string"}]
 
 
-async def test_an_id_that_cannot_exist_is_a_404(offline: httpx.AsyncClient) -> None:
+async def test_a_malformed_id_is_a_422_naming_the_path_parameter(offline: httpx.AsyncClient) -> None:
     response = await offline.get("/v1/checkout/not-a-uuid")
-    assert_error_body(response, 404, "not_found")
+    error = assert_error_body(response, 422, "invalid_argument")
+    assert error["details"] == [{"field": "invoice_id", "reason": "must be an id (a lowercase UUID string)"}]
 
 
 async def test_a_service_that_is_down_is_a_503(offline: httpx.AsyncClient) -> None:
@@ -133,3 +141,24 @@ async def test_readyz_is_503_naming_what_is_down(offline: httpx.AsyncClient) -> 
     assert {(c["service"], c["shard"]) for c in body["down"]} == {
         (service, shard) for service in ("merchant", "invoice", "customer", "analytics") for shard in (0, 1)
     }
+
+
+async def test_the_index_links_the_docs_and_the_document(offline: httpx.AsyncClient) -> None:
+    body = (await offline.get("/")).json()
+    assert (body["docs"], body["openapi"]) == ("/docs", "/openapi.json")
+
+
+async def test_the_docs_page_is_swagger_ui_served_from_local_assets(offline: httpx.AsyncClient) -> None:
+    page = await offline.get("/docs")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert 'url: "/openapi.json"' in page.text
+    # Every script and stylesheet the page loads is served by the gateway itself: no CDN.
+    import re
+
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert assets and all(a.startswith("/docs/assets/") for a in assets)
+    for asset in assets:
+        served = await offline.get(asset)
+        assert served.status_code == 200 and len(served.content) > 100, asset
+    bundle = await offline.get("/docs/assets/swagger-ui-bundle.js")
+    assert b"SwaggerUIBundle" in bundle.content

@@ -15,6 +15,7 @@ API_STATUS = {
     "unauthenticated": 401,
     "permission_denied": 403,
     "not_found": 404,
+    "unsupported_media_type": 415,
     "already_exists": 409,
     "conflict": 409,
     "failed_precondition": 409,

@@ -205,17 +205,22 @@ async def test_invoice_is_priced_addressed_read_listed_and_searched(config: Conf
         )
         assert [i.id for i in paged.invoices] == [second_eth.id] and paged.next_cursor == second_eth.id
 
-        # Search filters on the index's own expression (repository.SEARCH_VECTOR), so the GIN
+        # Search filters on the index's own expression (repository.SEARCH_DOCUMENT), so the GIN
         # index can serve it; with a sequential scan ruled out, the planner shows it does.
         async with p.pool(merchant.id).acquire() as conn, conn.transaction():
             await conn.execute("SET LOCAL enable_seqscan = off")
             plan = await conn.fetch(
-                f"EXPLAIN SELECT id FROM invoices WHERE {repository.SEARCH_VECTOR} @@ plainto_tsquery('english', $1)",
+                f"EXPLAIN SELECT id FROM invoices WHERE {repository.SEARCH_DOCUMENT} @@ plainto_tsquery('english', $1)",
                 "widget",
             )
-        assert "idx_invoices_text_search" in "\n".join(r[0] for r in plan)
+        assert "idx_invoices_merchant_search" in "\n".join(r[0] for r in plan)
         sql, _ = repository.invoices_query(repository.InvoiceFilter(merchant_uuid, search="widget"), 10)
-        assert f"{repository.SEARCH_VECTOR} @@ plainto_tsquery('english', $2)" in sql
+        assert f"{repository.SEARCH_DOCUMENT} @@ (" in sql
+        # Stop words alone name nothing to find: no results, rather than every invoice.
+        nothing = await p.invoices.SearchInvoices(
+            pb.SearchInvoicesRequest(merchant_id=merchant.id, query="the")
+        )
+        assert list(nothing.invoices) == []
 
         stats = await p.invoices.GetShardStats(pb.GetShardStatsRequest(shard=merchant.shard))
         assert stats.invoices == 3

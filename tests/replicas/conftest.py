@@ -86,7 +86,9 @@ def replicated(
 def replica_config(servers: Servers, replicated: Replicated, **overrides: Any) -> Config:
     """A fresh test configuration on the replicated primary, every role of every shard on the
     standby (each shard's database there is named as on the primary)."""
-    config = make_config(servers, database_url=replicated.primary_url, **overrides)
+    # These tests read as fast as they can: the rate limits must not be what they measure.
+    unlimited = {f"rate_limit_{plan}": "1000000/minute" for plan in ("free", "pro", "enterprise", "checkout")}
+    config = make_config(servers, database_url=replicated.primary_url, **{**unlimited, **overrides})
     replicas = {
         shard: {
             role: (with_database(replicated.standby.url, urlsplit(config.shard_dsn(shard)).path[1:]),)
@@ -103,6 +105,7 @@ class Platform:
     runtimes: dict[str, Runtime]
     http: httpx.AsyncClient
     replicated: Replicated
+    gateway: GatewayState
     admin: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -179,17 +182,19 @@ def platform_factory(servers: Servers, replicated: Replicated) -> PlatformFactor
             endpoints = _endpoints(config, runtimes)
             app = create_app(dataclasses.replace(config, endpoints=endpoints))
             transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
-                try:
-                    platform = Platform(
-                        config, runtimes, http, replicated, {"Authorization": f"Bearer {config.admin_token}"}
-                    )
-                    yield platform
-                finally:
-                    # A test that paused replay must not leave the standby paused for the next one.
-                    await replicated.resume()
-                    state = app.state.gateway
-                    assert isinstance(state, GatewayState)
-                    await state.close()
+            # The lifespan too: the gateway hears invoice events (its views) and revoked keys on NATS.
+            async with app.router.lifespan_context(app):
+                state = app.state.gateway
+                assert isinstance(state, GatewayState)
+                await state.listener.subscribed.wait()
+                async with httpx.AsyncClient(
+                    transport=transport, base_url="http://gateway", timeout=30
+                ) as http:
+                    try:
+                        admin = {"Authorization": f"Bearer {config.admin_token}"}
+                        yield Platform(config, runtimes, http, replicated, state, admin)
+                    finally:
+                        # A test that paused replay must not leave the standby paused for the next.
+                        await replicated.resume()
 
     return start

@@ -8,6 +8,7 @@ import uuid
 
 from libs.common.consistency import HEADER, Token
 from libs.common.replica_config import ROLES
+from tests.common.support import poll
 from tests.replicas.conftest import PlatformFactory
 
 # Long enough that the paused replica keeps serving reads that carry no token for the whole
@@ -144,3 +145,27 @@ async def test_a_malformed_token_is_refused_naming_the_header(platform_factory: 
             response = await p.http.get("/v1/invoices", headers={**key, HEADER: bad})
             assert response.status_code == 422, (bad, response.text)
             assert response.json()["error"]["details"][0]["field"] == HEADER
+
+
+async def test_the_gateways_memory_keeps_no_replica_answer_older_than_the_invoices_last_event(
+    platform_factory: PlatformFactory,
+) -> None:
+    async with platform_factory(replica_max_lag=PATIENT) as p:
+        _, key = await p.merchant()
+        invoice_id = (await p.create_invoice(key)).json()["id"]
+        await p.replicas_serving()
+        assert (await p.http.get(f"/v1/checkout/{invoice_id}")).json()["status"] == "pending"
+        await p.replicated.pause()
+        generation = p.gateway.views.generation(uuid.UUID(invoice_id))
+        cancelled = await p.http.post(f"/v1/invoices/{invoice_id}/cancel", json={}, headers=key)
+        assert cancelled.status_code == 200, cancelled.text
+        # The cancel's own route and then its event on NATS: the gateway has heard of the change.
+        await poll(
+            lambda: p.gateway.views.generation(uuid.UUID(invoice_id)) >= generation + 2, what="the event"
+        )
+        # The paused replica may answer (within the tolerance) with the invoice still pending...
+        assert (await p.http.get(f"/v1/checkout/{invoice_id}")).json()["status"] == "pending"
+        await p.replicated.resume()
+        await p.replicas_serving()
+        # ...but that older answer was not kept: once the replica has the cancel, so does the page.
+        assert (await p.http.get(f"/v1/checkout/{invoice_id}")).json()["status"] == "cancelled"

@@ -120,17 +120,18 @@ async def test_a_replica_that_catches_up_takes_reads_back_and_its_lag_metric_fol
         assert replica["lag_bytes"] > 0
         assert _metric(shard) > 1.0
 
-        before = served(p, "primary", "lag", role="customer")
-        view = await p.http.get(f"/v1/checkout/{invoice_id}")
-        assert view.status_code == 200, view.text  # the primary has it; the replica would not
-        assert served(p, "primary", "lag", role="customer") == before + 1
+        # The merchant's list (never cached): the primary has the invoice, the replica would not.
+        before = served(p, "primary", "lag", role="read")
+        listed = await p.http.get("/v1/invoices", headers=key)
+        assert [i["id"] for i in listed.json()["data"]] == [invoice_id]
+        assert served(p, "primary", "lag", role="read") == before + 1
 
         await p.replicated.resume()
         await poll(lambda: lag() < 0.1, what="the replica to catch up")
-        before = served(p, "replica", role="customer")
-        view = await p.http.get(f"/v1/checkout/{invoice_id}")
-        assert view.status_code == 200, view.text
-        assert served(p, "replica", role="customer") == before + 1
+        before = served(p, "replica", role="read")
+        listed = await p.http.get("/v1/invoices", headers=key)
+        assert [i["id"] for i in listed.json()["data"]] == [invoice_id]
+        assert served(p, "replica", role="read") == before + 1
         shards = (await p.http.get("/v1/admin/shards", headers=p.admin)).json()["shards"]
         [replica] = shards[shard]["replicas"]
         assert not replica["lagging"] and replica["lag_seconds"] < 1.0 and replica["roles"] == sorted(ROLES)

@@ -10,19 +10,15 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from checkout.analytics.v1 import analytics_pb2
 from checkout.invoice.v1 import invoice_pb2
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 from libs.common.errors import FieldViolation
-from services.gateway import render
-from services.gateway.auth import authenticate, require_operator
 from services.gateway.clients import Backends
 from services.gateway.context import CallContext
 from services.gateway.errors import ApiError
-from services.gateway.routes.analytics import date_range
+from services.gateway.operations import Args, Operation
+from services.gateway.routes.analytics import RANGE_RULE, date_range
+from services.gateway.schemas.analytics import DateRangeQuery, PlatformMetrics, Replica, Shards
 from services.gateway.state import state_of
-from services.gateway.validation import Problems, Query
 
 log = logging.getLogger("checkout.gateway")
 SHARD_DEADLINE_SECONDS = 5.0
@@ -57,19 +53,16 @@ async def _shard(backends: Backends, shard: int, context: CallContext) -> dict[s
         "merchants": None if isinstance(view, BaseException) else view.merchants,
         "invoices": None if isinstance(stats, BaseException) else stats.invoices,
         "healthy": not isinstance(view, BaseException) and not isinstance(stats, BaseException),
-        # As the shard's invoice service measures them; [] when it reads the primary only.
-        "replicas": None if isinstance(stats, BaseException) else [render.replica(r) for r in stats.replicas],
+        "replicas": None if isinstance(stats, BaseException) else [Replica.of(r) for r in stats.replicas],
     }
 
 
-async def shards(request: Request) -> JSONResponse:
-    caller = await authenticate(request)
-    require_operator(caller)
-    backends = state_of(request).backends
-    context = caller.context(request)
+async def shards(args: Args[None, None]) -> Shards:
+    backends = state_of(args.request).backends
+    context = args.context()
     # A failing shard is reported unhealthy with null counts, never dropped from the list.
     views = await asyncio.gather(*(_shard(backends, s, context) for s in backends.shards()))
-    return JSONResponse({"shards": views, "shard_map_version": backends.shard_map.version})
+    return Shards.model_validate({"shards": views, "shard_map_version": backends.shard_map.version})
 
 
 @dataclass
@@ -152,7 +145,7 @@ async def _platform_shard(
         return error
 
 
-async def platform_metrics(request: Request) -> JSONResponse:
+async def platform_metrics(args: Args[None, DateRangeQuery]) -> PlatformMetrics:
     """Every merchant's daily metrics summed across all shards, per day and fiat currency.
 
     Each shard is asked at once with its own deadline. A shard that fails or times out is listed
@@ -160,11 +153,9 @@ async def platform_metrics(request: Request) -> JSONResponse:
     still a 200, so one slow shard does not blind the operator. Only when no shard answers is
     it a 503 naming each.
     """
-    caller = await authenticate(request)
-    require_operator(caller)
-    start, end = date_range(Query(request.query_params, Problems()))
-    backends = state_of(request).backends
-    context = caller.context(request)
+    start, end = date_range(args.query)
+    backends = state_of(args.request).backends
+    context = args.context()
     shard_ids = backends.shards()
     results = await asyncio.gather(*(_platform_shard(backends, s, start, end, context) for s in shard_ids))
 
@@ -190,7 +181,7 @@ async def platform_metrics(request: Request) -> JSONResponse:
             by_currency.setdefault(activity.currency, Sums()).merchants_active += activity.merchants_active
     if failed and len(failed) == len(shard_ids):
         raise ApiError("unavailable", "no shard answered", failed)
-    return JSONResponse(
+    return PlatformMetrics.model_validate(
         {
             "from": start.isoformat(),
             "to": end.isoformat(),
@@ -207,7 +198,17 @@ async def platform_metrics(request: Request) -> JSONResponse:
     )
 
 
-routes = [
-    Route("/v1/admin/shards", shards, methods=["GET"]),
-    Route("/v1/admin/platform-metrics", platform_metrics, methods=["GET"]),
-]
+TAG = "Operator"
+operations = [
+    Operation(
+        "GET", "/v1/admin/shards", shards, "The shard map, with each shard's counts and health", TAG,
+        "operator", response=Shards,
+        description="A shard that does not answer is listed with `healthy: false` and null counts.",
+    ),
+    Operation(
+        "GET", "/v1/admin/platform-metrics", platform_metrics, "Every merchant's daily metrics, all shards",
+        TAG, "operator", response=PlatformMetrics, query=DateRangeQuery, rules=(RANGE_RULE,),
+        description="A shard that fails is listed with `ok: false` and left out of the sums "
+        "(`complete: false`); 503 only when no shard answers.",
+    ),
+]  # fmt: skip

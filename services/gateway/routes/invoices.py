@@ -1,126 +1,148 @@
 """/v1/invoices: create, read, list, search and cancel a merchant's invoices, and read their
-payments and audit trail (merchant key)."""
+payments and audit trail (merchant key); /v1/checkout/{invoice_id}: the payer's view (public)."""
 
 from __future__ import annotations
 
 from checkout.invoice.v1 import invoice_pb2
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.responses import Response
 
+from libs.common import limits
 from libs.common.cache import invoice_key
-from services.gateway import render
-from services.gateway.auth import authenticate, require_merchant
-from services.gateway.context import consistency_of
-from services.gateway.idempotency import call_context
+from services.gateway.context import CallContext, request_id_of
+from services.gateway.errors import ApiError
+from services.gateway.operations import Args, Operation, Reply, Rule, json_body, to_json
+from services.gateway.pagination import Listing, Page, PageQuery
+from services.gateway.schemas.invoices import (
+    AuditEntry,
+    Checkout,
+    Invoice,
+    InvoiceCancel,
+    InvoiceCreate,
+    InvoiceListQuery,
+    InvoiceSearchQuery,
+    Payment,
+)
 from services.gateway.state import state_of
-from services.gateway.validation import Fields, Problems, Query, json_body, path_id
 from services.gateway.wire import to_struct, to_timestamp
 
-STATUSES = ("pending", "partial", "paid", "confirmed", "expired", "cancelled", "invalid")
-CANCEL_FIELDS = ("reason",)
-CREATE_FIELDS = (
-    "title",
-    "description",
-    "items",
-    "tax",
-    "currency",
-    "crypto_currency",
-    "customer_email",
-    "customer_id",
-    "expires_in_seconds",
-    "payment_tolerance",
-    "metadata",
+TAG = "Invoices"
+CURSOR_RULE = Rule(r"cursor", r".+", "cursor: must be a `next_cursor` this API returned.")
+CREATE_RULES = (
+    Rule(
+        r"total",
+        r"must be greater than 0|must be at most \d+",
+        f"total: the items (rounded to the currency) must cost something, and at most {limits.TOTAL_MAX} in all.",
+    ),
+    Rule(
+        r"(items\[\d+\]\.unit_price|tax)",
+        r"must have at most \d+ decimal places for \w+",
+        "items[].unit_price, tax: at most the currency's minor-unit decimals (JPY: none).",
+    ),
+    Rule(
+        r"(title|items\[\d+\]\.name)", r"must not be (blank|empty)", "title, items[].name: not only spaces."
+    ),
+    Rule(r"customer_email", r"must be an email address", "customer_email: an email address, after trimming."),
+    Rule(
+        r"customer_id",
+        r"is not a customer of this merchant|does not match customer_email",
+        "customer_id: one of this merchant's customers, and the one of customer_email when both are sent.",
+    ),
+    Rule(
+        r"expires_in_seconds",
+        r"must be between \d+ and \d+",
+        "expires_in_seconds: at least the platform's minimum.",
+    ),
+    Rule(r"metadata", r"must be at most \d+ bytes of JSON", "metadata: at most 16384 bytes as JSON."),
 )
+EXAMPLE = {
+    "title": "Coffee beans",
+    "items": [{"name": "Beans 1kg", "quantity": 2, "unit_price": "12.50"}],
+    "tax": "2.00",
+    "currency": "USD",
+    "crypto_currency": "ETH",
+    "customer_email": "buyer@example.com",
+    "payment_tolerance": {"underpaid_percent": "1.0"},
+    "metadata": {"order": 1042},
+}
 
 
-def create_request(body: dict[str, object]) -> invoice_pb2.CreateInvoiceRequest:
-    """The CreateInvoice message for a request body, or a 422 naming every bad field.
-
-    `merchant_id` is left for the caller to set from the API key, never from the body.
-    """
-    problems = Problems()
-    fields = Fields(body, problems, allowed=CREATE_FIELDS)
-    title = fields.string("title", required=True, max_length=500)
-    description = fields.string("description", max_length=5000)
-    items: list[invoice_pb2.LineItem] = []
-    for item in fields.list_of("items", allowed=("name", "quantity", "unit_price"), required=True) or []:
-        name = item.string("name", required=True, max_length=500)
-        quantity = item.decimal("quantity", required=True)
-        unit_price = item.decimal("unit_price", required=True)
-        items.append(
-            invoice_pb2.LineItem(name=name or "", quantity=quantity or "", unit_price=unit_price or "")
-        )
-    tax = fields.decimal("tax")
-    currency = fields.string("currency", required=True, max_length=10)
-    crypto_currency = fields.string("crypto_currency", required=True, max_length=20)
-    customer_email = fields.string("customer_email", max_length=320)
-    customer_id = fields.uuid("customer_id")
-    expires_in_seconds = fields.integer("expires_in_seconds", minimum=1)
-    tolerance = fields.fields("payment_tolerance", allowed=("underpaid_percent",))
-    underpaid = tolerance.decimal("underpaid_percent", required=True) if tolerance else None
-    metadata = fields.object("metadata")
-    problems.raise_if_any()
-
+def create_request(body: InvoiceCreate) -> invoice_pb2.CreateInvoiceRequest:
+    """The CreateInvoice message for a validated body; `merchant_id` is the caller's key's, never
+    the body's."""
     message = invoice_pb2.CreateInvoiceRequest(
-        title=title or "",
-        description=description or "",
-        items=items,
-        tax=tax or "",
-        currency=currency or "",
-        crypto_currency=crypto_currency or "",
-        customer_email=customer_email or "",
-        customer_id=str(customer_id) if customer_id else "",
-        expires_in_seconds=expires_in_seconds or 0,
+        title=body.title,
+        description=body.description or "",
+        items=[
+            invoice_pb2.LineItem(name=item.name, quantity=item.quantity, unit_price=item.unit_price)
+            for item in body.items
+        ],
+        tax=body.tax or "",
+        currency=body.currency,
+        crypto_currency=body.crypto_currency,
+        customer_email=body.customer_email or "",
+        customer_id=body.customer_id or "",
+        expires_in_seconds=body.expires_in_seconds or 0,
     )
-    if underpaid is not None:
-        message.payment_tolerance.underpaid_percent = underpaid
-    if metadata is not None:
-        message.metadata.CopyFrom(to_struct(metadata))
+    if body.payment_tolerance is not None:
+        message.payment_tolerance.underpaid_percent = body.payment_tolerance.underpaid_percent
+    if body.metadata is not None:
+        message.metadata.CopyFrom(to_struct(body.metadata))
     return message
 
 
-async def create_invoice(request: Request) -> JSONResponse:
-    caller = await authenticate(request)
-    merchant_id = require_merchant(caller, "invoices:write")
-    body = await json_body(request)
-    message = create_request(body)
-    message.merchant_id = str(merchant_id)
-    backends = state_of(request).backends
-    invoice = await backends.call(
-        backends.invoices(backends.shard_of(merchant_id)).CreateInvoice,
-        message,
-        call_context(request, caller.actor, body),
+async def create_invoice(args: Args[InvoiceCreate, None]) -> Reply:
+    message = create_request(args.body)
+    message.merchant_id = str(args.merchant_id)
+    backends = state_of(args.request).backends
+    invoice, replayed = await backends.command(
+        backends.invoices(backends.shard_of(args.merchant_id)).CreateInvoice, message, args.command_context()
     )
-    return JSONResponse(render.invoice(invoice), status_code=201)
+    return Reply(Invoice.of(invoice), replayed=replayed)
 
 
-async def get_invoice(request: Request) -> JSONResponse:
-    caller = await authenticate(request)
-    merchant_id = require_merchant(caller, "invoices:read")
-    invoice_id = path_id(request, "invoice")
-    state = state_of(request)
+async def get_invoice(args: Args[None, None]) -> Response:
+    invoice_id, merchant_id = args.ids["id"], args.merchant_id
+    state = state_of(args.request)
     backends = state.backends
     shard = backends.shard_of(merchant_id)
-    context = caller.context(request)
-    assert context.consistency is not None
+    # Neither memory nor Redis answers with anything older than the client's consistency token.
+    required = args.consistency.sent.at(shard)
+    view = state.views.get("invoice", invoice_id, required)
+    # Views are shared by all merchants: someone else's invoice is a miss, and the service then
+    # answers 404 for it.
+    if view is not None and view.owner == str(merchant_id):
+        return json_body(view.body)
+    generation, began = state.views.generation(invoice_id), state.views.now()
     key = invoice_key(str(invoice_id))
-    # Never an entry older than the client's consistency token (a miss then asks the service).
-    cached = await state.cache.get_at(key, context.consistency.sent.at(shard))
+    invoice: invoice_pb2.Invoice | None = None
+    position: int | None = None
+    cached = await state.cache.get_at(key, required)
     if cached is not None:
         hit = _decode_invoice(cached[0])
-        # The cache is shared by all merchants: someone else's invoice is a miss, and the
-        # service then answers 404 for it.
         if hit is not None and hit.id == str(invoice_id) and hit.merchant_id == str(merchant_id):
-            return JSONResponse(render.invoice(hit))
-    invoice = await backends.call(
-        backends.invoices(shard).GetInvoice,
-        invoice_pb2.GetInvoiceRequest(merchant_id=str(merchant_id), invoice_id=str(invoice_id)),
-        context,
+            invoice, position = hit, cached[1]
+    staleness = 0.0
+    if invoice is None:
+        context = args.context()
+        invoice = await backends.call(
+            backends.invoices(shard).GetInvoice,
+            invoice_pb2.GetInvoiceRequest(merchant_id=str(merchant_id), invoice_id=str(invoice_id)),
+            context,
+        )
+        position, staleness = args.consistency.read_positions.get(shard), args.consistency.read_staleness
+        await args.consistency.keep(state.cache, key, shard, invoice.SerializeToString(), hot=True)
+    body = to_json(Invoice.of(invoice))
+    state.views.put(
+        "invoice",
+        invoice_id,
+        generation,
+        body,
+        str(merchant_id),
+        began=began,
+        staleness=staleness,
+        position=position,
     )
-    position = context.consistency.read_positions.get(shard)
-    await state.cache.set_at(key, invoice.SerializeToString(), position, hot=True)
-    return JSONResponse(render.invoice(invoice))
+    return json_body(body)
 
 
 def _decode_invoice(raw: bytes) -> invoice_pb2.Invoice | None:
@@ -130,127 +152,152 @@ def _decode_invoice(raw: bytes) -> invoice_pb2.Invoice | None:
         return None
 
 
-async def list_invoices(request: Request) -> JSONResponse:
-    caller = await authenticate(request)
-    merchant_id = require_merchant(caller, "invoices:read")
-    problems = Problems()
-    query = Query(request.query_params, problems)
-    status = query.choice("status", STATUSES)
-    created_after = query.timestamp("created_after")
-    created_before = query.timestamp("created_before")
-    customer_id = query.uuid("customer_id")
-    limit, cursor = query.limit(), query.cursor()
-    if created_after and created_before and created_after > created_before:
-        problems.add("created_before", "must not be before created_after")
-    problems.raise_if_any()
-
+async def list_invoices(args: Args[None, InvoiceListQuery]) -> Page[Invoice]:
+    q = args.query
+    if q.created_after and q.created_before and q.created_after > q.created_before:
+        raise ApiError.invalid("created_before", "must not be before created_after")
     message = invoice_pb2.ListInvoicesRequest(
-        merchant_id=str(merchant_id),
-        status=status or "",
-        customer_id=str(customer_id) if customer_id else "",
-        limit=limit,
-        cursor=cursor,
+        merchant_id=str(args.merchant_id),
+        status=q.status or "",
+        customer_id=q.customer_id or "",
+        limit=q.limit,
+        cursor=q.cursor_or_empty,
     )
-    if created_after is not None:
-        message.created_after.CopyFrom(to_timestamp(created_after))
-    if created_before is not None:
-        message.created_before.CopyFrom(to_timestamp(created_before))
-    backends = state_of(request).backends
+    if q.created_after is not None:
+        message.created_after.CopyFrom(to_timestamp(q.created_after))
+    if q.created_before is not None:
+        message.created_before.CopyFrom(to_timestamp(q.created_before))
+    backends = state_of(args.request).backends
     listed = await backends.call(
-        backends.invoices(backends.shard_of(merchant_id)).ListInvoices,
-        message,
-        caller.context(request),
+        backends.invoices(backends.shard_of(args.merchant_id)).ListInvoices, message, args.context()
     )
-    return JSONResponse(render.page([render.invoice(i) for i in listed.invoices], listed.next_cursor))
+    return Page[Invoice].of([Invoice.of(i) for i in listed.invoices], listed.next_cursor)
 
 
-async def search_invoices(request: Request) -> JSONResponse:
-    caller = await authenticate(request)
-    merchant_id = require_merchant(caller, "invoices:read")
-    problems = Problems()
-    query = Query(request.query_params, problems)
-    text = query.string("q", required=True, max_length=500)
-    if text is not None and not text.strip():
-        problems.add("q", "must not be blank")
-    limit, cursor = query.limit(), query.cursor()
-    problems.raise_if_any()
-    assert text is not None
-
-    backends = state_of(request).backends
+async def search_invoices(args: Args[None, InvoiceSearchQuery]) -> Page[Invoice]:
+    q = args.query
+    backends = state_of(args.request).backends
     found = await backends.call(
-        backends.invoices(backends.shard_of(merchant_id)).SearchInvoices,
+        backends.invoices(backends.shard_of(args.merchant_id)).SearchInvoices,
         invoice_pb2.SearchInvoicesRequest(
-            merchant_id=str(merchant_id), query=text, limit=limit, cursor=cursor
+            merchant_id=str(args.merchant_id), query=q.q, limit=q.limit, cursor=q.cursor_or_empty
         ),
-        caller.context(request),
+        args.context(),
     )
-    return JSONResponse(render.page([render.invoice(i) for i in found.invoices], found.next_cursor))
+    return Page[Invoice].of([Invoice.of(i) for i in found.invoices], found.next_cursor)
 
 
-async def cancel_invoice(request: Request) -> JSONResponse:
-    caller = await authenticate(request)
-    merchant_id = require_merchant(caller, "invoices:cancel")
-    invoice_id = path_id(request, "invoice")
-    body = await json_body(request, optional=True)
-    problems = Problems()
-    reason = Fields(body, problems, allowed=CANCEL_FIELDS).string("reason", max_length=500)
-    problems.raise_if_any()
-    state = state_of(request)
+async def cancel_invoice(args: Args[InvoiceCancel | None, None]) -> Reply:
+    invoice_id = args.ids["id"]
+    state = state_of(args.request)
     backends = state.backends
-    invoice = await backends.call(
-        backends.invoices(backends.shard_of(merchant_id)).CancelInvoice,
+    reason = args.body.reason if args.body is not None else None
+    invoice, replayed = await backends.command(
+        backends.invoices(backends.shard_of(args.merchant_id)).CancelInvoice,
         invoice_pb2.CancelInvoiceRequest(
-            merchant_id=str(merchant_id), invoice_id=str(invoice_id), reason=reason or ""
+            merchant_id=str(args.merchant_id), invoice_id=str(invoice_id), reason=reason or ""
         ),
-        call_context(request, caller.actor, body),
+        args.command_context(),
     )
-    # The invoice service drops the key too; doing it here as well means this caller's next
-    # GET reads its own write even if that invalidation failed open.
-    fence = consistency_of(request).returned.at(backends.shard_of(merchant_id))
+    # The invoice service drops the key too, and its event the views; doing it here as well means
+    # this caller's next GET reads its own write even if that invalidation failed open.
+    state.views.changed(invoice_id)
+    fence = args.consistency.returned.at(backends.shard_of(args.merchant_id))
     await state.cache.invalidate(invoice_key(str(invoice_id)), fence=fence)
-    return JSONResponse(render.invoice(invoice))
+    return Reply(Invoice.of(invoice), replayed=replayed)
 
 
-async def list_payments(request: Request) -> JSONResponse:
-    caller = await authenticate(request)
-    merchant_id = require_merchant(caller, "invoices:read")
-    invoice_id = path_id(request, "invoice")
-    backends = state_of(request).backends
+async def list_payments(args: Args[None, None]) -> Listing[Payment]:
+    backends = state_of(args.request).backends
     listed = await backends.call(
-        backends.invoices(backends.shard_of(merchant_id)).ListPayments,
-        invoice_pb2.ListPaymentsRequest(merchant_id=str(merchant_id), invoice_id=str(invoice_id)),
-        caller.context(request),
+        backends.invoices(backends.shard_of(args.merchant_id)).ListPayments,
+        invoice_pb2.ListPaymentsRequest(merchant_id=str(args.merchant_id), invoice_id=str(args.ids["id"])),
+        args.context(),
     )
     # Every payment of one invoice fits a page: a handful of transfers, not a list to page.
-    return JSONResponse({"data": [render.payment(p) for p in listed.payments]})
+    return Listing[Payment].of([Payment.of(p) for p in listed.payments])
 
 
-async def list_audit_entries(request: Request) -> JSONResponse:
-    caller = await authenticate(request)
-    merchant_id = require_merchant(caller, "invoices:read")
-    invoice_id = path_id(request, "invoice")
-    problems = Problems()
-    query = Query(request.query_params, problems)
-    limit, cursor = query.limit(), query.cursor()
-    problems.raise_if_any()
-    backends = state_of(request).backends
+async def list_audit_entries(args: Args[None, PageQuery]) -> Page[AuditEntry]:
+    backends = state_of(args.request).backends
     listed = await backends.call(
-        backends.invoices(backends.shard_of(merchant_id)).ListAuditEntries,
+        backends.invoices(backends.shard_of(args.merchant_id)).ListAuditEntries,
         invoice_pb2.ListAuditEntriesRequest(
-            merchant_id=str(merchant_id), invoice_id=str(invoice_id), limit=limit, cursor=cursor
+            merchant_id=str(args.merchant_id),
+            invoice_id=str(args.ids["id"]),
+            limit=args.query.limit,
+            cursor=args.query.cursor_or_empty,
         ),
-        caller.context(request),
+        args.context(),
     )
-    return JSONResponse(render.page([render.audit_entry(e) for e in listed.entries], listed.next_cursor))
+    return Page[AuditEntry].of([AuditEntry.of(e) for e in listed.entries], listed.next_cursor)
 
 
-# `search` is listed before `{id}`: Starlette tries routes in order.
-routes = [
-    Route("/v1/invoices", create_invoice, methods=["POST"]),
-    Route("/v1/invoices", list_invoices, methods=["GET"]),
-    Route("/v1/invoices/search", search_invoices, methods=["GET"]),
-    Route("/v1/invoices/{id}", get_invoice, methods=["GET"]),
-    Route("/v1/invoices/{id}/cancel", cancel_invoice, methods=["POST"]),
-    Route("/v1/invoices/{id}/payments", list_payments, methods=["GET"]),
-    Route("/v1/invoices/{id}/audit", list_audit_entries, methods=["GET"]),
-]
+async def get_checkout(args: Args[None, None]) -> Response:
+    invoice_id = args.ids["invoice_id"]
+    state = state_of(args.request)
+    backends = state.backends
+    # No key, no directory: the invoice id carries its merchant's slot.
+    shard = backends.shard_of(invoice_id)
+    cached = state.views.get("checkout", invoice_id, args.consistency.sent.at(shard))
+    if cached is not None:
+        return json_body(cached.body)
+    generation, began = state.views.generation(invoice_id), state.views.now()
+    view = await backends.call(
+        backends.invoices(shard).GetCheckout,
+        invoice_pb2.GetCheckoutRequest(invoice_id=str(invoice_id)),
+        CallContext(request_id_of(args.request), "anonymous", consistency=args.consistency),
+    )
+    body = to_json(Checkout.of(view))
+    consistency = args.consistency
+    state.views.put(
+        "checkout", invoice_id, generation, body, "", began=began,
+        staleness=consistency.read_staleness, position=consistency.read_positions.get(shard),
+    )  # fmt: skip
+    return json_body(body)
+
+
+# `search` is declared before `{id}`: Starlette tries routes in order.
+operations = [
+    Operation(
+        "POST", "/v1/invoices", create_invoice, "Create an invoice", TAG, "merchant",
+        response=Invoice, status=201, permission="invoices:write", body=InvoiceCreate, errors=(409,),
+        rules=CREATE_RULES, idempotent=True, example=EXAMPLE,
+        description="Prices the items in fiat, locks an exchange rate and derives a fresh payment address "
+        "from the merchant's wallet. 409 `failed_precondition` when the merchant has no wallet for the "
+        "currency's network or no fresh rate is to be had.",
+    ),
+    Operation(
+        "GET", "/v1/invoices", list_invoices, "List invoices, newest first", TAG, "merchant",
+        response=Page[Invoice], permission="invoices:read", query=InvoiceListQuery,
+        rules=(CURSOR_RULE, Rule(r"created_before", r"must not be before created_after", "created_before: not before created_after.")),
+    ),
+    Operation(
+        "GET", "/v1/invoices/search", search_invoices, "Search invoices by title and description", TAG,
+        "merchant", response=Page[Invoice], permission="invoices:read", query=InvoiceSearchQuery,
+        rules=(CURSOR_RULE, Rule(r"q|query", r"must not be blank", "q: not only spaces.")),
+    ),
+    Operation(
+        "GET", "/v1/invoices/{id}", get_invoice, "Read an invoice", TAG, "merchant",
+        response=Invoice, permission="invoices:read", errors=(404,),
+    ),
+    Operation(
+        "POST", "/v1/invoices/{id}/cancel", cancel_invoice, "Cancel an invoice (while nothing is paid)", TAG,
+        "merchant", response=Invoice, permission="invoices:cancel", body=InvoiceCancel, body_optional=True,
+        errors=(404, 409), idempotent=True, example={"reason": "customer left"},
+    ),
+    Operation(
+        "GET", "/v1/invoices/{id}/payments", list_payments, "List an invoice's payments", TAG, "merchant",
+        response=Listing[Payment], permission="invoices:read", errors=(404,),
+    ),
+    Operation(
+        "GET", "/v1/invoices/{id}/audit", list_audit_entries, "Read an invoice's audit trail, oldest first",
+        TAG, "merchant", response=Page[AuditEntry], permission="invoices:read", query=PageQuery,
+        errors=(404,), rules=(CURSOR_RULE,),
+    ),
+    Operation(
+        "GET", "/v1/checkout/{invoice_id}", get_checkout, "The payer's view of an invoice", "Checkout",
+        "public", response=Checkout, errors=(404,),
+        description="No credentials; limited per client IP. Shows nothing else of the merchant's.",
+    ),
+]  # fmt: skip

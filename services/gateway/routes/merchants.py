@@ -4,89 +4,79 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 from checkout.merchant.v1 import merchant_pb2
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 from libs.common import ids
 from libs.common.cache import merchant_key
 from libs.common.errors import FieldViolation
-from services.gateway import render
-from services.gateway.auth import (
-    Caller,
-    authenticate,
-    require_access,
-    require_operator,
-)
+from services.gateway.auth import Caller, require_access
 from services.gateway.errors import ApiError
-from services.gateway.idempotency import call_context
+from services.gateway.operations import Args, Operation, Reply, Rule
+from services.gateway.pagination import Page, PageQuery
+from services.gateway.schemas.merchants import Merchant, MerchantCreate, MerchantUpdate
 from services.gateway.state import state_of
-from services.gateway.validation import Fields, Problems, Query, json_body, path_id
 from services.gateway.wire import to_struct
 
-PLAN_TYPES = ("free", "pro", "enterprise")
 # Changing wallets redirects where customers pay: a scope of its own, held by secret keys only.
 PROFILE_WRITE_PERMISSION = "merchants:write"
 # Failures that mean "this shard is down", as opposed to the request being wrong.
 SHARD_DOWN = ("unavailable", "deadline_exceeded", "internal")
+TAG = "Merchants"
+
+PROFILE_RULES = (
+    Rule(r"business_name", r"must not be blank", "business_name: must not be blank (only spaces)."),
+    Rule(r"wallets\.\w+", r".+", "wallets.<network>: must be a valid account key of that network."),
+    Rule(
+        r"settings(\..+)?",
+        r".+",
+        "settings: at most 16384 bytes; `rate_spread_percent` and `payment_tolerance.underpaid_percent` "
+        "within their bounds.",
+    ),
+    Rule(r"contact_email", r"must be an email address", "contact_email: an email address, after trimming."),
+)
+EXAMPLE = {
+    "business_name": "Coffee Roasters",
+    "contact_email": "owner@coffee.example",
+    "plan_type": "pro",
+    "settings": {"rate_spread_percent": "0.5", "payment_tolerance": {"underpaid_percent": "1.0"}},
+}
 
 
-async def create_merchant(request: Request) -> JSONResponse:
-    caller = await authenticate(request)
-    require_operator(caller)
-    body = await json_body(request)
-    problems = Problems()
-    fields = Fields(
-        body,
-        problems,
-        allowed=("business_name", "contact_email", "plan_type", "settings", "wallets"),
-    )
-    business_name = fields.string("business_name", required=True, max_length=200)
-    contact_email = fields.string("contact_email", required=True, max_length=320)
-    if contact_email is not None and "@" not in contact_email:
-        problems.add("contact_email", "must be an email address")
-    plan_type = fields.choice("plan_type", PLAN_TYPES)
-    settings = fields.object("settings")
-    wallets = fields.string_map("wallets")
-    problems.raise_if_any()
-    assert business_name is not None and contact_email is not None
-
+async def create_merchant(args: Args[MerchantCreate, None]) -> Reply:
+    body = args.body
     # Minted here so the id carries the slot of the email: duplicate sign-ups meet on one shard.
-    merchant_id = ids.new_merchant_id(contact_email)
+    merchant_id = ids.new_merchant_id(body.contact_email)
     message = merchant_pb2.CreateMerchantRequest(
         merchant_id=str(merchant_id),
-        business_name=business_name,
-        contact_email=contact_email,
-        plan_type=plan_type or "",
-        wallets=wallets or {},
+        business_name=body.business_name,
+        contact_email=body.contact_email,
+        plan_type=body.plan_type or "",
+        wallets=body.wallets.as_map() if body.wallets else {},
     )
-    if settings is not None:
-        message.settings.CopyFrom(to_struct(settings))
-    backends = state_of(request).backends
-    merchant = await backends.call(
-        backends.merchants(backends.shard_of(merchant_id)).CreateMerchant,
-        message,
-        call_context(request, caller.actor, body),
+    if body.settings is not None:
+        message.settings.CopyFrom(to_struct(_settings(body)))
+    backends = state_of(args.request).backends
+    merchant, replayed = await backends.command(
+        backends.merchants(backends.shard_of(merchant_id)).CreateMerchant, message, args.command_context()
     )
-    return JSONResponse(render.merchant(merchant), status_code=201)
+    return Reply(Merchant.of(merchant), replayed=replayed)
 
 
-async def list_merchants(request: Request) -> JSONResponse:
-    caller = await authenticate(request)
-    require_operator(caller)
-    problems = Problems()
-    query = Query(request.query_params, problems)
-    limit, cursor = query.limit(), query.cursor()
-    problems.raise_if_any()
+def _settings(body: MerchantCreate | MerchantUpdate) -> dict[str, Any]:
+    assert body.settings is not None
+    return body.settings.model_dump(exclude_none=True)
 
-    backends = state_of(request).backends
+
+async def list_merchants(args: Args[None, PageQuery]) -> Page[Merchant]:
+    limit, cursor = args.query.limit, args.query.cursor_or_empty
+    backends = state_of(args.request).backends
     # ListMerchants lists every shard its instance serves, so ask each address once.
     served: dict[str, list[int]] = {}
     for shard in backends.shards():
         served.setdefault(backends.address("merchant", shard), []).append(shard)
-    context = caller.context(request)
+    context = args.context()
     message = merchant_pb2.ListMerchantsRequest(limit=limit, cursor=cursor)
     results = await asyncio.gather(
         *(
@@ -114,7 +104,7 @@ async def list_merchants(request: Request) -> JSONResponse:
     chosen = ordered[:limit]
     more = len(ordered) > limit or any(page.next_cursor for page in pages)
     next_cursor = chosen[-1].id if more and chosen else ""
-    return JSONResponse(render.page([render.merchant(m) for m in chosen], next_cursor))
+    return Page[Merchant].of([Merchant.of(m) for m in chosen], next_cursor)
 
 
 def _id_order(raw: str) -> int:
@@ -123,29 +113,25 @@ def _id_order(raw: str) -> int:
     return value.int if value is not None else -1
 
 
-async def get_merchant(request: Request) -> JSONResponse:
-    caller = await authenticate(request)
-    merchant_id = path_id(request, "merchant")
-    require_access(caller, merchant_id, "merchants:read")
-    state = state_of(request)
+async def get_merchant(args: Args[None, None]) -> Merchant:
+    merchant_id = args.ids["id"]
+    require_access(args.caller, merchant_id, "merchants:read")
+    state = state_of(args.request)
     backends = state.backends
     shard = backends.shard_of(merchant_id)
-    context = caller.context(request)
-    assert context.consistency is not None
     key = merchant_key(str(merchant_id))
-    cached = await state.cache.get_at(key, context.consistency.sent.at(shard))
+    cached = await args.consistency.cached(state.cache, key, shard)
     if cached is not None:
-        merchant = _decode_merchant(cached[0])
-        if merchant is not None and merchant.id == str(merchant_id):
-            return JSONResponse(render.merchant(merchant))
+        hit = _decode_merchant(cached)
+        if hit is not None and hit.id == str(merchant_id):
+            return Merchant.of(hit)
     merchant = await backends.call(
         backends.merchants(shard).GetMerchant,
         merchant_pb2.GetMerchantRequest(merchant_id=str(merchant_id)),
-        context,
+        args.context(),
     )
-    position = context.consistency.read_positions.get(shard)
-    await state.cache.set_at(key, merchant.SerializeToString(), position, hot=False)
-    return JSONResponse(render.merchant(merchant))
+    await args.consistency.keep(state.cache, key, shard, merchant.SerializeToString(), hot=False)
+    return Merchant.of(merchant)
 
 
 def _decode_merchant(raw: bytes) -> merchant_pb2.Merchant | None:
@@ -161,45 +147,52 @@ def _require_profile_write(caller: Caller, merchant_id: uuid.UUID) -> None:
         raise ApiError("permission_denied", "only a secret key may change the merchant")
 
 
-async def update_merchant(request: Request) -> JSONResponse:
-    caller = await authenticate(request)
-    merchant_id = path_id(request, "merchant")
-    _require_profile_write(caller, merchant_id)
-    body = await json_body(request)
-    problems = Problems()
-    fields = Fields(body, problems, allowed=("business_name", "settings", "wallets"))
-    business_name = fields.string("business_name", max_length=200)
-    if business_name is not None and not business_name.strip():
-        problems.add("business_name", "must not be empty")
-    settings = fields.object("settings")
-    wallets = fields.string_map("wallets")
-    problems.raise_if_any()
-
+async def update_merchant(args: Args[MerchantUpdate, None]) -> Merchant:
+    merchant_id = args.ids["id"]
+    _require_profile_write(args.caller, merchant_id)
+    body = args.body
     message = merchant_pb2.UpdateMerchantRequest(merchant_id=str(merchant_id))
-    if business_name is not None:
-        message.business_name = business_name
-    if settings is not None:
-        message.settings.CopyFrom(to_struct(settings))
+    if body.business_name is not None:
+        message.business_name = body.business_name
+    if body.settings is not None:
+        message.settings.CopyFrom(to_struct(_settings(body)))
         message.replace_settings = True
-    if wallets is not None:
-        message.wallets.update(wallets)
+    if body.wallets is not None:
+        message.wallets.update(body.wallets.as_map())
         message.replace_wallets = True
-    state = state_of(request)
+    state = state_of(args.request)
     backends = state.backends
     merchant = await backends.call(
-        backends.merchants(backends.shard_of(merchant_id)).UpdateMerchant,
-        message,
-        caller.context(request),
+        backends.merchants(backends.shard_of(merchant_id)).UpdateMerchant, message, args.context()
     )
     # The merchant service drops the key too; doing it here as well means this caller's next
     # GET reads its own write even if that invalidation failed open.
     await state.cache.invalidate(merchant_key(str(merchant_id)))
-    return JSONResponse(render.merchant(merchant))
+    return Merchant.of(merchant)
 
 
-routes = [
-    Route("/v1/merchants", create_merchant, methods=["POST"]),
-    Route("/v1/merchants", list_merchants, methods=["GET"]),
-    Route("/v1/merchants/{id}", get_merchant, methods=["GET"]),
-    Route("/v1/merchants/{id}", update_merchant, methods=["PATCH"]),
-]
+operations = [
+    Operation(
+        "POST", "/v1/merchants", create_merchant, "Sign a merchant up", TAG, "operator",
+        response=Merchant, status=201, body=MerchantCreate, errors=(409,), rules=PROFILE_RULES,
+        idempotent=True, example=EXAMPLE,
+        description="`contact_email` is unique platform-wide: a second sign-up with it is 409.",
+    ),
+    Operation(
+        "GET", "/v1/merchants", list_merchants, "List merchants, newest first", TAG, "operator",
+        response=Page[Merchant], query=PageQuery,
+        rules=(Rule(r"cursor", r".+", "cursor: must be a `next_cursor` this API returned."),),
+    ),
+    Operation(
+        "GET", "/v1/merchants/{id}", get_merchant, "Read a merchant", TAG, "either",
+        response=Merchant, permission="merchants:read", errors=(404,),
+        description="The operator, or the merchant's own key with `merchants:read`.",
+    ),
+    Operation(
+        "PATCH", "/v1/merchants/{id}", update_merchant, "Change a merchant's name, settings or wallets", TAG,
+        "either", response=Merchant, permission=PROFILE_WRITE_PERMISSION, body=MerchantUpdate,
+        errors=(404, 409), rules=PROFILE_RULES[:3],
+        example={"wallets": {"ethereum": "xpub6DCoCpSuQZB2jawqnGMEPS63ePKWkwWPH4TU45Q7LPXWuNd8TMtVxRrgjtEshuqpK3mdhaWHPFsBngh5GFZaM6si3yZdUsT8ddYM3PwnATt"}},
+        description="The operator, or the merchant's own secret key with `merchants:write`.",
+    ),
+]  # fmt: skip

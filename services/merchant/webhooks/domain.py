@@ -41,7 +41,7 @@ _EVENT_TYPE = re.compile(r"^invoice\.[a-z_]+$")
 
 
 def subscribable_events() -> list[str]:
-    return sorted(t for t in events.EVENT_TYPES if t.startswith("invoice."))
+    return list(events.WEBHOOK_EVENT_TYPES)
 
 
 def _raise(problems: list[FieldViolation]) -> None:

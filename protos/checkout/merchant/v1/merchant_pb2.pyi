@@ -482,20 +482,87 @@ class VerifyApiKeyResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     API_KEY_FIELD_NUMBER: _builtins.int
+    PLAN_TYPE_FIELD_NUMBER: _builtins.int
+    plan_type: _builtins.str
+    """The merchant's plan ("free", "pro", "enterprise"): the gateway's rate limit for the key."""
     @_builtins.property
     def api_key(self) -> Global___ApiKey: ...
     def __init__(
         self,
         *,
         api_key: Global___ApiKey | None = ...,
+        plan_type: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key", "plan_type", b"plan_type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___VerifyApiKeyResponse: _TypeAlias = VerifyApiKeyResponse  # noqa: Y015
+
+@_typing.final
+class KeyUse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    API_KEY_ID_FIELD_NUMBER: _builtins.int
+    USED_AT_FIELD_NUMBER: _builtins.int
+    api_key_id: _builtins.str
+    @_builtins.property
+    def used_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        api_key_id: _builtins.str = ...,
+        used_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["used_at", b"used_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key_id", b"api_key_id", "used_at", b"used_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___KeyUse: _TypeAlias = KeyUse  # noqa: Y015
+
+@_typing.final
+class TouchApiKeysRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def uses(self) -> _containers.RepeatedCompositeFieldContainer[Global___KeyUse]: ...
+    def __init__(
+        self,
+        *,
+        uses: _abc.Iterable[Global___KeyUse] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["uses", b"uses"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TouchApiKeysRequest: _TypeAlias = TouchApiKeysRequest  # noqa: Y015
+
+@_typing.final
+class TouchApiKeysResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOUCHED_FIELD_NUMBER: _builtins.int
+    touched: _builtins.int
+    """Keys of this shard whose last_used_at moved forward."""
+    def __init__(
+        self,
+        *,
+        touched: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["touched", b"touched"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TouchApiKeysResponse: _TypeAlias = TouchApiKeysResponse  # noqa: Y015
 
 @_typing.final
 class WebhookEndpoint(_message.Message):

@@ -76,6 +76,11 @@ class MerchantServiceStub:
                 request_serializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.VerifyApiKeyRequest.SerializeToString,
                 response_deserializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.VerifyApiKeyResponse.FromString,
                 _registered_method=True)
+        self.TouchApiKeys = channel.unary_unary(
+                '/checkout.merchant.v1.MerchantService/TouchApiKeys',
+                request_serializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.TouchApiKeysRequest.SerializeToString,
+                response_deserializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.TouchApiKeysResponse.FromString,
+                _registered_method=True)
         self.CreateWebhookEndpoint = channel.unary_unary(
                 '/checkout.merchant.v1.MerchantService/CreateWebhookEndpoint',
                 request_serializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.CreateWebhookEndpointRequest.SerializeToString,
@@ -204,6 +209,14 @@ class MerchantServiceServicer:
     def VerifyApiKey(self, request, context):
         """Resolves a plaintext key to its merchant and scopes; NOT_FOUND / PERMISSION_DENIED style
         failures are all UNAUTHENTICATED so a caller learns nothing about other keys.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TouchApiKeys(self, request, context):
+        """Records when keys were last used, in one call for many: the gateway verifies a key once and
+        serves it from memory, so it reports use in batches rather than once per request.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -346,6 +359,11 @@ def add_MerchantServiceServicer_to_server(servicer, server):
                     servicer.VerifyApiKey,
                     request_deserializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.VerifyApiKeyRequest.FromString,
                     response_serializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.VerifyApiKeyResponse.SerializeToString,
+            ),
+            'TouchApiKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.TouchApiKeys,
+                    request_deserializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.TouchApiKeysRequest.FromString,
+                    response_serializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.TouchApiKeysResponse.SerializeToString,
             ),
             'CreateWebhookEndpoint': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateWebhookEndpoint,
@@ -641,6 +659,33 @@ class MerchantService:
             '/checkout.merchant.v1.MerchantService/VerifyApiKey',
             checkout_dot_merchant_dot_v1_dot_merchant__pb2.VerifyApiKeyRequest.SerializeToString,
             checkout_dot_merchant_dot_v1_dot_merchant__pb2.VerifyApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TouchApiKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/checkout.merchant.v1.MerchantService/TouchApiKeys',
+            checkout_dot_merchant_dot_v1_dot_merchant__pb2.TouchApiKeysRequest.SerializeToString,
+            checkout_dot_merchant_dot_v1_dot_merchant__pb2.TouchApiKeysResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -47,6 +47,10 @@ class MerchantServiceStub:
     """Resolves a plaintext key to its merchant and scopes; NOT_FOUND / PERMISSION_DENIED style
     failures are all UNAUTHENTICATED so a caller learns nothing about other keys.
     """
+    TouchApiKeys: _grpc.UnaryUnaryMultiCallable[_merchant_pb2.TouchApiKeysRequest, _merchant_pb2.TouchApiKeysResponse]
+    """Records when keys were last used, in one call for many: the gateway verifies a key once and
+    serves it from memory, so it reports use in batches rather than once per request.
+    """
     CreateWebhookEndpoint: _grpc.UnaryUnaryMultiCallable[_merchant_pb2.CreateWebhookEndpointRequest, _merchant_pb2.WebhookEndpointWithSecret]
     """Webhook endpoints. Every request names the merchant; another merchant's endpoint,
     delivery or template is NOT_FOUND.
@@ -87,6 +91,10 @@ class MerchantServiceAsyncStub(MerchantServiceStub):
     VerifyApiKey: _aio.UnaryUnaryMultiCallable[_merchant_pb2.VerifyApiKeyRequest, _merchant_pb2.VerifyApiKeyResponse]  # type: ignore[assignment]
     """Resolves a plaintext key to its merchant and scopes; NOT_FOUND / PERMISSION_DENIED style
     failures are all UNAUTHENTICATED so a caller learns nothing about other keys.
+    """
+    TouchApiKeys: _aio.UnaryUnaryMultiCallable[_merchant_pb2.TouchApiKeysRequest, _merchant_pb2.TouchApiKeysResponse]  # type: ignore[assignment]
+    """Records when keys were last used, in one call for many: the gateway verifies a key once and
+    serves it from memory, so it reports use in batches rather than once per request.
     """
     CreateWebhookEndpoint: _aio.UnaryUnaryMultiCallable[_merchant_pb2.CreateWebhookEndpointRequest, _merchant_pb2.WebhookEndpointWithSecret]  # type: ignore[assignment]
     """Webhook endpoints. Every request names the merchant; another merchant's endpoint,
@@ -173,6 +181,16 @@ class MerchantServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_merchant_pb2.VerifyApiKeyResponse, _abc.Awaitable[_merchant_pb2.VerifyApiKeyResponse]]:
         """Resolves a plaintext key to its merchant and scopes; NOT_FOUND / PERMISSION_DENIED style
         failures are all UNAUTHENTICATED so a caller learns nothing about other keys.
+        """
+
+    @_abc_1.abstractmethod
+    def TouchApiKeys(
+        self,
+        request: _merchant_pb2.TouchApiKeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchant_pb2.TouchApiKeysResponse, _abc.Awaitable[_merchant_pb2.TouchApiKeysResponse]]:
+        """Records when keys were last used, in one call for many: the gateway verifies a key once and
+        serves it from memory, so it reports use in batches rather than once per request.
         """
 
     @_abc_1.abstractmethod

@@ -1,0 +1,2 @@
+"""The HTTP resources, each declared once as pydantic models that validate requests, render
+responses and generate /openapi.json."""

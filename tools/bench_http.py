@@ -1,0 +1,466 @@
+"""The gateway's HTTP speed against a bare Starlette app returning the same bytes (issue 10).
+
+In one process tree: the whole stack (`tools.devstack.Stack`: four services and the gateway, as
+`make up` runs them) and a bare Starlette app under the same uvicorn (uvloop, httptools) that
+answers every request with the bytes the gateway answered. The two are measured interleaved,
+A/B/A/B, so a noisy neighbour on this shared machine hits both, and the figures are medians of
+the rounds and ratios of those medians:
+
+- `GET /v1/invoices/{id}` and `GET /v1/checkout/{id}` at 16 connections: requests/s and p99;
+- one sequential client: p50 of a point lookup;
+- `POST /v1/invoices` at 16 connections across 16 merchants, and all on one merchant, beside a
+  bare POST that reads the body and echoes the invoice's bytes.
+
+The load comes from `wrk` (Debian's `wrk` package) when it is on the PATH, from a Python load
+generator in its own process otherwise (it says so; its own cost makes every ratio look better
+for the gateway than wrk's would, so install wrk for figures worth quoting).
+
+    python -m tools.bench_http [--rounds 5] [--seconds 4] [--profile profile.txt]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from libs.common.config import SERVICES
+from libs.common.devservers import DevServers, Servers, free_port
+from tools.devstack import DEMO_ETHEREUM_XPUB, Stack, request
+
+ROOT = Path(__file__).resolve().parent.parent
+CONNECTIONS = 16
+INVOICE = {
+    "title": "Bench",
+    "items": [{"name": "Beans", "quantity": 2, "unit_price": "12.50"}],
+    "currency": "USD",
+    "crypto_currency": "ETH",
+}
+# Limits far above what the bench sends: it measures the path, not the limiter refusing.
+UNLIMITED = {
+    "CHECKOUT_RATE_LIMIT_FREE": "100000000/minute",
+    "CHECKOUT_RATE_LIMIT_CHECKOUT": "100000000/minute",
+    "CHECKOUT_RATE_LIMIT_AUTH_FAILURES": "100000000/minute",
+}
+
+BARE_APP = """
+import os, sys
+from pathlib import Path
+from starlette.applications import Starlette
+from starlette.responses import Response
+from starlette.routing import Route
+import uvicorn
+
+get_body = Path(sys.argv[2]).read_bytes()
+post_body = Path(sys.argv[3]).read_bytes()
+
+async def get(request):
+    return Response(get_body, media_type="application/json")
+
+async def post(request):
+    await request.body()
+    return Response(post_body, status_code=201, media_type="application/json")
+
+app = Starlette(routes=[Route("/{path:path}", get, methods=["GET"]), Route("/{path:path}", post, methods=["POST"])])
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), loop="uvloop", http="httptools",
+            log_level="warning", access_log=False)
+"""
+
+
+@dataclass(frozen=True)
+class Load:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    non_2xx: int
+
+
+# -- load generators ------------------------------------------------------------------------------
+
+WRK_SCRIPT = """
+local keys = {%(keys)s}
+local body = %(body)s
+local counter = 0
+function setup(thread)
+  counter = counter + 1
+  thread:set("key", keys[((counter - 1) %% #keys) + 1])
+end
+function init(args)
+  wrk.method = "%(method)s"
+  if body ~= "" then wrk.body = body end
+  wrk.headers["Content-Type"] = "application/json"
+  if key ~= "" then wrk.headers["Authorization"] = "Bearer " .. key end
+end
+"""
+
+
+def _lua_string(text: str) -> str:
+    return json.dumps(text)  # a JSON string literal is a valid Lua string literal here
+
+
+def wrk(url: str, *, method: str, keys: list[str], body: str, connections: int, seconds: float) -> Load:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(
+            WRK_SCRIPT
+            % {
+                "keys": ", ".join(_lua_string(k) for k in keys or [""]),
+                "body": _lua_string(body),
+                "method": method,
+            }
+        )
+    try:
+        threads = connections if len(keys) > 1 else min(2, connections)
+        out = subprocess.run(
+            [
+                "wrk",
+                f"-t{threads}",
+                f"-c{connections}",
+                f"-d{max(1, round(seconds))}s",
+                "--latency",
+                "-s",
+                script.name,
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    finally:
+        os.unlink(script.name)
+    return Load(
+        rps=float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        p50_ms=_ms(re.search(r"50%\s+([\d.]+\w+)", out).group(1)),  # type: ignore[union-attr]
+        p99_ms=_ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1)),  # type: ignore[union-attr]
+        non_2xx=int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)) else 0,
+    )
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(\w+)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+async def _python_load(
+    url: str, method: str, keys: list[str], body: str, connections: int, seconds: float
+) -> Load:
+    """Keep-alive HTTP/1.1 over raw sockets, one coroutine per connection (no client library:
+    its parsing would cost more than the servers' own)."""
+    host, port, path = re.fullmatch(r"http://([^:/]+):(\d+)(/.*)", url).groups()  # type: ignore[union-attr]
+    samples: list[float] = []
+    bad = 0
+    deadline = time.perf_counter() + seconds
+
+    async def connection(n: int) -> None:
+        nonlocal bad
+        reader, writer = await asyncio.open_connection(host, int(port))
+        key = keys[n % len(keys)] if keys else ""
+        head = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        if key:
+            head += f"Authorization: Bearer {key}\r\n"
+        raw = (head + f"Content-Length: {len(body.encode())}\r\n\r\n").encode() + body.encode()
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            writer.write(raw)
+            status_line = await reader.readline()
+            length = 0
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            await reader.readexactly(length)
+            samples.append((time.perf_counter() - started) * 1000)
+            if not status_line.split(b" ")[1].startswith(b"2"):
+                bad += 1
+        writer.close()
+
+    begin = time.perf_counter()
+    await asyncio.gather(*(connection(n) for n in range(connections)))
+    elapsed = time.perf_counter() - begin
+    ordered = sorted(samples)
+    return Load(
+        rps=len(samples) / elapsed,
+        p50_ms=ordered[len(ordered) // 2],
+        p99_ms=ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
+        non_2xx=bad,
+    )
+
+
+def python_load(
+    url: str, *, method: str, keys: list[str], body: str, connections: int, seconds: float
+) -> Load:
+    """The Python generator, in its own process so it does not share the measured processes'."""
+    spec = json.dumps(
+        {
+            "url": url,
+            "method": method,
+            "keys": keys,
+            "body": body,
+            "connections": connections,
+            "seconds": seconds,
+        }
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "tools.bench_http", "--generate", spec],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    ).stdout
+    return Load(**json.loads(out))
+
+
+def load(
+    url: str, *, method: str = "GET", keys: list[str], body: str = "", connections: int, seconds: float
+) -> Load:
+    generate = wrk if shutil.which("wrk") else python_load
+    return generate(url, method=method, keys=keys, body=body, connections=connections, seconds=seconds)
+
+
+# -- the processes --------------------------------------------------------------------------------
+
+
+@contextmanager
+def bare_app(get_body: bytes, post_body: bytes, directory: Path) -> Iterator[str]:
+    (directory / "get.json").write_bytes(get_body)
+    (directory / "post.json").write_bytes(post_body)
+    (directory / "bare.py").write_text(textwrap.dedent(BARE_APP))
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(directory / "bare.py"),
+            str(port),
+            str(directory / "get.json"),
+            str(directory / "post.json"),
+        ],
+        cwd=ROOT,
+        start_new_session=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                request(base, "GET", "/ready", "")
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        yield base
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(10)
+
+
+def _median(loads: list[Load]) -> dict[str, float]:
+    return {
+        "rps": round(statistics.median(x.rps for x in loads), 1),
+        "p50_ms": round(statistics.median(x.p50_ms for x in loads), 2),
+        "p99_ms": round(statistics.median(x.p99_ms for x in loads), 2),
+        "non_2xx": sum(x.non_2xx for x in loads),
+    }
+
+
+def ab(
+    name: str,
+    gateway: str,
+    bare: str,
+    *,
+    rounds: int,
+    seconds: float,
+    connections: int,
+    method: str = "GET",
+    keys: list[str],
+    body: str = "",
+) -> dict[str, Any]:
+    """Interleaved rounds of the same load on both; medians and their ratios."""
+    runs: dict[str, list[Load]] = {"gateway": [], "bare": []}
+    for _ in range(rounds):
+        for target, base in (("bare", bare), ("gateway", gateway)):
+            runs[target].append(
+                load(
+                    base + name.split(" ", 1)[1],
+                    method=method,
+                    keys=keys,
+                    body=body,
+                    connections=connections,
+                    seconds=seconds,
+                )
+            )
+    g, b = _median(runs["gateway"]), _median(runs["bare"])
+    return {
+        "connections": connections,
+        "gateway": g,
+        "bare_starlette": b,
+        "rps_ratio": round(g["rps"] / b["rps"], 3),
+        "p99_ratio": round(g["p99_ms"] / b["p99_ms"], 2),
+    }
+
+
+def _merchant(stack: Stack) -> tuple[str, str]:
+    status, merchant = request(stack.base_url, "POST", "/v1/merchants", stack.admin_token, {
+        "business_name": "Bench", "contact_email": f"bench-{uuid.uuid4().hex[:8]}@example.com",
+        "wallets": {"ethereum": DEMO_ETHEREUM_XPUB}})  # fmt: skip
+    assert status == 201, merchant
+    status, key = request(
+        stack.base_url,
+        "POST",
+        f"/v1/merchants/{merchant['id']}/api-keys",
+        stack.admin_token,
+        {"name": "bench"},
+    )
+    assert status == 201, key
+    return merchant["id"], key["key"]
+
+
+def run(rounds: int = 5, seconds: float = 4.0, profile: Path | None = None) -> dict[str, Any]:
+    if not shutil.which("wrk"):
+        print(
+            "bench_http: wrk is not installed (apt-get install wrk); measuring with the Python load "
+            "generator, whose own cost flatters the gateway's ratios",
+            file=sys.stderr,
+        )
+    with tempfile.TemporaryDirectory() as tmp_name, DevServers(Path(tmp_name) / "servers") as servers:
+        return _run(servers, Path(tmp_name), rounds, seconds, profile)
+
+
+def _run(servers: Servers, tmp: Path, rounds: int, seconds: float, profile: Path | None) -> dict[str, Any]:
+    stack = Stack(servers, http_port=free_port(), grpc_ports={s: free_port() for s in SERVICES},
+                  admin_token=uuid.uuid4().hex, log_dir=tmp / "logs", extra_env=UNLIMITED)  # fmt: skip
+    stack.start()
+    try:
+        merchants = [_merchant(stack) for _ in range(CONNECTIONS)]
+        key = merchants[0][1]
+        status, invoice = request(stack.base_url, "POST", "/v1/invoices", key, INVOICE)
+        assert status == 201, invoice
+        with urllib_get(stack.base_url + f"/v1/invoices/{invoice['id']}", key) as get_bytes:
+            pass
+        with bare_app(get_bytes, json.dumps(invoice).encode(), tmp) as bare:
+            gw = stack.base_url
+            invoice_path = f"/v1/invoices/{invoice['id']}"
+            checkout_path = f"/v1/checkout/{invoice['id']}"
+            if profile is not None:
+                _profile(stack, gw + invoice_path, key, profile)
+            generator = "wrk" if shutil.which("wrk") else "python (wrk not found: apt-get install wrk)"
+            results: dict[str, Any] = {
+                "load_generator": generator,
+                "rounds": rounds,
+                "seconds_per_round": seconds,
+            }
+            results["invoice_get"] = ab(
+                f"GET {invoice_path}",
+                gw,
+                bare,
+                rounds=rounds,
+                seconds=seconds,
+                connections=CONNECTIONS,
+                keys=[key],
+            )
+            results["checkout_get"] = ab(
+                f"GET {checkout_path}",
+                gw,
+                bare,
+                rounds=rounds,
+                seconds=seconds,
+                connections=CONNECTIONS,
+                keys=[],
+            )
+            results["invoice_get_sequential"] = ab(
+                f"GET {invoice_path}", gw, bare, rounds=rounds, seconds=seconds, connections=1, keys=[key]
+            )
+            body = json.dumps(INVOICE)
+            results["invoice_post_16_merchants"] = ab("POST /v1/invoices", gw, bare, rounds=rounds, seconds=seconds,
+                                                      connections=CONNECTIONS, method="POST", keys=[k for _, k in merchants], body=body)  # fmt: skip
+            results["invoice_post_one_merchant"] = ab("POST /v1/invoices", gw, bare, rounds=rounds, seconds=seconds,
+                                                      connections=CONNECTIONS, method="POST", keys=[key], body=body)  # fmt: skip
+        results["targets"] = {
+            "get_rps_ratio_min": 0.35,
+            "get_p99_ratio_max": 3.0,
+            "sequential_p50_ms_max": 3.0,
+            "met": all(
+                results[n]["rps_ratio"] >= 0.35 and results[n]["p99_ratio"] <= 3.0
+                for n in ("invoice_get", "checkout_get")
+            )
+            and results["invoice_get_sequential"]["gateway"]["p50_ms"] < 3.0,
+        }
+        return results
+    finally:
+        stack.stop()
+
+
+@contextmanager
+def urllib_get(url: str, key: str) -> Iterator[bytes]:
+    import urllib.request
+
+    with urllib.request.urlopen(
+        urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"}), timeout=10
+    ) as r:
+        yield r.read()
+
+
+def _profile(stack: Stack, url: str, key: str, out: Path) -> None:
+    """py-spy's view of the gateway process under the invoice GET load."""
+    pid = stack.processes["gateway"].pid
+    spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid), "--duration", "8", "--format", "raw", "--output", str(out)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    time.sleep(1)
+    load(url, keys=[key], connections=CONNECTIONS, seconds=8)
+    spy.wait(30)
+
+
+def table(results: dict[str, Any]) -> str:
+    rows = [
+        "| load | gateway req/s | bare req/s | ratio | gateway p50 / p99 ms | bare p50 / p99 ms |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in (
+        "invoice_get",
+        "checkout_get",
+        "invoice_get_sequential",
+        "invoice_post_16_merchants",
+        "invoice_post_one_merchant",
+    ):
+        r = results[name]
+        g, b = r["gateway"], r["bare_starlette"]
+        rows.append(f"| {name} ({r['connections']} conn) | {g['rps']:.0f} | {b['rps']:.0f} | {r['rps_ratio']:.2f}x "
+                    f"| {g['p50_ms']:.2f} / {g['p99_ms']:.2f} | {b['p50_ms']:.2f} / {b['p99_ms']:.2f} |")  # fmt: skip
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m tools.bench_http")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--profile", type=Path, help="write a py-spy profile of the gateway here")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench-results" / "bench_http.json")
+    parser.add_argument("--generate", help=argparse.SUPPRESS)  # the Python load generator's own process
+    args = parser.parse_args()
+    if args.generate:
+        spec = json.loads(args.generate)
+        print(json.dumps(asyncio.run(_python_load(**spec)).__dict__))
+        return
+    results = run(args.rounds, args.seconds, args.profile)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
