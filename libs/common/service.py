@@ -60,6 +60,9 @@ class ServiceSpec:
     partitioned: Sequence[PartitionedTable] = ()
     # Partitioned tables whose old partitions move to the archive schema (CHECKOUT_ARCHIVE_*).
     archived: Sequence[PartitionedTable] = ()
+    # Whether its reads go to replicas (CHECKOUT_SHARD_REPLICAS); one that reads only the primary
+    # (the merchant service: a revoked key must stop at once) does not probe them either.
+    replica_reads: bool = True
     background: Callable[[Runtime], Sequence[Coroutine[Any, Any, None]]] = lambda runtime: ()
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -131,7 +134,7 @@ class Runtime:
         """The id's shard primary's WAL position after a write, when the shard has replicas
         whose reads could be older (None: no replicas, or the position is unknown)."""
         shard = self.shard_of(any_id)
-        if not self.config.replicas_of(shard):
+        if not self.replicas.configured or not self.config.replicas_of(shard):
             return None
         try:
             return await self.replicas.primary_position(shard)
@@ -213,7 +216,8 @@ class Runtime:
 
     async def start(self) -> None:
         await self.migrate()
-        await self.replicas.open(self.shards)
+        if self.spec.replica_reads:
+            await self.replicas.open(self.shards)
         if self.replicas.configured:
             await self.replicas.probe()  # routes from the first request on, not after a probe period
             self._spawn(self.replicas.run(), "replica-probe")
