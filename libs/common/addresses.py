@@ -7,6 +7,7 @@ that a pasted xprv is never parsed, cached or logged as if it were configuration
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from decimal import Decimal
@@ -190,10 +191,22 @@ def validate_ethereum_xpub(xpub: str) -> None:
     _ethereum_account(xpub)
 
 
+# Decoding and checking an account key and deriving its receive chain cost more than the one child
+# an invoice needs: kept per key (public keys only; a refused key raises and is never cached).
+@functools.lru_cache(maxsize=4096)
+def _ethereum_receive_chain(xpub: str) -> Bip32Secp256k1:
+    return _ethereum_account(xpub).ChildKey(_EXTERNAL_CHAIN)
+
+
+@functools.lru_cache(maxsize=4096)
+def _bitcoin_receive_chain(key: str) -> Bip32Secp256k1:
+    return _bitcoin_account(key).ChildKey(_EXTERNAL_CHAIN)
+
+
 def derive_ethereum_address(xpub: str, index: int) -> str:
     """EIP-55 address at m/44'/60'/0'/0/`index`, derived from the account xpub."""
     _check_index(index)
-    child = _ethereum_account(xpub).ChildKey(_EXTERNAL_CHAIN).ChildKey(index)
+    child = _ethereum_receive_chain(xpub).ChildKey(index)
     address: str = EthAddrEncoder.EncodeKey(child.PublicKey().KeyObject())
     return address
 
@@ -206,7 +219,7 @@ def validate_bitcoin_xpub(key: str) -> None:
 def derive_bitcoin_address(key: str, index: int) -> str:
     """Native SegWit (bc1q...) address at m/84'/0'/0'/0/`index`, from the account key."""
     _check_index(index)
-    child = _bitcoin_account(key).ChildKey(_EXTERNAL_CHAIN).ChildKey(index)
+    child = _bitcoin_receive_chain(key).ChildKey(index)
     address: str = P2WPKHAddrEncoder.EncodeKey(child.PublicKey().KeyObject(), hrp=_BITCOIN_HRP)
     return address
 

@@ -4,14 +4,22 @@ to a local read model.
 The read-model change and the `processed_events` row are written in one transaction and the
 message is acked only after that commit. A crash before the ack means redelivery; the
 `processed_events` row makes the second delivery a no-op, so an event is applied exactly once.
+
+Each fetched batch is applied in one transaction, in stream order (which is each aggregate's
+order): one connection, one commit and one `processed_events` statement for up to `batch`
+events. If any event of the batch fails, the transaction is rolled back and the batch is applied
+again one event per transaction, so only the failing event is held back (`_failed`), with the
+later events of its aggregate, which must not overtake it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from typing import Protocol, cast
 
 import asyncpg
 from nats.aio.msg import Msg
@@ -30,7 +38,11 @@ tracer = trace.get_tracer("checkout.consumer")
 
 
 class Projection(Protocol):
-    """A read model fed by events. `apply` runs inside the consumer's transaction."""
+    """A read model fed by events. `apply` runs inside the consumer's transaction.
+
+    A projection whose `apply` only calls `conn.execute` and ignores what it returns may say so
+    with a class attribute `writes_only = True`: a batch's statements are then sent in runs of the
+    same SQL with `executemany` (pipelined, one round trip per run) instead of one by one."""
 
     name: str
     event_types: Sequence[str]
@@ -38,7 +50,37 @@ class Projection(Protocol):
     async def apply(self, conn: Connection, event: Envelope) -> None: ...
 
 
+class _Writes:
+    """The connection a `writes_only` projection gets in a batch: its statements are kept, in
+    order, and sent when the batch is done; consecutive ones with the same SQL go together."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._runs: list[tuple[str, list[tuple[object, ...]]]] = []
+
+    async def execute(self, query: str, *args: object) -> str:
+        if self._runs and self._runs[-1][0] == query:
+            self._runs[-1][1].append(args)
+        else:
+            self._runs.append((query, [args]))
+        return ""
+
+    async def flush(self) -> None:
+        runs, self._runs = self._runs, []
+        for query, rows in runs:
+            if len(rows) == 1:
+                await self._conn.execute(query, *rows[0])
+            else:
+                await self._conn.executemany(query, rows)
+
+    def __getattr__(self, name: str) -> object:
+        raise AttributeError(f"a writes_only projection may only call execute(), not {name}()")
+
+
 AfterCommit = Callable[[Envelope], Awaitable[None]]
+# How long the second half of a fetch may take to say what else is available (it answers at once
+# unless the server is slow; nothing waits this long when messages are there).
+FOLLOW_UP_FETCH_SECONDS = 0.05
 
 
 class ProjectionConsumer:
@@ -69,6 +111,10 @@ class ProjectionConsumer:
         self.fetch_timeout = fetch_timeout
         self.after_commit = after_commit
         self.applied = 0
+        # aggregate -> its event that failed and is being redelivered: the aggregate's later
+        # events wait behind it, in this batch and the next ones, until it is applied (kept in
+        # memory: after a restart the stream's redelivery order is all there is).
+        self._holding: dict[uuid.UUID, uuid.UUID] = {}
 
     async def _subscription(self) -> JetStreamContext.PullSubscription:
         config = ConsumerConfig(
@@ -95,11 +141,11 @@ class ProjectionConsumer:
                 await self.js.add_consumer(self.stream, config)
         return await self.js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
 
-    async def handle(self, msg: Msg) -> bool:
-        """Applies one message; returns whether it changed the read model."""
-        event = Envelope.from_bytes(msg.data)
+    def _context(
+        self, event: Envelope
+    ) -> tuple[trace.Span, contextvars.Token[context.RequestContext | None]]:
         # Continue the trace of the request that wrote the event (traceparent in the headers).
-        parent = telemetry.extract(dict(msg.headers or {}))
+        parent = telemetry.extract({k: str(v) for k, v in (event.metadata.get("trace") or {}).items()})
         span = tracer.start_span(f"consume {event.type}", context=parent, kind=trace.SpanKind.CONSUMER)  # type: ignore[arg-type]
         token = context.use(
             context.RequestContext(
@@ -109,6 +155,12 @@ class ProjectionConsumer:
                 actor=f"projection:{self.projection.name}",
             )
         )
+        return span, token
+
+    async def handle(self, msg: Msg) -> bool:
+        """Applies one message in its own transaction; returns whether it changed the read model."""
+        event = Envelope.from_bytes(msg.data)
+        span, token = self._context(event)
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 fresh = await conn.fetchval(
@@ -129,6 +181,95 @@ class ProjectionConsumer:
             self.applied += 1
         return bool(fresh)
 
+    async def handle_batch(self, messages: Sequence[Msg]) -> None:
+        """Applies a fetched batch in one transaction, then acks each message; a batch that
+        fails is applied again one message at a time."""
+        try:
+            events = [Envelope.from_bytes(m.data) for m in messages]
+            if self._holding and any(e.aggregate_id in self._holding for e in events):
+                raise LookupError("an aggregate of this batch waits for a held-back event")
+            fresh = await self._apply_all(events)
+        except Exception as error:  # which event it was is found out one by one
+            log.info("consumer %s: a batch failed (%s); applying it one by one", self.durable, error)
+            await self._one_by_one(messages)
+            return
+        self.applied += fresh
+        for msg, event in zip(messages, events, strict=True):
+            try:
+                if self.after_commit:
+                    await self.after_commit(event)
+            except Exception as error:
+                # Committed but not acked: the redelivery is a no-op for the read model and
+                # runs after_commit again.
+                await self._failed(msg, error)
+                continue
+            await msg.ack()
+
+    async def _apply_all(self, events: Sequence[Envelope]) -> int:
+        async with self.pool.acquire() as conn, conn.transaction():
+            new = {
+                r["event_id"]
+                for r in await conn.fetch(
+                    "INSERT INTO processed_events (projection, event_id) SELECT $1, unnest($2::uuid[]) "
+                    "ON CONFLICT DO NOTHING RETURNING event_id",
+                    self.projection.name,
+                    [e.id for e in events],
+                )
+            }
+            applied = 0
+            writes = _Writes(conn) if getattr(self.projection, "writes_only", False) else None
+            target = cast(Connection, writes) if writes is not None else conn
+            for event in events:
+                if event.id not in new:
+                    continue  # applied before (a redelivery), or earlier in this batch
+                new.discard(event.id)
+                span, token = self._context(event)
+                try:
+                    await self.projection.apply(target, event)
+                finally:
+                    context.reset(token)
+                    span.end()
+                applied += 1
+            if writes is not None:
+                await writes.flush()
+        return applied
+
+    async def _one_by_one(self, messages: Sequence[Msg]) -> None:
+        for msg in messages:
+            try:
+                event = Envelope.from_bytes(msg.data)
+            except Exception as error:
+                await self._failed(msg, error)
+                continue
+            if self._holding.get(event.aggregate_id, event.id) != event.id:
+                await self._failed(msg, None)  # behind its aggregate's held-back event
+                continue
+            try:
+                await self.handle(msg)
+            except Exception as error:  # a bad event must not stop the projection
+                self._holding.setdefault(event.aggregate_id, event.id)
+                await self._failed(msg, error)
+            else:
+                self._holding.pop(event.aggregate_id, None)
+
+    async def _failed(self, msg: Msg, error: Exception | None) -> None:
+        """Where an event that could not be applied (or must wait behind one of its aggregate
+        that could not, `error` None) goes: redelivered later, never dropped."""
+        if error is not None:
+            log.error("consumer %s failed on a message, will retry: %s", self.durable, error, exc_info=error)
+        with contextlib.suppress(Exception):
+            await msg.nak(delay=2.0)
+
+    async def _fetch(self, sub: JetStreamContext.PullSubscription) -> list[Msg]:
+        """The next batch, as soon as there is one event. nats-py's fetch(n), once it has waited
+        for a first message, waits for all n (or its timeout): a trickle of events would sit there
+        for up to `fetch_timeout`. So wait for one, then take what else is there right away."""
+        messages = await sub.fetch(1, timeout=self.fetch_timeout)
+        if self.batch > 1:
+            with contextlib.suppress(TimeoutError, NatsTimeoutError):
+                messages += await sub.fetch(self.batch - 1, timeout=FOLLOW_UP_FETCH_SECONDS)
+        return messages
+
     async def run(self) -> None:
         """Consumes until cancelled; a failing event is retried later, not dropped."""
         sub = await self._subscription()
@@ -136,16 +277,10 @@ class ProjectionConsumer:
         try:
             while True:
                 try:
-                    messages = await sub.fetch(self.batch, timeout=self.fetch_timeout)
+                    messages = await self._fetch(sub)
                 except (TimeoutError, NatsTimeoutError):
                     continue
-                for msg in messages:
-                    try:
-                        await self.handle(msg)
-                    except Exception as error:  # a bad event must not stop the projection
-                        log.exception("consumer %s failed on a message, will retry: %s", self.durable, error)
-                        with contextlib.suppress(Exception):
-                            await msg.nak(delay=2.0)
+                await self.handle_batch(messages)
         finally:
             await sub.unsubscribe()
 

@@ -2,6 +2,11 @@
 
 Each service owns one schema (its name) in every shard database; its connections set
 `search_path` to it, so SQL names tables plainly.
+
+Pool connections keep no session state: code that LISTENs, takes a session advisory lock or SETs
+a session variable on one says so with `PooledConnection.changed_session()`, and only then does
+the release pay asyncpg's reset round trip (UNLISTEN, unlock, RESET ALL). Everything else is
+released as it is, prepared statements included.
 """
 
 from __future__ import annotations
@@ -11,10 +16,10 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -233,6 +238,51 @@ async def migrate(
             log.info("migrated %s on shard %d: %s", schema, shard, ", ".join(applied))
 
 
+ReleaseHook = Callable[[asyncpg.Pool], None]
+# A prepared statement lives as long as its connection (asyncpg drops them after 300 s by default,
+# and every service statement would be planned again), and every statement a service issues fits.
+STATEMENT_CACHE_SIZE = 512
+
+
+class PooledConnection(asyncpg.Connection):
+    """A pool connection that knows what it did: whether its session state changed (so the
+    release must reset it) and what to run once it is back in the pool (its transaction over)."""
+
+    __slots__ = ("_release_hooks", "_session_changed")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._release_hooks: list[ReleaseHook] = []
+        self._session_changed = False
+
+    def after_release(self, hook: ReleaseHook) -> None:
+        """Runs `hook(pool)` when this connection is released (once, however often it is asked)."""
+        if hook not in self._release_hooks:
+            self._release_hooks.append(hook)
+
+    def changed_session(self) -> None:
+        """Marks session state (LISTEN, advisory lock, SET) that the release must reset."""
+        self._session_changed = True
+
+
+async def release_connection(conn: asyncpg.Connection, pool: asyncpg.Pool) -> None:
+    """The pool's reset: asyncpg has already rolled back an open transaction and dropped the
+    Python-side listeners; the server-side reset runs only when the session changed."""
+    if isinstance(conn, PooledConnection):
+        hooks, conn._release_hooks = conn._release_hooks, []
+        for hook in hooks:
+            try:
+                hook(pool)
+            except Exception:  # a wake-up is an optimisation; the release must go on
+                log.exception("release hook %r failed", hook)
+        if not conn._session_changed:
+            return
+        conn._session_changed = False
+    query = conn.get_reset_query()
+    if query:
+        await conn.execute(query)
+
+
 async def init_connection(conn: asyncpg.Connection) -> None:
     """JSON columns as Python values (money inside them is always a decimal string)."""
     for name in ("json", "jsonb"):
@@ -254,20 +304,34 @@ class ShardPools:
         self._recycler: asyncio.Task[None] | None = None
 
     async def open(self, shards: Iterable[int]) -> None:
-        c = self._config
         for shard in shards:
-            self._pools[shard] = await asyncpg.create_pool(
-                c.shard_dsn(shard),
-                min_size=min(c.pool_min_size, c.pool_max_size),
-                max_size=c.pool_max_size,
-                max_inactive_connection_lifetime=c.pool_max_idle_seconds,
-                server_settings={
-                    "search_path": f"{self._schema},public",
-                    "application_name": f"checkout-{self._schema}",
-                },
-                init=init_connection,
-            )
+            self._pools[shard] = await self._open(shard)
         self._recycler = asyncio.create_task(self._recycle(), name=f"{self._schema}-pool-recycler")
+
+    async def _open(self, shard: int) -> asyncpg.Pool:
+        c = self._config
+        pool: asyncpg.Pool | None = None
+
+        async def reset(conn: asyncpg.Connection) -> None:
+            assert pool is not None  # no connection is released before the pool exists
+            await release_connection(conn, pool)
+
+        pool = await asyncpg.create_pool(
+            c.shard_dsn(shard),
+            min_size=min(c.pool_min_size, c.pool_max_size),
+            max_size=c.pool_max_size,
+            max_inactive_connection_lifetime=c.pool_max_idle_seconds,
+            server_settings={
+                "search_path": f"{self._schema},public",
+                "application_name": f"checkout-{self._schema}",
+            },
+            init=init_connection,
+            reset=reset,
+            connection_class=PooledConnection,
+            statement_cache_size=STATEMENT_CACHE_SIZE,
+            max_cached_statement_lifetime=0,
+        )
+        return pool
 
     async def _recycle(self) -> None:
         # asyncpg has no max connection lifetime; expiring the pool on that period closes each

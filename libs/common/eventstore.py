@@ -19,7 +19,7 @@ from typing import Any, Generic, TypeVar
 import asyncpg
 from google.protobuf.message import Message
 
-from libs.common import consistency, context, events, ids
+from libs.common import consistency, context, events, ids, wakeups
 from libs.common.aggregate import Aggregate
 from libs.common.db import Connection
 from libs.common.errors import Conflict
@@ -73,10 +73,50 @@ EVENT_COLUMNS = (
 )
 
 
+# One statement per append: the stream head is checked and moved, and the events are inserted
+# only if it was (the INSERT selects FROM head, which is empty when the head refused), so a lost
+# race returns no rows. Under READ COMMITTED a concurrent writer blocks on the head row, then
+# re-checks `version = expected` against the committed version and updates nothing.
+# $1 aggregate id, $2 type, $3 expected version, $4 new version, $5-$7 the events, $8 metadata,
+# $9 time.
+_START_HEAD = (
+    "INSERT INTO streams (aggregate_id, aggregate_type, version) VALUES ($1, $2, $4) "
+    "ON CONFLICT (aggregate_id) DO NOTHING RETURNING 1"
+)
+_MOVE_HEAD = (
+    "UPDATE streams SET version = $4, updated_at = NOW() WHERE aggregate_id = $1 AND version = $3 RETURNING 1"
+)
+_RETURNING = "RETURNING event_version, sequence_number, transaction_id::text::bigint AS transaction_id"
+_INSERT_ONE = (
+    "INSERT INTO events (id, aggregate_id, aggregate_type, event_type, event_version, event_data, "
+    "metadata, created_at) SELECT $5, $1, $2, $6, $3 + 1, $7::text::jsonb, $8::text::jsonb, $9 "
+    f"FROM head {_RETURNING}"
+)
+_INSERT_MANY = (
+    "INSERT INTO events (id, aggregate_id, aggregate_type, event_type, event_version, event_data, "
+    "metadata, created_at) SELECT e.id, $1, $2, e.event_type, $3 + e.n::int, e.data::jsonb, "
+    "$8::text::jsonb, $9 FROM head, unnest($5::uuid[], $6::text[], $7::text[]) WITH ORDINALITY "
+    f"AS e(id, event_type, data, n) {_RETURNING}"
+)
+# (first append of the stream, one event) -> statement
+_APPEND = {
+    (True, True): f"WITH head AS ({_START_HEAD}) {_INSERT_ONE}",
+    (True, False): f"WITH head AS ({_START_HEAD}) {_INSERT_MANY}",
+    (False, True): f"WITH head AS ({_MOVE_HEAD}) {_INSERT_ONE}",
+    (False, False): f"WITH head AS ({_MOVE_HEAD}) {_INSERT_MANY}",
+}
+# A connection that cannot tell us when its transaction ends (not from ShardPools) wakes the relay
+# the old way, with a notification delivered at its commit.
+_NOTIFY_SUFFIX = ", pg_notify($10, '') IS NULL AS notified"
+
+
 class EventStore:
     def __init__(self, notify_channel: str, clock: Clock = utcnow) -> None:
         self.notify_channel = notify_channel
         self.clock = clock
+
+    def _committed(self, pool: asyncpg.Pool) -> None:
+        wakeups.committed(pool, self.notify_channel)
 
     async def append(
         self,
@@ -88,55 +128,56 @@ class EventStore:
         new_events: Sequence[Message],
         metadata: dict[str, Any] | None = None,
     ) -> list[StoredEvent]:
-        """Appends after `expected_version` or raises ConcurrencyError. Call inside a transaction."""
+        """Appends after `expected_version` or raises ConcurrencyError, in one round trip. Call
+        inside a transaction; the relay is woken once the connection's transaction is over."""
         if not new_events:
             return []
         consistency.mark_write()  # the call's answer gets a consistency token
-        new_version = expected_version + len(new_events)
-        if expected_version == 0:
-            status = await conn.execute(
-                "INSERT INTO streams (aggregate_id, aggregate_type, version) VALUES ($1, $2, $3) "
-                "ON CONFLICT (aggregate_id) DO NOTHING",
-                aggregate_id,
-                aggregate_type,
-                new_version,
-            )
+        meta = {**context.current().event_metadata(), **(metadata or {})}
+        now = self.clock()
+        slot = ids.slot_of(aggregate_id)
+        event_ids = [ids.new_id(slot) for _ in new_events]
+        types = [events.type_of(m) for m in new_events]
+        data = [events.encode(m) for m in new_events]
+        one = len(new_events) == 1
+        sql = _APPEND[(expected_version == 0, one)]
+        args: list[Any] = [aggregate_id, aggregate_type, expected_version, expected_version + len(new_events)]
+        if one:
+            args += [event_ids[0], types[0], json_dumps(data[0])]
         else:
-            # Under READ COMMITTED a concurrent writer blocks on the row lock, then re-checks the
-            # WHERE against the committed version and updates nothing: the loser learns it here.
-            status = await conn.execute(
-                "UPDATE streams SET version = $3, updated_at = NOW() "
-                "WHERE aggregate_id = $1 AND version = $2",
-                aggregate_id,
-                expected_version,
-                new_version,
-            )
-        if status.endswith(" 0"):
+            args += [event_ids, types, [json_dumps(d) for d in data]]
+        args += [json_dumps(meta), now]
+        after_release = getattr(conn, "after_release", None)
+        if after_release is None:
+            sql += _NOTIFY_SUFFIX
+            args.append(self.notify_channel)
+        rows = await conn.fetch(sql, *args)
+        if not rows:
             raise ConcurrencyError(
                 f"{aggregate_type} {aggregate_id} changed concurrently (expected version "
                 f"{expected_version}); reload and retry"
             )
-        meta = {**context.current().event_metadata(), **(metadata or {})}
-        now = self.clock()
-        slot = ids.slot_of(aggregate_id)
+        if after_release is not None:
+            after_release(self._committed)
+        positions = {r["event_version"]: r for r in rows}
         stored = []
-        for offset, message in enumerate(new_events, start=1):
-            row = await conn.fetchrow(
-                f"INSERT INTO events (id, aggregate_id, aggregate_type, event_type, event_version, "
-                f"event_data, metadata, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
-                f"RETURNING {EVENT_COLUMNS}",
-                ids.new_id(slot),
-                aggregate_id,
-                aggregate_type,
-                events.type_of(message),
-                expected_version + offset,
-                events.encode(message),
-                meta,
-                now,
+        for offset in range(len(new_events)):
+            version = expected_version + offset + 1
+            row = positions[version]
+            stored.append(
+                StoredEvent(
+                    id=event_ids[offset],
+                    aggregate_id=aggregate_id,
+                    aggregate_type=aggregate_type,
+                    event_type=types[offset],
+                    version=version,
+                    data=data[offset],
+                    metadata=meta,
+                    created_at=now,
+                    sequence_number=row["sequence_number"],
+                    transaction_id=int(row["transaction_id"]),
+                )
             )
-            assert row is not None
-            stored.append(StoredEvent.from_row(row))
-        await conn.execute("SELECT pg_notify($1, '')", self.notify_channel)
         return stored
 
     async def load(
@@ -255,45 +296,80 @@ class Commands:
         decode: Callable[[bytes], R],
         request_hash: str = "",
     ) -> R:
+        async with pool.acquire() as conn:
+            return await Commands.run_on(conn, scope, handler, encode, decode, request_hash)
+
+    @staticmethod
+    async def replay(
+        conn: Connection, scope: str, decode: Callable[[bytes], R], request_hash: str = ""
+    ) -> R | None:
+        """The first result of this request's idempotency key, or None when there is no key or
+        no finished command under it yet. For work a command does before its transaction (that a
+        retry should not repeat); `run_on` still settles a race between two first tries."""
+        ctx = context.current()
+        if not ctx.idempotency_key:
+            return None
+        row = await conn.fetchrow(
+            "SELECT request_hash, response FROM command_log WHERE scope = $1 AND idempotency_key = $2",
+            scope,
+            ctx.idempotency_key,
+        )
+        if row is None or row["response"] is None:
+            return None
+        return Commands._answer(row, ctx.idempotency_hash or request_hash, decode)
+
+    @staticmethod
+    async def run_on(
+        conn: Connection,
+        scope: str,
+        handler: Callable[[Connection], Awaitable[R]],
+        encode: Callable[[R], bytes],
+        decode: Callable[[bytes], R],
+        request_hash: str = "",
+    ) -> R:
+        """`run` on a connection the caller holds (outside a transaction)."""
         ctx = context.current()
         key = ctx.idempotency_key
         if not key:
-            async with pool.acquire() as conn, conn.transaction():
+            async with conn.transaction():
                 return await handler(conn)
         request_hash = ctx.idempotency_hash or request_hash
-        async with pool.acquire() as conn:
-            async with conn.transaction():
-                # Claiming the key first makes a concurrent duplicate wait on this row until we
-                # commit, after which it finds our result instead of running the command twice.
-                claimed = await conn.fetchval(
-                    "INSERT INTO command_log (scope, idempotency_key, request_hash) "
-                    "VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING true",
-                    scope,
-                    key,
-                    request_hash,
-                )
-                if claimed:
-                    result = await handler(conn)
-                    await conn.execute(
-                        "UPDATE command_log SET response = $3 WHERE scope = $1 AND idempotency_key = $2",
-                        scope,
-                        key,
-                        encode(result),
-                    )
-                    return result
-            row = await conn.fetchrow(
-                "SELECT request_hash, response FROM command_log WHERE scope = $1 AND idempotency_key = $2",
+        async with conn.transaction():
+            # Claiming the key first makes a concurrent duplicate wait on this row until we
+            # commit, after which it finds our result instead of running the command twice.
+            claimed = await conn.fetchval(
+                "INSERT INTO command_log (scope, idempotency_key, request_hash) "
+                "VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING true",
                 scope,
                 key,
+                request_hash,
             )
+            if claimed:
+                result = await handler(conn)
+                await conn.execute(
+                    "UPDATE command_log SET response = $3 WHERE scope = $1 AND idempotency_key = $2",
+                    scope,
+                    key,
+                    encode(result),
+                )
+                return result
+        row = await conn.fetchrow(
+            "SELECT request_hash, response FROM command_log WHERE scope = $1 AND idempotency_key = $2",
+            scope,
+            key,
+        )
         assert row is not None and row["response"] is not None
-        consistency.mark_write()  # a retry's answer is the first one's, token included
+        return Commands._answer(row, request_hash, decode)
+
+    @staticmethod
+    def _answer(row: asyncpg.Record, request_hash: str, decode: Callable[[bytes], R]) -> R:
         if row["request_hash"] != request_hash:
             raise Conflict(
                 "Idempotency-Key was already used with a different request",
                 [],
             )
         context.command_replayed.set(True)
+        consistency.mark_write()  # a retry's answer is the first one's, token included
         return decode(row["response"])
 
 

@@ -2,17 +2,24 @@
 
 Why not follow `sequence_number`: a bigserial value is taken at INSERT, not at COMMIT, so a
 transaction holding sequence 7 can commit after one holding 8; a reader that moved past 8 would
-never see 7. Instead every event records its writing transaction (`xid8`). In one snapshot the
-relay publishes the transactions it can see that it has not published yet, in order, and moves
-its `floor` to the snapshot's xmin: every transaction below xmin had finished when the snapshot
-was taken, so nothing below the floor can still appear. Transactions at or above the floor are
-remembered one by one in `relay_published` until the floor passes them. A transaction that
-commits late is therefore published when it becomes visible, after the ones that committed
-before it: commit order as the relay observes it, with per-aggregate order guaranteed by the
-stream head lock.
+never see 7. Instead every event records its writing transaction (`xid8`), and the relay reads
+with the transaction snapshot of its own query: every transaction below the snapshot's `xmax`
+that is not in its in-progress list (`xip`) has finished, every other one may still commit. So
+after a pass that published all it saw, the events still to come belong to transactions at or
+above `xmax` (the `floor`) or listed in `xip` (`pending`), and the next pass reads exactly those:
+an index range from the floor plus a few index probes, never the backlog again. A transaction
+that commits late is therefore published when it becomes visible, and each pass publishes in
+sequence order, which is commit order per aggregate (the stream head lock makes a writer wait for
+the previous writer of its aggregate to commit before it takes its sequence number).
 
-The cursor moves only after JetStream acknowledged every message; a crash in between republishes
-them with the same `Nats-Msg-Id`, which JetStream de-duplicates.
+A backlog larger than one batch is read in slices by sequence number: the cursor remembers the
+last sequence published (`cut`) and the transactions still open when that slice was read
+(`late_floor`, `late_pending`), whose events below the cut are published with the next slice.
+
+Publishing keeps a window of acknowledgements in flight; only one event per aggregate is in
+flight at a time, so even a reconnect in the middle of a window cannot store an aggregate's events
+out of order. The cursor moves, once per batch, only after JetStream acknowledged every message;
+a crash in between republishes them with the same `Nats-Msg-Id`, which JetStream de-duplicates.
 """
 
 from __future__ import annotations
@@ -21,14 +28,71 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+from collections import deque
+from dataclasses import dataclass, field, replace
 
 import asyncpg
+import nats.errors
 from nats.js import JetStreamContext
+from nats.js.api import PubAck
 
-from libs.common.eventstore import EVENT_COLUMNS, StoredEvent
-from libs.common.messaging import Envelope, subject
+from libs.common import wakeups
+from libs.common.db import Connection
+from libs.common.messaging import Wire, subject, wire_columns
 
 log = logging.getLogger("checkout.relay")
+
+WINDOW = 256
+ACK_TIMEOUT_SECONDS = 10.0
+
+_SNAPSHOT = "pg_current_snapshot()::text AS snapshot"
+# One statement, so the rows and the snapshot describe the same moment. The LEFT JOIN returns the
+# snapshot even when there is nothing to publish.
+_READ_NEW = f"""SELECT {_SNAPSHOT}, e.* FROM (SELECT 1) one LEFT JOIN LATERAL (
+    SELECT {wire_columns("$4")} FROM events
+    WHERE transaction_id >= $1::text::xid8 OR transaction_id = ANY($2::text[]::xid8[])
+    ORDER BY sequence_number LIMIT $3) e ON true ORDER BY e.sequence_number"""
+_READ_SLICE = f"""SELECT {_SNAPSHOT}, e.* FROM (SELECT 1) one LEFT JOIN LATERAL (
+    (SELECT {wire_columns("$7")} FROM events
+     WHERE (transaction_id >= $1::text::xid8 OR transaction_id = ANY($2::text[]::xid8[]))
+       AND sequence_number > $4
+     ORDER BY sequence_number LIMIT $3)
+    UNION ALL
+    (SELECT {wire_columns("$7")} FROM events
+     WHERE (transaction_id >= $5::text::xid8 OR transaction_id = ANY($6::text[]::xid8[]))
+       AND sequence_number <= $4)) e ON true ORDER BY e.sequence_number"""
+
+
+_CURSOR_COLUMNS = (
+    "floor::text AS floor, pending::text[] AS pending, cut, late_floor::text AS late_floor, "
+    "late_pending::text[] AS late_pending"
+)
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Which transactions may still hold unpublished events (see the module docstring)."""
+
+    floor: int = 0
+    pending: tuple[int, ...] = ()
+    cut: int = 0
+    late_floor: int | None = None
+    late_pending: tuple[int, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    xmax: int
+    xip: tuple[int, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> Snapshot:
+        _, xmax, xip = text.split(":")
+        return cls(int(xmax), tuple(int(x) for x in xip.split(",") if x))
+
+
+def _xids(values: tuple[int, ...]) -> list[str]:
+    return [str(v) for v in values]
 
 
 class Relay:
@@ -42,7 +106,8 @@ class Relay:
         notify_channel: str,
         subject_prefix: str = "events",
         poll_seconds: float = 1.0,
-        batch_transactions: int = 200,
+        batch_events: int = 1000,
+        window: int = WINDOW,
         name: str = "jetstream",
     ) -> None:
         self.pool = pool
@@ -52,76 +117,152 @@ class Relay:
         self.notify_channel = notify_channel
         self.subject_prefix = subject_prefix
         self.poll_seconds = poll_seconds
-        self.batch = batch_transactions
+        self.batch = batch_events
+        self.window = window
         self.name = name
         self.published = 0
         self._wake = asyncio.Event()
+        # Set while run() holds the relay's lock: its cursor is then the only one and lives here.
+        self._session: Connection | None = None
+        self._cursor: Cursor | None = None
 
+    def wake(self) -> None:
+        self._wake.set()
+
+    # -- the cursor --------------------------------------------------------------------------------
+    async def _load(self, conn: Connection) -> Cursor:
+        # DO NOTHING and a plain read, not DO UPDATE: loading takes no row lock.
+        row = await conn.fetchrow(
+            f"""WITH created AS (
+                    INSERT INTO relay_state (name, floor) VALUES ($1, '0') ON CONFLICT (name) DO NOTHING
+                    RETURNING {_CURSOR_COLUMNS})
+                SELECT * FROM created
+                UNION ALL SELECT {_CURSOR_COLUMNS} FROM relay_state WHERE name = $1""",
+            self.name,
+        )
+        assert row is not None
+        return Cursor(
+            floor=int(row["floor"]),
+            pending=tuple(int(x) for x in row["pending"]),
+            cut=row["cut"],
+            late_floor=int(row["late_floor"]) if row["late_floor"] is not None else None,
+            late_pending=tuple(int(x) for x in row["late_pending"]),
+        )
+
+    async def _save(self, conn: Connection, cursor: Cursor) -> None:
+        await conn.execute(
+            """UPDATE relay_state SET floor = $2::text::xid8, pending = $3::text[]::xid8[], cut = $4,
+                   late_floor = $5::text::xid8, late_pending = $6::text[]::xid8[], updated_at = NOW()
+               WHERE name = $1""",
+            self.name,
+            str(cursor.floor),
+            _xids(cursor.pending),
+            cursor.cut,
+            None if cursor.late_floor is None else str(cursor.late_floor),
+            _xids(cursor.late_pending),
+        )
+
+    # -- passes ------------------------------------------------------------------------------------
     async def publish_pending(self) -> int:
         """One pass; returns how many events it published."""
-        async with self.pool.acquire() as conn:
-            await conn.execute(
-                "INSERT INTO relay_state (name, floor) VALUES ($1, '0') ON CONFLICT DO NOTHING",
-                self.name,
-            )
-            # One REPEATABLE READ snapshot, so xmin and the visible rows describe the same moment.
-            async with conn.transaction(isolation="repeatable_read", readonly=True):
-                floor = await conn.fetchval(
-                    "SELECT floor::text::bigint FROM relay_state WHERE name = $1", self.name
-                )
-                xmin = await conn.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-                txs = await conn.fetch(
-                    """SELECT DISTINCT e.transaction_id::text::bigint AS tx FROM events e
-                       WHERE e.transaction_id >= $2::text::xid8
-                         AND NOT EXISTS (SELECT 1 FROM relay_published p
-                                         WHERE p.name = $1 AND p.transaction_id = e.transaction_id)
-                       ORDER BY 1 LIMIT $3""",
-                    self.name,
-                    str(floor),
-                    self.batch,
-                )
-                tx_ids = [r["tx"] for r in txs]
-                rows = (
-                    await conn.fetch(
-                        f"SELECT {EVENT_COLUMNS} FROM events "
-                        f"WHERE transaction_id = ANY($1::text[]::xid8[]) "
-                        f"ORDER BY transaction_id, sequence_number",
-                        [str(t) for t in tx_ids],
-                    )
-                    if tx_ids
-                    else []
-                )
-            for row in rows:
-                envelope = Envelope.of(StoredEvent.from_row(row), self.shard)
-                await self.js.publish(
-                    subject(self.subject_prefix, self.shard, envelope.type),
-                    envelope.to_bytes(),
-                    headers=envelope.headers(),
-                )
-            # With a full batch some visible transactions may be left for the next pass, so
-            # the floor may not pass them yet.
-            new_floor = floor if len(tx_ids) == self.batch else max(floor, xmin)
-            async with conn.transaction():
-                if tx_ids:
-                    await conn.executemany(
-                        "INSERT INTO relay_published (name, transaction_id) VALUES ($1, $2::text::xid8) "
-                        "ON CONFLICT DO NOTHING",
-                        [(self.name, str(t)) for t in tx_ids],
-                    )
-                if new_floor != floor:
-                    await conn.execute(
-                        "UPDATE relay_state SET floor = $2::text::xid8, updated_at = NOW() WHERE name = $1",
-                        self.name,
-                        str(new_floor),
-                    )
-                    await conn.execute(
-                        "DELETE FROM relay_published WHERE name = $1 AND transaction_id < $2::text::xid8",
-                        self.name,
-                        str(new_floor),
-                    )
-        self.published += len(rows)
-        return len(rows)
+        return await self._passes(once=True)
 
+    async def publish_all(self) -> int:
+        """Passes until one finds nothing; returns how many events they published. Each pass
+        reads the next batch while the previous one is being acknowledged."""
+        return await self._passes(once=False)
+
+    async def _passes(self, *, once: bool) -> int:
+        if self._session is not None:
+            return await self._run_passes(self._session, once)
+        async with self.pool.acquire() as conn:
+            return await self._run_passes(conn, once)
+
+    async def _run_passes(self, conn: Connection, once: bool) -> int:
+        cursor = self._cursor if self._session is not None and self._cursor is not None else None
+        if cursor is None:
+            cursor = await self._load(conn)
+        total = 0
+        batch, moved = await self._read(conn, cursor)
+        while batch:
+            publishing = asyncio.ensure_future(self._publish(batch))
+            try:
+                # The cursor a pass moves to is known once it has read, so the next read need not
+                # wait for this batch's acks; only saving the cursor does.
+                ahead = None if once else await self._read(conn, moved)
+            finally:
+                await publishing
+            await self._save(conn, moved)
+            self.published += len(batch)
+            total += len(batch)
+            cursor = moved
+            if ahead is None:
+                break
+            batch, moved = ahead
+        else:
+            # Nothing (more) to publish: the saved cursor stays valid and this one only narrows it,
+            # but a saved slice is replaced, so the next read is the plain one again.
+            if cursor.cut or cursor.late_floor is not None:
+                await self._save(conn, moved)
+            cursor = moved
+        self._cursor = cursor if self._session is not None else None
+        return total
+
+    async def _read(self, conn: Connection, cursor: Cursor) -> tuple[list[Wire], Cursor]:
+        """The events after `cursor`, and the cursor to save once they are published."""
+        if cursor.late_floor is None and not cursor.cut:
+            rows = await conn.fetch(
+                _READ_NEW, str(cursor.floor), _xids(cursor.pending), self.batch, self.shard
+            )
+        else:
+            rows = await conn.fetch(
+                _READ_SLICE,
+                str(cursor.floor),
+                _xids(cursor.pending),
+                self.batch,
+                cursor.cut,
+                None if cursor.late_floor is None else str(cursor.late_floor),
+                _xids(cursor.late_pending),
+                self.shard,
+            )
+        snapshot = Snapshot.parse(rows[0]["snapshot"])
+        events = [Wire.from_row(r) for r in rows if r["id"] is not None]
+        if sum(1 for e in events if e.sequence_number > cursor.cut) >= self.batch:
+            # Events after the cut wait for the next slice; those of transactions open now and
+            # below the cut are found through late_floor / late_pending.
+            moved = replace(
+                cursor, cut=events[-1].sequence_number, late_floor=snapshot.xmax, late_pending=snapshot.xip
+            )
+        else:
+            moved = Cursor(floor=snapshot.xmax, pending=snapshot.xip)
+        return events, moved
+
+    async def _publish(self, events: list[Wire]) -> None:
+        in_flight: deque[asyncio.Future[PubAck]] = deque()
+        last_of: dict[str, asyncio.Future[PubAck]] = {}
+        subjects: dict[str, str] = {}
+        try:
+            async with asyncio.timeout(ACK_TIMEOUT_SECONDS + len(events) / 1000):
+                for event in events:
+                    previous = last_of.get(event.aggregate_id)
+                    if previous is not None and not previous.done():
+                        await previous  # the aggregate's previous event is stored first
+                    while len(in_flight) >= self.window:
+                        await in_flight.popleft()
+                    topic = subjects.get(event.type)
+                    if topic is None:
+                        topic = subjects[event.type] = subject(self.subject_prefix, self.shard, event.type)
+                    future = await self.js.publish_async(topic, event.payload, headers=event.headers)
+                    in_flight.append(future)
+                    last_of[event.aggregate_id] = future
+                for future in in_flight:
+                    await future
+        finally:
+            for future in in_flight:
+                # A failed window leaves acks that will never come; cancelling frees their slots.
+                future.cancel()
+
+    # -- running -----------------------------------------------------------------------------------
     def _lock_key(self) -> int:
         return int.from_bytes(
             hashlib.sha256(f"relay:{self.schema}:{self.name}".encode()).digest()[:8], signed=True
@@ -131,48 +272,60 @@ class Relay:
         """Publishes until cancelled. Only one relay per shard schema runs at a time (advisory
         lock), so replicas of a service do not race each other's cursor."""
         conn = await self.pool.acquire()
+        changed_session = getattr(conn, "changed_session", None)
+        if changed_session is not None:
+            changed_session()  # the lock, LISTEN and plan mode are reset when it goes back
         locked = False
 
-        def wake(*_: object) -> None:
+        def notified(*_: object) -> None:
             self._wake.set()
 
         try:
+            # The cursor's values decide the plan (a range from a recent floor is a few index
+            # pages); a generic plan cannot know that.
+            await conn.execute("SET plan_cache_mode = force_custom_plan")
             while not (locked := await conn.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_key())):
                 await asyncio.sleep(self.poll_seconds * 5)
-            await conn.add_listener(self.notify_channel, wake)
+            await conn.add_listener(self.notify_channel, notified)
+            wakeups.serve(self.pool, self.notify_channel, self.wake)
+            self._session, self._cursor = conn, None
             log.info("relay for %s shard %d started", self.schema, self.shard)
             while True:
                 self._wake.clear()
                 try:
-                    published = await self.publish_pending()
-                except (asyncpg.PostgresError, OSError, TimeoutError) as error:
+                    published = await self.publish_all()
+                except (asyncpg.PostgresError, OSError, TimeoutError, nats.errors.Error) as error:
                     log.warning("relay %s shard %d pass failed, retrying: %s", self.schema, self.shard, error)
+                    self._cursor = None  # re-read what was really saved
                     published = 0
                     await asyncio.sleep(self.poll_seconds)
                 if published:
                     continue
-                # NOTIFY wakes us at once; the timeout is the fallback for a lost notification
-                # and for transactions that were still open during the last pass.
+                # A commit wakes us at once; the timeout is the fallback for a lost wake and for
+                # transactions that were still open during the last pass.
                 # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation that
                 # arrives with its result, and then stop() would wait on this task for ever.
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.poll_seconds):
                         await self._wake.wait()
         finally:
+            self._session, self._cursor = None, None
+            wakeups.unserve(self.pool, self.notify_channel, self.wake)
             with contextlib.suppress(Exception):
-                await conn.remove_listener(self.notify_channel, wake)
+                await conn.remove_listener(self.notify_channel, notified)
                 if locked:
                     await conn.fetchval("SELECT pg_advisory_unlock($1)", self._lock_key())
             await self.pool.release(conn)
 
     async def lag(self) -> int:
-        """Events not yet published (for the projection-lag metric)."""
+        """Events not yet published (for the relay-lag metric): those of the transactions its
+        saved cursor still waits on."""
         async with self.pool.acquire() as conn:
             value = await conn.fetchval(
                 """SELECT count(*) FROM events e, relay_state s
-                   WHERE s.name = $1 AND e.transaction_id >= s.floor
-                     AND NOT EXISTS (SELECT 1 FROM relay_published p
-                                     WHERE p.name = s.name AND p.transaction_id = e.transaction_id)""",
+                   WHERE s.name = $1 AND (e.transaction_id >= s.floor OR e.transaction_id = ANY(s.pending))
+                     AND (s.cut = 0 OR e.sequence_number > s.cut
+                          OR e.transaction_id >= s.late_floor OR e.transaction_id = ANY(s.late_pending))""",
                 self.name,
             )
             return int(value)

@@ -6,6 +6,10 @@ held at the last sample time whose position was <= R, so "now minus that time" b
 read from it can be. The bound is conservative (between probes it only grows), and it needs no
 clocks to agree: both times are this process's monotonic clock. `pg_last_xact_replay_timestamp()`
 would not do: on an idle primary it stops moving while the replica is fully caught up.
+
+Positions are `pg_current_wal_lsn()`, what the primary has written: every commit made with
+synchronous_commit on (all but the invoice service's address-index bump, which no replica read
+looks at) is written before it is visible, so a sample covers whatever was visible before it.
 """
 
 from __future__ import annotations

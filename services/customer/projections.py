@@ -28,6 +28,7 @@ class CustomersProjection:
     """
 
     name = "customers"
+    writes_only = True  # a batch's upserts go to PostgreSQL pipelined (libs/common/consumer.py)
     event_types: Sequence[str] = ("invoice.created",)
     reset_sql = "TRUNCATE customers"  # for `libs.common.consumer.rebuild`
 
@@ -59,6 +60,7 @@ class PaymentHistoryProjection:
     """
 
     name = "payment-history"
+    writes_only = True
     event_types: Sequence[str] = ("invoice.created", *STATUS_EVENTS)
     reset_sql = "TRUNCATE payment_history"  # for `libs.common.consumer.rebuild`
 

@@ -18,7 +18,7 @@ from google.protobuf.message import Message
 from libs.common import addresses, cache, context, ids
 from libs.common.db import Connection
 from libs.common.errors import FailedPrecondition, InvalidArgument, NotFound
-from libs.common.eventstore import Commands, ConcurrencyError, Repository, StoredEvent, utcnow
+from libs.common.eventstore import Commands, ConcurrencyError, Repository, utcnow
 from libs.common.limits import PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX, SEARCH_QUERY_MAX_CHARS
 from libs.common.protoconv import plain, struct, timestamp
 from libs.common.replica_config import ANALYTICS, CUSTOMER, READ
@@ -184,11 +184,13 @@ class InvoiceApp:
         if close is not None:
             await close()
 
-    async def _save(self, conn: Connection, invoice: Invoice) -> list[StoredEvent]:
-        stored = await self.invoices.save(conn, invoice)
-        for event in stored:
-            await projections.apply(conn, event)
-        return stored
+    async def _save(self, conn: Connection, invoice: Invoice) -> asyncpg.Record | None:
+        """Appends the invoice's new events and applies them to the inline read models; returns
+        the invoice's row when an event wrote it whole (creation), else None."""
+        row = None
+        for event in await self.invoices.save(conn, invoice):
+            row = await projections.apply(conn, event) or row
+        return row
 
     def _scope(self, command: str, merchant_id: uuid.UUID) -> str:
         # The merchant is part of the scope so one key can never return another merchant's result.
@@ -268,8 +270,16 @@ class InvoiceApp:
         Invoice.check_supported(draft.asset)
         # The invoice carries the merchant's slot, so it routes to this shard with no lookup.
         invoice_id = ids.new_id(ids.slot_of(merchant_id))
+        scope = self._scope("CreateInvoice", merchant_id)
+        request_hash = hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
 
-        async def handle(conn: Connection) -> pb.Invoice:
+        # Everything but the write happens before the transaction, on the same connection: the
+        # rate (maybe a provider call) holds no transaction open, and the address index is taken
+        # in a statement of its own, so its row lock lasts that statement, not the whole create.
+        async with pool.acquire() as conn:
+            replayed = await Commands.replay(conn, scope, pb.Invoice.FromString, request_hash)
+            if replayed is not None:
+                return replayed  # a retry: no new address index for it
             profile = await self.merchants.profile(conn, merchant_id, shard, draft.network)
             rate = await self._lock_rate(draft, merchant_spread(profile.settings))
             xpub = profile.wallets.get(draft.network)
@@ -278,7 +288,6 @@ class InvoiceApp:
                     f"the merchant has no {draft.network} wallet: add {WALLET_HINTS[draft.network]} "
                     f"to the merchant to accept {draft.asset.symbol}"
                 )
-            # Allocated last: the row lock it takes serialises this merchant's creates until commit.
             xpub_hash = hashlib.sha256(xpub.encode()).hexdigest()
             index = await repository.allocate_address_index(conn, merchant_id, draft.network, xpub_hash)
             if index > addresses.MAX_ADDRESS_INDEX:
@@ -289,21 +298,23 @@ class InvoiceApp:
                 raise FailedPrecondition(
                     f"the merchant's {draft.network} wallet cannot be used: {error}"
                 ) from None
-            invoice = Invoice.create(
-                invoice_id,
-                merchant_id=merchant_id,
-                draft=draft,
-                rate=rate,
-                payment=payment,
-                default_underpaid_percent=merchant_default_underpaid(profile.settings),
-                now=utcnow(),
-            )
-            await self._save(conn, invoice)
-            row = await repository.invoice(conn, invoice_id)
-            assert row is not None
-            return invoice_message(row)
 
-        return await self._invoice_command(pool, self._scope("CreateInvoice", merchant_id), handle, request)
+            async def handle(conn: Connection) -> pb.Invoice:
+                invoice = Invoice.create(
+                    invoice_id,
+                    merchant_id=merchant_id,
+                    draft=draft,
+                    rate=rate,
+                    payment=payment,
+                    default_underpaid_percent=merchant_default_underpaid(profile.settings),
+                    now=utcnow(),
+                )
+                row = await self._save(conn, invoice)
+                assert row is not None
+                return invoice_message(row)
+
+            # No cache entry to drop: nothing can have cached an id that did not exist.
+            return await Commands.run_on(conn, scope, handle, _encode, pb.Invoice.FromString, request_hash)
 
     async def get_invoice(self, request: pb.GetInvoiceRequest) -> pb.Invoice:
         merchant_id, invoice_id = ids.parse_id(request.merchant_id), ids.parse_id(request.invoice_id)

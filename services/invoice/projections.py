@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 from checkout.invoice.v1 import events_pb2 as ev
 from checkout.merchant.v1 import events_pb2 as merchant_ev
 
@@ -31,61 +32,12 @@ def _optional_uuid(raw: str) -> uuid.UUID | None:
     return uuid.UUID(raw) if raw else None
 
 
-async def apply(conn: Connection, event: StoredEvent) -> None:
+async def apply(conn: Connection, event: StoredEvent) -> asyncpg.Record | None:
+    """Applies one event; returns the invoice's row when the event wrote it whole (creation)."""
     message = event.message()
     if isinstance(message, ev.InvoiceCreated):
-        created_at = datetime_of(message.created_at)
-        rate = message.exchange_rate
-        await conn.execute(
-            """INSERT INTO invoices (id, merchant_id, customer_id, customer_email, title, description,
-                   items, subtotal, tax, total, currency, crypto_currency, crypto_amount, network,
-                   address_index, payment_address, payment_uri, status, exchange_rate,
-                   payment_tolerance, metadata, expires_at, created_at, updated_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
-                   $13, $14, $15, $16, $17, 'pending', $18, $19, $20, $21, $22, $22)""",
-            event.aggregate_id,
-            uuid.UUID(message.merchant_id),
-            _optional_uuid(message.customer_id),
-            message.customer_email or None,
-            message.title,
-            message.description or None,
-            [{"name": i.name, "quantity": i.quantity, "unit_price": i.unit_price} for i in message.items],
-            Decimal(message.subtotal),
-            Decimal(message.tax),
-            Decimal(message.total),
-            message.currency,
-            message.crypto_currency,
-            Decimal(message.crypto_amount),
-            message.network,
-            message.address_index,
-            message.payment_address,
-            message.payment_uri,
-            {
-                "rate": rate.rate,
-                "source": rate.source,
-                "pair": rate.pair,
-                "fetched_at": datetime_of(rate.fetched_at).isoformat(),
-            },
-            {"underpaid_percent": message.payment_tolerance.underpaid_percent},
-            plain(message.metadata),
-            datetime_of(message.expires_at),
-            created_at,
-        )
-        await _audit(
-            conn,
-            event,
-            message.invoice_id,
-            message.merchant_id,
-            {
-                "total": message.total,
-                "currency": message.currency,
-                "crypto_amount": message.crypto_amount,
-                "crypto_currency": message.crypto_currency,
-                "payment_address": message.payment_address,
-            },
-        )
-
-    elif isinstance(message, ev.PaymentDetected):
+        return await _created(conn, event, message)
+    if isinstance(message, ev.PaymentDetected):
         await conn.execute(
             """INSERT INTO payments (id, invoice_id, merchant_id, network, tx_hash, output_index, asset,
                    amount, from_address, to_address, status, confirmations, required_confirmations,
@@ -169,6 +121,68 @@ async def apply(conn: Connection, event: StoredEvent) -> None:
         )
         await _audit(conn, event, data["invoice_id"], data["merchant_id"], data)
 
+    return None
+
+
+async def _created(conn: Connection, event: StoredEvent, message: ev.InvoiceCreated) -> asyncpg.Record | None:
+    """The invoice row and its first audit entry in one statement, returning the row."""
+    created_at = datetime_of(message.created_at)
+    rate = message.exchange_rate
+    return await conn.fetchrow(
+        f"""WITH invoice AS (
+               INSERT INTO invoices (id, merchant_id, customer_id, customer_email, title, description,
+                   items, subtotal, tax, total, currency, crypto_currency, crypto_amount, network,
+                   address_index, payment_address, payment_uri, status, exchange_rate,
+                   payment_tolerance, metadata, expires_at, created_at, updated_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+                   $13, $14, $15, $16, $17, 'pending', $18, $19, $20, $21, $22, $22)
+               RETURNING {repository.INVOICE_COLUMNS}),
+           audit AS (
+               INSERT INTO audit_entries (id, invoice_id, merchant_id, event, actor, timestamp, request_id,
+                   data, event_version)
+               SELECT $23, $24, $25, $26, $27, $28, $29, $30, $31 FROM invoice)
+           SELECT * FROM invoice""",
+        event.aggregate_id,
+        uuid.UUID(message.merchant_id),
+        _optional_uuid(message.customer_id),
+        message.customer_email or None,
+        message.title,
+        message.description or None,
+        [{"name": i.name, "quantity": i.quantity, "unit_price": i.unit_price} for i in message.items],
+        Decimal(message.subtotal),
+        Decimal(message.tax),
+        Decimal(message.total),
+        message.currency,
+        message.crypto_currency,
+        Decimal(message.crypto_amount),
+        message.network,
+        message.address_index,
+        message.payment_address,
+        message.payment_uri,
+        {
+            "rate": rate.rate,
+            "source": rate.source,
+            "pair": rate.pair,
+            "fetched_at": datetime_of(rate.fetched_at).isoformat(),
+        },
+        {"underpaid_percent": message.payment_tolerance.underpaid_percent},
+        plain(message.metadata),
+        datetime_of(message.expires_at),
+        created_at,
+        *_audit_values(
+            event,
+            message.invoice_id,
+            message.merchant_id,
+            {
+                "total": message.total,
+                "currency": message.currency,
+                "crypto_amount": message.crypto_amount,
+                "crypto_currency": message.crypto_currency,
+                "payment_address": message.payment_address,
+            },
+        ),
+    )
+
 
 async def _totals(conn: Connection, event: StoredEvent, amount_paid: str, overpaid: bool, late: bool) -> None:
     await conn.execute(
@@ -182,15 +196,12 @@ async def _totals(conn: Connection, event: StoredEvent, amount_paid: str, overpa
     )
 
 
-async def _audit(
-    conn: Connection, event: StoredEvent, invoice_id: str, merchant_id: str, data: dict[str, Any]
-) -> None:
+def _audit_values(
+    event: StoredEvent, invoice_id: str, merchant_id: str, data: dict[str, Any]
+) -> tuple[Any, ...]:
     """One audit entry per event, keyed by the event id; who and which request from its metadata
     (the request context the event store copied in)."""
-    await conn.execute(
-        """INSERT INTO audit_entries (id, invoice_id, merchant_id, event, actor, timestamp, request_id, data,
-               event_version)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
+    return (
         event.id,
         uuid.UUID(invoice_id),
         uuid.UUID(merchant_id),
@@ -200,6 +211,17 @@ async def _audit(
         event.metadata.get("request_id") or None,
         data,
         event.version,
+    )
+
+
+async def _audit(
+    conn: Connection, event: StoredEvent, invoice_id: str, merchant_id: str, data: dict[str, Any]
+) -> None:
+    await conn.execute(
+        """INSERT INTO audit_entries (id, invoice_id, merchant_id, event, actor, timestamp, request_id, data,
+               event_version)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
+        *_audit_values(event, invoice_id, merchant_id, data),
     )
 
 

@@ -316,11 +316,16 @@ async def count_invoices(conn: Executor) -> int:
 async def allocate_address_index(
     conn: Connection, merchant_id: uuid.UUID, network: str, xpub_hash: str
 ) -> int:
-    """The next unused child index. The row lock taken here is held until the invoice's
-    transaction ends: a concurrent create waits and gets the next index; a rollback frees it."""
+    """The next unused child index, taken in a statement of its own (outside the invoice's
+    transaction), so the row lock lasts this one statement and a merchant's creates do not queue
+    behind each other's commits. An index is never handed out twice; a create that fails after
+    this leaves its index unused, a gap a wallet sees just like an invoice that was never paid."""
+    # Its commit need not wait for the WAL flush: a create's own commit flushes the WAL up to
+    # and past this record, so an index is durable before any invoice uses it; lost in a crash
+    # before that, no invoice had it. Waiting would hold the row lock for a whole flush.
     index = await conn.fetchval(
         """INSERT INTO address_allocations (merchant_id, network, xpub_hash, next_index)
-           VALUES ($1, $2, $3, 1)
+           SELECT $1, $2, $3, 1 FROM (SELECT set_config('synchronous_commit', 'off', true)) AS no_flush_wait
            ON CONFLICT (merchant_id, network, xpub_hash)
            DO UPDATE SET next_index = address_allocations.next_index + 1, updated_at = NOW()
            RETURNING next_index - 1""",

@@ -28,18 +28,23 @@ from libs.common.partitions import PartitionedTable, ensure_partitions
 from libs.common.protoconv import timestamp
 from libs.common.relay import Relay
 from libs.common.shardmap import slot_for_email
+from tests.common.support import poll
 
 SCHEMA = "source"
 CHANNEL = "source_events"
 
 
 class EventSource:
-    def __init__(self, config: Config, pools: ShardPools, js: JetStreamContext) -> None:
+    def __init__(
+        self, config: Config, pools: ShardPools, js: JetStreamContext, relays: list[Relay] | None = None
+    ) -> None:
         self.config = config
         self.pools = pools
         self.js = js
         self.store = EventStore(CHANNEL)
         self.shard_map = config.shard_map()
+        self.relays = relays or []
+        self.appended = 0
         self._versions: dict[uuid.UUID, int] = {}
 
     def shard_of(self, any_id: uuid.UUID) -> int:
@@ -59,7 +64,15 @@ class EventSource:
                 new_events=list(messages),
             )
         self._versions[aggregate_id] = version + len(messages)
+        self.appended += len(stored)
         return stored
+
+    async def relayed(self) -> None:
+        """Waits until the running relays have published everything appended so far."""
+        await poll(
+            lambda: sum(r.published for r in self.relays) >= self.appended,
+            what="the relays to publish what was appended",
+        )
 
     async def envelopes(self, shard: int) -> list[Envelope]:
         """Every event of one shard in store order, as a rebuild reads them."""
@@ -68,7 +81,9 @@ class EventSource:
 
     async def redeliver(self, event: StoredEvent) -> int:
         """Publishes an already relayed event once more under a new Nats-Msg-Id (as a relay would
-        after a crash outside JetStream's dedup window); returns its stream sequence."""
+        after a crash outside JetStream's dedup window); returns its stream sequence. Like such a
+        republish, it comes after the relay has published what was appended before it."""
+        await self.relayed()
         envelope = Envelope.of(event, self.shard_of(event.aggregate_id))
         headers = {**envelope.headers(), "Nats-Msg-Id": f"{event.id}-again"}
         ack = await self.js.publish(
@@ -113,7 +128,7 @@ async def event_source(config: Config) -> AsyncIterator[EventSource]:
     ]
     tasks = [asyncio.create_task(relay.run(), name=f"source-relay-s{relay.shard}") for relay in relays]
     try:
-        yield EventSource(config, pools, js)
+        yield EventSource(config, pools, js, relays)
     finally:
         for task in tasks:
             task.cancel()

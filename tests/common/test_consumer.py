@@ -235,3 +235,104 @@ async def test_a_projection_that_learns_a_new_event_type_gets_it_from_its_existi
         await poll(renamed, what="the update to reach the widened consumer")
     finally:
         await stop(task)
+
+
+class Poisoned(Names):
+    """Names that cannot apply an event named "poison" while `sick` is set."""
+
+    def __init__(self) -> None:
+        self.sick = True
+
+    async def apply(self, conn: Connection, event: Envelope) -> None:
+        message = event.message()
+        assert isinstance(message, events_pb2.MerchantCreated | events_pb2.MerchantUpdated)
+        if self.sick and message.business_name == "poison":
+            raise ValueError("cannot apply this one yet")
+        await super().apply(conn, event)
+
+
+async def test_a_failing_event_in_a_batch_holds_back_only_itself_and_the_later_events_of_its_aggregate(
+    pool: asyncpg.Pool, source: EventSource
+) -> None:
+    healthy, sick, other = on_shard_0(), on_shard_0(), on_shard_0()
+    await source.append(healthy, "T", created("A"))
+    await source.append(sick, "T", created("poison"))
+    await source.append(sick, "T", events_pb2.MerchantUpdated(business_name="after poison"))
+    await source.append(other, "T", created("C"))
+    projection = Poisoned()
+    live = ProjectionConsumer(
+        pool,
+        source.js,
+        projection,
+        service=SCHEMA,
+        shard=0,
+        stream=source.config.stream_name,
+        subject_prefix=source.config.subject_prefix,
+        fetch_timeout=0.2,
+    )
+
+    async def relayed() -> bool:
+        return (await source.js.stream_info(source.config.stream_name)).state.messages == 4
+
+    await poll(relayed, what="the four events to be on the stream, for one batch")
+    task = asyncio.create_task(live.run())
+    try:
+
+        async def others_applied() -> bool:
+            return {a for a, _, _ in await read_model(pool)} == {healthy, other}
+
+        await poll(others_applied, what="the healthy events of the batch")
+        assert await processed(pool) == 2, "the failing event and the one behind it wait"
+        projection.sick = False
+
+        async def all_applied() -> bool:
+            return len(await read_model(pool)) == 3
+
+        await poll(all_applied, timeout=15, what="the held-back events after the cure")
+    finally:
+        await stop(task)
+    rows = {a: (name, changes) for a, name, changes in await read_model(pool)}
+    assert rows[sick] == ("after poison", 2), "its aggregate's events in order, each once"
+    assert rows[healthy] == ("A", 1) and rows[other] == ("C", 1)
+
+
+class PipelinedNames(Names):
+    writes_only = True
+
+
+async def test_a_writes_only_projection_gets_every_event_of_a_batch_once_and_in_order(
+    pool: asyncpg.Pool, source: EventSource
+) -> None:
+    aggregates = [on_shard_0() for _ in range(4)]
+    for aggregate in aggregates:
+        await source.append(aggregate, "T", created("v1"))
+    for version in range(2, 6):
+        for aggregate in aggregates:
+            await source.append(aggregate, "T", events_pb2.MerchantUpdated(business_name=f"v{version}"))
+
+    async def relayed() -> bool:
+        return (await source.js.stream_info(source.config.stream_name)).state.messages == 20
+
+    await poll(relayed, what="the events to be on the stream, for one batch")
+    live = ProjectionConsumer(
+        pool,
+        source.js,
+        PipelinedNames(),
+        service=SCHEMA,
+        shard=0,
+        stream=source.config.stream_name,
+        subject_prefix=source.config.subject_prefix,
+        fetch_timeout=0.2,
+    )
+    task = asyncio.create_task(live.run())
+    try:
+
+        async def applied() -> bool:
+            return await processed(pool) == 20
+
+        await poll(applied, what="the batch to be applied")
+        await poll(lambda: source.consumer_acked_through(live.durable, 20), what="the batch to be acked")
+    finally:
+        await stop(task)
+    assert await read_model(pool) == sorted((a, "v5", 5) for a in aggregates)
+    assert live.applied == 20

@@ -238,6 +238,41 @@ async def test_concurrent_creates_for_one_merchant_never_share_an_address(config
             assert invoice.payment_address == derive_ethereum_address(ETH_XPUB, invoice.address_index)
 
 
+async def test_a_merchants_creates_take_their_address_indexes_without_waiting_for_each_others_commits(
+    config: Config,
+) -> None:
+    async with platform(config) as p:
+        merchant = await new_merchant(p, "queue@shop.test", {"ethereum": ETH_XPUB})
+        await p.invoices.CreateInvoice(invoice_request(merchant.id))  # index 0; the wallet is known
+        pool = p.pool(merchant.id)
+        blocker = await pool.acquire()
+        try:
+            hold = blocker.transaction()
+            await hold.start()
+            # Every create now stops at its audit entry, inside its own transaction.
+            await blocker.execute("LOCK TABLE audit_entries IN EXCLUSIVE MODE")
+
+            async def create(n: int) -> pb.Invoice:
+                invoice: pb.Invoice = await p.invoices.CreateInvoice(
+                    invoice_request(merchant.id, title=f"#{n}")
+                )
+                return invoice
+
+            creates = [asyncio.create_task(create(n)) for n in range(3)]
+
+            async def all_allocated() -> bool:
+                return bool(await pool.fetchval("SELECT max(next_index) FROM address_allocations") == 4)
+
+            # Had the allocation's row lock lasted until commit, the second create would wait here.
+            await poll(all_allocated, what="three uncommitted creates to hold three indexes")
+            assert not any(c.done() for c in creates)
+            await hold.rollback()
+        finally:
+            await pool.release(blocker)
+        created = await asyncio.gather(*creates)
+        assert sorted(i.address_index for i in created) == [1, 2, 3]
+
+
 async def test_invalid_invoice_names_every_bad_field_and_leaves_nothing_behind(config: Config) -> None:
     async with platform(config) as p:
         merchant = await new_merchant(p, "strict@shop.test", {"ethereum": ETH_XPUB})
