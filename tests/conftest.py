@@ -32,16 +32,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="session")
-def dev_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServers]:
-    """The session's servers' owner (tests/replicas adds a standby to its PostgreSQL)."""
-    owner = DevServers(tmp_path_factory.mktemp("servers"))
-    with owner:
-        yield owner
-
-
-@pytest.fixture(scope="session")
-def servers(dev_servers: DevServers) -> Servers:
-    return dev_servers.start()
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    with DevServers(tmp_path_factory.mktemp("servers")) as started:
+        yield started
 
 
 def make_config(servers: Servers, **overrides: object) -> Config:

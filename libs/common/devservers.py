@@ -147,20 +147,6 @@ class DevServers:
         with self._lock:
             self._stop_locked()
 
-    def add_standby(self, name: str) -> Standby:
-        """Another hot standby of the running embedded PostgreSQL (stopped with the servers)."""
-        with self._lock:
-            if self._postgres is None or self._servers is None:
-                raise RuntimeError("standbys need the embedded PostgreSQL, started by start()")
-            from libs.common.devstandby import Standby  # imports this module
-
-            standby = Standby(
-                self._servers.database_url, self._data_dir / f"postgres-{name}", f"checkout_{name}"
-            )
-            self._standbys.append(standby)
-            standby.start()
-            return standby
-
     @property
     def standbys(self) -> list[Standby]:
         with self._lock:

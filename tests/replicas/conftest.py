@@ -1,19 +1,20 @@
 """A real primary and a real streaming standby for the replica tests, and the platform on them.
 
-The standby follows the session's embedded PostgreSQL (`DevServers.add_standby`) for this package
-only, so the rest of the suite does not stream WAL to it. When the suite runs against an external
-server (CHECKOUT_DATABASE_URL), nothing can stream from it here, so the package brings an embedded
-primary and standby of its own.
+The package brings an embedded primary and its standby of its own, for its tests only: the rest
+of the suite streams no WAL to a standby, and with the suite on an external server
+(CHECKOUT_DATABASE_URL) there would be nothing to stream from. NATS and Redis are the session's.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,7 +23,7 @@ import httpx
 import pytest
 
 from libs.common.config import SERVICES, Config, Endpoint, with_database
-from libs.common.devservers import DATABASE_URL_ENV, DevServers, Servers
+from libs.common.devservers import DevServers, Servers
 from libs.common.devstandby import Standby
 from libs.common.replica_config import ROLES
 from libs.common.service import Runtime
@@ -68,19 +69,17 @@ class Replicated:
 
 
 @pytest.fixture(scope="package")
-def replicated(
-    dev_servers: DevServers, servers: Servers, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Replicated]:
-    if os.environ.get(DATABASE_URL_ENV):
-        owner = DevServers(tmp_path_factory.mktemp("replicated"), replicas=1, embedded_postgres=True)
+def replicated() -> Iterator[Replicated]:
+    # An embedded primary of its own, outside /tmp/pytest-of-<user>: every pytest session started
+    # next to this one makes that directory private again, which cuts the servers' own user off
+    # their files (a base backup half done, a standby reconnecting to the primary's socket).
+    root = Path(tempfile.mkdtemp(prefix="checkout-replicas-"))
+    owner = DevServers(root, replicas=1, embedded_postgres=True)
+    try:
         with owner as own:
             yield Replicated(own.database_url, owner.standbys[0])
-        return
-    standby = dev_servers.add_standby("replica_tests")
-    try:
-        yield Replicated(servers.database_url, standby)
     finally:
-        standby.close()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def replica_config(servers: Servers, replicated: Replicated, **overrides: Any) -> Config:
