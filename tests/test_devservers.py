@@ -19,7 +19,7 @@ import nats
 import pytest
 import redis.asyncio as aioredis
 
-from libs.common.devservers import DevServers, Servers, free_port
+from libs.common.devservers import DevServers, Servers, free_port, free_ports
 
 ENV_VARS = ("CHECKOUT_DATABASE_URL", "CHECKOUT_NATS_URL", "CHECKOUT_REDIS_URL")
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -112,6 +112,13 @@ def test_free_port_returns_a_loopback_port_nobody_listens_on() -> None:
     port = free_port()
     assert 0 < port < 65536
     assert not _port_open(port)
+
+
+def test_ports_picked_together_are_all_different_and_nobody_listens_on_them() -> None:
+    # One at a time, the kernel may hand the same port out again; a stack picks all at once.
+    ports = free_ports(64)
+    assert len(set(ports)) == 64
+    assert all(0 < port < 65536 and not _port_open(port) for port in ports)
 
 
 def test_embedded_servers_answer_and_stop_cleanly(

@@ -40,9 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from libs.common.config import SERVICES
 from libs.common.devservers import DevServers, Servers, free_port
-from tools.devstack import DEMO_ETHEREUM_XPUB, Stack, request
+from tools.devstack import DEMO_ETHEREUM_XPUB, Stack, free_stack_ports, request
 
 ROOT = Path(__file__).resolve().parent.parent
 CONNECTIONS = 16
@@ -341,7 +340,8 @@ def run(rounds: int = 5, seconds: float = 4.0, profile: Path | None = None) -> d
 
 
 def _run(servers: Servers, tmp: Path, rounds: int, seconds: float, profile: Path | None) -> dict[str, Any]:
-    stack = Stack(servers, http_port=free_port(), grpc_ports={s: free_port() for s in SERVICES},
+    http_port, grpc_ports = free_stack_ports()
+    stack = Stack(servers, http_port=http_port, grpc_ports=grpc_ports,
                   admin_token=uuid.uuid4().hex, log_dir=tmp / "logs", extra_env=UNLIMITED)  # fmt: skip
     stack.start()
     try:

@@ -29,7 +29,7 @@ from typing import IO, Any
 from cryptography.fernet import Fernet
 
 from libs.common.config import DEFAULT_GRPC_PORTS, SERVICES
-from libs.common.devservers import DevServers, Servers
+from libs.common.devservers import DevServers, Servers, free_ports
 from libs.common.replica_config import ROLES
 from tools.devchain.stack import StackChain, stack_chain
 
@@ -39,6 +39,12 @@ log = logging.getLogger("checkout.devstack")
 # The BIP39 test mnemonic "abandon abandon ... about": a public, watch-only demo account, so the
 # demo merchant can take invoices. Never send real funds to it.
 DEMO_ETHEREUM_XPUB = "xpub6DCoCpSuQZB2jawqnGMEPS63ePKWkwWPH4TU45Q7LPXWuNd8TMtVxRrgjtEshuqpK3mdhaWHPFsBngh5GFZaM6si3yZdUsT8ddYM3PwnATt"
+
+
+def free_stack_ports() -> tuple[int, dict[str, int]]:
+    """A free HTTP port and a free gRPC port per service, all different (picked at once)."""
+    http_port, *grpc_ports = free_ports(1 + len(SERVICES))
+    return http_port, dict(zip(SERVICES, grpc_ports, strict=True))
 
 
 @dataclass
@@ -212,6 +218,24 @@ def seed_demo(stack: Stack, state_file: Path) -> dict[str, str]:
     return demo
 
 
+DEMO_ORDER = {
+    "title": "Coffee beans",
+    "items": [{"name": "Beans 1kg", "quantity": "2", "unit_price": "12.50"}],
+    "currency": "USD",
+    "crypto_currency": "ETH",
+    "customer_email": "buyer@example.com",
+}
+
+
+def demo_invoice(stack: Stack, demo: dict[str, str]) -> dict[str, Any] | None:
+    """A fresh invoice of the demo merchant, so there is a payer's page to open at once."""
+    status, invoice = request(stack.base_url, "POST", "/v1/invoices", demo["api_key"], DEMO_ORDER)
+    if status != 201:
+        log.warning("could not create the demo invoice: %s %s", status, invoice)
+        return None
+    return dict(invoice)
+
+
 class MailLog:
     """An aiosmtpd handler that appends every notification email to a file and logs a line."""
 
@@ -305,8 +329,9 @@ def up(args: argparse.Namespace) -> int:
             print(f"starting {len(SERVICES)} services and the gateway on {stack.base_url} ...", flush=True)
             stack.start()
             demo = seed_demo(stack, data_dir / "demo.json")
+            invoice = demo_invoice(stack, demo)
             seconds = time.monotonic() - started
-            print(banner(stack, demo, token if generated else "", seconds, chain), flush=True)
+            print(banner(stack, demo, token if generated else "", seconds, chain, invoice), flush=True)
             while all(p.poll() is None for p in stack.processes.values()):
                 time.sleep(0.5)
             dead = [n for n, p in stack.processes.items() if p.poll() is not None]
@@ -330,7 +355,12 @@ def replica_env(servers: Servers) -> dict[str, str]:
 
 
 def banner(
-    stack: Stack, demo: dict[str, str], generated_token: str, seconds: float, chain: StackChain | None = None
+    stack: Stack,
+    demo: dict[str, str],
+    generated_token: str,
+    seconds: float,
+    chain: StackChain | None = None,
+    invoice: dict[str, Any] | None = None,
 ) -> str:
     curl = (
         f"curl -s -X POST {stack.base_url}/v1/invoices \\\n"
@@ -359,7 +389,22 @@ def banner(
             f"  read replicas:  {len(stack.servers.replica_urls)} streaming standby(s) of every shard; "
             f"lag in GET {stack.base_url}/v1/admin/shards (operator token)"
         )
-    lines += ["", "Create an invoice:", "", curl, ""]
+    lines.append(f"  dashboard:      {stack.base_url}/dashboard  (sign in with the demo API key)")
+    if invoice is not None:
+        lines += [
+            "",
+            "A demo invoice is waiting; open the payer's page in a browser:",
+            "",
+            f"    {invoice['checkout_url']}",
+        ]
+        if chain is not None:
+            lines += [
+                "",
+                "then pay it from a funded dev account and watch the page go to confirmed:",
+                "",
+                f"    make pay INVOICE={invoice['id']}",
+            ]
+    lines += ["", "Create another invoice (its checkout_url is its payer's page):", "", curl, ""]
     if stack.servers.replica_urls:
         lines += [
             "Its response carries Checkout-Consistency-Token (curl -i shows it). Send it back, and the",

@@ -52,6 +52,11 @@ class Config:
     admin_token: str = ""
     grpc_listen: str = ""
     http_listen: str = "127.0.0.1:8080"
+    # Where payers and merchants reach the gateway (links in invoices: `checkout_url`); empty:
+    # http:// on the listen address.
+    public_base_url: str = ""
+    # How long a dashboard sign-in lasts before the merchant gives its API key again.
+    dashboard_session_seconds: int = 1800
     endpoints: Mapping[str, tuple[Endpoint, ...]] = field(default_factory=dict)
     pool_max_size: int = 25
     pool_min_size: int = 5
@@ -129,6 +134,19 @@ class Config:
             "pro": self.rate_limit_pro,
             "enterprise": self.rate_limit_enterprise,
         }
+
+    def public_url(self) -> str:
+        """The gateway's public base URL, without a trailing slash."""
+        if self.public_base_url:
+            return self.public_base_url
+        host, _, port = self.http_listen.rpartition(":")
+        # A wildcard listen address is not somewhere a browser can go; this machine is.
+        host = host.strip("[]")
+        if host in ("", "0.0.0.0", "::"):
+            host = "localhost"
+        elif ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{port}"
 
     def network(self, name: str) -> NetworkConfig | None:
         return next((n for n in self.networks if n.name == name), None)
@@ -261,6 +279,10 @@ class Config:
             admin_token=get("CHECKOUT_ADMIN_TOKEN", ""),
             grpc_listen=get("CHECKOUT_GRPC_LISTEN", ""),
             http_listen=get("CHECKOUT_HTTP_LISTEN", d.http_listen),
+            public_base_url=url("CHECKOUT_PUBLIC_BASE_URL"),
+            dashboard_session_seconds=integer(
+                "CHECKOUT_DASHBOARD_SESSION_SECONDS", d.dashboard_session_seconds, 60
+            ),
             endpoints=endpoints,
             pool_max_size=integer("CHECKOUT_DB_POOL_MAX", d.pool_max_size, 1),
             pool_min_size=integer("CHECKOUT_DB_POOL_MIN", d.pool_min_size),

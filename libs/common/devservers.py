@@ -68,10 +68,21 @@ class Servers:
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nobody listens on right now (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` different TCP ports on 127.0.0.1 that nobody listens on right now.
+
+    Pick every port a stack needs with one call: each probe socket stays bound until all are
+    picked, so the kernel cannot hand out one port twice. Calling free_port() once per server
+    can return the same port again, and gRPC servers bind with SO_REUSEPORT, so two services
+    would silently share it and answer each other's calls."""
+    with contextlib.ExitStack() as held:
+        probes = [held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
+        for probe in probes:
+            probe.bind((LOOPBACK, 0))
+        return [int(probe.getsockname()[1]) for probe in probes]
 
 
 class DevServers:

@@ -68,3 +68,11 @@ WEBHOOK_TIMEOUT_SECONDS_MAX = 30
 WEBHOOK_ALLOWED_IPS_MAX = 20
 TEMPLATE_SUBJECT_MAX_CHARS = 200
 TEMPLATE_BODY_MAX_CHARS = 20_000
+
+# -- hosted pages (services/gateway/pages) ---------------------------------------------------------
+# Live-status streams (server-sent events) a payer's page holds open: per client address, so one
+# client cannot take every slot, and per gateway process, so open sockets stay bounded.
+PAGE_STREAMS_PER_CLIENT_MAX = 10
+PAGE_STREAMS_MAX = 2000
+# The longest a dashboard form field (an API key at sign-in) may be; the key format is shorter.
+SIGN_IN_KEY_MAX_CHARS = 200

@@ -1,5 +1,5 @@
-"""The gateway's ASGI application: routes built from the operations, error rendering, the docs
-page, and the resources' lifetime."""
+"""The gateway's ASGI application: routes built from the operations, the pages for people
+(pages/), error rendering, the docs page, and the resources' lifetime."""
 
 from __future__ import annotations
 
@@ -24,6 +24,9 @@ from services.gateway.context import request_id_of
 from services.gateway.errors import HTTP_STATUS, ApiError, error_response
 from services.gateway.middleware import RequestMiddleware
 from services.gateway.operations import Operation
+from services.gateway.pages import pay
+from services.gateway.pages import routes as pages
+from services.gateway.pages.state import PagesState
 from services.gateway.routes import admin, analytics, api_keys, customers, invoices, merchants, meta, webhooks
 from services.gateway.state import GatewayState
 
@@ -35,6 +38,7 @@ def all_operations() -> list[Operation]:
     # Starlette tries routes in order: the reads every client polls come first.
     return [
         *invoices.operations,
+        *pay.operations,
         *meta.operations,
         *merchants.operations,
         *api_keys.operations,
@@ -82,6 +86,9 @@ def create_app(config: Config) -> Starlette:
     operations = all_operations()
     routes: list[BaseRoute] = [op.route() for op in operations]
     routes.append(Mount("/docs/assets", app=StaticFiles(directory=SWAGGER_ASSETS), name="docs-assets"))
+    # The pages for people (HTML), outside the API's document: the payer's page, the dashboard.
+    routes += pages.routes
+    page_state = PagesState.from_config(config)
     templates: dict[object, str] = {r.endpoint: r.path for r in routes if isinstance(r, Route)}
 
     @asynccontextmanager
@@ -93,6 +100,7 @@ def create_app(config: Config) -> Starlette:
             yield
         finally:
             await state.close()
+            await page_state.close()
 
     app = Starlette(
         routes=routes,
@@ -101,6 +109,7 @@ def create_app(config: Config) -> Starlette:
         lifespan=lifespan,
     )
     app.state.gateway = state
+    app.state.pages = page_state
     # Built once: the document follows from the code, which does not change while it runs.
     app.state.openapi = orjson.dumps(contract.document(operations))
     return app

@@ -18,6 +18,7 @@ from starlette.requests import HTTPConnection, Request
 from libs.common import apikeys
 from services.gateway.context import CallContext, request_id_of
 from services.gateway.errors import ApiError
+from services.gateway.keycache import VerifiedKey
 from services.gateway.ratelimit import Quota
 from services.gateway.state import state_of
 
@@ -79,24 +80,54 @@ def report_quota(conn: HTTPConnection, quota: Quota | None) -> None:
         conn.scope.setdefault("state", {})[RESPONSE_HEADERS] = quota.headers()
 
 
+# The dashboard (pages/) calls this API in process for a signed-in merchant and leaves the
+# session's verified key here; nothing outside the process can set an ASGI scope key.
+VERIFIED_KEY_SCOPE = "checkout.verified_key"
+
+
 async def authenticate(request: Request) -> Caller:
+    entry = request.scope.get(VERIFIED_KEY_SCOPE)
+    if isinstance(entry, VerifiedKey):
+        return await admit(request, entry)
+    return await authenticate_token(request, bearer_token(request))
+
+
+async def authenticate_token(request: Request, token: str) -> Caller:
+    """The caller a bearer token stands for (the operator or a merchant key), or 401; the API's
+    header and the dashboard's sign-in form both come here."""
     state = state_of(request)
-    token = bearer_token(request)
     if is_operator_token(token, state.config.admin_token):
         return OPERATOR
-    limiter = state.limiter
-    ip = client_ip(request)
     entry = state.keys.cached(token)
     if entry is None:
-        blocked = await limiter.peek(limiter.auth_failures, "auth-failures", ip)
-        if blocked is not None and not blocked.allowed:
-            raise blocked.refusal("with failed authentication from this address", "auth_failures")
+        await refuse_if_failing(request)
         entry = await state.keys.verify(token, request_id_of(request))
         if entry is None:
-            quota = await limiter.hit(limiter.auth_failures, "auth-failures", ip)
-            if quota is not None and not quota.allowed:
-                raise quota.refusal("with failed authentication from this address", "auth_failures")
+            quota = await count_failure(request)
             raise _unauthenticated("invalid API key", quota)
+    return await admit(request, entry)
+
+
+async def refuse_if_failing(request: HTTPConnection) -> None:
+    """429 for an address over its limit of failed authentication, before any lookup."""
+    limiter = state_of(request).limiter
+    blocked = await limiter.peek(limiter.auth_failures, "auth-failures", client_ip(request))
+    if blocked is not None and not blocked.allowed:
+        raise blocked.refusal("with failed authentication from this address", "auth_failures")
+
+
+async def count_failure(request: HTTPConnection) -> Quota | None:
+    """Counts one failed authentication against the client's address (429 once over)."""
+    limiter = state_of(request).limiter
+    quota = await limiter.hit(limiter.auth_failures, "auth-failures", client_ip(request))
+    if quota is not None and not quota.allowed:
+        raise quota.refusal("with failed authentication from this address", "auth_failures")
+    return quota
+
+
+async def admit(request: Request, entry: VerifiedKey) -> Caller:
+    """A verified key's request, counted against its plan's limit, as the caller it stands for."""
+    limiter = state_of(request).limiter
     quota = await limiter.hit(limiter.plan_limit(entry.plan), "key", str(entry.key_id))
     report_quota(request, quota)
     if quota is not None and not quota.allowed:

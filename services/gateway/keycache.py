@@ -1,7 +1,9 @@
 """API keys verified once, then served from memory until revoked, expired or stale.
 
 A key's first request asks the merchant service (VerifyApiKey); later ones are answered here,
-keyed by the key's SHA-256 so no plaintext is kept. An entry is dropped
+keyed by the key's SHA-256 so no plaintext is kept. A dashboard session, which keeps only that
+SHA-256, is re-verified from the merchant service's record of the key (ListApiKeys) when its
+entry is not in memory. An entry is dropped
 - at once by the gateway that serves the key's revocation,
 - at once on every other replica, told by the one that served the revoke, and in any case when
   it hears the merchant service's `api_key.revoked` event on NATS (listener.py; a reconnect
@@ -16,11 +18,10 @@ CHECKOUT_API_KEY_TOUCH_SECONDS, not once per request.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -70,7 +71,10 @@ class KeyCache:
     # -- verification ----------------------------------------------------------------------------
     def cached(self, token: str) -> VerifiedKey | None:
         """The key behind `token` if it is in memory and still good; no I/O."""
-        digest = hashlib.sha256(token.encode()).hexdigest()
+        return self.cached_digest(apikeys.hash_key(token))
+
+    def cached_digest(self, digest: str) -> VerifiedKey | None:
+        """The same, by the key's SHA-256 (what a dashboard session keeps instead of the key)."""
         entry = self._by_hash.get(digest)
         if entry is None:
             return None
@@ -85,10 +89,22 @@ class KeyCache:
         """The key behind `token`, asked of the merchant service, or None when it is not a valid
         active key. Raises ApiError when the service cannot say (an outage is not the caller's
         fault, and must not read as "invalid key")."""
-        entry = self.cached(token)
+        return await self._verified(apikeys.hash_key(token), lambda: self._ask(token, request_id))
+
+    async def verify_known(
+        self, digest: str, key_id: uuid.UUID, merchant_id: uuid.UUID, request_id: str
+    ) -> VerifiedKey | None:
+        """A key verified before, known by its SHA-256, id and merchant (a dashboard session's:
+        the key itself is not kept), as it stands now: from memory, else from the merchant
+        service's record of it. None once it is revoked, expired or gone."""
+        return await self._verified(digest, lambda: self._ask_record(key_id, merchant_id, request_id))
+
+    async def _verified(
+        self, digest: str, ask: Callable[[], Awaitable[VerifiedKey | None]]
+    ) -> VerifiedKey | None:
+        entry = self.cached_digest(digest)
         if entry is not None:
             return entry
-        digest = hashlib.sha256(token.encode()).hexdigest()
         waiting = self._inflight.get(digest)
         if waiting is not None:
             # One VerifyApiKey for a burst of first requests with the same key.
@@ -96,7 +112,7 @@ class KeyCache:
         future: asyncio.Future[VerifiedKey | None] = asyncio.get_running_loop().create_future()
         self._inflight[digest] = future
         try:
-            entry = await self._ask(token, request_id)
+            entry = await ask()
         except BaseException as error:
             future.set_exception(error)
             future.exception()  # retrieved: nobody else may be waiting
@@ -131,13 +147,41 @@ class KeyCache:
         merchant_id = ids.parse_id(key.merchant_id)
         if merchant_id is None or ids.parse_id(key.id) != key_id or key.status in ("revoked", "expired"):
             return None
+        return self._entry(key_id, merchant_id, key, response.plan_type)
+
+    async def _ask_record(
+        self, key_id: uuid.UUID, merchant_id: uuid.UUID, request_id: str
+    ) -> VerifiedKey | None:
+        backends = self.backends
+        stub = backends.merchants(backends.shard_of(merchant_id))
+        context = CallContext(request_id, "gateway")
+        try:
+            listed = await backends.call(
+                stub.ListApiKeys, merchant_pb2.ListApiKeysRequest(merchant_id=str(merchant_id)), context
+            )
+            merchant = await backends.call(
+                stub.GetMerchant, merchant_pb2.GetMerchantRequest(merchant_id=str(merchant_id)), context
+            )
+        except ApiError as error:
+            if error.code in OUTAGE:
+                raise
+            return None
+        key = next((k for k in listed.api_keys if k.id == str(key_id)), None)
+        if key is None or key.status in ("revoked", "expired"):
+            return None
+        entry = self._entry(key_id, merchant_id, key, merchant.plan_type)
+        return None if _expired(entry) else entry
+
+    def _entry(
+        self, key_id: uuid.UUID, merchant_id: uuid.UUID, key: merchant_pb2.ApiKey, plan: str
+    ) -> VerifiedKey:
         expires_at = key.expires_at.ToDatetime(tzinfo=UTC).timestamp() if key.HasField("expires_at") else None
         return VerifiedKey(
             key_id=key_id,
             merchant_id=merchant_id,
             key_type=key.key_type,
             permissions=frozenset(key.permissions),
-            plan=response.plan_type or "free",
+            plan=plan or "free",
             expires_at=expires_at,
             good_until=self.clock() + self.ttl_seconds,
         )

@@ -1,5 +1,6 @@
-"""What the gateway hears on NATS to keep its memory true: revoked API keys (keycache.py) and
-changed invoices (views.py)."""
+"""What the gateway hears on NATS to keep its memory true and its payer pages live: revoked API
+keys (keycache.py), and changed invoices (views.py drops their rendered views, pages/live.py
+wakes the payer pages open on them). One subscription per kind of event for the whole gateway."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
 from services.gateway.keycache import KeyCache
+from services.gateway.pages.live import LiveInvoices
 from services.gateway.views import ViewCache
 
 log = logging.getLogger("checkout.gateway.listener")
@@ -23,11 +25,14 @@ class Listener:
     """Hears on NATS what makes memory stale, and drops it: the merchant service's
     `api_key.revoked` events (the record of every revocation) and the notice a gateway replica
     sends its peers the moment it has served one (which beats the event's trip through the
-    outbox relay), and every invoice event (for the rendered views)."""
+    outbox relay), and every invoice event (for the rendered views and the live payer pages)."""
 
-    def __init__(self, cache: KeyCache, views: ViewCache, nats_url: str, subject_prefix: str) -> None:
+    def __init__(
+        self, cache: KeyCache, views: ViewCache, live: LiveInvoices, nats_url: str, subject_prefix: str
+    ) -> None:
         self.cache = cache
         self.views = views
+        self.live = live
         self.nats_url = nats_url
         self.subject = f"{subject_prefix}.*.api_key.revoked"
         self.invoice_subject = f"{subject_prefix}.*.invoice.>"
@@ -36,6 +41,11 @@ class Listener:
         self.nc: NatsClient | None = None
         self.subscribed = asyncio.Event()
         self._closing = False
+
+    @property
+    def connected(self) -> bool:
+        """Whether events reach this gateway now (subscribed, and the connection is up)."""
+        return self.subscribed.is_set() and self.nc is not None and self.nc.is_connected
 
     async def run(self) -> None:
         delay = 0.5
@@ -94,7 +104,9 @@ class Listener:
         except (ValueError, KeyError, TypeError):
             log.warning("unreadable invoice event on %s", msg.subject)
             return
+        # In one callback: a woken page runs after both, so its re-read never meets the stale view.
         self.views.changed(invoice_id)
+        self.live.changed(invoice_id)
 
     async def _disconnected(self) -> None:
         if self._closing:
@@ -105,6 +117,7 @@ class Listener:
         # A revocation or an invoice change may have gone by while we were away.
         self.cache.clear("reconnected")
         self.views.clear()
+        self.live.wake_all()
 
     async def close(self) -> None:
         self._closing = True

@@ -121,12 +121,19 @@ class RequestMiddleware:
         method: str = scope["method"]
         status = 500
         started = False
+        # A server-sent event stream lasts as long as its page is open: its duration is neither
+        # slowness to log nor a latency for the histogram.
+        streaming = False
 
         async def send_with_headers(message: Message) -> None:
-            nonlocal status, started
+            nonlocal status, started, streaming
             if message["type"] == "http.response.start":
                 started = True
                 status = message["status"]
+                streaming = any(
+                    k.lower() == b"content-type" and v.startswith(b"text/event-stream")
+                    for k, v in message.get("headers", [])
+                )
                 extra = [(b"x-request-id", request_id.encode())]
                 token = returned_token(scope)
                 if token is not None:
@@ -164,8 +171,10 @@ class RequestMiddleware:
                             "http.response.status_code": status,
                         }
                     )
-                metrics.observe(method, route, status, elapsed)
-                wanted = self.log_all or (self.log_errors and (status >= 400 or elapsed > SLOW_SECONDS))
+                if not streaming:
+                    metrics.observe(method, route, status, elapsed)
+                slow = elapsed > SLOW_SECONDS and not streaming
+                wanted = self.log_all or (self.log_errors and (status >= 400 or slow))
                 if wanted and access_log.isEnabledFor(logging.INFO):
                     context = span.get_span_context()
                     path = loggable(scope["path"])

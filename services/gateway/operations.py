@@ -144,8 +144,7 @@ def _endpoint(op: Operation) -> Callable[[Request], Awaitable[Response]]:
         problems: list[FieldViolation] = []
         path_ids: dict[str, uuid.UUID] = {}
         for name in op.path_params:
-            raw = request.path_params.get(name, "")
-            value = ids.parse_id(raw) if _UUID.match(raw) else None
+            value = path_id(request.path_params.get(name, ""))
             if value is None:
                 problems.append(FieldViolation(name, "must be an id (a lowercase UUID string)"))
             else:
@@ -176,6 +175,11 @@ def _endpoint(op: Operation) -> Callable[[Request], Awaitable[Response]]:
 
     endpoint.__name__ = op.operation_id
     return endpoint
+
+
+def path_id(raw: str) -> uuid.UUID | None:
+    """A path segment as an id, or None when it is not one (a lowercase UUID string)."""
+    return ids.parse_id(raw) if _UUID.match(raw) else None
 
 
 async def _caller(op: Operation, request: Request) -> Caller:

@@ -13,6 +13,7 @@ from libs.common.config import Config
 from services.gateway.clients import Backends
 from services.gateway.keycache import KeyCache
 from services.gateway.listener import Listener
+from services.gateway.pages.live import LiveInvoices
 from services.gateway.ratelimit import RateLimiter
 from services.gateway.views import ViewCache
 
@@ -25,7 +26,10 @@ class GatewayState:
     keys: KeyCache
     limiter: RateLimiter
     views: ViewCache
+    live: LiveInvoices
     listener: Listener
+    # Where payers and merchants reach this gateway: the base of the links in invoices.
+    public_url: str
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -37,6 +41,7 @@ class GatewayState:
             backends, ttl_seconds=config.api_key_cache_seconds, touch_seconds=config.api_key_touch_seconds
         )
         views = ViewCache(ttl_seconds=config.cache_hot_ttl_seconds)
+        live = LiveInvoices()
         return cls(
             config=config,
             backends=backends,
@@ -53,7 +58,9 @@ class GatewayState:
                 checkout=config.rate_limit_checkout,
             ),
             views=views,
-            listener=Listener(keys, views, config.nats_url, config.subject_prefix),
+            live=live,
+            listener=Listener(keys, views, live, config.nats_url, config.subject_prefix),
+            public_url=config.public_url(),
         )
 
     def start(self) -> None:
@@ -64,6 +71,7 @@ class GatewayState:
         ]
 
     async def close(self) -> None:
+        self.live.end_all()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

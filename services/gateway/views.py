@@ -1,5 +1,6 @@
 """Rendered invoice views in this process's memory: the merchant's `GET /v1/invoices/{id}` and
-the payer's `GET /v1/checkout/{id}`, the two reads every client polls.
+the payer's `GET /v1/checkout/{id}`, the two reads every client polls, and the checkout view
+behind the payer's hosted page and its live status (kept as the service's message).
 
 An entry is the response body, rendered once. It is dropped the moment the gateway hears any of
 the invoice's events on NATS (listener.py), which the invoice service publishes after the commit
@@ -28,6 +29,9 @@ LOOKUPS = Counter(
     "gateway_view_cache_lookups_total", "Invoice view reads, by where they were answered.", ["kind", "result"]
 )
 MAX_ENTRIES = 100_000
+# invoice: GET /v1/invoices/{id}'s body; checkout: GET /v1/checkout/{id}'s body; payer: the
+# CheckoutView message the hosted page (pages/pay.py) renders.
+KINDS = ("invoice", "checkout", "payer")
 _counters: dict[tuple[str, str], Any] = {}
 
 
@@ -107,7 +111,7 @@ class ViewCache:
             forgotten = next(iter(self._generations))
             del self._generations[forgotten]
             self._changed_at.pop(forgotten, None)
-        for kind in ("invoice", "checkout"):
+        for kind in KINDS:
             self._views.pop((kind, invoice_id), None)
 
     def clear(self) -> None:

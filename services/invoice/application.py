@@ -115,6 +115,8 @@ def checkout_message(row: asyncpg.Record, payments: list[asyncpg.Record]) -> pb.
         expires_at=timestamp(row["expires_at"]),
         overpaid=row["overpaid"],
         paid_late=row["paid_late"],
+        network=row["network"],
+        merchant_id=str(row["merchant_id"]),
         payments=[
             pb.CheckoutPayment(
                 tx_hash=p["tx_hash"],
@@ -122,6 +124,7 @@ def checkout_message(row: asyncpg.Record, payments: list[asyncpg.Record]) -> pb.
                 status=p["status"],
                 confirmations=p["confirmations"],
                 required_confirmations=p["required_confirmations"],
+                late=p["late"],
             )
             for p in payments
         ],

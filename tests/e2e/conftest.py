@@ -10,19 +10,19 @@ from pathlib import Path
 import httpx
 import pytest
 
-from libs.common.config import SERVICES
-from libs.common.devservers import Servers, free_port
+from libs.common.devservers import Servers
 from tools.devchain.testing import EvmChain
-from tools.devstack import Stack
+from tools.devstack import Stack, free_stack_ports
 
 
 @pytest.fixture(scope="session")
 def stack(servers: Servers, evm_chain: EvmChain, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tag = uuid.uuid4().hex[:8]
+    http_port, grpc_ports = free_stack_ports()
     running = Stack(
         servers,
-        http_port=free_port(),
-        grpc_ports={service: free_port() for service in SERVICES},
+        http_port=http_port,
+        grpc_ports=grpc_ports,
         admin_token=f"admin-{tag}",
         log_dir=Path(tmp_path_factory.mktemp("stack-logs")),
         extra_env={

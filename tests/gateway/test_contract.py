@@ -15,6 +15,7 @@ from starlette.routing import Route
 from libs.common import events
 from libs.common.config import Config
 from services.gateway.app import all_operations, create_app
+from services.gateway.pages import routes as pages
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +44,15 @@ def test_every_served_route_is_documented_and_nothing_else(document: dict[str, A
     served = {(op.path, op.method.lower()) for op in all_operations() if op.documented}
     documented = {(path, method) for path, item in document["paths"].items() for method in item}
     assert documented == served
-    routes = [r for r in create_app(Config()).routes if isinstance(r, Route)]
-    assert {(r.path, m.lower()) for r in routes for m in (r.methods or ()) if m != "HEAD"} - served == {
-        ("/docs", "get")
+    undocumented = methods_of(create_app(Config()).routes) - served
+    # The docs page, the payer page's event stream, and the pages for people (HTML).
+    assert undocumented == {("/docs", "get"), ("/pay/{invoice_id}/events", "get")} | methods_of(pages.routes)
+    assert ("/pay/{invoice_id}", "get") in undocumented and ("/dashboard", "get") in undocumented
+
+
+def methods_of(routes: list[Any]) -> set[tuple[str, str]]:
+    return {
+        (r.path, m.lower()) for r in routes if isinstance(r, Route) for m in (r.methods or ()) if m != "HEAD"
     }
 
 
@@ -117,3 +124,16 @@ def test_the_docs_and_the_bounds_come_from_the_one_owner_of_limits(document: dic
     assert invoice["items"]["maxItems"] == limits.ITEMS_MAX
     quantity = document["components"]["schemas"]["LineItemIn"]["properties"]["quantity"]
     assert {"type": "integer", "minimum": 1, "maximum": int(limits.QUANTITY_MAX)} in quantity["anyOf"]
+
+
+def test_invoices_link_their_payers_page_and_the_pages_live_status_is_described(
+    document: dict[str, Any],
+) -> None:
+    invoice = document["components"]["schemas"]["Invoice"]
+    assert "checkout_url" in invoice["required"] and invoice["properties"]["checkout_url"]["format"] == "uri"
+    status = document["paths"]["/pay/{invoice_id}/status"]["get"]
+    assert status["security"] == [] and {"404", "422", "429"} <= set(status["responses"])
+    body = status["responses"]["200"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/PayerStatus"}
+    described = document["components"]["schemas"]["PayerStatus"]["properties"]
+    assert {"status", "label", "detail", "owed", "payable", "final", "payments"} <= set(described)

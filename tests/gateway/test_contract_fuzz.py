@@ -124,6 +124,7 @@ async def resources(base: str, operator: dict[str, str]) -> tuple[dict[str, str]
         "/v1/api-keys/": {"id": spare_id},
         "/v1/invoices/": {"id": invoice["id"]},
         "/v1/checkout/": {"invoice_id": invoice["id"]},
+        "/pay/": {"invoice_id": invoice["id"]},
         "/v1/customers/": {"id": invoice["customer_id"]},
         "/v1/webhook-endpoints/": {"id": endpoint["id"]},
         "/v1/notification-templates/": {"id": template["id"]},

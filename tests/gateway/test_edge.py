@@ -148,3 +148,28 @@ async def test_a_percent_encoded_line_break_in_the_path_cannot_forge_a_log_line(
     line = record.getMessage()
     assert "\n" not in line and "\r" not in line
     assert "\\r\\nGET /v1/admin/shards" in line
+
+
+async def test_a_payer_event_stream_is_not_logged_as_a_slow_request(
+    client: httpx.AsyncClient,
+    merchant: Merchant,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from services.gateway import middleware
+
+    created = await client.post("/v1/invoices", json=INVOICE, headers=merchant.auth)
+    invoice_id = created.json()["id"]
+    cancelled = await client.post(f"/v1/invoices/{invoice_id}/cancel", headers=merchant.auth)
+    assert cancelled.status_code == 200, cancelled.text
+    # Every request is "slow" now: the status read is logged, the stream (which ends at once for
+    # a cancelled invoice, however long it would stay open otherwise) is not.
+    monkeypatch.setattr(middleware, "SLOW_SECONDS", -1.0)
+    with caplog.at_level(logging.INFO, logger="checkout.gateway.access"):
+        stream = await client.get(f"/pay/{invoice_id}/events")
+        status = await client.get(f"/pay/{invoice_id}/status")
+    assert stream.headers["content-type"].startswith("text/event-stream")
+    assert status.status_code == 200
+    logged = [r.getMessage() for r in caplog.records if r.name == "checkout.gateway.access"]
+    assert any(f"/pay/{invoice_id}/status" in line for line in logged), logged
+    assert not any(f"/pay/{invoice_id}/events" in line for line in logged), logged

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import httpx
 from starlette.applications import Starlette
 
 from libs.common.cache import invoice_key
+from services.gateway.app import create_app
 from tests.common.support import poll
-from tests.gateway.conftest import INVOICE, Merchant, create_invoice, new_merchant, state_of
+from tests.gateway.conftest import INVOICE, Merchant, Platform, create_invoice, new_merchant, serve, state_of
 
 
 async def test_creating_an_invoice_returns_201_with_the_contract_fields(
@@ -176,3 +178,49 @@ async def test_the_invoice_and_checkout_views_are_served_from_memory_until_the_i
     assert (await client.get(f"/v1/invoices/{invoice_id}", headers=merchant.auth)).json()[
         "status"
     ] == "cancelled"
+
+
+async def test_one_invoice_event_drops_the_views_and_wakes_the_payer_pages_open_on_it(
+    platform: Platform, client: httpx.AsyncClient, merchant: Merchant
+) -> None:
+    invoice_id = (await create_invoice(client, merchant))["id"]
+    key = uuid.UUID(invoice_id)
+    replica = create_app(platform.config)  # a gateway that only hears of the change on NATS
+    async with serve(replica) as payer:
+        state = state_of(replica)
+        assert (await payer.get(f"/pay/{invoice_id}/status")).json()["status"] == "pending"
+        watch = state.live.watch(key)  # what a payer's open page waits on
+        try:
+            cancelled = await client.post(f"/v1/invoices/{invoice_id}/cancel", headers=merchant.auth)
+            assert cancelled.status_code == 200
+
+            async def woken_to_cancelled() -> bool:
+                await asyncio.wait_for(watch.changed.wait(), timeout=5)
+                watch.changed.clear()
+                # Woken only with its views dropped: what the page reads now is fresh.
+                assert state.views.get("payer", key) is None and state.views.get("checkout", key) is None
+                status = (await payer.get(f"/pay/{invoice_id}/status")).json()["status"]
+                return bool(status == "cancelled")
+
+            # The creation event may wake it first; the cancellation's must follow.
+            await poll(woken_to_cancelled, what="the open page to be woken to the cancellation")
+        finally:
+            watch.close()
+
+
+async def test_every_invoice_answer_links_the_payers_page_at_the_public_address(
+    platform: Platform, operator: dict[str, str]
+) -> None:
+    app = create_app(platform.gateway_config(public_base_url="https://pay.example"))
+    async with serve(app) as client:
+        merchant = await new_merchant(client, operator)
+        invoice = await create_invoice(client, merchant, title="Linked beans")
+        url = f"https://pay.example/pay/{invoice['id']}"
+        answers = [
+            invoice,
+            (await client.get(f"/v1/invoices/{invoice['id']}", headers=merchant.auth)).json(),
+            (await client.get("/v1/invoices", headers=merchant.auth)).json()["data"][0],
+            (await client.get("/v1/invoices/search?q=linked", headers=merchant.auth)).json()["data"][0],
+            (await client.post(f"/v1/invoices/{invoice['id']}/cancel", headers=merchant.auth)).json(),
+        ]
+    assert [a["checkout_url"] for a in answers] == [url] * 5

@@ -20,7 +20,7 @@ from prometheus_client import REGISTRY
 from starlette.applications import Starlette
 
 from libs.common.config import SERVICES, Endpoint
-from libs.common.devservers import Servers, free_port
+from libs.common.devservers import Servers, free_ports
 from services.gateway.app import create_app
 from services.gateway.context import CallContext
 from tests.common.support import poll
@@ -131,8 +131,8 @@ def replicas(platform: Platform, servers: Servers, tmp_path: Path) -> Iterator[l
     logs = []
     urls = []
     try:
-        for n in range(2):
-            port = free_port()
+        # Both picked before either gateway binds: one at a time, the same port can come twice.
+        for n, port in enumerate(free_ports(2)):
             log = (tmp_path / f"gateway{n}.log").open("wb")
             logs.append(log)
             processes.append(

@@ -362,7 +362,12 @@ async def test_another_merchants_invoice_is_not_found_and_checkout_shows_only_pa
             "overpaid",
             "paid_late",
             "payments",
+            # For the gateway's hosted page (the chain to name, the merchant's business name to
+            # look up); the gateway renders neither the id nor anything else of the merchant's.
+            "network",
+            "merchant_id",
         }
+        assert (view.network, view.merchant_id) == ("ethereum", owner.id)
         assert (view.id, view.total, view.crypto_amount, view.payment_uri) == (
             invoice.id,
             invoice.total,

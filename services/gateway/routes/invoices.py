@@ -3,12 +3,14 @@ payments and audit trail (merchant key); /v1/checkout/{invoice_id}: the payer's 
 
 from __future__ import annotations
 
+import uuid
+
 from checkout.invoice.v1 import invoice_pb2
 from starlette.responses import Response
 
 from libs.common import limits
 from libs.common.cache import invoice_key
-from services.gateway.context import CallContext, request_id_of
+from services.gateway.context import CallContext, Consistency, request_id_of
 from services.gateway.errors import ApiError
 from services.gateway.operations import Args, Operation, Reply, Rule, json_body, to_json
 from services.gateway.pagination import Listing, Page, PageQuery
@@ -22,7 +24,7 @@ from services.gateway.schemas.invoices import (
     InvoiceSearchQuery,
     Payment,
 )
-from services.gateway.state import state_of
+from services.gateway.state import GatewayState, state_of
 from services.gateway.wire import to_struct, to_timestamp
 
 TAG = "Invoices"
@@ -93,11 +95,12 @@ def create_request(body: InvoiceCreate) -> invoice_pb2.CreateInvoiceRequest:
 async def create_invoice(args: Args[InvoiceCreate, None]) -> Reply:
     message = create_request(args.body)
     message.merchant_id = str(args.merchant_id)
-    backends = state_of(args.request).backends
+    state = state_of(args.request)
+    backends = state.backends
     invoice, replayed = await backends.command(
         backends.invoices(backends.shard_of(args.merchant_id)).CreateInvoice, message, args.command_context()
     )
-    return Reply(Invoice.of(invoice), replayed=replayed)
+    return Reply(Invoice.of(invoice, state.public_url), replayed=replayed)
 
 
 async def get_invoice(args: Args[None, None]) -> Response:
@@ -123,25 +126,18 @@ async def get_invoice(args: Args[None, None]) -> Response:
             invoice, position = hit, cached[1]
     staleness = 0.0
     if invoice is None:
-        context = args.context()
         invoice = await backends.call(
             backends.invoices(shard).GetInvoice,
             invoice_pb2.GetInvoiceRequest(merchant_id=str(merchant_id), invoice_id=str(invoice_id)),
-            context,
+            args.context(),
         )
         position, staleness = args.consistency.read_positions.get(shard), args.consistency.read_staleness
         await args.consistency.keep(state.cache, key, shard, invoice.SerializeToString(), hot=True)
-    body = to_json(Invoice.of(invoice))
+    body = to_json(Invoice.of(invoice, state.public_url))
     state.views.put(
-        "invoice",
-        invoice_id,
-        generation,
-        body,
-        str(merchant_id),
-        began=began,
-        staleness=staleness,
-        position=position,
-    )
+        "invoice", invoice_id, generation, body, str(merchant_id),
+        began=began, staleness=staleness, position=position,
+    )  # fmt: skip
     return json_body(body)
 
 
@@ -167,16 +163,18 @@ async def list_invoices(args: Args[None, InvoiceListQuery]) -> Page[Invoice]:
         message.created_after.CopyFrom(to_timestamp(q.created_after))
     if q.created_before is not None:
         message.created_before.CopyFrom(to_timestamp(q.created_before))
-    backends = state_of(args.request).backends
+    state = state_of(args.request)
+    backends = state.backends
     listed = await backends.call(
         backends.invoices(backends.shard_of(args.merchant_id)).ListInvoices, message, args.context()
     )
-    return Page[Invoice].of([Invoice.of(i) for i in listed.invoices], listed.next_cursor)
+    return Page[Invoice].of([Invoice.of(i, state.public_url) for i in listed.invoices], listed.next_cursor)
 
 
 async def search_invoices(args: Args[None, InvoiceSearchQuery]) -> Page[Invoice]:
     q = args.query
-    backends = state_of(args.request).backends
+    state = state_of(args.request)
+    backends = state.backends
     found = await backends.call(
         backends.invoices(backends.shard_of(args.merchant_id)).SearchInvoices,
         invoice_pb2.SearchInvoicesRequest(
@@ -184,7 +182,7 @@ async def search_invoices(args: Args[None, InvoiceSearchQuery]) -> Page[Invoice]
         ),
         args.context(),
     )
-    return Page[Invoice].of([Invoice.of(i) for i in found.invoices], found.next_cursor)
+    return Page[Invoice].of([Invoice.of(i, state.public_url) for i in found.invoices], found.next_cursor)
 
 
 async def cancel_invoice(args: Args[InvoiceCancel | None, None]) -> Reply:
@@ -204,7 +202,7 @@ async def cancel_invoice(args: Args[InvoiceCancel | None, None]) -> Reply:
     state.views.changed(invoice_id)
     fence = args.consistency.returned.at(backends.shard_of(args.merchant_id))
     await state.cache.invalidate(invoice_key(str(invoice_id)), fence=fence)
-    return Reply(Invoice.of(invoice), replayed=replayed)
+    return Reply(Invoice.of(invoice, state.public_url), replayed=replayed)
 
 
 async def list_payments(args: Args[None, None]) -> Listing[Payment]:
@@ -233,23 +231,45 @@ async def list_audit_entries(args: Args[None, PageQuery]) -> Page[AuditEntry]:
     return Page[AuditEntry].of([AuditEntry.of(e) for e in listed.entries], listed.next_cursor)
 
 
-async def get_checkout(args: Args[None, None]) -> Response:
-    invoice_id = args.ids["invoice_id"]
-    state = state_of(args.request)
+async def checkout_view(
+    state: GatewayState, invoice_id: uuid.UUID, request_id: str, consistency: Consistency | None = None
+) -> invoice_pb2.CheckoutView:
+    """The payer's view of an invoice, from memory until the invoice's next event: the JSON view
+    below and the hosted page (pages/pay.py) both read it. No key, no directory: the invoice id
+    carries its merchant's slot. `consistency`: the request's token, and where what was read
+    stands (views.py keeps no replica answer older than the invoice's last event)."""
+    consistency = consistency or Consistency()
     backends = state.backends
-    # No key, no directory: the invoice id carries its merchant's slot.
     shard = backends.shard_of(invoice_id)
-    cached = state.views.get("checkout", invoice_id, args.consistency.sent.at(shard))
+    cached = state.views.get("payer", invoice_id, consistency.sent.at(shard))
     if cached is not None:
-        return json_body(cached.body)
+        consistency.read_staleness = 0.0
+        consistency.read_positions = {} if cached.position is None else {shard: cached.position}
+        return invoice_pb2.CheckoutView.FromString(cached.body)
     generation, began = state.views.generation(invoice_id), state.views.now()
     view = await backends.call(
         backends.invoices(shard).GetCheckout,
         invoice_pb2.GetCheckoutRequest(invoice_id=str(invoice_id)),
-        CallContext(request_id_of(args.request), "anonymous", consistency=args.consistency),
+        CallContext(request_id, "anonymous", consistency=consistency),
     )
-    body = to_json(Checkout.of(view))
+    state.views.put(
+        "payer", invoice_id, generation, view.SerializeToString(), "", began=began,
+        staleness=consistency.read_staleness, position=consistency.read_positions.get(shard),
+    )  # fmt: skip
+    return view
+
+
+async def get_checkout(args: Args[None, None]) -> Response:
+    invoice_id = args.ids["invoice_id"]
+    state = state_of(args.request)
     consistency = args.consistency
+    shard = state.backends.shard_of(invoice_id)
+    cached = state.views.get("checkout", invoice_id, consistency.sent.at(shard))
+    if cached is not None:
+        return json_body(cached.body)
+    generation, began = state.views.generation(invoice_id), state.views.now()
+    view = await checkout_view(state, invoice_id, request_id_of(args.request), consistency)
+    body = to_json(Checkout.of(view))
     state.views.put(
         "checkout", invoice_id, generation, body, "", began=began,
         staleness=consistency.read_staleness, position=consistency.read_positions.get(shard),

@@ -147,9 +147,15 @@ class Invoice(ResponseModel):
     overpaid: bool
     paid_late: bool
     status_reason: str | None
+    checkout_url: str = Field(
+        json_schema_extra={"format": "uri"},
+        description="The payer's hosted checkout page (CHECKOUT_PUBLIC_BASE_URL + `/pay/{id}`): "
+        "send the payer here.",
+    )
 
     @classmethod
-    def of(cls, i: invoice_pb2.Invoice) -> Invoice:
+    def of(cls, i: invoice_pb2.Invoice, public_url: str) -> Invoice:
+        """`public_url`: where payers reach this gateway (Config.public_url())."""
         rate = i.exchange_rate
         return cls(
             id=i.id,
@@ -189,7 +195,13 @@ class Invoice(ResponseModel):
             overpaid=i.overpaid,
             paid_late=i.paid_late,
             status_reason=optional(i.status_reason),
+            checkout_url=checkout_url(public_url, i.id),
         )
+
+
+def checkout_url(public_url: str, invoice_id: str) -> str:
+    """The payer's hosted page of an invoice (services/gateway/pages/pay.py)."""
+    return f"{public_url}/pay/{invoice_id}"
 
 
 class Payment(ResponseModel):

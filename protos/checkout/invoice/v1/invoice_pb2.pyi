@@ -643,6 +643,8 @@ class CheckoutView(_message.Message):
     OVERPAID_FIELD_NUMBER: _builtins.int
     PAID_LATE_FIELD_NUMBER: _builtins.int
     PAYMENTS_FIELD_NUMBER: _builtins.int
+    NETWORK_FIELD_NUMBER: _builtins.int
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     title: _builtins.str
     status: _builtins.str
@@ -655,6 +657,12 @@ class CheckoutView(_message.Message):
     payment_uri: _builtins.str
     overpaid: _builtins.bool
     paid_late: _builtins.bool
+    network: _builtins.str
+    """The chain to pay on ("ethereum", "bitcoin"), so the payer's page can name it plainly."""
+    merchant_id: _builtins.str
+    """For the gateway's hosted page to name the merchant (its business name); the gateway never
+    shows the id itself to the payer.
+    """
     @_builtins.property
     def expires_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -678,10 +686,12 @@ class CheckoutView(_message.Message):
         overpaid: _builtins.bool = ...,
         paid_late: _builtins.bool = ...,
         payments: _abc.Iterable[Global___CheckoutPayment] | None = ...,
+        network: _builtins.str = ...,
+        merchant_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_paid", b"amount_paid", "crypto_amount", b"crypto_amount", "crypto_currency", b"crypto_currency", "currency", b"currency", "expires_at", b"expires_at", "id", b"id", "overpaid", b"overpaid", "paid_late", b"paid_late", "payment_address", b"payment_address", "payment_uri", b"payment_uri", "payments", b"payments", "status", b"status", "title", b"title", "total", b"total"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_paid", b"amount_paid", "crypto_amount", b"crypto_amount", "crypto_currency", b"crypto_currency", "currency", b"currency", "expires_at", b"expires_at", "id", b"id", "merchant_id", b"merchant_id", "network", b"network", "overpaid", b"overpaid", "paid_late", b"paid_late", "payment_address", b"payment_address", "payment_uri", b"payment_uri", "payments", b"payments", "status", b"status", "title", b"title", "total", b"total"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -696,11 +706,14 @@ class CheckoutPayment(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     CONFIRMATIONS_FIELD_NUMBER: _builtins.int
     REQUIRED_CONFIRMATIONS_FIELD_NUMBER: _builtins.int
+    LATE_FIELD_NUMBER: _builtins.int
     tx_hash: _builtins.str
     amount: _builtins.str
     status: _builtins.str
     confirmations: _builtins.int
     required_confirmations: _builtins.int
+    late: _builtins.bool
+    """Arrived after the invoice expired or was cancelled: recorded, but it pays nothing."""
     def __init__(
         self,
         *,
@@ -709,10 +722,11 @@ class CheckoutPayment(_message.Message):
         status: _builtins.str = ...,
         confirmations: _builtins.int = ...,
         required_confirmations: _builtins.int = ...,
+        late: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "confirmations", b"confirmations", "required_confirmations", b"required_confirmations", "status", b"status", "tx_hash", b"tx_hash"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "confirmations", b"confirmations", "late", b"late", "required_confirmations", b"required_confirmations", "status", b"status", "tx_hash", b"tx_hash"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
