@@ -284,3 +284,46 @@ def test_servers_from_the_environment_are_used_and_nothing_is_started(
         assert dev.pids == {}
         asyncio.run(check(servers))
     assert not data_dir.exists()
+
+
+async def _replicated(servers: Servers) -> tuple[bool, int]:
+    """Whether the standby is one, and what it replayed of a row written on the primary."""
+    primary = await asyncpg.connect(servers.database_url)
+    standby = await asyncpg.connect(servers.replica_urls[0])
+    try:
+        await primary.execute("CREATE TABLE replicated (n int); INSERT INTO replicated VALUES (42)")
+        position = await primary.fetchval("SELECT pg_current_wal_lsn()")
+        deadline = time.monotonic() + DEADLINE
+        while not await standby.fetchval("SELECT pg_last_wal_replay_lsn() >= $1", position):
+            assert time.monotonic() < deadline, "the standby did not replay the write"
+            await asyncio.sleep(0.01)
+        return await standby.fetchval("SELECT pg_is_in_recovery()"), await standby.fetchval(
+            "SELECT n FROM replicated"
+        )
+    finally:
+        await standby.close()
+        await primary.close()
+
+
+def test_a_streaming_standby_follows_the_embedded_primary_and_stops_with_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _unset_env(monkeypatch)
+    dev = DevServers(tmp_path, replicas=1)
+    with dev as servers:
+        [standby] = dev.standbys
+        pid = standby.pid
+        assert pid is not None and servers.replica_urls == (standby.url,)
+        assert _socket_path(standby.url).is_socket()
+        assert asyncio.run(_replicated(servers)) == (True, 42)
+    assert _wait_gone(pid)
+    assert not standby.pgdata.exists()
+
+
+def test_standbys_of_an_external_server_are_refused_naming_the_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _unset_env(monkeypatch)
+    monkeypatch.setenv("CHECKOUT_DATABASE_URL", "postgresql://someone@db.example/postgres")
+    with pytest.raises(RuntimeError, match="CHECKOUT_SHARD_REPLICAS"):
+        DevServers(tmp_path, replicas=1).start()

@@ -38,7 +38,7 @@ import httpx
 
 from libs.common.devservers import DevServers, Servers
 from libs.common.evm_rpc import EvmRpc
-from tools import bench_http
+from tools import bench_http, bench_replicas
 from tools.bench_pages import bench_page_latency
 from tools.bench_pipeline import bench_appends, bench_relay
 from tools.bench_stack import account_xpub, bench_creates, bench_projection_lag
@@ -204,6 +204,8 @@ def main() -> None:
             stack.stop()
     if want("gateway_http"):
         record("gateway_http", bench_http.run())  # the gateway against a bare Starlette app (issue 10)
+    if want("replicas"):
+        record("replicas", bench_replicas.run())  # its own primary and standby (issue 14)
     print(json.dumps(result, indent=2))
     print(f"written to {out}")
 

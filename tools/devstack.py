@@ -30,6 +30,7 @@ from cryptography.fernet import Fernet
 
 from libs.common.config import DEFAULT_GRPC_PORTS, SERVICES
 from libs.common.devservers import DevServers, Servers, free_ports
+from libs.common.replica_config import ROLES
 from tools.devchain.stack import StackChain, stack_chain
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -324,7 +325,11 @@ def up(args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, on_signal)
     started = time.monotonic()
-    with DevServers(data_dir / "servers", persistent=True) as servers, stack_chain(data_dir) as chain:
+    servers_dir = data_dir / "servers"
+    with (
+        DevServers(servers_dir, persistent=True, replicas=args.replicas) as servers,
+        stack_chain(data_dir) as chain,
+    ):
         # The local EVM chain (when Node.js is there) for the invoice service's watcher.
         chain_env = chain.env() if chain else {}
         mail_env = start_mail_receiver(data_dir / "mail.log")
@@ -334,7 +339,7 @@ def up(args: argparse.Namespace) -> int:
             shard_count=args.shards,
             admin_token=token,
             webhook_secret_keys=webhook_secret_keys(data_dir),
-            extra_env={**chain_env, **mail_env},
+            extra_env={**chain_env, **mail_env, **replica_env(servers)},
         )
         try:
             print(f"starting {len(SERVICES)} services and the gateway on {stack.base_url} ...", flush=True)
@@ -353,6 +358,16 @@ def up(args: argparse.Namespace) -> int:
             return 0
         finally:
             stack.stop()
+
+
+def replica_env(servers: Servers) -> dict[str, str]:
+    """CHECKOUT_SHARD_REPLICAS for the standbys DevServers started: every role of every shard on
+    them (each shard's database on a standby is named as on the primary)."""
+    if not servers.replica_urls:
+        return {}
+    urls = list(servers.replica_urls)
+    value: object = urls[0] if len(urls) == 1 else {role: urls for role in ROLES}
+    return {"CHECKOUT_SHARD_REPLICAS": json.dumps({"*": value})}
 
 
 def banner(
@@ -385,6 +400,11 @@ def banner(
             f"  EVM dev chain:  {chain.info.rpc_url} (chain id {chain.info.chain_id}, a block every "
             f"{chain.chain.block_time:.0f}s), test USDC at {chain.info.token}"
         )
+    if stack.servers.replica_urls:
+        lines.append(
+            f"  read replicas:  {len(stack.servers.replica_urls)} streaming standby(s) of every shard; "
+            f"lag in GET {stack.base_url}/v1/admin/shards (operator token)"
+        )
     lines.append(f"  dashboard:      {stack.base_url}/dashboard  (sign in with the demo API key)")
     if invoice is not None:
         lines += [
@@ -401,6 +421,15 @@ def banner(
                 f"    make pay INVOICE={invoice['id']}",
             ]
     lines += ["", "Create another invoice (its checkout_url is its payer's page):", "", curl, ""]
+    if stack.servers.replica_urls:
+        lines += [
+            "Its response carries Checkout-Consistency-Token (curl -i shows it). Send it back, and the",
+            "read sees your invoice at once, from the replica once it has replayed that far:",
+            "",
+            f"curl -s {stack.base_url}/v1/invoices/<id> -H 'Authorization: Bearer {demo['api_key']}' \\\n"
+            "    -H 'Checkout-Consistency-Token: <token>'",
+            "",
+        ]
     if chain is not None:
         lines += [
             "Pay it from a funded dev account, and watch it go to confirmed:",
@@ -420,6 +449,12 @@ def main() -> int:
     run.add_argument("--data-dir", default=str(ROOT / ".dev"))
     run.add_argument("--port", type=int, default=int(os.environ.get("CHECKOUT_HTTP_PORT", "8080")))
     run.add_argument("--shards", type=int, default=int(os.environ.get("CHECKOUT_SHARD_COUNT", "2")))
+    run.add_argument(
+        "--replicas",
+        type=int,
+        default=int(os.environ.get("CHECKOUT_REPLICAS", "0") or "0"),
+        help="streaming standbys of the embedded PostgreSQL that reads are routed to",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s devstack  %(levelname)-7s %(message)s")
     return up(args)

@@ -3,6 +3,12 @@ data, analytics; 5 min). Projections invalidate the keys of the rows they change
 
 Fail-open: a Redis outage must slow requests, never fail them. After an error the cache stays
 off for a short back-off so a dead Redis does not add a connect timeout to every request.
+
+With read replicas an entry records the WAL position its data is at least as new as (`set_at`,
+`get_at`): a read carrying a consistency token is served only by an entry at least that new. A
+write fences the keys it invalidates at its own position, so a replica read that started before
+the write (or one from a replica still behind it) cannot put an older copy back for the TTL:
+the fill and the fence are compared inside Redis, atomically.
 """
 
 from __future__ import annotations
@@ -26,10 +32,44 @@ def merchant_key(merchant_id: str) -> str:
     return f"{PREFIX}merchant:{merchant_id}"
 
 
+def fence_key(key: str) -> str:
+    return f"{PREFIX}fence:{key}"
+
+
+# An entry starts with its position as 16 hex digits ("-" * 16: unknown), so Lua compares them
+# as strings; "-" sorts before every digit, so an unknown position never passes a fence.
+_POSITION_CHARS = 16
+_UNKNOWN = b"-" * _POSITION_CHARS
+_FILL = """
+local fence = redis.call('GET', KEYS[2])
+if fence and ARGV[1] <= fence then return 0 end
+redis.call('SET', KEYS[1], ARGV[1] .. ARGV[2], 'EX', ARGV[3])
+return 1
+"""
+# KEYS: fence keys to raise to ARGV[1] (never lowered), then keys to delete.
+_FENCE = """
+for i = 1, tonumber(ARGV[3]) do
+  local old = redis.call('GET', KEYS[i])
+  if (not old) or old < ARGV[1] then redis.call('SET', KEYS[i], ARGV[1], 'EX', ARGV[2]) end
+end
+for i = tonumber(ARGV[3]) + 1, #KEYS do redis.call('DEL', KEYS[i]) end
+return 1
+"""
+
+
+def _position(value: int | None) -> bytes:
+    return _UNKNOWN if value is None else f"{value:016x}".encode()
+
+
 def generation_key(scope: str, owner: str) -> str:
     """A counter bumped on every change; cache keys embed it, so a bump invalidates a whole
     family of keys (e.g. every analytics range of one merchant) with one write."""
     return f"{PREFIX}gen:{scope}:{owner}"
+
+
+def generation_fence(scope: str, owner: str) -> str:
+    """The fence of a generation's whole family of keys (`set_at(..., fence=...)`)."""
+    return fence_key(generation_key(scope, owner))
 
 
 class Cache:
@@ -80,12 +120,41 @@ class Cache:
         except (RedisError, OSError) as error:
             self._failed("set", error)
 
-    async def invalidate(self, *keys: str) -> None:
-        """Deletes keys; tries even during back-off, since a stale entry is worse than latency."""
+    async def get_at(self, key: str, required: int | None) -> tuple[bytes, int | None] | None:
+        """An entry written by `set_at` and its position, if it is at least as new as `required`
+        (None: any entry); a miss otherwise."""
+        raw = await self.get(key)
+        if raw is None or len(raw) < _POSITION_CHARS:
+            return None
+        head, payload = raw[:_POSITION_CHARS], raw[_POSITION_CHARS:]
+        position = None if head == _UNKNOWN else int(head, 16)
+        if required is not None and (position is None or position < required):
+            return None
+        return payload, position
+
+    async def set_at(
+        self, key: str, payload: bytes, position: int | None, *, hot: bool, fence: str | None = None
+    ) -> None:
+        """Stores `payload` as at least as new as `position`, unless a write fenced the key (or
+        `fence`, the key a family of entries is fenced under) at that position or later."""
+        if not self.available:
+            return
+        ttl = self.hot_ttl if hot else self.warm_ttl
+        try:
+            await self._redis.eval(_FILL, 2, key, fence or fence_key(key), _position(position), payload, ttl)
+        except (RedisError, OSError) as error:
+            self._failed("set", error)
+
+    async def invalidate(self, *keys: str, fence: int | None = None, hot: bool = True) -> None:
+        """Deletes keys; tries even during back-off, since a stale entry is worse than latency.
+        `fence`: the writer's WAL position; entries older than it stay out for the key's TTL."""
         if not keys:
             return
         try:
-            await self._redis.delete(*keys)
+            if fence is None:
+                await self._redis.delete(*keys)
+            else:
+                await self._fence([fence_key(k) for k in keys], fence, keys, hot=hot)
         except (RedisError, OSError) as error:
             self._failed("invalidate", error)
 
@@ -99,11 +168,22 @@ class Cache:
             self._failed("generation", error)
             return "none"
 
-    async def bump(self, scope: str, owner: str) -> None:
+    async def bump(self, scope: str, owner: str, *, fence: int | None = None) -> None:
+        """A new generation; `fence` (the writer's WAL position) keeps replica reads older than
+        the change from filling the new generation's keys (`set_at(..., fence=generation_key)`)."""
         try:
+            if fence is not None:
+                # The fence first: a reader that sees the new generation must find it fenced.
+                await self._fence([generation_fence(scope, owner)], fence, (), hot=False)
             await self._redis.incr(generation_key(scope, owner))
         except (RedisError, OSError) as error:
             self._failed("bump", error)
+
+    async def _fence(self, fences: list[str], position: int, deleted: tuple[str, ...], *, hot: bool) -> None:
+        ttl = self.hot_ttl if hot else self.warm_ttl
+        await self._redis.eval(
+            _FENCE, len(fences) + len(deleted), *fences, *deleted, _position(position), ttl, len(fences)
+        )
 
     async def ping(self) -> bool:
         try:

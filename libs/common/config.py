@@ -15,6 +15,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 from libs.common.limits import EXPIRY_MIN_SECONDS
 from libs.common.networks import NetworkConfig, NetworkConfigError, parse_networks
+from libs.common.replica_config import (
+    ROLES,
+    ReplicaConfigError,
+    ShardReplicas,
+    parse_max_lag,
+    parse_shard_replicas,
+)
 from libs.common.shardmap import ShardMap
 
 SERVICES = ("merchant", "invoice", "customer", "analytics")
@@ -94,6 +101,20 @@ class Config:
     webhook_secret_keys: tuple[str, ...] = field(default=(), repr=False)
     smtp_url: str = ""
     smtp_from: str = "notifications@checkout.local"
+    # Read replicas (libs/common/replica_config.py): {shard: {role: (dsn, ...)}}; none: the primary.
+    shard_replicas: ShardReplicas = field(default_factory=dict)
+    # The most a replica may lag and still serve a role, seconds (the seed's tolerances).
+    replica_max_lag: Mapping[str, float] = field(
+        default_factory=lambda: {name: role.max_lag_seconds for name, role in ROLES.items()}
+    )
+    # How often each replica's replay position is measured against its primary's.
+    replica_probe_seconds: float = 0.05
+    # How long a read with a consistency token waits for a replica to replay that far.
+    replica_wait_seconds: float = 0.05
+    # Partitions (audit entries) older than this move to the archive schema; 0 keeps them hot.
+    archive_after_months: int = 12
+    # Archived partitions older than this are dropped; 0 (the default) never deletes anything.
+    archive_drop_after_months: int = 0
     # The gateway: rate limits as "<count>/<second|minute|hour|day>" (per API key by the
     # merchant's plan; per client IP for failed authentication and for the public checkout), and
     # how long a verified API key is trusted from memory before it is asked about again.
@@ -146,6 +167,10 @@ class Config:
         if self.shard_dsns:
             return self.shard_dsns[shard]
         return with_database(self.database_url, f"{self.database_prefix}_shard_{shard}")
+
+    def replicas_of(self, shard: int) -> Mapping[str, tuple[str, ...]]:
+        """The shard's replica DSNs by role (empty: every read goes to the primary)."""
+        return self.shard_replicas.get(shard, {})
 
     def shard_map(self) -> ShardMap:
         return ShardMap.even(self.shard_count)
@@ -230,13 +255,35 @@ class Config:
             networks = parse_networks(get("CHECKOUT_NETWORKS", ""))
         except NetworkConfigError as error:
             raise ConfigError(str(error)) from None
+        database_url = get("CHECKOUT_DATABASE_URL", d.database_url)
+        prefix = get("CHECKOUT_DATABASE_PREFIX", d.database_prefix)
+        try:
+            shard_replicas = parse_shard_replicas(
+                get("CHECKOUT_SHARD_REPLICAS", ""),
+                shard_count,
+                # A shard's replica database is named as its primary's.
+                lambda server, shard: with_database(
+                    server,
+                    urlsplit(shard_dsns[shard]).path.lstrip("/") if shard_dsns else f"{prefix}_shard_{shard}",
+                ),
+            )
+            max_lag = parse_max_lag(get("CHECKOUT_REPLICA_MAX_LAG", ""))
+        except ReplicaConfigError as error:
+            raise ConfigError(str(error)) from None
+        archive_after = integer("CHECKOUT_ARCHIVE_AFTER_MONTHS", d.archive_after_months)
+        archive_drop = integer("CHECKOUT_ARCHIVE_DROP_AFTER_MONTHS", d.archive_drop_after_months)
+        if archive_drop and not archive_after < archive_drop:
+            raise ConfigError(
+                "CHECKOUT_ARCHIVE_DROP_AFTER_MONTHS must be more than CHECKOUT_ARCHIVE_AFTER_MONTHS "
+                "(a partition is archived before it may be dropped)"
+            )
         log_format = get("CHECKOUT_LOG_FORMAT", d.log_format)
         if log_format not in ("text", "json"):
             raise ConfigError(f"CHECKOUT_LOG_FORMAT must be text or json, got {log_format!r}")
         return cls(
-            database_url=get("CHECKOUT_DATABASE_URL", d.database_url),
+            database_url=database_url,
             shard_dsns=shard_dsns,
-            database_prefix=get("CHECKOUT_DATABASE_PREFIX", d.database_prefix),
+            database_prefix=prefix,
             shard_count=shard_count,
             served_shards=served,
             nats_url=get("CHECKOUT_NATS_URL", d.nats_url),
@@ -294,6 +341,12 @@ class Config:
             ),
             smtp_url=get("CHECKOUT_SMTP_URL", ""),
             smtp_from=get("CHECKOUT_SMTP_FROM", d.smtp_from),
+            shard_replicas=shard_replicas,
+            replica_max_lag=max_lag,
+            replica_probe_seconds=seconds("CHECKOUT_REPLICA_PROBE_SECONDS", d.replica_probe_seconds),
+            replica_wait_seconds=seconds("CHECKOUT_REPLICA_WAIT_SECONDS", d.replica_wait_seconds),
+            archive_after_months=archive_after,
+            archive_drop_after_months=archive_drop,
             rate_limit_free=rate("CHECKOUT_RATE_LIMIT_FREE", d.rate_limit_free),
             rate_limit_pro=rate("CHECKOUT_RATE_LIMIT_PRO", d.rate_limit_pro),
             rate_limit_enterprise=rate("CHECKOUT_RATE_LIMIT_ENTERPRISE", d.rate_limit_enterprise),

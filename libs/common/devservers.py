@@ -37,6 +37,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 if TYPE_CHECKING:
     from pgserver.postgres_server import PostgresServer
 
+    from libs.common.devstandby import Standby
+
 log = logging.getLogger("checkout.devservers")
 
 DATABASE_URL_ENV = "CHECKOUT_DATABASE_URL"
@@ -60,6 +62,8 @@ class Servers:
     database_url: str
     nats_url: str
     redis_url: str
+    # Hot standbys of the embedded PostgreSQL (DevServers(replicas=n)); server URLs like the above.
+    replica_urls: tuple[str, ...] = ()
 
 
 def free_port() -> int:
@@ -87,11 +91,26 @@ class DevServers:
     `persistent=True` (the dev stack's `.dev/`) keeps PostgreSQL's data dir and the JetStream store
     between runs; otherwise (tests) every start wipes `data_dir`'s server subdirectories first.
     A data dir is meant to be owned by one DevServers at a time.
+
+    `replicas=n` also starts n streaming hot standbys of the embedded PostgreSQL (a fresh base
+    backup each start; libs/common/devstandby.py); they need the embedded server, so with
+    CHECKOUT_DATABASE_URL set that is an error unless `embedded_postgres=True` asks for an
+    embedded server regardless (the replica tests' own primary).
     """
 
-    def __init__(self, data_dir: Path, *, persistent: bool = False) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        persistent: bool = False,
+        replicas: int = 0,
+        embedded_postgres: bool = False,
+    ) -> None:
         self._data_dir = Path(data_dir).expanduser().resolve()
         self._persistent = persistent
+        self._replicas = replicas
+        self._embedded_postgres = embedded_postgres
+        self._standbys: list[Standby] = []
         self._lock = threading.Lock()
         self._servers: Servers | None = None
         self._spawned: list[_Spawned] = []
@@ -121,10 +140,15 @@ class DevServers:
             self._owner_pid = os.getpid()
             atexit.register(self._stop_at_exit)
             try:
+                database_url = self._database_url()
+                replica_urls = tuple(
+                    self._start_standby(database_url, n) for n in range(1, self._replicas + 1)
+                )
                 self._servers = Servers(
-                    database_url=self._database_url(),
+                    database_url=database_url,
                     nats_url=self._nats_url(),
                     redis_url=self._redis_url(),
+                    replica_urls=replica_urls,
                 )
             except BaseException:
                 self._stop_locked()
@@ -134,6 +158,11 @@ class DevServers:
     def stop(self) -> None:
         with self._lock:
             self._stop_locked()
+
+    @property
+    def standbys(self) -> list[Standby]:
+        with self._lock:
+            return list(self._standbys)
 
     def _stop_at_exit(self) -> None:
         # A fork()ed child inherits the atexit hook but does not own the servers.
@@ -151,6 +180,13 @@ class DevServers:
     def _stop_locked(self) -> None:
         atexit.unregister(self._stop_at_exit)
         self._servers = None
+        # Standbys first: each drops its replication slot on the primary, which must still run.
+        while self._standbys:
+            standby = self._standbys.pop()
+            try:
+                standby.close()
+            except Exception:
+                log.exception("could not stop the PostgreSQL standby in %s", standby.pgdata)
         # Reverse start order; one server failing to stop must not leave the others running.
         while self._spawned:
             spawned = self._spawned.pop()
@@ -185,8 +221,20 @@ class DevServers:
 
     # -- PostgreSQL -----------------------------------------------------------------------------
 
+    def _start_standby(self, database_url: str, n: int) -> str:
+        if self._postgres is None:
+            raise RuntimeError(
+                f"replicas need the embedded PostgreSQL; with {DATABASE_URL_ENV} set, configure your "
+                "server's standbys in CHECKOUT_SHARD_REPLICAS instead"
+            )
+        from libs.common.devstandby import Standby  # imports this module
+
+        standby = Standby(database_url, self._data_dir / f"postgres-replica-{n}", f"checkout_replica_{n}")
+        self._standbys.append(standby)
+        return standby.start()
+
     def _database_url(self) -> str:
-        external = os.environ.get(DATABASE_URL_ENV)
+        external = None if self._embedded_postgres else os.environ.get(DATABASE_URL_ENV)
         if external:
             log.info("using external PostgreSQL from %s: %s", DATABASE_URL_ENV, _redact(external))
             return external

@@ -19,7 +19,7 @@ from typing import Any, Generic, TypeVar
 import asyncpg
 from google.protobuf.message import Message
 
-from libs.common import context, events, ids, wakeups
+from libs.common import consistency, context, events, ids, wakeups
 from libs.common.aggregate import Aggregate
 from libs.common.db import Connection
 from libs.common.errors import Conflict
@@ -132,6 +132,7 @@ class EventStore:
         inside a transaction; the relay is woken once the connection's transaction is over."""
         if not new_events:
             return []
+        consistency.mark_write()  # the call's answer gets a consistency token
         meta = {**context.current().event_metadata(), **(metadata or {})}
         now = self.clock()
         slot = ids.slot_of(aggregate_id)
@@ -368,6 +369,7 @@ class Commands:
                 [],
             )
         context.command_replayed.set(True)
+        consistency.mark_write()  # a retry's answer is the first one's, token included
         return decode(row["response"])
 
 

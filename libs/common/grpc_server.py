@@ -19,8 +19,8 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from libs.common import context, protocheck, telemetry
-from libs.common.errors import CheckoutError, Unavailable
+from libs.common import consistency, context, protocheck, telemetry
+from libs.common.errors import CheckoutError, InvalidArgument, Unavailable
 from libs.common.grpc_errors import to_status
 from libs.common.outages import is_outage
 
@@ -28,6 +28,8 @@ log = logging.getLogger("checkout.grpc")
 tracer = trace.get_tracer("checkout.grpc")
 
 HealthProbe = Callable[[], Awaitable[bool]]
+# What a finished call adds to its trailing metadata (the consistency token of a write).
+Trailers = Callable[[consistency.Ledger], Awaitable[Sequence[tuple[str, str]]]]
 
 
 if TYPE_CHECKING:
@@ -39,7 +41,11 @@ else:
 
 
 class ContextInterceptor(Interceptor):
-    """Fills the request context from metadata and maps domain errors to statuses."""
+    """Fills the request context from metadata, maps domain errors to statuses, and returns the
+    call's consistency token in its trailing metadata."""
+
+    def __init__(self, trailers: Trailers | None = None) -> None:
+        self.trailers = trailers
 
     async def intercept_service(
         self,
@@ -68,11 +74,17 @@ class ContextInterceptor(Interceptor):
                         )
                     )
                     context.command_replayed.set(False)
+                    ledger_token = None
                     try:
                         protocheck.check(request)  # a NUL anywhere is INVALID_ARGUMENT, never a 500
+                        ledger = consistency.Ledger(required=_required(ctx))
+                        ledger_token = consistency.begin(ledger)
                         response = await inner(request, ctx)  # type: ignore[arg-type]  # stubs predate aio
+                        trailing = list(await self.trailers(ledger)) if self.trailers is not None else []
                         if context.command_replayed.get():
-                            ctx.set_trailing_metadata(((context.REPLAYED_METADATA, "true"),))
+                            trailing.append((context.REPLAYED_METADATA, "true"))
+                        if trailing:
+                            ctx.set_trailing_metadata(tuple(trailing))
                         return response
                     except CheckoutError as error:
                         await ctx.abort_with_status(to_status(error))  # type: ignore[attr-defined]
@@ -81,6 +93,8 @@ class ContextInterceptor(Interceptor):
                     except Exception as error:
                         await ctx.abort_with_status(to_status(_unexpected(error, method)))  # type: ignore[attr-defined]
                     finally:
+                        if ledger_token is not None:
+                            consistency.end(ledger_token)
                         context.reset(token)
             finally:
                 otel_context.detach(otel_token)
@@ -121,9 +135,22 @@ def _server_of(error: BaseException) -> str:
     return "a backing server"
 
 
+def _required(ctx: grpc.aio.ServicerContext[Any, Any]) -> consistency.Token:
+    try:
+        return consistency.Token.from_metadata(ctx.invocation_metadata() or ())
+    except consistency.TokenError as error:
+        raise InvalidArgument.field(consistency.HEADER, str(error)) from None
+
+
 class GrpcServer:
-    def __init__(self, address: str, service_names: Sequence[str], probes: Sequence[HealthProbe]) -> None:
-        self.server = grpc.aio.server(interceptors=[ContextInterceptor()])
+    def __init__(
+        self,
+        address: str,
+        service_names: Sequence[str],
+        probes: Sequence[HealthProbe],
+        trailers: Trailers | None = None,
+    ) -> None:
+        self.server = grpc.aio.server(interceptors=[ContextInterceptor(trailers)])
         self.port = self.server.add_insecure_port(address)
         if self.port == 0:
             raise OSError(f"cannot listen on {address}")

@@ -18,6 +18,8 @@ CURSOR_MAX_CHARS = 512
 SEARCH_QUERY_MAX_CHARS = 500
 # A client's X-Request-Id, carried into event metadata and audit entries.
 REQUEST_ID_MAX_CHARS = 128
+# Checkout-Consistency-Token: a WAL position per shard (libs/common/consistency.py).
+CONSISTENCY_TOKEN_MAX_CHARS = 1024
 # Days one analytics query may cover.
 ANALYTICS_RANGE_MAX_DAYS = 366
 

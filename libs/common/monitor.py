@@ -1,7 +1,8 @@
 """Operational metrics a service reports (seed: "Key Metrics to Monitor"): pool use per shard,
-relay lag (events not yet on JetStream), projection lag (messages a consumer has not acked yet)
-and partition sizes. Values that need I/O are refreshed by one background loop and read by the
-OpenTelemetry callbacks, which must not block."""
+relay lag (events not yet on JetStream), projection lag (messages a consumer has not acked yet),
+partition sizes and the archive's (replica lag is libs/common/replicas.py's). Values that need
+I/O are refreshed by one background loop and read by the OpenTelemetry callbacks, which must not
+block."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Observation
 
+from libs.common.archive import archive_sizes
 from libs.common.partitions import partition_sizes
 
 if TYPE_CHECKING:
@@ -64,6 +66,11 @@ def _ensure_instruments() -> None:
         [_observe(Monitor._partitions)],
         description="estimated rows per events partition",
     )
+    meter.create_observable_gauge(
+        "checkout_archive_partition_bytes",
+        [_observe(Monitor._archive)],
+        description="bytes per archived partition",
+    )
 
 
 class Monitor:
@@ -73,8 +80,15 @@ class Monitor:
         self.relay_lag: dict[int, int] = {}
         self.consumer_pending: dict[str, int] = {}
         self.partition_rows: dict[tuple[int, str], int] = {}
+        self.archive_bytes: dict[tuple[int, str], int] = {}
         _ensure_instruments()
         _monitors.add(self)
+
+    def _archive(self) -> Iterable[Observation]:
+        return [
+            Observation(v, {"service": self.rt.spec.name, "shard": s, "partition": p})
+            for (s, p), v in self.archive_bytes.items()
+        ]
 
     def close(self) -> None:
         _monitors.discard(self)
@@ -104,6 +118,11 @@ class Monitor:
             async with self.rt.pools[shard].acquire() as conn:
                 for name, rows in (await partition_sizes(conn, "events")).items():
                     self.partition_rows[(shard, name)] = rows
+                for table in self.rt.spec.archived:
+                    for name, (_, size) in (
+                        await archive_sizes(conn, self.rt.spec.name, table.table)
+                    ).items():
+                        self.archive_bytes[(shard, name)] = size
         if self.rt.js is not None:
             for consumer in self.rt.consumers:
                 info = await self.rt.js.consumer_info(consumer.stream, consumer.durable)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import signal
 import sys
@@ -21,7 +22,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import grpc
@@ -29,11 +30,12 @@ import nats
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
-from libs.common import ids, logs, telemetry
+from libs.common import consistency, ids, logs, telemetry
+from libs.common.archive import archive_partitions
 from libs.common.cache import Cache
 from libs.common.config import Config
 from libs.common.consumer import AfterCommit, Projection, ProjectionConsumer
-from libs.common.db import ShardPools, migrate
+from libs.common.db import Connection, ShardPools, migrate
 from libs.common.errors import InvalidArgument, Unavailable
 from libs.common.eventstore import EventStore
 from libs.common.grpc_server import GrpcServer
@@ -43,9 +45,12 @@ from libs.common.monitor import Monitor
 from libs.common.ops import register_ops
 from libs.common.partitions import PartitionedTable, ensure_partitions
 from libs.common.relay import Relay
+from libs.common.replica_config import Role
+from libs.common.replicas import Replicas
 from libs.common.supervise import Backoff, Loop, LoopFactory, Supervisor
 
 log = logging.getLogger("checkout.service")
+T = TypeVar("T")
 
 EVENTS_TABLE = PartitionedTable("events", "month")
 
@@ -59,6 +64,11 @@ class ServiceSpec:
     projections: Callable[[Runtime], Sequence[Projection]] = lambda runtime: ()
     after_commit: Callable[[Runtime], AfterCommit | None] = lambda runtime: None
     partitioned: Sequence[PartitionedTable] = ()
+    # Partitioned tables whose old partitions move to the archive schema (CHECKOUT_ARCHIVE_*).
+    archived: Sequence[PartitionedTable] = ()
+    # Whether its reads go to replicas (CHECKOUT_SHARD_REPLICAS); one that reads only the primary
+    # (the merchant service: a revoked key must stop at once) does not probe them either.
+    replica_reads: bool = True
     # The service's own long-lived loops (watchers, jobs, workers), each run supervised.
     background: Callable[[Runtime], Sequence[Loop]] = lambda runtime: ()
     extra: dict[str, Any] = field(default_factory=dict)
@@ -73,6 +83,7 @@ class Runtime:
         self.notify_channel = f"{spec.name}_events"
         self.store = EventStore(self.notify_channel)
         self.pools = ShardPools(config, spec.name)
+        self.replicas = Replicas(config, spec.name, self.pools)
         self.cache = Cache(
             config.redis_url, hot_ttl=config.cache_hot_ttl_seconds, warm_ttl=config.cache_warm_ttl_seconds
         )
@@ -95,19 +106,53 @@ class Runtime:
     def pool_for(self, any_id: uuid.UUID) -> asyncpg.Pool:
         """The pool of the shard an id lives on; a shard served elsewhere is UNAVAILABLE here
         (the gateway's routing table is out of date), never a silent wrong answer."""
-        shard = self.shard_of(any_id)
+        shard = self._served(self.shard_of(any_id))
+        consistency.touch(shard)
+        return self.pools[shard]
+
+    def _served(self, shard: int) -> int:
         if shard not in self.shards:
             raise Unavailable(f"shard {shard} is not served by this {self.spec.name} instance")
-        return self.pools[shard]
+        return shard
 
     def shard_pool(self, shard: int) -> asyncpg.Pool:
         """The pool of a shard named by number (operator views): unknown is a bad argument,
         known but served elsewhere is UNAVAILABLE, like an id routed here by mistake."""
+        self._known(shard)
+        consistency.touch(self._served(shard))
+        return self.pools[shard]
+
+    def _known(self, shard: int) -> int:
         if shard not in self.config.shards:
             raise InvalidArgument.field("shard", f"must be between 0 and {self.config.shard_count - 1}")
-        if shard not in self.shards:
-            raise Unavailable(f"shard {shard} is not served by this {self.spec.name} instance")
-        return self.pools[shard]
+        return shard
+
+    async def read(self, role: Role, any_id: uuid.UUID, query: Callable[[Connection], Awaitable[T]]) -> T:
+        """A read of the shard an id lives on, by a replica fit for `role` or by the primary
+        (libs/common/replicas.py); the query gets a connection and must only read."""
+        return await self.replicas.read(role, self._served(self.shard_of(any_id)), query)
+
+    async def read_shard(self, role: Role, shard: int, query: Callable[[Connection], Awaitable[T]]) -> T:
+        """A read of a shard named by number (operator views), as `shard_pool` checks it."""
+        return await self.replicas.read(role, self._served(self._known(shard)), query)
+
+    async def invalidate(self, any_id: uuid.UUID, *keys: str, hot: bool = True) -> None:
+        """Drops cache entries after a write to the id's shard. With replicas, each key is also
+        fenced at the primary's position: a replica read from before the write cannot put an
+        older copy back (libs/common/cache.py)."""
+        await self.cache.invalidate(*keys, fence=await self.fence_position(any_id), hot=hot)
+
+    async def fence_position(self, any_id: uuid.UUID) -> int | None:
+        """The id's shard primary's WAL position after a write, when the shard has replicas
+        whose reads could be older (None: no replicas, or the position is unknown)."""
+        shard = self.shard_of(any_id)
+        if not self.replicas.configured or not self.config.replicas_of(shard):
+            return None
+        try:
+            return await self.replicas.primary_position(shard)
+        except (asyncpg.PostgresError, OSError) as error:
+            log.warning("shard %d: no WAL position for the cache fence: %s", shard, error)
+            return None
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def migrate(self) -> None:
@@ -137,12 +182,34 @@ class Runtime:
             )
         return pruned
 
+    async def archive_partitions(self, today: dt.date | None = None) -> list[str]:
+        """Moves partitions older than CHECKOUT_ARCHIVE_AFTER_MONTHS to the archive schema (and
+        drops archived ones past CHECKOUT_ARCHIVE_DROP_AFTER_MONTHS, only when that is set)."""
+        moved: list[str] = []
+        if not self.config.archive_after_months:
+            return moved
+        for _, pool in self.pools.items():
+            for table in self.spec.archived:
+                moved += await archive_partitions(
+                    pool,
+                    self.spec.name,
+                    table,
+                    after_months=self.config.archive_after_months,
+                    drop_after_months=self.config.archive_drop_after_months,
+                    today=today,
+                )
+        return moved
+
     async def _partition_upkeep(self) -> None:
         while True:
             try:
                 await self.prune_command_log()
             except (asyncpg.PostgresError, OSError) as error:
                 log.warning("idempotency key pruning failed, will retry: %s", error)
+            try:
+                await self.archive_partitions()
+            except (asyncpg.PostgresError, OSError) as error:
+                log.warning("archiving partitions failed, will retry: %s", error)
             await asyncio.sleep(6 * 3600)
             try:
                 await self.ensure_partitions()
@@ -155,6 +222,11 @@ class Runtime:
 
     async def start(self) -> None:
         await self.migrate()
+        if self.spec.replica_reads:
+            await self.replicas.open(self.shards)
+        if self.replicas.configured:
+            await self.replicas.probe()  # routes from the first request on, not after a probe period
+            self._spawn(self.replicas.run, "replica-probe")
         self.nc = await nats.connect(
             self.config.nats_url, name=f"checkout-{self.spec.name}", max_reconnect_attempts=-1
         )
@@ -204,6 +276,7 @@ class Runtime:
                 self._nats_probe,
                 self.supervisor.probe,
             ],
+            trailers=self._trailers,
         )
         self.server.service_names = [
             *register_ops(self.server.server, self),
@@ -221,6 +294,25 @@ class Runtime:
 
         return probe
 
+    async def _trailers(self, ledger: consistency.Ledger) -> list[tuple[str, str]]:
+        """A write's consistency token (each shard primary's position after the commit), and the
+        position a read's data is at least as new as (the gateway's cache keeps it)."""
+        pairs: list[tuple[str, str]] = []
+        if ledger.wrote and ledger.touched:
+            try:
+                positions = {s: await self.replicas.primary_position(s) for s in sorted(ledger.touched)}
+            except (asyncpg.PostgresError, OSError) as error:
+                # The write is committed: answering without a token only loses read-your-writes.
+                log.warning("no consistency token for a committed write: %s", error)
+            else:
+                pairs.append((consistency.METADATA_KEY, consistency.Token(positions).encode()))
+        if ledger.read_positions:
+            token = consistency.Token(ledger.read_positions)
+            pairs.append((consistency.READ_POSITION_KEY, token.encode()))
+        if ledger.staleness:
+            pairs.append((consistency.READ_STALENESS_KEY, f"{ledger.staleness:.6f}"))
+        return pairs
+
     async def _nats_probe(self) -> bool:
         return self.nc is not None and self.nc.is_connected
 
@@ -233,6 +325,7 @@ class Runtime:
             with contextlib.suppress(Exception):
                 await self.nc.drain()
         await self.cache.close()
+        await self.replicas.close()
         await self.pools.close()
 
 

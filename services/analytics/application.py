@@ -14,6 +14,7 @@ from libs.common import ids
 from libs.common.currencies import FIAT_MINOR_UNITS
 from libs.common.errors import FieldViolation, InvalidArgument
 from libs.common.limits import ANALYTICS_RANGE_MAX_DAYS
+from libs.common.replica_config import ANALYTICS
 from libs.common.service import Runtime
 from services.analytics import repository
 
@@ -137,7 +138,9 @@ class AnalyticsApp:
         if merchant_id is None:
             raise InvalidArgument.field("merchant_id", "must be a UUID")
         start, end = date_range(request.from_date, request.to_date)
-        rows = await repository.daily_metrics(self.rt.pool_for(merchant_id), merchant_id, start, end)
+        rows = await self.rt.read(
+            ANALYTICS, merchant_id, lambda db: repository.daily_metrics(db, merchant_id, start, end)
+        )
         return pb.GetDailyMetricsResponse(data=[metric_message(r) for r in rows])
 
     async def get_summary(self, request: pb.GetSummaryRequest) -> pb.Summary:
@@ -145,8 +148,8 @@ class AnalyticsApp:
         if merchant_id is None:
             raise InvalidArgument.field("merchant_id", "must be a UUID")
         start, end = period_range(request.period, request.as_of)
-        row, currencies = await repository.merchant_totals(
-            self.rt.pool_for(merchant_id), merchant_id, start, end
+        row, currencies = await self.rt.read(
+            ANALYTICS, merchant_id, lambda db: repository.merchant_totals(db, merchant_id, start, end)
         )
         # "all" starts on the merchant's first metric day; with none, there is no start.
         first: dt.date | None = start if start is not None else row["first_day"]
@@ -171,9 +174,10 @@ class AnalyticsApp:
         return summary
 
     async def get_platform_metrics(self, request: pb.GetPlatformMetricsRequest) -> pb.PlatformMetrics:
-        pool = self.rt.shard_pool(request.shard)
         start, end = date_range(request.from_date, request.to_date)
-        days, active, by_currency = await repository.platform_metrics(pool, start, end)
+        days, active, by_currency = await self.rt.read_shard(
+            ANALYTICS, request.shard, lambda db: repository.platform_metrics(db, start, end)
+        )
         return pb.PlatformMetrics(
             shard=request.shard,
             data=[platform_day(d) for d in days],
@@ -185,5 +189,5 @@ class AnalyticsApp:
         )
 
     async def get_shard_view(self, request: pb.GetShardViewRequest) -> pb.ShardView:
-        merchants, invoices = await repository.shard_counts(self.rt.shard_pool(request.shard))
+        merchants, invoices = await self.rt.read_shard(ANALYTICS, request.shard, repository.shard_counts)
         return pb.ShardView(shard=request.shard, merchants=merchants, invoices=invoices)

@@ -145,6 +145,7 @@ def invalidate_cache(runtime: Runtime) -> AfterCommit:
     async def after_commit(event: Envelope) -> None:
         merchant_id = event.data.get("merchant_id")
         if event.type in METRIC_EVENTS and merchant_id:
-            await runtime.cache.bump("analytics", str(merchant_id))
+            fence = await runtime.fence_position(uuid.UUID(str(merchant_id)))
+            await runtime.cache.bump("analytics", str(merchant_id), fence=fence)
 
     return after_commit

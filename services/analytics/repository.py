@@ -129,7 +129,7 @@ async def add_merchant(conn: Connection, merchant_id: uuid.UUID, created_at: dt.
 
 
 async def daily_metrics(
-    pool: asyncpg.Pool, merchant_id: uuid.UUID, start: dt.date, end: dt.date
+    pool: Connection | asyncpg.Pool, merchant_id: uuid.UUID, start: dt.date, end: dt.date
 ) -> list[asyncpg.Record]:
     return list(
         await pool.fetch(
@@ -143,7 +143,7 @@ async def daily_metrics(
     )
 
 
-async def shard_counts(pool: asyncpg.Pool) -> tuple[int, int]:
+async def shard_counts(pool: Connection | asyncpg.Pool) -> tuple[int, int]:
     """(merchants, invoices created) on one shard."""
     row = await pool.fetchrow(
         """SELECT (SELECT count(*) FROM merchant_directory) AS merchants,
@@ -154,7 +154,7 @@ async def shard_counts(pool: asyncpg.Pool) -> tuple[int, int]:
 
 
 async def merchant_totals(
-    pool: asyncpg.Pool, merchant_id: uuid.UUID, start: dt.date | None, end: dt.date
+    pool: Connection | asyncpg.Pool, merchant_id: uuid.UUID, start: dt.date | None, end: dt.date
 ) -> tuple[asyncpg.Record, list[asyncpg.Record]]:
     """One merchant's sums over [start, end] (from its first metric day when start is None):
     across currencies, with the first day in range (`first_day`, NULL when it has none), and
@@ -188,7 +188,7 @@ _ACTIVE = "invoices_created > 0 OR invoices_paid > 0"
 
 
 async def platform_metrics(
-    pool: asyncpg.Pool, start: dt.date, end: dt.date
+    db: Connection | asyncpg.Pool, start: dt.date, end: dt.date
 ) -> tuple[list[asyncpg.Record], int, list[asyncpg.Record]]:
     """Every merchant of one shard summed per day and currency over [start, end], the distinct
     merchants active in the range, and the same per currency. One snapshot, so they agree.
@@ -197,7 +197,11 @@ async def platform_metrics(
     rows; a merchant is active in the range if one of its (merchant, currency) pairs is: its
     first or last active day is in the range, or (its days spanning the range) one in between is.
     """
-    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+    if isinstance(db, asyncpg.Pool):
+        async with db.acquire() as pooled:
+            return await platform_metrics(pooled, start, end)
+    conn: Connection = db
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
         days = await conn.fetch(
             f"""SELECT metric_date, currency, invoices_created, invoices_paid, amount_created, amount_paid,
                        {_rate("invoices_paid", "invoices_created")} AS conversion_rate, merchants_active

@@ -12,6 +12,7 @@ from libs.common import ids
 from libs.common.errors import InvalidArgument, NotFound
 from libs.common.limits import PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX
 from libs.common.protoconv import struct, timestamp
+from libs.common.replica_config import READ
 from libs.common.service import Runtime
 from services.customer import cursor, repository
 
@@ -64,7 +65,9 @@ class CustomerApp:
     async def _customer(self, merchant_id: uuid.UUID, raw_customer_id: str) -> asyncpg.Record:
         customer_id = ids.parse_id(raw_customer_id)
         row = (
-            await repository.customer(self.rt.pool_for(merchant_id), merchant_id, customer_id)
+            await self.rt.read(
+                READ, merchant_id, lambda db: repository.customer(db, merchant_id, customer_id)
+            )
             if customer_id
             else None
         )
@@ -80,8 +83,8 @@ class CustomerApp:
         limit = page_limit(request.limit)
         after = cursor.decode(request.cursor)
         email = request.email.strip() or None
-        rows = await repository.customers_after(
-            self.rt.pool_for(merchant_id), merchant_id, email, after, limit + 1
+        rows = await self.rt.read(
+            READ, merchant_id, lambda db: repository.customers_after(db, merchant_id, email, after, limit + 1)
         )
         page = rows[:limit]
         more = len(rows) > limit
@@ -97,8 +100,8 @@ class CustomerApp:
         limit = page_limit(request.limit)
         after = cursor.decode(request.cursor)
         customer = await self._customer(merchant_id, request.customer_id)
-        rows = await repository.payments_after(
-            self.rt.pool_for(merchant_id), customer["id"], after, limit + 1
+        rows = await self.rt.read(
+            READ, merchant_id, lambda db: repository.payments_after(db, customer["id"], after, limit + 1)
         )
         page = rows[:limit]
         more = len(rows) > limit

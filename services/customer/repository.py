@@ -115,7 +115,7 @@ async def follow_invoice(
 
 
 async def customer(
-    pool: asyncpg.Pool, merchant_id: uuid.UUID, customer_id: uuid.UUID
+    pool: Connection | asyncpg.Pool, merchant_id: uuid.UUID, customer_id: uuid.UUID
 ) -> asyncpg.Record | None:
     """The merchant's customer; another merchant's customer is simply not there."""
     return await pool.fetchrow(
@@ -126,7 +126,11 @@ async def customer(
 
 
 async def customers_after(
-    pool: asyncpg.Pool, merchant_id: uuid.UUID, email: str | None, after: Position | None, limit: int
+    pool: Connection | asyncpg.Pool,
+    merchant_id: uuid.UUID,
+    email: str | None,
+    after: Position | None,
+    limit: int,
 ) -> list[asyncpg.Record]:
     """Newest first by (created_at, id): derived ids carry no time order of their own."""
     return list(
@@ -146,7 +150,7 @@ async def customers_after(
 
 
 async def payments_after(
-    pool: asyncpg.Pool, customer_id: uuid.UUID, after: Position | None, limit: int
+    pool: Connection | asyncpg.Pool, customer_id: uuid.UUID, after: Position | None, limit: int
 ) -> list[asyncpg.Record]:
     return list(
         await pool.fetch(

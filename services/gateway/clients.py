@@ -87,9 +87,14 @@ class Backends:
         *,
         deadline: float | None = None,
     ) -> Resp:
-        """One unary call with the request's metadata and a deadline; failures as ApiError."""
+        """One unary call with the request's metadata and a deadline; failures as ApiError. The
+        call's consistency token (trailing metadata) is kept for the response's header."""
         try:
-            return await rpc(request, timeout=deadline or self.deadline, metadata=context.metadata())
+            call = rpc(request, timeout=deadline or self.deadline, metadata=context.metadata())
+            response = await call
+            if context.consistency is not None:
+                context.consistency.absorb(await call.trailing_metadata() or ())
+            return response
         except grpc.RpcError as error:
             raise from_grpc(error) from error
 
@@ -107,6 +112,8 @@ class Backends:
             trailing = await call.trailing_metadata()
         except grpc.RpcError as error:
             raise from_grpc(error) from error
+        if context.consistency is not None:
+            context.consistency.absorb(trailing or ())
         replayed = any(key == REPLAYED_METADATA and value == "true" for key, value in trailing or ())
         return response, replayed
 

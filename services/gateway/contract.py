@@ -16,7 +16,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from libs.common import events, limits
+from libs.common import consistency, events, limits
 from services.gateway import idempotency
 from services.gateway.operations import Operation
 from services.gateway.schemas.base import ErrorBody
@@ -71,6 +71,10 @@ integers. A JSON float is refused: it was rounded before it arrived.
 **Idempotency.** Send `Idempotency-Key` on a POST: a retry with the same body returns the first
 answer with `Idempotent-Replayed: true` and does nothing else (a credential shown once is then
 `null`); with another body it is 409.
+
+**Consistency tokens.** A write answers with `Checkout-Consistency-Token` (opaque). Send it back
+on a read that must see the write: reads may be served by replicas, and one answers it only once
+it has replayed that far (else the primary does); no cache answers it with anything older.
 
 **Rate limits** per API key by the merchant's plan, per client IP for failed authentication
 and on the public checkout: `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`
@@ -218,6 +222,8 @@ def _responses(op: Operation, ref: Any) -> dict[str, Any]:
         success["headers"][idempotency.REPLAYED_HEADER] = {
             "$ref": f"#/components/headers/{idempotency.REPLAYED_HEADER}"
         }
+    if op.method != "GET":
+        success["headers"][consistency.HEADER] = {"$ref": f"#/components/headers/{consistency.HEADER}"}
     if op.response is not None:
         success["content"] = {op.media_type: {"schema": ref(op.response, "serialization")}}
     else:
@@ -304,6 +310,11 @@ def _headers() -> dict[str, Any]:
         "RateLimit-Remaining": {"description": "Requests left in the window.", "schema": integer},
         "RateLimit-Reset": {"description": "Seconds until the window frees up.", "schema": integer},
         "Retry-After": {"description": "Seconds to wait before retrying.", "schema": integer},
+        consistency.HEADER: {
+            "description": "On a write that changed data: send it back with the reads that must see it "
+            "(opaque; see the API's description).",
+            "schema": {"type": "string"},
+        },
         idempotency.REPLAYED_HEADER: {
             "description": "`true` when this is the stored answer to an earlier request with the same "
             "Idempotency-Key: nothing was done now, and a credential shown once is `null`.",

@@ -14,7 +14,7 @@ from dataclasses import replace
 
 from starlette.requests import Request
 
-from services.gateway.context import CallContext, request_id_of
+from services.gateway.context import CallContext, consistency_of, request_id_of
 from services.gateway.errors import ApiError
 
 HEADER = "Idempotency-Key"
@@ -44,7 +44,7 @@ def validate_key(raw: str | None) -> str | None:
 def call_context(request: Request, actor: str, raw_body: bytes) -> CallContext:
     """The call context of a POST, carrying the idempotency key and fingerprint when sent."""
     key = validate_key(request.headers.get(HEADER))
-    context = CallContext(request_id_of(request), actor)
+    context = CallContext(request_id_of(request), actor, consistency=consistency_of(request))
     if key is None:
         return context
     # The body was validated already; an empty one (a cancel without a reason) reads as {}.

@@ -26,9 +26,10 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, TraceFlags
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from libs.common import limits
+from libs.common import consistency, limits
 from services.gateway import metrics
 from services.gateway.auth import RESPONSE_HEADERS
+from services.gateway.context import returned_token
 from services.gateway.errors import ApiError, error_response
 
 log = logging.getLogger("checkout.gateway")
@@ -37,6 +38,7 @@ tracer = trace.get_tracer("checkout.gateway")
 
 REQUEST_ID_HEADER = "X-Request-Id"
 _REQUEST_ID = b"x-request-id"
+_TOKEN = consistency.HEADER.lower().encode()
 _TRACE_HEADERS = (b"traceparent", b"tracestate")
 # The id travels on as gRPC metadata and into logs: printable ASCII, no spaces, bounded.
 _ACCEPTABLE_REQUEST_ID = re.compile(rf"^[\x21-\x7e]{{1,{limits.REQUEST_ID_MAX_CHARS}}}$")
@@ -133,6 +135,9 @@ class RequestMiddleware:
                     for k, v in message.get("headers", [])
                 )
                 extra = [(b"x-request-id", request_id.encode())]
+                token = returned_token(scope)
+                if token is not None:
+                    extra.append((_TOKEN, token.encode()))
                 earned = state.get(RESPONSE_HEADERS)
                 if earned:
                     present = {k.lower() for k, _ in message.get("headers", [])}

@@ -34,7 +34,7 @@ from services.gateway.auth import (
     require_merchant,
     require_operator,
 )
-from services.gateway.context import CallContext, request_id_of
+from services.gateway.context import CallContext, Consistency, consistency_of, request_id_of
 from services.gateway.errors import ApiError
 from services.gateway.schemas.types import UUID_PATTERN
 from services.gateway.violations import invalid, of_validation_error
@@ -77,7 +77,12 @@ class Args(Generic[B, Q]):
         return self.caller.merchant_id
 
     def context(self) -> CallContext:
-        return CallContext(request_id_of(self.request), self.caller.actor)
+        return CallContext(request_id_of(self.request), self.caller.actor, consistency=self.consistency)
+
+    @property
+    def consistency(self) -> Consistency:
+        """The request's consistency tokens: the one it sent, the ones its writes returned."""
+        return consistency_of(self.request)
 
     def command_context(self) -> CallContext:
         """The context of a POST: with its Idempotency-Key and the body's fingerprint, if sent."""

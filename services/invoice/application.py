@@ -21,8 +21,10 @@ from libs.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from libs.common.eventstore import Commands, ConcurrencyError, Repository, utcnow
 from libs.common.limits import PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX, SEARCH_QUERY_MAX_CHARS
 from libs.common.protoconv import plain, struct, timestamp
+from libs.common.replica_config import ANALYTICS, CUSTOMER, READ
+from libs.common.replicas import ReplicaStatus
 from libs.common.service import Runtime
-from services.invoice import projections, repository
+from services.invoice import history, projections, repository
 from services.invoice.domain import (
     STATUSES,
     Draft,
@@ -234,7 +236,7 @@ class InvoiceApp:
             pb.Invoice.FromString,
             request_hash=hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest(),
         )
-        await self.rt.cache.invalidate(cache.invoice_key(result.id))
+        await self.rt.invalidate(uuid.UUID(result.id), cache.invoice_key(result.id))
         return result
 
     async def _lock_rate(self, draft: Draft, spread: Decimal) -> LockedRate:
@@ -322,7 +324,7 @@ class InvoiceApp:
         # Another merchant's invoice is "not found", never "forbidden": nothing is learnt from it.
         if merchant_id is None or invoice_id is None or ids.slot_of(invoice_id) != ids.slot_of(merchant_id):
             raise NotFound("invoice not found")
-        row = await repository.invoice(self.rt.pool_for(invoice_id), invoice_id)
+        row = await self.rt.read(READ, invoice_id, lambda db: repository.invoice(db, invoice_id))
         if row is None or row["merchant_id"] != merchant_id:
             raise NotFound("invoice not found")
         return invoice_message(row)
@@ -347,7 +349,7 @@ class InvoiceApp:
             customer_id=customer_id,
             before_id=_cursor(request.cursor),
         )
-        rows = await repository.invoices(self.rt.pool_for(merchant_id), where, limit + 1)
+        rows = await self.rt.read(READ, merchant_id, lambda db: repository.invoices(db, where, limit + 1))
         return _page(rows, limit)
 
     async def search_invoices(self, request: pb.SearchInvoicesRequest) -> pb.ListInvoicesResponse:
@@ -359,18 +361,22 @@ class InvoiceApp:
         if len(query) > SEARCH_QUERY_MAX_CHARS:
             raise InvalidArgument.field("query", f"must be at most {SEARCH_QUERY_MAX_CHARS} characters")
         where = repository.InvoiceFilter(merchant_id, search=query, before_id=_cursor(request.cursor))
-        rows = await repository.invoices(self.rt.pool_for(merchant_id), where, limit + 1)
+        rows = await self.rt.read(READ, merchant_id, lambda db: repository.invoices(db, where, limit + 1))
         return _page(rows, limit)
 
     async def get_checkout(self, request: pb.GetCheckoutRequest) -> pb.CheckoutView:
         invoice_id = ids.parse_id(request.invoice_id)
         if invoice_id is None:
             raise NotFound("invoice not found")
-        pool = self.rt.pool_for(invoice_id)
-        row = await repository.invoice(pool, invoice_id)
-        if row is None:
-            raise NotFound("invoice not found")
-        return checkout_message(row, await repository.payments(pool, invoice_id))
+
+        async def view(db: Connection) -> pb.CheckoutView:
+            row = await repository.invoice(db, invoice_id)
+            if row is None:
+                raise NotFound("invoice not found")
+            return checkout_message(row, await repository.payments(db, invoice_id))
+
+        # The payer's page: the customer role (within 500 ms of the primary, per the seed).
+        return await self.rt.read(CUSTOMER, invoice_id, view)
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def change(self, invoice_id: uuid.UUID, decide: Callable[[Invoice], object], *, actor: str) -> bool:
@@ -402,7 +408,7 @@ class InvoiceApp:
         finally:
             context.reset(token)
         if changed:
-            await self.rt.cache.invalidate(cache.invoice_key(str(invoice_id)))
+            await self.rt.invalidate(invoice_id, cache.invoice_key(str(invoice_id)))
         return True
 
     def _owned(self, request_merchant: str, request_invoice: str) -> uuid.UUID:
@@ -411,15 +417,18 @@ class InvoiceApp:
             raise NotFound("invoice not found")
         return invoice_id
 
-    async def _owned_row(self, request_merchant: str, request_invoice: str) -> asyncpg.Record:
+    async def _owned_row(self, request_merchant: str, request_invoice: str, db: Connection) -> asyncpg.Record:
         invoice_id = self._owned(request_merchant, request_invoice)
-        row = await repository.invoice(self.rt.pool_for(invoice_id), invoice_id)
+        row = await repository.invoice(db, invoice_id)
         if row is None or str(row["merchant_id"]) != request_merchant.lower():
             raise NotFound("invoice not found")
         return row
 
     async def cancel_invoice(self, request: pb.CancelInvoiceRequest) -> pb.Invoice:
-        row = await self._owned_row(request.merchant_id, request.invoice_id)
+        # From the primary: a replica behind the invoice's creation would call it not found.
+        owned = self._owned(request.merchant_id, request.invoice_id)
+        async with self.rt.pool_for(owned).acquire() as db:
+            row = await self._owned_row(request.merchant_id, request.invoice_id, db)
         invoice_id, merchant_id = row["id"], row["merchant_id"]
 
         async def handle(conn: Connection) -> pb.Invoice:
@@ -435,16 +444,22 @@ class InvoiceApp:
         return await self._invoice_command(self.rt.pool_for(invoice_id), scope, handle, request)
 
     async def list_payments(self, request: pb.ListPaymentsRequest) -> pb.ListPaymentsResponse:
-        row = await self._owned_row(request.merchant_id, request.invoice_id)
-        rows = await repository.payments(self.rt.pool_for(row["id"]), row["id"])
+        async def payments(db: Connection) -> list[asyncpg.Record]:
+            row = await self._owned_row(request.merchant_id, request.invoice_id, db)
+            return await repository.payments(db, row["id"])
+
+        invoice_id = self._owned(request.merchant_id, request.invoice_id)
+        rows = await self.rt.read(READ, invoice_id, payments)
         return pb.ListPaymentsResponse(payments=[payment_message(r) for r in rows])
 
     async def list_audit_entries(self, request: pb.ListAuditEntriesRequest) -> pb.ListAuditEntriesResponse:
-        row = await self._owned_row(request.merchant_id, request.invoice_id)
+        invoice_id = self._owned(request.merchant_id, request.invoice_id)
         limit = _limit(request.limit)
-        rows = await repository.audit_entries(
-            self.rt.pool_for(row["id"]), row["id"], _cursor(request.cursor), limit + 1
+        cursor = _cursor(request.cursor)
+        row = await self.rt.read(
+            READ, invoice_id, lambda db: self._owned_row(request.merchant_id, request.invoice_id, db)
         )
+        rows = await history.audit_trail(self.rt, row, cursor, limit + 1)
         page = rows[:limit]
         return pb.ListAuditEntriesResponse(
             entries=[audit_message(r) for r in page],
@@ -452,8 +467,12 @@ class InvoiceApp:
         )
 
     async def get_shard_stats(self, request: pb.GetShardStatsRequest) -> pb.ShardStats:
-        pool = self.rt.shard_pool(request.shard)
-        return pb.ShardStats(shard=request.shard, invoices=await repository.count_invoices(pool))
+        invoices = await self.rt.read_shard(ANALYTICS, request.shard, repository.count_invoices)
+        return pb.ShardStats(
+            shard=request.shard,
+            invoices=invoices,
+            replicas=[replica_message(r) for r in self.rt.replicas.status(request.shard)],
+        )
 
 
 def payment_message(row: asyncpg.Record) -> pb.Payment:
@@ -479,6 +498,17 @@ def payment_message(row: asyncpg.Record) -> pb.Payment:
     )
     if row["block_number"] is not None:
         message.block_number = row["block_number"]
+    return message
+
+
+def replica_message(status: ReplicaStatus) -> pb.ReplicaStatus:
+    message = pb.ReplicaStatus(
+        name=status.name, roles=status.roles, up=status.up, lagging=status.lagging, error=status.error
+    )
+    if status.lag_seconds is not None:
+        message.lag_seconds = status.lag_seconds
+    if status.lag_bytes is not None:
+        message.lag_bytes = status.lag_bytes
     return message
 
 

@@ -23,7 +23,7 @@ from libs.common.db import Connection
 from libs.common.eventstore import EventStore, StoredEvent
 from libs.common.messaging import Envelope
 from libs.common.protoconv import datetime_of, plain
-from services.invoice import repository
+from services.invoice import history, repository
 
 RESET_SQL = "TRUNCATE invoices, payments, audit_entries"
 
@@ -229,6 +229,8 @@ async def rebuild(conn: Connection, store: EventStore, batch: int = 500) -> int:
     """Drops the inline read models and replays every Invoice event through `apply` (in sequence
     order, so each invoice's events in version order). Call inside a transaction: readers see
     the old rows or the new ones, never none."""
+    # First: archived audit partitions still point at the invoices the reset truncates.
+    await history.unarchive_for_rebuild(conn, await conn.fetchval("SELECT min(created_at) FROM events"))
     await conn.execute(RESET_SQL)
     after, replayed = 0, 0
     while events := await store.read_all(conn, after_sequence=after, limit=batch, aggregate_type="Invoice"):

@@ -193,6 +193,33 @@ async def audit_entries(
     )
 
 
+AUDIT_COLUMNS = "id, invoice_id, event, actor, timestamp, request_id, data, event_version"
+
+
+async def audit_entries_after(
+    conn: Executor, invoice_id: uuid.UUID, after_version: int, limit: int, *, table: str = "audit_entries"
+) -> list[asyncpg.Record]:
+    """Entries after an event version, oldest first; `table` may be the archived one."""
+    return list(
+        await conn.fetch(
+            f"SELECT {AUDIT_COLUMNS} FROM {table} WHERE invoice_id = $1 AND event_version > $2 "
+            f"ORDER BY event_version LIMIT $3",
+            invoice_id,
+            after_version,
+            limit,
+        )
+    )
+
+
+async def audit_version(
+    conn: Executor, invoice_id: uuid.UUID, entry_id: uuid.UUID, *, table: str = "audit_entries"
+) -> int | None:
+    version = await conn.fetchval(
+        f"SELECT event_version FROM {table} WHERE invoice_id = $1 AND id = $2", invoice_id, entry_id
+    )
+    return None if version is None else int(version)
+
+
 # -- the chain watchers and the expiry job (services/invoice/ledger.py) --------------------------
 
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from libs.common.partitions import PartitionedTable
 from libs.common.service import Runtime, ServiceSpec
 from libs.common.supervise import Loop
 from services.invoice.application import app_of
 from services.invoice.grpc_api import register
+from services.invoice.history import AUDIT
 from services.invoice.jobs import background
 from services.invoice.projections import MerchantProfiles
 
@@ -28,7 +28,9 @@ SPEC = ServiceSpec(
     service_dir=Path(__file__).parent,
     register=register,
     projections=lambda runtime: [MerchantProfiles()],
-    partitioned=[PartitionedTable("audit_entries", "month")],
+    partitioned=[AUDIT],
+    # Events stay hot: libs/common/archive.py says why.
+    archived=[AUDIT],
     background=lambda runtime: [
         Loop("merchant-channels", lambda: _close_on_stop(runtime)),
         *background(runtime),

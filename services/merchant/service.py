@@ -15,4 +15,6 @@ SPEC = ServiceSpec(
     projections=lambda runtime: [InvoiceEvents()],
     after_commit=lambda runtime: dispatcher_of(runtime).after_commit,
     background=lambda runtime: dispatcher_of(runtime).loops(),
+    # Keys, merchants and webhooks are read from the primary: a revoke or an edit counts at once.
+    replica_reads=False,
 )

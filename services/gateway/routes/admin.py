@@ -18,7 +18,7 @@ from services.gateway.errors import ApiError
 from services.gateway.operations import Args, Operation
 from services.gateway.routes import dead_letters
 from services.gateway.routes.analytics import RANGE_RULE, date_range
-from services.gateway.schemas.analytics import DateRangeQuery, PlatformMetrics, Shards
+from services.gateway.schemas.analytics import DateRangeQuery, PlatformMetrics, Replica, Shards
 from services.gateway.state import state_of
 
 log = logging.getLogger("checkout.gateway")
@@ -54,6 +54,7 @@ async def _shard(backends: Backends, shard: int, context: CallContext) -> dict[s
         "merchants": None if isinstance(view, BaseException) else view.merchants,
         "invoices": None if isinstance(stats, BaseException) else stats.invoices,
         "healthy": not isinstance(view, BaseException) and not isinstance(stats, BaseException),
+        "replicas": None if isinstance(stats, BaseException) else [Replica.of(r) for r in stats.replicas],
     }
 
 

@@ -9,7 +9,7 @@ from typing import TypeVar
 from checkout.analytics.v1 import analytics_pb2
 from google.protobuf.message import Message
 
-from libs.common.cache import PREFIX
+from libs.common.cache import PREFIX, generation_fence
 from libs.common.errors import FieldViolation
 from services.gateway.operations import Args, Operation, Rule
 from services.gateway.schemas.analytics import (
@@ -51,21 +51,26 @@ async def daily_metrics(args: Args[None, DateRangeQuery]) -> DailyMetrics:
     generation = await state.cache.generation("analytics", str(merchant_id))
     key = f"{PREFIX}analytics:daily:{merchant_id}:{generation}:{start}:{end}"
     response: analytics_pb2.GetDailyMetricsResponse | None = None
+    backends = state.backends
+    shard = backends.shard_of(merchant_id)
     if generation != "none":
-        cached = await state.cache.get(key)
+        cached = await args.consistency.cached(state.cache, key, shard)
         if cached is not None:
             response = _decode(analytics_pb2.GetDailyMetricsResponse, cached)
     if response is None:
-        backends = state.backends
         response = await backends.call(
-            backends.analytics(backends.shard_of(merchant_id)).GetDailyMetrics,
+            backends.analytics(shard).GetDailyMetrics,
             analytics_pb2.GetDailyMetricsRequest(
                 merchant_id=str(merchant_id), from_date=start.isoformat(), to_date=end.isoformat()
             ),
             args.context(),
         )
         if generation != "none":
-            await state.cache.set(key, response.SerializeToString(), hot=False)
+            # Not kept if older than the change that made this generation (the bump's fence).
+            fence = generation_fence("analytics", str(merchant_id))
+            await args.consistency.keep(
+                state.cache, key, shard, response.SerializeToString(), hot=False, fence=fence
+            )
     return DailyMetrics(data=[DailyMetric.of(d) for d in response.data])
 
 
@@ -86,19 +91,24 @@ async def summary(args: Args[None, SummaryQuery]) -> Summary:
     generation = await state.cache.generation("analytics", str(merchant_id))
     key = f"{PREFIX}analytics:summary:{merchant_id}:{generation}:{period}:{today}"
     response: analytics_pb2.Summary | None = None
+    backends = state.backends
+    shard = backends.shard_of(merchant_id)
     if generation != "none":
-        cached = await state.cache.get(key)
+        cached = await args.consistency.cached(state.cache, key, shard)
         if cached is not None:
             response = _decode(analytics_pb2.Summary, cached)
     if response is None:
-        backends = state.backends
         response = await backends.call(
-            backends.analytics(backends.shard_of(merchant_id)).GetSummary,
+            backends.analytics(shard).GetSummary,
             analytics_pb2.GetSummaryRequest(merchant_id=str(merchant_id), period=period, as_of=today),
             args.context(),
         )
         if generation != "none":
-            await state.cache.set(key, response.SerializeToString(), hot=False)
+            # Not kept if older than the change that made this generation (the bump's fence).
+            fence = generation_fence("analytics", str(merchant_id))
+            await args.consistency.keep(
+                state.cache, key, shard, response.SerializeToString(), hot=False, fence=fence
+            )
     return Summary.of(response)
 
 

@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from libs.common import limits
 from libs.common.cache import invoice_key
-from services.gateway.context import CallContext, request_id_of
+from services.gateway.context import CallContext, Consistency, request_id_of
 from services.gateway.errors import ApiError
 from services.gateway.operations import Args, Operation, Reply, Rule, json_body, to_json
 from services.gateway.pagination import Listing, Page, PageQuery
@@ -106,29 +106,38 @@ async def create_invoice(args: Args[InvoiceCreate, None]) -> Reply:
 async def get_invoice(args: Args[None, None]) -> Response:
     invoice_id, merchant_id = args.ids["id"], args.merchant_id
     state = state_of(args.request)
-    view = state.views.get("invoice", invoice_id)
+    backends = state.backends
+    shard = backends.shard_of(merchant_id)
+    # Neither memory nor Redis answers with anything older than the client's consistency token.
+    required = args.consistency.sent.at(shard)
+    view = state.views.get("invoice", invoice_id, required)
     # Views are shared by all merchants: someone else's invoice is a miss, and the service then
     # answers 404 for it.
     if view is not None and view.owner == str(merchant_id):
         return json_body(view.body)
-    generation = state.views.generation(invoice_id)
+    generation, began = state.views.generation(invoice_id), state.views.now()
     key = invoice_key(str(invoice_id))
     invoice: invoice_pb2.Invoice | None = None
-    cached = await state.cache.get(key)
+    position: int | None = None
+    cached = await state.cache.get_at(key, required)
     if cached is not None:
-        hit = _decode_invoice(cached)
+        hit = _decode_invoice(cached[0])
         if hit is not None and hit.id == str(invoice_id) and hit.merchant_id == str(merchant_id):
-            invoice = hit
+            invoice, position = hit, cached[1]
+    staleness = 0.0
     if invoice is None:
-        backends = state.backends
         invoice = await backends.call(
-            backends.invoices(backends.shard_of(merchant_id)).GetInvoice,
+            backends.invoices(shard).GetInvoice,
             invoice_pb2.GetInvoiceRequest(merchant_id=str(merchant_id), invoice_id=str(invoice_id)),
             args.context(),
         )
-        await state.cache.set(key, invoice.SerializeToString(), hot=True)
+        position, staleness = args.consistency.read_positions.get(shard), args.consistency.read_staleness
+        await args.consistency.keep(state.cache, key, shard, invoice.SerializeToString(), hot=True)
     body = to_json(Invoice.of(invoice, state.public_url))
-    state.views.put("invoice", invoice_id, generation, body, str(merchant_id))
+    state.views.put(
+        "invoice", invoice_id, generation, body, str(merchant_id),
+        began=began, staleness=staleness, position=position,
+    )  # fmt: skip
     return json_body(body)
 
 
@@ -191,7 +200,8 @@ async def cancel_invoice(args: Args[InvoiceCancel | None, None]) -> Reply:
     # The invoice service drops the key too, and its event the views; doing it here as well means
     # this caller's next GET reads its own write even if that invalidation failed open.
     state.views.changed(invoice_id)
-    await state.cache.invalidate(invoice_key(str(invoice_id)))
+    fence = args.consistency.returned.at(backends.shard_of(args.merchant_id))
+    await state.cache.invalidate(invoice_key(str(invoice_id)), fence=fence)
     return Reply(Invoice.of(invoice, state.public_url), replayed=replayed)
 
 
@@ -222,35 +232,48 @@ async def list_audit_entries(args: Args[None, PageQuery]) -> Page[AuditEntry]:
 
 
 async def checkout_view(
-    state: GatewayState, invoice_id: uuid.UUID, request_id: str
+    state: GatewayState, invoice_id: uuid.UUID, request_id: str, consistency: Consistency | None = None
 ) -> invoice_pb2.CheckoutView:
     """The payer's view of an invoice, from memory until the invoice's next event: the JSON view
     below and the hosted page (pages/pay.py) both read it. No key, no directory: the invoice id
-    carries its merchant's slot."""
-    cached = state.views.get("payer", invoice_id)
-    if cached is not None:
-        return invoice_pb2.CheckoutView.FromString(cached.body)
-    generation = state.views.generation(invoice_id)
+    carries its merchant's slot. `consistency`: the request's token, and where what was read
+    stands (views.py keeps no replica answer older than the invoice's last event)."""
+    consistency = consistency or Consistency()
     backends = state.backends
+    shard = backends.shard_of(invoice_id)
+    cached = state.views.get("payer", invoice_id, consistency.sent.at(shard))
+    if cached is not None:
+        consistency.read_staleness = 0.0
+        consistency.read_positions = {} if cached.position is None else {shard: cached.position}
+        return invoice_pb2.CheckoutView.FromString(cached.body)
+    generation, began = state.views.generation(invoice_id), state.views.now()
     view = await backends.call(
-        backends.invoices(backends.shard_of(invoice_id)).GetCheckout,
+        backends.invoices(shard).GetCheckout,
         invoice_pb2.GetCheckoutRequest(invoice_id=str(invoice_id)),
-        CallContext(request_id, "anonymous"),
+        CallContext(request_id, "anonymous", consistency=consistency),
     )
-    state.views.put("payer", invoice_id, generation, view.SerializeToString(), "")
+    state.views.put(
+        "payer", invoice_id, generation, view.SerializeToString(), "", began=began,
+        staleness=consistency.read_staleness, position=consistency.read_positions.get(shard),
+    )  # fmt: skip
     return view
 
 
 async def get_checkout(args: Args[None, None]) -> Response:
     invoice_id = args.ids["invoice_id"]
     state = state_of(args.request)
-    cached = state.views.get("checkout", invoice_id)
+    consistency = args.consistency
+    shard = state.backends.shard_of(invoice_id)
+    cached = state.views.get("checkout", invoice_id, consistency.sent.at(shard))
     if cached is not None:
         return json_body(cached.body)
-    generation = state.views.generation(invoice_id)
-    view = await checkout_view(state, invoice_id, request_id_of(args.request))
+    generation, began = state.views.generation(invoice_id), state.views.now()
+    view = await checkout_view(state, invoice_id, request_id_of(args.request), consistency)
     body = to_json(Checkout.of(view))
-    state.views.put("checkout", invoice_id, generation, body, "")
+    state.views.put(
+        "checkout", invoice_id, generation, body, "", began=began,
+        staleness=consistency.read_staleness, position=consistency.read_positions.get(shard),
+    )  # fmt: skip
     return json_body(body)
 
 

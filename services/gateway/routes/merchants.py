@@ -117,19 +117,20 @@ async def get_merchant(args: Args[None, None]) -> Merchant:
     merchant_id = args.ids["id"]
     require_access(args.caller, merchant_id, "merchants:read")
     state = state_of(args.request)
+    backends = state.backends
+    shard = backends.shard_of(merchant_id)
     key = merchant_key(str(merchant_id))
-    cached = await state.cache.get(key)
+    cached = await args.consistency.cached(state.cache, key, shard)
     if cached is not None:
         hit = _decode_merchant(cached)
         if hit is not None and hit.id == str(merchant_id):
             return Merchant.of(hit)
-    backends = state.backends
     merchant = await backends.call(
-        backends.merchants(backends.shard_of(merchant_id)).GetMerchant,
+        backends.merchants(shard).GetMerchant,
         merchant_pb2.GetMerchantRequest(merchant_id=str(merchant_id)),
         args.context(),
     )
-    await state.cache.set(key, merchant.SerializeToString(), hot=False)
+    await args.consistency.keep(state.cache, key, shard, merchant.SerializeToString(), hot=False)
     return Merchant.of(merchant)
 
 

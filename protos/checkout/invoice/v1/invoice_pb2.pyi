@@ -757,18 +757,76 @@ class ShardStats(_message.Message):
 
     SHARD_FIELD_NUMBER: _builtins.int
     INVOICES_FIELD_NUMBER: _builtins.int
+    REPLICAS_FIELD_NUMBER: _builtins.int
     shard: _builtins.int
     invoices: _builtins.int
+    @_builtins.property
+    def replicas(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReplicaStatus]:
+        """The shard's read replicas as this invoice service instance measures them."""
+
     def __init__(
         self,
         *,
         shard: _builtins.int = ...,
         invoices: _builtins.int = ...,
+        replicas: _abc.Iterable[Global___ReplicaStatus] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoices", b"invoices", "shard", b"shard"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoices", b"invoices", "replicas", b"replicas", "shard", b"shard"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ShardStats: _TypeAlias = ShardStats  # noqa: Y015
+
+@_typing.final
+class ReplicaStatus(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ROLES_FIELD_NUMBER: _builtins.int
+    UP_FIELD_NUMBER: _builtins.int
+    LAG_SECONDS_FIELD_NUMBER: _builtins.int
+    LAG_BYTES_FIELD_NUMBER: _builtins.int
+    LAGGING_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """host:port/database, no credentials"""
+    up: _builtins.bool
+    lag_seconds: _builtins.float
+    """How stale a read from it may be (unset: unknown, e.g. never reached)."""
+    lag_bytes: _builtins.int
+    """WAL not yet replayed"""
+    lagging: _builtins.bool
+    """down, or behind by more than the seed's 1 s alert"""
+    error: _builtins.str
+    """why it is down"""
+    @_builtins.property
+    def roles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """read, customer, analytics, archive"""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        roles: _abc.Iterable[_builtins.str] | None = ...,
+        up: _builtins.bool = ...,
+        lag_seconds: _builtins.float | None = ...,
+        lag_bytes: _builtins.int | None = ...,
+        lagging: _builtins.bool = ...,
+        error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_lag_bytes", b"_lag_bytes", "_lag_seconds", b"_lag_seconds", "lag_bytes", b"lag_bytes", "lag_seconds", b"lag_seconds"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_lag_bytes", b"_lag_bytes", "_lag_seconds", b"_lag_seconds", "error", b"error", "lag_bytes", b"lag_bytes", "lag_seconds", b"lag_seconds", "lagging", b"lagging", "name", b"name", "roles", b"roles", "up", b"up"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__lag_bytes: _TypeAlias = _typing.Literal["lag_bytes"]  # noqa: Y015
+    _WhichOneofArgType__lag_bytes: _TypeAlias = _typing.Literal["_lag_bytes", b"_lag_bytes"]  # noqa: Y015
+    _WhichOneofReturnType__lag_seconds: _TypeAlias = _typing.Literal["lag_seconds"]  # noqa: Y015
+    _WhichOneofArgType__lag_seconds: _TypeAlias = _typing.Literal["_lag_seconds", b"_lag_seconds"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__lag_bytes) -> _WhichOneofReturnType__lag_bytes | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__lag_seconds) -> _WhichOneofReturnType__lag_seconds | None: ...
+
+Global___ReplicaStatus: _TypeAlias = ReplicaStatus  # noqa: Y015
