@@ -29,6 +29,8 @@ def main() -> int:
     parser.add_argument("--data-dir", type=Path, default=None, help="keep logs and data here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s faults  %(levelname)-7s %(message)s")
+    # One line per HTTP request (httpx's INFO) would bury the faults and the verdict.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     report = run(
         Options(
             merchants=args.merchants,

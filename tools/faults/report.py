@@ -38,6 +38,8 @@ class Report:
             self.lost == 0
             and self.ledger.double_counted == 0
             and not self.ledger.webhooks_missing
+            # A merchant that fulfils on `invoice.paid` must hear it for every confirmed invoice.
+            and not self.ledger.paid_event_missing
             and self.http_500 == 0
             and not self.ledger.unconfirmed
             and not self.mismatches
