@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: up pay test lint bench bench-scale faults protos clean help
+.PHONY: up pay test lint bench bench-scale faults protos lock clean help
 
 help:
 	@echo "make up      run the whole stack on http://127.0.0.1:8080 (Ctrl-C stops it)"
@@ -15,14 +15,24 @@ help:
 	@echo "make bench-scale  every read query on a shard of 1M invoices -> bench-results/bench-scale.json"
 	@echo "make faults  the fault suite: kills and restarts under load, then checks (bench-results/faults.json)"
 	@echo "make protos  regenerate Python code from protos/"
+	@echo "make lock    re-pin requirements.lock and requirements-dev.lock (with hashes) from pyproject.toml"
 
-$(STAMP): pyproject.toml
+# Every dependency exactly as pinned (and hashed) in the lock, then this checkout as an editable
+# package on top, without resolving anything again. The build backend (setuptools) is in the lock.
+$(STAMP): pyproject.toml requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
-	# Import the code from this checkout: the repo root and protos/ on the venv's path.
-	printf '%s\n%s\n' "$(CURDIR)" "$(CURDIR)/protos" > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/checkout-dev.pth"
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r requirements-dev.lock
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	# A virtualenv made before the package was real imported the code through this file.
+	rm -f "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/checkout-dev.pth"
 	touch $(STAMP)
+
+# The runtime lock (the image) and the dev lock (this Makefile), both with the build backend.
+LOCK := $(BIN)/python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")' \
+	| $(BIN)/uv pip compile pyproject.toml - --quiet --generate-hashes --python-version 3.11 --custom-compile-command "make lock"
+lock: $(STAMP)
+	$(LOCK) -o requirements.lock
+	$(LOCK) --extra dev -o requirements-dev.lock
 
 protos: $(STAMP)
 	$(BIN)/python tools/gen_protos.py
@@ -37,7 +47,7 @@ pay: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy libs services tools tests
+	$(BIN)/mypy libs services tools tests checkout_admin clients
 
 test: $(STAMP) protos lint
 	$(BIN)/python -m pytest

@@ -329,11 +329,11 @@ class Runtime:
         await self.pools.close()
 
 
-def main(spec: ServiceSpec) -> None:
-    """`python -m services.<name> [serve|migrate]`."""
-    parser = argparse.ArgumentParser(prog=f"python -m services.{spec.name}")
+def main(spec: ServiceSpec, argv: Sequence[str] | None = None, prog: str | None = None) -> None:
+    """`python -m services.<name> [serve|migrate]` (and `checkout-service <name> ...`)."""
+    parser = argparse.ArgumentParser(prog=prog or f"python -m services.{spec.name}")
     parser.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate"])
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     config = Config.from_env()
     exit_with_parent()
     logs.setup(spec.name, config.log_format, config.log_level)

@@ -22,20 +22,23 @@ def test_every_stage_starts_from_slim_python_3_11() -> None:
     assert external and all(b.startswith("python:3.11-slim") for b in external)
 
 
-def test_dependencies_install_from_pyproject_alone_before_any_source_is_copied() -> None:
+def test_dependencies_install_from_the_runtime_lock_alone_before_any_source_is_copied() -> None:
     deps = stage("deps")
     copies = [line for line in deps if line.startswith("COPY ")]
-    assert copies == ["COPY pyproject.toml /tmp/pyproject.toml"]
-    assert "['project']['dependencies']" in DOCKERFILE
-    assert "optional-dependencies" not in DOCKERFILE and ".[dev]" not in DOCKERFILE
+    assert copies == ["COPY requirements.lock /tmp/requirements.lock"]
+    assert "RUN pip install --require-hashes --no-deps -r /tmp/requirements.lock" in deps
+    assert "requirements-dev.lock" not in DOCKERFILE and ".[dev]" not in DOCKERFILE
 
 
-def test_the_runtime_copies_the_code_and_sets_the_import_path_of_a_checkout() -> None:
+def test_the_code_is_installed_as_a_package_and_the_runtime_copies_only_the_venv() -> None:
+    build = stage("build")
+    for directory in ("libs", "services", "protos", "checkout_admin", "clients"):
+        assert f"COPY {directory}/ {directory}/" in build
+    assert build[-1] == "RUN pip install --no-deps --no-build-isolation ."
     app = stage("app")
-    assert app.index("COPY --from=deps /opt/venv /opt/venv") < app.index("COPY libs/ libs/")
-    for directory in ("libs", "services", "protos"):
-        assert f"COPY {directory}/ {directory}/" in app
-    assert "PYTHONPATH=/app:/app/protos" in DOCKERFILE
+    assert [line for line in app if line.startswith("COPY ")] == ["COPY --from=build /opt/venv /opt/venv"]
+    assert "PYTHONPATH" not in DOCKERFILE
+    assert app[-1] == 'CMD ["checkout-gateway"]'
 
 
 def test_the_production_image_is_the_last_stage_and_runs_as_a_numeric_non_root_user() -> None:
@@ -52,4 +55,12 @@ def test_the_build_context_is_narrowed_to_what_the_image_copies() -> None:
         if line and not line.startswith("#")
     ]
     assert patterns[0] == "*"
-    assert {p[1:] for p in patterns if p.startswith("!")} == {"pyproject.toml", "libs", "services", "protos"}
+    assert {p[1:] for p in patterns if p.startswith("!")} == {
+        "requirements.lock",
+        "pyproject.toml",
+        "libs",
+        "services",
+        "protos",
+        "checkout_admin",
+        "clients",
+    }

@@ -3,6 +3,7 @@ with what the code reads (`Config.from_env`)."""
 
 from __future__ import annotations
 
+import tomllib
 from urllib.parse import urlsplit
 
 import kubernetes_validate  # type: ignore[import-untyped]  # ships no type information
@@ -11,6 +12,7 @@ import pytest
 from libs.common.config import DEFAULT_GRPC_PORTS, SERVICES, Config
 from tests.deploy import cluster
 from tests.deploy.cluster import Pod
+from tests.deploy.conftest import ROOT
 from tests.deploy.kustomize import Manifest, containers
 
 # A Kubernetes release the schemas ship for; StatefulSet pod-index labels need >= 1.28.
@@ -309,3 +311,26 @@ def test_every_object_lives_in_the_checkout_namespace(rendered: dict[str, list[M
         for manifest in manifests:
             if manifest["kind"] != "Namespace":
                 assert manifest["metadata"]["namespace"] == "checkout", manifest["metadata"]["name"]
+
+
+@pytest.mark.parametrize("layout", ["base", "dev", "prod"])
+def test_every_checkout_process_is_started_by_a_console_script_the_package_installs(
+    rendered: dict[str, list[Manifest]], layout: str
+) -> None:
+    scripts = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"])
+    started = []
+    for workload in cluster.workloads(rendered[layout]):
+        for container in containers(workload):
+            if not cluster.is_checkout(container) or container["command"][0] == "cp":
+                continue  # the dev overlay's init container copies the code, it runs none
+            command = container["command"]
+            if command[0] == "watchfiles":  # dev: the process is the wrapper's argument
+                command = next(arg for arg in command[1:] if arg.startswith("checkout-")).split()
+            elif command[:2] == ["sh", "-c"]:  # the migrate job loops over the services
+                assert 'checkout-service "$service" migrate' in command[2]
+                command = ["checkout-service", "merchant"]
+            assert command[0] in scripts, command
+            if command[0] == "checkout-service":
+                assert command[1] in SERVICES, command
+            started.append(command[0])
+    assert {"checkout-service", "checkout-gateway"} <= set(started)

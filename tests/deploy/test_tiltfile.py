@@ -74,7 +74,15 @@ def test_the_tiltfile_builds_exactly_the_bare_images_the_manifests_use(tilt: Til
 def test_the_image_is_built_from_the_repo_root_narrowed_to_what_it_copies(tilt: TiltRun) -> None:
     (build,) = tilt["docker_build"]
     assert build.arg(1, "context") == "."
-    assert sorted(build.kwargs["only"]) == ["libs", "protos", "pyproject.toml", "services"]
+    assert sorted(build.kwargs["only"]) == [
+        "checkout_admin",
+        "clients",
+        "libs",
+        "protos",
+        "pyproject.toml",
+        "requirements.lock",
+        "services",
+    ]
     stages = re.findall(r"^FROM \S+ AS (\S+)$", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
     assert build.kwargs["target"] in stages
 
@@ -84,7 +92,7 @@ def test_live_update_syncs_the_code_into_the_image_paths_and_rebuilds_on_depende
 ) -> None:
     (build,) = tilt["docker_build"]
     steps = build.kwargs["live_update"]
-    assert steps[0] == {"step": "fall_back_on", "files": ["pyproject.toml"]}
+    assert steps[0] == {"step": "fall_back_on", "files": ["requirements.lock", "pyproject.toml"]}
     syncs = {s["local_path"]: s["remote_path"] for s in steps if s["step"] == "sync"}
     assert syncs == {"libs": "/app/libs", "services": "/app/services", "protos": "/app/protos"}
     dockerfile = (ROOT / "Dockerfile").read_text()

@@ -1,0 +1,2 @@
+"""`checkout-admin`: the operator's command line (merchants, keys, shards, dead letters,
+projection rebuilds, exports)."""

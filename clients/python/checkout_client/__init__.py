@@ -1,0 +1,1 @@
+"""The checkout platform's merchant client."""
