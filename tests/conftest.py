@@ -20,6 +20,7 @@ from libs.common.devservers import DevServers, Servers
 if TYPE_CHECKING:
     from tools.devchain import DevChain
     from tools.devchain.testing import EvmChain
+    from tools.devstack import Stack
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -100,3 +101,36 @@ async def evm_chain(evm_node: DevChain) -> AsyncIterator[EvmChain]:
 
     async with evm_chain_on(evm_node) as chain:
         yield chain
+
+
+# The whole stack as a user runs it: four service processes and the gateway, started by the same
+# launcher as `make up`, on free ports and fresh databases; once a session for tests/e2e, tests/client
+# and tests/cli.
+@pytest.fixture(scope="session")
+def stack(servers: Servers, evm_chain: EvmChain, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    from tools.devstack import Stack, free_stack_ports
+
+    tag = uuid.uuid4().hex[:8]
+    http_port, grpc_ports = free_stack_ports()
+    running = Stack(
+        servers,
+        http_port=http_port,
+        grpc_ports=grpc_ports,
+        admin_token=f"admin-{tag}",
+        log_dir=Path(tmp_path_factory.mktemp("stack-logs")),
+        extra_env={
+            "CHECKOUT_DATABASE_PREFIX": f"e2e_{tag}",
+            "CHECKOUT_STREAM_NAME": f"E2E_{tag.upper()}",
+            "CHECKOUT_SUBJECT_PREFIX": f"e2e{tag}",
+            "CHECKOUT_RELAY_POLL_SECONDS": "0.2",
+            "CHECKOUT_DB_POOL_MIN": "1",
+            "CHECKOUT_DB_POOL_MAX": "10",
+            # The invoice service watches the session's dev chain, as under `make up`.
+            "CHECKOUT_NETWORKS": evm_chain.networks_json(confirmations=2, poll_seconds=0.2),
+            "CHECKOUT_ETHEREUM_CHAIN_ID": str(evm_chain.chain_id),
+            "CHECKOUT_EXPIRY_POLL_SECONDS": "0.5",
+        },
+    )
+    running.start()
+    yield running
+    running.stop()
