@@ -397,8 +397,10 @@ async def rebuild(
     reset_sql: str,
     *,
     service: str = "",
+    progress: Callable[[int], None] | None = None,
 ) -> RebuildReport:
     """Drops a read model (`reset_sql`) and re-applies `events` in order, in one transaction.
+    `progress(n)` is told of each event done (applied or skipped): checkout-admin's progress bar.
 
     Events parked as dead letters are skipped, as the live consumer skipped them, so the result
     equals the live read model. An event that fails now is parked (and skipped) rather than
@@ -409,6 +411,8 @@ async def rebuild(
         await conn.execute("DELETE FROM processed_events WHERE projection = $1", projection.name)
         parked = await deadletters.parked_event_ids(conn, projection.name)
         for event in events:
+            if progress is not None:
+                progress(1)
             if event.id in parked:
                 report.skipped.append(Skipped(event.id, event.type, "parked as a dead letter"))
                 continue

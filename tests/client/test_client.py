@@ -136,7 +136,10 @@ def test_429_and_503_are_retried_after_retry_after_and_then_raised() -> None:
     answers[2] = answers[1]
     policy = RetryPolicy(max_retries=2)
     transport = httpx.MockTransport(gateway)
-    with Client("http://gateway.test", "k", transport=transport, retry=policy) as client, pytest.raises(Unavailable):
+    with (
+        Client("http://gateway.test", "k", transport=transport, retry=policy) as client,
+        pytest.raises(Unavailable),
+    ):
         client.list_invoices()
     assert len(seen) == 3
 
