@@ -197,7 +197,7 @@ def dead_letters_retry(letter_id: str, gateway: Gateway = DEFAULT_GATEWAY, token
 @projections.command("rebuild")
 def projections_rebuild(
     service: Annotated[str, typer.Argument(help="customer or analytics (the services that consume events).")],
-    projection: Annotated[str, typer.Argument(help="Its projection, e.g. customers or payment_history.")],
+    projection: Annotated[str, typer.Argument(help="Its projection, e.g. customers or payment-history.")],
     shard: Annotated[list[int] | None, typer.Option(help="Repeat for each; default: every shard.")] = None,
 ) -> None:
     """Drop a read model and apply its events again, shard by shard, with a progress bar and ETA."""

@@ -97,6 +97,7 @@ def test_pip_install_of_the_image_sources_gives_working_console_scripts(tmp_path
         return done.stdout
 
     assert "Usage: checkout-admin" in run(str(venv / "bin" / "checkout-admin"), "--help")
+    assert "projections" in run(str(venv / "bin" / "checkout-admin"), "--help")
     assert "migrate" in run(str(venv / "bin" / "checkout-service"), "invoice", "--help")
     # The code, the generated protos and the migrations come from the installed package.
     where = run(
