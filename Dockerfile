@@ -51,12 +51,8 @@ FROM app AS dev
 USER root
 RUN pip install --no-cache-dir watchfiles==1.1.1
 WORKDIR /app
-COPY pyproject.toml ./
-COPY libs/ libs/
-COPY services/ services/
-COPY protos/ protos/
-COPY checkout_admin/ checkout_admin/
-COPY clients/ clients/
+# The same sources the build stage installed, now where live_update syncs.
+COPY --from=build /src/ /app/
 RUN pip install --no-cache-dir --no-deps --no-build-isolation -e . \
  && python -m compileall -q libs services protos checkout_admin clients
 USER 10001:10001
