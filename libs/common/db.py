@@ -361,5 +361,20 @@ class ShardPools:
         }
 
     async def close(self) -> None:
-        await asyncio.gather(*(p.close() for p in self._pools.values()), return_exceptions=True)
+        await asyncio.gather(*(close_pool(p) for p in self._pools.values()), return_exceptions=True)
         self._pools.clear()
+
+
+# How long a closing pool waits for its connections to come back before it cuts them.
+POOL_CLOSE_SECONDS = 10.0
+
+
+async def close_pool(pool: asyncpg.Pool, grace: float = POOL_CLOSE_SECONDS) -> None:
+    """`Pool.close()` waits for every connection to be released, without limit: a connection
+    left mid-operation by a database restart (asyncpg: "another operation is in progress") is
+    never released, and the process would hang on shutdown. Wait a grace, then terminate."""
+    try:
+        await asyncio.wait_for(pool.close(), grace)
+    except TimeoutError:
+        log.warning("a pool still had connections in use after %.0fs; terminating them", grace)
+        pool.terminate()
