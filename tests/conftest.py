@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -103,11 +104,17 @@ async def evm_chain(evm_node: DevChain) -> AsyncIterator[EvmChain]:
         yield chain
 
 
-# The whole stack as a user runs it: four service processes and the gateway, started by the same
-# launcher as `make up`, on free ports and fresh databases; once a session for tests/e2e, tests/client
-# and tests/cli.
-@pytest.fixture(scope="session")
-def stack(servers: Servers, evm_chain: EvmChain, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+@contextmanager
+def running_stack(
+    servers: Servers,
+    evm_chain: EvmChain,
+    log_dir: Path,
+    name: str,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[Stack]:
+    """The whole stack as a user runs it: four service processes and the gateway, started by the
+    same launcher as `make up`, on free ports and fresh databases named after `name`, the invoice
+    service watching the session's dev chain."""
     from tools.devstack import Stack, free_stack_ports
 
     tag = uuid.uuid4().hex[:8]
@@ -117,20 +124,29 @@ def stack(servers: Servers, evm_chain: EvmChain, tmp_path_factory: pytest.TempPa
         http_port=http_port,
         grpc_ports=grpc_ports,
         admin_token=f"admin-{tag}",
-        log_dir=Path(tmp_path_factory.mktemp("stack-logs")),
+        log_dir=log_dir,
         extra_env={
-            "CHECKOUT_DATABASE_PREFIX": f"e2e_{tag}",
-            "CHECKOUT_STREAM_NAME": f"E2E_{tag.upper()}",
-            "CHECKOUT_SUBJECT_PREFIX": f"e2e{tag}",
+            "CHECKOUT_DATABASE_PREFIX": f"{name}_{tag}",
+            "CHECKOUT_STREAM_NAME": f"{name.upper()}_{tag.upper()}",
+            "CHECKOUT_SUBJECT_PREFIX": f"{name}{tag}",
             "CHECKOUT_RELAY_POLL_SECONDS": "0.2",
             "CHECKOUT_DB_POOL_MIN": "1",
             "CHECKOUT_DB_POOL_MAX": "10",
-            # The invoice service watches the session's dev chain, as under `make up`.
             "CHECKOUT_NETWORKS": evm_chain.networks_json(confirmations=2, poll_seconds=0.2),
             "CHECKOUT_ETHEREUM_CHAIN_ID": str(evm_chain.chain_id),
             "CHECKOUT_EXPIRY_POLL_SECONDS": "0.5",
+            **(extra_env or {}),
         },
     )
     running.start()
-    yield running
-    running.stop()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+# Once a session for tests/e2e, tests/client and tests/cli.
+@pytest.fixture(scope="session")
+def stack(servers: Servers, evm_chain: EvmChain, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running_stack(servers, evm_chain, Path(tmp_path_factory.mktemp("stack-logs")), "e2e") as running:
+        yield running

@@ -19,9 +19,10 @@ from playwright.async_api import Browser, BrowserContext, Page, ViewportSize, as
 
 from libs.common.devservers import Servers
 from tests.common.support import ethereum_account_xpub
+from tests.conftest import running_stack
 from tests.e2e.test_checkout_flow import bearer
 from tools.devchain.testing import EvmChain
-from tools.devstack import Stack, free_stack_ports
+from tools.devstack import Stack
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
@@ -46,31 +47,13 @@ MIN_EXPIRY_SECONDS = 3
 
 @pytest.fixture(scope="package")
 def stack(servers: Servers, evm_chain: EvmChain, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    tag = uuid.uuid4().hex[:8]
-    http_port, grpc_ports = free_stack_ports()
-    running = Stack(
-        servers,
-        http_port=http_port,
-        grpc_ports=grpc_ports,
-        admin_token=f"admin-{tag}",
-        log_dir=Path(tmp_path_factory.mktemp("pages-stack-logs")),
-        extra_env={
-            "CHECKOUT_DATABASE_PREFIX": f"pages_{tag}",
-            "CHECKOUT_STREAM_NAME": f"PAGES_{tag.upper()}",
-            "CHECKOUT_SUBJECT_PREFIX": f"pages{tag}",
-            "CHECKOUT_RELAY_POLL_SECONDS": "0.2",
-            "CHECKOUT_DB_POOL_MIN": "1",
-            "CHECKOUT_DB_POOL_MAX": "10",
-            "CHECKOUT_NETWORKS": evm_chain.networks_json(confirmations=2, poll_seconds=0.2),
-            "CHECKOUT_ETHEREUM_CHAIN_ID": str(evm_chain.chain_id),
-            "CHECKOUT_EXPIRY_POLL_SECONDS": "0.5",
-            "CHECKOUT_INVOICE_MIN_EXPIRY_SECONDS": str(MIN_EXPIRY_SECONDS),
-            "CHECKOUT_WEBHOOK_POLL_SECONDS": "0.2",
-        },
-    )
-    running.start()
-    yield running
-    running.stop()
+    log_dir = Path(tmp_path_factory.mktemp("pages-stack-logs"))
+    extra_env = {
+        "CHECKOUT_INVOICE_MIN_EXPIRY_SECONDS": str(MIN_EXPIRY_SECONDS),
+        "CHECKOUT_WEBHOOK_POLL_SECONDS": "0.2",
+    }
+    with running_stack(servers, evm_chain, log_dir, "pages", extra_env) as running:
+        yield running
 
 
 @pytest.fixture
