@@ -28,7 +28,7 @@ def test_a_short_fault_run_loses_nothing_counts_nothing_twice_and_never_answers_
             data_dir=tmp_path / "run",
         )
     )
-    assert report.ok, report.line()
+    assert report.ok, report.line() + _loop_trouble(tmp_path / "run" / "logs")
     assert report.lost == 0 and report.ledger.double_counted == 0 and report.http_500 == 0, report.line()
     # Every check looked at something, and every fault happened.
     # 40, and one per merchant after the faults (whose events a loop left dead would strand).
@@ -40,3 +40,14 @@ def test_a_short_fault_run_loses_nothing_counts_nothing_twice_and_never_answers_
     assert dict(report.faults.restarts) == dict.fromkeys(SERVERS, 1)
     written = json.loads(out.read_text())
     assert written["ok"] is True and written["line"] == report.line()
+
+
+def _loop_trouble(logs: Path, last: int = 30) -> str:
+    """The services' own words on loops that failed or left them not serving, to read a failure by."""
+    lines = [
+        f"{path.stem}: {line}"
+        for path in sorted(logs.glob("*.log"))
+        for line in path.read_text(errors="replace").splitlines()
+        if " failed (" in line or "not serving" in line
+    ]
+    return "\n" + "\n".join(lines[-last:]) if lines else ""

@@ -20,8 +20,9 @@ class Report:
     ledger: ledger.LedgerAudit
     read_models_compared: int
     mismatches: list[rebuilds.Mismatch]
-    # /readyz after the faults and again after every check: no loop left dead past its grace.
-    ready_at_end: bool
+    # What /readyz said was down after the faults or after every check (each "service shard N:
+    # status"): nothing, unless a loop was left dead past its grace.
+    down_at_end: list[str]
     elapsed: float
 
     @property
@@ -31,6 +32,10 @@ class Report:
     @property
     def http_500(self) -> int:
         return self.statuses.counts.get(500, 0)
+
+    @property
+    def ready_at_end(self) -> bool:
+        return not self.down_at_end
 
     @property
     def ok(self) -> bool:
@@ -60,7 +65,8 @@ class Report:
             f"HTTP 500 {self.http_500} (other 5xx {other_5xx or 0}, unreachable {self.statuses.unreachable}), "
             f"unconfirmed {len(self.ledger.unconfirmed)} of {self.ledger.fully_paid} paid, read models off "
             f"{len(self.mismatches)} of {self.read_models_compared}, invoice.paid missing "
-            f"{len(self.ledger.paid_event_missing)}, ready at the end {'yes' if self.ready_at_end else 'NO'}; "
+            f"{len(self.ledger.paid_event_missing)}, ready at the end "
+            f"{'yes' if self.ready_at_end else 'NO (' + '; '.join(self.down_at_end) + ')'}; "
             f"{self.elapsed:.0f}s"
         )
 
@@ -88,6 +94,7 @@ class Report:
                 "unconfirmed": len(self.ledger.unconfirmed),
                 "invoice_paid_missing": len(self.ledger.paid_event_missing),
                 "ready_at_end": self.ready_at_end,
+                "down_at_end": self.down_at_end,
             },
             "events": self.events.summary(),
             "ledger": self.ledger.summary(),

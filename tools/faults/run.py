@@ -158,7 +158,7 @@ async def _drive(
             await injector
             await reader
             log.info("faults done; waiting for the platform to settle")
-            ready_after_faults = await _ready(client, timeout=120)
+            down_after_faults = await _ready(client, timeout=120)
             # New work after the faults: if a loop died in them and stayed dead, its events are
             # the ones left unpublished or unapplied.
             invoices += await load.create_invoices(
@@ -172,7 +172,9 @@ async def _drive(
             )
             events = await checks.settled_audit(config, timeout=max(10.0, deadline - time.monotonic()))
             compared, mismatches = await rebuilds.compare(config)
-            ready_at_end = ready_after_faults and await _ready(client, timeout=0)
+            # Asked again once everything settled, allowing a probe's worth of time on a loaded
+            # machine: a loop left dead past its grace does not come back within it.
+            down_at_end = down_after_faults or await _ready(client, timeout=10)
         finally:
             for task in (injector, keeper):
                 task.cancel()
@@ -199,7 +201,7 @@ async def _drive(
         ledger=audit,
         read_models_compared=compared,
         mismatches=mismatches,
-        ready_at_end=ready_at_end,
+        down_at_end=down_at_end,
         elapsed=time.monotonic() - started,
     )
 
@@ -223,17 +225,31 @@ async def _settled_ledger(
         await asyncio.sleep(2)
 
 
-async def _ready(client: load.Client, timeout: float) -> bool:
-    """Whether /readyz said 200 within `timeout` (asked directly, as the operator's probe)."""
+async def _ready(client: load.Client, timeout: float) -> list[str]:
+    """What /readyz said was down if it did not say 200 within `timeout` (asked directly, as the
+    operator's probe), or nothing once it did."""
     deadline = time.monotonic() + timeout
     while True:
-        with contextlib.suppress(httpx.TransportError):
-            if (await client.http.get("/readyz")).status_code == 200:
-                return True
+        try:
+            response = await client.http.get("/readyz")
+        except httpx.TransportError as error:
+            down = [f"gateway unreachable ({type(error).__name__})"]
+        else:
+            if response.status_code == 200:
+                return []
+            down = _down_checks(response)
         if time.monotonic() > deadline:
-            log.error("the stack was not ready %.0fs after the faults", timeout)
-            return False
+            log.error("the stack was not ready %.0fs after the faults: %s", timeout, "; ".join(down))
+            return down
         await asyncio.sleep(0.5)
+
+
+def _down_checks(response: httpx.Response) -> list[str]:
+    try:
+        checks = response.json().get("down") or []
+        return [f"{c['service']} shard {c['shard']}: {c['status']}" for c in checks] or [response.text[:200]]
+    except (ValueError, AttributeError, KeyError, TypeError):
+        return [f"HTTP {response.status_code}: {response.text[:200]}"]
 
 
 async def _read_while(
