@@ -207,7 +207,8 @@ def setup(service: str) -> None:
     global _configured
     if _configured:
         return
-    resource = Resource.create({"service.name": f"checkout-{service}"})
+    # Attributes given here win over OTEL_RESOURCE_ATTRIBUTES, so OTEL_SERVICE_NAME is read here.
+    resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME") or f"checkout-{service}"})
     if not _disabled():
         if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
             provider = TracerProvider(
