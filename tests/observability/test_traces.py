@@ -19,15 +19,11 @@ from opentelemetry.trace import SpanKind
 from libs.common import telemetry
 from libs.common.config import Config
 from tests.common.support import poll
+from tests.gateway.conftest import INVOICE as GATEWAY_INVOICE
 from tests.platform import Platform, platform
 
-INVOICE = {
-    "title": "Coffee beans",
-    "items": [{"name": "Beans 1kg", "quantity": "2", "unit_price": "12.50"}],
-    "currency": "USD",
-    "crypto_currency": "ETH",
-    "customer_email": "buyer@example.com",
-}
+# The customer projection makes a customer from the payer's email.
+INVOICE = {**GATEWAY_INVOICE, "customer_email": "buyer@example.com"}
 
 
 @pytest.fixture
