@@ -266,6 +266,9 @@ def exporting_to(exporter: SpanExporter) -> Iterator[None]:
     Needs the provider `setup` installs."""
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
+    provider = trace.get_tracer_provider()
+    if not (isinstance(provider, TracerProvider) and isinstance(provider.sampler, QuietSampler)):
+        raise RuntimeError("exporting_to needs the tracer provider telemetry.setup installs")
     processor = SimpleSpanProcessor(exporter)
     EXPORTERS.add(processor)
     try:

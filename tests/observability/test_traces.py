@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -154,3 +155,41 @@ async def test_idle_polls_probes_and_health_checks_make_no_traces(
         # Every relay's poll is a query: 8 relays (4 services x 2 shards) at 5 passes a second.
         await poll(lambda: len(asked) >= 100, timeout=15, what="the loops' polls")
     assert exporter.get_finished_spans() == (), {s.name for s in exporter.get_finished_spans()}
+
+
+async def test_work_a_background_loop_finds_is_one_trace_from_its_change_to_the_consumers(
+    config: Config,
+) -> None:
+    """The expiry job polls without a trace; the invoice it expires is one: the job's change,
+    its SQL, the relay's publish and the consumers' applies."""
+    telemetry.setup("test")
+    quick = replace(config, invoice_min_expiry_seconds=1, expiry_poll_seconds=0.2)
+    async with platform(quick) as p:
+        _, key = await p.onboard()
+        created = await p.http.post(
+            "/v1/invoices",
+            json={**INVOICE, "expires_in_seconds": 1},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        assert created.status_code == 201, created.text
+        exporter = InMemorySpanExporter()
+        with telemetry.exporting_to(exporter):
+
+            def expired_everywhere() -> bool:
+                spans = exporter.get_finished_spans()
+                return {"payment-history", "daily-metrics"} <= {
+                    str((s.attributes or {}).get("checkout.projection"))
+                    for s in named(spans, SpanKind.CONSUMER, "consume invoice.expired")
+                }
+
+            await poll(expired_everywhere, timeout=20, what="the expiry's consumers' spans")
+    spans = exporter.get_finished_spans()
+    [job] = [s for s in spans if s.name == "system:expiry change invoice"]
+    assert job.parent is None  # a trace of its own, not hung under some poll
+    assert (job.attributes or {}).get("checkout.invoice.id") == created.json()["id"]
+    below = under(spans, job)
+    assert any("INSERT INTO events" in str((s.attributes or {}).get("db.statement", "")) for s in below)
+    [publish] = named(below, SpanKind.PRODUCER, "publish invoice.expired")
+    assert named(below, SpanKind.CONSUMER, "consume invoice.expired")
+    assert publish.context is not None and job.context is not None
+    assert {s.context.trace_id for s in below if s.context is not None} == {job.context.trace_id}
