@@ -20,10 +20,9 @@ reports them instead of aborting.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, cast
 
@@ -159,12 +158,17 @@ class ProjectionConsumer:
                 await self.js.add_consumer(self.stream, config)
         return await self.js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
 
-    def _context(
-        self, event: Envelope
-    ) -> tuple[trace.Span, contextvars.Token[context.RequestContext | None]]:
-        # Continue the trace of the request that wrote the event (traceparent in the headers).
-        parent = telemetry.extract({k: str(v) for k, v in (event.metadata.get("trace") or {}).items()})
-        span = tracer.start_span(f"consume {event.type}", context=parent, kind=trace.SpanKind.CONSUMER)  # type: ignore[arg-type]
+    @contextlib.contextmanager
+    def _context(self, event: Envelope, headers: Mapping[str, str] | None = None) -> Iterator[None]:
+        """The event's span and request context while it is applied. The span continues the
+        trace of the request that wrote the event: from the relay's publish span in the message's
+        headers, or (a redelivery without them, a retried dead letter) the writer's context in
+        the event's metadata."""
+        carrier = (
+            dict(headers)
+            if headers and "traceparent" in headers
+            else {k: str(v) for k, v in (event.metadata.get("trace") or {}).items()}
+        )
         token = context.use(
             context.RequestContext(
                 request_id=str(event.metadata.get("request_id") or ""),
@@ -173,15 +177,29 @@ class ProjectionConsumer:
                 actor=f"projection:{self.projection.name}",
             )
         )
-        return span, token
+        try:
+            with tracer.start_as_current_span(
+                f"consume {event.type}",
+                context=telemetry.extract(carrier),
+                kind=trace.SpanKind.CONSUMER,
+                attributes={
+                    "messaging.system": "nats",
+                    "messaging.operation.type": "process",
+                    "messaging.consumer.group.name": self.durable,
+                    "messaging.message.id": str(event.id),
+                    "checkout.projection": self.projection.name,
+                },
+            ):
+                yield
+        finally:
+            context.reset(token)
 
     async def handle(self, msg: Msg) -> bool:
         """Applies one message in its own transaction; returns whether it changed the read model.
         An apply that fails raises (the caller naks it for a retry) until the event is parked,
         then it is acked."""
         event = Envelope.from_bytes(msg.data)
-        span, token = self._context(event)
-        try:
+        with self._context(event, msg.headers):
             try:
                 async with self.pool.acquire() as conn, conn.transaction():
                     fresh = await self._apply_once(conn, event)
@@ -196,9 +214,6 @@ class ProjectionConsumer:
             self.parking.forget(event.id)
             if self.after_commit:
                 await self.after_commit(event)
-        finally:
-            context.reset(token)
-            span.end()
         await msg.ack()
         if fresh:
             self.applied += 1
@@ -211,7 +226,7 @@ class ProjectionConsumer:
             events = [Envelope.from_bytes(m.data) for m in messages]
             if self._holding and any(e.aggregate_id in self._holding for e in events):
                 raise LookupError("an aggregate of this batch waits for a held-back event")
-            fresh = await self._apply_all(events)
+            fresh = await self._apply_all(events, [m.headers for m in messages])
         except Exception as error:  # which event it was is found out one by one
             log.info("consumer %s: a batch failed (%s); applying it one by one", self.durable, error)
             await self._one_by_one(messages)
@@ -228,7 +243,9 @@ class ProjectionConsumer:
                 continue
             await msg.ack()
 
-    async def _apply_all(self, events: Sequence[Envelope]) -> int:
+    async def _apply_all(
+        self, events: Sequence[Envelope], headers: Sequence[Mapping[str, str] | None]
+    ) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
             new = {
                 r["event_id"]
@@ -242,16 +259,12 @@ class ProjectionConsumer:
             applied = 0
             writes = _Writes(conn) if getattr(self.projection, "writes_only", False) else None
             target = cast(Connection, writes) if writes is not None else conn
-            for event in events:
+            for event, sent in zip(events, headers, strict=True):
                 if event.id not in new:
                     continue  # applied before (a redelivery), or earlier in this batch
                 new.discard(event.id)
-                span, token = self._context(event)
-                try:
+                with self._context(event, sent):
                     await self.projection.apply(target, event)
-                finally:
-                    context.reset(token)
-                    span.end()
                 applied += 1
             if writes is not None:
                 await writes.flush()

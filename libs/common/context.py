@@ -19,6 +19,8 @@ class RequestContext:
     correlation_id: str = ""
     causation_id: str = ""
     trace: dict[str, str] = field(default_factory=dict)
+    # The gRPC method being served (`/checkout.invoice.v1.InvoiceService/CreateInvoice`), for logs.
+    rpc: str = ""
 
     def event_metadata(self) -> dict[str, object]:
         return {

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.trace import StatusCode
 
 from libs.common import consistency, context, protocheck, telemetry
 from libs.common.errors import CheckoutError, InvalidArgument, Unavailable
@@ -25,7 +25,6 @@ from libs.common.grpc_errors import to_status
 from libs.common.outages import is_outage
 
 log = logging.getLogger("checkout.grpc")
-tracer = trace.get_tracer("checkout.grpc")
 
 HealthProbe = Callable[[], Awaitable[bool]]
 # What a finished call adds to its trailing metadata (the consistency token of a write).
@@ -59,51 +58,73 @@ class ContextInterceptor(Interceptor):
         method = details.method
 
         async def wrapper(request: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            # The gRPC instrumentation's server span is current here (continued from the
+            # caller's `traceparent`); events this call appends carry it in their metadata.
             md = {k: v for k, v in ctx.invocation_metadata() or () if isinstance(v, str)}
-            trace_ctx = telemetry.extract(md)
-            otel_token = otel_context.attach(trace_ctx)  # type: ignore[arg-type]
+            token = context.use(
+                context.RequestContext(
+                    request_id=md.get("x-request-id", ""),
+                    actor=md.get("x-actor", "system"),
+                    idempotency_key=md.get("x-idempotency-key", ""),
+                    idempotency_hash=md.get("x-idempotency-hash", ""),
+                    trace=telemetry.inject(),
+                    rpc=method,
+                )
+            )
+            context.command_replayed.set(False)
+            ledger_token = None
             try:
-                with tracer.start_as_current_span(method, kind=trace.SpanKind.SERVER):
-                    token = context.use(
-                        context.RequestContext(
-                            request_id=md.get("x-request-id", ""),
-                            actor=md.get("x-actor", "system"),
-                            idempotency_key=md.get("x-idempotency-key", ""),
-                            idempotency_hash=md.get("x-idempotency-hash", ""),
-                            trace=telemetry.inject(),
-                        )
-                    )
-                    context.command_replayed.set(False)
-                    ledger_token = None
-                    try:
-                        protocheck.check(request)  # a NUL anywhere is INVALID_ARGUMENT, never a 500
-                        ledger = consistency.Ledger(required=_required(ctx))
-                        ledger_token = consistency.begin(ledger)
-                        response = await inner(request, ctx)  # type: ignore[arg-type]  # stubs predate aio
-                        trailing = list(await self.trailers(ledger)) if self.trailers is not None else []
-                        if context.command_replayed.get():
-                            trailing.append((context.REPLAYED_METADATA, "true"))
-                        if trailing:
-                            ctx.set_trailing_metadata(tuple(trailing))
-                        return response
-                    except CheckoutError as error:
-                        await ctx.abort_with_status(to_status(error))  # type: ignore[attr-defined]
-                    except grpc.aio.AbortError:
-                        raise  # the servicer chose its status itself
-                    except Exception as error:
-                        await ctx.abort_with_status(to_status(_unexpected(error, method)))  # type: ignore[attr-defined]
-                    finally:
-                        if ledger_token is not None:
-                            consistency.end(ledger_token)
-                        context.reset(token)
+                protocheck.check(request)  # a NUL anywhere is INVALID_ARGUMENT, never a 500
+                ledger = consistency.Ledger(required=_required(ctx))
+                ledger_token = consistency.begin(ledger)
+                response = await inner(request, ctx)  # type: ignore[arg-type]  # stubs predate aio
+                trailing = list(await self.trailers(ledger)) if self.trailers is not None else []
+                if context.command_replayed.get():
+                    trailing.append((context.REPLAYED_METADATA, "true"))
+                if trailing:
+                    ctx.set_trailing_metadata(tuple(trailing))
+                return response
+            except CheckoutError as error:
+                await _abort(ctx, to_status(error))
+            except grpc.aio.AbortError:
+                raise  # the servicer chose its status itself
+            except Exception as error:
+                # Logged here, inside the request's context: its request id, trace and RPC.
+                await _abort(ctx, to_status(_unexpected(error, method)))
             finally:
-                otel_context.detach(otel_token)
+                if ledger_token is not None:
+                    consistency.end(ledger_token)
+                context.reset(token)
 
         return grpc.unary_unary_rpc_method_handler(
             wrapper,
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+
+
+async def _abort(ctx: grpc.aio.ServicerContext[Any, Any], status: grpc.Status) -> None:
+    """Ends the call with `status`, and says so on the server span: abort_with_status goes
+    around the instrumentation's wrapper of the context, which would record no code."""
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.set_attribute("rpc.grpc.status_code", status.code.value[0])
+        if status.code in _SERVER_FAULTS:
+            span.set_status(StatusCode.ERROR, status.details)
+    await ctx.abort_with_status(status)  # type: ignore[attr-defined]
+
+
+# The codes semantic conventions count as a server span's error; the others are the caller's.
+_SERVER_FAULTS = frozenset(
+    {
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DATA_LOSS,
+    }
+)
 
 
 def _unexpected(error: Exception, method: str) -> CheckoutError:

@@ -1,5 +1,5 @@
 """Structured logs: one JSON object a line in production, readable text in dev; both carry the
-request id (and trace id when a span is active)."""
+request id (and trace and span ids when a span is active, and the RPC a service is serving)."""
 
 from __future__ import annotations
 
@@ -18,11 +18,15 @@ EXTRA_FIELDS = ("method", "path", "route", "status", "duration_ms")
 class _ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         # A value passed with `extra=` wins: the gateway's access log runs outside the context.
+        current = context.current()
         if not getattr(record, "request_id", None):
-            record.request_id = context.current().request_id or "-"
+            record.request_id = current.request_id or "-"
+        if not getattr(record, "rpc", None):
+            record.rpc = current.rpc or None
         if not getattr(record, "trace_id", None):
             span = trace.get_current_span().get_span_context()
             record.trace_id = f"{span.trace_id:032x}" if span.is_valid else "-"
+            record.span_id = f"{span.span_id:016x}" if span.is_valid else "-"
         return True
 
 
@@ -35,7 +39,11 @@ class _JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
             "request_id": getattr(record, "request_id", "-"),
             "trace_id": getattr(record, "trace_id", "-"),
+            "span_id": getattr(record, "span_id", "-"),
         }
+        rpc = getattr(record, "rpc", None)
+        if rpc:
+            entry["rpc"] = rpc
         for name in EXTRA_FIELDS:
             value = getattr(record, name, None)
             if value is not None:

@@ -22,7 +22,7 @@ from libs.common.config import Config
 from services.gateway import contract
 from services.gateway.context import request_id_of
 from services.gateway.errors import HTTP_STATUS, ApiError, error_response
-from services.gateway.middleware import RequestMiddleware
+from services.gateway.middleware import RequestMiddleware, instrument
 from services.gateway.operations import Operation
 from services.gateway.pages import pay
 from services.gateway.pages import routes as pages
@@ -108,6 +108,7 @@ def create_app(config: Config) -> Starlette:
         exception_handlers={ApiError: _api_error, HTTPException: _http_error},
         lifespan=lifespan,
     )
+    instrument(app)
     app.state.gateway = state
     app.state.pages = page_state
     # Built once: the document follows from the code, which does not change while it runs.

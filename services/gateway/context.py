@@ -7,7 +7,6 @@ from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from opentelemetry import propagate
 from starlette.requests import HTTPConnection
 
 from libs.common import consistency
@@ -94,10 +93,7 @@ class CallContext:
                 ("x-idempotency-key", self.idempotency_key),
                 ("x-idempotency-hash", self.idempotency_hash),
             ]
-        # Read at call time so the services' spans hang under the request's current span.
-        carrier: dict[str, str] = {}
-        propagate.inject(carrier)
-        pairs += [(key.lower(), value) for key, value in carrier.items()]
+        # No `traceparent` here: the gRPC instrumentation adds its client span's.
         return tuple(pairs)
 
 

@@ -2,9 +2,10 @@
 response headers the request earned (rate limit standing), access log, metrics, and the
 last-resort 500.
 
-Each costs little on the hot path: the trace context is a span the SDK records only when traces
-are exported (OTEL_TRACES_EXPORTER); otherwise it is a non-recording span that still carries a
-trace id to the services and into the logs. The access log writes failed and slow requests
+Each costs little on the hot path. The request's span is the ASGI instrumentation's, outside
+this middleware (`instrument`); the SDK records it only when traces are exported
+(OTEL_TRACES_EXPORTER), and otherwise it is a non-recording span that still carries a trace id to
+the services and into the logs. Here it is named after the route template. The access log writes failed and slow requests
 (CHECKOUT_ACCESS_LOG=errors, the default) or every request (all); each request is counted in
 the metrics either way.
 
@@ -14,19 +15,20 @@ A plain ASGI middleware rather than Starlette's BaseHTTPMiddleware: it sees the 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import random
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
-from opentelemetry import propagate, trace
-from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, TraceFlags
+from opentelemetry import trace
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+from opentelemetry.metrics import NoOpMeterProvider
+from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from libs.common import consistency, limits
+from libs.common import consistency, context, limits
 from services.gateway import metrics
 from services.gateway.auth import RESPONSE_HEADERS
 from services.gateway.context import returned_token
@@ -34,41 +36,20 @@ from services.gateway.errors import ApiError, error_response
 
 log = logging.getLogger("checkout.gateway")
 access_log = logging.getLogger("checkout.gateway.access")
-tracer = trace.get_tracer("checkout.gateway")
 
 REQUEST_ID_HEADER = "X-Request-Id"
 _REQUEST_ID = b"x-request-id"
 _TOKEN = consistency.HEADER.lower().encode()
-_TRACE_HEADERS = (b"traceparent", b"tracestate")
 # The id travels on as gRPC metadata and into logs: printable ASCII, no spaces, bounded.
 _ACCEPTABLE_REQUEST_ID = re.compile(rf"^[\x21-\x7e]{{1,{limits.REQUEST_ID_MAX_CHARS}}}$")
 UNMATCHED_ROUTE = "unmatched"
 SLOW_SECONDS = 1.0
-# The SDK records a span only to export it; nothing is exported unless an exporter is named.
 # Ids of our own: drawing them from the random module's shared state would disturb anything else
 # seeded from it in the process (and needs no OS entropy per request; they are not secrets).
 _ids = random.Random()
-EXPORTING = os.environ.get("OTEL_TRACES_EXPORTER", "none").strip().lower() not in ("", "none")
-
-
-@contextlib.contextmanager
-def request_span(method: str, carrier: dict[str, str]) -> Iterator[Span]:
-    parent = propagate.extract(carrier) if carrier else None
-    if EXPORTING:
-        with tracer.start_as_current_span(
-            f"HTTP {method}", context=parent, kind=trace.SpanKind.SERVER
-        ) as span:
-            yield span
-        return
-    remote = trace.get_current_span(parent).get_span_context() if parent is not None else None
-    ids = SpanContext(
-        trace_id=remote.trace_id if remote and remote.is_valid else _ids.getrandbits(128),
-        span_id=_ids.getrandbits(64),
-        is_remote=False,
-        trace_flags=remote.trace_flags if remote and remote.is_valid else TraceFlags(TraceFlags.DEFAULT),
-    )
-    with trace.use_span(NonRecordingSpan(ids), end_on_exit=False) as span:
-        yield span
+# Probes and scrapes, not requests: no trace for each (OTEL_PYTHON_STARLETTE_EXCLUDED_URLS or
+# OTEL_PYTHON_EXCLUDED_URLS replace the list).
+QUIET_PATHS = "/healthz$,/readyz$,/metrics$"
 
 
 def accepted_request_id(raw: str | None) -> str:
@@ -109,12 +90,10 @@ class RequestMiddleware:
             await self.app(scope, receive, send)
             return
         raw_id: str | None = None
-        carrier: dict[str, str] = {}
         for name, value in scope["headers"]:
             if name == _REQUEST_ID:
                 raw_id = value.decode("latin-1")
-            elif name in _TRACE_HEADERS:
-                carrier[name.decode()] = value.decode("latin-1")
+                break
         request_id = accepted_request_id(raw_id)
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
@@ -124,12 +103,18 @@ class RequestMiddleware:
         # A server-sent event stream lasts as long as its page is open: its duration is neither
         # slowness to log nor a latency for the histogram.
         streaming = False
+        span = trace.get_current_span()
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status, started, streaming
             if message["type"] == "http.response.start":
                 started = True
                 status = message["status"]
+                if span.is_recording():
+                    # Now, not after the app: the span ends with the response's last byte.
+                    route = self.route_of(scope)
+                    span.update_name(f"{method} {route}")
+                    span.set_attribute("http.route", route)
                 streaming = any(
                     k.lower() == b"content-type" and v.startswith(b"text/event-stream")
                     for k, v in message.get("headers", [])
@@ -150,48 +135,68 @@ class RequestMiddleware:
             await send(message)
 
         begin = time.perf_counter()
-        with request_span(method, carrier) as span:
-            try:
-                await self.app(scope, receive, send_with_headers)
-            except Exception:
-                log.exception("unhandled error (request_id=%s)", request_id)
-                if started:
-                    raise  # the status line is out; only dropping the connection is left
-                response = error_response(ApiError("internal", "internal error"), request_id)
-                await response(scope, receive, send_with_headers)
-            finally:
-                elapsed = time.perf_counter() - begin
-                route = self.route_of(scope)
-                if span.is_recording():
-                    span.update_name(f"{method} {route}")
-                    span.set_attributes(
-                        {
-                            "http.request.method": method,
-                            "http.route": route,
-                            "http.response.status_code": status,
-                        }
-                    )
-                if not streaming:
-                    metrics.observe(method, route, status, elapsed)
-                slow = elapsed > SLOW_SECONDS and not streaming
-                wanted = self.log_all or (self.log_errors and (status >= 400 or slow))
-                if wanted and access_log.isEnabledFor(logging.INFO):
-                    context = span.get_span_context()
-                    path = loggable(scope["path"])
-                    access_log.info(
-                        "%s %s %d %.1fms request_id=%s",
-                        method,
-                        path,
-                        status,
-                        elapsed * 1000,
-                        request_id,
-                        extra={
-                            "request_id": request_id,
-                            "trace_id": format(context.trace_id, "032x") if context.is_valid else None,
-                            "method": method,
-                            "path": path,
-                            "route": route,
-                            "status": status,
-                            "duration_ms": round(elapsed * 1000, 1),
-                        },
-                    )
+        # Log lines written while serving (an unhandled error's among them) carry the request id.
+        in_context = context.use(context.RequestContext(request_id=request_id))
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:
+            log.exception("unhandled error (request_id=%s)", request_id)
+            if started:
+                raise  # the status line is out; only dropping the connection is left
+            response = error_response(ApiError("internal", "internal error"), request_id)
+            await response(scope, receive, send_with_headers)
+        finally:
+            context.reset(in_context)
+            elapsed = time.perf_counter() - begin
+            route = self.route_of(scope)
+            if not streaming:
+                metrics.observe(method, route, status, elapsed)
+            slow = elapsed > SLOW_SECONDS and not streaming
+            wanted = self.log_all or (self.log_errors and (status >= 400 or slow))
+            if wanted and access_log.isEnabledFor(logging.INFO):
+                ids = span.get_span_context()
+                path = loggable(scope["path"])
+                access_log.info(
+                    "%s %s %d %.1fms request_id=%s",
+                    method,
+                    path,
+                    status,
+                    elapsed * 1000,
+                    request_id,
+                    extra={
+                        "request_id": request_id,
+                        "trace_id": format(ids.trace_id, "032x") if ids.is_valid else None,
+                        "span_id": format(ids.span_id, "016x") if ids.is_valid else None,
+                        "method": method,
+                        "path": path,
+                        "route": route,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 1),
+                    },
+                )
+
+
+def instrument(app: Starlette) -> None:
+    """The ASGI instrumentation's server span around every request, outermost, so the request
+    middleware and everything under it run inside it. Left alone when `opentelemetry-instrument`
+    has instrumented Starlette already. Its own HTTP metrics are off (the gateway counts requests
+    itself), and so are its spans per ASGI message, a few per request that say nothing."""
+    if getattr(app, "_is_instrumented_by_opentelemetry", False):
+        return
+    excluded = os.environ.get("OTEL_PYTHON_STARLETTE_EXCLUDED_URLS") or os.environ.get(
+        "OTEL_PYTHON_EXCLUDED_URLS", QUIET_PATHS
+    )
+    app.add_middleware(
+        OpenTelemetryMiddleware,
+        excluded_urls=excluded,
+        default_span_details=_span_details,
+        meter_provider=NoOpMeterProvider(),
+        exclude_spans=["receive", "send"],
+    )
+    app._is_instrumented_by_opentelemetry = True  # type: ignore[attr-defined]
+
+
+def _span_details(scope: Scope) -> tuple[str, dict[str, str]]:
+    # Renamed after the route once it is known (RequestMiddleware); the path itself may hold ids.
+    method = str(scope.get("method", "HTTP"))
+    return method, {}

@@ -14,8 +14,9 @@ from decimal import Decimal
 import asyncpg
 from checkout.invoice.v1 import invoice_pb2 as pb
 from google.protobuf.message import Message
+from opentelemetry import trace
 
-from libs.common import addresses, cache, context, ids
+from libs.common import addresses, cache, context, ids, telemetry
 from libs.common.db import Connection
 from libs.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from libs.common.eventstore import Commands, ConcurrencyError, Repository, utcnow
@@ -41,6 +42,7 @@ from services.invoice.rate_config import SpreadRateProvider, rate_provider_from_
 from services.invoice.rates import RateUnavailable
 
 log = logging.getLogger("checkout.invoice")
+tracer = trace.get_tracer("checkout.invoice")
 
 # A watcher, the expiry job and a merchant's cancel can race on one invoice: reload and retry.
 CHANGE_ATTEMPTS = 8
@@ -383,7 +385,21 @@ class InvoiceApp:
         """Loads the invoice, lets `decide` emit events, saves them with the read models; retried
         on a concurrent change. Used by the watchers and the expiry job. False: no such invoice."""
         pool = self.rt.pool_for(invoice_id)
-        token = context.use(context.RequestContext(actor=actor, request_id=f"{actor}:{uuid.uuid4()}"))
+        # A span for the work a background loop found (their idle polls record none): its SQL
+        # hangs under it, and its events carry it to the relay and the consumers.
+        with tracer.start_as_current_span(
+            f"{actor} change invoice", attributes={"checkout.invoice.id": str(invoice_id)}
+        ):
+            return await self._change(pool, invoice_id, decide, actor=actor)
+
+    async def _change(
+        self, pool: asyncpg.Pool, invoice_id: uuid.UUID, decide: Callable[[Invoice], object], *, actor: str
+    ) -> bool:
+        token = context.use(
+            context.RequestContext(
+                actor=actor, request_id=f"{actor}:{uuid.uuid4()}", trace=telemetry.inject()
+            )
+        )
         changed = False
         try:
             for attempt in range(CHANGE_ATTEMPTS):

@@ -38,6 +38,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import asyncpg
 import httpx
+from opentelemetry import trace
 
 from libs.common.config import Config
 from libs.common.eventstore import utcnow
@@ -48,6 +49,7 @@ from services.merchant.webhooks import repository, signing, ssrf
 from services.merchant.webhooks.vault import SecretVault
 
 log = logging.getLogger("checkout.merchant.delivery")
+tracer = trace.get_tracer("checkout.merchant.delivery")
 
 BATCH = 20
 MAX_RESPONSE_BODY = 2048  # characters of a response kept in the attempt log
@@ -249,6 +251,17 @@ class Dispatcher:
         return await repository.seconds_to_next_delivery(pool)
 
     async def _deliver(self, pool: asyncpg.Pool, lease: uuid.UUID, row: asyncpg.Record) -> None:
+        # A span per attempt (the sender's idle polls record none): its request and SQL under it.
+        with tracer.start_as_current_span(
+            "webhook delivery",
+            attributes={
+                "checkout.webhook.delivery.id": str(row["id"]),
+                "checkout.webhook.attempt": row["attempts"] + 1,
+            },
+        ):
+            await self._attempt(pool, lease, row)
+
+    async def _attempt(self, pool: asyncpg.Pool, lease: uuid.UUID, row: asyncpg.Record) -> None:
         attempt = row["attempts"] + 1
         attempted_at = utcnow()
         started = time.monotonic()
