@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: up pay test lint bench bench-scale faults protos lock clean help
+.PHONY: up pay test lint bench bench-scale faults protos monitoring lock clean help
 
 help:
 	@echo "make up      run the whole stack on http://127.0.0.1:8080 (Ctrl-C stops it)"
@@ -15,6 +15,7 @@ help:
 	@echo "make bench-scale  every read query on a shard of 1M invoices -> bench-results/bench-scale.json"
 	@echo "make faults  the fault suite: kills and restarts under load, then checks (bench-results/faults.json)"
 	@echo "make protos  regenerate Python code from protos/"
+	@echo "make monitoring  copy deploy/monitoring into deploy/k8s/base/monitoring.yaml"
 	@echo "make lock    re-pin requirements.lock and requirements-dev.lock (with hashes) from pyproject.toml"
 
 # Every dependency exactly as pinned (and hashed) in the lock, then this checkout as an editable
@@ -36,6 +37,9 @@ lock: $(STAMP)
 
 protos: $(STAMP)
 	$(BIN)/python tools/gen_protos.py
+
+monitoring: $(STAMP)
+	$(BIN)/python tools/gen_monitoring.py
 
 up: $(STAMP) protos
 	$(BIN)/python -m tools.devstack up

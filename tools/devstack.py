@@ -28,7 +28,7 @@ from typing import IO, Any
 
 from cryptography.fernet import Fernet
 
-from libs.common.config import DEFAULT_GRPC_PORTS, SERVICES
+from libs.common.config import DEFAULT_GRPC_PORTS, DEFAULT_METRICS_PORTS, SERVICES
 from libs.common.devservers import DevServers, Servers, free_ports
 from libs.common.replica_config import ROLES
 from tools.devchain.stack import StackChain, stack_chain
@@ -52,6 +52,8 @@ class Stack:
     servers: Servers
     http_port: int = 8080
     grpc_ports: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_GRPC_PORTS))
+    # Where each service serves /metrics; empty: free ports (`make up` uses DEFAULT_METRICS_PORTS).
+    metrics_ports: Mapping[str, int] = field(default_factory=dict)
     shard_count: int = 2
     admin_token: str = ""
     # CHECKOUT_WEBHOOK_SECRET_KEYS: a fresh key unless given (`make up` keeps one in .dev/).
@@ -61,6 +63,17 @@ class Stack:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _logs: list[IO[bytes]] = field(default_factory=list)
     _commands: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.metrics_ports:
+            taken = {self.http_port, *self.grpc_ports.values()}
+            ports = free_ports(len(SERVICES))
+            while taken & set(ports):  # picked after the others were released: may repeat one
+                ports = free_ports(len(SERVICES))
+            self.metrics_ports = dict(zip(SERVICES, ports, strict=True))
+
+    def metrics_url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.metrics_ports[service]}/metrics"
 
     @property
     def base_url(self) -> str:
@@ -87,6 +100,7 @@ class Stack:
         )
         for service in SERVICES:
             env[f"CHECKOUT_{service.upper()}_ENDPOINTS"] = f"127.0.0.1:{self.grpc_ports[service]}"
+            env[f"CHECKOUT_{service.upper()}_METRICS"] = f"127.0.0.1:{self.metrics_ports[service]}"
         env.update(self.extra_env)
         return env
 
@@ -114,7 +128,11 @@ class Stack:
                 self._spawn(
                     service,
                     f"services.{service}",
-                    {**env, "CHECKOUT_GRPC_LISTEN": f"127.0.0.1:{self.grpc_ports[service]}"},
+                    {
+                        **env,
+                        "CHECKOUT_GRPC_LISTEN": f"127.0.0.1:{self.grpc_ports[service]}",
+                        "CHECKOUT_METRICS_LISTEN": f"127.0.0.1:{self.metrics_ports[service]}",
+                    },
                 )
             self._spawn("gateway", "services.gateway", env)
             self.wait_ready(timeout)
@@ -336,6 +354,7 @@ def up(args: argparse.Namespace) -> int:
         stack = Stack(
             servers,
             http_port=args.port,
+            metrics_ports=DEFAULT_METRICS_PORTS,
             shard_count=args.shards,
             admin_token=token,
             webhook_secret_keys=webhook_secret_keys(data_dir),
@@ -406,6 +425,11 @@ def banner(
             f"lag in GET {stack.base_url}/v1/admin/shards (operator token)"
         )
     lines.append(f"  dashboard:      {stack.base_url}/dashboard  (sign in with the demo API key)")
+    lines.append(
+        f"  metrics:        {stack.base_url}/metrics (gateway), "
+        + ", ".join(f"{s} :{stack.metrics_ports[s]}/metrics" for s in SERVICES)
+    )
+    lines.append(f"                  all of them: {stack.base_url}/v1/admin/metrics (operator token)")
     if invoice is not None:
         lines += [
             "",

@@ -19,6 +19,8 @@ import time
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from libs.common import metrics
+
 log = logging.getLogger("checkout.cache")
 
 PREFIX = "checkout:"
@@ -55,6 +57,13 @@ end
 for i = tonumber(ARGV[3]) + 1, #KEYS do redis.call('DEL', KEYS[i]) end
 return 1
 """
+
+
+def _lookup(key: str, result: str) -> None:
+    # The family is the key's first segment (invoice, merchant, analytics, ...): a bounded set,
+    # never the id after it.
+    family = key.removeprefix(PREFIX).split(":", 1)[0] if key.startswith(PREFIX) else "other"
+    metrics.CACHE_LOOKUPS.labels(family, result).inc()
 
 
 def _position(value: int | None) -> bytes:
@@ -103,14 +112,23 @@ class Cache:
         self._down_until = time.monotonic() + self._backoff
 
     async def get(self, key: str) -> bytes | None:
+        answered, value = await self._get(key)
+        if answered:
+            _lookup(key, "miss" if value is None else "hit")
+        return value
+
+    async def _get(self, key: str) -> tuple[bool, bytes | None]:
+        """Whether Redis answered (a bypass is counted here), and the stored value if any."""
         if not self.available:
-            return None
+            _lookup(key, "bypassed")
+            return False, None
         try:
             value: bytes | None = await self._redis.get(key)
-            return value
+            return True, value
         except (RedisError, OSError) as error:
             self._failed("get", error)
-            return None
+            _lookup(key, "bypassed")
+            return False, None
 
     async def set(self, key: str, value: bytes, *, hot: bool) -> None:
         if not self.available:
@@ -123,13 +141,18 @@ class Cache:
     async def get_at(self, key: str, required: int | None) -> tuple[bytes, int | None] | None:
         """An entry written by `set_at` and its position, if it is at least as new as `required`
         (None: any entry); a miss otherwise."""
-        raw = await self.get(key)
+        answered, raw = await self._get(key)
+        if not answered:
+            return None
         if raw is None or len(raw) < _POSITION_CHARS:
+            _lookup(key, "miss")
             return None
         head, payload = raw[:_POSITION_CHARS], raw[_POSITION_CHARS:]
         position = None if head == _UNKNOWN else int(head, 16)
         if required is not None and (position is None or position < required):
+            _lookup(key, "stale")  # older than the caller's own write: read through instead
             return None
+        _lookup(key, "hit")
         return payload, position
 
     async def set_at(

@@ -26,6 +26,8 @@ from libs.common.shardmap import ShardMap
 
 SERVICES = ("merchant", "invoice", "customer", "analytics")
 DEFAULT_GRPC_PORTS = {"merchant": 50051, "invoice": 50052, "customer": 50053, "analytics": 50054}
+# Where `make up` serves each service's /metrics (CHECKOUT_METRICS_LISTEN).
+DEFAULT_METRICS_PORTS = {"merchant": 9101, "invoice": 9102, "customer": 9103, "analytics": 9104}
 
 
 class ConfigError(ValueError):
@@ -85,6 +87,9 @@ class Config:
     log_format: str = "text"
     log_level: str = "INFO"
     metrics_listen: str = ""
+    # The services' metrics listeners (CHECKOUT_<SERVICE>_METRICS, host:port[,host:port]), for
+    # the gateway's operator view GET /v1/admin/metrics.
+    metrics_targets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     networks: tuple[NetworkConfig, ...] = ()
     # How long an Idempotency-Key is remembered (command_log rows are pruned after it).
     idempotency_key_hours: int = 24
@@ -326,6 +331,12 @@ class Config:
             log_format=log_format,
             log_level=get("CHECKOUT_LOG_LEVEL", d.log_level).upper(),
             metrics_listen=get("CHECKOUT_METRICS_LISTEN", ""),
+            metrics_targets={
+                svc: parse_addresses(
+                    get(f"CHECKOUT_{svc.upper()}_METRICS", ""), f"CHECKOUT_{svc.upper()}_METRICS"
+                )
+                for svc in SERVICES
+            },
             networks=networks,
             expiry_poll_seconds=seconds("CHECKOUT_EXPIRY_POLL_SECONDS", d.expiry_poll_seconds),
             idempotency_key_hours=integer("CHECKOUT_IDEMPOTENCY_KEY_HOURS", d.idempotency_key_hours, 1),
@@ -419,6 +430,16 @@ def parse_shard_set(raw: str, name: str) -> frozenset[int]:
         except ValueError:
             raise ConfigError(f"{name}: {part!r} is not a shard number or range") from None
     return frozenset(shards)
+
+
+def parse_addresses(raw: str, name: str) -> tuple[str, ...]:
+    """`host:port[,host:port...]`."""
+    addresses = tuple(a.strip() for a in raw.split(",") if a.strip())
+    for address in addresses:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"{name}: {address!r} needs host:port")
+    return addresses
 
 
 def parse_endpoints(raw: str, service: str, shard_count: int) -> tuple[Endpoint, ...]:

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
+from libs.common import metrics
 from libs.common.config import Config, with_database
 
 log = logging.getLogger("checkout.db")
@@ -314,6 +315,12 @@ class ShardPools:
             assert pool is not None  # no connection is released before the pool exists
             await release_connection(conn, pool)
 
+        timing = metrics.query_logger(self._schema, shard)
+
+        async def init(conn: asyncpg.Connection) -> None:
+            await init_connection(conn)
+            conn.add_query_logger(timing)  # checkout_db_query_duration_seconds, by statement kind
+
         pool = await asyncpg.create_pool(
             c.shard_dsn(shard),
             min_size=min(c.pool_min_size, c.pool_max_size),
@@ -323,7 +330,7 @@ class ShardPools:
                 "search_path": f"{self._schema},public",
                 "application_name": f"checkout-{self._schema}",
             },
-            init=init_connection,
+            init=init,
             reset=reset,
             connection_class=PooledConnection,
             statement_cache_size=STATEMENT_CACHE_SIZE,

@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-from opentelemetry import metrics
 
-from libs.common import ids
+from libs.common import ids, metrics
 from libs.common.db import Connection
 from libs.common.eventstore import utcnow
 from libs.common.messaging import Envelope
@@ -31,11 +30,6 @@ ERROR_MAX_CHARS = 2000
 # Failures remembered per consumer; an event forgotten (after this many others failed) starts
 # counting again, which only delays its parking.
 TRACKED_FAILURES_MAX = 10_000
-
-_parked = metrics.get_meter("checkout.deadletters").create_counter(
-    "checkout_dead_letters_parked",
-    description="events a projection consumer parked after failing to apply them",
-)
 
 COLUMNS = (
     "id, consumer, projection, event_id, event_type, error, attempts, first_seen_at, last_seen_at, envelope"
@@ -137,7 +131,7 @@ async def park(
         now,
         event.to_bytes().decode(),
     )
-    _parked.add(1, {"service": service, "projection": projection})
+    metrics.DEAD_LETTERS_PARKED.labels(service, projection).inc()
     return letter_id
 
 

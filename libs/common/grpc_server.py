@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -19,7 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry import trace
 from opentelemetry.trace import StatusCode
 
-from libs.common import consistency, context, protocheck, telemetry
+from libs.common import consistency, context, metrics, protocheck, telemetry
 from libs.common.errors import CheckoutError, InvalidArgument, Unavailable
 from libs.common.grpc_errors import to_status
 from libs.common.outages import is_outage
@@ -56,6 +57,7 @@ class ContextInterceptor(Interceptor):
             return handler
         inner = handler.unary_unary
         method = details.method
+        service_name, _, method_name = method.strip("/").rpartition("/")
 
         async def wrapper(request: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
             # The gRPC instrumentation's server span is current here (continued from the
@@ -73,6 +75,8 @@ class ContextInterceptor(Interceptor):
             )
             context.command_replayed.set(False)
             ledger_token = None
+            started = time.perf_counter()
+            code = grpc.StatusCode.OK
             try:
                 protocheck.check(request)  # a NUL anywhere is INVALID_ARGUMENT, never a 500
                 ledger = consistency.Ledger(required=_required(ctx))
@@ -85,16 +89,24 @@ class ContextInterceptor(Interceptor):
                     ctx.set_trailing_metadata(tuple(trailing))
                 return response
             except CheckoutError as error:
-                await _abort(ctx, to_status(error))
+                status = to_status(error)
+                code = status.code
+                await _abort(ctx, status)
             except grpc.aio.AbortError:
+                code = _code_of(ctx)
                 raise  # the servicer chose its status itself
             except Exception as error:
                 # Logged here, inside the request's context: its request id, trace and RPC.
-                await _abort(ctx, to_status(_unexpected(error, method)))
+                status = to_status(_unexpected(error, method))
+                code = status.code
+                await _abort(ctx, status)
             finally:
                 if ledger_token is not None:
                     consistency.end(ledger_token)
                 context.reset(token)
+                metrics.RPC_DURATION.labels(service_name, method_name, code.name).observe(
+                    time.perf_counter() - started
+                )
 
         return grpc.unary_unary_rpc_method_handler(
             wrapper,
@@ -125,6 +137,12 @@ _SERVER_FAULTS = frozenset(
         grpc.StatusCode.DATA_LOSS,
     }
 )
+
+
+def _code_of(ctx: grpc.aio.ServicerContext[Any, Any]) -> grpc.StatusCode:
+    """The status a servicer aborted with (UNKNOWN when grpc cannot say)."""
+    code = ctx.code()
+    return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
 
 
 def _unexpected(error: Exception, method: str) -> CheckoutError:
@@ -178,10 +196,9 @@ class GrpcServer:
         self.address = address.rsplit(":", 1)[0] + f":{self.port}"
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        # Reflection is enabled in start(): it lists the names known then, and the runtime
+        # registers its servicers (and sets service_names) after building the server.
         self.service_names = list(service_names)
-        reflection.enable_server_reflection(
-            [*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
-        )
         self.probes = probes
         self._watch: asyncio.Task[None] | None = None
 
@@ -207,6 +224,9 @@ class GrpcServer:
             await asyncio.sleep(interval)
 
     async def start(self, health_interval: float = 2.0) -> None:
+        reflection.enable_server_reflection(
+            [*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
+        )
         await self._set(False)
         await self.server.start()
         self._watch = asyncio.create_task(self._watch_health(health_interval))

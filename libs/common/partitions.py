@@ -70,14 +70,16 @@ async def ensure_partitions(
     return created
 
 
-async def partition_sizes(conn: Connection, table: str) -> dict[str, int]:
-    """Estimated rows per partition (planner statistics: cheap enough to poll)."""
+async def partition_sizes(conn: Connection, table: str) -> dict[str, tuple[int, int]]:
+    """(estimated rows, bytes) per partition: planner statistics and the relation's size, both
+    read from the catalogue (cheap enough to poll; no partition is scanned)."""
     rows = await conn.fetch(
-        """SELECT c.relname AS name, GREATEST(c.reltuples, 0)::bigint AS rows
+        """SELECT c.relname AS name, GREATEST(c.reltuples, 0)::bigint AS rows,
+                  pg_total_relation_size(c.oid) AS bytes
            FROM pg_inherits i
            JOIN pg_class c ON c.oid = i.inhrelid
            JOIN pg_class p ON p.oid = i.inhparent
            WHERE p.oid = to_regclass($1)""",
         table,
     )
-    return {r["name"]: r["rows"] for r in rows}
+    return {r["name"]: (r["rows"], r["bytes"]) for r in rows}

@@ -351,18 +351,21 @@ class Relay:
                     await conn.fetchval("SELECT pg_advisory_unlock($1)", self._lock_key())
             await self.pool.release(conn)
 
-    async def lag(self) -> int:
-        """Events not yet published (for the relay-lag metric): those of the transactions its
-        saved cursor still waits on."""
+    async def lag(self) -> tuple[int, float]:
+        """Events not yet published and the age in seconds of the oldest of them (0.0: none), for
+        the relay-lag metrics: those of the transactions its saved cursor still waits on."""
         async with self.pool.acquire() as conn:
-            value = await conn.fetchval(
-                """SELECT count(*) FROM events e, relay_state s
+            row = await conn.fetchrow(
+                """SELECT count(*) AS events,
+                          COALESCE(EXTRACT(EPOCH FROM now() - min(e.created_at)), 0)::float8 AS age
+                   FROM events e, relay_state s
                    WHERE s.name = $1 AND (e.transaction_id >= s.floor OR e.transaction_id = ANY(s.pending))
                      AND (s.cut = 0 OR e.sequence_number > s.cut
                           OR e.transaction_id >= s.late_floor OR e.transaction_id = ANY(s.late_pending))""",
                 self.name,
             )
-            return int(value)
+            assert row is not None  # an aggregate always returns one row
+            return int(row["events"]), max(0.0, float(row["age"]))
 
 
 def _sampled(headers: dict[str, str]) -> bool:

@@ -15,16 +15,13 @@ import asyncio
 import contextlib
 import logging
 import time
-import weakref
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, TypeVar
 
 import asyncpg
-from opentelemetry import metrics
-from opentelemetry.metrics import CallbackOptions, Observation
 
-from libs.common import consistency
+from libs.common import consistency, metrics
 from libs.common.config import Config
 from libs.common.db import Connection
 from libs.common.replica_config import ROLES, Role
@@ -65,41 +62,6 @@ async def _give_back(pool: asyncpg.Pool, conn: PoolConnectionProxy[asyncpg.Recor
         await pool.release(conn)
 
 
-# Instruments are created once per process: OpenTelemetry keeps the first registration of a name,
-# so per-router callbacks would report only the first router (tests run many in one process).
-_live: weakref.WeakSet[Replicas] = weakref.WeakSet()
-_meter = metrics.get_meter("checkout.replicas")
-_READS = _meter.create_counter(
-    "checkout_replica_reads", description="reads by role, and what served them: replica or primary (and why)"
-)
-
-
-def _lag_seconds(_: CallbackOptions) -> Iterable[Observation]:
-    return [
-        Observation(r.lag_seconds, labels)
-        for router in list(_live)
-        for labels, r in router.each_replica()
-        if r.lag_seconds is not None
-    ]
-
-
-def _lag_bytes(_: CallbackOptions) -> Iterable[Observation]:
-    return [
-        Observation(r.lag_bytes, labels)
-        for router in list(_live)
-        for labels, r in router.each_replica()
-        if r.lag_bytes is not None
-    ]
-
-
-_meter.create_observable_gauge(
-    "checkout_replica_lag_seconds", [_lag_seconds], description="how stale a read from a replica may be"
-)
-_meter.create_observable_gauge(
-    "checkout_replica_lag_bytes", [_lag_bytes], description="WAL a replica has not replayed yet"
-)
-
-
 class Replicas:
     """The read router of one service process, over the shards it serves."""
 
@@ -110,7 +72,7 @@ class Replicas:
         self._shards: dict[int, ShardReplicas] = {}
         # (shard, role, served by, reason) -> reads; also exported as a metric.
         self.reads: Counter[tuple[int, str, str, str]] = Counter()
-        _live.add(self)
+        metrics.register(self)
 
     @property
     def configured(self) -> bool:
@@ -205,8 +167,7 @@ class Replicas:
 
     def _count(self, shard: int, role: Role, served_by: str, reason: str) -> None:
         self.reads[(shard, role.name, served_by, reason)] += 1
-        labels: dict[str, str | int] = {"service": self.schema, "shard": shard, "role": role.name}
-        _READS.add(1, {**labels, "served_by": served_by, "reason": reason})
+        metrics.REPLICA_READS.labels(self.schema, str(shard), role.name, served_by, reason).inc()
 
     async def primary_position(self, shard: int) -> int:
         """The shard primary's WAL position now: after a commit, a token that covers it."""
@@ -224,10 +185,14 @@ class Replicas:
             for r in (replicas.replicas if replicas is not None else [])
         ]
 
-    def each_replica(self) -> Iterable[tuple[dict[str, str | int], Replica]]:
+    def samples(self) -> Iterable[metrics.Sample]:
         for shard, replicas in self._shards.items():
             for r in replicas.replicas:
-                yield {"service": self.schema, "shard": shard, "replica": r.name}, r
+                labels = {"service": self.schema, "shard": str(shard), "replica": r.name}
+                if r.lag_seconds is not None:
+                    yield "checkout_replica_lag_seconds", labels, r.lag_seconds
+                if r.lag_bytes is not None:
+                    yield "checkout_replica_lag_bytes", labels, r.lag_bytes
 
     async def close(self) -> None:
         await asyncio.gather(

@@ -21,7 +21,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from opentelemetry import metrics
+from libs.common import metrics
 
 log = logging.getLogger("checkout.supervise")
 
@@ -35,12 +35,6 @@ class Loop:
 
     name: str
     factory: LoopFactory
-
-
-_restarts = metrics.get_meter("checkout.supervise").create_counter(
-    "checkout_loop_restarts",
-    description="background loops restarted after an exception (or after returning)",
-)
 
 
 @dataclass
@@ -129,7 +123,7 @@ class Supervisor:
                     exc_info=not isinstance(error, LoopReturned),
                     extra={"loop": state.name, "restarts": state.restarts},
                 )
-                _restarts.add(1, {"service": self.service, "loop": state.name})
+                metrics.LOOP_RESTARTS.labels(self.service, state.name).inc()
             await asyncio.sleep(delay)
 
     def _is_down(self, state: LoopState, now: float) -> bool:

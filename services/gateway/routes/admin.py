@@ -16,7 +16,7 @@ from services.gateway.clients import Backends
 from services.gateway.context import CallContext
 from services.gateway.errors import ApiError
 from services.gateway.operations import Args, Operation
-from services.gateway.routes import dead_letters
+from services.gateway.routes import admin_metrics, dead_letters
 from services.gateway.routes.analytics import RANGE_RULE, date_range
 from services.gateway.schemas.analytics import DateRangeQuery, PlatformMetrics, Replica, Shards
 from services.gateway.state import state_of
@@ -213,4 +213,5 @@ operations = [
         "(`complete: false`); 503 only when no shard answers.",
     ),
     *dead_letters.operations,
+    *admin_metrics.operations,
 ]  # fmt: skip

@@ -19,6 +19,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from libs.common import metrics
 from libs.common.networks import NetworkConfig
 from services.invoice.chains.base import Ledger, OpenPayment, PaymentKey, Transfer
 from services.invoice.chains.esplora import EsploraClient, EsploraError, EsploraTx
@@ -120,6 +121,8 @@ class BitcoinWatcher:
             else:
                 self.polls += 1
                 self.last_error = None
+                # Every poll reads each watched address's history as of the tip: nothing behind.
+                metrics.WATCHER_HEAD_LAG.labels(name).set(0)
             await asyncio.sleep(self.network.poll_seconds)
 
     def _failed(self, error: Exception) -> None:

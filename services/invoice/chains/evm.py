@@ -17,6 +17,7 @@ from typing import Any
 
 import asyncpg
 
+from libs.common import metrics
 from libs.common.evm_rpc import EvmRpc, RpcError, RpcUnavailable, hex_int
 from libs.common.networks import NetworkConfig
 from services.invoice.chains.base import NATIVE_VALUE_INDEX, Ledger, PaymentKey, Transfer, WatchedAddress
@@ -87,6 +88,7 @@ class EvmWatcher:
         if start <= end:
             processed = await self._scan(start, end, tip)
         await self.ledger.update_confirmations(self.network.name, tip)
+        metrics.WATCHER_HEAD_LAG.labels(self.network.name).set(max(0, tip - max(end, start - 1)))
         return processed
 
     async def _fork_point(self, head: Block, tip: int) -> int:

@@ -40,6 +40,7 @@ import asyncpg
 import httpx
 from opentelemetry import trace
 
+from libs.common import metrics
 from libs.common.config import Config
 from libs.common.eventstore import utcnow
 from libs.common.messaging import Envelope
@@ -66,6 +67,10 @@ class Outcome:
     response_body: str | None = None
     error: str | None = None
     retry_after: float | None = None
+
+
+# A delivery's status after an attempt -> the attempt's outcome label.
+_OUTCOMES = {"succeeded": "succeeded", "pending": "retrying", "failed": "failed"}
 
 
 def retry_delay(backoff: str, attempt: int, base: float, cap: float) -> float:
@@ -281,6 +286,7 @@ class Dispatcher:
             status, next_at = "pending", utcnow() + dt.timedelta(seconds=delay)
         else:
             status, next_at = "failed", None
+        metrics.WEBHOOK_ATTEMPTS.labels(_OUTCOMES[status]).inc()
         recorded = await repository.record_attempt(
             pool,
             delivery_id=row["id"],
