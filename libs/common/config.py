@@ -95,6 +95,8 @@ class Config:
     webhook_retry_max_seconds: float = 21600.0
     webhook_failing_after: int = 5
     webhook_poll_seconds: float = 1.0
+    # The event feed (GET /v1/events): how long its events are kept (merchant service).
+    event_feed_retention_days: int = 90
     webhook_allow_loopback: bool = False
     webhook_allow_private: bool = False
     # Fernet keys that encrypt webhook signing secrets at rest, newest first (merchant service).
@@ -334,6 +336,9 @@ class Config:
             ),
             webhook_failing_after=integer("CHECKOUT_WEBHOOK_FAILING_AFTER", d.webhook_failing_after, 1),
             webhook_poll_seconds=seconds("CHECKOUT_WEBHOOK_POLL_SECONDS", d.webhook_poll_seconds),
+            event_feed_retention_days=integer(
+                "CHECKOUT_EVENT_FEED_RETENTION_DAYS", d.event_feed_retention_days, 1
+            ),
             webhook_allow_loopback=flag("CHECKOUT_WEBHOOK_ALLOW_LOOPBACK", d.webhook_allow_loopback),
             webhook_allow_private=flag("CHECKOUT_WEBHOOK_ALLOW_PRIVATE", d.webhook_allow_private),
             webhook_secret_keys=tuple(

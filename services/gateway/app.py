@@ -32,6 +32,7 @@ from services.gateway.routes import (
     analytics,
     api_keys,
     customers,
+    events,
     exports,
     invoices,
     merchants,
@@ -57,6 +58,7 @@ def all_operations() -> list[Operation]:
         *admin.operations,
         *webhooks.operations,
         *exports.operations,
+        *events.operations,
     ]
 
 
