@@ -17,6 +17,7 @@ from checkout_client import AsyncClient, Client, InvalidArgument, calls
 from checkout_client.types import Merchant
 
 from libs.common.config import Config
+from services.merchant.feed import repository
 from services.merchant.feed.application import prune
 from tests.common.support import poll_for
 from tools.devstack import DEMO_ETHEREUM_XPUB, Stack
@@ -121,23 +122,69 @@ async def test_a_merchant_never_sees_another_merchants_events(stack: Stack) -> N
         assert other.events(after=own["cursor"])["data"] == []  # a cursor names no merchant's events
 
 
+def merchant_db(stack: Stack, shard: int) -> Any:
+    config = Config(
+        database_url=stack.servers.database_url, database_prefix=stack.extra_env["CHECKOUT_DATABASE_PREFIX"]
+    )
+    return asyncpg.create_pool(
+        config.shard_dsn(shard), min_size=1, max_size=4, server_settings={"search_path": "merchant"}
+    )
+
+
+async def test_concurrent_recordings_are_numbered_in_commit_order_and_a_rollback_leaves_no_gap(
+    stack: Stack,
+) -> None:
+    merchant_id = uuid.uuid4()  # the feed's tables only: no merchant needed
+
+    async def visible() -> list[int]:
+        return [r["sequence"] for r in await repository.events_after(pool, merchant_id, 0, (), 10)]
+
+    async def record(conn: Any) -> int | None:
+        return await repository.record(conn, merchant_id, uuid.uuid4(), "invoice.created", "{}")
+
+    async with merchant_db(stack, 0) as pool, pool.acquire() as a, pool.acquire() as b:
+        # A takes number 1 and holds it; B, recording for the same merchant, waits for A.
+        ta, tb = a.transaction(), b.transaction()
+        await ta.start()
+        await tb.start()
+        assert await record(a) == 1
+        behind = asyncio.create_task(record(b))
+        await poll_for(
+            lambda: _waiting_on_lock(pool, b), timeout=10, what="the second recording to wait for the first"
+        )
+        assert await visible() == []
+        await ta.rollback()  # A's number goes back: B gets 1, not 2
+        assert await behind == 1
+        await tb.commit()
+        assert await visible() == [1]
+
+        # Two more, committed in the order they took their numbers: never 3 without 2.
+        ta, tb = a.transaction(), b.transaction()
+        await ta.start()
+        await tb.start()
+        assert await record(a) == 2
+        behind = asyncio.create_task(record(b))
+        await poll_for(lambda: _waiting_on_lock(pool, b), timeout=10, what="the recording to wait")
+        await ta.commit()
+        assert await behind == 3
+        assert await visible() == [1, 2]
+        await tb.commit()
+        assert await visible() == [1, 2, 3]
+
+
+async def _waiting_on_lock(pool: Any, conn: Any) -> bool | None:
+    pid = conn.get_server_pid()
+    waiting = await pool.fetchval("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", pid)
+    return True if waiting else None
+
+
 async def test_events_past_the_retention_are_pruned_from_the_oldest_end(stack: Stack) -> None:
     merchant, key = onboard(stack)
     with Client(stack.base_url, key) as client:
         for n in range(3):
             invoice(client, f"aging {n}")
         await feed_of(client, 3)
-        config = Config(
-            database_url=stack.servers.database_url,
-            database_prefix=stack.extra_env["CHECKOUT_DATABASE_PREFIX"],
-        )
-        pool = await asyncpg.create_pool(
-            config.shard_dsn(merchant["shard"]),
-            min_size=1,
-            max_size=1,
-            server_settings={"search_path": "merchant"},
-        )
-        try:
+        async with merchant_db(stack, merchant["shard"]) as pool:
             await pool.execute(
                 """UPDATE event_feed SET recorded_at = recorded_at - interval '91 days'
                    WHERE merchant_id = $1 AND sequence <= 2""",
@@ -145,8 +192,6 @@ async def test_events_past_the_retention_are_pruned_from_the_oldest_end(stack: S
             )
             # The upkeep's own cut: what CHECKOUT_EVENT_FEED_RETENTION_DAYS=90 keeps.
             assert await prune(pool, dt.datetime.now(dt.UTC) - dt.timedelta(days=90)) >= 2
-        finally:
-            await pool.close()
         assert numbered(list(client.iter_events())) == [3]
 
 
