@@ -66,14 +66,22 @@ def test_the_invoices_csv_has_exact_amounts_metadata_columns_and_only_the_mercha
             crypto_currency="ETH",
             metadata={"order": "A-7", "note": "@SUM(1+1)"},
         )
+        # A third: the test stack reads pages of two rows (CHECKOUT_EXPORT_PAGE_ROWS), so the
+        # file is streamed from two pages.
+        third = client.create_invoice(title="No metadata", items=ITEMS, currency="USD", crypto_currency="ETH")
         foreign = other.create_invoice(
             title="Not yours", items=ITEMS, currency="USD", crypto_currency="ETH", metadata={"secret": "x"}
         )
         rows = read_csv(b"".join(client.export("invoices", today(), today())))
 
-    assert [r["id"] for r in rows] == [second["id"], first["id"]]  # newest first, none of the other's
+    # Newest first, none of the other merchant's.
+    assert [r["id"] for r in rows] == [third["id"], second["id"], first["id"]]
     assert foreign["id"] not in {r["id"] for r in rows}
-    newest, oldest = rows
+    plain, newest, oldest = rows
+    assert (
+        plain["metadata"] == plain["metadata.order"] == ""
+        and plain["crypto_amount"] == third["crypto_amount"]
+    )
     assert "metadata.secret" not in newest  # another merchant's keys make no columns either
     assert (oldest["subtotal"], oldest["tax"], oldest["total"]) == ("37.02", "1.05", "38.07")
     assert oldest["crypto_amount"] == first["crypto_amount"] and Decimal(oldest["crypto_amount"]) > 0
@@ -105,24 +113,31 @@ def test_checkout_admin_export_writes_the_same_csv_to_a_file(stack: Stack, tmp_p
     assert bad.returncode == 1 and "to" in bad.stderr
 
 
-async def test_the_payments_csv_lists_a_payment_seen_on_chain_with_its_exact_amount(
+async def test_the_payments_csv_lists_payments_seen_on_chain_with_their_exact_amounts(
     stack: Stack, evm_chain: EvmChain
 ) -> None:
     key = onboard(stack, "Paid export shop")
     with Client(stack.base_url, key) as client:
-        invoice = client.create_invoice(title="Paid", items=ITEMS, currency="USD", crypto_currency="ETH")
-        wei = int(Decimal(invoice["crypto_amount"]).scaleb(18))
-        tx = await evm_chain.send_eth(evm_chain.accounts[9], invoice["payment_address"], wei)
-        await evm_chain.wait_receipt(tx)
+        invoices = [
+            client.create_invoice(title=f"Paid {n}", items=ITEMS, currency="USD", crypto_currency="ETH")
+            for n in range(3)  # three payments: two pages of the test stack's two rows
+        ]
+        sent = {}
+        for invoice in invoices:
+            wei = int(Decimal(invoice["crypto_amount"]).scaleb(18))
+            tx = await evm_chain.send_eth(evm_chain.accounts[9], invoice["payment_address"], wei)
+            await evm_chain.wait_receipt(tx)
+            sent[invoice["id"]] = (tx.lower(), invoice["crypto_amount"], invoice["payment_address"])
 
         async def exported() -> list[dict[str, str]] | None:
             rows = read_csv(b"".join(client.export("payments", today(), today())))
-            return rows or None
+            return rows if len(rows) >= len(sent) else None
 
-        (row,) = await poll_for(exported, timeout=30, what="the payment in the export")
-    assert (row["invoice_id"], row["tx_hash"], row["asset"]) == (invoice["id"], tx.lower(), "ETH")
-    assert row["amount"] == invoice["crypto_amount"]  # exact: the invoice's own decimal text
-    assert row["to_address"] == invoice["payment_address"] and row["network"] == "ethereum"
+        rows = await poll_for(exported, timeout=30, what="the payments in the export")
+    # Exact: each amount is the invoice's own decimal text.
+    assert {r["invoice_id"]: (r["tx_hash"], r["amount"], r["to_address"]) for r in rows} == sent
+    assert len(rows) == 3 and {(r["asset"], r["network"]) for r in rows} == {("ETH", "ethereum")}
+    assert [r["id"] for r in rows] == sorted(r["id"] for r in rows)  # oldest first, by id
 
 
 def test_bad_ranges_are_422_naming_the_field(stack: Stack) -> None:

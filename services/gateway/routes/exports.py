@@ -1,7 +1,7 @@
 """/v1/exports: a merchant's invoices or payments in a date range as CSV (merchant key).
 
-Streamed: each chunk is one keyset page read from the invoice service (at most PAGE_LIMIT_MAX
-rows), so neither the service nor the gateway ever holds the whole file. The first page (and the
+Streamed: each chunk is one keyset page read from the invoice service (CHECKOUT_EXPORT_PAGE_ROWS,
+at most PAGE_LIMIT_MAX rows), so neither the service nor the gateway ever holds the whole file. The first page (and the
 metadata columns) is read before the response starts, so a bad request or a service that is down
 is still a proper 4xx/503; a failure after that drops the connection, so a cut-short file is never
 mistaken for a whole one (the chunked body has no terminating chunk).
@@ -31,7 +31,6 @@ from services.gateway.wire import from_struct, to_timestamp
 log = logging.getLogger("checkout.gateway.exports")
 TAG = "Exports"
 CSV = "text/csv"
-PAGE = limits.PAGE_LIMIT_MAX
 Column = tuple[str, Callable[[Any], str]]
 
 
@@ -127,7 +126,8 @@ async def _pages(
 
 async def export_invoices(args: Args[None, ExportQuery]) -> StreamingResponse:
     begin, stop, days = window(args.query)
-    backends = state_of(args.request).backends
+    state = state_of(args.request)
+    backends, rows_per_page = state.backends, state.config.export_page_rows
     service = backends.invoices(backends.shard_of(args.merchant_id))
     merchant_id = str(args.merchant_id)
     keys = await backends.call(
@@ -155,7 +155,7 @@ async def export_invoices(args: Args[None, ExportQuery]) -> StreamingResponse:
             merchant_id=merchant_id,
             created_after=to_timestamp(begin),
             created_before=to_timestamp(stop),
-            limit=PAGE,
+            limit=rows_per_page,
             cursor=cursor,
         )
         listed: invoice_pb2.ListInvoicesResponse = await backends.call(
@@ -168,7 +168,8 @@ async def export_invoices(args: Args[None, ExportQuery]) -> StreamingResponse:
 
 async def export_payments(args: Args[None, ExportQuery]) -> StreamingResponse:
     begin, stop, days = window(args.query)
-    backends = state_of(args.request).backends
+    state = state_of(args.request)
+    backends, rows_per_page = state.backends, state.config.export_page_rows
     service = backends.invoices(backends.shard_of(args.merchant_id))
 
     def rows(page: invoice_pb2.ListPaymentsResponse) -> list[list[str]]:
@@ -179,7 +180,7 @@ async def export_payments(args: Args[None, ExportQuery]) -> StreamingResponse:
             merchant_id=str(args.merchant_id),
             detected_after=to_timestamp(begin),
             detected_before=to_timestamp(stop),
-            limit=PAGE,
+            limit=rows_per_page,
             cursor=cursor,
         )
         listed: invoice_pb2.ListPaymentsResponse = await backends.call(
