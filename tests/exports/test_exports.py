@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from checkout_client import Client, InvalidArgument
+from checkout_client.types import Merchant
 
 from tests.cli.test_admin import admin
 from tests.common.support import ethereum_account_xpub, poll_for
@@ -23,18 +24,22 @@ MNEMONIC = "test test test test test test test test test test test junk"
 ITEMS = [{"name": "Beans 1kg", "quantity": "3", "unit_price": "12.34"}]
 
 
-def onboard(stack: Stack, name: str) -> str:
+def new_merchant(stack: Stack, name: str) -> tuple[Merchant, str]:
     """A fresh merchant with an xpub of its own (so its addresses are its alone) and its key."""
     xpub = ethereum_account_xpub(MNEMONIC, account=random.randrange(1, 2**30))
     with Client(stack.base_url, stack.admin_token) as operator:
         merchant = operator.create_merchant(
             business_name=name,
-            contact_email=f"export-{uuid.uuid4().hex[:8]}@shop.test",
+            contact_email=f"shop-{uuid.uuid4().hex[:8]}@shop.test",
             wallets={"ethereum": xpub},
         )
-        key = operator.create_api_key(merchant["id"], name="exports")["key"]
+        key = operator.create_api_key(merchant["id"], name=name)["key"]
     assert key
-    return key
+    return merchant, key
+
+
+def onboard(stack: Stack, name: str) -> str:
+    return new_merchant(stack, name)[1]
 
 
 def read_csv(data: bytes) -> list[dict[str, str]]:

@@ -20,21 +20,14 @@ from libs.common.config import Config
 from services.merchant.feed import repository
 from services.merchant.feed.application import prune
 from tests.common.support import poll_for
-from tools.devstack import DEMO_ETHEREUM_XPUB, Stack
+from tests.exports.test_exports import new_merchant
+from tools.devstack import Stack
 
 ITEMS = [{"name": "Beans 1kg", "quantity": "3", "unit_price": "12.34"}]
 
 
 def onboard(stack: Stack) -> tuple[Merchant, str]:
-    with Client(stack.base_url, stack.admin_token) as operator:
-        merchant = operator.create_merchant(
-            business_name="Feed shop",
-            contact_email=f"feed-{uuid.uuid4().hex[:8]}@shop.test",
-            wallets={"ethereum": DEMO_ETHEREUM_XPUB},
-        )
-        key = operator.create_api_key(merchant["id"], name="feed")["key"]
-    assert key
-    return merchant, key
+    return new_merchant(stack, "Feed shop")
 
 
 def invoice(client: Client, title: str) -> str:

@@ -13,7 +13,7 @@ import datetime as dt
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from checkout.invoice.v1 import invoice_pb2
 from google.protobuf.message import Message
@@ -103,25 +103,35 @@ def _cell(value: object) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def csv_response(kind: str, days: str, chunks: AsyncIterator[bytes]) -> StreamingResponse:
+class _Page(Protocol):
+    @property
+    def next_cursor(self) -> str: ...
+
+
+P = TypeVar("P", bound=_Page)
+
+
+async def _export(
+    kind: str,
+    days: str,
+    header: list[str],
+    fetch: Callable[[str], Awaitable[P]],
+    rows: Callable[[P], list[list[str]]],
+) -> StreamingResponse:
+    """The CSV answer: the header and each page's rows as they are fetched, following the cursor."""
+    first = await fetch("")  # before the answer starts: a failure here is still a 4xx/503
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield csvrows.BOM + csvrows.encode_rows([header, *rows(first)])
+        page = first
+        while page.next_cursor:
+            page = await fetch(page.next_cursor)
+            yield csvrows.encode_rows(rows(page))
+
     disposition = f'attachment; filename="{kind}_{days}.csv"'
     return StreamingResponse(
-        chunks, media_type=f"{CSV}; charset=utf-8", headers={"Content-Disposition": disposition}
+        chunks(), media_type=f"{CSV}; charset=utf-8", headers={"Content-Disposition": disposition}
     )
-
-
-async def _pages(
-    first: Message,
-    more: Callable[[str], Awaitable[Any]],
-    rows: Callable[[Any], list[list[str]]],
-    header: list[str],
-) -> AsyncIterator[bytes]:
-    yield csvrows.BOM + csvrows.encode_rows([header, *rows(first)])
-    cursor: str = first.next_cursor  # type: ignore[attr-defined]
-    while cursor:
-        page = await more(cursor)
-        yield csvrows.encode_rows(rows(page))
-        cursor = page.next_cursor
 
 
 async def export_invoices(args: Args[None, ExportQuery]) -> StreamingResponse:
@@ -163,7 +173,7 @@ async def export_invoices(args: Args[None, ExportQuery]) -> StreamingResponse:
         )
         return listed
 
-    return csv_response("invoices", days, _pages(await page(""), page, rows, header))
+    return await _export("invoices", days, header, page, rows)
 
 
 async def export_payments(args: Args[None, ExportQuery]) -> StreamingResponse:
@@ -189,7 +199,7 @@ async def export_payments(args: Args[None, ExportQuery]) -> StreamingResponse:
         return listed
 
     header = [name for name, _ in PAYMENT_COLUMNS]
-    return csv_response("payments", days, _pages(await page(""), page, rows, header))
+    return await _export("payments", days, header, page, rows)
 
 
 DESCRIPTION = (
