@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import time
 import uuid
 from collections.abc import Sequence
@@ -19,8 +20,9 @@ from checkout_client.types import Merchant
 from libs.common.config import Config
 from services.merchant.feed import repository
 from services.merchant.feed.application import prune
-from tests.common.support import poll_for
+from tests.common.support import poll, poll_for
 from tests.exports.test_exports import new_merchant
+from tests.merchant.webhook_support import receiver
 from tools.devstack import Stack
 
 ITEMS = [{"name": "Beans 1kg", "quantity": "3", "unit_price": "12.34"}]
@@ -81,6 +83,19 @@ async def test_a_receiver_that_was_down_catches_up_in_order_without_gaps(stack: 
         assert last == {"data": [], "next_cursor": None}
         only = list(client.iter_events(types=["invoice.cancelled"]))
         assert [(e["sequence"], e["type"]) for e in only] == [(3, "invoice.cancelled")]
+
+
+async def test_a_feed_event_is_the_webhook_delivery_of_the_same_event(stack: Stack) -> None:
+    _, key = onboard(stack)
+    async with receiver() as hook:
+        with Client(stack.base_url, key) as client:
+            client.create_webhook_endpoint(url=hook.url(), events=["invoice.created"])
+            made = invoice(client, "hooked")
+            await poll(lambda: len(hook.received) == 1, timeout=20, what="the webhook POST")
+            (event,) = await feed_of(client, 1)
+    delivered = json.loads(hook.received[0].body)
+    assert delivered == {k: event[k] for k in ("id", "type", "created_at", "data")}
+    assert delivered["data"]["invoice_id"] == made
 
 
 async def test_a_long_poll_answers_as_soon_as_an_invoice_is_created(stack: Stack) -> None:
