@@ -64,12 +64,12 @@ class Feed:
             raise InvalidArgument.field("types", f"unknown event type {unknown[0]!r}")
         if request.after_sequence < 0:
             raise InvalidArgument.field("after", "is not a cursor of this feed")
-        shard = self.rt.shard_of(merchant_id)
-        pool = self.rt.pools[shard]
+        # UNAVAILABLE for a shard served elsewhere (the gateway's table is behind), as everywhere.
+        pool, shard = self.rt.pool_for(merchant_id), self.rt.shard_of(merchant_id)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + request.wait_seconds
         while True:
-            wake = self._wakes.setdefault(shard, asyncio.Event())
+            wake = self._wakes.get(shard) or self._wakes.setdefault(shard, asyncio.Event())
             rows = await repository.events_after(
                 pool, merchant_id, request.after_sequence, request.types, limit + 1
             )
