@@ -141,6 +141,8 @@ def running_stack(
             "CHECKOUT_NETWORKS": evm_chain.networks_json(confirmations=2, poll_seconds=0.2),
             "CHECKOUT_ETHEREUM_CHAIN_ID": str(evm_chain.chain_id),
             "CHECKOUT_EXPIRY_POLL_SECONDS": "0.5",
+            # CSV exports stream a page at a time: small pages make every export test page.
+            "CHECKOUT_EXPORT_PAGE_ROWS": "2",
             **(extra_env or {}),
         },
     )

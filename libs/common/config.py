@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from urllib.parse import urlsplit, urlunsplit
 
-from libs.common.limits import EXPIRY_MIN_SECONDS
+from libs.common.limits import EXPIRY_MIN_SECONDS, PAGE_LIMIT_MAX
 from libs.common.networks import NetworkConfig, NetworkConfigError, parse_networks
 from libs.common.replica_config import (
     ROLES,
@@ -59,6 +59,9 @@ class Config:
     public_base_url: str = ""
     # How long a dashboard sign-in lasts before the merchant gives its API key again.
     dashboard_session_seconds: int = 1800
+    # Rows the gateway reads per page while it streams a CSV export (at most the services' page
+    # limit): more is fewer round trips, fewer is less held in memory at once.
+    export_page_rows: int = PAGE_LIMIT_MAX
     endpoints: Mapping[str, tuple[Endpoint, ...]] = field(default_factory=dict)
     pool_max_size: int = 25
     pool_min_size: int = 5
@@ -100,6 +103,8 @@ class Config:
     webhook_retry_max_seconds: float = 21600.0
     webhook_failing_after: int = 5
     webhook_poll_seconds: float = 1.0
+    # The event feed (GET /v1/events): how long its events are kept (merchant service).
+    event_feed_retention_days: int = 90
     webhook_allow_loopback: bool = False
     webhook_allow_private: bool = False
     # Fernet keys that encrypt webhook signing secrets at rest, newest first (merchant service).
@@ -263,6 +268,11 @@ class Config:
             networks = parse_networks(get("CHECKOUT_NETWORKS", ""))
         except NetworkConfigError as error:
             raise ConfigError(str(error)) from None
+        export_page_rows = integer("CHECKOUT_EXPORT_PAGE_ROWS", d.export_page_rows, 1)
+        if export_page_rows > PAGE_LIMIT_MAX:
+            raise ConfigError(
+                f"CHECKOUT_EXPORT_PAGE_ROWS must be <= {PAGE_LIMIT_MAX}, got {export_page_rows}"
+            )
         database_url = get("CHECKOUT_DATABASE_URL", d.database_url)
         prefix = get("CHECKOUT_DATABASE_PREFIX", d.database_prefix)
         try:
@@ -303,6 +313,7 @@ class Config:
             dashboard_session_seconds=integer(
                 "CHECKOUT_DASHBOARD_SESSION_SECONDS", d.dashboard_session_seconds, 60
             ),
+            export_page_rows=export_page_rows,
             endpoints=endpoints,
             pool_max_size=integer("CHECKOUT_DB_POOL_MAX", d.pool_max_size, 1),
             pool_min_size=integer("CHECKOUT_DB_POOL_MIN", d.pool_min_size),
@@ -348,6 +359,9 @@ class Config:
             ),
             webhook_failing_after=integer("CHECKOUT_WEBHOOK_FAILING_AFTER", d.webhook_failing_after, 1),
             webhook_poll_seconds=seconds("CHECKOUT_WEBHOOK_POLL_SECONDS", d.webhook_poll_seconds),
+            event_feed_retention_days=integer(
+                "CHECKOUT_EVENT_FEED_RETENTION_DAYS", d.event_feed_retention_days, 1
+            ),
             webhook_allow_loopback=flag("CHECKOUT_WEBHOOK_ALLOW_LOOPBACK", d.webhook_allow_loopback),
             webhook_allow_private=flag("CHECKOUT_WEBHOOK_ALLOW_PRIVATE", d.webhook_allow_private),
             webhook_secret_keys=tuple(

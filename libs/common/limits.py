@@ -22,6 +22,12 @@ REQUEST_ID_MAX_CHARS = 128
 CONSISTENCY_TOKEN_MAX_CHARS = 1024
 # Days one analytics query may cover.
 ANALYTICS_RANGE_MAX_DAYS = 366
+# Days one CSV export (GET /v1/exports/*.csv) may cover, and the metadata keys it makes columns
+# of (every key is in its `metadata` column as JSON anyway).
+EXPORT_RANGE_MAX_DAYS = 366
+EXPORT_METADATA_COLUMNS_MAX = 100
+# The event feed (GET /v1/events): the longest a long poll may wait for an event.
+EVENTS_WAIT_MAX_SECONDS = 30
 
 # -- invoices -------------------------------------------------------------------------------------
 TITLE_MAX_CHARS = 200

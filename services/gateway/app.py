@@ -27,7 +27,18 @@ from services.gateway.operations import Operation
 from services.gateway.pages import pay
 from services.gateway.pages import routes as pages
 from services.gateway.pages.state import PagesState
-from services.gateway.routes import admin, analytics, api_keys, customers, invoices, merchants, meta, webhooks
+from services.gateway.routes import (
+    admin,
+    analytics,
+    api_keys,
+    customers,
+    events,
+    exports,
+    invoices,
+    merchants,
+    meta,
+    webhooks,
+)
 from services.gateway.state import GatewayState
 
 log = logging.getLogger("checkout.gateway")
@@ -46,6 +57,8 @@ def all_operations() -> list[Operation]:
         *analytics.operations,
         *admin.operations,
         *webhooks.operations,
+        *exports.operations,
+        *events.operations,
     ]
 
 

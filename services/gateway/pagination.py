@@ -20,13 +20,13 @@ T = TypeVar("T", bound=BaseModel)
 Cursor = Annotated[str, text(limits.CURSOR_MAX_CHARS, description="`next_cursor` of the previous page.")]
 
 
+Limit = Annotated[
+    int, Field(ge=1, le=limits.PAGE_LIMIT_MAX, description=f"Page size, 1 to {limits.PAGE_LIMIT_MAX}.")
+]
+
+
 class PageQuery(QueryModel):
-    limit: int = Field(
-        default=limits.PAGE_LIMIT_DEFAULT,
-        ge=1,
-        le=limits.PAGE_LIMIT_MAX,
-        description=f"Page size, 1 to {limits.PAGE_LIMIT_MAX}.",
-    )
+    limit: Limit = limits.PAGE_LIMIT_DEFAULT
     cursor: Cursor | None = None
 
     @property

@@ -14,13 +14,19 @@ from decimal import Decimal
 import asyncpg
 from checkout.invoice.v1 import invoice_pb2 as pb
 from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 from opentelemetry import trace
 
 from libs.common import addresses, cache, context, ids, telemetry
 from libs.common.db import Connection
 from libs.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from libs.common.eventstore import Commands, ConcurrencyError, Repository, utcnow
-from libs.common.limits import PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX, SEARCH_QUERY_MAX_CHARS
+from libs.common.limits import (
+    EXPORT_METADATA_COLUMNS_MAX,
+    PAGE_LIMIT_DEFAULT,
+    PAGE_LIMIT_MAX,
+    SEARCH_QUERY_MAX_CHARS,
+)
 from libs.common.protoconv import plain, struct, timestamp
 from libs.common.replica_config import ANALYTICS, CUSTOMER, READ
 from libs.common.replicas import ReplicaStatus
@@ -147,6 +153,15 @@ def _cursor(raw: str) -> uuid.UUID | None:
     if value is None:
         raise InvalidArgument.field("cursor", "is not a cursor this service issued")
     return value
+
+
+def _window(after: Timestamp, before: Timestamp, name: str) -> tuple[dt.datetime, dt.datetime]:
+    """An export's [after, before) window: both ends required (an export is always bounded)."""
+    if not after.seconds and not after.nanos:
+        raise InvalidArgument.field(f"{name}_after", "is required")
+    if not before.seconds and not before.nanos:
+        raise InvalidArgument.field(f"{name}_before", "is required")
+    return after.ToDatetime(tzinfo=dt.UTC), before.ToDatetime(tzinfo=dt.UTC)
 
 
 def _page(rows: list[asyncpg.Record], limit: int) -> pb.ListInvoicesResponse:
@@ -467,6 +482,33 @@ class InvoiceApp:
         invoice_id = self._owned(request.merchant_id, request.invoice_id)
         rows = await self.rt.read(READ, invoice_id, payments)
         return pb.ListPaymentsResponse(payments=[payment_message(r) for r in rows])
+
+    async def list_merchant_payments(
+        self, request: pb.ListMerchantPaymentsRequest
+    ) -> pb.ListPaymentsResponse:
+        merchant_id = self._merchant(request.merchant_id)
+        limit = _limit(request.limit)
+        after, before = _window(request.detected_after, request.detected_before, "detected")
+        cursor = _cursor(request.cursor)
+        rows = await self.rt.read(
+            READ,
+            merchant_id,
+            lambda db: repository.merchant_payments(db, merchant_id, after, before, cursor, limit + 1),
+        )
+        page = rows[:limit]
+        return pb.ListPaymentsResponse(
+            payments=[payment_message(r) for r in page],
+            next_cursor=str(page[-1]["id"]) if len(rows) > limit else "",
+        )
+
+    async def list_metadata_keys(self, request: pb.ListMetadataKeysRequest) -> pb.ListMetadataKeysResponse:
+        merchant_id = self._merchant(request.merchant_id)
+        after, before = _window(request.created_after, request.created_before, "created")
+        most = EXPORT_METADATA_COLUMNS_MAX
+        keys = await self.rt.read(
+            READ, merchant_id, lambda db: repository.metadata_keys(db, merchant_id, after, before, most + 1)
+        )
+        return pb.ListMetadataKeysResponse(keys=keys[:most], truncated=len(keys) > most)
 
     async def list_audit_entries(self, request: pb.ListAuditEntriesRequest) -> pb.ListAuditEntriesResponse:
         invoice_id = self._owned(request.merchant_id, request.invoice_id)

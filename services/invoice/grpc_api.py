@@ -55,6 +55,16 @@ class InvoiceServicer(invoice_pb2_grpc.InvoiceServiceServicer):
     ) -> pb.ListAuditEntriesResponse:
         return await self.app.list_audit_entries(request)
 
+    async def ListMetadataKeys(
+        self, request: pb.ListMetadataKeysRequest, context: Context
+    ) -> pb.ListMetadataKeysResponse:
+        return await self.app.list_metadata_keys(request)
+
+    async def ListMerchantPayments(
+        self, request: pb.ListMerchantPaymentsRequest, context: Context
+    ) -> pb.ListPaymentsResponse:
+        return await self.app.list_merchant_payments(request)
+
 
 def register(server: grpc.aio.Server, runtime: Runtime) -> Sequence[str]:
     invoice_pb2_grpc.add_InvoiceServiceServicer_to_server(InvoiceServicer(app_of(runtime)), server)

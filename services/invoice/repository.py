@@ -166,6 +166,53 @@ async def payments(conn: Executor, invoice_id: uuid.UUID) -> list[asyncpg.Record
     )
 
 
+async def merchant_payments(
+    conn: Executor,
+    merchant_id: uuid.UUID,
+    detected_after: dt.datetime,
+    detected_before: dt.datetime,
+    after_id: uuid.UUID | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """A merchant's payments detected in [after, before), oldest first by id (ids are minted at
+    detection, so id order is detection order), after the keyset cursor `after_id`."""
+    return list(
+        await conn.fetch(
+            f"""SELECT {PAYMENT_COLUMNS} FROM payments
+                WHERE merchant_id = $1 AND detected_at >= $2 AND detected_at < $3
+                  AND id > coalesce($4, '00000000-0000-0000-0000-000000000000'::uuid)
+                ORDER BY id LIMIT $5""",
+            merchant_id,
+            detected_after,
+            detected_before,
+            after_id,
+            limit,
+        )
+    )
+
+
+async def metadata_keys(
+    conn: Executor,
+    merchant_id: uuid.UUID,
+    created_after: dt.datetime,
+    created_before: dt.datetime,
+    limit: int,
+) -> list[str]:
+    """The distinct top-level keys of the metadata of a merchant's invoices created in
+    [after, before), sorted, at most `limit`."""
+    where = InvoiceFilter(merchant_id, created_after=created_after, created_before=created_before)
+    window, args = invoices_query(where, 2**31 - 1)
+    args.append(limit)
+    rows = await conn.fetch(
+        # Only objects have keys (jsonb_object_keys of anything else is an error, not nothing).
+        f"""SELECT DISTINCT key FROM ({window}) w, jsonb_object_keys(
+                CASE WHEN jsonb_typeof(w.metadata) = 'object' THEN w.metadata ELSE '{{}}' END) key
+            ORDER BY key LIMIT ${len(args)}""",
+        *args,
+    )
+    return [r["key"] for r in rows]
+
+
 async def audit_entries(
     conn: Executor, invoice_id: uuid.UUID, after_id: uuid.UUID | None, limit: int
 ) -> list[asyncpg.Record]:

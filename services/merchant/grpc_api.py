@@ -12,15 +12,17 @@ from checkout.merchant.v1 import merchant_pb2_grpc
 
 from libs.common.service import Runtime
 from services.merchant.application import MerchantApp
+from services.merchant.feed.application import Feed, feed_of
 from services.merchant.webhooks.application import WebhookApp
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class MerchantServicer(merchant_pb2_grpc.MerchantServiceServicer):
-    def __init__(self, app: MerchantApp, webhooks: WebhookApp) -> None:
+    def __init__(self, app: MerchantApp, webhooks: WebhookApp, feed: Feed) -> None:
         self.app = app
         self.webhooks = webhooks
+        self.feed = feed
 
     async def CreateMerchant(self, request: pb.CreateMerchantRequest, context: Context) -> pb.Merchant:
         return await self.app.create_merchant(request)
@@ -133,8 +135,11 @@ class MerchantServicer(merchant_pb2_grpc.MerchantServiceServicer):
     ) -> pb.ListNotificationDeliveriesResponse:
         return await self.webhooks.list_notifications(request)
 
+    async def ListEvents(self, request: pb.ListEventsRequest, context: Context) -> pb.ListEventsResponse:
+        return await self.feed.list_events(request)
+
 
 def register(server: grpc.aio.Server, runtime: Runtime) -> Sequence[str]:
-    servicer = MerchantServicer(MerchantApp(runtime), WebhookApp(runtime))
+    servicer = MerchantServicer(MerchantApp(runtime), WebhookApp(runtime), feed_of(runtime))
     merchant_pb2_grpc.add_MerchantServiceServicer_to_server(servicer, server)
     return [pb.DESCRIPTOR.services_by_name["MerchantService"].full_name]

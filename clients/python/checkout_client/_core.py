@@ -74,6 +74,11 @@ class Call:
     params: dict[str, str] | None = None
     json: Any = None
     headers: dict[str, str] | None = None
+    # Longer than the client's own timeout, for a call that waits on purpose (a long poll).
+    timeout: float | None = None
+
+    def timeout_or(self, default: float) -> float:
+        return max(default, self.timeout) if self.timeout else default
 
 
 def call(
@@ -83,6 +88,7 @@ def call(
     params: Params | None = None,
     json: Any = None,
     idempotency_key: str | None = None,
+    timeout: float | None = None,
 ) -> Call:
     headers: dict[str, str] = {}
     if method == "POST":
@@ -90,7 +96,7 @@ def call(
         # never create a second invoice; pass one to make a retry across runs safe as well.
         headers["Idempotency-Key"] = idempotency_key or str(uuid.uuid4())
     query = {k: str(v) for k, v in (params or {}).items() if v is not None}
-    return Call(method, path, query or None, json, headers)
+    return Call(method, path, query or None, json, headers, timeout)
 
 
 def client_headers(token: str | None) -> dict[str, str]:

@@ -104,9 +104,17 @@ def export(kind: str, start: dt.date | str | None, end: dt.date | str | None) ->
     return call("GET", f"/v1/exports/{kind}.csv", params={"from": _date(start), "to": _date(end)})
 
 
-def events(after: str | None, types: Sequence[str] | None, limit: int | None) -> Call:
+# A long poll's answer comes at most this long after its wait.
+EVENTS_WAIT_MARGIN_SECONDS = 15.0
+
+
+def events(
+    after: str | None, types: Sequence[str] | None, limit: int | None, wait: int | None = None
+) -> Call:
     joined = ",".join(types) if types else None
-    return call("GET", "/v1/events", params={"after": after, "types": joined, "limit": limit})
+    params = {"after": after, "types": joined, "limit": limit, "wait": wait}
+    timeout = wait + EVENTS_WAIT_MARGIN_SECONDS if wait else None
+    return call("GET", "/v1/events", params=params, timeout=timeout)
 
 
 # --- webhooks and keys (merchant key)

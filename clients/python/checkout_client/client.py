@@ -50,6 +50,7 @@ class Client:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.retry = retry or RetryPolicy()
+        self.timeout = timeout
         self._http = httpx.Client(
             base_url=base_url, headers=client_headers(token), timeout=timeout, transport=transport
         )
@@ -69,7 +70,12 @@ class Client:
         while True:
             try:
                 response = self._http.request(
-                    call.method, call.path, params=call.params, json=call.json, headers=call.headers
+                    call.method,
+                    call.path,
+                    params=call.params,
+                    json=call.json,
+                    headers=call.headers,
+                    timeout=call.timeout_or(self.timeout),
                 )
             except httpx.TransportError as error:
                 wait = self.retry.delay(attempt, None)
@@ -129,9 +135,15 @@ class Client:
             yield from response.iter_bytes()
 
     def events(
-        self, after: str | None = None, types: Sequence[str] | None = None, limit: int | None = None
+        self,
+        after: str | None = None,
+        types: Sequence[str] | None = None,
+        limit: int | None = None,
+        wait: int | None = None,
     ) -> Page[JSON]:
-        return cast(Page[JSON], self.send(calls.events(after, types, limit)))
+        """One page of the event feed after the cursor `after` (an event's `cursor`); with `wait`
+        (seconds, at most 30) an empty page waits for the next event."""
+        return cast(Page[JSON], self.send(calls.events(after, types, limit, wait)))
 
     def iter_events(self, after: str | None = None, types: Sequence[str] | None = None) -> Iterator[JSON]:
         """Every event after the cursor, to the end of the feed (`next_cursor` is the next `after`)."""
@@ -188,6 +200,7 @@ class AsyncClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.retry = retry or RetryPolicy()
+        self.timeout = timeout
         self._http = httpx.AsyncClient(
             base_url=base_url, headers=client_headers(token), timeout=timeout, transport=transport
         )
@@ -208,7 +221,12 @@ class AsyncClient:
         while True:
             try:
                 response = await self._http.request(
-                    call.method, call.path, params=call.params, json=call.json, headers=call.headers
+                    call.method,
+                    call.path,
+                    params=call.params,
+                    json=call.json,
+                    headers=call.headers,
+                    timeout=call.timeout_or(self.timeout),
                 )
             except httpx.TransportError as error:
                 wait = self.retry.delay(attempt, None)
@@ -265,9 +283,13 @@ class AsyncClient:
                 yield chunk
 
     async def events(
-        self, after: str | None = None, types: Sequence[str] | None = None, limit: int | None = None
+        self,
+        after: str | None = None,
+        types: Sequence[str] | None = None,
+        limit: int | None = None,
+        wait: int | None = None,
     ) -> Page[JSON]:
-        return cast(Page[JSON], await self.send(calls.events(after, types, limit)))
+        return cast(Page[JSON], await self.send(calls.events(after, types, limit, wait)))
 
     def iter_events(
         self, after: str | None = None, types: Sequence[str] | None = None

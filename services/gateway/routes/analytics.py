@@ -34,11 +34,16 @@ RANGE_RULE = Rule(
 
 def date_range(query: DateRangeQuery) -> tuple[date, date]:
     """`from` and `to`, inclusive, at most MAX_DAYS days apart, or a 422 on `to`."""
-    start, end = query.start, query.end
+    return checked_range(query.start, query.end, MAX_DAYS)
+
+
+def checked_range(start: date, end: date, max_days: int) -> tuple[date, date]:
+    """`from` and `to`, inclusive, at most `max_days` days apart, or a 422 on `to` (the words
+    RANGE_RULE documents)."""
     if end < start:
         raise invalid([FieldViolation("to", "must not be before from")])
-    if (end - start).days + 1 > MAX_DAYS:
-        raise invalid([FieldViolation("to", f"the range may cover at most {MAX_DAYS} days")])
+    if (end - start).days + 1 > max_days:
+        raise invalid([FieldViolation("to", f"the range may cover at most {max_days} days")])
     return start, end
 
 

@@ -26,6 +26,8 @@ from libs.common.db import Connection
 from libs.common.eventstore import StoredEvent
 from libs.common.messaging import Envelope
 from libs.common.protoconv import datetime_of
+from services.merchant.feed import repository as feed_repository
+from services.merchant.feed.application import Feed
 from services.merchant.webhooks import repository, templates
 
 log = logging.getLogger("checkout.merchant.webhooks")
@@ -194,11 +196,20 @@ def _text(value: object) -> str:
 
 
 class InvoiceEvents:
-    """Turns each invoice event into queued webhook deliveries and notification emails."""
+    """Turns each invoice event into an entry of the merchant's event feed, queued webhook
+    deliveries and notification emails.
+
+    The feed's sequence is gapless and in recording order whatever the consumers do (the head
+    row's lock orders them: services/merchant/migrations/1005_event_feed.sql); one consumer per
+    shard applies the stream in order, so for a merchant it is also the order of the stream."""
 
     name = "webhooks"
     event_types: Sequence[str] = ("invoice.>",)
+    # The feed is not reset: a rebuild's replay finds its events there already (or too old).
     reset_sql = "TRUNCATE invoice_summaries"
+
+    def __init__(self, feed: Feed) -> None:
+        self.feed = feed
 
     async def apply(self, conn: Connection, event: Envelope) -> None:
         merchant_id = ids.parse_id(str(event.data.get("merchant_id") or ""))
@@ -214,11 +225,14 @@ class InvoiceEvents:
                 conn, invoice_id, merchant_id, _summary_values(event), event.occurred_at
             )
         slot = ids.slot_of(merchant_id)
+        body = payload(event)
+        if self.feed.keeps(event.occurred_at):
+            await feed_repository.record(conn, merchant_id, event.id, event.type, body)
 
         endpoints = await repository.subscribed_endpoints(conn, merchant_id, event.type)
         if endpoints:
             await repository.add_webhook_event(
-                conn, event.id, merchant_id, invoice_id, event.type, payload(event), event.occurred_at
+                conn, event.id, merchant_id, invoice_id, event.type, body, event.occurred_at
             )
             for endpoint_id in endpoints:
                 await repository.add_delivery(

@@ -333,20 +333,116 @@ class ListPaymentsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     PAYMENTS_FIELD_NUMBER: _builtins.int
+    NEXT_CURSOR_FIELD_NUMBER: _builtins.int
+    next_cursor: _builtins.str
+    """ListMerchantPayments only: the next page's cursor, empty on the last page."""
     @_builtins.property
     def payments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Payment]: ...
     def __init__(
         self,
         *,
         payments: _abc.Iterable[Global___Payment] | None = ...,
+        next_cursor: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["payments", b"payments"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_cursor", b"next_cursor", "payments", b"payments"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListPaymentsResponse: _TypeAlias = ListPaymentsResponse  # noqa: Y015
+
+@_typing.final
+class ListMerchantPaymentsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    DETECTED_AFTER_FIELD_NUMBER: _builtins.int
+    DETECTED_BEFORE_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    CURSOR_FIELD_NUMBER: _builtins.int
+    merchant_id: _builtins.str
+    limit: _builtins.int
+    cursor: _builtins.str
+    @_builtins.property
+    def detected_after(self) -> _timestamp_pb2.Timestamp:
+        """inclusive"""
+
+    @_builtins.property
+    def detected_before(self) -> _timestamp_pb2.Timestamp:
+        """exclusive"""
+
+    def __init__(
+        self,
+        *,
+        merchant_id: _builtins.str = ...,
+        detected_after: _timestamp_pb2.Timestamp | None = ...,
+        detected_before: _timestamp_pb2.Timestamp | None = ...,
+        limit: _builtins.int = ...,
+        cursor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["detected_after", b"detected_after", "detected_before", b"detected_before"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "detected_after", b"detected_after", "detected_before", b"detected_before", "limit", b"limit", "merchant_id", b"merchant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListMerchantPaymentsRequest: _TypeAlias = ListMerchantPaymentsRequest  # noqa: Y015
+
+@_typing.final
+class ListMetadataKeysRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    CREATED_AFTER_FIELD_NUMBER: _builtins.int
+    CREATED_BEFORE_FIELD_NUMBER: _builtins.int
+    merchant_id: _builtins.str
+    @_builtins.property
+    def created_after(self) -> _timestamp_pb2.Timestamp:
+        """inclusive"""
+
+    @_builtins.property
+    def created_before(self) -> _timestamp_pb2.Timestamp:
+        """exclusive"""
+
+    def __init__(
+        self,
+        *,
+        merchant_id: _builtins.str = ...,
+        created_after: _timestamp_pb2.Timestamp | None = ...,
+        created_before: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before", "merchant_id", b"merchant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListMetadataKeysRequest: _TypeAlias = ListMetadataKeysRequest  # noqa: Y015
+
+@_typing.final
+class ListMetadataKeysResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEYS_FIELD_NUMBER: _builtins.int
+    TRUNCATED_FIELD_NUMBER: _builtins.int
+    truncated: _builtins.bool
+    """More keys than the export makes columns for (limits.EXPORT_METADATA_COLUMNS_MAX)."""
+    @_builtins.property
+    def keys(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        keys: _abc.Iterable[_builtins.str] | None = ...,
+        truncated: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["keys", b"keys", "truncated", b"truncated"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListMetadataKeysResponse: _TypeAlias = ListMetadataKeysResponse  # noqa: Y015
 
 @_typing.final
 class AuditEntry(_message.Message):

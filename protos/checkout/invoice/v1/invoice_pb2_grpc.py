@@ -80,6 +80,16 @@ class InvoiceServiceStub:
                 request_serializer=checkout_dot_invoice_dot_v1_dot_invoice__pb2.ListAuditEntriesRequest.SerializeToString,
                 response_deserializer=checkout_dot_invoice_dot_v1_dot_invoice__pb2.ListAuditEntriesResponse.FromString,
                 _registered_method=True)
+        self.ListMetadataKeys = channel.unary_unary(
+                '/checkout.invoice.v1.InvoiceService/ListMetadataKeys',
+                request_serializer=checkout_dot_invoice_dot_v1_dot_invoice__pb2.ListMetadataKeysRequest.SerializeToString,
+                response_deserializer=checkout_dot_invoice_dot_v1_dot_invoice__pb2.ListMetadataKeysResponse.FromString,
+                _registered_method=True)
+        self.ListMerchantPayments = channel.unary_unary(
+                '/checkout.invoice.v1.InvoiceService/ListMerchantPayments',
+                request_serializer=checkout_dot_invoice_dot_v1_dot_invoice__pb2.ListMerchantPaymentsRequest.SerializeToString,
+                response_deserializer=checkout_dot_invoice_dot_v1_dot_invoice__pb2.ListPaymentsResponse.FromString,
+                _registered_method=True)
 
 
 class InvoiceServiceServicer:
@@ -144,6 +154,22 @@ class InvoiceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListMetadataKeys(self, request, context):
+        """The keys of a merchant's invoice metadata in a created window, sorted: the columns of the
+        invoices export (GET /v1/exports/invoices.csv), known before its first row is written.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMerchantPayments(self, request, context):
+        """A merchant's payments detected in a window, oldest first, a keyset page at a time (the
+        payments export).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InvoiceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -191,6 +217,16 @@ def add_InvoiceServiceServicer_to_server(servicer, server):
                     servicer.ListAuditEntries,
                     request_deserializer=checkout_dot_invoice_dot_v1_dot_invoice__pb2.ListAuditEntriesRequest.FromString,
                     response_serializer=checkout_dot_invoice_dot_v1_dot_invoice__pb2.ListAuditEntriesResponse.SerializeToString,
+            ),
+            'ListMetadataKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMetadataKeys,
+                    request_deserializer=checkout_dot_invoice_dot_v1_dot_invoice__pb2.ListMetadataKeysRequest.FromString,
+                    response_serializer=checkout_dot_invoice_dot_v1_dot_invoice__pb2.ListMetadataKeysResponse.SerializeToString,
+            ),
+            'ListMerchantPayments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMerchantPayments,
+                    request_deserializer=checkout_dot_invoice_dot_v1_dot_invoice__pb2.ListMerchantPaymentsRequest.FromString,
+                    response_serializer=checkout_dot_invoice_dot_v1_dot_invoice__pb2.ListPaymentsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -437,6 +473,60 @@ class InvoiceService:
             '/checkout.invoice.v1.InvoiceService/ListAuditEntries',
             checkout_dot_invoice_dot_v1_dot_invoice__pb2.ListAuditEntriesRequest.SerializeToString,
             checkout_dot_invoice_dot_v1_dot_invoice__pb2.ListAuditEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMetadataKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/checkout.invoice.v1.InvoiceService/ListMetadataKeys',
+            checkout_dot_invoice_dot_v1_dot_invoice__pb2.ListMetadataKeysRequest.SerializeToString,
+            checkout_dot_invoice_dot_v1_dot_invoice__pb2.ListMetadataKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMerchantPayments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/checkout.invoice.v1.InvoiceService/ListMerchantPayments',
+            checkout_dot_invoice_dot_v1_dot_invoice__pb2.ListMerchantPaymentsRequest.SerializeToString,
+            checkout_dot_invoice_dot_v1_dot_invoice__pb2.ListPaymentsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -46,6 +46,14 @@ class InvoiceServiceStub:
     ListPayments: _grpc.UnaryUnaryMultiCallable[_invoice_pb2.ListPaymentsRequest, _invoice_pb2.ListPaymentsResponse]
     ListAuditEntries: _grpc.UnaryUnaryMultiCallable[_invoice_pb2.ListAuditEntriesRequest, _invoice_pb2.ListAuditEntriesResponse]
     """Oldest first: the invoice's story in order."""
+    ListMetadataKeys: _grpc.UnaryUnaryMultiCallable[_invoice_pb2.ListMetadataKeysRequest, _invoice_pb2.ListMetadataKeysResponse]
+    """The keys of a merchant's invoice metadata in a created window, sorted: the columns of the
+    invoices export (GET /v1/exports/invoices.csv), known before its first row is written.
+    """
+    ListMerchantPayments: _grpc.UnaryUnaryMultiCallable[_invoice_pb2.ListMerchantPaymentsRequest, _invoice_pb2.ListPaymentsResponse]
+    """A merchant's payments detected in a window, oldest first, a keyset page at a time (the
+    payments export).
+    """
 
 @_typing.type_check_only
 class InvoiceServiceAsyncStub(InvoiceServiceStub):
@@ -65,6 +73,14 @@ class InvoiceServiceAsyncStub(InvoiceServiceStub):
     ListPayments: _aio.UnaryUnaryMultiCallable[_invoice_pb2.ListPaymentsRequest, _invoice_pb2.ListPaymentsResponse]  # type: ignore[assignment]
     ListAuditEntries: _aio.UnaryUnaryMultiCallable[_invoice_pb2.ListAuditEntriesRequest, _invoice_pb2.ListAuditEntriesResponse]  # type: ignore[assignment]
     """Oldest first: the invoice's story in order."""
+    ListMetadataKeys: _aio.UnaryUnaryMultiCallable[_invoice_pb2.ListMetadataKeysRequest, _invoice_pb2.ListMetadataKeysResponse]  # type: ignore[assignment]
+    """The keys of a merchant's invoice metadata in a created window, sorted: the columns of the
+    invoices export (GET /v1/exports/invoices.csv), known before its first row is written.
+    """
+    ListMerchantPayments: _aio.UnaryUnaryMultiCallable[_invoice_pb2.ListMerchantPaymentsRequest, _invoice_pb2.ListPaymentsResponse]  # type: ignore[assignment]
+    """A merchant's payments detected in a window, oldest first, a keyset page at a time (the
+    payments export).
+    """
 
 class InvoiceServiceServicer(metaclass=_abc_1.ABCMeta):
     """Invoices priced in fiat and paid in crypto. Money fields are decimal strings, never floats."""
@@ -135,5 +151,25 @@ class InvoiceServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_invoice_pb2.ListAuditEntriesResponse, _abc.Awaitable[_invoice_pb2.ListAuditEntriesResponse]]:
         """Oldest first: the invoice's story in order."""
+
+    @_abc_1.abstractmethod
+    def ListMetadataKeys(
+        self,
+        request: _invoice_pb2.ListMetadataKeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_invoice_pb2.ListMetadataKeysResponse, _abc.Awaitable[_invoice_pb2.ListMetadataKeysResponse]]:
+        """The keys of a merchant's invoice metadata in a created window, sorted: the columns of the
+        invoices export (GET /v1/exports/invoices.csv), known before its first row is written.
+        """
+
+    @_abc_1.abstractmethod
+    def ListMerchantPayments(
+        self,
+        request: _invoice_pb2.ListMerchantPaymentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_invoice_pb2.ListPaymentsResponse, _abc.Awaitable[_invoice_pb2.ListPaymentsResponse]]:
+        """A merchant's payments detected in a window, oldest first, a keyset page at a time (the
+        payments export).
+        """
 
 def add_InvoiceServiceServicer_to_server(servicer: InvoiceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

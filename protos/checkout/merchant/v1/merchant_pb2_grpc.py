@@ -126,6 +126,11 @@ class MerchantServiceStub:
                 request_serializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.RedeliverWebhookRequest.SerializeToString,
                 response_deserializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.WebhookDelivery.FromString,
                 _registered_method=True)
+        self.ListEvents = channel.unary_unary(
+                '/checkout.merchant.v1.MerchantService/ListEvents',
+                request_serializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.ListEventsRequest.SerializeToString,
+                response_deserializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.ListEventsResponse.FromString,
+                _registered_method=True)
         self.CreateNotificationTemplate = channel.unary_unary(
                 '/checkout.merchant.v1.MerchantService/CreateNotificationTemplate',
                 request_serializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.CreateNotificationTemplateRequest.SerializeToString,
@@ -280,6 +285,14 @@ class MerchantServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListEvents(self, request, context):
+        """The merchant's event feed: its invoice events in the order they were recorded for it
+        (a gapless per-merchant sequence), with the webhook bodies; waits up to wait_seconds for one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateNotificationTemplate(self, request, context):
         """Notification templates (email), rendered with an invoice's fields.
         """
@@ -409,6 +422,11 @@ def add_MerchantServiceServicer_to_server(servicer, server):
                     servicer.RedeliverWebhook,
                     request_deserializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.RedeliverWebhookRequest.FromString,
                     response_serializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.WebhookDelivery.SerializeToString,
+            ),
+            'ListEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEvents,
+                    request_deserializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.ListEventsRequest.FromString,
+                    response_serializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.ListEventsResponse.SerializeToString,
             ),
             'CreateNotificationTemplate': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateNotificationTemplate,
@@ -929,6 +947,33 @@ class MerchantService:
             '/checkout.merchant.v1.MerchantService/RedeliverWebhook',
             checkout_dot_merchant_dot_v1_dot_merchant__pb2.RedeliverWebhookRequest.SerializeToString,
             checkout_dot_merchant_dot_v1_dot_merchant__pb2.WebhookDelivery.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/checkout.merchant.v1.MerchantService/ListEvents',
+            checkout_dot_merchant_dot_v1_dot_merchant__pb2.ListEventsRequest.SerializeToString,
+            checkout_dot_merchant_dot_v1_dot_merchant__pb2.ListEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

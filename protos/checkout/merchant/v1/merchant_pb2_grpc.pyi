@@ -65,6 +65,10 @@ class MerchantServiceStub:
     GetWebhookDelivery: _grpc.UnaryUnaryMultiCallable[_merchant_pb2.GetWebhookDeliveryRequest, _merchant_pb2.WebhookDelivery]
     RedeliverWebhook: _grpc.UnaryUnaryMultiCallable[_merchant_pb2.RedeliverWebhookRequest, _merchant_pb2.WebhookDelivery]
     """Schedules one more attempt at once, with the same event id (and a fresh signature)."""
+    ListEvents: _grpc.UnaryUnaryMultiCallable[_merchant_pb2.ListEventsRequest, _merchant_pb2.ListEventsResponse]
+    """The merchant's event feed: its invoice events in the order they were recorded for it
+    (a gapless per-merchant sequence), with the webhook bodies; waits up to wait_seconds for one.
+    """
     CreateNotificationTemplate: _grpc.UnaryUnaryMultiCallable[_merchant_pb2.CreateNotificationTemplateRequest, _merchant_pb2.NotificationTemplate]
     """Notification templates (email), rendered with an invoice's fields."""
     GetNotificationTemplate: _grpc.UnaryUnaryMultiCallable[_merchant_pb2.GetNotificationTemplateRequest, _merchant_pb2.NotificationTemplate]
@@ -110,6 +114,10 @@ class MerchantServiceAsyncStub(MerchantServiceStub):
     GetWebhookDelivery: _aio.UnaryUnaryMultiCallable[_merchant_pb2.GetWebhookDeliveryRequest, _merchant_pb2.WebhookDelivery]  # type: ignore[assignment]
     RedeliverWebhook: _aio.UnaryUnaryMultiCallable[_merchant_pb2.RedeliverWebhookRequest, _merchant_pb2.WebhookDelivery]  # type: ignore[assignment]
     """Schedules one more attempt at once, with the same event id (and a fresh signature)."""
+    ListEvents: _aio.UnaryUnaryMultiCallable[_merchant_pb2.ListEventsRequest, _merchant_pb2.ListEventsResponse]  # type: ignore[assignment]
+    """The merchant's event feed: its invoice events in the order they were recorded for it
+    (a gapless per-merchant sequence), with the webhook bodies; waits up to wait_seconds for one.
+    """
     CreateNotificationTemplate: _aio.UnaryUnaryMultiCallable[_merchant_pb2.CreateNotificationTemplateRequest, _merchant_pb2.NotificationTemplate]  # type: ignore[assignment]
     """Notification templates (email), rendered with an invoice's fields."""
     GetNotificationTemplate: _aio.UnaryUnaryMultiCallable[_merchant_pb2.GetNotificationTemplateRequest, _merchant_pb2.NotificationTemplate]  # type: ignore[assignment]
@@ -260,6 +268,16 @@ class MerchantServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_merchant_pb2.WebhookDelivery, _abc.Awaitable[_merchant_pb2.WebhookDelivery]]:
         """Schedules one more attempt at once, with the same event id (and a fresh signature)."""
+
+    @_abc_1.abstractmethod
+    def ListEvents(
+        self,
+        request: _merchant_pb2.ListEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchant_pb2.ListEventsResponse, _abc.Awaitable[_merchant_pb2.ListEventsResponse]]:
+        """The merchant's event feed: its invoice events in the order they were recorded for it
+        (a gapless per-merchant sequence), with the webhook bodies; waits up to wait_seconds for one.
+        """
 
     @_abc_1.abstractmethod
     def CreateNotificationTemplate(

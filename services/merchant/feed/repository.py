@@ -1,0 +1,82 @@
+"""SQL for the event feed (migration 1005_event_feed.sql says why the sequence is gapless)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+
+import asyncpg
+
+from libs.common.db import Connection
+
+Db = Connection | asyncpg.Pool
+
+
+async def record(
+    conn: Connection, merchant_id: uuid.UUID, event_id: uuid.UUID, event_type: str, body: str
+) -> int | None:
+    """Appends the event to the merchant's feed with the next sequence number, in the caller's
+    transaction; None (and no number taken) if it is there already.
+
+    recorded_at is the clock at the insert, after the head's row lock is held: a later number
+    is never recorded earlier, so retention (by recorded_at) only ever cuts a feed's oldest end."""
+    if await conn.fetchval(
+        "SELECT 1 FROM event_feed WHERE merchant_id = $1 AND event_id = $2", merchant_id, event_id
+    ):
+        return None
+    sequence: int = await conn.fetchval(
+        """INSERT INTO event_feed_heads (merchant_id, last_sequence) VALUES ($1, 1)
+           ON CONFLICT (merchant_id) DO UPDATE SET last_sequence = event_feed_heads.last_sequence + 1
+           RETURNING last_sequence""",
+        merchant_id,
+    )
+    await conn.execute(
+        """INSERT INTO event_feed (merchant_id, sequence, event_id, event_type, body, recorded_at)
+           VALUES ($1, $2, $3, $4, $5, clock_timestamp())""",
+        merchant_id,
+        sequence,
+        event_id,
+        event_type,
+        body,
+    )
+    return sequence
+
+
+async def events_after(
+    db: Db, merchant_id: uuid.UUID, after: int, types: Sequence[str], limit: int
+) -> list[asyncpg.Record]:
+    """The merchant's events after sequence `after`, in order, of `types` (all when empty)."""
+    columns = "sequence, event_id, event_type, body, recorded_at"
+    if types:
+        return list(
+            await db.fetch(
+                f"""SELECT {columns} FROM event_feed
+                    WHERE merchant_id = $1 AND sequence > $2 AND event_type = ANY($3::text[])
+                    ORDER BY sequence LIMIT $4""",
+                merchant_id,
+                after,
+                list(types),
+                limit,
+            )
+        )
+    return list(
+        await db.fetch(
+            f"""SELECT {columns} FROM event_feed WHERE merchant_id = $1 AND sequence > $2
+                ORDER BY sequence LIMIT $3""",
+            merchant_id,
+            after,
+            limit,
+        )
+    )
+
+
+async def delete_recorded_before(db: Db, before: dt.datetime, batch: int) -> int:
+    """Deletes up to `batch` events recorded before `before` (oldest first); how many it did."""
+    status: str = await db.execute(
+        """DELETE FROM event_feed WHERE ctid = ANY(ARRAY(
+               SELECT ctid FROM event_feed WHERE recorded_at < $1 ORDER BY recorded_at LIMIT $2))""",
+        before,
+        batch,
+    )
+    return int(status.split()[-1])
