@@ -27,7 +27,17 @@ from services.gateway.operations import Operation
 from services.gateway.pages import pay
 from services.gateway.pages import routes as pages
 from services.gateway.pages.state import PagesState
-from services.gateway.routes import admin, analytics, api_keys, customers, invoices, merchants, meta, webhooks
+from services.gateway.routes import (
+    admin,
+    analytics,
+    api_keys,
+    customers,
+    invoices,
+    merchants,
+    meta,
+    refunds,
+    webhooks,
+)
 from services.gateway.state import GatewayState
 
 log = logging.getLogger("checkout.gateway")
@@ -38,6 +48,7 @@ def all_operations() -> list[Operation]:
     # Starlette tries routes in order: the reads every client polls come first.
     return [
         *invoices.operations,
+        *refunds.operations,
         *pay.operations,
         *meta.operations,
         *merchants.operations,
