@@ -343,7 +343,10 @@ class InvoiceApp:
                 )
                 row = await self._save(conn, invoice)
                 assert row is not None
-                return invoice_message(row)
+                created = invoice_message(row)
+                # Nothing received yet: the answer is the invoice as GetInvoice reads it.
+                created.amount_refundable = format_money(Decimal(0), CRYPTO[row["crypto_currency"]].decimals)
+                return created
 
             # No cache entry to drop: nothing can have cached an id that did not exist.
             return await Commands.run_on(conn, scope, handle, _encode, pb.Invoice.FromString, request_hash)
@@ -482,9 +485,7 @@ class InvoiceApp:
             assert invoice is not None
             invoice.cancel(request.reason, utcnow())
             await self._save(conn, invoice)
-            changed = await repository.invoice(conn, invoice_id)
-            assert changed is not None
-            return invoice_message(changed)
+            return await self._invoice_with_refunds(conn, merchant_id, invoice_id)
 
         scope = self._scope(f"CancelInvoice:{invoice_id}", merchant_id)
         return await self._invoice_command(self.rt.pool_for(invoice_id), scope, handle, request)

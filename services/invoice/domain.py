@@ -797,7 +797,7 @@ class Invoice(Aggregate):
             self.decimals = pricing.CRYPTO[event.crypto_currency].decimals
             self.underpaid_percent = Decimal(event.payment_tolerance.underpaid_percent or "0")
             self.network = event.network
-            self.rate = Decimal(event.exchange_rate.rate)
+            self.rate = Decimal(event.exchange_rate.rate or "0")
         elif isinstance(event, ev.RefundCreated):
             self.refunds[event.refund_id] = RefundState(
                 event.refund_id, Decimal(event.crypto_amount), "awaiting_claim", event.claim_token_sha256

@@ -5,6 +5,7 @@ watcher marks the refund completed when it sees the money arrive."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from checkout.invoice.v1 import invoice_pb2
@@ -14,7 +15,7 @@ from services.gateway.context import CallContext, request_id_of
 from services.gateway.errors import ApiError
 from services.gateway.operations import Args, Operation, Reply, Rule
 from services.gateway.schemas.refunds import PayerRefund, Refund, RefundClaim, RefundClaimQuery, RefundCreate
-from services.gateway.state import state_of
+from services.gateway.state import GatewayState, state_of
 
 TAG = "Refunds"
 CREATE_RULES = (
@@ -92,33 +93,45 @@ async def cancel_refund(args: Args[None, None]) -> Reply:
     return Reply(Refund.of(refund, state.public_url), replayed=replayed)
 
 
-def _token_of(args: Args[Any, Any], token: str) -> str:
+def _checked(refund_id: uuid.UUID, token: str) -> str:
     # The token names its refund (its first 32 hex digits): a path that says otherwise is another's.
-    if token[:32] != args.ids["refund_id"].hex:
+    if token[:32] != refund_id.hex:
         raise ApiError("not_found", "refund not found")
     return token
 
 
-async def get_refund_claim(args: Args[None, RefundClaimQuery]) -> PayerRefund:
-    backends = state_of(args.request).backends
-    token = _token_of(args, args.query.token)
-    refund = await backends.call(
-        backends.invoices(backends.shard_of(args.ids["refund_id"])).GetRefundClaim,
-        invoice_pb2.GetRefundClaimRequest(claim_token=token),
-        CallContext(request_id_of(args.request), "anonymous"),
+async def refund_claim(
+    state: GatewayState, refund_id: uuid.UUID, token: str, request_id: str
+) -> invoice_pb2.Refund:
+    """The payer's view of a refund by its claim token: the API below and the page (pages/refund.py)."""
+    backends = state.backends
+    return await backends.call(
+        backends.invoices(backends.shard_of(refund_id)).GetRefundClaim,
+        invoice_pb2.GetRefundClaimRequest(claim_token=_checked(refund_id, token)),
+        CallContext(request_id, "anonymous"),
     )
-    return PayerRefund.of(refund)
+
+
+async def claim(
+    state: GatewayState, refund_id: uuid.UUID, token: str, address: str, request_id: str
+) -> invoice_pb2.Refund:
+    backends = state.backends
+    return await backends.call(
+        backends.invoices(backends.shard_of(refund_id)).ClaimRefund,
+        invoice_pb2.ClaimRefundRequest(claim_token=_checked(refund_id, token), address=address),
+        CallContext(request_id, "anonymous"),
+    )
+
+
+async def get_refund_claim(args: Args[None, RefundClaimQuery]) -> PayerRefund:
+    state, request_id = state_of(args.request), request_id_of(args.request)
+    return PayerRefund.of(await refund_claim(state, args.ids["refund_id"], args.query.token, request_id))
 
 
 async def claim_refund(args: Args[RefundClaim, None]) -> PayerRefund:
-    backends = state_of(args.request).backends
-    token = _token_of(args, args.body.token)
-    refund = await backends.call(
-        backends.invoices(backends.shard_of(args.ids["refund_id"])).ClaimRefund,
-        invoice_pb2.ClaimRefundRequest(claim_token=token, address=args.body.address),
-        CallContext(request_id_of(args.request), "anonymous"),
-    )
-    return PayerRefund.of(refund)
+    state, request_id = state_of(args.request), request_id_of(args.request)
+    body = args.body
+    return PayerRefund.of(await claim(state, args.ids["refund_id"], body.token, body.address, request_id))
 
 
 operations = [
@@ -146,6 +159,7 @@ operations = [
     Operation(
         "POST", "/v1/refunds/{refund_id}/claim", claim_refund, "Name the address a refund is paid to", TAG,
         "public", response=PayerRefund, body=RefundClaim, errors=(404, 409), rules=CLAIM_RULES,
+        example={"token": "0" * 80, "address": "0xd8dA6BF26964aF9D7eEd9e03E53415D37aA96045"},
         description="Once: a second claim is 409 `conflict`. The address must be one of the invoice's "
         "network (422 naming `address`).",
     ),

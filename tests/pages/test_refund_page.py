@@ -1,0 +1,80 @@
+"""The payer's refund claim page in a real browser: the link a refund answers with opens a page
+that says what is refunded, refuses an address of another network in words, takes the payer's
+address once, and says the refund was sent once the merchant's payment is seen on chain."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import httpx
+from playwright.async_api import Page, expect
+
+from tests.common.support import poll_for
+from tests.pages.conftest import Shop, screenshot
+from tools.devchain.testing import EvmChain
+
+
+async def _paid_invoice(http: httpx.AsyncClient, shop: Shop, evm_chain: EvmChain) -> dict[str, Any]:
+    body = {
+        "title": "Beans to return",
+        "items": [{"name": "Beans 1kg", "quantity": "1", "unit_price": "20.00"}],
+        "currency": "USD",
+        "crypto_currency": "ETH",
+    }
+    created = await http.post("/v1/invoices", json=body, headers=shop.auth)
+    assert created.status_code == 201, created.text
+    invoice = created.json()
+    wei = int(Decimal(invoice["crypto_amount"]).scaleb(18))
+    await evm_chain.wait_receipt(
+        await evm_chain.send_eth(evm_chain.accounts[2], invoice["payment_address"], wei)
+    )
+
+    async def paid() -> dict[str, Any] | None:
+        view = (await http.get(f"/v1/invoices/{invoice['id']}", headers=shop.auth)).json()
+        return view if view["status"] in ("paid", "confirmed") else None
+
+    return await poll_for(paid, timeout=30, what="the invoice to be paid")
+
+
+async def test_the_payer_claims_a_refund_on_its_page_and_sees_it_sent(
+    page: Page, http: httpx.AsyncClient, shop: Shop, evm_chain: EvmChain
+) -> None:
+    invoice = await _paid_invoice(http, shop, evm_chain)
+    created = await http.post(
+        f"/v1/invoices/{invoice['id']}/refunds", json={"amount": "5.00", "rate": "invoice"}, headers=shop.auth
+    )
+    assert created.status_code == 201, created.text
+    refund = created.json()
+
+    await page.goto(refund["claim_url"])
+    await expect(page.locator("#crypto-amount")).to_have_text(refund["crypto_amount"])
+    await expect(page.locator("#status-label")).to_have_text("Tell us where to send your refund.")
+
+    await page.get_by_label("Your Ethereum address for ETH").fill(
+        "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq"
+    )
+    await page.get_by_role("button", name="Send my refund here").click()
+    await expect(page.locator("#claim-error")).to_contain_text("That address cannot be used")
+
+    address = "0x" + uuid.uuid4().hex + uuid.uuid4().hex[:8]
+    await page.get_by_label("Your Ethereum address for ETH").fill(address)
+    await page.get_by_role("button", name="Send my refund here").click()
+    await expect(page.locator("#status-label")).to_contain_text("The merchant will send the refund")
+    shown = (await page.locator("#refund-address").text_content()) or ""
+    assert shown.lower() == address
+    await expect(page.locator("#claim-form")).to_have_count(0)
+    await screenshot(page, "refund-claimed-phone")
+
+    await evm_chain.wait_receipt(
+        await evm_chain.send_eth(evm_chain.accounts[4], shown, int(refund["amount_units"]))
+    )
+
+    async def sent() -> bool | None:
+        await page.goto(refund["claim_url"])
+        return True if await page.locator("#refund-tx").count() else None
+
+    await poll_for(sent, timeout=30, what="the page to say the refund was sent")
+    await expect(page.locator("#status-label")).to_have_text("Your refund has been sent.")
+    await screenshot(page, "refund-sent-phone")
