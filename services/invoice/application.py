@@ -127,7 +127,9 @@ def refund_message(row: asyncpg.Record) -> pb.Refund:
     )
 
 
-def checkout_message(row: asyncpg.Record, payments: list[asyncpg.Record]) -> pb.CheckoutView:
+def checkout_message(
+    row: asyncpg.Record, payments: list[asyncpg.Record], refunded: list[asyncpg.Record]
+) -> pb.CheckoutView:
     """The payer's view: what to pay, where, and by when; nothing else of the merchant's."""
     decimals = CRYPTO[row["crypto_currency"]].decimals
     return pb.CheckoutView(
@@ -157,6 +159,7 @@ def checkout_message(row: asyncpg.Record, payments: list[asyncpg.Record]) -> pb.
             )
             for p in payments
         ],
+        refunds=[_payer_refund(refund_message(r)) for r in refunded],
     )
 
 
@@ -422,7 +425,9 @@ class InvoiceApp:
             row = await repository.invoice(db, invoice_id)
             if row is None:
                 raise NotFound("invoice not found")
-            return checkout_message(row, await repository.payments(db, invoice_id))
+            return checkout_message(
+                row, await repository.payments(db, invoice_id), await repository.refunds(db, invoice_id)
+            )
 
         # The payer's page: the customer role (within 500 ms of the primary, per the seed).
         return await self.rt.read(CUSTOMER, invoice_id, view)

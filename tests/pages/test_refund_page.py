@@ -66,6 +66,8 @@ async def test_the_payer_claims_a_refund_on_its_page_and_sees_it_sent(
     assert shown.lower() == address
     await expect(page.locator("#claim-form")).to_have_count(0)
     await screenshot(page, "refund-claimed-phone")
+    await page.goto(f"/pay/{invoice['id']}")
+    await expect(page.locator("#status-notes")).to_contain_text(f"the merchant will send it to {shown}.")
 
     await evm_chain.wait_receipt(
         await evm_chain.send_eth(evm_chain.accounts[4], shown, int(refund["amount_units"]))
@@ -78,3 +80,9 @@ async def test_the_payer_claims_a_refund_on_its_page_and_sees_it_sent(
     await poll_for(sent, timeout=30, what="the page to say the refund was sent")
     await expect(page.locator("#status-label")).to_have_text("Your refund has been sent.")
     await screenshot(page, "refund-sent-phone")
+
+    # The checkout page the payer paid on says so as well.
+    await page.goto(f"/pay/{invoice['id']}")
+    await expect(page.locator("#status-notes")).to_contain_text(
+        f"Refund of {refund['crypto_amount']} ETH (5.00 USD): sent to {shown} in transaction"
+    )

@@ -151,6 +151,10 @@ async def test_a_refund_is_claimed_by_the_payer_paid_by_the_merchant_and_complet
         assert done["amount_refunded"] == refund["crypto_amount"] and done["refunds"][0]["tx_hash"]
         assert Decimal(done["amount_refundable"]) == left
         assert (await http.post(f"{path}/{refund['id']}/cancel", headers=key)).status_code == 409
+        # The payer's public view shows it too, without the merchant's own words.
+        [public] = (await http.get(f"/v1/checkout/{invoice['id']}")).json()["refunds"]
+        assert public["status"] == "completed" and public["tx_hash"] == done["refunds"][0]["tx_hash"]
+        assert "reason" not in public
 
         await poll(lambda: len(hook.received) >= 3, timeout=20, what="the refund webhooks")
         bodies = [json.loads(r.body) for r in hook.received]

@@ -19,11 +19,11 @@ from services.gateway.errors import ApiError
 from services.gateway.operations import path_id
 from services.gateway.pages import html
 from services.gateway.pages.dashboard import FormRejected, read_form
+from services.gateway.pages.payer import NETWORK_NAMES
 from services.gateway.routes.refunds import claim, refund_claim
 from services.gateway.schemas.refunds import PayerRefund
 from services.gateway.state import state_of
 
-NETWORK_NAMES = {"ethereum": "Ethereum", "bitcoin": "Bitcoin"}
 # What the payer is told of each status, in plain words.
 STATUS_WORDS = {
     "awaiting_claim": "Tell us where to send your refund.",

@@ -20,7 +20,7 @@ from services.gateway.schemas.base import (
     timestamp_of,
 )
 from services.gateway.schemas.merchants import PaymentTolerance, email
-from services.gateway.schemas.refunds import Refund
+from services.gateway.schemas.refunds import PayerRefund, Refund
 from services.gateway.schemas.types import WHOLE, Choice, DecimalString, FreeForm, Id, Timestamp, text
 from services.invoice.pricing import CRYPTO
 
@@ -306,6 +306,7 @@ class Checkout(ResponseModel):
     overpaid: bool
     paid_late: bool
     payments: list[CheckoutPayment]
+    refunds: list[PayerRefund] = Field(description="Refunds the merchant owes the payer, oldest first.")
 
     @classmethod
     def of(cls, v: invoice_pb2.CheckoutView) -> Checkout:
@@ -333,4 +334,5 @@ class Checkout(ResponseModel):
                 )
                 for p in v.payments
             ],
+            refunds=[PayerRefund.of(r) for r in v.refunds],
         )

@@ -851,6 +851,7 @@ class CheckoutView(_message.Message):
     PAYMENTS_FIELD_NUMBER: _builtins.int
     NETWORK_FIELD_NUMBER: _builtins.int
     MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    REFUNDS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     title: _builtins.str
     status: _builtins.str
@@ -875,6 +876,10 @@ class CheckoutView(_message.Message):
     def payments(self) -> _containers.RepeatedCompositeFieldContainer[Global___CheckoutPayment]:
         """The payer's own transactions: hash, amount, status and confirmations."""
 
+    @_builtins.property
+    def refunds(self) -> _containers.RepeatedCompositeFieldContainer[Global___Refund]:
+        """Refunds owed to the payer, oldest first, as the payer may see them (no merchant's reason)."""
+
     def __init__(
         self,
         *,
@@ -894,10 +899,11 @@ class CheckoutView(_message.Message):
         payments: _abc.Iterable[Global___CheckoutPayment] | None = ...,
         network: _builtins.str = ...,
         merchant_id: _builtins.str = ...,
+        refunds: _abc.Iterable[Global___Refund] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_paid", b"amount_paid", "crypto_amount", b"crypto_amount", "crypto_currency", b"crypto_currency", "currency", b"currency", "expires_at", b"expires_at", "id", b"id", "merchant_id", b"merchant_id", "network", b"network", "overpaid", b"overpaid", "paid_late", b"paid_late", "payment_address", b"payment_address", "payment_uri", b"payment_uri", "payments", b"payments", "status", b"status", "title", b"title", "total", b"total"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_paid", b"amount_paid", "crypto_amount", b"crypto_amount", "crypto_currency", b"crypto_currency", "currency", b"currency", "expires_at", b"expires_at", "id", b"id", "merchant_id", b"merchant_id", "network", b"network", "overpaid", b"overpaid", "paid_late", b"paid_late", "payment_address", b"payment_address", "payment_uri", b"payment_uri", "payments", b"payments", "refunds", b"refunds", "status", b"status", "title", b"title", "total", b"total"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
