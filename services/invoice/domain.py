@@ -562,6 +562,9 @@ class Invoice(Aggregate):
                 [FieldViolation(ask.field, "nothing is left to refund")],
             )
         used = rate.rate if rate is not None else self.rate
+        if used <= 0:
+            # Only an invoice restored from a snapshot taken before refunds existed lacks its rate.
+            raise FailedPrecondition("this invoice's locked rate is not known: refund it at the current rate")
         priced = price(
             ask, refundable=refundable, invoice_rate=self.rate, rate=used, currency=self.currency, asset=asset
         )

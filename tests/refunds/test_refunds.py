@@ -5,17 +5,21 @@ webhooks; what is refused on the way, and what another merchant cannot do."""
 
 from __future__ import annotations
 
+import io
 import json
 import uuid
 from decimal import Decimal
 from typing import Any
 
 import httpx
+from checkout_client import AsyncClient
 
 from tests.common.support import ethereum_account_xpub, poll, poll_for
 from tests.e2e.test_checkout_flow import bearer, invoice_body
 from tests.merchant.webhook_support import receiver
 from tools.devchain.testing import EvmChain
+from tools.devstack import Stack
+from tools.pay import pay
 
 # An account of its own: refunds are paid to addresses no other test's invoices use.
 XPUB = ethereum_account_xpub("test test test test test test test test test test test junk", 17)
@@ -64,7 +68,7 @@ def _error(response: httpx.Response, status: int) -> tuple[str, set[str]]:
 
 
 async def test_a_refund_is_claimed_by_the_payer_paid_by_the_merchant_and_completed_with_webhooks(
-    http: httpx.AsyncClient, operator: dict[str, str], evm_chain: EvmChain
+    http: httpx.AsyncClient, operator: dict[str, str], evm_chain: EvmChain, stack: Stack
 ) -> None:
     key = await _merchant(http, operator, "refunds")
     async with receiver() as hook:
@@ -139,9 +143,18 @@ async def test_a_refund_is_claimed_by_the_payer_paid_by_the_merchant_and_complet
         view = (await http.get(f"/v1/invoices/{invoice['id']}", headers=key)).json()
         [shown] = view["refunds"]
         assert shown["status"] == "claimed" and shown["address"] == claimed.json()["address"]
-        await evm_chain.wait_receipt(
-            await evm_chain.send_eth(evm_chain.accounts[3], shown["address"], int(shown["amount_units"]))
+        # `make pay INVOICE=… REFUND=…` as the merchant: sends the claimed amount, waits for completed.
+        out = io.StringIO()
+        paid = await pay(
+            invoice["id"],
+            gateway=stack.base_url,
+            rpc_url=evm_chain.rpc_url,
+            refund=refund["id"],
+            account=3,
+            out=out,
         )
+        assert paid == "completed", out.getvalue()
+        assert f"paying {refund['crypto_amount']} ETH to {shown['address']}" in out.getvalue()
 
         async def completed() -> dict[str, Any] | None:
             view = (await http.get(f"/v1/invoices/{invoice['id']}", headers=key)).json()
@@ -171,7 +184,7 @@ async def test_a_refund_is_claimed_by_the_payer_paid_by_the_merchant_and_complet
 
 
 async def test_refunds_refuse_bad_requests_and_another_merchant_cannot_see_or_refund(
-    http: httpx.AsyncClient, operator: dict[str, str], evm_chain: EvmChain
+    http: httpx.AsyncClient, operator: dict[str, str], evm_chain: EvmChain, stack: Stack
 ) -> None:
     key = await _merchant(http, operator, "strict")
     thief = await _merchant(http, operator, "thief")
@@ -202,8 +215,10 @@ async def test_refunds_refuse_bad_requests_and_another_merchant_cannot_see_or_re
     assert Decimal(refund["crypto_amount"]) <= Decimal(invoice["crypto_amount"])
     cancel = f"{path}/{refund['id']}/cancel"
     assert (await http.post(cancel, headers=thief)).status_code == 404
-    cancelled = await http.post(cancel, headers=key)
-    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    # The merchant's client cancels it (its own Idempotency-Key, as for every POST).
+    async with AsyncClient(stack.base_url, key["Authorization"].removeprefix("Bearer ")) as client:
+        cancelled = await client.cancel_refund(invoice["id"], refund["id"])
+    assert cancelled["status"] == "cancelled" and cancelled["cancelled_at"]
     token = refund["claim_url"].split("token=")[1]
     late = await http.post(
         f"/v1/refunds/{refund['id']}/claim", json={"token": token, "address": PAYER_ADDRESS}
