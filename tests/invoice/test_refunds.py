@@ -10,40 +10,20 @@ from decimal import Decimal
 
 import pytest
 from checkout.invoice.v1 import events_pb2 as ev
-from checkout.invoice.v1 import invoice_pb2 as pb
 
 from libs.common import addresses, ids
 from libs.common.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound
-from libs.common.protoconv import timestamp
 from services.invoice import pricing, refunds
 from services.invoice.domain import Invoice, LockedRate, Sighting
-from tests.invoice.test_lifecycle import ADDRESS, T0, seen, types
+from tests.invoice.test_lifecycle import T0, new_invoice, seen, types
 
 PAYER = "0x" + "ab" * 20
 TOKEN = "f" * 80
 
 
-def paid_invoice(amount: str = "1.0", paid: str = "1.0", *, rate: str = "2400") -> Invoice:
-    invoice_id = ids.new_id(7)
-    invoice = Invoice(invoice_id)
-    invoice.replay(
-        ev.InvoiceCreated(
-            invoice_id=str(invoice_id),
-            merchant_id=str(ids.new_id(7)),
-            title="t",
-            total="2400.00",
-            currency="USD",
-            crypto_currency="ETH",
-            crypto_amount=amount,
-            network="ethereum",
-            payment_address=ADDRESS,
-            exchange_rate=pb.ExchangeRate(rate=rate, source="fixed"),
-            payment_tolerance=pb.PaymentTolerance(underpaid_percent="0"),
-            expires_at=timestamp(T0 + dt.timedelta(seconds=900)),
-            created_at=timestamp(T0),
-        ),
-        1,
-    )
+def paid_invoice(paid: str = "1.0") -> Invoice:
+    """A 1 ETH invoice at 2400 USD (test_lifecycle's), with `paid` received."""
+    invoice = new_invoice()
     if paid != "0":
         invoice.observe(seen(paid), T0)
     invoice.pending = []

@@ -5,43 +5,20 @@ address once, and says the refund was sent once the merchant's payment is seen o
 from __future__ import annotations
 
 import uuid
-from decimal import Decimal
-from typing import Any
 
 import httpx
 from playwright.async_api import Page, expect
 
 from tests.common.support import poll_for
 from tests.pages.conftest import Shop, screenshot
+from tests.refunds.test_refunds import paid_invoice
 from tools.devchain.testing import EvmChain
-
-
-async def _paid_invoice(http: httpx.AsyncClient, shop: Shop, evm_chain: EvmChain) -> dict[str, Any]:
-    body = {
-        "title": "Beans to return",
-        "items": [{"name": "Beans 1kg", "quantity": "1", "unit_price": "20.00"}],
-        "currency": "USD",
-        "crypto_currency": "ETH",
-    }
-    created = await http.post("/v1/invoices", json=body, headers=shop.auth)
-    assert created.status_code == 201, created.text
-    invoice = created.json()
-    wei = int(Decimal(invoice["crypto_amount"]).scaleb(18))
-    await evm_chain.wait_receipt(
-        await evm_chain.send_eth(evm_chain.accounts[2], invoice["payment_address"], wei)
-    )
-
-    async def paid() -> dict[str, Any] | None:
-        view = (await http.get(f"/v1/invoices/{invoice['id']}", headers=shop.auth)).json()
-        return view if view["status"] in ("paid", "confirmed") else None
-
-    return await poll_for(paid, timeout=30, what="the invoice to be paid")
 
 
 async def test_the_payer_claims_a_refund_on_its_page_and_sees_it_sent(
     page: Page, http: httpx.AsyncClient, shop: Shop, evm_chain: EvmChain
 ) -> None:
-    invoice = await _paid_invoice(http, shop, evm_chain)
+    invoice = await paid_invoice(http, shop.auth, evm_chain)
     created = await http.post(
         f"/v1/invoices/{invoice['id']}/refunds", json={"amount": "5.00", "rate": "invoice"}, headers=shop.auth
     )

@@ -45,7 +45,8 @@ async def _merchant(http: httpx.AsyncClient, operator: dict[str, str], name: str
     return bearer(issued.json()["key"])
 
 
-async def _paid_invoice(http: httpx.AsyncClient, key: dict[str, str], evm_chain: EvmChain) -> dict[str, Any]:
+async def paid_invoice(http: httpx.AsyncClient, key: dict[str, str], evm_chain: EvmChain) -> dict[str, Any]:
+    """A new invoice of the merchant whose key is `key`, paid in full on the dev chain."""
     response = await http.post("/v1/invoices", json=invoice_body("Refundable beans"), headers=key)
     assert response.status_code == 201, response.text
     invoice = response.json()
@@ -76,7 +77,7 @@ async def test_a_refund_is_claimed_by_the_payer_paid_by_the_merchant_and_complet
             "/v1/webhook-endpoints", json={"url": hook.url(), "events": REFUND_EVENTS}, headers=key
         )
         assert registered.status_code == 201, registered.text
-        invoice = await _paid_invoice(http, key, evm_chain)
+        invoice = await paid_invoice(http, key, evm_chain)
         path = f"/v1/invoices/{invoice['id']}/refunds"
         assert invoice["amount_refundable"] == invoice["crypto_amount"] and invoice["refunds"] == []
 
@@ -192,7 +193,7 @@ async def test_refunds_refuse_bad_requests_and_another_merchant_cannot_see_or_re
     refused = await http.post(f"/v1/invoices/{unpaid['id']}/refunds", json={"rate": "invoice"}, headers=key)
     assert _error(refused, 409) == ("failed_precondition", {"status"})
 
-    invoice = await _paid_invoice(http, key, evm_chain)
+    invoice = await paid_invoice(http, key, evm_chain)
     path = f"/v1/invoices/{invoice['id']}/refunds"
     floats = await http.post(path, json={"amount": 1.5, "rate": "invoice"}, headers=key)
     assert _error(floats, 422) == ("invalid_argument", {"amount"})

@@ -19,6 +19,7 @@ from services.gateway.errors import ApiError
 from services.gateway.operations import path_id
 from services.gateway.pages import html
 from services.gateway.pages.dashboard import FormRejected, read_form
+from services.gateway.pages.pay import payer_error_page
 from services.gateway.pages.payer import NETWORK_NAMES
 from services.gateway.routes.refunds import claim, refund_claim
 from services.gateway.schemas.refunds import PayerRefund
@@ -31,24 +32,6 @@ STATUS_WORDS = {
     "completed": "Your refund has been sent.",
     "cancelled": "The merchant withdrew this refund. Ask them if you expected it.",
 }
-
-
-def _error_page(error: ApiError, request: Request) -> Response:
-    titles = {"not_found": "No such refund", "rate_limited": "Too many requests"}
-    messages = {
-        "not_found": "Check the link you were given, or ask the merchant for it again.",
-        "rate_limited": "This address asked too often. Wait a moment, then load the page again.",
-    }
-    return html.page(
-        "error.html",
-        {
-            "title": titles.get(error.code, "This page cannot be shown right now"),
-            "message": messages.get(error.code, "Try again in a moment."),
-            "request_id": request_id_of(request),
-        },
-        status=error.status,
-        headers=error.headers,
-    )
 
 
 def _page(
@@ -95,7 +78,7 @@ async def refund_page(request: Request) -> Response:
         return _page(await refund_claim(state, refund_id, token, request_id), token,
                      error=problem, address=address, status=status)  # fmt: skip
     except ApiError as error:
-        return _error_page(error, request)
+        return payer_error_page(error, request, "refund")
 
 
 def _why(refused: ApiError) -> str:
