@@ -45,8 +45,8 @@ up: $(STAMP) protos
 	$(BIN)/python -m tools.devstack up
 
 pay: $(STAMP)
-	@test -n "$(INVOICE)" || { echo "usage: make pay INVOICE=<invoice id> [AMOUNT=<crypto amount>]"; exit 2; }
-	$(BIN)/python -m tools.pay "$(INVOICE)" $(if $(AMOUNT),--amount "$(AMOUNT)")
+	@test -n "$(INVOICE)" || { echo "usage: make pay INVOICE=<invoice id> [AMOUNT=<crypto amount>] [REFUND=<refund id>]"; exit 2; }
+	$(BIN)/python -m tools.pay "$(INVOICE)" $(if $(AMOUNT),--amount "$(AMOUNT)") $(if $(REFUND),--refund "$(REFUND)" --account 2)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

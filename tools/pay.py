@@ -2,11 +2,14 @@
 
     python -m tools.pay <invoice_id> [--amount 0.01] [--account 1] [--no-wait]
     make pay INVOICE=<invoice_id> [AMOUNT=0.01]
+    make pay INVOICE=<invoice_id> REFUND=<refund_id>   # as the merchant: pay a claimed refund
 
 Reads the public checkout view (`GET /v1/checkout/{id}`), sends what is still owed (or
 --amount) of the invoice's crypto currency to its payment address — ETH as a value transfer, the
-test USDC as an ERC-20 `transfer` — and prints each status change until `confirmed`. The chain's
-URL and token address come from .dev/devchain.json, written by `make up`.
+test USDC as an ERC-20 `transfer` — and prints each status change until `confirmed`. With
+--refund it plays the merchant instead: sends a claimed refund's amount to the address the payer
+claimed (both in the same public view) and waits for the watcher to mark it `completed`. The
+chain's URL and token address come from .dev/devchain.json, written by `make up`.
 """
 
 from __future__ import annotations
@@ -127,6 +130,42 @@ def plan(view: dict[str, Any], amount: Decimal | None, chain: ChainInfo | None) 
     return Payment(currency, to, units, amount, token=token, chain_id=uri.chain_id if uri else None)
 
 
+def plan_refund(view: dict[str, Any], refund_id: str, chain: ChainInfo | None) -> Payment:
+    """What the merchant sends for a claimed refund: its crypto amount, to the claimed address."""
+    refund = next((r for r in view.get("refunds") or [] if r.get("id") == refund_id), None)
+    if refund is None:
+        raise PayError(f"the invoice has no refund {refund_id}")
+    if refund.get("status") != "claimed":
+        raise PayError(f"the refund is {refund.get('status')}: only a claimed one has an address to pay")
+    currency = str(refund.get("crypto_currency", ""))
+    if currency not in DECIMALS:
+        raise PayError(f"{currency or 'this currency'} cannot be paid on the dev chain (only ETH and USDC)")
+    amount = Decimal(str(refund["crypto_amount"]))
+    units = to_units(amount, DECIMALS[currency], currency)
+    token = None
+    if currency != "ETH":
+        if chain is None:
+            raise PayError("no token address: there is no .dev/devchain.json")
+        token = chain.token
+    return Payment(currency, str(refund["address"]), units, amount, token=token)
+
+
+async def watch_refund(
+    http: httpx.AsyncClient, gateway: str, invoice_id: str, refund_id: str, *, timeout: float, out: TextIO
+) -> str:
+    """Poll the checkout view until the refund is completed (or cancelled), or `timeout`."""
+    started = time.monotonic()
+    while True:
+        view = await fetch_view(http, gateway, invoice_id)
+        status = next(
+            (str(r.get("status")) for r in view.get("refunds") or [] if r.get("id") == refund_id), ""
+        )
+        if status in ("completed", "cancelled") or time.monotonic() - started > timeout:
+            print(f"  {time.monotonic() - started:5.1f}s  refund {status}", file=out, flush=True)
+            return status
+        await asyncio.sleep(0.5)
+
+
 async def fetch_view(http: httpx.AsyncClient, gateway: str, invoice_id: str) -> dict[str, Any]:
     try:
         response = await http.get(f"{gateway.rstrip('/')}/v1/checkout/{invoice_id}")
@@ -200,8 +239,10 @@ async def pay(
     timeout: float = 120.0,
     chain: ChainInfo | None = None,
     out: TextIO = sys.stdout,
+    refund: str | None = None,
 ) -> str:
-    """Pay the invoice; the transaction hash, or the final status when waiting.
+    """Pay the invoice (or, with `refund`, that claimed refund of it); the transaction hash, or
+    the final status when waiting.
 
     `chain` is what `make up` wrote to .dev/devchain.json: the node's URL and the token address.
     """
@@ -212,7 +253,7 @@ async def pay(
     payer = accounts[account]
     async with httpx.AsyncClient(timeout=10, trust_env=False) as http, EvmRpc(rpc_url) as rpc:
         view = await fetch_view(http, gateway, invoice_id)
-        payment = plan(view, amount, chain)
+        payment = plan_refund(view, refund, chain) if refund else plan(view, amount, chain)
         what = f"{payment.amount} {payment.currency}" + (f" (token {payment.token})" if payment.token else "")
         print(f"paying {what} to {payment.to} from dev account {account} ({payer.address})", file=out)
         try:
@@ -231,10 +272,15 @@ async def pay(
         except (TransactionFailed, ReceiptTimeout) as error:
             raise PayError(str(error)) from None
         print(
-            f"mined in block {int(receipt['blockNumber'], 16)}; watching the invoice ...",
+            f"mined in block {int(receipt['blockNumber'], 16)}; watching the {'refund' if refund else 'invoice'} ...",
             file=out,
             flush=True,
         )
+        if refund:
+            status = await watch_refund(http, gateway, invoice_id, refund, timeout=timeout, out=out)
+            if status != "completed":
+                raise PayError(f"the refund is {status or 'gone'}, not completed, after {timeout:.0f}s")
+            return status
         status = await watch(http, gateway, invoice_id, timeout=timeout, out=out)
         if status != "confirmed":
             raise PayError(f"the invoice is {status}, not confirmed, after {timeout:.0f}s")
@@ -258,6 +304,9 @@ def main(argv: list[str] | None = None) -> int:
         "--amount", type=_amount, help="in the invoice's crypto currency (default: what is owed)"
     )
     parser.add_argument("--account", type=int, default=1, help="dev account index, 0-9 (default 1)")
+    parser.add_argument(
+        "--refund", default=None, help="pay this claimed refund of the invoice, as the merchant"
+    )
     parser.add_argument("--gateway", default=DEFAULT_GATEWAY)
     parser.add_argument(
         "--rpc", default=None, help=f"node URL (default: .dev/devchain.json, else {DEFAULT_RPC})"
@@ -277,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
                 wait=not args.no_wait,
                 timeout=args.timeout,
                 chain=chain,
+                refund=args.refund,
             )
         )
     except PayError as error:

@@ -38,6 +38,7 @@ __all__ = [
     "derive_ethereum_address",
     "eip681_erc20_uri",
     "eip681_uri",
+    "payout_address",
     "validate_bitcoin_xpub",
     "validate_ethereum_xpub",
 ]
@@ -293,6 +294,32 @@ def _is_bitcoin_mainnet_address(address: str) -> bool:
             continue
         return True
     return False
+
+
+def _eip55(address: str) -> str:
+    """The EIP-55 checksummed spelling of a 0x address."""
+    from bip_utils.addr.eth_addr import _EthAddrUtils  # type: ignore[import-untyped, unused-ignore]
+
+    return "0x" + str(_EthAddrUtils.ChecksumEncode(address[2:].lower()))
+
+
+def payout_address(network: str, address: str) -> str:
+    """An address a payer gives to be paid on `network`, spelt as the watcher reports it (EVM:
+    EIP-55 checksummed; Bitcoin: bech32 lower case, base58 as given). ValueError saying why not:
+    a mixed-case EVM address must match its checksum, a Bitcoin one must decode for mainnet."""
+    address = address.strip()
+    if network == "ethereum":
+        try:
+            _check_ethereum_address(address, "address")
+        except ValueError as error:
+            raise ValueError(str(error).removeprefix("address ")) from None
+        return _eip55(address)
+    if network == "bitcoin":
+        spelt = address.lower() if address.lower().startswith(f"{_BITCOIN_HRP}1") else address
+        if not _is_bitcoin_mainnet_address(spelt):
+            raise ValueError("must be a Bitcoin address (bech32 bc1..., or base58 1... / 3...)")
+        return spelt
+    raise ValueError(f"cannot check addresses on {network}")
 
 
 def bip21_uri(address: str, amount_btc: Decimal) -> str:

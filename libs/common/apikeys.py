@@ -21,6 +21,8 @@ PERMISSIONS = (
     "invoices:read",
     "invoices:write",
     "invoices:cancel",
+    # Keys issued before refunds existed do not gain it: a merchant grants it to a key it means to.
+    "refunds:write",
     "customers:read",
     "analytics:read",
     "webhooks:read",

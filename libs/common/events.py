@@ -37,9 +37,18 @@ EVENT_TYPES: dict[str, type[Message]] = {
     "invoice.cancelled": invoice_events.InvoiceCancelled,
     "invoice.invalid": invoice_events.InvoiceInvalid,
     "invoice.reopened": invoice_events.InvoiceReopened,
+    # Refunds are part of the Invoice aggregate (its stream), named as merchants look for them.
+    "refund.created": invoice_events.RefundCreated,
+    "refund.claimed": invoice_events.RefundClaimed,
+    "refund.completed": invoice_events.RefundCompleted,
+    "refund.cancelled": invoice_events.RefundCancelled,
 }
+# The prefixes of the Invoice aggregate's event types: what reaches merchants as webhooks.
+INVOICE_EVENT_PREFIXES = ("invoice.", "refund.")
 # What a merchant can subscribe a webhook endpoint or a notification template to.
-WEBHOOK_EVENT_TYPES: tuple[str, ...] = tuple(sorted(t for t in EVENT_TYPES if t.startswith("invoice.")))
+WEBHOOK_EVENT_TYPES: tuple[str, ...] = tuple(
+    sorted(t for t in EVENT_TYPES if t.startswith(INVOICE_EVENT_PREFIXES))
+)
 # The invoice status events share one shape (see events.proto), so consumers can treat them alike.
 STATUS_EVENTS: dict[str, str] = {
     "invoice.partially_paid": "partial",

@@ -37,6 +37,7 @@ from services.gateway.routes import (
     invoices,
     merchants,
     meta,
+    refunds,
     webhooks,
 )
 from services.gateway.state import GatewayState
@@ -49,6 +50,7 @@ def all_operations() -> list[Operation]:
     # Starlette tries routes in order: the reads every client polls come first.
     return [
         *invoices.operations,
+        *refunds.operations,
         *pay.operations,
         *meta.operations,
         *merchants.operations,

@@ -14,6 +14,7 @@ import orjson
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
+from libs.common import events
 from services.gateway.keycache import KeyCache
 from services.gateway.pages.live import LiveInvoices
 from services.gateway.views import ViewCache
@@ -35,7 +36,8 @@ class Listener:
         self.live = live
         self.nats_url = nats_url
         self.subject = f"{subject_prefix}.*.api_key.revoked"
-        self.invoice_subject = f"{subject_prefix}.*.invoice.>"
+        # Every event of an invoice's stream (its refunds too) changes what its views show.
+        self.invoice_subjects = [f"{subject_prefix}.*.{prefix}>" for prefix in events.INVOICE_EVENT_PREFIXES]
         # Outside the event stream's subjects (`<prefix>.>`): a notice between replicas, not an event.
         self.peer_subject = f"checkout-gateway.{subject_prefix}.api_key.revoked"
         self.nc: NatsClient | None = None
@@ -68,7 +70,8 @@ class Listener:
                 delay = min(delay * 2, 10.0)
         await self.nc.subscribe(self.subject, cb=self._on_revoked)
         await self.nc.subscribe(self.peer_subject, cb=self._on_peer_notice)
-        await self.nc.subscribe(self.invoice_subject, cb=self._on_invoice_event)
+        for subject in self.invoice_subjects:
+            await self.nc.subscribe(subject, cb=self._on_invoice_event)
         await self.nc.flush()
         self.subscribed.set()
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import logging
+import secrets
 import uuid
 import weakref
 from collections.abc import Awaitable, Callable
@@ -31,8 +33,9 @@ from libs.common.protoconv import plain, struct, timestamp
 from libs.common.replica_config import ANALYTICS, CUSTOMER, READ
 from libs.common.replicas import ReplicaStatus
 from libs.common.service import Runtime
-from services.invoice import history, projections, repository
+from services.invoice import history, projections, refunds, repository
 from services.invoice.domain import (
+    LIVE_PAYMENT_STATUSES,
     STATUSES,
     Draft,
     Invoice,
@@ -103,10 +106,38 @@ def invoice_message(row: asyncpg.Record) -> pb.Invoice:
         overpaid=row["overpaid"],
         paid_late=row["paid_late"],
         status_reason=row["status_reason"] or "",
+        amount_refunded=format_money(row["amount_refunded"], decimals),
     )
 
 
-def checkout_message(row: asyncpg.Record, payments: list[asyncpg.Record]) -> pb.CheckoutView:
+def refund_message(row: asyncpg.Record) -> pb.Refund:
+    asset = CRYPTO[row["crypto_currency"]]
+    return pb.Refund(
+        id=str(row["id"]),
+        invoice_id=str(row["invoice_id"]),
+        merchant_id=str(row["merchant_id"]),
+        status=row["status"],
+        amount=format_money(row["amount"], FIAT_MINOR_UNITS[row["currency"]]),
+        currency=row["currency"],
+        crypto_amount=format_money(row["crypto_amount"], asset.decimals),
+        crypto_currency=row["crypto_currency"],
+        amount_units=str(to_base_units(row["crypto_amount"], asset)),
+        network=row["network"],
+        rate=row["rate"],
+        rate_basis=row["rate_basis"],
+        reason=row["reason"] or "",
+        address=row["address"] or "",
+        tx_hash=row["tx_hash"] or "",
+        created_at=timestamp(row["created_at"]),
+        claimed_at=timestamp(row["claimed_at"]),
+        completed_at=timestamp(row["completed_at"]),
+        cancelled_at=timestamp(row["cancelled_at"]),
+    )
+
+
+def checkout_message(
+    row: asyncpg.Record, payments: list[asyncpg.Record], refunded: list[asyncpg.Record]
+) -> pb.CheckoutView:
     """The payer's view: what to pay, where, and by when; nothing else of the merchant's."""
     decimals = CRYPTO[row["crypto_currency"]].decimals
     return pb.CheckoutView(
@@ -136,6 +167,7 @@ def checkout_message(row: asyncpg.Record, payments: list[asyncpg.Record]) -> pb.
             )
             for p in payments
         ],
+        refunds=[_payer_refund(refund_message(r)) for r in refunded],
     )
 
 
@@ -331,7 +363,10 @@ class InvoiceApp:
                 )
                 row = await self._save(conn, invoice)
                 assert row is not None
-                return invoice_message(row)
+                created = invoice_message(row)
+                # Nothing received yet: the answer is the invoice as GetInvoice reads it.
+                created.amount_refundable = format_money(Decimal(0), CRYPTO[row["crypto_currency"]].decimals)
+                return created
 
             # No cache entry to drop: nothing can have cached an id that did not exist.
             return await Commands.run_on(conn, scope, handle, _encode, pb.Invoice.FromString, request_hash)
@@ -341,10 +376,27 @@ class InvoiceApp:
         # Another merchant's invoice is "not found", never "forbidden": nothing is learnt from it.
         if merchant_id is None or invoice_id is None or ids.slot_of(invoice_id) != ids.slot_of(merchant_id):
             raise NotFound("invoice not found")
-        row = await self.rt.read(READ, invoice_id, lambda db: repository.invoice(db, invoice_id))
+        return await self.rt.read(
+            READ, invoice_id, lambda db: self._invoice_with_refunds(db, merchant_id, invoice_id)
+        )
+
+    async def _invoice_with_refunds(
+        self, db: Connection, merchant_id: uuid.UUID, invoice_id: uuid.UUID
+    ) -> pb.Invoice:
+        """One invoice as GetInvoice shows it: with its refunds and what is left to refund."""
+        row = await repository.invoice(db, invoice_id)
         if row is None or row["merchant_id"] != merchant_id:
             raise NotFound("invoice not found")
-        return invoice_message(row)
+        message = invoice_message(row)
+        listed = await repository.refunds(db, invoice_id)
+        message.refunds.extend(refund_message(r) for r in listed)
+        held = sum(
+            (r["crypto_amount"] for r in listed if r["status"] in refunds.HOLDING_STATUSES), Decimal(0)
+        )
+        received = await repository.received(db, invoice_id, LIVE_PAYMENT_STATUSES)
+        decimals = CRYPTO[row["crypto_currency"]].decimals
+        message.amount_refundable = format_money(max(Decimal(0), received - held), decimals)
+        return message
 
     async def list_invoices(self, request: pb.ListInvoicesRequest) -> pb.ListInvoicesResponse:
         merchant_id = self._merchant(request.merchant_id)
@@ -390,7 +442,9 @@ class InvoiceApp:
             row = await repository.invoice(db, invoice_id)
             if row is None:
                 raise NotFound("invoice not found")
-            return checkout_message(row, await repository.payments(db, invoice_id))
+            return checkout_message(
+                row, await repository.payments(db, invoice_id), await repository.refunds(db, invoice_id)
+            )
 
         # The payer's page: the customer role (within 500 ms of the primary, per the seed).
         return await self.rt.read(CUSTOMER, invoice_id, view)
@@ -467,12 +521,148 @@ class InvoiceApp:
             assert invoice is not None
             invoice.cancel(request.reason, utcnow())
             await self._save(conn, invoice)
-            changed = await repository.invoice(conn, invoice_id)
-            assert changed is not None
-            return invoice_message(changed)
+            return await self._invoice_with_refunds(conn, merchant_id, invoice_id)
 
         scope = self._scope(f"CancelInvoice:{invoice_id}", merchant_id)
         return await self._invoice_command(self.rt.pool_for(invoice_id), scope, handle, request)
+
+    # -- refunds ---------------------------------------------------------------------------------
+    async def create_refund(self, request: pb.CreateRefundRequest) -> pb.Refund:
+        # From the primary: a replica behind the invoice's payments would misjudge what is left.
+        invoice_id = self._owned(request.merchant_id, request.invoice_id)
+        pool = self.rt.pool_for(invoice_id)
+        async with pool.acquire() as db:
+            row = await self._owned_row(request.merchant_id, request.invoice_id, db)
+        asset = CRYPTO[row["crypto_currency"]]
+        ask = refunds.check_request(
+            request.amount,
+            request.crypto_amount,
+            request.rate,
+            request.reason,
+            currency=row["currency"],
+            asset=asset,
+        )
+        scope = self._scope(f"CreateRefund:{invoice_id}", row["merchant_id"])
+        request_hash = hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
+        refund_id = ids.new_id(ids.slot_of(invoice_id))
+        # The claim link's secret: only its hash goes into the event; the token is shown once.
+        token = refund_id.hex + secrets.token_hex(24)
+
+        async with pool.acquire() as conn:
+            replayed = await Commands.replay(conn, scope, pb.Refund.FromString, request_hash)
+            if replayed is not None:
+                return replayed  # a retry: no second quote for it
+            rate = None
+            if ask.basis == "current":
+                try:
+                    # The market's rate: the merchant's spread was its margin on the sale, not on the refund.
+                    quote = await self.rates.get_quote(
+                        asset.symbol, row["currency"], spread_percent=Decimal(0)
+                    )
+                except RateUnavailable as error:
+                    raise FailedPrecondition(str(error)) from None
+                rate = LockedRate(quote.rate, quote.source, quote.fetched_at, quote.pair)
+
+            async def handle(conn: Connection) -> pb.Refund:
+                invoice = await self.invoices.get(conn, invoice_id)
+                assert invoice is not None
+                invoice.refund(
+                    refund_id, ask, rate=rate, token_sha256=refunds.token_sha256(token), now=utcnow()
+                )
+                await self._save(conn, invoice)
+                saved = await repository.refund(conn, refund_id)
+                assert saved is not None
+                answer = refund_message(saved)
+                answer.claim_token = token
+                return answer
+
+            result = await Commands.run_on(
+                conn, scope, handle, _encode_refund, pb.Refund.FromString, request_hash
+            )
+        await self.rt.invalidate(invoice_id, cache.invoice_key(str(invoice_id)))
+        return result
+
+    async def cancel_refund(self, request: pb.CancelRefundRequest) -> pb.Refund:
+        invoice_id = self._owned(request.merchant_id, request.invoice_id)
+        refund_id = ids.parse_id(request.refund_id)
+        pool = self.rt.pool_for(invoice_id)
+        async with pool.acquire() as db:
+            row = await self._owned_row(request.merchant_id, request.invoice_id, db)
+            found = await repository.refund(db, refund_id) if refund_id else None
+        if refund_id is None or found is None or found["invoice_id"] != invoice_id:
+            raise NotFound("refund not found")
+
+        async def handle(conn: Connection) -> pb.Refund:
+            invoice = await self.invoices.get(conn, invoice_id)
+            assert invoice is not None
+            invoice.cancel_refund(str(refund_id), "", utcnow())
+            await self._save(conn, invoice)
+            saved = await repository.refund(conn, refund_id)
+            assert saved is not None
+            return refund_message(saved)
+
+        scope = self._scope(f"CancelRefund:{refund_id}", row["merchant_id"])
+        request_hash = hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
+        result = await Commands.run(pool, scope, handle, _encode_refund, pb.Refund.FromString, request_hash)
+        await self.rt.invalidate(invoice_id, cache.invoice_key(str(invoice_id)))
+        return result
+
+    async def _claimed_refund(self, db: Connection, token: str) -> asyncpg.Record:
+        """The refund a claim token names (its secret is checked against the aggregate's hash by
+        the caller); NotFound for a token that names none."""
+        refund_id = ids.parse_id(refunds.refund_id_of_token(token) or "")
+        row = await repository.refund(db, refund_id) if refund_id else None
+        if row is None:
+            raise NotFound("refund not found")
+        return row
+
+    async def get_refund_claim(self, request: pb.GetRefundClaimRequest) -> pb.Refund:
+        """The payer's view of a refund: by its claim token, checked against the aggregate's hash."""
+        refund_id = ids.parse_id(refunds.refund_id_of_token(request.claim_token) or "")
+        if refund_id is None:
+            raise NotFound("refund not found")
+        async with self.rt.pool_for(refund_id).acquire() as db:
+            row = await self._claimed_refund(db, request.claim_token)
+            invoice = await self.invoices.get(db, row["invoice_id"])
+        held = invoice.refunds.get(str(refund_id)) if invoice else None
+        if held is None or not hmac.compare_digest(
+            held.token_sha256, refunds.token_sha256(request.claim_token)
+        ):
+            raise NotFound("refund not found")
+        return _payer_refund(refund_message(row))
+
+    async def claim_refund(self, request: pb.ClaimRefundRequest) -> pb.Refund:
+        refund_id = ids.parse_id(refunds.refund_id_of_token(request.claim_token) or "")
+        if refund_id is None:
+            raise NotFound("refund not found")
+        pool = self.rt.pool_for(refund_id)
+        async with pool.acquire() as db:
+            invoice_id = (await self._claimed_refund(db, request.claim_token))["invoice_id"]
+
+        async def handle(conn: Connection) -> pb.Refund:
+            invoice = await self.invoices.get(conn, invoice_id)
+            assert invoice is not None
+            invoice.claim_refund(
+                str(refund_id),
+                refunds.token_sha256(request.claim_token),
+                request.address,
+                addresses.payout_address,
+                utcnow(),
+            )
+            await self._save(conn, invoice)
+            saved = await repository.refund(conn, refund_id)
+            assert saved is not None
+            return _payer_refund(refund_message(saved))
+
+        token = context.use(replace(context.current(), actor="payer"))
+        try:
+            # No idempotency key: a second claim is refused (409), which is what a retry should learn.
+            async with pool.acquire() as conn, conn.transaction():
+                result = await handle(conn)
+        finally:
+            context.reset(token)
+        await self.rt.invalidate(invoice_id, cache.invoice_key(str(invoice_id)))
+        return result
 
     async def list_payments(self, request: pb.ListPaymentsRequest) -> pb.ListPaymentsResponse:
         async def payments(db: Connection) -> list[asyncpg.Record]:
@@ -584,6 +774,22 @@ def audit_message(row: asyncpg.Record) -> pb.AuditEntry:
 
 def _encode(message: pb.Invoice) -> bytes:
     return message.SerializeToString()
+
+
+def _encode_refund(message: pb.Refund) -> bytes:
+    # Only the hash of a claim token is ever kept, so a replayed create answers without the
+    # token: the link was shown once, to the first response (like an API key's plaintext).
+    stored = pb.Refund()
+    stored.CopyFrom(message)
+    stored.claim_token = ""
+    return stored.SerializeToString()
+
+
+def _payer_refund(message: pb.Refund) -> pb.Refund:
+    """What the payer sees of a refund: no merchant, no reason the merchant wrote for itself."""
+    message.merchant_id = ""
+    message.reason = ""
+    return message
 
 
 _apps: weakref.WeakKeyDictionary[Runtime, InvoiceApp] = weakref.WeakKeyDictionary()

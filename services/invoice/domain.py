@@ -9,10 +9,11 @@ a rate and allocates an address, and `Invoice.create` emits `InvoiceCreated`.
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import json
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -22,7 +23,7 @@ from checkout.invoice.v1 import invoice_pb2 as pb
 
 from libs.common import events, ids
 from libs.common.aggregate import Aggregate
-from libs.common.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from libs.common.errors import Conflict, FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from libs.common.limits import (
     CANCEL_REASON_MAX_CHARS,
     DESCRIPTION_MAX_CHARS,
@@ -36,6 +37,7 @@ from libs.common.limits import (
 )
 from libs.common.protoconv import datetime_of, struct, timestamp
 from services.invoice import pricing
+from services.invoice.refunds import RefundAsk, RefundState, price
 
 STATUSES = ("pending", "partial", "paid", "confirmed", "expired", "cancelled", "invalid")
 # Statuses in which payments count towards the invoice; after these it is closed and a payment
@@ -45,6 +47,8 @@ CLOSED_STATUSES = frozenset({"expired", "cancelled"})
 PAYMENT_STATUSES = ("detected", "confirming", "confirmed", "failed", "reorged")
 # What a payment's confirmations make of it, before it is confirmed.
 LIVE_PAYMENT_STATUSES = frozenset({"detected", "confirming", "confirmed"})
+# Statuses whose money can be refunded (and any invoice that was paid late, whatever its status).
+REFUNDABLE_STATUSES = frozenset({"paid", "confirmed"})
 _HUNDRED = Decimal(100)
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # The coin each network's addresses receive natively; any other asset there is a token.
@@ -247,6 +251,9 @@ class Invoice(Aggregate):
         self.overpaid = False
         self.paid_late = False
         self.payments: dict[tuple[str, int], PaymentState] = {}
+        self.network = ""
+        self.rate = Decimal(0)  # the locked exchange rate, fiat per coin
+        self.refunds: dict[str, RefundState] = {}  # in the order they were made
 
     @staticmethod
     def validate(
@@ -418,7 +425,10 @@ class Invoice(Aggregate):
     # merchant's tolerance, so a replay (or a reorg) always lands on the same answer.
 
     def observe(self, seen: Sighting, now: dt.datetime) -> None:
-        """A watcher saw a transfer to this invoice's address (again, possibly in another block)."""
+        """A watcher saw a transfer to this invoice's address (again, possibly in another block),
+        or to an address a payer claimed a refund of it to."""
+        if self._refund_paid(seen, now):
+            return
         if seen.asset != self.crypto_currency or seen.to_address.lower() != self.payment_address.lower():
             return  # another asset to the same address (an ERC-20 to an ETH invoice) is not this invoice's
         key = (seen.tx_hash.lower(), seen.output_index)
@@ -513,6 +523,157 @@ class Invoice(Aggregate):
         self._emit_status(
             ev.InvoiceCancelled, "cancelled", reason.strip() or "cancelled by the merchant", now
         )
+
+    # -- refunds -----------------------------------------------------------------------------
+    def received(self) -> Decimal:
+        """Every payment the chain still holds, late ones included: what could be given back."""
+        return sum(
+            (p.amount for p in self.payments.values() if p.status in LIVE_PAYMENT_STATUSES), Decimal(0)
+        )
+
+    def refundable(self) -> Decimal:
+        held = sum((r.crypto_amount for r in self.refunds.values() if r.holding), Decimal(0))
+        return max(Decimal(0), self.received() - held)
+
+    def refunded(self) -> Decimal:
+        return sum((r.crypto_amount for r in self.refunds.values() if r.status == "completed"), Decimal(0))
+
+    def refund(
+        self,
+        refund_id: uuid.UUID,
+        ask: RefundAsk,
+        *,
+        rate: LockedRate | None,
+        token_sha256: str,
+        now: dt.datetime,
+    ) -> None:
+        """Records what the merchant owes back. `rate`: the current quote for `ask.basis ==
+        "current"`; None for the invoice's own."""
+        if self.status not in REFUNDABLE_STATUSES and not self.paid_late:
+            raise FailedPrecondition(
+                f"an invoice that is {self.status} cannot be refunded",
+                [FieldViolation("status", f"is {self.status}: only a paid, overpaid or paid-late invoice")],
+            )
+        asset = pricing.CRYPTO[self.crypto_currency]
+        refundable = self.refundable()
+        if refundable <= 0:
+            raise FailedPrecondition(
+                "everything received has been refunded already",
+                [FieldViolation(ask.field, "nothing is left to refund")],
+            )
+        used = rate.rate if rate is not None else self.rate
+        if used <= 0:
+            # Only an invoice restored from a snapshot taken before refunds existed lacks its rate.
+            raise FailedPrecondition("this invoice's locked rate is not known: refund it at the current rate")
+        priced = price(
+            ask, refundable=refundable, invoice_rate=self.rate, rate=used, currency=self.currency, asset=asset
+        )
+        self._emit(
+            ev.RefundCreated(
+                invoice_id=str(self.id),
+                merchant_id=self.merchant_id,
+                refund_id=str(refund_id),
+                amount=pricing.format_money(priced.amount, pricing.FIAT_MINOR_UNITS[self.currency]),
+                currency=self.currency,
+                crypto_amount=pricing.format_money(priced.crypto_amount, self.decimals),
+                crypto_currency=self.crypto_currency,
+                network=self.network,
+                rate=format(used, "f"),
+                rate_basis=ask.basis,
+                rate_source=rate.source if rate is not None else "invoice",
+                reason=ask.reason,
+                claim_token_sha256=token_sha256,
+                created_at=timestamp(now),
+            )
+        )
+
+    def _refund_of(self, refund_id: str) -> RefundState:
+        refund = self.refunds.get(refund_id)
+        if refund is None:
+            raise NotFound("refund not found")
+        return refund
+
+    def claim_refund(
+        self,
+        refund_id: str,
+        token_sha256: str,
+        address: str,
+        spell: Callable[[str, str], str],
+        now: dt.datetime,
+    ) -> None:
+        """The payer names where to be paid: once. `spell(network, address)`: the address as the
+        watcher will report it, or ValueError saying why it is none on that network."""
+        refund = self._refund_of(refund_id)
+        if not hmac.compare_digest(refund.token_sha256, token_sha256):
+            raise NotFound("refund not found")  # a wrong token learns nothing, not even that it exists
+        if refund.status == "cancelled":
+            raise FailedPrecondition("the merchant cancelled this refund")
+        if refund.status != "awaiting_claim":
+            raise Conflict("this refund has been claimed already")
+        try:
+            address = spell(self.network, address)
+        except ValueError as error:
+            raise InvalidArgument.field("address", f"{error} (on {self.network})") from None
+        self._emit(
+            ev.RefundClaimed(
+                invoice_id=str(self.id),
+                merchant_id=self.merchant_id,
+                refund_id=refund_id,
+                network=self.network,
+                address=address,
+                crypto_amount=pricing.format_money(refund.crypto_amount, self.decimals),
+                crypto_currency=self.crypto_currency,
+                claimed_at=timestamp(now),
+            )
+        )
+
+    def cancel_refund(self, refund_id: str, reason: str, now: dt.datetime) -> None:
+        refund = self._refund_of(refund_id)
+        if refund.status == "cancelled":
+            return
+        if refund.status == "completed":
+            raise FailedPrecondition("the refund has been paid and can no longer be cancelled")
+        self._emit(
+            ev.RefundCancelled(
+                invoice_id=str(self.id),
+                merchant_id=self.merchant_id,
+                refund_id=refund_id,
+                reason=reason.strip() or "cancelled by the merchant",
+                cancelled_at=timestamp(now),
+            )
+        )
+
+    def _refund_paid(self, seen: Sighting, now: dt.datetime) -> bool:
+        """A mined transfer of at least a claimed refund's amount to its address, from anyone,
+        completes it (the oldest such refund: one transfer pays one refund)."""
+        if seen.block_number is None or seen.asset != self.crypto_currency:
+            return False
+        key = (seen.tx_hash.lower(), seen.output_index)
+        if any((r.tx_hash, r.output_index) == key for r in self.refunds.values() if r.status == "completed"):
+            return True  # seen again (a restarted watcher): already counted
+        for refund in self.refunds.values():
+            if (
+                refund.status == "claimed"
+                and refund.address.lower() == seen.to_address.lower()
+                and seen.amount >= refund.crypto_amount
+            ):
+                self._emit(
+                    ev.RefundCompleted(
+                        invoice_id=str(self.id),
+                        merchant_id=self.merchant_id,
+                        refund_id=refund.refund_id,
+                        network=seen.network,
+                        address=refund.address,
+                        tx_hash=key[0],
+                        output_index=key[1],
+                        amount_sent=pricing.format_money(seen.amount, self.decimals),
+                        crypto_currency=self.crypto_currency,
+                        block_number=seen.block_number,
+                        completed_at=timestamp(now),
+                    )
+                )
+                return True
+        return False
 
     def _track(
         self,
@@ -638,6 +799,22 @@ class Invoice(Aggregate):
             self.currency = event.currency
             self.decimals = pricing.CRYPTO[event.crypto_currency].decimals
             self.underpaid_percent = Decimal(event.payment_tolerance.underpaid_percent or "0")
+            self.network = event.network
+            self.rate = Decimal(event.exchange_rate.rate or "0")
+        elif isinstance(event, ev.RefundCreated):
+            self.refunds[event.refund_id] = RefundState(
+                event.refund_id, Decimal(event.crypto_amount), "awaiting_claim", event.claim_token_sha256
+            )
+        elif isinstance(event, ev.RefundClaimed):
+            self.refunds[event.refund_id] = self.refunds[event.refund_id].with_status(
+                "claimed", address=event.address
+            )
+        elif isinstance(event, ev.RefundCompleted):
+            self.refunds[event.refund_id] = self.refunds[event.refund_id].with_status(
+                "completed", tx_hash=event.tx_hash, output_index=event.output_index
+            )
+        elif isinstance(event, ev.RefundCancelled):
+            self.refunds[event.refund_id] = self.refunds[event.refund_id].with_status("cancelled")
         elif isinstance(event, ev.PaymentDetected):
             key = (event.tx_hash, event.output_index)
             self.payments[key] = PaymentState(
@@ -696,6 +873,9 @@ class Invoice(Aggregate):
             "overpaid": self.overpaid,
             "paid_late": self.paid_late,
             "payments": [p.to_json() for p in self.payments.values()],
+            "network": self.network,
+            "rate": str(self.rate),
+            "refunds": [r.to_json() for r in self.refunds.values()],
         }
 
     def restore(self, data: dict[str, Any]) -> None:
@@ -715,6 +895,11 @@ class Invoice(Aggregate):
         self.paid_late = data.get("paid_late", False)
         payments = (PaymentState.from_json(p) for p in data.get("payments", []))
         self.payments = {(p.tx_hash, p.output_index): p for p in payments}
+        # Snapshots from before refunds lack these; the next snapshot has them.
+        self.network = data.get("network", pricing.CRYPTO[self.crypto_currency].network)
+        self.rate = Decimal(data.get("rate", "0"))
+        refunds = (RefundState.from_json(r) for r in data.get("refunds", []))
+        self.refunds = {r.refund_id: r for r in refunds}
 
 
 # The status `_settle` lands on → the event that says so, and its default reason.

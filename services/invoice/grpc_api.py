@@ -65,6 +65,18 @@ class InvoiceServicer(invoice_pb2_grpc.InvoiceServiceServicer):
     ) -> pb.ListPaymentsResponse:
         return await self.app.list_merchant_payments(request)
 
+    async def CreateRefund(self, request: pb.CreateRefundRequest, context: Context) -> pb.Refund:
+        return await self.app.create_refund(request)
+
+    async def CancelRefund(self, request: pb.CancelRefundRequest, context: Context) -> pb.Refund:
+        return await self.app.cancel_refund(request)
+
+    async def GetRefundClaim(self, request: pb.GetRefundClaimRequest, context: Context) -> pb.Refund:
+        return await self.app.get_refund_claim(request)
+
+    async def ClaimRefund(self, request: pb.ClaimRefundRequest, context: Context) -> pb.Refund:
+        return await self.app.claim_refund(request)
+
 
 def register(server: grpc.aio.Server, runtime: Runtime) -> Sequence[str]:
     invoice_pb2_grpc.add_InvoiceServiceServicer_to_server(InvoiceServicer(app_of(runtime)), server)

@@ -64,9 +64,10 @@ class InvoiceLedger:
         return config.confirmations if config else 1
 
     async def watched(self, network: str) -> Mapping[str, WatchedAddress]:
-        """Open invoices on `network` and those closed within its late window. Read whole every
-        FULL_READ_SECONDS (which also lets go of those whose window has passed); in between, each
-        poll adds only the invoices minted since the one before, from the primary key."""
+        """Open invoices on `network`, those closed within its late window, and the addresses of
+        claimed refunds. Invoices are read whole every FULL_READ_SECONDS (which also lets go of
+        those whose window has passed); in between, each poll adds only the invoices minted since
+        the one before, from the primary key."""
         config = self.rt.config.network(network)
         late = config.late_window_seconds if config else DEFAULT_LATE_WINDOW_SECONDS
         polled_at = utcnow()
@@ -81,6 +82,13 @@ class InvoiceLedger:
             for _, pool in self.rt.pools.items():
                 self._add(watch, await repository.invoices_minted_since(pool, network, since))
             watch.polled_at = polled_at
+        # Addresses payers claimed refunds to, every poll: few, and a claim is watched at once.
+        # A transfer to one goes to its invoice, whose aggregate completes the refund.
+        for _, pool in self.rt.pools.items():
+            for row in await repository.claimed_refunds(pool, network):
+                watch.addresses[row["address"].lower()] = WatchedAddress(
+                    row["address"], row["invoice_id"], row["crypto_currency"]
+                )
         return dict(watch.addresses)
 
     @staticmethod

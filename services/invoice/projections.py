@@ -1,7 +1,7 @@
 """Read models of the invoice service.
 
-Inline (in the command's transaction, so a merchant reads its own writes at once): `invoices`
-and `audit_entries`, from the Invoice events; `apply` is also what `rebuild` replays. Every value
+Inline (in the command's transaction, so a merchant reads its own writes at once): `invoices`,
+`payments`, `refunds` and `audit_entries`, from the Invoice events; `apply` is also what `rebuild` replays. Every value
 comes from the stored event (its data, metadata and time), so a rebuild writes identical rows.
 
 Consumed from NATS: `merchant_profiles`, this service's own copy of the merchant data it needs.
@@ -25,7 +25,7 @@ from libs.common.messaging import Envelope
 from libs.common.protoconv import datetime_of, plain
 from services.invoice import history, repository
 
-RESET_SQL = "TRUNCATE invoices, payments, audit_entries"
+RESET_SQL = "TRUNCATE invoices, payments, audit_entries, refunds"
 
 
 def _optional_uuid(raw: str) -> uuid.UUID | None:
@@ -102,6 +102,9 @@ async def apply(conn: Connection, event: StoredEvent) -> asyncpg.Record | None:
             message.output_index,
         )
         await _totals(conn, event, message.amount_paid, message.overpaid, False)
+        await _audit(conn, event, message.invoice_id, message.merchant_id, events.encode(message))
+    elif isinstance(message, ev.RefundCreated | ev.RefundClaimed | ev.RefundCompleted | ev.RefundCancelled):
+        await repository.apply_refund(conn, event.aggregate_id, message, event.created_at)
         await _audit(conn, event, message.invoice_id, message.merchant_id, events.encode(message))
     elif event.event_type in events.STATUS_EVENTS:
         data = events.encode(message)

@@ -34,6 +34,7 @@ def new_invoice(amount: str = "1.0", *, tolerance: str = "0", expires_in: int = 
             crypto_amount=amount,
             network="ethereum",
             payment_address=ADDRESS,
+            exchange_rate=pb.ExchangeRate(rate="2400", source="fixed"),
             payment_tolerance=pb.PaymentTolerance(underpaid_percent=tolerance),
             expires_at=timestamp(T0 + dt.timedelta(seconds=expires_in)),
             created_at=timestamp(T0),

@@ -69,6 +69,11 @@ def create_refund(invoice_id: str, body: dict[str, Any], idempotency_key: str | 
     return call("POST", path, json=body, idempotency_key=idempotency_key)
 
 
+def cancel_refund(invoice_id: str, refund_id: str, idempotency_key: str | None) -> Call:
+    path = f"/v1/invoices/{_id(invoice_id)}/refunds/{_id(refund_id)}/cancel"
+    return call("POST", path, json={}, idempotency_key=idempotency_key)
+
+
 def checkout(invoice_id: str) -> Call:
     return call("GET", f"/v1/checkout/{_id(invoice_id)}")
 

@@ -116,6 +116,9 @@ class Client:
     def create_refund(self, invoice_id: str, idempotency_key: str | None = None, **fields: Any) -> JSON:
         return cast(JSON, self.send(calls.create_refund(invoice_id, calls.body(**fields), idempotency_key)))
 
+    def cancel_refund(self, invoice_id: str, refund_id: str, idempotency_key: str | None = None) -> JSON:
+        return cast(JSON, self.send(calls.cancel_refund(invoice_id, refund_id, idempotency_key)))
+
     def checkout(self, invoice_id: str) -> Checkout:
         return cast(Checkout, self.send(calls.checkout(invoice_id)))
 
@@ -267,6 +270,11 @@ class AsyncClient:
     async def create_refund(self, invoice_id: str, idempotency_key: str | None = None, **fields: Any) -> JSON:
         call = calls.create_refund(invoice_id, calls.body(**fields), idempotency_key)
         return cast(JSON, await self.send(call))
+
+    async def cancel_refund(
+        self, invoice_id: str, refund_id: str, idempotency_key: str | None = None
+    ) -> JSON:
+        return cast(JSON, await self.send(calls.cancel_refund(invoice_id, refund_id, idempotency_key)))
 
     async def checkout(self, invoice_id: str) -> Checkout:
         return cast(Checkout, await self.send(calls.checkout(invoice_id)))

@@ -73,8 +73,9 @@ async def business_name(state: GatewayState, merchant_id: str, context: CallCont
     return merchant.business_name or None
 
 
-def _error_page(error: ApiError, request: Request) -> Response:
-    titles = {"not_found": "No such invoice", "rate_limited": "Too many requests"}
+def payer_error_page(error: ApiError, request: Request, missing: str = "invoice") -> Response:
+    """A payer's page that cannot be shown (`missing`: what a bad link names), in words."""
+    titles = {"not_found": f"No such {missing}", "rate_limited": "Too many requests"}
     messages = {
         "not_found": "Check the link you were given, or ask the merchant for it again.",
         "rate_limited": "This address asked too often. Wait a moment, then load the page again.",
@@ -103,7 +104,7 @@ async def pay_page(request: Request) -> Response:
             raise ApiError.not_found("invoice")
         view = await checkout_view(state, invoice_id, request_id_of(request))
     except ApiError as error:
-        return _error_page(error, request)
+        return payer_error_page(error, request)
     context = CallContext(request_id_of(request), "anonymous")
     payer = PayerPage.of(view, await business_name(state, view.merchant_id, context))
     return html.page(

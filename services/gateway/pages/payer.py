@@ -25,6 +25,12 @@ EXPIRED_WATCH_SECONDS = 300
 LIVE_PAYMENT_STATUSES = frozenset({"detected", "confirming", "confirmed"})
 NETWORK_NAMES = {"ethereum": "Ethereum", "bitcoin": "Bitcoin"}
 MAINNET_CHAIN_IDS = {"ethereum": 1}
+# A refund the merchant owes the payer, by its status, in a note (a cancelled one says nothing).
+REFUND_WORDS = {
+    "awaiting_claim": "claim it through the link the merchant sent you.",
+    "claimed": "the merchant will send it to {address}.",
+    "completed": "sent to {address} in transaction {tx}.",
+}
 
 
 @dataclass(frozen=True)
@@ -258,6 +264,11 @@ class PayerPage:
                 "Paid late: a payment arrived after the invoice closed. It is recorded but does not pay this "
                 "invoice; contact the merchant."
             )
+        for refund in self.view.refunds:
+            what = f"Refund of {refund.crypto_amount} {refund.crypto_currency} ({refund.amount} {refund.currency})"
+            words = REFUND_WORDS.get(refund.status)
+            if words:
+                notes.append(f"{what}: {words.format(address=refund.address, tx=refund.tx_hash)}")
         return notes
 
     def live(self) -> PayerStatus:

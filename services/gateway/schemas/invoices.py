@@ -8,7 +8,7 @@ from checkout.invoice.v1 import invoice_pb2
 from pydantic import Field
 
 from libs.common import limits
-from libs.common.currencies import FIAT_MINOR_UNITS
+from libs.common.currencies import FIAT_MINOR_UNITS, MAX_MINOR_UNITS
 from services.gateway.pagination import PageQuery
 from services.gateway.schemas.base import (
     MoneyOut,
@@ -20,15 +20,15 @@ from services.gateway.schemas.base import (
     timestamp_of,
 )
 from services.gateway.schemas.merchants import PaymentTolerance, email
+from services.gateway.schemas.refunds import PayerRefund, Refund
 from services.gateway.schemas.types import WHOLE, Choice, DecimalString, FreeForm, Id, Timestamp, text
 from services.invoice.pricing import CRYPTO
 
 STATUSES = ("pending", "partial", "paid", "confirmed", "expired", "cancelled", "invalid")
 FIAT = tuple(sorted(FIAT_MINOR_UNITS))
 CRYPTO_CURRENCIES = tuple(sorted(CRYPTO))
-# The most decimals any fiat currency takes; fewer for some (JPY: none), which the invoice
-# service checks against the invoice's currency.
-FIAT_FRACTION_DIGITS = max(FIAT_MINOR_UNITS.values())
+# Fewer for some currencies (JPY: none), which the invoice service checks against the invoice's.
+FIAT_FRACTION_DIGITS = MAX_MINOR_UNITS
 
 Quantity = Annotated[
     str,
@@ -147,6 +147,14 @@ class Invoice(ResponseModel):
     overpaid: bool
     paid_late: bool
     status_reason: str | None
+    amount_refunded: MoneyOut = Field(description="Refunds the watcher saw paid, in the crypto currency.")
+    amount_refundable: MoneyOut | None = Field(
+        description="What may still be refunded: received (late payments too) less every refund not "
+        "cancelled. Only when reading one invoice; null in lists."
+    )
+    refunds: list[Refund] | None = Field(
+        description="Oldest first. Only when reading one invoice; null in lists."
+    )
     checkout_url: str = Field(
         json_schema_extra={"format": "uri"},
         description="The payer's hosted checkout page (CHECKOUT_PUBLIC_BASE_URL + `/pay/{id}`): "
@@ -195,6 +203,9 @@ class Invoice(ResponseModel):
             overpaid=i.overpaid,
             paid_late=i.paid_late,
             status_reason=optional(i.status_reason),
+            amount_refunded=i.amount_refunded or "0",
+            amount_refundable=optional(i.amount_refundable),
+            refunds=[Refund.of(r, public_url) for r in i.refunds] if i.amount_refundable else None,
             checkout_url=checkout_url(public_url, i.id),
         )
 
@@ -295,6 +306,7 @@ class Checkout(ResponseModel):
     overpaid: bool
     paid_late: bool
     payments: list[CheckoutPayment]
+    refunds: list[PayerRefund] = Field(description="Refunds the merchant owes the payer, oldest first.")
 
     @classmethod
     def of(cls, v: invoice_pb2.CheckoutView) -> Checkout:
@@ -322,4 +334,5 @@ class Checkout(ResponseModel):
                 )
                 for p in v.payments
             ],
+            refunds=[PayerRefund.of(r) for r in v.refunds],
         )

@@ -37,7 +37,7 @@ DEFAULT_MAX_RETRIES = 8
 DEFAULT_TIMEOUT_SECONDS = 10
 # After a rotation the old secret keeps signing (as a second v1) for this long.
 ROTATION_OVERLAP = dt.timedelta(hours=24)
-_EVENT_TYPE = re.compile(r"^invoice\.[a-z_]+$")
+_EVENT_TYPE = re.compile(r"^(invoice|refund)\.[a-z_]+$")
 
 
 def subscribable_events() -> list[str]:

@@ -3,7 +3,7 @@
 Inline (in the command's transaction): `webhook_endpoints` (+ its health row) and
 `notification_templates`, from their aggregates' events.
 
-Consumed from NATS: every `invoice.*` event, handled by its type name and JSON data alone (no
+Consumed from NATS: every `invoice.*` and `refund.*` event, handled by its type name and JSON data alone (no
 proto class needed, so invoice event types added later flow through unchanged). In the
 consumer's transaction it updates `invoice_summaries` and queues one webhook delivery per
 subscribed endpoint and one notification per active template; the senders (delivery.py) pick
@@ -21,7 +21,7 @@ from typing import Any
 
 from checkout.merchant.v1 import events_pb2 as ev
 
-from libs.common import ids
+from libs.common import events, ids
 from libs.common.db import Connection
 from libs.common.eventstore import StoredEvent
 from libs.common.messaging import Envelope
@@ -176,8 +176,11 @@ def payload(event: Envelope) -> str:
 
 
 def _summary_values(event: Envelope) -> dict[str, Any]:
-    data = event.data
     values: dict[str, Any] = {}
+    if not event.type.startswith("invoice."):
+        # A refund's amounts and status are its own, not the invoice's: the summary keeps its own.
+        return values
+    data = event.data
     for name in ("title", "currency", "crypto_currency", "payment_address", "customer_email", "status"):
         raw = data.get(name)
         if isinstance(raw, str) and raw:
@@ -204,7 +207,7 @@ class InvoiceEvents:
     shard applies the stream in order, so for a merchant it is also the order of the stream."""
 
     name = "webhooks"
-    event_types: Sequence[str] = ("invoice.>",)
+    event_types: Sequence[str] = tuple(f"{prefix}>" for prefix in events.INVOICE_EVENT_PREFIXES)
     # The feed is not reset: a rebuild's replay finds its events there already (or too old).
     reset_sql = "TRUNCATE invoice_summaries"
 

@@ -820,3 +820,202 @@ class InvoiceReopened(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___InvoiceReopened: _TypeAlias = InvoiceReopened  # noqa: Y015
+
+@_typing.final
+class RefundCreated(_message.Message):
+    """---- Refunds --------------------------------------------------------------------------------
+    Non-custodial: the platform records what the merchant owes back and sees it paid; it never
+    sends money. Part of the Invoice aggregate, so what is refunded never exceeds what was received.
+
+    refund.created: the merchant owes the payer this much; the payer is sent a claim link.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_ID_FIELD_NUMBER: _builtins.int
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    REFUND_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    CRYPTO_AMOUNT_FIELD_NUMBER: _builtins.int
+    CRYPTO_CURRENCY_FIELD_NUMBER: _builtins.int
+    NETWORK_FIELD_NUMBER: _builtins.int
+    RATE_FIELD_NUMBER: _builtins.int
+    RATE_BASIS_FIELD_NUMBER: _builtins.int
+    RATE_SOURCE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    CLAIM_TOKEN_SHA256_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    invoice_id: _builtins.str
+    merchant_id: _builtins.str
+    refund_id: _builtins.str
+    amount: _builtins.str
+    """Fiat, at the currency's minor unit, and the crypto it was priced to at `rate`."""
+    currency: _builtins.str
+    crypto_amount: _builtins.str
+    crypto_currency: _builtins.str
+    network: _builtins.str
+    rate: _builtins.str
+    rate_basis: _builtins.str
+    """"invoice" | "current" """
+    rate_source: _builtins.str
+    reason: _builtins.str
+    claim_token_sha256: _builtins.str
+    """SHA-256 of the claim link's token: the token itself is shown once, never stored."""
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        invoice_id: _builtins.str = ...,
+        merchant_id: _builtins.str = ...,
+        refund_id: _builtins.str = ...,
+        amount: _builtins.str = ...,
+        currency: _builtins.str = ...,
+        crypto_amount: _builtins.str = ...,
+        crypto_currency: _builtins.str = ...,
+        network: _builtins.str = ...,
+        rate: _builtins.str = ...,
+        rate_basis: _builtins.str = ...,
+        rate_source: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        claim_token_sha256: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "claim_token_sha256", b"claim_token_sha256", "created_at", b"created_at", "crypto_amount", b"crypto_amount", "crypto_currency", b"crypto_currency", "currency", b"currency", "invoice_id", b"invoice_id", "merchant_id", b"merchant_id", "network", b"network", "rate", b"rate", "rate_basis", b"rate_basis", "rate_source", b"rate_source", "reason", b"reason", "refund_id", b"refund_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RefundCreated: _TypeAlias = RefundCreated  # noqa: Y015
+
+@_typing.final
+class RefundClaimed(_message.Message):
+    """refund.claimed: the payer named the address to be paid."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_ID_FIELD_NUMBER: _builtins.int
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    REFUND_ID_FIELD_NUMBER: _builtins.int
+    NETWORK_FIELD_NUMBER: _builtins.int
+    ADDRESS_FIELD_NUMBER: _builtins.int
+    CRYPTO_AMOUNT_FIELD_NUMBER: _builtins.int
+    CRYPTO_CURRENCY_FIELD_NUMBER: _builtins.int
+    CLAIMED_AT_FIELD_NUMBER: _builtins.int
+    invoice_id: _builtins.str
+    merchant_id: _builtins.str
+    refund_id: _builtins.str
+    network: _builtins.str
+    address: _builtins.str
+    crypto_amount: _builtins.str
+    crypto_currency: _builtins.str
+    @_builtins.property
+    def claimed_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        invoice_id: _builtins.str = ...,
+        merchant_id: _builtins.str = ...,
+        refund_id: _builtins.str = ...,
+        network: _builtins.str = ...,
+        address: _builtins.str = ...,
+        crypto_amount: _builtins.str = ...,
+        crypto_currency: _builtins.str = ...,
+        claimed_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["claimed_at", b"claimed_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "claimed_at", b"claimed_at", "crypto_amount", b"crypto_amount", "crypto_currency", b"crypto_currency", "invoice_id", b"invoice_id", "merchant_id", b"merchant_id", "network", b"network", "refund_id", b"refund_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RefundClaimed: _TypeAlias = RefundClaimed  # noqa: Y015
+
+@_typing.final
+class RefundCompleted(_message.Message):
+    """refund.completed: the watcher saw at least the amount arrive at the claimed address."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_ID_FIELD_NUMBER: _builtins.int
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    REFUND_ID_FIELD_NUMBER: _builtins.int
+    NETWORK_FIELD_NUMBER: _builtins.int
+    ADDRESS_FIELD_NUMBER: _builtins.int
+    TX_HASH_FIELD_NUMBER: _builtins.int
+    OUTPUT_INDEX_FIELD_NUMBER: _builtins.int
+    AMOUNT_SENT_FIELD_NUMBER: _builtins.int
+    CRYPTO_CURRENCY_FIELD_NUMBER: _builtins.int
+    BLOCK_NUMBER_FIELD_NUMBER: _builtins.int
+    COMPLETED_AT_FIELD_NUMBER: _builtins.int
+    invoice_id: _builtins.str
+    merchant_id: _builtins.str
+    refund_id: _builtins.str
+    network: _builtins.str
+    address: _builtins.str
+    tx_hash: _builtins.str
+    output_index: _builtins.int
+    amount_sent: _builtins.str
+    """What arrived, in the asset's units (at least the refund's crypto_amount)."""
+    crypto_currency: _builtins.str
+    block_number: _builtins.int
+    @_builtins.property
+    def completed_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        invoice_id: _builtins.str = ...,
+        merchant_id: _builtins.str = ...,
+        refund_id: _builtins.str = ...,
+        network: _builtins.str = ...,
+        address: _builtins.str = ...,
+        tx_hash: _builtins.str = ...,
+        output_index: _builtins.int = ...,
+        amount_sent: _builtins.str = ...,
+        crypto_currency: _builtins.str = ...,
+        block_number: _builtins.int = ...,
+        completed_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["completed_at", b"completed_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "amount_sent", b"amount_sent", "block_number", b"block_number", "completed_at", b"completed_at", "crypto_currency", b"crypto_currency", "invoice_id", b"invoice_id", "merchant_id", b"merchant_id", "network", b"network", "output_index", b"output_index", "refund_id", b"refund_id", "tx_hash", b"tx_hash"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RefundCompleted: _TypeAlias = RefundCompleted  # noqa: Y015
+
+@_typing.final
+class RefundCancelled(_message.Message):
+    """refund.cancelled: the merchant withdrew it before it was paid."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_ID_FIELD_NUMBER: _builtins.int
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    REFUND_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    CANCELLED_AT_FIELD_NUMBER: _builtins.int
+    invoice_id: _builtins.str
+    merchant_id: _builtins.str
+    refund_id: _builtins.str
+    reason: _builtins.str
+    @_builtins.property
+    def cancelled_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        invoice_id: _builtins.str = ...,
+        merchant_id: _builtins.str = ...,
+        refund_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        cancelled_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cancelled_at", b"cancelled_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancelled_at", b"cancelled_at", "invoice_id", b"invoice_id", "merchant_id", b"merchant_id", "reason", b"reason", "refund_id", b"refund_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RefundCancelled: _TypeAlias = RefundCancelled  # noqa: Y015

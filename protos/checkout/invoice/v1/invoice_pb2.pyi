@@ -126,6 +126,9 @@ class Invoice(_message.Message):
     OVERPAID_FIELD_NUMBER: _builtins.int
     PAID_LATE_FIELD_NUMBER: _builtins.int
     STATUS_REASON_FIELD_NUMBER: _builtins.int
+    AMOUNT_REFUNDED_FIELD_NUMBER: _builtins.int
+    AMOUNT_REFUNDABLE_FIELD_NUMBER: _builtins.int
+    REFUNDS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     merchant_id: _builtins.str
     customer_id: _builtins.str
@@ -149,6 +152,11 @@ class Invoice(_message.Message):
     paid_late: _builtins.bool
     status_reason: _builtins.str
     """Why the status is what it is, when that is not obvious (expired, invalid, reopened)."""
+    amount_refunded: _builtins.str
+    """Crypto, at the asset's decimals: refunds the watcher saw paid, and what is left to refund
+    (received less every refund not cancelled).
+    """
+    amount_refundable: _builtins.str
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___LineItem]: ...
     @_builtins.property
@@ -165,6 +173,10 @@ class Invoice(_message.Message):
     def paid_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def metadata(self) -> _struct_pb2.Struct: ...
+    @_builtins.property
+    def refunds(self) -> _containers.RepeatedCompositeFieldContainer[Global___Refund]:
+        """Only in GetInvoice and the refund commands' answers (a list leaves them out)."""
+
     def __init__(
         self,
         *,
@@ -197,14 +209,208 @@ class Invoice(_message.Message):
         overpaid: _builtins.bool = ...,
         paid_late: _builtins.bool = ...,
         status_reason: _builtins.str = ...,
+        amount_refunded: _builtins.str = ...,
+        amount_refundable: _builtins.str = ...,
+        refunds: _abc.Iterable[Global___Refund] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "exchange_rate", b"exchange_rate", "expires_at", b"expires_at", "metadata", b"metadata", "paid_at", b"paid_at", "payment_tolerance", b"payment_tolerance", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address_index", b"address_index", "amount_paid", b"amount_paid", "created_at", b"created_at", "crypto_amount", b"crypto_amount", "crypto_currency", b"crypto_currency", "currency", b"currency", "customer_email", b"customer_email", "customer_id", b"customer_id", "description", b"description", "exchange_rate", b"exchange_rate", "expires_at", b"expires_at", "id", b"id", "items", b"items", "merchant_id", b"merchant_id", "metadata", b"metadata", "network", b"network", "overpaid", b"overpaid", "paid_at", b"paid_at", "paid_late", b"paid_late", "payment_address", b"payment_address", "payment_tolerance", b"payment_tolerance", "payment_uri", b"payment_uri", "status", b"status", "status_reason", b"status_reason", "subtotal", b"subtotal", "tax", b"tax", "title", b"title", "total", b"total", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address_index", b"address_index", "amount_paid", b"amount_paid", "amount_refundable", b"amount_refundable", "amount_refunded", b"amount_refunded", "created_at", b"created_at", "crypto_amount", b"crypto_amount", "crypto_currency", b"crypto_currency", "currency", b"currency", "customer_email", b"customer_email", "customer_id", b"customer_id", "description", b"description", "exchange_rate", b"exchange_rate", "expires_at", b"expires_at", "id", b"id", "items", b"items", "merchant_id", b"merchant_id", "metadata", b"metadata", "network", b"network", "overpaid", b"overpaid", "paid_at", b"paid_at", "paid_late", b"paid_late", "payment_address", b"payment_address", "payment_tolerance", b"payment_tolerance", "payment_uri", b"payment_uri", "refunds", b"refunds", "status", b"status", "status_reason", b"status_reason", "subtotal", b"subtotal", "tax", b"tax", "title", b"title", "total", b"total", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Invoice: _TypeAlias = Invoice  # noqa: Y015
+
+@_typing.final
+class Refund(_message.Message):
+    """A refund the merchant owes the payer. Fiat at the currency's minor unit, crypto exact."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    INVOICE_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    CRYPTO_AMOUNT_FIELD_NUMBER: _builtins.int
+    CRYPTO_CURRENCY_FIELD_NUMBER: _builtins.int
+    AMOUNT_UNITS_FIELD_NUMBER: _builtins.int
+    NETWORK_FIELD_NUMBER: _builtins.int
+    RATE_FIELD_NUMBER: _builtins.int
+    RATE_BASIS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    ADDRESS_FIELD_NUMBER: _builtins.int
+    TX_HASH_FIELD_NUMBER: _builtins.int
+    CLAIM_TOKEN_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    CLAIMED_AT_FIELD_NUMBER: _builtins.int
+    COMPLETED_AT_FIELD_NUMBER: _builtins.int
+    CANCELLED_AT_FIELD_NUMBER: _builtins.int
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    invoice_id: _builtins.str
+    status: _builtins.str
+    """awaiting_claim | claimed | completed | cancelled"""
+    amount: _builtins.str
+    currency: _builtins.str
+    crypto_amount: _builtins.str
+    crypto_currency: _builtins.str
+    amount_units: _builtins.str
+    """crypto_amount in the asset's base units (wei, sats), as integer text."""
+    network: _builtins.str
+    rate: _builtins.str
+    """The fiat-per-coin rate the refund was priced at, and which: "invoice" (locked on the
+    invoice) or "current" (a fresh quote).
+    """
+    rate_basis: _builtins.str
+    reason: _builtins.str
+    address: _builtins.str
+    """The payer's address once claimed; the paying transaction once completed."""
+    tx_hash: _builtins.str
+    claim_token: _builtins.str
+    """Only in CreateRefund's answer: the secret of the claim link (only its hash is kept)."""
+    merchant_id: _builtins.str
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def claimed_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def completed_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def cancelled_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        invoice_id: _builtins.str = ...,
+        status: _builtins.str = ...,
+        amount: _builtins.str = ...,
+        currency: _builtins.str = ...,
+        crypto_amount: _builtins.str = ...,
+        crypto_currency: _builtins.str = ...,
+        amount_units: _builtins.str = ...,
+        network: _builtins.str = ...,
+        rate: _builtins.str = ...,
+        rate_basis: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        address: _builtins.str = ...,
+        tx_hash: _builtins.str = ...,
+        claim_token: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        claimed_at: _timestamp_pb2.Timestamp | None = ...,
+        completed_at: _timestamp_pb2.Timestamp | None = ...,
+        cancelled_at: _timestamp_pb2.Timestamp | None = ...,
+        merchant_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cancelled_at", b"cancelled_at", "claimed_at", b"claimed_at", "completed_at", b"completed_at", "created_at", b"created_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "amount", b"amount", "amount_units", b"amount_units", "cancelled_at", b"cancelled_at", "claim_token", b"claim_token", "claimed_at", b"claimed_at", "completed_at", b"completed_at", "created_at", b"created_at", "crypto_amount", b"crypto_amount", "crypto_currency", b"crypto_currency", "currency", b"currency", "id", b"id", "invoice_id", b"invoice_id", "merchant_id", b"merchant_id", "network", b"network", "rate", b"rate", "rate_basis", b"rate_basis", "reason", b"reason", "status", b"status", "tx_hash", b"tx_hash"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Refund: _TypeAlias = Refund  # noqa: Y015
+
+@_typing.final
+class CreateRefundRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    INVOICE_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    CRYPTO_AMOUNT_FIELD_NUMBER: _builtins.int
+    RATE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    merchant_id: _builtins.str
+    invoice_id: _builtins.str
+    amount: _builtins.str
+    """At most one of the two; neither: all that is left to refund."""
+    crypto_amount: _builtins.str
+    rate: _builtins.str
+    """"invoice" | "current" """
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        merchant_id: _builtins.str = ...,
+        invoice_id: _builtins.str = ...,
+        amount: _builtins.str = ...,
+        crypto_amount: _builtins.str = ...,
+        rate: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "crypto_amount", b"crypto_amount", "invoice_id", b"invoice_id", "merchant_id", b"merchant_id", "rate", b"rate", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateRefundRequest: _TypeAlias = CreateRefundRequest  # noqa: Y015
+
+@_typing.final
+class CancelRefundRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    INVOICE_ID_FIELD_NUMBER: _builtins.int
+    REFUND_ID_FIELD_NUMBER: _builtins.int
+    merchant_id: _builtins.str
+    invoice_id: _builtins.str
+    refund_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        merchant_id: _builtins.str = ...,
+        invoice_id: _builtins.str = ...,
+        refund_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice_id", b"invoice_id", "merchant_id", b"merchant_id", "refund_id", b"refund_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelRefundRequest: _TypeAlias = CancelRefundRequest  # noqa: Y015
+
+@_typing.final
+class GetRefundClaimRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLAIM_TOKEN_FIELD_NUMBER: _builtins.int
+    claim_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        claim_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim_token", b"claim_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRefundClaimRequest: _TypeAlias = GetRefundClaimRequest  # noqa: Y015
+
+@_typing.final
+class ClaimRefundRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLAIM_TOKEN_FIELD_NUMBER: _builtins.int
+    ADDRESS_FIELD_NUMBER: _builtins.int
+    claim_token: _builtins.str
+    address: _builtins.str
+    def __init__(
+        self,
+        *,
+        claim_token: _builtins.str = ...,
+        address: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "claim_token", b"claim_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimRefundRequest: _TypeAlias = ClaimRefundRequest  # noqa: Y015
 
 @_typing.final
 class Payment(_message.Message):
@@ -741,6 +947,7 @@ class CheckoutView(_message.Message):
     PAYMENTS_FIELD_NUMBER: _builtins.int
     NETWORK_FIELD_NUMBER: _builtins.int
     MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    REFUNDS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     title: _builtins.str
     status: _builtins.str
@@ -765,6 +972,10 @@ class CheckoutView(_message.Message):
     def payments(self) -> _containers.RepeatedCompositeFieldContainer[Global___CheckoutPayment]:
         """The payer's own transactions: hash, amount, status and confirmations."""
 
+    @_builtins.property
+    def refunds(self) -> _containers.RepeatedCompositeFieldContainer[Global___Refund]:
+        """Refunds owed to the payer, oldest first, as the payer may see them (no merchant's reason)."""
+
     def __init__(
         self,
         *,
@@ -784,10 +995,11 @@ class CheckoutView(_message.Message):
         payments: _abc.Iterable[Global___CheckoutPayment] | None = ...,
         network: _builtins.str = ...,
         merchant_id: _builtins.str = ...,
+        refunds: _abc.Iterable[Global___Refund] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_paid", b"amount_paid", "crypto_amount", b"crypto_amount", "crypto_currency", b"crypto_currency", "currency", b"currency", "expires_at", b"expires_at", "id", b"id", "merchant_id", b"merchant_id", "network", b"network", "overpaid", b"overpaid", "paid_late", b"paid_late", "payment_address", b"payment_address", "payment_uri", b"payment_uri", "payments", b"payments", "status", b"status", "title", b"title", "total", b"total"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_paid", b"amount_paid", "crypto_amount", b"crypto_amount", "crypto_currency", b"crypto_currency", "currency", b"currency", "expires_at", b"expires_at", "id", b"id", "merchant_id", b"merchant_id", "network", b"network", "overpaid", b"overpaid", "paid_late", b"paid_late", "payment_address", b"payment_address", "payment_uri", b"payment_uri", "payments", b"payments", "refunds", b"refunds", "status", b"status", "title", b"title", "total", b"total"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

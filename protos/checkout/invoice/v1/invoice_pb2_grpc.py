@@ -90,6 +90,26 @@ class InvoiceServiceStub:
                 request_serializer=checkout_dot_invoice_dot_v1_dot_invoice__pb2.ListMerchantPaymentsRequest.SerializeToString,
                 response_deserializer=checkout_dot_invoice_dot_v1_dot_invoice__pb2.ListPaymentsResponse.FromString,
                 _registered_method=True)
+        self.CreateRefund = channel.unary_unary(
+                '/checkout.invoice.v1.InvoiceService/CreateRefund',
+                request_serializer=checkout_dot_invoice_dot_v1_dot_invoice__pb2.CreateRefundRequest.SerializeToString,
+                response_deserializer=checkout_dot_invoice_dot_v1_dot_invoice__pb2.Refund.FromString,
+                _registered_method=True)
+        self.CancelRefund = channel.unary_unary(
+                '/checkout.invoice.v1.InvoiceService/CancelRefund',
+                request_serializer=checkout_dot_invoice_dot_v1_dot_invoice__pb2.CancelRefundRequest.SerializeToString,
+                response_deserializer=checkout_dot_invoice_dot_v1_dot_invoice__pb2.Refund.FromString,
+                _registered_method=True)
+        self.GetRefundClaim = channel.unary_unary(
+                '/checkout.invoice.v1.InvoiceService/GetRefundClaim',
+                request_serializer=checkout_dot_invoice_dot_v1_dot_invoice__pb2.GetRefundClaimRequest.SerializeToString,
+                response_deserializer=checkout_dot_invoice_dot_v1_dot_invoice__pb2.Refund.FromString,
+                _registered_method=True)
+        self.ClaimRefund = channel.unary_unary(
+                '/checkout.invoice.v1.InvoiceService/ClaimRefund',
+                request_serializer=checkout_dot_invoice_dot_v1_dot_invoice__pb2.ClaimRefundRequest.SerializeToString,
+                response_deserializer=checkout_dot_invoice_dot_v1_dot_invoice__pb2.Refund.FromString,
+                _registered_method=True)
 
 
 class InvoiceServiceServicer:
@@ -170,6 +190,33 @@ class InvoiceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateRefund(self, request, context):
+        """Non-custodial: records what the merchant owes back; the merchant pays it from its own wallet.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelRefund(self, request, context):
+        """Only before the watcher saw it paid; FAILED_PRECONDITION after.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRefundClaim(self, request, context):
+        """The payer's side, by claim token alone (no merchant): read the refund, name the address.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ClaimRefund(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InvoiceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -227,6 +274,26 @@ def add_InvoiceServiceServicer_to_server(servicer, server):
                     servicer.ListMerchantPayments,
                     request_deserializer=checkout_dot_invoice_dot_v1_dot_invoice__pb2.ListMerchantPaymentsRequest.FromString,
                     response_serializer=checkout_dot_invoice_dot_v1_dot_invoice__pb2.ListPaymentsResponse.SerializeToString,
+            ),
+            'CreateRefund': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateRefund,
+                    request_deserializer=checkout_dot_invoice_dot_v1_dot_invoice__pb2.CreateRefundRequest.FromString,
+                    response_serializer=checkout_dot_invoice_dot_v1_dot_invoice__pb2.Refund.SerializeToString,
+            ),
+            'CancelRefund': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelRefund,
+                    request_deserializer=checkout_dot_invoice_dot_v1_dot_invoice__pb2.CancelRefundRequest.FromString,
+                    response_serializer=checkout_dot_invoice_dot_v1_dot_invoice__pb2.Refund.SerializeToString,
+            ),
+            'GetRefundClaim': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRefundClaim,
+                    request_deserializer=checkout_dot_invoice_dot_v1_dot_invoice__pb2.GetRefundClaimRequest.FromString,
+                    response_serializer=checkout_dot_invoice_dot_v1_dot_invoice__pb2.Refund.SerializeToString,
+            ),
+            'ClaimRefund': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClaimRefund,
+                    request_deserializer=checkout_dot_invoice_dot_v1_dot_invoice__pb2.ClaimRefundRequest.FromString,
+                    response_serializer=checkout_dot_invoice_dot_v1_dot_invoice__pb2.Refund.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -527,6 +594,114 @@ class InvoiceService:
             '/checkout.invoice.v1.InvoiceService/ListMerchantPayments',
             checkout_dot_invoice_dot_v1_dot_invoice__pb2.ListMerchantPaymentsRequest.SerializeToString,
             checkout_dot_invoice_dot_v1_dot_invoice__pb2.ListPaymentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateRefund(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/checkout.invoice.v1.InvoiceService/CreateRefund',
+            checkout_dot_invoice_dot_v1_dot_invoice__pb2.CreateRefundRequest.SerializeToString,
+            checkout_dot_invoice_dot_v1_dot_invoice__pb2.Refund.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelRefund(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/checkout.invoice.v1.InvoiceService/CancelRefund',
+            checkout_dot_invoice_dot_v1_dot_invoice__pb2.CancelRefundRequest.SerializeToString,
+            checkout_dot_invoice_dot_v1_dot_invoice__pb2.Refund.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRefundClaim(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/checkout.invoice.v1.InvoiceService/GetRefundClaim',
+            checkout_dot_invoice_dot_v1_dot_invoice__pb2.GetRefundClaimRequest.SerializeToString,
+            checkout_dot_invoice_dot_v1_dot_invoice__pb2.Refund.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClaimRefund(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/checkout.invoice.v1.InvoiceService/ClaimRefund',
+            checkout_dot_invoice_dot_v1_dot_invoice__pb2.ClaimRefundRequest.SerializeToString,
+            checkout_dot_invoice_dot_v1_dot_invoice__pb2.Refund.FromString,
             options,
             channel_credentials,
             insecure,

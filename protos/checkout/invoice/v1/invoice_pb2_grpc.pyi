@@ -54,6 +54,13 @@ class InvoiceServiceStub:
     """A merchant's payments detected in a window, oldest first, a keyset page at a time (the
     payments export).
     """
+    CreateRefund: _grpc.UnaryUnaryMultiCallable[_invoice_pb2.CreateRefundRequest, _invoice_pb2.Refund]
+    """Non-custodial: records what the merchant owes back; the merchant pays it from its own wallet."""
+    CancelRefund: _grpc.UnaryUnaryMultiCallable[_invoice_pb2.CancelRefundRequest, _invoice_pb2.Refund]
+    """Only before the watcher saw it paid; FAILED_PRECONDITION after."""
+    GetRefundClaim: _grpc.UnaryUnaryMultiCallable[_invoice_pb2.GetRefundClaimRequest, _invoice_pb2.Refund]
+    """The payer's side, by claim token alone (no merchant): read the refund, name the address."""
+    ClaimRefund: _grpc.UnaryUnaryMultiCallable[_invoice_pb2.ClaimRefundRequest, _invoice_pb2.Refund]
 
 @_typing.type_check_only
 class InvoiceServiceAsyncStub(InvoiceServiceStub):
@@ -81,6 +88,13 @@ class InvoiceServiceAsyncStub(InvoiceServiceStub):
     """A merchant's payments detected in a window, oldest first, a keyset page at a time (the
     payments export).
     """
+    CreateRefund: _aio.UnaryUnaryMultiCallable[_invoice_pb2.CreateRefundRequest, _invoice_pb2.Refund]  # type: ignore[assignment]
+    """Non-custodial: records what the merchant owes back; the merchant pays it from its own wallet."""
+    CancelRefund: _aio.UnaryUnaryMultiCallable[_invoice_pb2.CancelRefundRequest, _invoice_pb2.Refund]  # type: ignore[assignment]
+    """Only before the watcher saw it paid; FAILED_PRECONDITION after."""
+    GetRefundClaim: _aio.UnaryUnaryMultiCallable[_invoice_pb2.GetRefundClaimRequest, _invoice_pb2.Refund]  # type: ignore[assignment]
+    """The payer's side, by claim token alone (no merchant): read the refund, name the address."""
+    ClaimRefund: _aio.UnaryUnaryMultiCallable[_invoice_pb2.ClaimRefundRequest, _invoice_pb2.Refund]  # type: ignore[assignment]
 
 class InvoiceServiceServicer(metaclass=_abc_1.ABCMeta):
     """Invoices priced in fiat and paid in crypto. Money fields are decimal strings, never floats."""
@@ -171,5 +185,36 @@ class InvoiceServiceServicer(metaclass=_abc_1.ABCMeta):
         """A merchant's payments detected in a window, oldest first, a keyset page at a time (the
         payments export).
         """
+
+    @_abc_1.abstractmethod
+    def CreateRefund(
+        self,
+        request: _invoice_pb2.CreateRefundRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_invoice_pb2.Refund, _abc.Awaitable[_invoice_pb2.Refund]]:
+        """Non-custodial: records what the merchant owes back; the merchant pays it from its own wallet."""
+
+    @_abc_1.abstractmethod
+    def CancelRefund(
+        self,
+        request: _invoice_pb2.CancelRefundRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_invoice_pb2.Refund, _abc.Awaitable[_invoice_pb2.Refund]]:
+        """Only before the watcher saw it paid; FAILED_PRECONDITION after."""
+
+    @_abc_1.abstractmethod
+    def GetRefundClaim(
+        self,
+        request: _invoice_pb2.GetRefundClaimRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_invoice_pb2.Refund, _abc.Awaitable[_invoice_pb2.Refund]]:
+        """The payer's side, by claim token alone (no merchant): read the refund, name the address."""
+
+    @_abc_1.abstractmethod
+    def ClaimRefund(
+        self,
+        request: _invoice_pb2.ClaimRefundRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_invoice_pb2.Refund, _abc.Awaitable[_invoice_pb2.Refund]]: ...
 
 def add_InvoiceServiceServicer_to_server(servicer: InvoiceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
