@@ -3,12 +3,18 @@ of shard databases and a fresh JetStream stream per test) -> pools / JetStream c
 
 from __future__ import annotations
 
+import os
 import signal
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+# Before gRPC is first imported: the tests start servers with subprocess while gRPC's threads
+# run in this process, and gRPC's fork handlers then left a child to die of SIGSEGV before it
+# could exec (pg_ctl "exited -11"). Nothing here forks to run Python in the child.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
 
 import nats
 import pytest

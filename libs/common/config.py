@@ -123,6 +123,9 @@ class Config:
     rate_limit_enterprise: str = "12000/minute"
     rate_limit_auth_failures: str = "30/minute"
     rate_limit_checkout: str = "300/minute"
+    # How long the limiter waits for Redis before letting the request through uncounted (it
+    # fails open, so Redis down costs at most this per request, then a back-off).
+    rate_limit_redis_timeout_seconds: float = 0.25
     api_key_cache_seconds: float = 30.0
     api_key_touch_seconds: float = 10.0
     # The gateway's access log: "errors" (4xx, 5xx and slow requests), "all", or "off".
@@ -352,6 +355,9 @@ class Config:
             rate_limit_enterprise=rate("CHECKOUT_RATE_LIMIT_ENTERPRISE", d.rate_limit_enterprise),
             rate_limit_auth_failures=rate("CHECKOUT_RATE_LIMIT_AUTH_FAILURES", d.rate_limit_auth_failures),
             rate_limit_checkout=rate("CHECKOUT_RATE_LIMIT_CHECKOUT", d.rate_limit_checkout),
+            rate_limit_redis_timeout_seconds=seconds(
+                "CHECKOUT_RATE_LIMIT_REDIS_TIMEOUT_SECONDS", d.rate_limit_redis_timeout_seconds
+            ),
             api_key_cache_seconds=seconds("CHECKOUT_API_KEY_CACHE_SECONDS", d.api_key_cache_seconds),
             api_key_touch_seconds=seconds("CHECKOUT_API_KEY_TOUCH_SECONDS", d.api_key_touch_seconds),
             access_log=choice("CHECKOUT_ACCESS_LOG", d.access_log, ("errors", "all", "off")),

@@ -167,15 +167,44 @@ class Supervisor:
                 )
         return not unhealthy
 
-    async def stop(self) -> None:
+    async def stop(self, patience: float = 10.0) -> None:
+        """Cancels every loop and waits for each to finish, cancelling it again while it does
+        not; a loop still running after `patience` seconds is logged with the stack it is stuck
+        at and left behind, so one wedged await cannot hang the shutdown of the service."""
         for task in self.tasks:
             task.cancel()
+        deadline = self.clock() + patience
         for task in self.tasks:
             # Python 3.11's asyncio.wait_for (in the relay and inside nats-py) swallows a
             # cancellation that races with its result, and the task runs on: cancel it again.
-            while not task.done():
-                await asyncio.wait({task}, timeout=2.0)
+            while not task.done() and self.clock() < deadline:
+                await asyncio.wait({task}, timeout=min(2.0, max(0.0, deadline - self.clock())))
                 task.cancel()
-            if not task.cancelled() and task.exception() is not None:
+            if not task.done():
+                log.error(
+                    "loop %s of %s did not stop within %gs; left behind at:\n%s",
+                    task.get_name(),
+                    self.service,
+                    patience,
+                    _stack_of(task),
+                )
+            elif not task.cancelled() and task.exception() is not None:
                 log.warning("loop %s ended with %r while stopping", task.get_name(), task.exception())
         self.tasks.clear()
+
+
+def _stack_of(task: asyncio.Task[Any]) -> str:
+    """Where a task is suspended, outermost first, following each coroutine to the one it awaits
+    (Task.get_stack() gives only the outermost frame of a suspended coroutine)."""
+    lines: list[str] = []
+    awaited: Any = task.get_coro()
+    while awaited is not None and len(lines) < 50:
+        frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+        if frame is None:
+            lines.append(f"  awaiting {awaited!r}\n")
+            break
+        lines.append(
+            f'  File "{frame.f_code.co_filename}", line {frame.f_lineno}, in {frame.f_code.co_name}\n'
+        )
+        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+    return "".join(lines) or "  (no frames)"

@@ -56,6 +56,7 @@ class GatewayState:
                 plans=config.plan_rate_limits(),
                 auth_failures=config.rate_limit_auth_failures,
                 checkout=config.rate_limit_checkout,
+                timeout_seconds=config.rate_limit_redis_timeout_seconds,
             ),
             views=views,
             live=live,

@@ -79,6 +79,34 @@ async def test_a_loop_that_returns_is_started_again() -> None:
     assert supervisor.loops["one-shot"].restarts >= 2
 
 
+async def test_a_loop_that_will_not_stop_is_left_behind_with_where_it_is_stuck(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    supervisor = Supervisor("svc", grace_seconds=60)
+    stuck = asyncio.Event()
+
+    async def wedged_release() -> None:
+        # As a cleanup that awaits a connection a database restart left mid-operation would.
+        while True:
+            try:
+                stuck.set()
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                continue
+
+    async def wedged() -> None:
+        await wedged_release()
+
+    task = supervisor.spawn("wedged-loop", wedged)
+    await poll(stuck.is_set, what="the loop to get stuck")
+    with caplog.at_level(logging.ERROR, logger="checkout.supervise"):
+        await asyncio.wait_for(supervisor.stop(patience=0.5), timeout=10)
+    assert not task.done()
+    (record,) = [r for r in caplog.records if "did not stop" in r.getMessage()]
+    assert "wedged-loop" in record.getMessage() and "in wedged_release" in record.getMessage()
+    task.get_coro().close()
+
+
 def test_backoff_doubles_to_its_cap_with_jitter_below_each_step() -> None:
     backoff = Backoff(initial=1.0, cap=8.0)
     for failures, ceiling in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (10, 8.0)]:
