@@ -121,6 +121,7 @@ async def test_merchant_api_key_invoice_customer_and_analytics_flow(
         "id", "title", "status", "total", "currency", "crypto_currency", "crypto_amount",
         "amount_paid", "payment_address", "payment_uri", "expires_at",
         "overpaid", "paid_late", "payments",  # the payer's own payments
+        "refunds",  # and refunds owed to the payer
     }  # fmt: skip
 
     shards = (await http.get("/v1/admin/shards", headers=operator)).json()["shards"]

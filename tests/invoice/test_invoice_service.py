@@ -366,6 +366,8 @@ async def test_another_merchants_invoice_is_not_found_and_checkout_shows_only_pa
             # look up); the gateway renders neither the id nor anything else of the merchant's.
             "network",
             "merchant_id",
+            # Refunds owed to the payer, without the merchant's id or its own reason for them.
+            "refunds",
         }
         assert (view.network, view.merchant_id) == ("ethereum", owner.id)
         assert (view.id, view.total, view.crypto_amount, view.payment_uri) == (
