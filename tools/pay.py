@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -41,7 +42,8 @@ from tools.devchain import (
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE_FILE = ROOT / ".dev" / "devchain.json"
-DEFAULT_GATEWAY = "http://127.0.0.1:8080"
+# Where `make up` put the gateway: CHECKOUT_HTTP_PORT moves it there too.
+DEFAULT_GATEWAY = f"http://127.0.0.1:{os.environ.get('CHECKOUT_HTTP_PORT') or 8080}"
 DEFAULT_RPC = "http://127.0.0.1:8545"
 DECIMALS = {"ETH": 18, "USDC": 6}
 FINAL = {"confirmed", "invalid", "cancelled"}
@@ -101,7 +103,7 @@ def plan(view: dict[str, Any], amount: Decimal | None, chain: ChainInfo | None) 
         except (KeyError, InvalidOperation):
             raise PayError(f"the checkout view has no usable crypto_amount: {view!r}") from None
         if amount <= 0:
-            raise PayError(f"nothing left to pay: the invoice is {view.get('status')} with {amount} owed")
+            raise PayError(f"nothing left to pay: the invoice is {view.get('status')} with {amount:f} owed")
     if amount <= 0:
         raise PayError("the amount must be positive")
     units = to_units(amount, decimals, currency)

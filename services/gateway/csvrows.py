@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Sequence
 
 BOM = "\ufeff".encode()
@@ -16,8 +17,15 @@ BOM = "\ufeff".encode()
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
+# A plain number (a payment's output index of -1, a negative amount) is read as that number, not
+# a formula: left as it is, or the spreadsheet would show it as text.
+PLAIN_NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?")
+
+
 def safe_cell(value: str) -> str:
-    return "'" + value if value.startswith(FORMULA_STARTS) else value
+    if value.startswith(FORMULA_STARTS) and not PLAIN_NUMBER.fullmatch(value):
+        return "'" + value
+    return value
 
 
 def encode_rows(rows: Iterable[Sequence[str]]) -> bytes:

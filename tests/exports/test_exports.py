@@ -143,6 +143,8 @@ async def test_the_payments_csv_lists_payments_seen_on_chain_with_their_exact_am
     assert {r["invoice_id"]: (r["tx_hash"], r["amount"], r["to_address"]) for r in rows} == sent
     assert len(rows) == 3 and {(r["asset"], r["network"]) for r in rows} == {("ETH", "ethereum")}
     assert [r["id"] for r in rows] == sorted(r["id"] for r in rows)  # oldest first, by id
+    # An ETH transfer's own value has output index -1: a number, read as one, so not defused.
+    assert {r["output_index"] for r in rows} == {"-1"}
 
 
 def test_bad_ranges_are_422_naming_the_field(stack: Stack) -> None:
