@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 import asyncpg
 from nats.aio.msg import Msg
@@ -34,7 +35,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from opentelemetry import trace
 
-from libs.common import context, deadletters, ids, telemetry
+from libs.common import context, deadletters, ids, metrics, telemetry
 from libs.common.db import Connection
 from libs.common.eventstore import utcnow
 from libs.common.messaging import Envelope, subject
@@ -132,6 +133,7 @@ class ProjectionConsumer:
         # memory: after a restart the stream's redelivery order is all there is).
         self._holding: dict[uuid.UUID, uuid.UUID] = {}
         self.parked = 0
+        self._lag: Any = None  # the lag histogram's child for this durable, once looked up
 
     async def _subscription(self) -> JetStreamContext.PullSubscription:
         config = ConsumerConfig(
@@ -212,6 +214,7 @@ class ProjectionConsumer:
                 await msg.ack()
                 return False
             self.parking.forget(event.id)
+            self._observe_lag((event,))
             if self.after_commit:
                 await self.after_commit(event)
         await msg.ack()
@@ -232,6 +235,7 @@ class ProjectionConsumer:
             await self._one_by_one(messages)
             return
         self.applied += fresh
+        self._observe_lag(events)
         for msg, event in zip(messages, events, strict=True):
             try:
                 if self.after_commit:
@@ -242,6 +246,13 @@ class ProjectionConsumer:
                 await self._failed(msg, error)
                 continue
             await msg.ack()
+
+    def _observe_lag(self, events: Sequence[Envelope]) -> None:
+        now = time.time()
+        lag = self._lag or metrics.PROJECTION_LAG.labels(self.service, self.durable)
+        self._lag = lag
+        for event in events:
+            lag.observe(max(0.0, now - event.occurred_at.timestamp()))
 
     async def _apply_all(
         self, events: Sequence[Envelope], headers: Sequence[Mapping[str, str] | None]

@@ -35,6 +35,13 @@ QUERY_DURATION = Histogram(
     ["service", "shard", "kind"],
     buckets=_FAST_BUCKETS,
 )
+PROJECTION_LAG = Histogram(
+    "checkout_projection_lag_seconds",
+    "From an event's commit in its service to its commit in a projection's read model, per"
+    " durable consumer (the seed's read-your-writes lag for another service's read model).",
+    ["service", "consumer"],
+    buckets=_FAST_BUCKETS,
+)
 CACHE_LOOKUPS = Counter(
     "checkout_cache_lookups_total",
     "Redis cache reads, by key family and result: hit, miss, stale (older than the reader's own write),"

@@ -8,6 +8,7 @@ from prometheus_client.samples import Sample
 
 from libs.common import metrics
 from libs.common.config import Config
+from tests.common.support import poll
 from tests.e2e.test_checkout_flow import bearer, invoice_body
 from tests.platform import platform
 
@@ -30,6 +31,7 @@ async def test_service_metrics_follow_rpcs_queries_pools_partitions_relay_and_ca
     async with platform(config) as p:
         rpc_before = value("checkout_grpc_server_handling_seconds_count", method="CreateInvoice", code="OK")
         inserts_before = value("checkout_db_query_duration_seconds_count", service="invoice", kind="insert")
+        applied_before = value("checkout_projection_lag_seconds_count", service="analytics")
         _, key = await p.onboard()
         created = await p.http.post("/v1/invoices", json=invoice_body(), headers=bearer(key))
         assert created.status_code == 201, created.text
@@ -72,6 +74,14 @@ async def test_service_metrics_follow_rpcs_queries_pools_partitions_relay_and_ca
         assert {s.labels["shard"] for s in samples("checkout_shard_rows", service="invoice")} == set(shards)
         ratio = value("checkout_shard_balance_ratio", service="invoice")
         assert 0 <= ratio <= 1
+        # The analytics projection applied invoice.created (and merchant.created): each one's lag,
+        # from its commit in the invoice service to the read model's, is timed per durable.
+        await poll(
+            lambda: value("checkout_projection_lag_seconds_count", service="analytics") >= applied_before + 2,
+            what="the analytics projection to apply the invoice's events",
+        )
+        lags = samples("checkout_projection_lag_seconds_sum", service="analytics")
+        assert lags and all(0 <= s.value < 60 for s in lags)
         durables = {c.durable for c in p.runtimes["invoice"].consumers}
         assert {
             s.labels["consumer"] for s in samples("checkout_projection_pending_messages", service="invoice")
