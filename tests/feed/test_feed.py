@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from checkout_client import AsyncClient, Client, InvalidArgument, calls
+from checkout_client import AsyncClient, Client, Conflict, InvalidArgument, calls
 from checkout_client.types import Merchant
 
 from libs.common.config import Config
@@ -191,7 +191,7 @@ async def test_events_past_the_retention_are_pruned_from_the_oldest_end(stack: S
     with Client(stack.base_url, key) as client:
         for n in range(3):
             invoice(client, f"aging {n}")
-        await feed_of(client, 3)
+        first, second, _ = await feed_of(client, 3)
         async with merchant_db(stack, merchant["shard"]) as pool:
             await pool.execute(
                 """UPDATE event_feed SET recorded_at = recorded_at - interval '91 days'
@@ -201,6 +201,13 @@ async def test_events_past_the_retention_are_pruned_from_the_oldest_end(stack: S
             # The upkeep's own cut: what CHECKOUT_EVENT_FEED_RETENTION_DAYS=90 keeps.
             assert await prune(pool, dt.datetime.now(dt.UTC) - dt.timedelta(days=90)) >= 2
         assert numbered(list(client.iter_events())) == [3]
+        # A receiver whose cursor is the second event misses nothing: it reads on.
+        assert numbered(list(client.iter_events(after=second["cursor"]))) == [3]
+        # One whose cursor is the first would silently skip the deleted second: it is told.
+        with pytest.raises(Conflict) as expired:
+            client.events(after=first["cursor"])
+        assert [d["field"] for d in expired.value.details] == ["after"]
+        assert "retention" in str(expired.value)
 
 
 def test_bad_feed_input_is_422_naming_the_field(stack: Stack) -> None:

@@ -87,7 +87,7 @@ async def list_events(args: Args[None, EventsQuery]) -> EventPage:
 operations = [
     Operation(
         "GET", "/v1/events", list_events, "Your event feed, in order, from a cursor", TAG, "merchant",
-        response=EventPage, permission="webhooks:read", query=EventsQuery,
+        response=EventPage, permission="webhooks:read", query=EventsQuery, errors=(409,),
         rules=(
             Rule(r"after", r".+", "after: an event's `cursor` from this feed."),
             Rule(r"types", r"unknown event type .+", "types: event types webhooks can subscribe to."),
@@ -95,7 +95,8 @@ operations = [
         description="Every invoice event of yours, numbered 1, 2, 3, ... in the order it was recorded "
         "for you, with the `data` its webhook carries; kept for CHECKOUT_EVENT_FEED_RETENTION_DAYS "
         "(default 90). Read on from the `cursor` of the last event you handled: nothing is skipped "
-        "and nothing comes twice. With `wait` (at most "
+        "and nothing comes twice; a cursor whose next events were already deleted by the retention is "
+        "409 `failed_precondition` on `after` rather than a silent skip. With `wait` (at most "
         f"{limits.EVENTS_WAIT_MAX_SECONDS} s) an empty answer waits for the next event.",
     ),
 ]  # fmt: skip

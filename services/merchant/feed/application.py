@@ -17,7 +17,7 @@ import asyncpg
 from checkout.merchant.v1 import merchant_pb2 as pb
 
 from libs.common import ids
-from libs.common.errors import InvalidArgument, NotFound
+from libs.common.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from libs.common.events import WEBHOOK_EVENT_TYPES
 from libs.common.eventstore import utcnow
 from libs.common.limits import EVENTS_WAIT_MAX_SECONDS, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX
@@ -66,6 +66,17 @@ class Feed:
             raise InvalidArgument.field("after", "is not a cursor of this feed")
         # UNAVAILABLE for a shard served elsewhere (the gateway's table is behind), as everywhere.
         pool, shard = self.rt.pool_for(merchant_id), self.rt.shard_of(merchant_id)
+        if request.after_sequence > 0:
+            oldest = await repository.oldest_kept(pool, merchant_id)
+            if oldest is not None and oldest > request.after_sequence + 1:
+                # Reading on would skip what the retention deleted, and the receiver would never
+                # know: it must catch up another way (the API's lists, or an export) and start again.
+                raise FailedPrecondition(
+                    f"after: the events following this cursor were older than the feed's retention "
+                    f"({self.retention.days} days) and have been deleted; catch up from the invoices "
+                    "list or an export, then read the feed from its start (no `after`)",
+                    [FieldViolation("after", "past the feed's retention")],
+                )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + request.wait_seconds
         while True:

@@ -71,6 +71,18 @@ async def events_after(
     )
 
 
+async def oldest_kept(db: Db, merchant_id: uuid.UUID) -> int | None:
+    """The lowest sequence the merchant's feed still holds; with none held, the next one it will
+    number; None for a merchant that has recorded nothing."""
+    found: int | None = await db.fetchval(
+        """SELECT COALESCE(
+               (SELECT min(sequence) FROM event_feed WHERE merchant_id = $1),
+               (SELECT last_sequence + 1 FROM event_feed_heads WHERE merchant_id = $1))""",
+        merchant_id,
+    )
+    return found
+
+
 async def delete_recorded_before(db: Db, before: dt.datetime, batch: int) -> int:
     """Deletes up to `batch` events recorded before `before` (oldest first); how many it did."""
     status: str = await db.execute(
