@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import gc
 import json
 import os
 import platform
@@ -33,7 +34,7 @@ from typing import Any, cast
 
 import asyncpg
 
-from libs.common import ids
+from libs.common import gctune, ids
 from libs.common.config import Config
 from libs.common.db import ShardPools
 from libs.common.devservers import DevServers
@@ -322,6 +323,7 @@ async def run(
         await p.open([0])
     try:
         queries = catalogue(pools["invoice"][0], pools["analytics"][0], drawn)
+        gctune.tune()  # as the services run (libs/common/service.py): their collector, not the default
         report = await measure(queries, samples, warmup)
     finally:
         for p in pools.values():
@@ -345,6 +347,7 @@ async def run(
             "python": platform.python_version(),
             "postgres": server,
             "cpus": os.cpu_count(),
+            "gc_threshold": list(gc.get_threshold()),
             "load_average_before": [round(x, 2) for x in load_before],
             "load_average_after": [round(x, 2) for x in os.getloadavg()],
         },

@@ -30,7 +30,7 @@ import nats
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
-from libs.common import consistency, ids, logs, telemetry
+from libs.common import consistency, gctune, ids, logs, telemetry
 from libs.common.archive import archive_partitions
 from libs.common.cache import Cache
 from libs.common.config import Config
@@ -364,6 +364,7 @@ async def _serve(runtime: Runtime) -> int:
         await runtime.stop()
         return 1
     log.info("%s serving shards %s", runtime.spec.name, runtime.shards)
+    gctune.tune()
     await stop.wait()
     log.info("%s shutting down", runtime.spec.name)
     await runtime.stop()

@@ -15,7 +15,7 @@ from types import FrameType
 
 import uvicorn
 
-from libs.common import logs, telemetry
+from libs.common import gctune, logs, telemetry
 from libs.common.config import Config, ConfigError
 from libs.common.lifeline import exit_with_parent
 from services.gateway.app import create_app
@@ -63,6 +63,7 @@ def main() -> None:
     telemetry.setup("gateway")
     log.info("gateway listening on %s:%d", host, port)
     app = create_app(config)
+    gctune.tune()
     state = app.state.gateway
     assert isinstance(state, GatewayState)
     server = Server(
