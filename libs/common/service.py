@@ -19,10 +19,11 @@ import logging
 import signal
 import sys
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 import grpc
@@ -53,6 +54,22 @@ log = logging.getLogger("checkout.service")
 T = TypeVar("T")
 
 EVENTS_TABLE = PartitionedTable("events", "month")
+
+
+class PerRuntime(Generic[T]):
+    """One object of a kind per runtime, made from it on first use and shared by whatever asks
+    for it afterwards (the servicer, a projection's hook, the background loops, the shutdown);
+    held weakly, so it goes with its runtime (tests run several in one process)."""
+
+    def __init__(self, make: Callable[[Runtime], T]) -> None:
+        self._make = make
+        self._made: weakref.WeakKeyDictionary[Runtime, T] = weakref.WeakKeyDictionary()
+
+    def __call__(self, runtime: Runtime) -> T:
+        found = self._made.get(runtime)
+        if found is None:
+            found = self._made[runtime] = self._make(runtime)
+        return found
 
 
 @dataclass

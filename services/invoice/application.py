@@ -8,7 +8,6 @@ import hmac
 import logging
 import secrets
 import uuid
-import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from decimal import Decimal
@@ -32,7 +31,7 @@ from libs.common.limits import (
 from libs.common.protoconv import plain, struct, timestamp
 from libs.common.replica_config import ANALYTICS, CUSTOMER, READ
 from libs.common.replicas import ReplicaStatus
-from libs.common.service import Runtime
+from libs.common.service import PerRuntime, Runtime
 from services.invoice import history, projections, refunds, repository
 from services.invoice.domain import (
     LIVE_PAYMENT_STATUSES,
@@ -792,12 +791,5 @@ def _payer_refund(message: pb.Refund) -> pb.Refund:
     return message
 
 
-_apps: weakref.WeakKeyDictionary[Runtime, InvoiceApp] = weakref.WeakKeyDictionary()
-
-
-def app_of(runtime: Runtime) -> InvoiceApp:
-    """The one application of a runtime, shared by its servicer and its shutdown hook."""
-    app = _apps.get(runtime)
-    if app is None:
-        app = _apps[runtime] = InvoiceApp(runtime)
-    return app
+# The one application of a runtime, shared by its servicer and its shutdown hook.
+app_of = PerRuntime(InvoiceApp)

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-import weakref
 
 import asyncpg
 from checkout.merchant.v1 import merchant_pb2 as pb
@@ -23,7 +22,7 @@ from libs.common.eventstore import utcnow
 from libs.common.limits import EVENTS_WAIT_MAX_SECONDS, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX
 from libs.common.messaging import Envelope
 from libs.common.protoconv import timestamp
-from libs.common.service import Runtime
+from libs.common.service import PerRuntime, Runtime
 from libs.common.supervise import Loop, LoopFactory
 from services.merchant.feed import repository
 
@@ -134,12 +133,5 @@ async def prune(pool: asyncpg.Pool, cutoff: dt.datetime) -> int:
             return deleted
 
 
-_feeds: weakref.WeakKeyDictionary[Runtime, Feed] = weakref.WeakKeyDictionary()
-
-
-def feed_of(runtime: Runtime) -> Feed:
-    """The one feed of a runtime, shared by the servicer, the projection and the upkeep loop."""
-    found = _feeds.get(runtime)
-    if found is None:
-        found = _feeds[runtime] = Feed(runtime)
-    return found
+# The one feed of a runtime, shared by the servicer, the projection and the upkeep loop.
+feed_of = PerRuntime(Feed)

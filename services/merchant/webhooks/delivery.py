@@ -29,7 +29,6 @@ import smtplib
 import ssl
 import time
 import uuid
-import weakref
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from email.message import EmailMessage
@@ -44,7 +43,7 @@ from libs.common import metrics
 from libs.common.config import Config
 from libs.common.eventstore import utcnow
 from libs.common.messaging import Envelope
-from libs.common.service import Runtime
+from libs.common.service import PerRuntime, Runtime
 from libs.common.supervise import Loop
 from services.merchant.webhooks import repository, signing, ssrf
 from services.merchant.webhooks.vault import SecretVault
@@ -450,12 +449,5 @@ async def _read_some(response: httpx.Response) -> str:
     return b"".join(chunks).decode("utf-8", errors="replace")[:MAX_RESPONSE_BODY]
 
 
-_dispatchers: weakref.WeakKeyDictionary[Runtime, Dispatcher] = weakref.WeakKeyDictionary()
-
-
-def dispatcher_of(runtime: Runtime) -> Dispatcher:
-    """The one dispatcher of a runtime, shared by the servicer, the consumer hook and the loops."""
-    found = _dispatchers.get(runtime)
-    if found is None:
-        found = _dispatchers[runtime] = Dispatcher(runtime)
-    return found
+# The one dispatcher of a runtime, shared by the servicer, the consumer hook and the loops.
+dispatcher_of = PerRuntime(Dispatcher)
