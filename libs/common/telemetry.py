@@ -197,6 +197,16 @@ def _otlp(name: str, environ: os._Environ[str] | dict[str, str]) -> SpanExporter
     raise ConfigError(f"OTEL_EXPORTER_OTLP_PROTOCOL: {protocol!r} is not grpc or http/protobuf")
 
 
+_foreign_provider = False  # opentelemetry-instrument's: its exporters are not ours to see
+
+
+def recording() -> bool:
+    """Whether a span started now can be recorded: an exporter is attached (OTEL_TRACES_EXPORTER,
+    or a test's `exporting_to`), or another's provider is installed. When not, the gateway's
+    request span is not worth its cost (see services/gateway/middleware.py)."""
+    return EXPORTERS.active or _foreign_provider
+
+
 def _disabled() -> bool:
     return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
 
@@ -220,6 +230,8 @@ def setup(service: str) -> None:
             trace.set_tracer_provider(provider)
         else:
             log.info("tracing: keeping the tracer provider already installed")
+            global _foreign_provider
+            _foreign_provider = True
         instrument()
     metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[PrometheusMetricReader()]))
     _configured = True
