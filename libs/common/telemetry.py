@@ -214,7 +214,7 @@ def _disabled() -> bool:
 def setup(service: str) -> None:
     """Idempotent: the tracer provider (unless one is installed already, as by
     `opentelemetry-instrument`), the instrumentations, and the meter provider."""
-    global _configured
+    global _configured, _foreign_provider
     if _configured:
         return
     # Attributes given here win over OTEL_RESOURCE_ATTRIBUTES, so OTEL_SERVICE_NAME is read here.
@@ -230,7 +230,6 @@ def setup(service: str) -> None:
             trace.set_tracer_provider(provider)
         else:
             log.info("tracing: keeping the tracer provider already installed")
-            global _foreign_provider
             _foreign_provider = True
         instrument()
     metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[PrometheusMetricReader()]))

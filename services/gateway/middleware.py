@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import context as otel_context
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.metrics import NoOpMeterProvider
 from starlette.applications import Starlette
@@ -42,6 +42,7 @@ access_log = logging.getLogger("checkout.gateway.access")
 REQUEST_ID_HEADER = "X-Request-Id"
 _REQUEST_ID = b"x-request-id"
 _TOKEN = consistency.HEADER.lower().encode()
+_TRACE_HEADERS = (b"traceparent", b"tracestate")
 # The id travels on as gRPC metadata and into logs: printable ASCII, no spaces, bounded.
 _ACCEPTABLE_REQUEST_ID = re.compile(rf"^[\x21-\x7e]{{1,{limits.REQUEST_ID_MAX_CHARS}}}$")
 UNMATCHED_ROUTE = "unmatched"
@@ -214,10 +215,17 @@ class WhileRecording:
             await self.traced(scope, receive, send)
             return
         # Ids only, as an unsampled span would have: the logs of the gateway and of the services
-        # it calls (which continue this context, unsampled) still share one trace id.
+        # it calls (which continue this context, unsampled) still share one trace id, the
+        # caller's when it sent a `traceparent`.
+        carrier = {
+            name.decode(): value.decode("latin-1")
+            for name, value in scope["headers"]
+            if name in _TRACE_HEADERS
+        }
+        remote = trace.get_current_span(propagate.extract(carrier)).get_span_context() if carrier else None
         ids = trace.SpanContext(
-            trace_id=random.getrandbits(128),
-            span_id=random.getrandbits(64),
+            trace_id=remote.trace_id if remote is not None and remote.is_valid else _ids.getrandbits(128),
+            span_id=_ids.getrandbits(64),
             is_remote=False,
             trace_flags=trace.TraceFlags(trace.TraceFlags.DEFAULT),
         )

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import uuid
 
 import asyncpg
 from checkout.merchant.v1 import merchant_pb2 as pb
@@ -65,24 +66,19 @@ class Feed:
             raise InvalidArgument.field("after", "is not a cursor of this feed")
         # UNAVAILABLE for a shard served elsewhere (the gateway's table is behind), as everywhere.
         pool, shard = self.rt.pool_for(merchant_id), self.rt.shard_of(merchant_id)
-        if request.after_sequence > 0:
-            oldest = await repository.oldest_kept(pool, merchant_id)
-            if oldest is not None and oldest > request.after_sequence + 1:
-                # Reading on would skip what the retention deleted, and the receiver would never
-                # know: it must catch up another way (the API's lists, or an export) and start again.
-                raise FailedPrecondition(
-                    f"after: the events following this cursor were older than the feed's retention "
-                    f"({self.retention.days} days) and have been deleted; catch up from the invoices "
-                    "list or an export, then read the feed from its start (no `after`)",
-                    [FieldViolation("after", "past the feed's retention")],
-                )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + request.wait_seconds
+        checked = request.after_sequence == 0
         while True:
             wake = self._wakes.get(shard) or self._wakes.setdefault(shard, asyncio.Event())
             rows = await repository.events_after(
                 pool, merchant_id, request.after_sequence, request.types, limit + 1
             )
+            if not checked:
+                checked = True
+                # The very next number read back is the common case, and proves nothing was cut.
+                if not (rows and rows[0]["sequence"] == request.after_sequence + 1):
+                    await self._refuse_if_cut(pool, merchant_id, request.after_sequence)
             left = deadline - loop.time()
             if rows or left <= 0:
                 break
@@ -103,6 +99,18 @@ class Feed:
             ],
             more=len(rows) > limit,
         )
+
+    async def _refuse_if_cut(self, pool: asyncpg.Pool, merchant_id: uuid.UUID, after: int) -> None:
+        oldest = await repository.oldest_kept(pool, merchant_id)
+        if oldest is not None and oldest > after + 1:
+            # Reading on would skip what the retention deleted, and the receiver would never
+            # know: it must catch up another way (the API's lists, or an export) and start again.
+            raise FailedPrecondition(
+                f"after: the events following this cursor were older than the feed's retention "
+                f"({self.retention.days} days) and have been deleted; catch up from the invoices "
+                "list or an export, then read the feed from its start (no `after`)",
+                [FieldViolation("after", "past the feed's retention")],
+            )
 
     # -- upkeep ---------------------------------------------------------------------------------
     def loops(self) -> list[Loop]:
