@@ -1,4 +1,5 @@
-"""How a service schema on a shard is compared with its declared tables (services/*/tables.py).
+"""Each service schema on every shard: upgraded by Alembic revisions, and compared with its
+declared tables (services/*/tables.py).
 
 Alembic's autogenerate reads the schema back and lists every difference from the metadata; the
 Alembic environment (libs/common/alembic/env.py) and the schema check in the tests use the same
@@ -8,14 +9,26 @@ What the comparison cannot see, or would misread, is left out here, each with it
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
+import asyncpg
+from alembic import command, op
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config as AlembicConfig
 from alembic.migration import MigrationContext
 from sqlalchemy import Column, Connection, MetaData, Sequence, make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
+from sqlalchemy.sql.elements import TextClause
+
+from libs.common.config import Config
+from libs.common.db import MigrationError, apply_sql, ensure_database, migrations_for, schema_lock
+
+log = logging.getLogger("checkout.schema")
 
 # Today's SQL runner's ledger (libs/common/db.py), which the baseline revisions stand on.
 LEGACY_LEDGER = "schema_migrations"
@@ -90,3 +103,118 @@ def engine_for(dsn: str, schema: str) -> AsyncEngine:
     return create_async_engine(
         url, poolclass=NullPool, connect_args={"server_settings": {"search_path": f"{schema},public"}}
     )
+
+
+# -- upgrading a service schema on every shard ----------------------------------------------------
+
+ENVIRONMENT = Path(__file__).parent / "alembic"
+
+
+def alembic_config(service_dir: Path, schema: str, metadata: MetaData | None = None) -> AlembicConfig:
+    """The service's Alembic configuration, built in code: the shared environment, the
+    service's revisions, its schema (also the version table's)."""
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(ENVIRONMENT))
+    config.set_main_option("version_locations", str(service_dir / "migrations" / "versions"))
+    config.set_main_option("path_separator", "os")
+    config.set_main_option("file_template", "%%(rev)s_%%(slug)s")
+    config.attributes.update(schema=schema, metadata=metadata, applied=[])
+    return config
+
+
+def record_applied(config: AlembicConfig) -> Callable[..., None]:
+    """env.py's `on_version_apply`: the revisions this run applied, for `upgrade_shard` to log."""
+
+    def record(*, step: Any, **_: Any) -> None:
+        if step.is_upgrade:
+            config.attributes["applied"].append(step.up_revision_id)
+
+    return record
+
+
+def _upgrade(connection: Connection, config: AlembicConfig) -> list[str]:
+    config.attributes["partitions"] = partitions(connection)
+    connection.rollback()  # Alembic begins a transaction per revision, none may be open before
+    config.attributes["connection"] = connection
+    command.upgrade(config, "heads")
+    applied: list[str] = config.attributes["applied"]
+    return applied
+
+
+async def upgrade_shard(dsn: str, schema: str, service_dir: Path) -> list[str]:
+    """Brings the service's schema on one shard to its newest revision; returns what it applied.
+
+    The SQL files first (`db.apply_sql`: on a database older than Alembic, only those it lacks;
+    their `schema_migrations` ledger stays, so a replica of the previous release that starts
+    during a deploy finds them applied), then the Alembic revisions after the baseline that
+    stands for them, each in its own transaction. The schema's lock is held throughout: several
+    services or replicas starting at once migrate one after the other, the others finding
+    nothing left to do. A crash loses only the revision it was in (see `create_index_concurrently`
+    for one that runs outside a transaction)."""
+    await ensure_database(dsn)
+    lock_holder = await asyncpg.connect(dsn)
+    try:
+        async with schema_lock(lock_holder, schema):
+            applied = await apply_sql(lock_holder, schema, migrations_for(service_dir))
+            engine = engine_for(dsn, schema)
+            try:
+                async with engine.connect() as connection:
+                    try:
+                        applied += await connection.run_sync(_upgrade, alembic_config(service_dir, schema))
+                    except BaseException:
+                        # A connection lost mid-revision is left half-closed by the autocommit
+                        # block's clean-up; discard it outright (the lock holder ends as usual).
+                        await connection.invalidate()
+                        raise
+            finally:
+                await engine.dispose()
+    finally:
+        await lock_holder.close()
+    return applied
+
+
+async def migrate(
+    config: Config, schema: str, service_dir: Path, shards: Iterable[int] | None = None
+) -> None:
+    """`checkout-service <name> migrate` and every service's start: each served shard at once."""
+    targets = list(config.shards if shards is None else shards)
+    results = await asyncio.gather(
+        *(upgrade_shard(config.shard_dsn(s), schema, service_dir) for s in targets)
+    )
+    for shard, applied in zip(targets, results, strict=True):
+        if applied:
+            log.info("migrated %s on shard %d: %s", schema, shard, ", ".join(applied))
+
+
+# -- what revisions use ---------------------------------------------------------------------------
+
+
+def require_sql_applied(versions: Iterable[str]) -> None:
+    """A baseline revision's upgrade: the SQL files it stands for are all in `schema_migrations`
+    (`upgrade_shard` applies them before any revision). Refuses a schema where they are not,
+    such as one migrated by Alembic alone, rather than record a baseline that is not there."""
+    done = set(op.get_bind().execute(text(f"SELECT version FROM {LEGACY_LEDGER}")).scalars())
+    missing = [v for v in versions if v not in done]
+    if missing:
+        raise MigrationError(f"the baseline's SQL migrations are not applied: {', '.join(missing)}")
+
+
+def create_index_concurrently(name: str, table: str, columns: Iterable[str | TextClause], **kw: Any) -> None:
+    """Builds an index on a live table without blocking its writes (CREATE INDEX CONCURRENTLY,
+    which PostgreSQL refuses inside a transaction: Alembic's autocommit block commits what the
+    revision did before and runs it outside). Nothing rolls a crash back here: the revision stays
+    unrecorded and runs again at the next start, so a revision holds only this, or steps as safe
+    to repeat. An interrupted build leaves an INVALID index that IF NOT EXISTS would take for
+    done: such an index is dropped and built again."""
+    with op.get_context().autocommit_block():
+        invalid = op.get_bind().execute(
+            text(
+                "SELECT NOT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+                " WHERE c.relname = :name AND c.relnamespace = current_schema()::regnamespace"
+            ),
+            {"name": name},
+        )
+        if invalid.scalar():
+            log.warning("dropping the invalid index %s left by an interrupted build", name)
+            op.drop_index(name, table_name=table, postgresql_concurrently=True, if_exists=True)
+        op.create_index(name, table, list(columns), postgresql_concurrently=True, if_not_exists=True, **kw)
