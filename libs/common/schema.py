@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from alembic import command, op
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config as AlembicConfig
 from alembic.migration import MigrationContext
+from alembic.script import Script, ScriptDirectory
 from sqlalchemy import Column, Connection, MetaData, Sequence, make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
@@ -32,6 +35,7 @@ log = logging.getLogger("checkout.schema")
 
 # Today's SQL runner's ledger (libs/common/db.py), which the baseline revisions stand on.
 LEGACY_LEDGER = "schema_migrations"
+VERSION_TABLE = "alembic_version"
 
 IncludeName = Callable[[str | None, str, dict[str, str | None]], bool]
 
@@ -52,10 +56,10 @@ def include_name(skipped: set[str]) -> IncludeName:
     - partitions: the services create them ahead of time (libs/common/partitions.py) and move
       old ones to the archive schema, so which exist depends on the day, not on a revision;
       the metadata declares the partitioned parent (`postgresql_partition_by`);
-    - the legacy runner's `schema_migrations`, kept so a replica of the previous release that
-      starts during a deploy still finds its migrations applied (Alembic skips its own
-      `alembic_version`)."""
-    skipped = skipped | {LEGACY_LEDGER}
+    - the ledgers: the SQL runner's `schema_migrations`, kept so a replica of the previous
+      release that starts during a deploy still finds its migrations applied, and Alembic's
+      `alembic_version` (which Alembic skips itself only where it is not in a named schema)."""
+    skipped = skipped | {LEGACY_LEDGER, VERSION_TABLE}
 
     def include(name: str | None, type_: str, parent_names: dict[str, str | None]) -> bool:
         return not (type_ == "table" and name in skipped)
@@ -117,7 +121,7 @@ def alembic_config(service_dir: Path, schema: str, metadata: MetaData | None = N
     config.set_main_option("script_location", str(ENVIRONMENT))
     config.set_main_option("version_locations", str(service_dir / "migrations" / "versions"))
     config.set_main_option("path_separator", "os")
-    config.set_main_option("file_template", "%%(rev)s_%%(slug)s")
+    config.set_main_option("file_template", "%%(rev)s")  # ids are the files' names: 0002_what_changes
     config.attributes.update(schema=schema, metadata=metadata, applied=[])
     return config
 
@@ -132,13 +136,30 @@ def record_applied(config: AlembicConfig) -> Callable[..., None]:
     return record
 
 
-def _upgrade(connection: Connection, config: AlembicConfig) -> list[str]:
+def _hand_over(connection: Connection, config: AlembicConfig) -> None:
+    """Gives env.py the connection, and the partitions it must not take for tables."""
     config.attributes["partitions"] = partitions(connection)
     connection.rollback()  # Alembic begins a transaction per revision, none may be open before
     config.attributes["connection"] = connection
+
+
+def _upgrade(connection: Connection, config: AlembicConfig) -> list[str]:
+    _hand_over(connection, config)
     command.upgrade(config, "heads")
     applied: list[str] = config.attributes["applied"]
     return applied
+
+
+# Alembic keeps the migration it runs in module globals (`alembic.context`, `alembic.op`): two
+# at once in one process would each take the other's. Shards run their SQL step concurrently,
+# and their revisions one at a time (an asyncio lock per event loop, as a lock is bound to one).
+_alembic_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _alembic_turn() -> asyncio.Lock:
+    return _alembic_turns.setdefault(asyncio.get_running_loop(), asyncio.Lock())
 
 
 async def upgrade_shard(dsn: str, schema: str, service_dir: Path) -> list[str]:
@@ -158,7 +179,7 @@ async def upgrade_shard(dsn: str, schema: str, service_dir: Path) -> list[str]:
             applied = await apply_sql(lock_holder, schema, migrations_for(service_dir))
             engine = engine_for(dsn, schema)
             try:
-                async with engine.connect() as connection:
+                async with _alembic_turn(), engine.connect() as connection:
                     try:
                         applied += await connection.run_sync(_upgrade, alembic_config(service_dir, schema))
                     except BaseException:
@@ -184,6 +205,30 @@ async def migrate(
     for shard, applied in zip(targets, results, strict=True):
         if applied:
             log.info("migrated %s on shard %d: %s", schema, shard, ", ".join(applied))
+
+
+async def write_revision(dsn: str, schema: str, service_dir: Path, metadata: MetaData, message: str) -> Path:
+    """Writes the service's next revision (`0002_what_changes.py`, its id the file's name) with what autogenerate finds
+    between the metadata and a shard upgraded to the newest revision: a draft to read and
+    finish by hand (data, CONCURRENTLY, what autogenerate cannot see). Returns its path."""
+    await upgrade_shard(dsn, schema, service_dir)
+    config = alembic_config(service_dir, schema, metadata)
+    script = ScriptDirectory.from_config(config)
+    number = 1 + max(int(r.revision.split("_", 1)[0]) for r in script.walk_revisions())
+    slug = re.sub(r"\W+", "_", message.lower()).strip("_")[:40]
+    engine = engine_for(dsn, schema)
+
+    def generate(connection: Connection) -> Path:
+        _hand_over(connection, config)
+        written = command.revision(config, message, autogenerate=True, rev_id=f"{number:04d}_{slug}")
+        assert isinstance(written, Script)
+        return Path(written.path)
+
+    try:
+        async with _alembic_turn(), engine.connect() as connection:
+            return await connection.run_sync(generate)
+    finally:
+        await engine.dispose()
 
 
 # -- what revisions use ---------------------------------------------------------------------------

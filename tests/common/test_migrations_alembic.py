@@ -12,10 +12,11 @@ from pathlib import Path
 import asyncpg
 import pytest
 import sqlalchemy.exc
+from alembic.script import ScriptDirectory
 
 from libs.common.config import Config
 from libs.common.db import migrate_shard, migrations_for
-from libs.common.schema import upgrade_shard
+from libs.common.schema import alembic_config, migrate, upgrade_shard
 from tests.common.support import building, index_valid, poll
 
 SERVICE_DIR = Path(__file__).resolve().parents[2] / "services"
@@ -27,7 +28,7 @@ from alembic import op
 
 from libs.common.schema import require_sql_applied
 
-revision = "0001"
+revision = "0001_orders"
 down_revision = None
 
 
@@ -47,8 +48,8 @@ import sqlalchemy as sa
 
 from libs.common.schema import create_index_concurrently
 
-revision = "0002"
-down_revision = "0001"
+revision = "0002_orders_index"
+down_revision = "0001_orders"
 
 
 def upgrade() -> None:
@@ -71,9 +72,17 @@ async def test_a_fresh_shard_gets_the_sql_baseline_then_each_revision_once(confi
         upgrade_shard(dsn, "invoice_fresh", service), upgrade_shard(dsn, "invoice_fresh", service)
     )
     # One start migrated, the other waited for its lock and found nothing left to do.
-    assert sorted(first + second) == sorted([m.version for m in migrations_for(service)] + ["0001"])
+    assert sorted(first + second) == sorted([m.version for m in migrations_for(service)] + ["0001_baseline"])
     assert await upgrade_shard(dsn, "invoice_fresh", service) == []
-    assert await revision_of(dsn, "invoice_fresh") == "0001"
+    assert await revision_of(dsn, "invoice_fresh") == "0001_baseline"
+
+
+async def test_one_migrate_brings_every_shard_to_the_newest_revision(config: Config) -> None:
+    # The shards at once, in one process (as `checkout-service <name> migrate` and a start do).
+    await migrate(config, "customer", SERVICE_DIR / "customer")
+    assert [await revision_of(config.shard_dsn(s), "customer") for s in config.shards] == [
+        "0001_baseline"
+    ] * 2
 
 
 async def test_a_database_made_by_todays_migrations_keeps_its_rows_and_gets_what_it_lacks(
@@ -102,7 +111,7 @@ async def test_a_database_made_by_todays_migrations_keeps_its_rows_and_gets_what
 
         applied = await upgrade_shard(dsn, schema, service)
 
-        assert applied == ["1003_invoices_cancel", "1004_webhook_secrets", "1005_event_feed", "0001"]
+        assert applied == ["1003_invoices_cancel", "1004_webhook_secrets", "1005_event_feed", "0001_baseline"]
         assert await conn.fetchval("SELECT business_name FROM merchants WHERE id = $1", merchant_id) == "Old"
         # The SQL migrations it lacked ran as they always did, data migrations included.
         assert await conn.fetchval("SELECT permissions FROM api_keys") == [
@@ -112,15 +121,15 @@ async def test_a_database_made_by_todays_migrations_keeps_its_rows_and_gets_what
         assert await conn.fetchval("SELECT count(*) FROM event_feed") == 0
     finally:
         await conn.close()
-    assert await revision_of(dsn, schema) == "0001"
+    assert await revision_of(dsn, schema) == "0001_baseline"
     assert await upgrade_shard(dsn, schema, service) == []
 
 
 async def test_a_database_with_every_sql_migration_is_only_recorded_at_the_baseline(config: Config) -> None:
     dsn, schema, service = config.shard_dsn(0), "analytics_upgraded", SERVICE_DIR / "analytics"
     await migrate_shard(dsn, schema, migrations_for(service))
-    assert await upgrade_shard(dsn, schema, service) == ["0001"]
-    assert await revision_of(dsn, schema) == "0001"
+    assert await upgrade_shard(dsn, schema, service) == ["0001_baseline"]
+    assert await revision_of(dsn, schema) == "0001_baseline"
 
 
 def service_with_revisions(tmp_path: Path, **revisions: str) -> Path:
@@ -146,9 +155,8 @@ async def test_a_revision_builds_its_index_concurrently_while_writes_go_on(
 ) -> None:
     dsn, schema = config.shard_dsn(0), "livealembic"
     service = service_with_revisions(tmp_path, **{"0001_orders": ORDERS})
-    assert await upgrade_shard(dsn, schema, service) == [m.version for m in migrations_for(service)] + [
-        "0001"
-    ]
+    sql = [m.version for m in migrations_for(service)]
+    assert await upgrade_shard(dsn, schema, service) == [*sql, "0001_orders"]
     conn = await asyncpg.connect(dsn, server_settings={"search_path": schema})
     reader, snapshot = await open_snapshot(dsn)
     (tmp_path / "migrations" / "versions" / "0002_orders_index.py").write_text(ORDERS_INDEX)
@@ -163,7 +171,7 @@ async def test_a_revision_builds_its_index_concurrently_while_writes_go_on(
         await snapshot.rollback()
         await reader.close()
     try:
-        assert await migration == ["0002"]
+        assert await migration == ["0002_orders_index"]
         assert await index_valid(conn, schema, "idx_orders_merchant") is True
         assert await conn.fetchval("SELECT count(*) FROM orders WHERE merchant = 7") == 401
     finally:
@@ -193,9 +201,9 @@ async def test_a_revision_whose_concurrent_build_a_crash_interrupted_runs_again(
         await reader.close()
     try:
         assert await index_valid(conn, schema, "idx_orders_merchant") is False  # left INVALID
-        assert await revision_of(dsn, schema) == "0001"  # what ran before the build was kept
+        assert await revision_of(dsn, schema) == "0001_orders"  # what ran before the build was kept
 
-        assert await upgrade_shard(dsn, schema, service) == ["0002"]
+        assert await upgrade_shard(dsn, schema, service) == ["0002_orders_index"]
         assert await index_valid(conn, schema, "idx_orders_merchant") is True
         assert (
             await conn.fetchval("SELECT count(*) FROM pg_indexes WHERE indexname = 'idx_orders_merchant'")
@@ -203,3 +211,16 @@ async def test_a_revision_whose_concurrent_build_a_crash_interrupted_runs_again(
         )
     finally:
         await conn.close()
+
+
+@pytest.mark.parametrize("service", ["merchant", "invoice", "customer", "analytics"])
+def test_the_sql_migrations_are_the_baseline_and_revisions_follow_it_in_one_line(service: str) -> None:
+    script = ScriptDirectory.from_config(alembic_config(SERVICE_DIR / service, service))
+    assert len(script.get_heads()) == 1, "two revisions follow one: rebase yours on the newest"
+    baseline = script.get_revision("0001_baseline")
+    assert baseline is not None and baseline.down_revision is None
+    sql = [m.version for m in migrations_for(SERVICE_DIR / service)]
+    assert sql == list(baseline.module.SQL_MIGRATIONS), (
+        "the SQL migrations are frozen at the baseline: write a new one as an Alembic revision "
+        "(README, Schema migrations)"
+    )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from libs.common.schema import require_sql_applied
 
-revision = "0001"
+revision = "0001_baseline"
 down_revision = None
 
 SQL_MIGRATIONS = (
