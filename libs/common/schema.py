@@ -256,9 +256,17 @@ async def write_revision(dsn: str, schema: str, service_dir: Path, metadata: Met
 # -- what revisions use ---------------------------------------------------------------------------
 
 
+# The event store's SQL migrations (libs/common/migrations/), in every service's baseline.
+COMMON_SQL = ("0001_event_store", "0002_dead_letters", "0002_relay_cursor")
+
+
 def require_sql_applied(versions: Iterable[str]) -> None:
-    """A baseline revision's upgrade: the SQL files it stands for are all in `schema_migrations`
-    (`upgrade_shard` applies them before any revision). Refuses a schema where they are not,
+    """A baseline revision's upgrade (each service's `0001_baseline`): the SQL files it stands
+    for, in libs/common/migrations/ and the service's migrations/, are all in
+    `schema_migrations`. `upgrade_shard` applies them before any revision, each once: a fresh
+    shard gets them all, a shard migrated before Alembic only those it lacks; the baseline then
+    records that state. The SQL files never change and none is added (a test says so): every
+    change after the baseline is a revision. Refuses a schema where they are not all applied,
     such as one migrated by Alembic alone, rather than record a baseline that is not there."""
     done = set(op.get_bind().execute(text(f"SELECT version FROM {LEGACY_LEDGER}")).scalars())
     missing = [v for v in versions if v not in done]
