@@ -1,5 +1,7 @@
-"""Each service schema on every shard: upgraded by Alembic revisions, and compared with its
-declared tables (services/*/tables.py).
+"""Each service schema on every shard: upgraded by Alembic revisions after the SQL baseline
+(`upgrade_shard`, `migrate`), compared with its declared tables (services/*/tables.py:
+`differences`), revisions drafted from them (`write_revision`), and what revisions call
+(`require_sql_applied`, `create_index_concurrently`).
 
 Alembic's autogenerate reads the schema back and lists every difference from the metadata; the
 Alembic environment (libs/common/alembic/env.py) and the schema check in the tests use the same
@@ -15,6 +17,7 @@ import logging
 import re
 import weakref
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -151,16 +154,24 @@ def _upgrade(connection: Connection, config: AlembicConfig) -> list[str]:
     return applied
 
 
-def heads(service_dir: Path) -> frozenset[str]:
-    """The service's newest revisions (one, unless two branches were merged without a merge
-    revision), read again only when a revision file changes."""
+@dataclass(frozen=True)
+class Revisions:
+    heads: frozenset[str]  # the newest (one, unless two lines were merged without a merge revision)
+    known: frozenset[str]
+
+
+def revisions(service_dir: Path) -> Revisions:
+    """The service's revisions, read again only when a revision file changes."""
     versions = service_dir / "migrations" / "versions"
-    return _heads(service_dir, tuple(sorted((p.name, p.stat().st_mtime_ns) for p in versions.glob("*.py"))))
+    return _revisions(
+        service_dir, tuple(sorted((p.name, p.stat().st_mtime_ns) for p in versions.glob("*.py")))
+    )
 
 
 @functools.cache
-def _heads(service_dir: Path, files: tuple[tuple[str, int], ...]) -> frozenset[str]:
-    return frozenset(ScriptDirectory.from_config(alembic_config(service_dir, "")).get_heads())
+def _revisions(service_dir: Path, files: tuple[tuple[str, int], ...]) -> Revisions:
+    script = ScriptDirectory.from_config(alembic_config(service_dir, ""))
+    return Revisions(frozenset(script.get_heads()), frozenset(r.revision for r in script.walk_revisions()))
 
 
 async def _recorded(conn: asyncpg.Connection) -> frozenset[str]:
@@ -197,8 +208,14 @@ async def upgrade_shard(dsn: str, schema: str, service_dir: Path) -> list[str]:
     try:
         async with schema_lock(lock_holder, schema):
             applied = await apply_sql(lock_holder, schema, migrations_for(service_dir))
-            if await _recorded(lock_holder) == heads(service_dir):
+            recorded, ours = await _recorded(lock_holder), revisions(service_dir)
+            if recorded == ours.heads:
                 return applied  # a restart: Alembic would only find as much, 0.1 s later
+            if recorded - ours.known:
+                # A newer release migrated it (a rolling deploy, or one rolled back): its
+                # revisions keep the schema working for this one, as every revision must.
+                log.info("%s is at %s, after this release's revisions", schema, ", ".join(sorted(recorded)))
+                return applied
             engine = engine_for(dsn, schema)
             try:
                 async with _alembic_turn(), engine.connect() as connection:
@@ -230,9 +247,9 @@ async def migrate(
 
 
 async def write_revision(dsn: str, schema: str, service_dir: Path, metadata: MetaData, message: str) -> Path:
-    """Writes the service's next revision (`0002_what_changes.py`, its id the file's name) with what autogenerate finds
-    between the metadata and a shard upgraded to the newest revision: a draft to read and
-    finish by hand (data, CONCURRENTLY, what autogenerate cannot see). Returns its path."""
+    """Writes the service's next revision (`0002_what_changes.py`, its id the file's name) with
+    what autogenerate finds between the metadata and a shard upgraded to the newest revision: a
+    draft to read and finish by hand (data, CONCURRENTLY, what autogenerate cannot see)."""
     await upgrade_shard(dsn, schema, service_dir)
     config = alembic_config(service_dir, schema, metadata)
     script = ScriptDirectory.from_config(config)

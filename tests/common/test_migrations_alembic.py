@@ -132,6 +132,20 @@ async def test_a_database_with_every_sql_migration_is_only_recorded_at_the_basel
     assert await revision_of(dsn, schema) == "0001_baseline"
 
 
+async def test_a_release_older_than_the_schema_leaves_it_as_the_newer_one_migrated_it(
+    config: Config, tmp_path: Path
+) -> None:
+    dsn, schema = config.shard_dsn(0), "rolled_back"
+    newer = service_with_revisions(
+        tmp_path / "newer", **{"0001_orders": ORDERS, "0002_orders_index": ORDERS_INDEX}
+    )
+    older = service_with_revisions(tmp_path / "older", **{"0001_orders": ORDERS})
+    assert (await upgrade_shard(dsn, schema, newer))[-2:] == ["0001_orders", "0002_orders_index"]
+    # During a rolling deploy (or after a rollback) a replica of the older release starts.
+    assert await upgrade_shard(dsn, schema, older) == []
+    assert await revision_of(dsn, schema) == "0002_orders_index"
+
+
 def service_with_revisions(tmp_path: Path, **revisions: str) -> Path:
     versions = tmp_path / "migrations" / "versions"
     versions.mkdir(parents=True)
