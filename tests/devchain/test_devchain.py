@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
-from libs.common.addresses import eip681_erc20_uri, eip681_uri
 from libs.common.devservers import _pid_alive
 from libs.common.networks import parse_networks
+from services.invoice.payment_uris import eip681_erc20_uri, eip681_uri
 from tests.common.support import poll
 from tests.devchain.fake_gateway import View, checkout_view, fake_gateway
 from tools import pay
