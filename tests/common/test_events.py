@@ -7,15 +7,22 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+from collections.abc import AsyncIterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from checkout.invoice.v1 import events_pb2 as ev
 from checkout.invoice.v1 import invoice_pb2 as pb
 
-from libs.common import events
+from libs.common import events, ids
+from libs.common.config import Config
+from libs.common.db import ShardPools, migrate_shard, migrations_for
+from libs.common.eventstore import EventStore, Repository
 from libs.common.messaging import Envelope
+from libs.common.partitions import PartitionedTable, ensure_partitions
 from libs.common.protoconv import timestamp
 from services.invoice.domain import Invoice, Sighting
 from services.merchant.webhooks.projections import payload
@@ -37,9 +44,9 @@ STORED_STATUS_EVENTS = {
 }
 
 
-def stored(status: str, previous: str) -> dict[str, Any]:
+def stored(status: str, previous: str, invoice_id: uuid.UUID = INVOICE_ID) -> dict[str, Any]:
     return {
-        "invoice_id": str(INVOICE_ID),
+        "invoice_id": str(invoice_id),
         "merchant_id": MERCHANT_ID,
         "customer_id": "0194f3a0-0000-7000-8000-0000000000c1",
         "status": status,
@@ -88,6 +95,47 @@ def test_a_stored_status_event_of_todays_json_decodes_and_encodes_back_unchanged
     # What the store and the stream get back is the same flat object, and the type follows.
     assert events.encode(message) == data
     assert events.type_of(message) == event_type
+
+
+@pytest.fixture
+async def pool(config: Config, tmp_path: Path) -> AsyncIterator[asyncpg.Pool]:
+    await migrate_shard(config.shard_dsn(0), "evtest", migrations_for(tmp_path))
+    pools = ShardPools(config, "evtest")
+    await pools.open([0])
+    async with pools[0].acquire() as conn:
+        await ensure_partitions(conn, PartitionedTable("events", "month"), ahead=1, behind=2)
+    yield pools[0]
+    await pools.close()
+
+
+async def test_status_events_stored_as_todays_json_load_from_postgresql(pool: asyncpg.Pool) -> None:
+    """Rows written as the code before StatusChange wrote them (one per status type, in JSONB)
+    read back as StatusChange, say their own type, and replay the invoice to its last status."""
+    invoice_id = ids.new_id(0)
+    rows: list[tuple[str, dict[str, Any]]] = [("invoice.created", events.encode(invoice_created(invoice_id)))]
+    rows += [
+        (t, stored(status, previous, invoice_id)) for t, (status, previous) in STORED_STATUS_EVENTS.items()
+    ]
+    now = dt.datetime.now(dt.UTC)
+    async with pool.acquire() as conn:
+        await conn.executemany(
+            "INSERT INTO events (id, aggregate_id, aggregate_type, event_type, event_version, event_data, "
+            "metadata, created_at) VALUES ($1, $2, 'Invoice', $3, $4, $5::text::jsonb, '{}', $6)",
+            [
+                (uuid.uuid4(), invoice_id, event_type, n, json.dumps(data), now)
+                for n, (event_type, data) in enumerate(rows, start=1)
+            ],
+        )
+        loaded = await EventStore("evtest_events").load(conn, invoice_id)
+        invoice = await Repository(EventStore("evtest_events"), Invoice, snapshot_every=100).get(
+            conn, invoice_id
+        )
+    assert [(e.event_type, e.data) for e in loaded] == rows
+    for event in loaded[1:]:
+        message = event.message()
+        assert isinstance(message, ev.StatusChange) and events.type_of(message) == event.event_type
+        assert events.encode(message) == event.data
+    assert invoice is not None and (invoice.status, invoice.version) == (rows[-1][1]["status"], len(rows))
 
 
 def test_an_invoice_replays_stored_status_events_of_todays_json() -> None:
@@ -147,22 +195,23 @@ def test_a_status_event_webhook_body_is_todays_byte_for_byte() -> None:
 
 def created_invoice() -> Invoice:
     invoice = Invoice(INVOICE_ID)
-    invoice.replay(
-        ev.InvoiceCreated(
-            invoice_id=str(INVOICE_ID),
-            merchant_id=MERCHANT_ID,
-            title="t",
-            total="150.00",
-            currency="USD",
-            crypto_currency="ETH",
-            crypto_amount="0.050000000000000000",
-            network="ethereum",
-            payment_address="0x" + "2" * 40,
-            exchange_rate=pb.ExchangeRate(rate="3000", source="fixed"),
-            payment_tolerance=pb.PaymentTolerance(underpaid_percent="0"),
-            expires_at=timestamp(T0 + dt.timedelta(minutes=15)),
-            created_at=timestamp(T0),
-        ),
-        1,
-    )
+    invoice.replay(invoice_created(INVOICE_ID), 1)
     return invoice
+
+
+def invoice_created(invoice_id: uuid.UUID) -> ev.InvoiceCreated:
+    return ev.InvoiceCreated(
+        invoice_id=str(invoice_id),
+        merchant_id=MERCHANT_ID,
+        title="t",
+        total="150.00",
+        currency="USD",
+        crypto_currency="ETH",
+        crypto_amount="0.050000000000000000",
+        network="ethereum",
+        payment_address="0x" + "2" * 40,
+        exchange_rate=pb.ExchangeRate(rate="3000", source="fixed"),
+        payment_tolerance=pb.PaymentTolerance(underpaid_percent="0"),
+        expires_at=timestamp(T0 + dt.timedelta(minutes=15)),
+        created_at=timestamp(T0),
+    )
