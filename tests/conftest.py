@@ -22,7 +22,7 @@ from cryptography.fernet import Fernet
 from nats.aio.client import Client as NatsClient
 
 from libs.common.config import Config
-from libs.common.devservers import DevServers, Servers
+from tools.devservers import DevServers, Servers
 
 if TYPE_CHECKING:
     from tools.devchain import DevChain

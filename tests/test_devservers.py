@@ -19,7 +19,7 @@ import nats
 import pytest
 import redis.asyncio as aioredis
 
-from libs.common.devservers import DevServers, Servers, free_port, free_ports
+from tools.devservers import DevServers, Servers, free_port, free_ports
 
 ENV_VARS = ("CHECKOUT_DATABASE_URL", "CHECKOUT_NATS_URL", "CHECKOUT_REDIS_URL")
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -208,7 +208,7 @@ def test_a_crashed_owners_leftover_servers_are_adopted_or_stopped_by_the_next_ow
     code = (
         "import json, sys\n"
         "from pathlib import Path\n"
-        "from libs.common.devservers import DevServers\n"
+        "from tools.devservers import DevServers\n"
         "dev = DevServers(Path(sys.argv[1]), persistent=True)\n"
         "dev.start()\n"
         "print(json.dumps(dev.pids), flush=True)\n"

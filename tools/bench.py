@@ -36,7 +36,6 @@ from typing import Any
 
 import httpx
 
-from libs.common.devservers import DevServers, Servers
 from libs.common.evm_rpc import EvmRpc
 from tools import bench_http, bench_replicas
 from tools.bench_pages import bench_page_latency
@@ -47,6 +46,7 @@ from tools.devchain import tx
 from tools.devchain.accounts import dev_accounts
 from tools.devchain.chain import CHAIN_ID, DevChain, networks_json
 from tools.devchain.install import ensure_installed
+from tools.devservers import DevServers, Servers
 from tools.devstack import DEMO_ETHEREUM_XPUB, Stack, free_stack_ports
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from libs.common.devservers import DevServers, Servers, free_port
+from tools.devservers import DevServers, Servers, free_port
 from tools.devstack import DEMO_ETHEREUM_XPUB, Stack, free_stack_ports, request
 
 ROOT = Path(__file__).resolve().parent.parent

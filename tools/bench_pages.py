@@ -30,7 +30,6 @@ import grpc
 import httpx
 from checkout.invoice.v1 import invoice_pb2, invoice_pb2_grpc
 
-from libs.common.devservers import DevServers
 from libs.common.evm_rpc import EvmRpc
 from tools.bench_http import UNLIMITED
 from tools.bench_stack import account_xpub
@@ -38,6 +37,7 @@ from tools.devchain import tx
 from tools.devchain.accounts import dev_accounts
 from tools.devchain.chain import CHAIN_ID, DevChain, networks_json
 from tools.devchain.install import ensure_installed
+from tools.devservers import DevServers
 from tools.devstack import Stack, free_stack_ports
 
 ROOT = Path(__file__).resolve().parent.parent

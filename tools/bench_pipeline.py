@@ -30,13 +30,13 @@ from nats.js.api import PubAck
 from libs.common import events, ids, wakeups
 from libs.common.config import Config
 from libs.common.db import ShardPools, migrate_shard, migrations_for
-from libs.common.devservers import Servers
 from libs.common.eventstore import EventStore, StoredEvent, json_dumps
 from libs.common.messaging import Envelope, ensure_stream, subject
 from libs.common.partitions import PartitionedTable, ensure_partitions
 from libs.common.protoconv import timestamp
 from libs.common.relay import Relay
 from tools.bench_support import interleaved, throughput
+from tools.devservers import Servers
 
 SCHEMA = "benchstore"
 CHANNEL = "benchstore_events"

@@ -26,13 +26,13 @@ from checkout.invoice.v1 import invoice_pb2 as pb
 
 from libs.common import ids
 from libs.common.config import Config, with_database
-from libs.common.devservers import DevServers
 from libs.common.eventstore import utcnow
 from libs.common.replica_config import ANALYTICS, CUSTOMER, READ, ROLES
 from libs.common.service import Runtime
 from services.invoice import repository
 from services.invoice.application import app_of
 from services.invoice.service import SPEC
+from tools.devservers import DevServers
 from tools.devstack import DEMO_ETHEREUM_XPUB
 
 

@@ -37,11 +37,11 @@ import asyncpg
 from libs.common import gctune, ids
 from libs.common.config import Config
 from libs.common.db import ShardPools
-from libs.common.devservers import DevServers
 from services.analytics import repository as analytics
 from services.invoice import ledger
 from services.invoice import repository as invoices
 from services.invoice.domain import STATUSES
+from tools.devservers import DevServers
 from tools.plan_notes import Calls, Recorder, explain
 from tools.scale_data import COMMON_WORD, POPULAR_ELSEWHERE, Built, Sizes, build, connect
 

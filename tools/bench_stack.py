@@ -28,13 +28,13 @@ from nats.aio.msg import Msg
 from libs.common import ids
 from libs.common.config import Config
 from libs.common.db import ShardPools
-from libs.common.devservers import Servers
 from libs.common.eventstore import EventStore
 from libs.common.messaging import subject
 from libs.common.protoconv import timestamp
 from libs.common.shardmap import slot_for_email
 from services.customer.projections import customer_id_for
 from tools.bench_support import interleaved, latency_summary, throughput
+from tools.devservers import Servers
 from tools.devstack import Stack
 
 DEMO_MNEMONIC = "abandon " * 11 + "about"

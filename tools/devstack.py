@@ -29,9 +29,9 @@ from typing import IO, Any
 from cryptography.fernet import Fernet
 
 from libs.common.config import DEFAULT_GRPC_PORTS, DEFAULT_METRICS_PORTS, SERVICES
-from libs.common.devservers import DevServers, Servers, free_ports
 from libs.common.replica_config import ROLES
 from tools.devchain.stack import StackChain, stack_chain
+from tools.devservers import DevServers, Servers, free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger("checkout.devstack")

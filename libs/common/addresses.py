@@ -1,4 +1,4 @@
-"""Watch-only receive addresses and payment URIs.
+"""Watch-only receive addresses, and the checks of addresses payers give.
 
 The platform is non-custodial: merchants give an account-level extended PUBLIC key and each
 invoice gets a fresh address derived from it. Extended private keys are refused outright so
@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
-from decimal import Decimal
 from enum import Enum
 
 from bip_utils import (  # type: ignore[import-untyped, unused-ignore]
@@ -28,16 +27,13 @@ from bip_utils import (  # type: ignore[import-untyped, unused-ignore]
     P2WPKHAddrEncoder,
 )
 
-from services.invoice.pricing import CRYPTO, PricingError, to_base_units
-
 __all__ = [
     "MAX_ADDRESS_INDEX",
     "InvalidExtendedKey",
-    "bip21_uri",
+    "check_ethereum_address",
     "derive_bitcoin_address",
     "derive_ethereum_address",
-    "eip681_erc20_uri",
-    "eip681_uri",
+    "is_bitcoin_mainnet_address",
     "payout_address",
     "validate_bitcoin_xpub",
     "validate_ethereum_xpub",
@@ -49,9 +45,6 @@ _HARDENED = 2**31
 _ACCOUNT_DEPTH = 3  # m / purpose' / coin_type' / account'
 _EXTERNAL_CHAIN = 0  # BIP44 "change" level: 0 = receive addresses, 1 = change
 _BITCOIN_HRP = "bc"
-_BTC_SATS_PER_COIN = 10**8
-_BTC_MAX_SUPPLY = Decimal(21_000_000)
-_ZERO = Decimal(0)
 
 _BASE58_RE = re.compile(r"[1-9A-HJ-NP-Za-km-z]+", re.ASCII)
 _ETH_ADDRESS_RE = re.compile(r"0x[0-9a-fA-F]{40}", re.ASCII)
@@ -225,7 +218,8 @@ def derive_bitcoin_address(key: str, index: int) -> str:
     return address
 
 
-def _check_ethereum_address(address: str, field: str) -> None:
+def check_ethereum_address(address: str, field: str) -> None:
+    """ValueError unless `address` is 0x + 40 hex digits and, when mixed-case, EIP-55 correct."""
     if not isinstance(address, str):
         raise TypeError(f"{field} must be str, got {type(address).__name__}")
     if _ETH_ADDRESS_RE.fullmatch(address) is None:
@@ -239,48 +233,8 @@ def _check_ethereum_address(address: str, field: str) -> None:
             raise ValueError(f"{field} fails its EIP-55 checksum: {address!r}") from None
 
 
-def _check_positive_int(value: int, field: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        # Floats included: 1e18 wei as a float is already off by up to 64 wei.
-        raise TypeError(f"{field} must be an int, got {type(value).__name__}")
-    if value <= 0:
-        raise ValueError(f"{field} must be greater than 0, got {value}")
-
-
-def _chain_suffix(chain_id: int | None) -> str:
-    if chain_id is None:
-        return ""
-    _check_positive_int(chain_id, "chain_id")
-    return f"@{chain_id}"
-
-
-def eip681_uri(address: str, amount_wei: int, chain_id: int | None = None) -> str:
-    """EIP-681 native-ether payment request: ethereum:<address>[@<chain>]?value=<wei>.
-
-    The value is an integer literal; EIP-681 also allows 2.4e18, which some wallets misread.
-    """
-    _check_ethereum_address(address, "address")
-    _check_positive_int(amount_wei, "amount_wei")
-    return f"ethereum:{address}{_chain_suffix(chain_id)}?value={amount_wei}"
-
-
-def eip681_erc20_uri(
-    token_contract: str,
-    recipient: str,
-    amount_base_units: int,
-    chain_id: int | None = None,
-) -> str:
-    """EIP-681 token transfer: ethereum:<contract>[@<chain>]/transfer?address=<to>&uint256=<n>."""
-    _check_ethereum_address(token_contract, "token_contract")
-    _check_ethereum_address(recipient, "recipient")
-    _check_positive_int(amount_base_units, "amount_base_units")
-    return (
-        f"ethereum:{token_contract}{_chain_suffix(chain_id)}/transfer"
-        f"?address={recipient}&uint256={amount_base_units}"
-    )
-
-
-def _is_bitcoin_mainnet_address(address: str) -> bool:
+def is_bitcoin_mainnet_address(address: str) -> bool:
+    """Whether `address` decodes as a mainnet P2WPKH, P2TR, P2PKH or P2SH address."""
     decoders = (
         (P2WPKHAddrDecoder, {"hrp": _BITCOIN_HRP}),
         (P2TRAddrDecoder, {"hrp": _BITCOIN_HRP}),
@@ -310,36 +264,13 @@ def payout_address(network: str, address: str) -> str:
     address = address.strip()
     if network == "ethereum":
         try:
-            _check_ethereum_address(address, "address")
+            check_ethereum_address(address, "address")
         except ValueError as error:
             raise ValueError(str(error).removeprefix("address ")) from None
         return _eip55(address)
     if network == "bitcoin":
         spelt = address.lower() if address.lower().startswith(f"{_BITCOIN_HRP}1") else address
-        if not _is_bitcoin_mainnet_address(spelt):
+        if not is_bitcoin_mainnet_address(spelt):
             raise ValueError("must be a Bitcoin address (bech32 bc1..., or base58 1... / 3...)")
         return spelt
     raise ValueError(f"cannot check addresses on {network}")
-
-
-def bip21_uri(address: str, amount_btc: Decimal) -> str:
-    """BIP21 payment request: bitcoin:<address>?amount=<BTC>.
-
-    The amount is written in plain decimal without trailing zeros ("0.00104167", "20.3"), as in
-    BIP21's examples; more than 8 decimals is an error because it cannot be paid exactly.
-    """
-    if not isinstance(address, str):
-        raise TypeError(f"address must be str, got {type(address).__name__}")
-    if not _is_bitcoin_mainnet_address(address):
-        raise ValueError(f"address is not a valid mainnet Bitcoin address: {address!r}")
-    if not isinstance(amount_btc, Decimal):
-        raise TypeError(f"amount_btc must be a Decimal, got {type(amount_btc).__name__}")
-    if not amount_btc.is_finite() or not _ZERO < amount_btc <= _BTC_MAX_SUPPLY:
-        raise ValueError(f"amount_btc must be greater than 0 and at most 21000000, got {amount_btc}")
-    try:
-        sats = to_base_units(amount_btc, CRYPTO["BTC"])
-    except PricingError as exc:
-        raise ValueError(f"amount_btc {exc.reason}: {amount_btc}") from None
-    whole, fraction = divmod(sats, _BTC_SATS_PER_COIN)
-    amount = f"{whole}.{fraction:08d}".rstrip("0").rstrip(".")
-    return f"bitcoin:{address}?amount={amount}"

@@ -1,93 +1,86 @@
-"""The event catalogue: every event type name and its protobuf message, defined once in protos/.
+"""The event catalogue: every event type name and its protobuf message, read from the messages'
+`event_type` options (protos/checkout/events/v1/options.proto), where each name is declared once.
 
 The store keeps `event_data` as the message's JSON form (field names as in the .proto), and the
-relay publishes the same JSON, so a consumer decodes with `decode(event_type, data)`.
+relay publishes the same JSON, so a consumer decodes with `decode(event_type, data)`. Several
+types may share one message (the seven invoice status events are all `StatusChange`): the
+message then names a discriminator field, and the value of that field says which type it is.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from types import ModuleType
 from typing import Any
 
+from checkout.events.v1 import options_pb2 as options
 from checkout.invoice.v1 import events_pb2 as invoice_events
 from checkout.merchant.v1 import events_pb2 as merchant_events
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-EVENT_TYPES: dict[str, type[Message]] = {
-    "merchant.created": merchant_events.MerchantCreated,
-    "merchant.updated": merchant_events.MerchantUpdated,
-    "api_key.created": merchant_events.ApiKeyCreated,
-    "api_key.revoked": merchant_events.ApiKeyRevoked,
-    "webhook_endpoint.created": merchant_events.WebhookEndpointCreated,
-    "webhook_endpoint.updated": merchant_events.WebhookEndpointUpdated,
-    "webhook_endpoint.secret_rotated": merchant_events.WebhookSecretRotated,
-    "webhook_endpoint.deleted": merchant_events.WebhookEndpointDeleted,
-    "notification_template.created": merchant_events.NotificationTemplateCreated,
-    "notification_template.updated": merchant_events.NotificationTemplateUpdated,
-    "notification_template.deleted": merchant_events.NotificationTemplateDeleted,
-    "invoice.created": invoice_events.InvoiceCreated,
-    "invoice.payment_detected": invoice_events.PaymentDetected,
-    "invoice.payment_updated": invoice_events.PaymentUpdated,
-    "invoice.payment_confirmed": invoice_events.PaymentConfirmed,
-    "invoice.payment_reorged": invoice_events.PaymentReorged,
-    "invoice.partially_paid": invoice_events.InvoicePartiallyPaid,
-    "invoice.paid": invoice_events.InvoicePaid,
-    "invoice.confirmed": invoice_events.InvoiceConfirmed,
-    "invoice.expired": invoice_events.InvoiceExpired,
-    "invoice.cancelled": invoice_events.InvoiceCancelled,
-    "invoice.invalid": invoice_events.InvoiceInvalid,
-    "invoice.reopened": invoice_events.InvoiceReopened,
-    # Refunds are part of the Invoice aggregate (its stream), named as merchants look for them.
-    "refund.created": invoice_events.RefundCreated,
-    "refund.claimed": invoice_events.RefundClaimed,
-    "refund.completed": invoice_events.RefundCompleted,
-    "refund.cancelled": invoice_events.RefundCancelled,
-}
+# The generated modules whose messages are events; a message without an `event_type` is not one.
+_EVENT_MODULES: tuple[ModuleType, ...] = (merchant_events, invoice_events)
+
+
+def _declared() -> Iterator[tuple[str, type[Message], str, str]]:
+    """(type name, message, discriminator field, its value for this type), as the protos say."""
+    for module in _EVENT_MODULES:
+        for descriptor in module.DESCRIPTOR.message_types_by_name.values():
+            declared = descriptor.GetOptions()
+            field = declared.Extensions[options.event_discriminator]
+            for event_type in declared.Extensions[options.event_type]:
+                yield event_type.name, getattr(module, descriptor.name), field, event_type.when
+
+
+def _catalogue() -> tuple[dict[str, type[Message]], dict[tuple[str, str], str], dict[str, str]]:
+    """The type -> message table; (message full name, discriminator value or "") -> type, which
+    `type_of` looks up; and the discriminator field of each message several types share."""
+    by_type: dict[str, type[Message]] = {}
+    by_message: dict[tuple[str, str], str] = {}
+    discriminators: dict[str, str] = {}
+    for name, cls, field, when in _declared():
+        key = (cls.DESCRIPTOR.full_name, when if field else "")
+        if name in by_type or key in by_message:
+            # A name twice, or two types a message could not tell apart: the protos are wrong.
+            raise RuntimeError(f"event type {name} ({key}) is declared twice")
+        by_type[name] = cls
+        by_message[key] = name
+        if field:
+            discriminators[key[0]] = field
+    return by_type, by_message, discriminators
+
+
+EVENT_TYPES, _BY_MESSAGE, _DISCRIMINATORS = _catalogue()
+
 # The prefixes of the Invoice aggregate's event types: what reaches merchants as webhooks.
 INVOICE_EVENT_PREFIXES = ("invoice.", "refund.")
 # What a merchant can subscribe a webhook endpoint or a notification template to.
 WEBHOOK_EVENT_TYPES: tuple[str, ...] = tuple(
     sorted(t for t in EVENT_TYPES if t.startswith(INVOICE_EVENT_PREFIXES))
 )
-# The invoice status events share one shape (see events.proto), so consumers can treat them alike.
-STATUS_EVENTS: dict[str, str] = {
-    "invoice.partially_paid": "partial",
-    "invoice.paid": "paid",
-    "invoice.confirmed": "confirmed",
-    "invoice.expired": "expired",
-    "invoice.cancelled": "cancelled",
-    "invoice.invalid": "invalid",
-    "invoice.reopened": "pending",
-}
-# Their messages, for isinstance checks: one code path reads them all.
-StatusMessage = (
-    invoice_events.InvoicePartiallyPaid
-    | invoice_events.InvoicePaid
-    | invoice_events.InvoiceConfirmed
-    | invoice_events.InvoiceExpired
-    | invoice_events.InvoiceCancelled
-    | invoice_events.InvoiceInvalid
-    | invoice_events.InvoiceReopened
-)
-STATUS_MESSAGES = (
-    invoice_events.InvoicePartiallyPaid,
-    invoice_events.InvoicePaid,
-    invoice_events.InvoiceConfirmed,
-    invoice_events.InvoiceExpired,
-    invoice_events.InvoiceCancelled,
-    invoice_events.InvoiceInvalid,
-    invoice_events.InvoiceReopened,
-)
+
+
+def variants(message: type[Message]) -> dict[str, str]:
+    """The event types sharing `message`, each with its discriminator's value (in declared order)."""
+    full_name = message.DESCRIPTOR.full_name
+    return {name: when for (owner, when), name in _BY_MESSAGE.items() if owner == full_name}
+
+
+# The invoice status events, each with the status it moves the invoice to (StatusChange.status).
+STATUS_EVENTS: dict[str, str] = variants(invoice_events.StatusChange)
 # The statuses at which an invoice counts as paid.
 PAID_STATUSES = frozenset({"paid", "confirmed"})
-_BY_MESSAGE = {cls.DESCRIPTOR.full_name: name for name, cls in EVENT_TYPES.items()}
 
 
 def type_of(message: Message) -> str:
+    full_name = message.DESCRIPTOR.full_name
+    field = _DISCRIMINATORS.get(full_name)
+    key = (full_name, str(getattr(message, field)) if field else "")
     try:
-        return _BY_MESSAGE[message.DESCRIPTOR.full_name]
+        return _BY_MESSAGE[key]
     except KeyError:
-        raise KeyError(f"{message.DESCRIPTOR.full_name} is not in the event catalogue") from None
+        raise KeyError(f"{full_name} {key[1]!r} is not in the event catalogue") from None
 
 
 def encode(message: Message) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from checkout.merchant.v1 import events_pb2 as merchant_events
 
 from libs.common.consumer import AfterCommit, Projection
 from libs.common.db import Connection
-from libs.common.events import PAID_STATUSES, STATUS_EVENTS, STATUS_MESSAGES
+from libs.common.events import PAID_STATUSES, STATUS_EVENTS
 from libs.common.messaging import Envelope
 from libs.common.protoconv import datetime_of
 from libs.common.service import Runtime
@@ -62,7 +62,7 @@ class DailyMetricsProjection:
 
     async def apply(self, conn: Connection, event: Envelope) -> None:
         message = event.message()
-        if isinstance(message, STATUS_MESSAGES):
+        if isinstance(message, invoice_events.StatusChange):
             await self._status(conn, event, message)
             return
         if not isinstance(message, invoice_events.InvoiceCreated):
@@ -74,18 +74,7 @@ class DailyMetricsProjection:
         await repository.ensure_partition(conn, day)
         await repository.count_created(conn, uuid.UUID(message.merchant_id), day, currency, total)
 
-    async def _status(
-        self,
-        conn: Connection,
-        event: Envelope,
-        message: invoice_events.InvoicePartiallyPaid
-        | invoice_events.InvoicePaid
-        | invoice_events.InvoiceConfirmed
-        | invoice_events.InvoiceExpired
-        | invoice_events.InvoiceCancelled
-        | invoice_events.InvoiceInvalid
-        | invoice_events.InvoiceReopened,
-    ) -> None:
+    async def _status(self, conn: Connection, event: Envelope, message: invoice_events.StatusChange) -> None:
         counts = STATUS_EVENTS[event.type] in PAID_STATUSES
         invoice_id = uuid.UUID(message.invoice_id) if message.invoice_id else event.aggregate_id
         known = await repository.paid_invoice(conn, invoice_id)

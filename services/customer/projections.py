@@ -9,7 +9,7 @@ from checkout.invoice.v1 import events_pb2 as invoice_events
 
 from libs.common import ids
 from libs.common.db import Connection
-from libs.common.events import PAID_STATUSES, STATUS_EVENTS, STATUS_MESSAGES
+from libs.common.events import PAID_STATUSES, STATUS_EVENTS
 from libs.common.messaging import Envelope
 from libs.common.protoconv import datetime_of
 from services.customer import repository
@@ -70,7 +70,7 @@ class PaymentHistoryProjection:
             await self._created(conn, event, message)
             return
         status = STATUS_EVENTS.get(event.type)
-        if status is None or not isinstance(message, STATUS_MESSAGES):
+        if status is None or not isinstance(message, invoice_events.StatusChange):
             return
         invoice_id = uuid.UUID(message.invoice_id) if message.invoice_id else event.aggregate_id
         at = datetime_of(message.at) if message.HasField("at") else event.occurred_at

@@ -32,7 +32,7 @@ from libs.common.protoconv import plain, struct, timestamp
 from libs.common.replica_config import ANALYTICS, CUSTOMER, READ
 from libs.common.replicas import ReplicaStatus
 from libs.common.service import PerRuntime, Runtime
-from services.invoice import history, projections, refunds, repository
+from services.invoice import history, payment_uris, projections, refunds, repository
 from services.invoice.domain import (
     LIVE_PAYMENT_STATUSES,
     STATUSES,
@@ -209,14 +209,14 @@ def payment_target(draft: Draft, xpub: str, index: int, rate: LockedRate, chain_
     units = to_base_units(amount, draft.asset)
     if draft.network == "bitcoin":
         address = addresses.derive_bitcoin_address(xpub, index)
-        uri = addresses.bip21_uri(address, amount)
+        uri = payment_uris.bip21_uri(address, amount)
     else:
         address = addresses.derive_ethereum_address(xpub, index)
         contract = draft.asset.contract
         uri = (
-            addresses.eip681_erc20_uri(contract, address, units, chain_id=chain_id)
+            payment_uris.eip681_erc20_uri(contract, address, units, chain_id=chain_id)
             if contract
-            else addresses.eip681_uri(address, units, chain_id=chain_id)
+            else payment_uris.eip681_uri(address, units, chain_id=chain_id)
         )
     return PaymentTarget(draft.network, index, address, uri)
 

@@ -21,7 +21,7 @@ from typing import Any
 from checkout.invoice.v1 import events_pb2 as ev
 from checkout.invoice.v1 import invoice_pb2 as pb
 
-from libs.common import events, ids
+from libs.common import ids
 from libs.common.aggregate import Aggregate
 from libs.common.errors import Conflict, FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from libs.common.limits import (
@@ -508,7 +508,7 @@ class Invoice(Aggregate):
         """Closes an open invoice whose time is up; False when there is nothing to do."""
         if self.status not in OPEN_STATUSES or self.expires_at is None or now < self.expires_at:
             return False
-        self._emit_status(ev.InvoiceExpired, "expired", "expired before the amount due was paid", now)
+        self._emit_status("expired", "expired before the amount due was paid", now)
         return True
 
     def cancel(self, reason: str, now: dt.datetime) -> None:
@@ -520,9 +520,7 @@ class Invoice(Aggregate):
             raise FailedPrecondition("the invoice has payments and can no longer be cancelled")
         if self.status != "pending":
             raise FailedPrecondition(f"an invoice that is {self.status} cannot be cancelled")
-        self._emit_status(
-            ev.InvoiceCancelled, "cancelled", reason.strip() or "cancelled by the merchant", now
-        )
+        self._emit_status("cancelled", reason.strip() or "cancelled by the merchant", now)
 
     # -- refunds -----------------------------------------------------------------------------
     def received(self) -> Decimal:
@@ -760,14 +758,13 @@ class Invoice(Aggregate):
             return
         steps = ["paid", target] if target == "confirmed" and self.status != "paid" else [target]
         for status in steps:
-            kind, default_reason = _STATUS_EVENTS[status]
-            self._emit_status(kind, status, reason or default_reason, now)
+            self._emit_status(status, reason or _DEFAULT_REASONS[status], now)
 
-    def _emit_status(
-        self, kind: type[events.StatusMessage], status: str, reason: str, now: dt.datetime
-    ) -> None:
+    def _emit_status(self, status: str, reason: str, now: dt.datetime) -> None:
+        """The status event that moves the invoice to `status`: which type it is follows from
+        the status (events.proto, StatusChange)."""
         self._emit(
-            kind(
+            ev.StatusChange(
                 invoice_id=str(self.id),
                 merchant_id=self.merchant_id,
                 customer_id=self.customer_id,
@@ -848,7 +845,7 @@ class Invoice(Aggregate):
             key = (event.tx_hash, event.output_index)
             self.payments[key] = replace(self.payments[key], status="reorged")
             self._totals(event.amount_paid, event.overpaid)
-        elif isinstance(event, events.STATUS_MESSAGES):
+        elif isinstance(event, ev.StatusChange):
             self.status = event.status
             self.overpaid = event.overpaid
 
@@ -902,12 +899,12 @@ class Invoice(Aggregate):
         self.refunds = {r.refund_id: r for r in refunds}
 
 
-# The status `_settle` lands on → the event that says so, and its default reason.
-_STATUS_EVENTS: dict[str, tuple[type[events.StatusMessage], str]] = {
-    "pending": (ev.InvoiceReopened, "no counted payment is left; the invoice is open again"),
-    "partial": (ev.InvoicePartiallyPaid, "payments so far are short of the amount due"),
-    "paid": (ev.InvoicePaid, "payments cover the amount due; waiting for confirmations"),
-    "confirmed": (ev.InvoiceConfirmed, "every counted payment has the required confirmations"),
-    "expired": (ev.InvoiceExpired, "expired before the amount due was paid"),
-    "invalid": (ev.InvoiceInvalid, "a counted payment was lost after the invoice expired"),
+# The status `_settle` lands on → the reason its status event gives when the caller has none.
+_DEFAULT_REASONS: dict[str, str] = {
+    "pending": "no counted payment is left; the invoice is open again",
+    "partial": "payments so far are short of the amount due",
+    "paid": "payments cover the amount due; waiting for confirmations",
+    "confirmed": "every counted payment has the required confirmations",
+    "expired": "expired before the amount due was paid",
+    "invalid": "a counted payment was lost after the invoice expired",
 }

@@ -106,8 +106,7 @@ async def apply(conn: Connection, event: StoredEvent) -> asyncpg.Record | None:
     elif isinstance(message, ev.RefundCreated | ev.RefundClaimed | ev.RefundCompleted | ev.RefundCancelled):
         await repository.apply_refund(conn, event.aggregate_id, message, event.created_at)
         await _audit(conn, event, message.invoice_id, message.merchant_id, events.encode(message))
-    elif event.event_type in events.STATUS_EVENTS:
-        data = events.encode(message)
+    elif isinstance(message, ev.StatusChange):
         status = events.STATUS_EVENTS[event.event_type]
         await conn.execute(
             """UPDATE invoices SET status = $2, overpaid = $3, paid_late = $4, status_reason = $5,
@@ -116,13 +115,13 @@ async def apply(conn: Connection, event: StoredEvent) -> asyncpg.Record | None:
                WHERE id = $1""",
             event.aggregate_id,
             status,
-            bool(data.get("overpaid", False)),
-            bool(data.get("paid_late", False)),
-            data.get("reason") or None,
+            message.overpaid,
+            message.paid_late,
+            message.reason or None,
             event.created_at,
-            status in ("paid", "confirmed"),
+            status in events.PAID_STATUSES,
         )
-        await _audit(conn, event, data["invoice_id"], data["merchant_id"], data)
+        await _audit(conn, event, message.invoice_id, message.merchant_id, events.encode(message))
 
     return None
 

@@ -9,7 +9,6 @@ Sources:
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -25,11 +24,8 @@ from bip_utils import (  # type: ignore[import-untyped, unused-ignore]
 from libs.common.addresses import (
     MAX_ADDRESS_INDEX,
     InvalidExtendedKey,
-    bip21_uri,
     derive_bitcoin_address,
     derive_ethereum_address,
-    eip681_erc20_uri,
-    eip681_uri,
     validate_bitcoin_xpub,
     validate_ethereum_xpub,
 )
@@ -52,9 +48,6 @@ BIP84_RECEIVE_1 = "bc1qnjg0jd8228aq7egyzacy8cys3knf9xvrerkf9g"
 ETH_ADDRESS_0 = "0x9858EfFD232B4033E47d90003D41EC34EcaEda94"
 ETH_ADDRESS_1 = "0x6Fac4D18c912343BF86fa7049364Dd4E424Ab9C0"
 ETH_ADDRESS_2 = "0xb6716976A3ebe8D39aCEB04372f22Ff8e6802D7A"
-
-# Circle's USDC contract on Ethereum mainnet (EIP-55 form).
-USDC_CONTRACT = "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48"
 
 
 def _eth_account() -> Any:
@@ -232,136 +225,3 @@ def test_index_bounds_are_zero_to_two_to_the_31_minus_one() -> None:
 def test_non_integer_index_is_a_type_error(index: Any) -> None:
     with pytest.raises(TypeError):
         derive_ethereum_address(ETH_ACCOUNT_XPUB, index)
-
-
-# --- EIP-681 ------------------------------------------------------------------------------
-
-
-def test_eip681_uri_has_integer_wei_value() -> None:
-    assert (
-        eip681_uri(ETH_ADDRESS_0, 4_166_666_666_666_667)
-        == "ethereum:0x9858EfFD232B4033E47d90003D41EC34EcaEda94?value=4166666666666667"
-    )
-
-
-def test_eip681_uri_never_uses_scientific_notation() -> None:
-    uri = eip681_uri(ETH_ADDRESS_0, 10**24)
-    assert uri.endswith("?value=1000000000000000000000000")
-
-
-def test_eip681_uri_with_chain_id() -> None:
-    assert (
-        eip681_uri(ETH_ADDRESS_0, 1, chain_id=1)
-        == "ethereum:0x9858EfFD232B4033E47d90003D41EC34EcaEda94@1?value=1"
-    )
-    assert eip681_uri(ETH_ADDRESS_0, 1, chain_id=11155111).startswith(
-        "ethereum:0x9858EfFD232B4033E47d90003D41EC34EcaEda94@11155111?"
-    )
-
-
-def test_eip681_erc20_uri_is_a_transfer_call_on_the_token_contract() -> None:
-    assert eip681_erc20_uri(USDC_CONTRACT, ETH_ADDRESS_0, 10_869_566) == (
-        "ethereum:0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48/transfer"
-        "?address=0x9858EfFD232B4033E47d90003D41EC34EcaEda94&uint256=10869566"
-    )
-
-
-def test_eip681_erc20_uri_with_chain_id() -> None:
-    assert eip681_erc20_uri(USDC_CONTRACT, ETH_ADDRESS_0, 1, chain_id=1) == (
-        "ethereum:0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48@1/transfer"
-        "?address=0x9858EfFD232B4033E47d90003D41EC34EcaEda94&uint256=1"
-    )
-
-
-def test_eip681_example_from_the_eip_is_reproduced() -> None:
-    # EIP-681's own ERC-20 example uses lower-case (un-checksummed) addresses.
-    assert eip681_erc20_uri(
-        "0x89205a3a3b2a69de6dbf7f01ed13b2108b2c43e7", "0x8e23ee67d1332ad560396262c48ffbb01f93d052", 1
-    ) == (
-        "ethereum:0x89205a3a3b2a69de6dbf7f01ed13b2108b2c43e7/transfer"
-        "?address=0x8e23ee67d1332ad560396262c48ffbb01f93d052&uint256=1"
-    )
-
-
-def test_eip681_rejects_an_address_with_a_bad_checksum() -> None:
-    bad_case = "0x9858effD232B4033E47d90003D41EC34EcaEda94"
-    with pytest.raises(ValueError, match="EIP-55"):
-        eip681_uri(bad_case, 1)
-    with pytest.raises(ValueError, match="recipient"):
-        eip681_erc20_uri(USDC_CONTRACT, bad_case, 1)
-
-
-@pytest.mark.parametrize(
-    "address", ["", "0x123", "9858EfFD232B4033E47d90003D41EC34EcaEda94", "0x" + "g" * 40]
-)
-def test_eip681_rejects_malformed_addresses(address: str) -> None:
-    with pytest.raises(ValueError):
-        eip681_uri(address, 1)
-
-
-def test_eip681_rejects_float_and_non_positive_amounts() -> None:
-    bad: Any = 1e18
-    with pytest.raises(TypeError):
-        eip681_uri(ETH_ADDRESS_0, bad)
-    with pytest.raises(TypeError):
-        eip681_erc20_uri(USDC_CONTRACT, ETH_ADDRESS_0, bad)
-    with pytest.raises(ValueError):
-        eip681_uri(ETH_ADDRESS_0, 0)
-    with pytest.raises(ValueError):
-        eip681_uri(ETH_ADDRESS_0, 1, chain_id=0)
-
-
-# --- BIP21 --------------------------------------------------------------------------------
-
-
-def test_bip21_uri_has_plain_decimal_amount() -> None:
-    assert (
-        bip21_uri(BIP84_RECEIVE_0, Decimal("0.00020834"))
-        == "bitcoin:bc1qcr8te4kr609gcawutmrza0j4xv80jy8z306fyu?amount=0.00020834"
-    )
-
-
-@pytest.mark.parametrize(
-    ("amount", "written"),
-    [
-        (Decimal("1E-8"), "0.00000001"),
-        (Decimal("20.30000000"), "20.3"),
-        (Decimal("50"), "50"),
-        (Decimal("5E+1"), "50"),
-        (Decimal("0.1"), "0.1"),
-    ],
-)
-def test_bip21_amount_is_never_in_exponent_form(amount: Decimal, written: str) -> None:
-    assert bip21_uri(BIP84_RECEIVE_0, amount) == f"bitcoin:{BIP84_RECEIVE_0}?amount={written}"
-
-
-def test_bip21_rejects_more_than_8_decimals() -> None:
-    with pytest.raises(ValueError, match="decimal places"):
-        bip21_uri(BIP84_RECEIVE_0, Decimal("0.000000001"))
-
-
-def test_bip21_rejects_float_and_non_positive_amounts() -> None:
-    bad: Any = 0.1
-    with pytest.raises(TypeError):
-        bip21_uri(BIP84_RECEIVE_0, bad)
-    for amount in ("0", "-1", "NaN", "21000001"):
-        with pytest.raises(ValueError):
-            bip21_uri(BIP84_RECEIVE_0, Decimal(amount))
-
-
-def test_bip21_rejects_invalid_and_non_mainnet_addresses() -> None:
-    for address in (
-        "",
-        "bc1qcr8te4kr609gcawutmrza0j4xv80jy8z306fyv",
-        ETH_ADDRESS_0,
-        "tb1qcr8te4kr609gcawutmrza0j4xv80jy8z306fyu",
-        "bc1q?amount=1",
-    ):
-        with pytest.raises(ValueError):
-            bip21_uri(address, Decimal("1"))
-
-
-def test_bip21_accepts_legacy_and_p2sh_addresses() -> None:
-    # The genesis-block coinbase address and the Bitcoin wiki's P2SH example address.
-    assert bip21_uri("1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa", Decimal("1")).endswith("?amount=1")
-    assert bip21_uri("3J98t1WpEZ73CNmQviecrnyiWrnqRhWNLy", Decimal("1")).endswith("?amount=1")

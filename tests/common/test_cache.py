@@ -6,7 +6,7 @@ import time
 
 from libs.common.cache import Cache, invoice_key
 from libs.common.config import Config
-from libs.common.devservers import free_port
+from tools.devservers import free_port
 
 
 async def test_cache_round_trips_and_invalidates(config: Config) -> None:

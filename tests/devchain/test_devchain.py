@@ -14,9 +14,8 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
-from libs.common.addresses import eip681_erc20_uri, eip681_uri
-from libs.common.devservers import _pid_alive
 from libs.common.networks import parse_networks
+from services.invoice.payment_uris import eip681_erc20_uri, eip681_uri
 from tests.common.support import poll
 from tests.devchain.fake_gateway import View, checkout_view, fake_gateway
 from tools import pay
@@ -34,6 +33,7 @@ from tools.devchain import (
     port_is_free,
 )
 from tools.devchain.testing import EvmChain
+from tools.devservers.processes import pid_alive
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -142,9 +142,9 @@ def test_networks_json_is_what_the_invoice_service_reads(evm_chain: EvmChain) ->
 def test_a_stopped_chain_leaves_no_process_and_frees_its_port(evm_node: DevChain, tmp_path: Path) -> None:
     chain = DevChain(log_path=tmp_path / "ganache.log").start()
     pid, port = chain.pid, chain.port
-    assert pid is not None and _pid_alive(pid)
+    assert pid is not None and pid_alive(pid)
     chain.stop()
-    assert not _pid_alive(pid)
+    assert not pid_alive(pid)
     assert port_is_free(port)
 
 
@@ -162,10 +162,10 @@ async def test_the_chain_exits_when_the_process_that_started_it_is_killed(evm_no
         assert proc.stdout is not None
         line = await asyncio.wait_for(proc.stdout.readline(), 60)
         ganache = int(line)
-        assert _pid_alive(ganache)
+        assert pid_alive(ganache)
         os.kill(proc.pid, signal.SIGKILL)  # no atexit, no finally: only the lifeline is left
         await proc.wait()
-        await poll(lambda: not _pid_alive(ganache), timeout=10, what="ganache to exit")
+        await poll(lambda: not pid_alive(ganache), timeout=10, what="ganache to exit")
     finally:
         if proc.returncode is None:
             proc.kill()

@@ -8,9 +8,9 @@ from dataclasses import dataclass, replace
 
 import pytest
 
-from libs.common.devservers import DATABASE_URL_ENV, NATS_URL_ENV, REDIS_URL_ENV, DevServers
 from tests.conftest import make_config
 from tests.platform import Platform, platform
+from tools.devservers import DATABASE_URL_ENV, NATS_URL_ENV, REDIS_URL_ENV, DevServers
 
 
 @pytest.fixture(scope="module")

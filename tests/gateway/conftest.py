@@ -19,7 +19,6 @@ import pytest
 from starlette.applications import Starlette
 
 from libs.common.config import SERVICES, Config, Endpoint
-from libs.common.devservers import Servers
 from libs.common.networks import parse_networks
 from libs.common.service import Runtime
 from services.analytics.service import SPEC as ANALYTICS_SPEC
@@ -30,6 +29,7 @@ from services.invoice.service import SPEC as INVOICE_SPEC
 from services.merchant.service import SPEC as MERCHANT_SPEC
 from tests.conftest import make_config
 from tools.devchain.testing import EvmChain
+from tools.devservers import Servers
 from tools.devstack import DEMO_ETHEREUM_XPUB
 
 # Nothing listens on port 1: connecting fails at once, which is how a down shard looks.

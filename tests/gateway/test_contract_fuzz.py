@@ -40,9 +40,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from libs.common.devservers import free_port
 from services.gateway.app import create_app
 from tests.gateway.conftest import INVOICE, Platform, bearer, new_key, new_merchant
+from tools.devservers import free_port
 
 SEED = 20261125
 POSITIVE_PER_OPERATION = 10

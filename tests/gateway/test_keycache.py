@@ -20,7 +20,6 @@ from prometheus_client import REGISTRY
 from starlette.applications import Starlette
 
 from libs.common.config import SERVICES, Endpoint
-from libs.common.devservers import Servers, free_ports
 from services.gateway.app import create_app
 from services.gateway.context import CallContext
 from tests.common.support import poll
@@ -34,6 +33,7 @@ from tests.gateway.conftest import (
     serve,
     state_of,
 )
+from tools.devservers import Servers, free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,8 +12,8 @@ import pytest
 
 from libs.common.config import Config
 from libs.common.db import ShardPools
-from libs.common.devservers import Servers
 from services.invoice import repository
+from tools.devservers import Servers
 from tools.scale_data import COMMON_WORD, POPULAR_ELSEWHERE, Built, Sizes, build
 
 PAGE = 51

@@ -17,11 +17,11 @@ import httpx
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, ViewportSize, async_playwright
 
-from libs.common.devservers import Servers
 from tests.common.support import ethereum_account_xpub
 from tests.conftest import running_stack
 from tests.e2e.test_checkout_flow import bearer
 from tools.devchain.testing import EvmChain
+from tools.devservers import Servers
 from tools.devstack import Stack
 
 CHROMIUM = "/usr/bin/chromium"

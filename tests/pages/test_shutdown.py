@@ -12,11 +12,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from libs.common.devservers import free_port
 from services.gateway.__main__ import SHUTDOWN_GRACE_SECONDS
 from tests.common.support import poll
 from tests.pages.conftest import Shop
 from tests.pages.test_checkout_page import create
+from tools.devservers import free_port
 from tools.devstack import ROOT, Stack
 
 

@@ -23,8 +23,6 @@ import httpx
 import pytest
 
 from libs.common.config import SERVICES, Config, Endpoint, with_database
-from libs.common.devservers import DevServers, Servers
-from libs.common.devstandby import Standby
 from libs.common.replica_config import ROLES
 from libs.common.service import Runtime
 from services.analytics.service import SPEC as ANALYTICS
@@ -35,6 +33,8 @@ from services.merchant.service import SPEC as MERCHANT
 from tests.common.support import ethereum_account_xpub, poll
 from tests.conftest import make_config
 from tests.services import running
+from tools.devservers import DevServers, Servers
+from tools.devservers.standby import Standby
 
 XPUB = ethereum_account_xpub("test test test test test test test test test test test junk", 11)
 # Nothing listens on port 1: the services a test does not start look down.

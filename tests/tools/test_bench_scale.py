@@ -9,8 +9,8 @@ import json
 import uuid
 
 from libs.common.config import Config
-from libs.common.devservers import Servers
 from tools import bench_scale
+from tools.devservers import Servers
 from tools.scale_data import Sizes
 
 

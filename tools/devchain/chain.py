@@ -24,9 +24,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from libs.common.devservers import LOOPBACK, free_port
 from tools.devchain.accounts import ACCOUNT_COUNT, BALANCE_ETH, MNEMONIC
 from tools.devchain.install import HERE, NODE_MODULES, NodeMissing
+from tools.devservers import LOOPBACK, free_port
 
 CHAIN_ID = 1337
 DEFAULT_PORT = 8545

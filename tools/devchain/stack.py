@@ -10,12 +10,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from libs.common.devservers import free_port
 from libs.common.evm_rpc import EvmRpc
 from tools.devchain.accounts import check_accounts, dev_accounts
 from tools.devchain.chain import CHAIN_ID, DEFAULT_PORT, ChainInfo, DevChain, networks_json, port_is_free
 from tools.devchain.install import ensure_installed, node_available
 from tools.devchain.tx import setup_token
+from tools.devservers import free_port
 
 BLOCK_TIME = 2.0
 CONFIRMATIONS = 3

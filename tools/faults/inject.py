@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from libs.common.config import SERVICES
-from libs.common.devservers import DevServers
+from tools.devservers import DevServers
 from tools.devstack import Stack
 
 log = logging.getLogger("checkout.faults")

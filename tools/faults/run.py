@@ -21,10 +21,10 @@ from pathlib import Path
 import httpx
 
 from libs.common.config import SERVICES, Config
-from libs.common.devservers import DATABASE_URL_ENV, NATS_URL_ENV, REDIS_URL_ENV, DevServers, free_port
 from libs.common.evm_rpc import EvmRpc
 from tools.devchain.accounts import dev_accounts
 from tools.devchain.stack import StackChain, stack_chain
+from tools.devservers import DATABASE_URL_ENV, NATS_URL_ENV, REDIS_URL_ENV, DevServers, free_port
 from tools.devstack import Stack
 from tools.faults import checks, ledger, load, rebuilds
 from tools.faults.inject import Faults, inject, keep_running

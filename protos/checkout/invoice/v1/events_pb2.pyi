@@ -23,9 +23,10 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class InvoiceCreated(_message.Message):
-    """Events of the Invoice aggregate; type names in comments.
+    """Events of the Invoice aggregate. Each message names its event type(s) in its `event_type`
+    option (checkout/events/v1/options.proto): the only place a type name is declared.
 
-    invoice.created: everything the invoice was created with, so any projection can be built
+    Everything the invoice was created with, so any projection can be built
     from this event alone.
     """
 
@@ -121,7 +122,7 @@ class PaymentDetected(_message.Message):
     Every payment event also carries the invoice's running totals, so read models follow from
     the event alone.
 
-    invoice.payment_detected: a transfer to the invoice's address, first seen (or seen again
+    A transfer to the invoice's address, first seen (or seen again
     after a reorg took it away).
     """
 
@@ -205,7 +206,7 @@ Global___PaymentDetected: _TypeAlias = PaymentDetected  # noqa: Y015
 
 @_typing.final
 class PaymentUpdated(_message.Message):
-    """invoice.payment_updated: the payment moved to another block or gained confirmations."""
+    """The payment moved to another block or gained confirmations."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -260,7 +261,7 @@ Global___PaymentUpdated: _TypeAlias = PaymentUpdated  # noqa: Y015
 
 @_typing.final
 class PaymentConfirmed(_message.Message):
-    """invoice.payment_confirmed: the payment reached the network's required confirmations."""
+    """The payment reached the network's required confirmations."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -310,7 +311,7 @@ Global___PaymentConfirmed: _TypeAlias = PaymentConfirmed  # noqa: Y015
 
 @_typing.final
 class PaymentReorged(_message.Message):
-    """invoice.payment_reorged: the chain no longer holds the payment (reorg, dropped transaction)."""
+    """The chain no longer holds the payment (reorg, dropped transaction)."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -362,12 +363,11 @@ class PaymentReorged(_message.Message):
 Global___PaymentReorged: _TypeAlias = PaymentReorged  # noqa: Y015
 
 @_typing.final
-class InvoicePartiallyPaid(_message.Message):
+class StatusChange(_message.Message):
     """---- Status changes -------------------------------------------------------------------------
-    One message per type name, with the same fields, so a consumer (webhooks, analytics) can
-    read any of them the same way.
-
-    invoice.partially_paid: Counted payments are short of the amount due (after tolerance); still open.
+    Every status event type is this one message (so a consumer, webhooks or analytics, reads them
+    all the same way); its `status` tells the types apart. A new status event is one more
+    `event_type` line here, the aggregate's transition, and each consuming projection.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -390,7 +390,7 @@ class InvoicePartiallyPaid(_message.Message):
     merchant_id: _builtins.str
     customer_id: _builtins.str
     status: _builtins.str
-    """The status this event moves the invoice to, and the one it left."""
+    """The status this event moves the invoice to (which event type it is), and the one it left."""
     previous_status: _builtins.str
     crypto_amount: _builtins.str
     """Crypto, at the asset's decimals: what is owed and what the counted payments add up to."""
@@ -429,397 +429,7 @@ class InvoicePartiallyPaid(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___InvoicePartiallyPaid: _TypeAlias = InvoicePartiallyPaid  # noqa: Y015
-
-@_typing.final
-class InvoicePaid(_message.Message):
-    """invoice.paid: Counted payments cover the amount due (after tolerance); confirmations are being counted."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INVOICE_ID_FIELD_NUMBER: _builtins.int
-    MERCHANT_ID_FIELD_NUMBER: _builtins.int
-    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
-    STATUS_FIELD_NUMBER: _builtins.int
-    PREVIOUS_STATUS_FIELD_NUMBER: _builtins.int
-    CRYPTO_AMOUNT_FIELD_NUMBER: _builtins.int
-    AMOUNT_PAID_FIELD_NUMBER: _builtins.int
-    CRYPTO_CURRENCY_FIELD_NUMBER: _builtins.int
-    TOTAL_FIELD_NUMBER: _builtins.int
-    CURRENCY_FIELD_NUMBER: _builtins.int
-    OVERPAID_FIELD_NUMBER: _builtins.int
-    PAID_LATE_FIELD_NUMBER: _builtins.int
-    REASON_FIELD_NUMBER: _builtins.int
-    AT_FIELD_NUMBER: _builtins.int
-    invoice_id: _builtins.str
-    merchant_id: _builtins.str
-    customer_id: _builtins.str
-    status: _builtins.str
-    """The status this event moves the invoice to, and the one it left."""
-    previous_status: _builtins.str
-    crypto_amount: _builtins.str
-    """Crypto, at the asset's decimals: what is owed and what the counted payments add up to."""
-    amount_paid: _builtins.str
-    crypto_currency: _builtins.str
-    total: _builtins.str
-    """Fiat, at the currency's minor unit."""
-    currency: _builtins.str
-    overpaid: _builtins.bool
-    paid_late: _builtins.bool
-    reason: _builtins.str
-    """Why, in words an operator can read ("payment 0xab…:-1 was reorged away", "expired")."""
-    @_builtins.property
-    def at(self) -> _timestamp_pb2.Timestamp: ...
-    def __init__(
-        self,
-        *,
-        invoice_id: _builtins.str = ...,
-        merchant_id: _builtins.str = ...,
-        customer_id: _builtins.str = ...,
-        status: _builtins.str = ...,
-        previous_status: _builtins.str = ...,
-        crypto_amount: _builtins.str = ...,
-        amount_paid: _builtins.str = ...,
-        crypto_currency: _builtins.str = ...,
-        total: _builtins.str = ...,
-        currency: _builtins.str = ...,
-        overpaid: _builtins.bool = ...,
-        paid_late: _builtins.bool = ...,
-        reason: _builtins.str = ...,
-        at: _timestamp_pb2.Timestamp | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_paid", b"amount_paid", "at", b"at", "crypto_amount", b"crypto_amount", "crypto_currency", b"crypto_currency", "currency", b"currency", "customer_id", b"customer_id", "invoice_id", b"invoice_id", "merchant_id", b"merchant_id", "overpaid", b"overpaid", "paid_late", b"paid_late", "previous_status", b"previous_status", "reason", b"reason", "status", b"status", "total", b"total"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___InvoicePaid: _TypeAlias = InvoicePaid  # noqa: Y015
-
-@_typing.final
-class InvoiceConfirmed(_message.Message):
-    """invoice.confirmed: Every counted payment has the network's required confirmations."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INVOICE_ID_FIELD_NUMBER: _builtins.int
-    MERCHANT_ID_FIELD_NUMBER: _builtins.int
-    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
-    STATUS_FIELD_NUMBER: _builtins.int
-    PREVIOUS_STATUS_FIELD_NUMBER: _builtins.int
-    CRYPTO_AMOUNT_FIELD_NUMBER: _builtins.int
-    AMOUNT_PAID_FIELD_NUMBER: _builtins.int
-    CRYPTO_CURRENCY_FIELD_NUMBER: _builtins.int
-    TOTAL_FIELD_NUMBER: _builtins.int
-    CURRENCY_FIELD_NUMBER: _builtins.int
-    OVERPAID_FIELD_NUMBER: _builtins.int
-    PAID_LATE_FIELD_NUMBER: _builtins.int
-    REASON_FIELD_NUMBER: _builtins.int
-    AT_FIELD_NUMBER: _builtins.int
-    invoice_id: _builtins.str
-    merchant_id: _builtins.str
-    customer_id: _builtins.str
-    status: _builtins.str
-    """The status this event moves the invoice to, and the one it left."""
-    previous_status: _builtins.str
-    crypto_amount: _builtins.str
-    """Crypto, at the asset's decimals: what is owed and what the counted payments add up to."""
-    amount_paid: _builtins.str
-    crypto_currency: _builtins.str
-    total: _builtins.str
-    """Fiat, at the currency's minor unit."""
-    currency: _builtins.str
-    overpaid: _builtins.bool
-    paid_late: _builtins.bool
-    reason: _builtins.str
-    """Why, in words an operator can read ("payment 0xab…:-1 was reorged away", "expired")."""
-    @_builtins.property
-    def at(self) -> _timestamp_pb2.Timestamp: ...
-    def __init__(
-        self,
-        *,
-        invoice_id: _builtins.str = ...,
-        merchant_id: _builtins.str = ...,
-        customer_id: _builtins.str = ...,
-        status: _builtins.str = ...,
-        previous_status: _builtins.str = ...,
-        crypto_amount: _builtins.str = ...,
-        amount_paid: _builtins.str = ...,
-        crypto_currency: _builtins.str = ...,
-        total: _builtins.str = ...,
-        currency: _builtins.str = ...,
-        overpaid: _builtins.bool = ...,
-        paid_late: _builtins.bool = ...,
-        reason: _builtins.str = ...,
-        at: _timestamp_pb2.Timestamp | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_paid", b"amount_paid", "at", b"at", "crypto_amount", b"crypto_amount", "crypto_currency", b"crypto_currency", "currency", b"currency", "customer_id", b"customer_id", "invoice_id", b"invoice_id", "merchant_id", b"merchant_id", "overpaid", b"overpaid", "paid_late", b"paid_late", "previous_status", b"previous_status", "reason", b"reason", "status", b"status", "total", b"total"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___InvoiceConfirmed: _TypeAlias = InvoiceConfirmed  # noqa: Y015
-
-@_typing.final
-class InvoiceExpired(_message.Message):
-    """invoice.expired: The invoice ran out of time before it was paid."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INVOICE_ID_FIELD_NUMBER: _builtins.int
-    MERCHANT_ID_FIELD_NUMBER: _builtins.int
-    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
-    STATUS_FIELD_NUMBER: _builtins.int
-    PREVIOUS_STATUS_FIELD_NUMBER: _builtins.int
-    CRYPTO_AMOUNT_FIELD_NUMBER: _builtins.int
-    AMOUNT_PAID_FIELD_NUMBER: _builtins.int
-    CRYPTO_CURRENCY_FIELD_NUMBER: _builtins.int
-    TOTAL_FIELD_NUMBER: _builtins.int
-    CURRENCY_FIELD_NUMBER: _builtins.int
-    OVERPAID_FIELD_NUMBER: _builtins.int
-    PAID_LATE_FIELD_NUMBER: _builtins.int
-    REASON_FIELD_NUMBER: _builtins.int
-    AT_FIELD_NUMBER: _builtins.int
-    invoice_id: _builtins.str
-    merchant_id: _builtins.str
-    customer_id: _builtins.str
-    status: _builtins.str
-    """The status this event moves the invoice to, and the one it left."""
-    previous_status: _builtins.str
-    crypto_amount: _builtins.str
-    """Crypto, at the asset's decimals: what is owed and what the counted payments add up to."""
-    amount_paid: _builtins.str
-    crypto_currency: _builtins.str
-    total: _builtins.str
-    """Fiat, at the currency's minor unit."""
-    currency: _builtins.str
-    overpaid: _builtins.bool
-    paid_late: _builtins.bool
-    reason: _builtins.str
-    """Why, in words an operator can read ("payment 0xab…:-1 was reorged away", "expired")."""
-    @_builtins.property
-    def at(self) -> _timestamp_pb2.Timestamp: ...
-    def __init__(
-        self,
-        *,
-        invoice_id: _builtins.str = ...,
-        merchant_id: _builtins.str = ...,
-        customer_id: _builtins.str = ...,
-        status: _builtins.str = ...,
-        previous_status: _builtins.str = ...,
-        crypto_amount: _builtins.str = ...,
-        amount_paid: _builtins.str = ...,
-        crypto_currency: _builtins.str = ...,
-        total: _builtins.str = ...,
-        currency: _builtins.str = ...,
-        overpaid: _builtins.bool = ...,
-        paid_late: _builtins.bool = ...,
-        reason: _builtins.str = ...,
-        at: _timestamp_pb2.Timestamp | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_paid", b"amount_paid", "at", b"at", "crypto_amount", b"crypto_amount", "crypto_currency", b"crypto_currency", "currency", b"currency", "customer_id", b"customer_id", "invoice_id", b"invoice_id", "merchant_id", b"merchant_id", "overpaid", b"overpaid", "paid_late", b"paid_late", "previous_status", b"previous_status", "reason", b"reason", "status", b"status", "total", b"total"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___InvoiceExpired: _TypeAlias = InvoiceExpired  # noqa: Y015
-
-@_typing.final
-class InvoiceCancelled(_message.Message):
-    """invoice.cancelled: The merchant cancelled it before anything was paid."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INVOICE_ID_FIELD_NUMBER: _builtins.int
-    MERCHANT_ID_FIELD_NUMBER: _builtins.int
-    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
-    STATUS_FIELD_NUMBER: _builtins.int
-    PREVIOUS_STATUS_FIELD_NUMBER: _builtins.int
-    CRYPTO_AMOUNT_FIELD_NUMBER: _builtins.int
-    AMOUNT_PAID_FIELD_NUMBER: _builtins.int
-    CRYPTO_CURRENCY_FIELD_NUMBER: _builtins.int
-    TOTAL_FIELD_NUMBER: _builtins.int
-    CURRENCY_FIELD_NUMBER: _builtins.int
-    OVERPAID_FIELD_NUMBER: _builtins.int
-    PAID_LATE_FIELD_NUMBER: _builtins.int
-    REASON_FIELD_NUMBER: _builtins.int
-    AT_FIELD_NUMBER: _builtins.int
-    invoice_id: _builtins.str
-    merchant_id: _builtins.str
-    customer_id: _builtins.str
-    status: _builtins.str
-    """The status this event moves the invoice to, and the one it left."""
-    previous_status: _builtins.str
-    crypto_amount: _builtins.str
-    """Crypto, at the asset's decimals: what is owed and what the counted payments add up to."""
-    amount_paid: _builtins.str
-    crypto_currency: _builtins.str
-    total: _builtins.str
-    """Fiat, at the currency's minor unit."""
-    currency: _builtins.str
-    overpaid: _builtins.bool
-    paid_late: _builtins.bool
-    reason: _builtins.str
-    """Why, in words an operator can read ("payment 0xab…:-1 was reorged away", "expired")."""
-    @_builtins.property
-    def at(self) -> _timestamp_pb2.Timestamp: ...
-    def __init__(
-        self,
-        *,
-        invoice_id: _builtins.str = ...,
-        merchant_id: _builtins.str = ...,
-        customer_id: _builtins.str = ...,
-        status: _builtins.str = ...,
-        previous_status: _builtins.str = ...,
-        crypto_amount: _builtins.str = ...,
-        amount_paid: _builtins.str = ...,
-        crypto_currency: _builtins.str = ...,
-        total: _builtins.str = ...,
-        currency: _builtins.str = ...,
-        overpaid: _builtins.bool = ...,
-        paid_late: _builtins.bool = ...,
-        reason: _builtins.str = ...,
-        at: _timestamp_pb2.Timestamp | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_paid", b"amount_paid", "at", b"at", "crypto_amount", b"crypto_amount", "crypto_currency", b"crypto_currency", "currency", b"currency", "customer_id", b"customer_id", "invoice_id", b"invoice_id", "merchant_id", b"merchant_id", "overpaid", b"overpaid", "paid_late", b"paid_late", "previous_status", b"previous_status", "reason", b"reason", "status", b"status", "total", b"total"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___InvoiceCancelled: _TypeAlias = InvoiceCancelled  # noqa: Y015
-
-@_typing.final
-class InvoiceInvalid(_message.Message):
-    """invoice.invalid: A counted payment was reorged away or failed after the invoice expired, so it cannot be paid."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INVOICE_ID_FIELD_NUMBER: _builtins.int
-    MERCHANT_ID_FIELD_NUMBER: _builtins.int
-    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
-    STATUS_FIELD_NUMBER: _builtins.int
-    PREVIOUS_STATUS_FIELD_NUMBER: _builtins.int
-    CRYPTO_AMOUNT_FIELD_NUMBER: _builtins.int
-    AMOUNT_PAID_FIELD_NUMBER: _builtins.int
-    CRYPTO_CURRENCY_FIELD_NUMBER: _builtins.int
-    TOTAL_FIELD_NUMBER: _builtins.int
-    CURRENCY_FIELD_NUMBER: _builtins.int
-    OVERPAID_FIELD_NUMBER: _builtins.int
-    PAID_LATE_FIELD_NUMBER: _builtins.int
-    REASON_FIELD_NUMBER: _builtins.int
-    AT_FIELD_NUMBER: _builtins.int
-    invoice_id: _builtins.str
-    merchant_id: _builtins.str
-    customer_id: _builtins.str
-    status: _builtins.str
-    """The status this event moves the invoice to, and the one it left."""
-    previous_status: _builtins.str
-    crypto_amount: _builtins.str
-    """Crypto, at the asset's decimals: what is owed and what the counted payments add up to."""
-    amount_paid: _builtins.str
-    crypto_currency: _builtins.str
-    total: _builtins.str
-    """Fiat, at the currency's minor unit."""
-    currency: _builtins.str
-    overpaid: _builtins.bool
-    paid_late: _builtins.bool
-    reason: _builtins.str
-    """Why, in words an operator can read ("payment 0xab…:-1 was reorged away", "expired")."""
-    @_builtins.property
-    def at(self) -> _timestamp_pb2.Timestamp: ...
-    def __init__(
-        self,
-        *,
-        invoice_id: _builtins.str = ...,
-        merchant_id: _builtins.str = ...,
-        customer_id: _builtins.str = ...,
-        status: _builtins.str = ...,
-        previous_status: _builtins.str = ...,
-        crypto_amount: _builtins.str = ...,
-        amount_paid: _builtins.str = ...,
-        crypto_currency: _builtins.str = ...,
-        total: _builtins.str = ...,
-        currency: _builtins.str = ...,
-        overpaid: _builtins.bool = ...,
-        paid_late: _builtins.bool = ...,
-        reason: _builtins.str = ...,
-        at: _timestamp_pb2.Timestamp | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_paid", b"amount_paid", "at", b"at", "crypto_amount", b"crypto_amount", "crypto_currency", b"crypto_currency", "currency", b"currency", "customer_id", b"customer_id", "invoice_id", b"invoice_id", "merchant_id", b"merchant_id", "overpaid", b"overpaid", "paid_late", b"paid_late", "previous_status", b"previous_status", "reason", b"reason", "status", b"status", "total", b"total"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___InvoiceInvalid: _TypeAlias = InvoiceInvalid  # noqa: Y015
-
-@_typing.final
-class InvoiceReopened(_message.Message):
-    """invoice.reopened: A reorg took every counted payment away before expiry: the invoice is pending again."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INVOICE_ID_FIELD_NUMBER: _builtins.int
-    MERCHANT_ID_FIELD_NUMBER: _builtins.int
-    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
-    STATUS_FIELD_NUMBER: _builtins.int
-    PREVIOUS_STATUS_FIELD_NUMBER: _builtins.int
-    CRYPTO_AMOUNT_FIELD_NUMBER: _builtins.int
-    AMOUNT_PAID_FIELD_NUMBER: _builtins.int
-    CRYPTO_CURRENCY_FIELD_NUMBER: _builtins.int
-    TOTAL_FIELD_NUMBER: _builtins.int
-    CURRENCY_FIELD_NUMBER: _builtins.int
-    OVERPAID_FIELD_NUMBER: _builtins.int
-    PAID_LATE_FIELD_NUMBER: _builtins.int
-    REASON_FIELD_NUMBER: _builtins.int
-    AT_FIELD_NUMBER: _builtins.int
-    invoice_id: _builtins.str
-    merchant_id: _builtins.str
-    customer_id: _builtins.str
-    status: _builtins.str
-    """The status this event moves the invoice to, and the one it left."""
-    previous_status: _builtins.str
-    crypto_amount: _builtins.str
-    """Crypto, at the asset's decimals: what is owed and what the counted payments add up to."""
-    amount_paid: _builtins.str
-    crypto_currency: _builtins.str
-    total: _builtins.str
-    """Fiat, at the currency's minor unit."""
-    currency: _builtins.str
-    overpaid: _builtins.bool
-    paid_late: _builtins.bool
-    reason: _builtins.str
-    """Why, in words an operator can read ("payment 0xab…:-1 was reorged away", "expired")."""
-    @_builtins.property
-    def at(self) -> _timestamp_pb2.Timestamp: ...
-    def __init__(
-        self,
-        *,
-        invoice_id: _builtins.str = ...,
-        merchant_id: _builtins.str = ...,
-        customer_id: _builtins.str = ...,
-        status: _builtins.str = ...,
-        previous_status: _builtins.str = ...,
-        crypto_amount: _builtins.str = ...,
-        amount_paid: _builtins.str = ...,
-        crypto_currency: _builtins.str = ...,
-        total: _builtins.str = ...,
-        currency: _builtins.str = ...,
-        overpaid: _builtins.bool = ...,
-        paid_late: _builtins.bool = ...,
-        reason: _builtins.str = ...,
-        at: _timestamp_pb2.Timestamp | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_paid", b"amount_paid", "at", b"at", "crypto_amount", b"crypto_amount", "crypto_currency", b"crypto_currency", "currency", b"currency", "customer_id", b"customer_id", "invoice_id", b"invoice_id", "merchant_id", b"merchant_id", "overpaid", b"overpaid", "paid_late", b"paid_late", "previous_status", b"previous_status", "reason", b"reason", "status", b"status", "total", b"total"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___InvoiceReopened: _TypeAlias = InvoiceReopened  # noqa: Y015
+Global___StatusChange: _TypeAlias = StatusChange  # noqa: Y015
 
 @_typing.final
 class RefundCreated(_message.Message):
@@ -827,7 +437,7 @@ class RefundCreated(_message.Message):
     Non-custodial: the platform records what the merchant owes back and sees it paid; it never
     sends money. Part of the Invoice aggregate, so what is refunded never exceeds what was received.
 
-    refund.created: the merchant owes the payer this much; the payer is sent a claim link.
+    The merchant owes the payer this much; the payer is sent a claim link.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -892,7 +502,7 @@ Global___RefundCreated: _TypeAlias = RefundCreated  # noqa: Y015
 
 @_typing.final
 class RefundClaimed(_message.Message):
-    """refund.claimed: the payer named the address to be paid."""
+    """The payer named the address to be paid."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -935,7 +545,7 @@ Global___RefundClaimed: _TypeAlias = RefundClaimed  # noqa: Y015
 
 @_typing.final
 class RefundCompleted(_message.Message):
-    """refund.completed: the watcher saw at least the amount arrive at the claimed address."""
+    """The watcher saw at least the amount arrive at the claimed address."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -988,7 +598,7 @@ Global___RefundCompleted: _TypeAlias = RefundCompleted  # noqa: Y015
 
 @_typing.final
 class RefundCancelled(_message.Message):
-    """refund.cancelled: the merchant withdrew it before it was paid."""
+    """The merchant withdrew it before it was paid."""
 
     DESCRIPTOR: _descriptor.Descriptor
 

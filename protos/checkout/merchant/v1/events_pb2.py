@@ -24,9 +24,10 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from checkout.events.v1 import options_pb2 as checkout_dot_events_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!checkout/merchant/v1/events.proto\x12\x14\x63heckout.merchant.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb7\x02\n\x0fMerchantCreated\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_name\x18\x02 \x01(\t\x12\x15\n\rcontact_email\x18\x03 \x01(\t\x12\x11\n\tplan_type\x18\x04 \x01(\t\x12)\n\x08settings\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x43\n\x07wallets\x18\x06 \x03(\x0b\x32\x32.checkout.merchant.v1.MerchantCreated.WalletsEntry\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a.\n\x0cWalletsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd7\x02\n\x0fMerchantUpdated\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12\x1a\n\rbusiness_name\x18\x02 \x01(\tH\x00\x88\x01\x01\x12)\n\x08settings\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x18\n\x10settings_changed\x18\x04 \x01(\x08\x12\x43\n\x07wallets\x18\x05 \x03(\x0b\x32\x32.checkout.merchant.v1.MerchantUpdated.WalletsEntry\x12\x17\n\x0fwallets_changed\x18\x06 \x01(\x08\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a.\n\x0cWalletsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x10\n\x0e_business_name\"\x8d\x02\n\rApiKeyCreated\x12\x12\n\napi_key_id\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x10\n\x08key_type\x18\x04 \x01(\t\x12\x13\n\x0bpermissions\x18\x05 \x03(\t\x12\x10\n\x08key_hash\x18\x06 \x01(\t\x12\x0e\n\x06prefix\x18\x07 \x01(\t\x12.\n\nexpires_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x14permissions_revision\x18\n \x01(\r\"h\n\rApiKeyRevoked\x12\x12\n\napi_key_id\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12.\n\nrevoked_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x91\x02\n\x16WebhookEndpointCreated\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\x12\x0e\n\x06\x65vents\x18\x04 \x03(\t\x12\x12\n\x06secret\x18\x05 \x01(\tB\x02\x18\x01\x12\x13\n\x0bmax_retries\x18\x06 \x01(\x05\x12\x15\n\rretry_backoff\x18\x07 \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\x08 \x01(\x05\x12\x13\n\x0b\x61llowed_ips\x18\t \x03(\t\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nsecret_ref\x18\x0b \x01(\t\"\x90\x03\n\x16WebhookEndpointUpdated\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12\x10\n\x03url\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x0e\n\x06\x65vents\x18\x04 \x03(\t\x12\x16\n\x0e\x65vents_changed\x18\x05 \x01(\x08\x12\x18\n\x0bmax_retries\x18\x06 \x01(\x05H\x01\x88\x01\x01\x12\x1a\n\rretry_backoff\x18\x07 \x01(\tH\x02\x88\x01\x01\x12\x1c\n\x0ftimeout_seconds\x18\x08 \x01(\x05H\x03\x88\x01\x01\x12\x13\n\x0b\x61llowed_ips\x18\t \x03(\t\x12\x1b\n\x13\x61llowed_ips_changed\x18\n \x01(\x08\x12\x13\n\x06status\x18\x0b \x01(\tH\x04\x88\x01\x01\x12.\n\nupdated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x06\n\x04_urlB\x0e\n\x0c_max_retriesB\x10\n\x0e_retry_backoffB\x12\n\x10_timeout_secondsB\t\n\x07_status\"\xd1\x01\n\x14WebhookSecretRotated\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12\x12\n\x06secret\x18\x03 \x01(\tB\x02\x18\x01\x12\x37\n\x13previous_expires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nrotated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nsecret_ref\x18\x06 \x01(\t\"r\n\x16WebhookEndpointDeleted\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12.\n\ndeleted_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd9\x01\n\x1bNotificationTemplateCreated\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12\x12\n\nevent_type\x18\x03 \x01(\t\x12\x0f\n\x07subject\x18\x04 \x01(\t\x12\x15\n\rbody_template\x18\x05 \x01(\t\x12\x11\n\trecipient\x18\x06 \x01(\t\x12\x11\n\tis_active\x18\x07 \x01(\x08\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xbb\x02\n\x1bNotificationTemplateUpdated\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12\x17\n\nevent_type\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x14\n\x07subject\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x1a\n\rbody_template\x18\x05 \x01(\tH\x02\x88\x01\x01\x12\x16\n\trecipient\x18\x06 \x01(\tH\x03\x88\x01\x01\x12\x16\n\tis_active\x18\x07 \x01(\x08H\x04\x88\x01\x01\x12.\n\nupdated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\r\n\x0b_event_typeB\n\n\x08_subjectB\x10\n\x0e_body_templateB\x0c\n\n_recipientB\x0c\n\n_is_active\"w\n\x1bNotificationTemplateDeleted\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12.\n\ndeleted_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!checkout/merchant/v1/events.proto\x12\x14\x63heckout.merchant.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a checkout/events/v1/options.proto\"\xcf\x02\n\x0fMerchantCreated\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_name\x18\x02 \x01(\t\x12\x15\n\rcontact_email\x18\x03 \x01(\t\x12\x11\n\tplan_type\x18\x04 \x01(\t\x12)\n\x08settings\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x43\n\x07wallets\x18\x06 \x03(\x0b\x32\x32.checkout.merchant.v1.MerchantCreated.WalletsEntry\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a.\n\x0cWalletsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01:\x16\xa2\x86\x19\x12\n\x10merchant.created\"\xef\x02\n\x0fMerchantUpdated\x12\x13\n\x0bmerchant_id\x18\x01 \x01(\t\x12\x1a\n\rbusiness_name\x18\x02 \x01(\tH\x00\x88\x01\x01\x12)\n\x08settings\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x18\n\x10settings_changed\x18\x04 \x01(\x08\x12\x43\n\x07wallets\x18\x05 \x03(\x0b\x32\x32.checkout.merchant.v1.MerchantUpdated.WalletsEntry\x12\x17\n\x0fwallets_changed\x18\x06 \x01(\x08\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a.\n\x0cWalletsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01:\x16\xa2\x86\x19\x12\n\x10merchant.updatedB\x10\n\x0e_business_name\"\xa4\x02\n\rApiKeyCreated\x12\x12\n\napi_key_id\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x10\n\x08key_type\x18\x04 \x01(\t\x12\x13\n\x0bpermissions\x18\x05 \x03(\t\x12\x10\n\x08key_hash\x18\x06 \x01(\t\x12\x0e\n\x06prefix\x18\x07 \x01(\t\x12.\n\nexpires_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x14permissions_revision\x18\n \x01(\r:\x15\xa2\x86\x19\x11\n\x0f\x61pi_key.created\"\x7f\n\rApiKeyRevoked\x12\x12\n\napi_key_id\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12.\n\nrevoked_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:\x15\xa2\x86\x19\x11\n\x0f\x61pi_key.revoked\"\xb1\x02\n\x16WebhookEndpointCreated\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\x12\x0e\n\x06\x65vents\x18\x04 \x03(\t\x12\x12\n\x06secret\x18\x05 \x01(\tB\x02\x18\x01\x12\x13\n\x0bmax_retries\x18\x06 \x01(\x05\x12\x15\n\rretry_backoff\x18\x07 \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\x08 \x01(\x05\x12\x13\n\x0b\x61llowed_ips\x18\t \x03(\t\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nsecret_ref\x18\x0b \x01(\t:\x1e\xa2\x86\x19\x1a\n\x18webhook_endpoint.created\"\xb0\x03\n\x16WebhookEndpointUpdated\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12\x10\n\x03url\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x0e\n\x06\x65vents\x18\x04 \x03(\t\x12\x16\n\x0e\x65vents_changed\x18\x05 \x01(\x08\x12\x18\n\x0bmax_retries\x18\x06 \x01(\x05H\x01\x88\x01\x01\x12\x1a\n\rretry_backoff\x18\x07 \x01(\tH\x02\x88\x01\x01\x12\x1c\n\x0ftimeout_seconds\x18\x08 \x01(\x05H\x03\x88\x01\x01\x12\x13\n\x0b\x61llowed_ips\x18\t \x03(\t\x12\x1b\n\x13\x61llowed_ips_changed\x18\n \x01(\x08\x12\x13\n\x06status\x18\x0b \x01(\tH\x04\x88\x01\x01\x12.\n\nupdated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp:\x1e\xa2\x86\x19\x1a\n\x18webhook_endpoint.updatedB\x06\n\x04_urlB\x0e\n\x0c_max_retriesB\x10\n\x0e_retry_backoffB\x12\n\x10_timeout_secondsB\t\n\x07_status\"\xf8\x01\n\x14WebhookSecretRotated\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12\x12\n\x06secret\x18\x03 \x01(\tB\x02\x18\x01\x12\x37\n\x13previous_expires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nrotated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nsecret_ref\x18\x06 \x01(\t:%\xa2\x86\x19!\n\x1fwebhook_endpoint.secret_rotated\"\x92\x01\n\x16WebhookEndpointDeleted\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12.\n\ndeleted_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:\x1e\xa2\x86\x19\x1a\n\x18webhook_endpoint.deleted\"\xfe\x01\n\x1bNotificationTemplateCreated\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12\x12\n\nevent_type\x18\x03 \x01(\t\x12\x0f\n\x07subject\x18\x04 \x01(\t\x12\x15\n\rbody_template\x18\x05 \x01(\t\x12\x11\n\trecipient\x18\x06 \x01(\t\x12\x11\n\tis_active\x18\x07 \x01(\x08\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:#\xa2\x86\x19\x1f\n\x1dnotification_template.created\"\xe0\x02\n\x1bNotificationTemplateUpdated\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12\x17\n\nevent_type\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x14\n\x07subject\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x1a\n\rbody_template\x18\x05 \x01(\tH\x02\x88\x01\x01\x12\x16\n\trecipient\x18\x06 \x01(\tH\x03\x88\x01\x01\x12\x16\n\tis_active\x18\x07 \x01(\x08H\x04\x88\x01\x01\x12.\n\nupdated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:#\xa2\x86\x19\x1f\n\x1dnotification_template.updatedB\r\n\x0b_event_typeB\n\n\x08_subjectB\x10\n\x0e_body_templateB\x0c\n\n_recipientB\x0c\n\n_is_active\"\x9c\x01\n\x1bNotificationTemplateDeleted\x12\x13\n\x0btemplate_id\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12.\n\ndeleted_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp:#\xa2\x86\x19\x1f\n\x1dnotification_template.deletedb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,36 +36,58 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_MERCHANTCREATED_WALLETSENTRY']._loaded_options = None
   _globals['_MERCHANTCREATED_WALLETSENTRY']._serialized_options = b'8\001'
+  _globals['_MERCHANTCREATED']._loaded_options = None
+  _globals['_MERCHANTCREATED']._serialized_options = b'\242\206\031\022\n\020merchant.created'
   _globals['_MERCHANTUPDATED_WALLETSENTRY']._loaded_options = None
   _globals['_MERCHANTUPDATED_WALLETSENTRY']._serialized_options = b'8\001'
+  _globals['_MERCHANTUPDATED']._loaded_options = None
+  _globals['_MERCHANTUPDATED']._serialized_options = b'\242\206\031\022\n\020merchant.updated'
+  _globals['_APIKEYCREATED']._loaded_options = None
+  _globals['_APIKEYCREATED']._serialized_options = b'\242\206\031\021\n\017api_key.created'
+  _globals['_APIKEYREVOKED']._loaded_options = None
+  _globals['_APIKEYREVOKED']._serialized_options = b'\242\206\031\021\n\017api_key.revoked'
   _globals['_WEBHOOKENDPOINTCREATED'].fields_by_name['secret']._loaded_options = None
   _globals['_WEBHOOKENDPOINTCREATED'].fields_by_name['secret']._serialized_options = b'\030\001'
+  _globals['_WEBHOOKENDPOINTCREATED']._loaded_options = None
+  _globals['_WEBHOOKENDPOINTCREATED']._serialized_options = b'\242\206\031\032\n\030webhook_endpoint.created'
+  _globals['_WEBHOOKENDPOINTUPDATED']._loaded_options = None
+  _globals['_WEBHOOKENDPOINTUPDATED']._serialized_options = b'\242\206\031\032\n\030webhook_endpoint.updated'
   _globals['_WEBHOOKSECRETROTATED'].fields_by_name['secret']._loaded_options = None
   _globals['_WEBHOOKSECRETROTATED'].fields_by_name['secret']._serialized_options = b'\030\001'
-  _globals['_MERCHANTCREATED']._serialized_start=123
-  _globals['_MERCHANTCREATED']._serialized_end=434
-  _globals['_MERCHANTCREATED_WALLETSENTRY']._serialized_start=388
-  _globals['_MERCHANTCREATED_WALLETSENTRY']._serialized_end=434
-  _globals['_MERCHANTUPDATED']._serialized_start=437
-  _globals['_MERCHANTUPDATED']._serialized_end=780
-  _globals['_MERCHANTUPDATED_WALLETSENTRY']._serialized_start=388
-  _globals['_MERCHANTUPDATED_WALLETSENTRY']._serialized_end=434
-  _globals['_APIKEYCREATED']._serialized_start=783
-  _globals['_APIKEYCREATED']._serialized_end=1052
-  _globals['_APIKEYREVOKED']._serialized_start=1054
-  _globals['_APIKEYREVOKED']._serialized_end=1158
-  _globals['_WEBHOOKENDPOINTCREATED']._serialized_start=1161
-  _globals['_WEBHOOKENDPOINTCREATED']._serialized_end=1434
-  _globals['_WEBHOOKENDPOINTUPDATED']._serialized_start=1437
-  _globals['_WEBHOOKENDPOINTUPDATED']._serialized_end=1837
-  _globals['_WEBHOOKSECRETROTATED']._serialized_start=1840
-  _globals['_WEBHOOKSECRETROTATED']._serialized_end=2049
-  _globals['_WEBHOOKENDPOINTDELETED']._serialized_start=2051
-  _globals['_WEBHOOKENDPOINTDELETED']._serialized_end=2165
-  _globals['_NOTIFICATIONTEMPLATECREATED']._serialized_start=2168
-  _globals['_NOTIFICATIONTEMPLATECREATED']._serialized_end=2385
-  _globals['_NOTIFICATIONTEMPLATEUPDATED']._serialized_start=2388
-  _globals['_NOTIFICATIONTEMPLATEUPDATED']._serialized_end=2703
-  _globals['_NOTIFICATIONTEMPLATEDELETED']._serialized_start=2705
-  _globals['_NOTIFICATIONTEMPLATEDELETED']._serialized_end=2824
+  _globals['_WEBHOOKSECRETROTATED']._loaded_options = None
+  _globals['_WEBHOOKSECRETROTATED']._serialized_options = b'\242\206\031!\n\037webhook_endpoint.secret_rotated'
+  _globals['_WEBHOOKENDPOINTDELETED']._loaded_options = None
+  _globals['_WEBHOOKENDPOINTDELETED']._serialized_options = b'\242\206\031\032\n\030webhook_endpoint.deleted'
+  _globals['_NOTIFICATIONTEMPLATECREATED']._loaded_options = None
+  _globals['_NOTIFICATIONTEMPLATECREATED']._serialized_options = b'\242\206\031\037\n\035notification_template.created'
+  _globals['_NOTIFICATIONTEMPLATEUPDATED']._loaded_options = None
+  _globals['_NOTIFICATIONTEMPLATEUPDATED']._serialized_options = b'\242\206\031\037\n\035notification_template.updated'
+  _globals['_NOTIFICATIONTEMPLATEDELETED']._loaded_options = None
+  _globals['_NOTIFICATIONTEMPLATEDELETED']._serialized_options = b'\242\206\031\037\n\035notification_template.deleted'
+  _globals['_MERCHANTCREATED']._serialized_start=157
+  _globals['_MERCHANTCREATED']._serialized_end=492
+  _globals['_MERCHANTCREATED_WALLETSENTRY']._serialized_start=422
+  _globals['_MERCHANTCREATED_WALLETSENTRY']._serialized_end=468
+  _globals['_MERCHANTUPDATED']._serialized_start=495
+  _globals['_MERCHANTUPDATED']._serialized_end=862
+  _globals['_MERCHANTUPDATED_WALLETSENTRY']._serialized_start=422
+  _globals['_MERCHANTUPDATED_WALLETSENTRY']._serialized_end=468
+  _globals['_APIKEYCREATED']._serialized_start=865
+  _globals['_APIKEYCREATED']._serialized_end=1157
+  _globals['_APIKEYREVOKED']._serialized_start=1159
+  _globals['_APIKEYREVOKED']._serialized_end=1286
+  _globals['_WEBHOOKENDPOINTCREATED']._serialized_start=1289
+  _globals['_WEBHOOKENDPOINTCREATED']._serialized_end=1594
+  _globals['_WEBHOOKENDPOINTUPDATED']._serialized_start=1597
+  _globals['_WEBHOOKENDPOINTUPDATED']._serialized_end=2029
+  _globals['_WEBHOOKSECRETROTATED']._serialized_start=2032
+  _globals['_WEBHOOKSECRETROTATED']._serialized_end=2280
+  _globals['_WEBHOOKENDPOINTDELETED']._serialized_start=2283
+  _globals['_WEBHOOKENDPOINTDELETED']._serialized_end=2429
+  _globals['_NOTIFICATIONTEMPLATECREATED']._serialized_start=2432
+  _globals['_NOTIFICATIONTEMPLATECREATED']._serialized_end=2686
+  _globals['_NOTIFICATIONTEMPLATEUPDATED']._serialized_start=2689
+  _globals['_NOTIFICATIONTEMPLATEUPDATED']._serialized_end=3041
+  _globals['_NOTIFICATIONTEMPLATEDELETED']._serialized_start=3044
+  _globals['_NOTIFICATIONTEMPLATEDELETED']._serialized_end=3200
 # @@protoc_insertion_point(module_scope)

@@ -28,9 +28,8 @@ DESCRIPTOR: _descriptor.FileDescriptor
 @_typing.final
 class MerchantCreated(_message.Message):
     """Events of the Merchant and ApiKey aggregates. The store keeps them as JSONB; the relay
-    publishes them on `events.s<shard>.<event type>`. Event type names are in comments.
-
-    merchant.created
+    publishes them on `events.s<shard>.<event type>`. Each message names its event type
+    in its `event_type` option (checkout/events/v1/options.proto).
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -93,7 +92,7 @@ Global___MerchantCreated: _TypeAlias = MerchantCreated  # noqa: Y015
 
 @_typing.final
 class MerchantUpdated(_message.Message):
-    """merchant.updated: the full new values of the fields that changed."""
+    """The full new values of the fields that changed."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -157,8 +156,6 @@ Global___MerchantUpdated: _TypeAlias = MerchantUpdated  # noqa: Y015
 
 @_typing.final
 class ApiKeyCreated(_message.Message):
-    """api_key.created"""
-
     DESCRIPTOR: _descriptor.Descriptor
 
     API_KEY_ID_FIELD_NUMBER: _builtins.int
@@ -211,8 +208,6 @@ Global___ApiKeyCreated: _TypeAlias = ApiKeyCreated  # noqa: Y015
 
 @_typing.final
 class ApiKeyRevoked(_message.Message):
-    """api_key.revoked"""
-
     DESCRIPTOR: _descriptor.Descriptor
 
     API_KEY_ID_FIELD_NUMBER: _builtins.int
@@ -243,8 +238,6 @@ class WebhookEndpointCreated(_message.Message):
     secret travels in its events because the platform must sign with it (unlike an API key, of
     which only a hash is kept); the event stream is internal and no other service subscribes to
     these types.
-
-    webhook_endpoint.created
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -315,7 +308,7 @@ Global___WebhookEndpointCreated: _TypeAlias = WebhookEndpointCreated  # noqa: Y0
 
 @_typing.final
 class WebhookEndpointUpdated(_message.Message):
-    """webhook_endpoint.updated: the full new values of the fields that changed."""
+    """The full new values of the fields that changed."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -392,7 +385,7 @@ Global___WebhookEndpointUpdated: _TypeAlias = WebhookEndpointUpdated  # noqa: Y0
 
 @_typing.final
 class WebhookSecretRotated(_message.Message):
-    """webhook_endpoint.secret_rotated: the previous secret keeps signing (a second v1) until
+    """The previous secret keeps signing (a second v1) until
     previous_expires_at, so receivers can switch without dropping deliveries.
     """
 
@@ -442,8 +435,6 @@ Global___WebhookSecretRotated: _TypeAlias = WebhookSecretRotated  # noqa: Y015
 
 @_typing.final
 class WebhookEndpointDeleted(_message.Message):
-    """webhook_endpoint.deleted"""
-
     DESCRIPTOR: _descriptor.Descriptor
 
     ENDPOINT_ID_FIELD_NUMBER: _builtins.int
@@ -470,8 +461,6 @@ Global___WebhookEndpointDeleted: _TypeAlias = WebhookEndpointDeleted  # noqa: Y0
 
 @_typing.final
 class NotificationTemplateCreated(_message.Message):
-    """notification_template.created"""
-
     DESCRIPTOR: _descriptor.Descriptor
 
     TEMPLATE_ID_FIELD_NUMBER: _builtins.int
@@ -514,7 +503,7 @@ Global___NotificationTemplateCreated: _TypeAlias = NotificationTemplateCreated  
 
 @_typing.final
 class NotificationTemplateUpdated(_message.Message):
-    """notification_template.updated: the full new values of the fields that changed."""
+    """The full new values of the fields that changed."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -576,8 +565,6 @@ Global___NotificationTemplateUpdated: _TypeAlias = NotificationTemplateUpdated  
 
 @_typing.final
 class NotificationTemplateDeleted(_message.Message):
-    """notification_template.deleted"""
-
     DESCRIPTOR: _descriptor.Descriptor
 
     TEMPLATE_ID_FIELD_NUMBER: _builtins.int

@@ -24,14 +24,8 @@ import time
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
-from libs.common.devservers import (
-    STOP_TIMEOUT,
-    _import_pgserver,
-    _kill,
-    _pid_alive,
-    _postmaster_pid,
-    free_port,
-)
+from tools.devservers.postgres import import_pgserver, postmaster_pid
+from tools.devservers.processes import STOP_TIMEOUT, free_port, kill, pid_alive
 
 log = logging.getLogger("checkout.devservers")
 
@@ -41,7 +35,7 @@ _SLOT_NAME = re.compile(r"^[a-z0-9_]{1,63}$")
 
 
 def _bin(name: str) -> str:
-    _import_pgserver()
+    import_pgserver()
     from pgserver._commands import POSTGRES_BIN_PATH
 
     return str(POSTGRES_BIN_PATH / name)
@@ -83,8 +77,8 @@ class Standby:
 
     @property
     def pid(self) -> int | None:
-        pid = _postmaster_pid(self.pgdata)
-        return pid if pid is not None and _pid_alive(pid) else None
+        pid = postmaster_pid(self.pgdata)
+        return pid if pid is not None and pid_alive(pid) else None
 
     @property
     def running(self) -> bool:
@@ -118,13 +112,13 @@ class Standby:
         pid = self.pid
         if pid is None:
             return
-        _kill(pid, signal.SIGINT)
+        kill(pid, signal.SIGINT)
         deadline = time.monotonic() + STOP_TIMEOUT
-        while _pid_alive(pid) and time.monotonic() < deadline:
+        while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.02)
-        if _pid_alive(pid):
+        if pid_alive(pid):
             log.warning("PostgreSQL standby (pid %d) ignored a fast shutdown; killing it", pid)
-            _kill(pid, signal.SIGKILL)
+            kill(pid, signal.SIGKILL)
         log.info("stopped PostgreSQL standby in %s", self.pgdata)
 
     def close(self) -> None:
