@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import uuid
 
 import asyncpg
-from sqlalchemy import bindparam, select
 
 from libs.common.db import Connection
-from libs.common.sqlcore import Query, compile_query
+from libs.common.sqlcore import newest_first
 from services.merchant import tables
 
 MERCHANT_COLUMNS = (
@@ -25,18 +23,9 @@ async def merchant(conn: Connection | asyncpg.Pool, merchant_id: uuid.UUID) -> a
     return await conn.fetchrow(f"SELECT {MERCHANT_COLUMNS} FROM merchants WHERE id = $1", merchant_id)
 
 
-@functools.cache
-def _merchants_query(paged: bool) -> Query:
-    c = tables.merchants.c
-    columns = [c[name] for name in MERCHANT_COLUMNS.split(", ")]
-    conditions = [c.id < bindparam("before")] if paged else []
-    statement = select(*columns).where(*conditions).order_by(c.id.desc()).limit(bindparam("limit"))
-    return compile_query(statement)
-
-
 async def merchants_before(pool: asyncpg.Pool, before: uuid.UUID | None, limit: int) -> list[asyncpg.Record]:
     """Newest first; ids are time-ordered, so id order is creation order."""
-    query = _merchants_query(before is not None)
+    query = newest_first(tables.merchants, MERCHANT_COLUMNS, (), paged=before is not None)
     return list(await pool.fetch(query.sql, *query.args({"before": before, "limit": limit})))
 
 
