@@ -23,6 +23,7 @@ from typing import Any
 
 import grpc
 import grpc_testing
+import pytest
 from google.protobuf import descriptor_pool
 from google.protobuf.message import Message
 
@@ -133,6 +134,11 @@ class InProcess:
             raise _Aborted from None
         return response
 
+    def path(self, method: str) -> str:
+        """The method's gRPC path, `/checkout.customer.v1.CustomerService/GetCustomer`."""
+        descriptor = self._methods[method]
+        return f"/{descriptor.containing_service.full_name}/{descriptor.name}"
+
     async def call(self, method: str, request: Message, metadata: Sequence[tuple[str, str]] = ()) -> Outcome:
         self._loop = asyncio.get_running_loop()
         rpc = self._server.invoke_unary_unary(self._methods[method], tuple(metadata), request, None)
@@ -206,14 +212,19 @@ async def _closed_port() -> int:
     return port
 
 
-def assert_outage_answered(
-    answer: Outcome, logged: list[logging.LogRecord], request_id: str, method: str
+async def assert_unavailable_while_database_down(
+    spec: ServiceSpec, config: Config, method: str, request: Message, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """What an outage looks like from outside: UNAVAILABLE with words that name no server
-    address, and one warning that carries the caller's request id for whoever reads the logs."""
+    """What an outage looks like from outside: `method` answers UNAVAILABLE in words that name
+    no server address, and one warning carries the caller's request id for whoever reads logs."""
+    request_id = f"req-{spec.name}-down"
+    async with database_down(spec, config) as runtime:
+        calls = servicers(spec, runtime)
+        with caplog.at_level(logging.WARNING, logger="checkout.grpc"):
+            answer = await calls.call(method, request, [("x-request-id", request_id)])
     assert (answer.code, answer.details) == (
         grpc.StatusCode.UNAVAILABLE,
         "a backing server is unavailable; retry later",  # asyncpg's refusal is a plain OSError
     )
-    [line] = [r.getMessage() for r in logged if f"request_id={request_id}" in r.getMessage()]
-    assert line.startswith(f"{method}: a backing server is unavailable"), line
+    [line] = [r.getMessage() for r in caplog.records if f"request_id={request_id}" in r.getMessage()]
+    assert line.startswith(f"{calls.path(method)}: a backing server is unavailable"), line

@@ -6,7 +6,6 @@ UNAVAILABLE of a stale routing table.)"""
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import AsyncIterator
 
 import grpc
@@ -18,7 +17,7 @@ from libs.common.config import Config
 from libs.common.errors import FieldViolation
 from libs.common.limits import ANALYTICS_RANGE_MAX_DAYS
 from services.analytics.service import SPEC
-from tests.inprocess import InProcess, assert_outage_answered, database_down, migrated, servicers
+from tests.inprocess import InProcess, assert_unavailable_while_database_down, migrated, servicers
 
 
 @pytest.fixture
@@ -73,13 +72,6 @@ async def test_a_shard_that_does_not_exist_is_invalid_and_one_served_elsewhere_u
 async def test_a_database_that_is_down_is_unavailable_and_logged_with_the_request_id(
     config: Config, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with database_down(SPEC, config) as runtime:
-        with caplog.at_level(logging.WARNING, logger="checkout.grpc"):
-            answer = await servicers(SPEC, runtime).call(
-                "GetSummary",
-                pb.GetSummaryRequest(merchant_id=merchant(), period="7d"),
-                metadata=[("x-request-id", "req-analytics-down")],
-            )
-    assert_outage_answered(
-        answer, caplog.records, "req-analytics-down", "/checkout.analytics.v1.AnalyticsService/GetSummary"
+    await assert_unavailable_while_database_down(
+        SPEC, config, "GetSummary", pb.GetSummaryRequest(merchant_id=merchant(), period="7d"), caplog
     )

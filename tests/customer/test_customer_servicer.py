@@ -3,7 +3,6 @@ caller as statuses, field violations and log lines, over a real PostgreSQL."""
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import AsyncIterator
 
@@ -16,7 +15,7 @@ from libs.common.errors import FieldViolation
 from libs.common.limits import PAGE_LIMIT_MAX
 from services.customer.service import SPEC
 from tests.common.eventsource import merchant_on_shard
-from tests.inprocess import InProcess, assert_outage_answered, database_down, migrated, servicers
+from tests.inprocess import InProcess, assert_unavailable_while_database_down, migrated, servicers
 
 
 @pytest.fixture
@@ -61,13 +60,6 @@ async def test_a_database_that_is_down_is_unavailable_and_logged_with_the_reques
     config: Config, caplog: pytest.LogCaptureFixture
 ) -> None:
     merchant, _ = merchant_on_shard(config, 0, "shop")
-    async with database_down(SPEC, config) as runtime:
-        with caplog.at_level(logging.WARNING, logger="checkout.grpc"):
-            answer = await servicers(SPEC, runtime).call(
-                "ListCustomers",
-                pb.ListCustomersRequest(merchant_id=str(merchant)),
-                metadata=[("x-request-id", "req-customers-down")],
-            )
-    assert_outage_answered(
-        answer, caplog.records, "req-customers-down", "/checkout.customer.v1.CustomerService/ListCustomers"
+    await assert_unavailable_while_database_down(
+        SPEC, config, "ListCustomers", pb.ListCustomersRequest(merchant_id=str(merchant)), caplog
     )

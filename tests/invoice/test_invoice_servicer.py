@@ -4,7 +4,6 @@ PostgreSQL."""
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import AsyncIterator
 
@@ -16,7 +15,7 @@ from libs.common import consistency, ids
 from libs.common.config import Config
 from libs.common.errors import FieldViolation
 from services.invoice.service import SPEC
-from tests.inprocess import InProcess, assert_outage_answered, database_down, migrated, servicers
+from tests.inprocess import InProcess, assert_unavailable_while_database_down, migrated, servicers
 
 
 @pytest.fixture
@@ -72,13 +71,6 @@ async def test_a_malformed_consistency_token_in_metadata_is_invalid_argument_on_
 async def test_a_database_that_is_down_is_unavailable_and_logged_with_the_request_id(
     config: Config, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with database_down(SPEC, config) as runtime:
-        with caplog.at_level(logging.WARNING, logger="checkout.grpc"):
-            answer = await servicers(SPEC, runtime).call(
-                "ListInvoices",
-                pb.ListInvoicesRequest(merchant_id=merchant()),
-                metadata=[("x-request-id", "req-invoices-down")],
-            )
-    assert_outage_answered(
-        answer, caplog.records, "req-invoices-down", "/checkout.invoice.v1.InvoiceService/ListInvoices"
+    await assert_unavailable_while_database_down(
+        SPEC, config, "ListInvoices", pb.ListInvoicesRequest(merchant_id=merchant()), caplog
     )

@@ -4,7 +4,6 @@ PostgreSQL."""
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import AsyncIterator
 
@@ -18,7 +17,7 @@ from libs.common.context import REPLAYED_METADATA
 from libs.common.errors import FieldViolation
 from libs.common.service import Runtime
 from services.merchant.service import SPEC
-from tests.inprocess import InProcess, assert_outage_answered, database_down, migrated, servicers
+from tests.inprocess import InProcess, assert_unavailable_while_database_down, migrated, servicers
 
 
 @pytest.fixture
@@ -95,13 +94,6 @@ async def test_the_request_id_and_actor_are_recorded_on_the_event_and_a_retry_is
 async def test_a_database_that_is_down_is_unavailable_and_logged_with_the_request_id(
     config: Config, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with database_down(SPEC, config) as runtime:
-        with caplog.at_level(logging.WARNING, logger="checkout.grpc"):
-            answer = await servicers(SPEC, runtime).call(
-                "GetMerchant",
-                pb.GetMerchantRequest(merchant_id=str(uuid.uuid4())),
-                metadata=[("x-request-id", "req-merchant-down")],
-            )
-    assert_outage_answered(
-        answer, caplog.records, "req-merchant-down", "/checkout.merchant.v1.MerchantService/GetMerchant"
+    await assert_unavailable_while_database_down(
+        SPEC, config, "GetMerchant", pb.GetMerchantRequest(merchant_id=str(uuid.uuid4())), caplog
     )
