@@ -110,3 +110,7 @@ def test_pip_install_of_the_image_sources_gives_working_console_scripts(tmp_path
     assert all(path.startswith(site) for path in where[:4]), where
     assert int(where[4]) == len(list((ROOT / "libs/common/migrations").glob("*.sql")))
     assert Path(site, "services/gateway/pages/templates/pay.html").is_file()
+    # The Alembic environment and every service's revisions, for `checkout-service <name> migrate`.
+    assert Path(site, "libs/common/alembic/env.py").is_file()
+    assert Path(site, "libs/common/alembic/script.py.mako").is_file()
+    assert Path(site, "services/invoice/migrations/versions/0001_baseline.py").is_file()

@@ -25,8 +25,9 @@ from pathlib import Path
 
 import asyncpg
 
-from libs.common.db import Connection, init_connection, migrate_shard, migrations_for
+from libs.common.db import Connection, init_connection
 from libs.common.partitions import PartitionedTable, ensure_partitions
+from libs.common.schema import upgrade_shard
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS = {"invoice": ROOT / "services" / "invoice", "analytics": ROOT / "services" / "analytics"}
@@ -350,7 +351,7 @@ ROLLUPS = ("analytics.platform_daily", "analytics.merchant_activity", "analytics
 async def migrate(dsn: str) -> None:
     """The real schemas: every migration of the event store, the invoice and the analytics service."""
     for schema, service_dir in SCHEMAS.items():
-        await migrate_shard(dsn, schema, migrations_for(service_dir))
+        await upgrade_shard(dsn, schema, service_dir)
 
 
 async def connect(dsn: str, schema: str) -> asyncpg.Connection:

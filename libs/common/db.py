@@ -1,4 +1,5 @@
-"""Per-shard asyncpg pools and per-service-schema migrations applied to every shard.
+"""Per-shard asyncpg pools, and the SQL migrations runner that builds each service schema's
+baseline (the SQL files; libs/common/schema.py runs it, then the Alembic revisions after it).
 
 Each service owns one schema (its name) in every shard database; its connections set
 `search_path` to it, so SQL names tables plainly.
@@ -16,7 +17,8 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -155,45 +157,60 @@ async def ensure_database(dsn: str) -> None:
 
 
 async def migrate_shard(dsn: str, schema: str, migrations: Iterable[Migration]) -> list[str]:
-    """Applies what is missing, in order; idempotent and safe when several services or replicas
-    start at once (an advisory lock serialises them per schema). Each migration runs in its own
-    transaction, except one marked `-- migration: no transaction` (see `_apply_outside`)."""
+    """Applies what is missing of these SQL migrations, in order; idempotent and safe when
+    several services or replicas start at once (see `schema_lock`). Services migrate with
+    `libs.common.schema.upgrade_shard`, which runs these first and then the Alembic revisions."""
     await ensure_database(dsn)
     conn = await asyncpg.connect(dsn)
-    applied: list[str] = []
     try:
-        lock = int.from_bytes(hashlib.sha256(f"migrate:{schema}".encode()).digest()[:8], signed=True)
-        # Polled rather than waited for in pg_advisory_lock: a statement blocked there holds a
-        # snapshot, and the CREATE INDEX CONCURRENTLY of another replica's no-transaction
-        # migration waits for every older snapshot to end. Each would wait for the other.
-        while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock):
-            await asyncio.sleep(_LOCK_POLL_SECONDS)
-        try:
-            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-            await conn.execute(f'SET search_path TO "{schema}", public')
-            await conn.execute(
-                """CREATE TABLE IF NOT EXISTS schema_migrations (
-                       version TEXT PRIMARY KEY, checksum TEXT NOT NULL,
-                       applied_at TIMESTAMPTZ NOT NULL DEFAULT NOW())"""
-            )
-            done = {r["version"]: r["checksum"] for r in await conn.fetch("SELECT * FROM schema_migrations")}
-            for migration in migrations:
-                if migration.version in done:
-                    if done[migration.version] != migration.checksum:
-                        log.warning("migration %s/%s changed after it was applied", schema, migration.version)
-                    continue
-                if migration.transactional:
-                    async with conn.transaction():
-                        await conn.execute(migration.sql)
-                        await _record(conn, migration)
-                else:
-                    await _apply_outside(conn, schema, migration)
-                    await _record(conn, migration)
-                applied.append(migration.version)
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock($1)", lock)
+        async with schema_lock(conn, schema):
+            return await apply_sql(conn, schema, migrations)
     finally:
         await conn.close()
+
+
+@asynccontextmanager
+async def schema_lock(conn: asyncpg.Connection, schema: str) -> AsyncIterator[None]:
+    """Serialises the migrations of one schema on a shard (a session advisory lock, held by
+    `conn` until the block ends), whichever runner and release of a service takes it."""
+    lock = int.from_bytes(hashlib.sha256(f"migrate:{schema}".encode()).digest()[:8], signed=True)
+    # Polled rather than waited for in pg_advisory_lock: a statement blocked there holds a
+    # snapshot, and the CREATE INDEX CONCURRENTLY of another replica's no-transaction
+    # migration waits for every older snapshot to end. Each would wait for the other.
+    while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock):
+        await asyncio.sleep(_LOCK_POLL_SECONDS)
+    try:
+        yield
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", lock)
+
+
+async def apply_sql(conn: asyncpg.Connection, schema: str, migrations: Iterable[Migration]) -> list[str]:
+    """With the schema's lock held: each migration not yet in `schema_migrations` runs in its own
+    transaction with its record, except one marked `-- migration: no transaction` (see
+    `_apply_outside`). Leaves `conn` working in the schema."""
+    await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+    await conn.execute(f'SET search_path TO "{schema}", public')
+    await conn.execute(
+        """CREATE TABLE IF NOT EXISTS schema_migrations (
+               version TEXT PRIMARY KEY, checksum TEXT NOT NULL,
+               applied_at TIMESTAMPTZ NOT NULL DEFAULT NOW())"""
+    )
+    done = {r["version"]: r["checksum"] for r in await conn.fetch("SELECT * FROM schema_migrations")}
+    applied: list[str] = []
+    for migration in migrations:
+        if migration.version in done:
+            if done[migration.version] != migration.checksum:
+                log.warning("migration %s/%s changed after it was applied", schema, migration.version)
+            continue
+        if migration.transactional:
+            async with conn.transaction():
+                await conn.execute(migration.sql)
+                await _record(conn, migration)
+        else:
+            await _apply_outside(conn, schema, migration)
+            await _record(conn, migration)
+        applied.append(migration.version)
     return applied
 
 
@@ -226,17 +243,6 @@ async def _apply_outside(conn: asyncpg.Connection, schema: str, migration: Migra
             await conn.execute(f'DROP INDEX CONCURRENTLY IF EXISTS "{schema}"."{index}"')
         log.info("migration %s/%s: %s", schema, migration.version, statement[:120])
         await conn.execute(statement)
-
-
-async def migrate(
-    config: Config, schema: str, service_dir: Path, shards: Iterable[int] | None = None
-) -> None:
-    migrations = migrations_for(service_dir)
-    targets = list(config.shards if shards is None else shards)
-    results = await asyncio.gather(*(migrate_shard(config.shard_dsn(s), schema, migrations) for s in targets))
-    for shard, applied in zip(targets, results, strict=True):
-        if applied:
-            log.info("migrated %s on shard %d: %s", schema, shard, ", ".join(applied))
 
 
 ReleaseHook = Callable[[asyncpg.Pool], None]

@@ -36,7 +36,7 @@ from libs.common.archive import archive_partitions
 from libs.common.cache import Cache
 from libs.common.config import Config
 from libs.common.consumer import AfterCommit, Projection, ProjectionConsumer
-from libs.common.db import Connection, ShardPools, migrate
+from libs.common.db import Connection, ShardPools
 from libs.common.errors import InvalidArgument, Unavailable
 from libs.common.eventstore import EventStore
 from libs.common.grpc_server import GrpcServer
@@ -48,6 +48,7 @@ from libs.common.partitions import PartitionedTable, ensure_partitions
 from libs.common.relay import Relay
 from libs.common.replica_config import Role
 from libs.common.replicas import Replicas
+from libs.common.schema import migrate
 from libs.common.supervise import Backoff, Loop, LoopFactory, Supervisor
 
 log = logging.getLogger("checkout.service")

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import asyncpg
 from bip_utils import Bip39SeedGenerator, Bip44, Bip44Coins  # type: ignore[import-untyped, unused-ignore]
 from checkout.merchant.v1 import events_pb2
 
@@ -27,6 +28,25 @@ async def poll(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+async def index_valid(conn: asyncpg.Connection, schema: str, name: str) -> bool | None:
+    """Whether the schema's index is valid (False: a concurrent build was interrupted; None: none)."""
+    valid: bool | None = await conn.fetchval(
+        """SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+           JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2""",
+        schema,
+        name,
+    )
+    return valid
+
+
+async def building(conn: asyncpg.Connection) -> bool:
+    """A concurrent index build is under way and waiting for an open snapshot to go."""
+    phase = await conn.fetchval(
+        "SELECT phase FROM pg_stat_progress_create_index WHERE datname = current_database()"
+    )
+    return phase is not None and phase.startswith("waiting")
 
 
 T = TypeVar("T")

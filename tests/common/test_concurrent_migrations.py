@@ -12,7 +12,7 @@ import pytest
 
 from libs.common.config import Config
 from libs.common.db import MigrationError, migrate_shard, migrations_for, split_statements
-from tests.common.support import poll
+from tests.common.support import building, index_valid, poll
 
 SCHEMA = "livetest"
 TABLE = """CREATE TABLE orders (id BIGINT PRIMARY KEY, merchant INT NOT NULL, note TEXT NOT NULL);
@@ -41,24 +41,6 @@ async def conn(config: Config) -> AsyncIterator[asyncpg.Connection]:
     await connection.close()
 
 
-async def index_valid(conn: asyncpg.Connection, name: str) -> bool | None:
-    valid: bool | None = await conn.fetchval(
-        """SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-           JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2""",
-        SCHEMA,
-        name,
-    )
-    return valid
-
-
-async def building(conn: asyncpg.Connection) -> bool:
-    """The concurrent build is under way and waiting for the open snapshot to go."""
-    phase = await conn.fetchval(
-        "SELECT phase FROM pg_stat_progress_create_index WHERE datname = current_database()"
-    )
-    return phase is not None and phase.startswith("waiting")
-
-
 async def test_a_no_transaction_migration_builds_its_index_while_writes_go_on(
     config: Config, conn: asyncpg.Connection, tmp_path: Path
 ) -> None:
@@ -83,7 +65,7 @@ async def test_a_no_transaction_migration_builds_its_index_while_writes_go_on(
         await snapshot.rollback()
         await reader.close()
     assert await migration == ["1002_orders_index"]
-    assert await index_valid(conn, "idx_orders_merchant") is True
+    assert await index_valid(conn, SCHEMA, "idx_orders_merchant") is True
     async with conn.transaction():
         await conn.execute("SET LOCAL enable_seqscan = off")
         plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN SELECT id FROM orders WHERE merchant = 7"))
@@ -117,13 +99,13 @@ async def test_an_index_build_a_crash_interrupted_is_dropped_and_built_again(
     finally:
         await snapshot.rollback()
         await reader.close()
-    assert await index_valid(conn, "idx_orders_merchant") is False  # left INVALID by the crash
+    assert await index_valid(conn, SCHEMA, "idx_orders_merchant") is False  # left INVALID by the crash
     assert (
         await conn.fetchval("SELECT count(*) FROM schema_migrations WHERE version = '1002_orders_index'") == 0
     )
 
     assert await migrate_shard(dsn, SCHEMA, migrations_for(service)) == ["1002_orders_index"]
-    assert await index_valid(conn, "idx_orders_merchant") is True
+    assert await index_valid(conn, SCHEMA, "idx_orders_merchant") is True
     assert await conn.fetchval("SELECT count(*) FROM pg_indexes WHERE indexname = 'idx_orders_merchant'") == 1
 
 
