@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 
 import asyncpg
-from sqlalchemy import bindparam, func, or_, select
+from sqlalchemy import bindparam, func, literal_column, or_, select
 
 from libs.common.db import Connection
 from libs.common.sqlcore import Query, compile_query, newest_first
@@ -58,7 +58,7 @@ def _active_by_hash() -> Query:
         .select_from(tables.api_keys.join(tables.merchants, m.id == k.merchant_id))
         .where(
             k.key_hash == bindparam("key_hash"),
-            k.status == "active",
+            k.status == literal_column("'active'"),  # in the text, as a partial index would need it
             or_(k.expires_at.is_(None), k.expires_at > func.now()),
         )
     )
