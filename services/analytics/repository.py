@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
 from decimal import Decimal
 
 import asyncpg
+from sqlalchemy import Integer, bindparam, func, literal_column, select, tuple_
 
 from libs.common.db import Connection
 from libs.common.partitions import PartitionedTable, partition_name
+from libs.common.sqlcore import Query, compile_query
+from services.analytics import tables
 
 DAILY_METRICS = PartitionedTable("daily_metrics", "quarter")
 METRIC_COLUMNS = (
@@ -153,29 +157,36 @@ async def shard_counts(pool: Connection | asyncpg.Pool) -> tuple[int, int]:
     return int(row["merchants"]), int(row["invoices"])
 
 
+@functools.cache
+def _totals_query(bounded: bool) -> Query:
+    """merchant_totals' statement; without a start its range begins at the merchant's first day."""
+    c = tables.daily_metrics.c
+    conditions = [c.merchant_id == bindparam("merchant_id"), c.metric_date <= bindparam("end")]
+    if bounded:
+        conditions.append(c.metric_date >= bindparam("start"))
+    zero, one = literal_column("0", Integer), literal_column("1", Integer)  # in the text, not arguments
+    overall = (func.grouping(c.currency) == one).label("overall")
+    summed = (c.invoices_created, c.invoices_paid, c.amount_created, c.amount_paid)
+    sums = [func.coalesce(func.sum(column), zero).label(column.name) for column in summed]
+    rate = _rate("COALESCE(sum(invoices_paid), 0)", "COALESCE(sum(invoices_created), 0)")
+    statement = (
+        select(c.currency, overall, func.min(c.metric_date).label("first_day"), *sums)
+        .add_columns(literal_column(rate).label("conversion_rate"))
+        .where(*conditions)
+        .group_by(func.grouping_sets(tuple_(), tuple_(c.currency)))
+        .order_by(overall.desc(), c.currency)
+    )
+    return compile_query(statement)
+
+
 async def merchant_totals(
     pool: Connection | asyncpg.Pool, merchant_id: uuid.UUID, start: dt.date | None, end: dt.date
 ) -> tuple[asyncpg.Record, list[asyncpg.Record]]:
     """One merchant's sums over [start, end] (from its first metric day when start is None):
     across currencies, with the first day in range (`first_day`, NULL when it has none), and
     per currency in code order. One statement, so both are of one snapshot."""
-    rows = await pool.fetch(
-        f"""SELECT currency, GROUPING(currency) = 1 AS overall,
-                   min(metric_date) AS first_day,
-                   COALESCE(sum(invoices_created), 0) AS invoices_created,
-                   COALESCE(sum(invoices_paid), 0) AS invoices_paid,
-                   COALESCE(sum(amount_created), 0) AS amount_created,
-                   COALESCE(sum(amount_paid), 0) AS amount_paid,
-                   {_rate("COALESCE(sum(invoices_paid), 0)", "COALESCE(sum(invoices_created), 0)")}
-                       AS conversion_rate
-            FROM daily_metrics
-            WHERE merchant_id = $1 AND ($2::date IS NULL OR metric_date >= $2) AND metric_date <= $3
-            GROUP BY GROUPING SETS ((), (currency))
-            ORDER BY overall DESC, currency""",
-        merchant_id,
-        start,
-        end,
-    )
+    query = _totals_query(start is not None)
+    rows = await pool.fetch(query.sql, *query.args({"merchant_id": merchant_id, "start": start, "end": end}))
     # The empty grouping set yields its row even when nothing matched.
     overall, *by_currency = rows
     assert overall["overall"]

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 import asyncpg
+from sqlalchemy import ColumnElement, Text, bindparam, func, select, tuple_
+from sqlalchemy.dialects.postgresql import UUID
 
 from libs.common.db import Connection
+from libs.common.sqlcore import Query, compile_query
+from libs.common.tables import TIMESTAMPTZ
+from services.customer import tables
 from services.customer.cursor import Position
 
 CUSTOMER_COLUMNS = (
@@ -125,6 +132,27 @@ async def customer(
     )
 
 
+def _older_than(created_at: ColumnElement[Any], row_id: ColumnElement[Any]) -> ColumnElement[bool]:
+    """The keyset cursor's condition: rows after the page's last (created_at, id), newest first."""
+    position = tuple_(bindparam("after_at", type_=TIMESTAMPTZ), bindparam("after_id", type_=UUID))
+    return tuple_(created_at, row_id) < position
+
+
+@functools.cache
+def _customers_query(by_email: bool, paged: bool) -> Query:
+    """Only the filters given become conditions: the planner sees the (merchant, lower(email))
+    index or the (merchant, created_at, id) one, not `$n IS NULL OR ...` that can use neither."""
+    c = tables.customers.c
+    conditions = [c.merchant_id == bindparam("merchant_id")]
+    if by_email:
+        conditions.append(func.lower(c.email) == func.lower(bindparam("email", type_=Text)))
+    if paged:
+        conditions.append(_older_than(c.created_at, c.id))
+    columns = [c[name] for name in CUSTOMER_COLUMNS.split(", ")]
+    statement = select(*columns).where(*conditions).order_by(c.created_at.desc(), c.id.desc())
+    return compile_query(statement.limit(bindparam("limit")))
+
+
 async def customers_after(
     pool: Connection | asyncpg.Pool,
     merchant_id: uuid.UUID,
@@ -133,34 +161,29 @@ async def customers_after(
     limit: int,
 ) -> list[asyncpg.Record]:
     """Newest first by (created_at, id): derived ids carry no time order of their own."""
-    return list(
-        await pool.fetch(
-            f"""SELECT {CUSTOMER_COLUMNS} FROM customers
-                WHERE merchant_id = $1
-                  AND ($2::text IS NULL OR lower(email) = lower($2))
-                  AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4::uuid))
-                ORDER BY created_at DESC, id DESC LIMIT $5""",
-            merchant_id,
-            email,
-            after[0] if after else None,
-            after[1] if after else None,
-            limit,
-        )
-    )
+    query = _customers_query(email is not None, after is not None)
+    values = {"merchant_id": merchant_id, "email": email, "limit": limit, **_position(after)}
+    return list(await pool.fetch(query.sql, *query.args(values)))
+
+
+def _position(after: Position | None) -> dict[str, Any]:
+    return {"after_at": after[0], "after_id": after[1]} if after else {}
+
+
+@functools.cache
+def _payments_query(paged: bool) -> Query:
+    c = tables.payment_history.c
+    conditions = [c.customer_id == bindparam("customer_id")]
+    if paged:
+        conditions.append(_older_than(c.created_at, c.invoice_id))
+    columns = [c[name] for name in PAYMENT_COLUMNS.split(", ")]
+    statement = select(*columns).where(*conditions).order_by(c.created_at.desc(), c.invoice_id.desc())
+    return compile_query(statement.limit(bindparam("limit")))
 
 
 async def payments_after(
     pool: Connection | asyncpg.Pool, customer_id: uuid.UUID, after: Position | None, limit: int
 ) -> list[asyncpg.Record]:
-    return list(
-        await pool.fetch(
-            f"""SELECT {PAYMENT_COLUMNS} FROM payment_history
-                WHERE customer_id = $1
-                  AND ($2::timestamptz IS NULL OR (created_at, invoice_id) < ($2, $3::uuid))
-                ORDER BY created_at DESC, invoice_id DESC LIMIT $4""",
-            customer_id,
-            after[0] if after else None,
-            after[1] if after else None,
-            limit,
-        )
-    )
+    query = _payments_query(after is not None)
+    values = {"customer_id": customer_id, "limit": limit, **_position(after)}
+    return list(await pool.fetch(query.sql, *query.args(values)))

@@ -4,6 +4,7 @@ the chain watchers' per-poll questions (services/invoice/ledger.py)."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -12,10 +13,26 @@ from typing import Any, TypeAlias
 
 import asyncpg
 from checkout.invoice.v1 import events_pb2 as ev
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Text,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal_column,
+    or_,
+    select,
+)
+from sqlalchemy.dialects.postgresql import TSQUERY, UUID
 
 from libs.common import ids
 from libs.common.db import Connection
 from libs.common.protoconv import datetime_of
+from libs.common.sqlcore import Query, compile_query
+from services.invoice import tables
 
 INVOICE_COLUMNS = (
     "id, merchant_id, customer_id, customer_email, title, description, items, subtotal, tax, total, "
@@ -41,13 +58,6 @@ ID_MINTED_BEFORE_CREATED = dt.timedelta(hours=1)
 SEARCH_DOCUMENT = (
     "(array_to_tsvector(ARRAY['merchant ' || merchant_id::text]) "
     "|| to_tsvector('english', title || ' ' || coalesce(description, '')))"
-)
-# The merchant's lexeme and the words, both required. A query of stop words only has no words:
-# it matches nothing (with the merchant's lexeme alone it would match all of its invoices).
-SEARCH_MATCHES = (
-    SEARCH_DOCUMENT
-    + " @@ (quote_literal('merchant ' || $1::text)::tsquery && plainto_tsquery('english', {0}))"
-    " AND numnode(plainto_tsquery('english', {0})) > 0"
 )
 
 Executor: TypeAlias = Connection | asyncpg.Pool
@@ -75,38 +85,79 @@ def _id_bound(at: dt.datetime, shift: dt.timedelta) -> uuid.UUID:
         return uuid.UUID(int=0) if shift < dt.timedelta(0) else uuid.UUID(int=(1 << 128) - 1)
 
 
-def invoices_query(where: InvoiceFilter, limit: int) -> tuple[str, list[Any]]:
+# The filters a list or search may give: which are present is a query's shape, compiled once.
+_FILTERS = ("status", "created_after", "created_before", "customer_id", "search", "before_id")
+Shape: TypeAlias = frozenset[str]
+
+_INVOICES = tables.invoices
+_LISTED = [_INVOICES.c[name] for name in INVOICE_COLUMNS.split(", ")]
+_ENGLISH = literal_column("'english'", Text)  # a constant regconfig, as the index has it
+_WORDS = func.plainto_tsquery(_ENGLISH, bindparam("search", type_=Text))
+# The merchant's lexeme and the words, both required. A query of stop words only has no words:
+# it matches nothing (with the merchant's lexeme alone it would match all of its invoices).
+_MERCHANT_LEXEME = cast(
+    func.quote_literal(
+        literal_column("'merchant '", Text) + cast(bindparam("merchant_id", type_=UUID), Text)
+    ),
+    TSQUERY,
+)
+_SEARCH_MATCHES = and_(
+    literal_column(SEARCH_DOCUMENT).bool_op("@@")(_MERCHANT_LEXEME.op("&&")(_WORDS)), func.numnode(_WORDS) > 0
+)
+
+
+def _shape(where: InvoiceFilter) -> Shape:
+    return frozenset(f for f in _FILTERS if getattr(where, f) is not None)
+
+
+def _values(where: InvoiceFilter, limit: int) -> dict[str, Any]:
+    """The bind parameters of every shape; each query takes those its shape has."""
+    after, before = where.created_after, where.created_before
+    return {
+        "merchant_id": where.merchant_id,
+        "status": where.status,
+        "created_after": after,
+        "first_id": None if after is None else _id_bound(after, -ID_MINTED_BEFORE_CREATED),
+        "created_before": before,
+        "id_limit": None if before is None else _id_bound(before, ID_MINTED_BEFORE_CREATED),
+        "customer_id": where.customer_id,
+        "search": where.search,
+        "before_id": where.before_id,
+        "limit": limit,
+    }
+
+
+def _list_statement(shape: Shape) -> Select[Any]:
     """Newest first (ids are time-ordered). Only the filters given become conditions, so the
     planner sees a plain query for each shape instead of `$n IS NULL OR ...` it cannot index."""
-    conditions = ["merchant_id = $1"]
-    args: list[Any] = [where.merchant_id]
-
-    def add(condition: str, value: Any) -> None:
-        args.append(value)
-        conditions.append(condition.format(f"${len(args)}"))
-
-    if where.status is not None:
-        add("status = {}", where.status)
+    c = _INVOICES.c
+    conditions: list[ColumnElement[bool]] = [c.merchant_id == bindparam("merchant_id")]
+    if "status" in shape:
+        conditions.append(c.status == bindparam("status"))
     # The window bounds the id too (ids are time-ordered), so the (merchant_id, id) index starts
     # and stops at the window instead of walking from the newest invoice; created_at stays exact.
-    if where.created_after is not None:
-        add("created_at >= {}", where.created_after)
-        add("id >= {}", _id_bound(where.created_after, -ID_MINTED_BEFORE_CREATED))
-    if where.created_before is not None:
-        add("created_at < {}", where.created_before)
-        add("id < {}", _id_bound(where.created_before, ID_MINTED_BEFORE_CREATED))
-    if where.customer_id is not None:
-        add("customer_id = {}", where.customer_id)
-    if where.search is not None:
-        add(SEARCH_MATCHES, where.search)
-    if where.before_id is not None:
-        add("id < {}", where.before_id)
-    args.append(limit)
-    sql = (
-        f"SELECT {INVOICE_COLUMNS} FROM invoices WHERE {' AND '.join(conditions)} "
-        f"ORDER BY id DESC LIMIT ${len(args)}"
-    )
-    return sql, args
+    if "created_after" in shape:
+        conditions += [c.created_at >= bindparam("created_after"), c.id >= bindparam("first_id")]
+    if "created_before" in shape:
+        conditions += [c.created_at < bindparam("created_before"), c.id < bindparam("id_limit")]
+    if "customer_id" in shape:
+        conditions.append(c.customer_id == bindparam("customer_id"))
+    if "search" in shape:
+        conditions.append(_SEARCH_MATCHES)
+    if "before_id" in shape:
+        conditions.append(c.id < bindparam("before_id"))
+    return select(*_LISTED).where(*conditions).order_by(c.id.desc()).limit(bindparam("limit"))
+
+
+@functools.cache
+def _list_query(shape: Shape) -> Query:
+    return compile_query(_list_statement(shape))
+
+
+def invoices_query(where: InvoiceFilter, limit: int) -> tuple[str, list[Any]]:
+    """The SQL and arguments of the invoices `where` selects, newest first, at most `limit`."""
+    query = _list_query(_shape(where))
+    return query.sql, query.args(_values(where, limit))
 
 
 async def invoices(conn: Executor, where: InvoiceFilter, limit: int) -> list[asyncpg.Record]:
@@ -131,23 +182,33 @@ async def _search(conn: Executor, where: InvoiceFilter, limit: int) -> list[asyn
     share in twice). So: the newest window first; only if it does not fill the page, the GIN
     index below the window, planned for these very words."""
     window = SEARCH_WINDOW_PAGES * limit
-    base, args = invoices_query(replace(where, search=None), window)
-    args.append(where.search)
-    rows = await conn.fetch(
-        f"""WITH newest AS MATERIALIZED (
-                SELECT *, to_tsvector('english', title || ' ' || coalesce(description, ''))
-                          @@ plainto_tsquery('english', ${len(args)}) AS hit
-                FROM ({base}) window_rows)
-            SELECT *, (SELECT count(*) FROM newest) AS window_size FROM newest
-            WHERE hit OR id = (SELECT id FROM newest ORDER BY id LIMIT 1) ORDER BY id DESC""",
-        *args,
-    )
+    newest = replace(where, search=None)
+    query = _window_query(_shape(newest))
+    rows = await conn.fetch(query.sql, *query.args({**_values(newest, window), "search": where.search}))
     hits = [r for r in rows if r["hit"]]
     if len(hits) >= limit or not rows or rows[0]["window_size"] < window:
         return hits[:limit]  # the page is full, or the window held all there is
     below = replace(where, before_id=rows[-1]["id"])
     sql, args = invoices_query(below, limit - len(hits))
     return hits + await _planned_per_call(conn, sql, args)
+
+
+@functools.cache
+def _window_query(shape: Shape) -> Query:
+    """The newest window of `shape`'s invoices, each marked whether the words are in it, with the
+    window's size on every row and its oldest row kept even when not a hit (the cursor below)."""
+    rows = _list_statement(shape).subquery("window_rows")
+    document = func.to_tsvector(_ENGLISH, rows.c.title + " " + func.coalesce(rows.c.description, ""))
+    newest = (
+        select(rows, document.bool_op("@@")(_WORDS).label("hit")).cte("newest").prefix_with("MATERIALIZED")
+    )
+    oldest = select(newest.c.id).order_by(newest.c.id).limit(1).scalar_subquery()
+    size = select(func.count()).select_from(newest).scalar_subquery()
+    return compile_query(
+        select(newest, size.label("window_size"))
+        .where(or_(newest.c.hit, newest.c.id == oldest))
+        .order_by(newest.c.id.desc())
+    )
 
 
 async def _planned_per_call(conn: Executor, sql: str, args: list[Any]) -> list[asyncpg.Record]:
@@ -210,16 +271,21 @@ async def metadata_keys(
     """The distinct top-level keys of the metadata of a merchant's invoices created in
     [after, before), sorted, at most `limit`."""
     where = InvoiceFilter(merchant_id, created_after=created_after, created_before=created_before)
-    window, args = invoices_query(where, 2**31 - 1)
-    args.append(limit)
-    rows = await conn.fetch(
-        # Only objects have keys (jsonb_object_keys of anything else is an error, not nothing).
-        f"""SELECT DISTINCT key FROM ({window}) w, jsonb_object_keys(
-                CASE WHEN jsonb_typeof(w.metadata) = 'object' THEN w.metadata ELSE '{{}}' END) key
-            ORDER BY key LIMIT ${len(args)}""",
-        *args,
-    )
+    query = _keys_query(_shape(where))
+    rows = await conn.fetch(query.sql, *query.args({**_values(where, 2**31 - 1), "keys": limit}))
     return [r["key"] for r in rows]
+
+
+@functools.cache
+def _keys_query(shape: Shape) -> Query:
+    window = _list_statement(shape).subquery("w")
+    # Only objects have keys (jsonb_object_keys of anything else is an error, not nothing).
+    metadata = case(
+        (func.jsonb_typeof(window.c.metadata) == "object", window.c.metadata),
+        else_=literal_column("'{}'::jsonb"),
+    )
+    key = func.jsonb_object_keys(metadata).column_valued("key")
+    return compile_query(select(key).distinct().select_from(window).order_by(key).limit(bindparam("keys")))
 
 
 async def audit_entries(

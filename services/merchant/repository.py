@@ -6,8 +6,11 @@ import datetime as dt
 import uuid
 
 import asyncpg
+from sqlalchemy import bindparam, func, literal_column, or_, select
 
 from libs.common.db import Connection
+from libs.common.sqlcore import Query, compile_query, newest_first
+from services.merchant import tables
 
 MERCHANT_COLUMNS = (
     "id, business_name, contact_email, status, plan_type, settings, wallets, created_at, updated_at"
@@ -23,13 +26,8 @@ async def merchant(conn: Connection | asyncpg.Pool, merchant_id: uuid.UUID) -> a
 
 async def merchants_before(pool: asyncpg.Pool, before: uuid.UUID | None, limit: int) -> list[asyncpg.Record]:
     """Newest first; ids are time-ordered, so id order is creation order."""
-    return list(
-        await pool.fetch(
-            f"SELECT {MERCHANT_COLUMNS} FROM merchants WHERE ($1::uuid IS NULL OR id < $1) ORDER BY id DESC LIMIT $2",
-            before,
-            limit,
-        )
-    )
+    query = newest_first(tables.merchants, MERCHANT_COLUMNS, (), paged=before is not None)
+    return list(await pool.fetch(query.sql, *query.args({"before": before, "limit": limit})))
 
 
 async def email_taken(conn: Connection, email: str) -> bool:
@@ -51,14 +49,28 @@ async def api_keys_of(pool: asyncpg.Pool, merchant_id: uuid.UUID) -> list[asyncp
     )
 
 
+def _active_by_hash() -> Query:
+    """The active, unexpired key with a hash, and its merchant's plan as `plan_type`."""
+    k, m = tables.api_keys.c, tables.merchants.c
+    columns = [k[name] for name in API_KEY_COLUMNS.split(", ")]
+    statement = (
+        select(*columns, m.plan_type)
+        .select_from(tables.api_keys.join(tables.merchants, m.id == k.merchant_id))
+        .where(
+            k.key_hash == bindparam("key_hash"),
+            k.status == literal_column("'active'"),  # in the text, as a partial index would need it
+            or_(k.expires_at.is_(None), k.expires_at > func.now()),
+        )
+    )
+    return compile_query(statement)
+
+
+_ACTIVE_BY_HASH = _active_by_hash()
+
+
 async def active_key_by_hash(pool: asyncpg.Pool, key_hash: str) -> asyncpg.Record | None:
     """The active, unexpired key with this hash, and its merchant's plan as `plan_type`."""
-    columns = ", ".join(f"k.{c.strip()}" for c in API_KEY_COLUMNS.split(","))
-    return await pool.fetchrow(
-        f"""SELECT {columns}, m.plan_type FROM api_keys k JOIN merchants m ON m.id = k.merchant_id
-            WHERE k.key_hash = $1 AND k.status = 'active' AND (k.expires_at IS NULL OR k.expires_at > NOW())""",
-        key_hash,
-    )
+    return await pool.fetchrow(_ACTIVE_BY_HASH.sql, *_ACTIVE_BY_HASH.args({"key_hash": key_hash}))
 
 
 async def active_key(conn: Connection, merchant_id: uuid.UUID, key_id: uuid.UUID) -> asyncpg.Record | None:

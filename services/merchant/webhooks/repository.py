@@ -3,26 +3,26 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
+from sqlalchemy import Integer, Table, and_, bindparam, case, func, select
 
 from libs.common.db import Connection
+from libs.common.sqlcore import Query, compile_query, newest_first
+from services.merchant import tables
 
 Db = Connection | asyncpg.Pool
 
-# `failing` is derived: an active endpoint whose last N attempts all failed.
-ENDPOINT_COLUMNS = """e.id, e.merchant_id, e.url, e.events, e.max_retries, e.retry_backoff,
-    e.timeout_seconds, e.allowed_ips, e.created_at, e.updated_at,
-    CASE WHEN e.status = 'active' AND COALESCE(h.consecutive_failures, 0) >= $FAILING THEN 'failing'
-         ELSE e.status END AS status,
-    COALESCE(h.consecutive_failures, 0) AS consecutive_failures, h.last_error, h.last_failure_at,
-    h.last_success_at"""
-ENDPOINT_FROM = "webhook_endpoints e LEFT JOIN webhook_endpoint_health h ON h.endpoint_id = e.id"
-
+# The endpoint's own columns an endpoint answer has; its status and health come with them.
+ENDPOINT_COLUMNS = (
+    "id", "merchant_id", "url", "events", "max_retries", "retry_backoff", "timeout_seconds", "allowed_ips",
+    "created_at", "updated_at",
+)  # fmt: skip
 DELIVERY_COLUMNS = """id, webhook_endpoint_id, merchant_id, event_id, event_type, invoice_id, status,
     attempts, response_code, response_body, last_error, next_attempt_at, delivered_at, created_at,
     updated_at"""
@@ -33,23 +33,48 @@ NOTIFICATION_COLUMNS = """id, template_id, merchant_id, event_id, event_type, in
     subject, status, delivery_method, attempts, last_error, next_attempt_at, delivered_at, created_at"""
 
 
-def _endpoint_sql(where: str, failing_after: int) -> str:
-    columns = ENDPOINT_COLUMNS.replace("$FAILING", str(int(failing_after)))
-    return f"SELECT {columns} FROM {ENDPOINT_FROM} WHERE {where}"
+@functools.cache
+def _endpoints_query(one: bool) -> Query:
+    """A merchant's endpoints (or the one with `endpoint_id`) with their health. `failing` is
+    derived: an active endpoint whose last `failing_after` attempts all failed."""
+    e, h = tables.webhook_endpoints.c, tables.webhook_endpoint_health.c
+    failures = func.coalesce(h.consecutive_failures, 0)
+    failing = and_(e.status == "active", failures >= bindparam("failing_after", type_=Integer))
+    status = case((failing, "failing"), else_=e.status)
+    joined = tables.webhook_endpoints.outerjoin(tables.webhook_endpoint_health, h.endpoint_id == e.id)
+    conditions = [e.merchant_id == bindparam("merchant_id")]
+    if one:
+        conditions.append(e.id == bindparam("endpoint_id"))
+    statement = (
+        select(
+            *(e[name] for name in ENDPOINT_COLUMNS),
+            status.label("status"),
+            failures.label("consecutive_failures"),
+            h.last_error,
+            h.last_failure_at,
+            h.last_success_at,
+        )
+        .select_from(joined)
+        .where(*conditions)
+        .order_by(e.created_at, e.id)
+    )
+    return compile_query(statement)
 
 
 # -- endpoints ---------------------------------------------------------------------------------
 async def endpoint(
     db: Db, merchant_id: uuid.UUID, endpoint_id: uuid.UUID, failing_after: int
 ) -> asyncpg.Record | None:
-    return await db.fetchrow(
-        _endpoint_sql("e.id = $1 AND e.merchant_id = $2", failing_after), endpoint_id, merchant_id
-    )
+    query = _endpoints_query(one=True)
+    values = {"merchant_id": merchant_id, "endpoint_id": endpoint_id, "failing_after": failing_after}
+    return await db.fetchrow(query.sql, *query.args(values))
 
 
 async def endpoints_of(db: Db, merchant_id: uuid.UUID, failing_after: int) -> list[asyncpg.Record]:
-    sql = _endpoint_sql("e.merchant_id = $1", failing_after) + " ORDER BY e.created_at, e.id"
-    return list(await db.fetch(sql, merchant_id))
+    query = _endpoints_query(one=False)
+    return list(
+        await db.fetch(query.sql, *query.args({"merchant_id": merchant_id, "failing_after": failing_after}))
+    )
 
 
 async def subscribed_endpoints(conn: Connection, merchant_id: uuid.UUID, event_type: str) -> list[uuid.UUID]:
@@ -314,19 +339,17 @@ async def deliveries_of(
     limit: int,
 ) -> list[asyncpg.Record]:
     """Newest first (ids are time-ordered)."""
-    return list(
-        await db.fetch(
-            f"""SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries
-                WHERE webhook_endpoint_id = $1 AND ($2::text IS NULL OR status = $2)
-                  AND ($3::text IS NULL OR event_type = $3) AND ($4::uuid IS NULL OR id < $4)
-                ORDER BY id DESC LIMIT $5""",
-            endpoint_id,
-            status,
-            event_type,
-            before,
-            limit,
-        )
-    )
+    values = {"webhook_endpoint_id": endpoint_id, "status": status, "event_type": event_type}
+    return await _newest_first(db, tables.webhook_deliveries, DELIVERY_COLUMNS, values, before, limit)
+
+
+async def _newest_first(
+    db: Db, table: Table, columns: str, values: dict[str, Any], before: uuid.UUID | None, limit: int
+) -> list[asyncpg.Record]:
+    """The rows equal to each value given (None: that filter is left out), newest first."""
+    filters = tuple(name for name, value in values.items() if value is not None)
+    query = newest_first(table, columns, filters, paged=before is not None)
+    return list(await db.fetch(query.sql, *query.args({**values, "before": before, "limit": limit})))
 
 
 async def attempts_of(db: Db, delivery_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[asyncpg.Record]]:
@@ -446,18 +469,9 @@ async def notifications_of(
     before: uuid.UUID | None,
     limit: int,
 ) -> list[asyncpg.Record]:
-    return list(
-        await db.fetch(
-            f"""SELECT {NOTIFICATION_COLUMNS} FROM notification_deliveries
-                WHERE merchant_id = $1 AND ($2::uuid IS NULL OR template_id = $2)
-                  AND ($3::text IS NULL OR status = $3) AND ($4::uuid IS NULL OR id < $4)
-                ORDER BY id DESC LIMIT $5""",
-            merchant_id,
-            template_id,
-            status,
-            before,
-            limit,
-        )
+    values = {"merchant_id": merchant_id, "template_id": template_id, "status": status}
+    return await _newest_first(
+        db, tables.notification_deliveries, NOTIFICATION_COLUMNS, values, before, limit
     )
 
 
