@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import Column, MetaData, Table, Text
 from sqlalchemy.dialects.postgresql import UUID
 
-from libs.common.devservers import Servers
 from libs.common.sqlcore import newest_first
+from tools.devservers import Servers
 
 NOTES = Table(
     "notes",
