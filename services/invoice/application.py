@@ -360,15 +360,18 @@ class InvoiceApp:
                     default_underpaid_percent=merchant_default_underpaid(profile.settings),
                     now=utcnow(),
                 )
-                row = await self._save(conn, invoice)
-                assert row is not None
+                _, row = await self.invoices.save_inline(
+                    conn, invoice, lambda saved: projections.created(saved[0])
+                )
                 created = invoice_message(row)
                 # Nothing received yet: the answer is the invoice as GetInvoice reads it.
                 created.amount_refundable = format_money(Decimal(0), CRYPTO[row["crypto_currency"]].decimals)
                 return created
 
             # No cache entry to drop: nothing can have cached an id that did not exist.
-            return await Commands.run_on(conn, scope, handle, _encode, pb.Invoice.FromString, request_hash)
+            return await Commands.run_on(
+                conn, scope, handle, _encode, pb.Invoice.FromString, request_hash, one_statement=True
+            )
 
     async def get_invoice(self, request: pb.GetInvoiceRequest) -> pb.Invoice:
         merchant_id, invoice_id = ids.parse_id(request.merchant_id), ids.parse_id(request.invoice_id)
