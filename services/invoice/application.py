@@ -235,13 +235,11 @@ class InvoiceApp:
         if close is not None:
             await close()
 
-    async def _save(self, conn: Connection, invoice: Invoice) -> asyncpg.Record | None:
-        """Appends the invoice's new events and applies them to the inline read models; returns
-        the invoice's row when an event wrote it whole (creation), else None."""
-        row = None
+    async def _save(self, conn: Connection, invoice: Invoice) -> None:
+        """Appends the invoice's new events and applies them to the inline read models (a create
+        writes its rows in the append's own statement instead: `Repository.save_inline`)."""
         for event in await self.invoices.save(conn, invoice):
-            row = await projections.apply(conn, event) or row
-        return row
+            await projections.apply(conn, event)
 
     def _scope(self, command: str, merchant_id: uuid.UUID) -> str:
         # The merchant is part of the scope so one key can never return another merchant's result.

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-import asyncpg
 from checkout.invoice.v1 import events_pb2 as ev
 from checkout.merchant.v1 import events_pb2 as merchant_ev
 
@@ -32,12 +31,12 @@ def _optional_uuid(raw: str) -> uuid.UUID | None:
     return uuid.UUID(raw) if raw else None
 
 
-async def apply(conn: Connection, event: StoredEvent) -> asyncpg.Record | None:
-    """Applies one event; returns the invoice's row when the event wrote it whole (creation)."""
+async def apply(conn: Connection, event: StoredEvent) -> None:
+    """Applies one event (what `rebuild` replays; a command's create writes `created` itself)."""
     message = event.message()
     if isinstance(message, ev.InvoiceCreated):
-        return await _created(conn, event)
-    if isinstance(message, ev.PaymentDetected):
+        await _created(conn, event)
+    elif isinstance(message, ev.PaymentDetected):
         await conn.execute(
             """INSERT INTO payments (id, invoice_id, merchant_id, network, tx_hash, output_index, asset,
                    amount, from_address, to_address, status, confirmations, required_confirmations,
@@ -124,8 +123,6 @@ async def apply(conn: Connection, event: StoredEvent) -> asyncpg.Record | None:
         )
         await _audit(conn, event, data["invoice_id"], data["merchant_id"], data)
 
-    return None
-
 
 # InvoiceCreated's rows, the invoice and its first audit entry, as CTEs that write only once the
 # append's `head` has moved: a create sends them in its append's own statement.
@@ -192,11 +189,11 @@ def created(event: StoredEvent) -> InlineWrite:
     return InlineWrite(_CREATED_CTES, args, "invoice")
 
 
-async def _created(conn: Connection, event: StoredEvent) -> asyncpg.Record | None:
-    """The invoice row and its first audit entry in one statement, returning the row (a rebuild:
-    the event is stored already, so its `head` is just a row)."""
+async def _created(conn: Connection, event: StoredEvent) -> None:
+    """The invoice row and its first audit entry in one statement (in a rebuild the event is
+    stored already, so its `head` is just a row)."""
     write = created(event)
-    return await conn.fetchrow(f"WITH head AS (SELECT 1), {write.ctes} SELECT * FROM invoice", *write.args)
+    await conn.execute(f"WITH head AS (SELECT 1), {write.ctes} SELECT 1 FROM invoice", *write.args)
 
 
 async def _totals(conn: Connection, event: StoredEvent, amount_paid: str, overpaid: bool, late: bool) -> None:
