@@ -133,6 +133,15 @@ class InlineWrite:
     result: str
 
 
+@dataclass(frozen=True)
+class Stream:
+    """An aggregate's stream as an append expects to find it."""
+
+    aggregate_id: uuid.UUID
+    aggregate_type: str
+    expected_version: int
+
+
 @functools.cache
 def _shifted(sql: str, by: int) -> str:
     """`sql` (our own statement text, never data) with each $n parameter renumbered to $n+by."""
@@ -188,17 +197,16 @@ class EventStore:
     async def append_inline(
         self,
         conn: Connection,
-        *,
-        aggregate_id: uuid.UUID,
-        aggregate_type: str,
-        expected_version: int,
+        stream: Stream,
         new_events: Sequence[Message],
         inline: Callable[[list[StoredEvent]], InlineWrite],
     ) -> tuple[list[StoredEvent], asyncpg.Record]:
         """`append` and the read-model writes `inline` makes of the events, in one statement
         (atomic on its own, so it needs no transaction); returns the events and `result`'s row.
         ConcurrencyError when the head refused (then nothing was written)."""
-        append = self._prepare(aggregate_id, aggregate_type, expected_version, new_events, None)
+        append = self._prepare(
+            stream.aggregate_id, stream.aggregate_type, stream.expected_version, new_events, None
+        )
         write = inline(append.events)
         ctes = _shifted(write.ctes, len(append.args))
         sql = (
@@ -368,14 +376,8 @@ class Repository(Generic[A]):
         `EventStore.append_inline`); needs no transaction. A snapshot due after it is a second
         statement: without a transaction a failure there loses only the snapshot, a cache."""
         expected = aggregate.version - len(aggregate.pending)
-        stored, row = await self.store.append_inline(
-            conn,
-            aggregate_id=aggregate.id,
-            aggregate_type=aggregate.aggregate_type,
-            expected_version=expected,
-            new_events=aggregate.pending,
-            inline=inline,
-        )
+        stream = Stream(aggregate.id, aggregate.aggregate_type, expected)
+        stored, row = await self.store.append_inline(conn, stream, aggregate.pending, inline)
         aggregate.pending = []
         await self._snapshot(conn, aggregate, expected)
         return stored, row

@@ -27,6 +27,7 @@ from libs.common.eventstore import (
     InlineWrite,
     Repository,
     StoredEvent,
+    Stream,
 )
 from libs.common.grpc_errors import to_status
 from libs.common.messaging import ensure_stream
@@ -291,16 +292,10 @@ async def test_an_inline_write_rides_in_the_append_and_is_not_written_when_the_h
         return InlineWrite(ctes, [events[0].id, events[0].data["business_name"]], "written")
 
     async with pool.acquire() as conn:  # no transaction: the one statement is atomic alone
-        stored, row = await store.append_inline(
-            conn, aggregate_id=aggregate, aggregate_type="T", expected_version=0,
-            new_events=[created("Acme")], inline=row_of,
-        )  # fmt: skip
+        stored, row = await store.append_inline(conn, Stream(aggregate, "T", 0), [created("Acme")], row_of)
         assert (row["event_id"], row["name"]) == (stored[0].id, "Acme")
         assert stored[0].version == 1 and stored[0].sequence_number > 0
         with pytest.raises(ConcurrencyError):
-            await store.append_inline(
-                conn, aggregate_id=aggregate, aggregate_type="T", expected_version=0,
-                new_events=[created("Again")], inline=row_of,
-            )  # fmt: skip
+            await store.append_inline(conn, Stream(aggregate, "T", 0), [created("Again")], row_of)
         assert await conn.fetchval("SELECT count(*) FROM inline_rows") == 1
         assert [e.version for e in await store.load(conn, aggregate)] == [1]
