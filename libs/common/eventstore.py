@@ -10,10 +10,12 @@ atomically.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
+import re
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
 import asyncpg
@@ -47,8 +49,13 @@ class StoredEvent:
     created_at: dt.datetime
     sequence_number: int
     transaction_id: int
+    # The message an append was given, so the inline read models of the same command do not
+    # parse the JSON it was just encoded to back again; None for an event read from the table.
+    decoded: Message | None = field(default=None, compare=False, repr=False)
 
     def message(self) -> Message:
+        if self.decoded is not None:
+            return self.decoded
         return events.decode(self.event_type, self.data)
 
     @classmethod
@@ -98,16 +105,67 @@ _INSERT_MANY = (
     "$8::text::jsonb, $9 FROM head, unnest($5::uuid[], $6::text[], $7::text[]) WITH ORDINALITY "
     f"AS e(id, event_type, data, n) {_RETURNING}"
 )
-# (first append of the stream, one event) -> statement
-_APPEND = {
-    (True, True): f"WITH head AS ({_START_HEAD}) {_INSERT_ONE}",
-    (True, False): f"WITH head AS ({_START_HEAD}) {_INSERT_MANY}",
-    (False, True): f"WITH head AS ({_MOVE_HEAD}) {_INSERT_ONE}",
-    (False, False): f"WITH head AS ({_MOVE_HEAD}) {_INSERT_MANY}",
+# (first append of the stream, one event) -> the CTEs `head` (one row if the head moved) and
+# `appended` (the events' positions), the start of every append statement.
+_APPEND_CTES = {
+    (True, True): f"head AS ({_START_HEAD}), appended AS ({_INSERT_ONE})",
+    (True, False): f"head AS ({_START_HEAD}), appended AS ({_INSERT_MANY})",
+    (False, True): f"head AS ({_MOVE_HEAD}), appended AS ({_INSERT_ONE})",
+    (False, False): f"head AS ({_MOVE_HEAD}), appended AS ({_INSERT_MANY})",
 }
+_APPEND_PARAMS = 9
 # A connection that cannot tell us when its transaction ends (not from ShardPools) wakes the relay
-# the old way, with a notification delivered at its commit.
-_NOTIFY_SUFFIX = ", pg_notify($10, '') IS NULL AS notified"
+# the old way, with a notification delivered at its commit (`{n}`: its parameter's number).
+_NOTIFY_SUFFIX = ", pg_notify(${n}, '') IS NULL AS notified"
+
+
+@dataclass(frozen=True)
+class InlineWrite:
+    """Read-model writes sent in the append's own statement, so a command that appends and
+    writes its rows is one round trip, atomic without a transaction (no BEGIN and COMMIT).
+
+    `ctes` is SQL of CTEs (`name AS (...)`, comma-separated) whose writes select `FROM head`, so
+    they write nothing when the stream head refused the append; its parameters are numbered from
+    $1 of `args`. `result` names the CTE whose one row the statement returns."""
+
+    ctes: str
+    args: Sequence[Any]
+    result: str
+
+
+@dataclass(frozen=True)
+class Stream:
+    """An aggregate's stream as an append expects to find it."""
+
+    aggregate_id: uuid.UUID
+    aggregate_type: str
+    expected_version: int
+
+
+@functools.cache
+def _shifted(sql: str, by: int) -> str:
+    """`sql` (our own statement text, never data) with each $n parameter renumbered to $n+by."""
+    return re.sub(r"\$(\d+)", lambda m: f"${int(m.group(1)) + by}", sql)
+
+
+@dataclass(frozen=True)
+class _Append:
+    """An append's statement start and parameters, and its events before their positions."""
+
+    ctes: str
+    args: list[Any]
+    events: list[StoredEvent]
+
+    def positioned(self, rows: Sequence[asyncpg.Record]) -> list[StoredEvent]:
+        positions = {r["event_version"]: r for r in rows}
+        return [
+            replace(
+                e,
+                sequence_number=positions[e.version]["sequence_number"],
+                transaction_id=int(positions[e.version]["transaction_id"]),
+            )
+            for e in self.events
+        ]
 
 
 class EventStore:
@@ -132,53 +190,92 @@ class EventStore:
         inside a transaction; the relay is woken once the connection's transaction is over."""
         if not new_events:
             return []
+        append = self._prepare(aggregate_id, aggregate_type, expected_version, new_events, metadata)
+        rows = await self._send(conn, append, f"WITH {append.ctes} SELECT *", "appended", append.args)
+        return append.positioned(rows)
+
+    async def append_inline(
+        self,
+        conn: Connection,
+        stream: Stream,
+        new_events: Sequence[Message],
+        inline: Callable[[list[StoredEvent]], InlineWrite],
+    ) -> tuple[list[StoredEvent], asyncpg.Record]:
+        """`append` and the read-model writes `inline` makes of the events, in one statement
+        (atomic on its own, so it needs no transaction); returns the events and `result`'s row.
+        ConcurrencyError when the head refused (then nothing was written)."""
+        append = self._prepare(
+            stream.aggregate_id, stream.aggregate_type, stream.expected_version, new_events, None
+        )
+        write = inline(append.events)
+        ctes = _shifted(write.ctes, len(append.args))
+        sql = (
+            f"WITH {append.ctes}, {ctes} SELECT appended.event_version, appended.sequence_number, "
+            f"appended.transaction_id, {write.result}.*"
+        )
+        rows = await self._send(conn, append, sql, f"appended, {write.result}", [*append.args, *write.args])
+        return append.positioned(rows), rows[0]
+
+    def _prepare(
+        self,
+        aggregate_id: uuid.UUID,
+        aggregate_type: str,
+        expected_version: int,
+        new_events: Sequence[Message],
+        metadata: dict[str, Any] | None,
+    ) -> _Append:
         consistency.mark_write()  # the call's answer gets a consistency token
         meta = {**context.current().event_metadata(), **(metadata or {})}
         now = self.clock()
         slot = ids.slot_of(aggregate_id)
-        event_ids = [ids.new_id(slot) for _ in new_events]
-        types = [events.type_of(m) for m in new_events]
-        data = [events.encode(m) for m in new_events]
-        one = len(new_events) == 1
-        sql = _APPEND[(expected_version == 0, one)]
-        args: list[Any] = [aggregate_id, aggregate_type, expected_version, expected_version + len(new_events)]
+        stored = [
+            StoredEvent(
+                id=ids.new_id(slot),
+                aggregate_id=aggregate_id,
+                aggregate_type=aggregate_type,
+                event_type=events.type_of(message),
+                version=expected_version + offset + 1,
+                data=events.encode(message),
+                metadata=meta,
+                created_at=now,
+                sequence_number=0,  # known once inserted
+                transaction_id=0,
+                decoded=message,
+            )
+            for offset, message in enumerate(new_events)
+        ]
+        one = len(stored) == 1
+        args: list[Any] = [aggregate_id, aggregate_type, expected_version, expected_version + len(stored)]
         if one:
-            args += [event_ids[0], types[0], json_dumps(data[0])]
+            args += [stored[0].id, stored[0].event_type, json_dumps(stored[0].data)]
         else:
-            args += [event_ids, types, [json_dumps(d) for d in data]]
+            args += [
+                [e.id for e in stored],
+                [e.event_type for e in stored],
+                [json_dumps(e.data) for e in stored],
+            ]
         args += [json_dumps(meta), now]
+        assert len(args) == _APPEND_PARAMS
+        return _Append(_APPEND_CTES[(expected_version == 0, one)], args, stored)
+
+    async def _send(
+        self, conn: Connection, append: _Append, select: str, sources: str, args: list[Any]
+    ) -> list[asyncpg.Record]:
+        """Runs `select` FROM `sources`, waking the relay once the events are committed."""
         after_release = getattr(conn, "after_release", None)
         if after_release is None:
-            sql += _NOTIFY_SUFFIX
-            args.append(self.notify_channel)
-        rows = await conn.fetch(sql, *args)
+            select += _NOTIFY_SUFFIX.format(n=len(args) + 1)
+            args = [*args, self.notify_channel]
+        rows = await conn.fetch(f"{select} FROM {sources}", *args)
         if not rows:
+            first = append.events[0]
             raise ConcurrencyError(
-                f"{aggregate_type} {aggregate_id} changed concurrently (expected version "
-                f"{expected_version}); reload and retry"
+                f"{first.aggregate_type} {first.aggregate_id} changed concurrently (expected version "
+                f"{first.version - 1}); reload and retry"
             )
         if after_release is not None:
             after_release(self._committed)
-        positions = {r["event_version"]: r for r in rows}
-        stored = []
-        for offset in range(len(new_events)):
-            version = expected_version + offset + 1
-            row = positions[version]
-            stored.append(
-                StoredEvent(
-                    id=event_ids[offset],
-                    aggregate_id=aggregate_id,
-                    aggregate_type=aggregate_type,
-                    event_type=types[offset],
-                    version=version,
-                    data=data[offset],
-                    metadata=meta,
-                    created_at=now,
-                    sequence_number=row["sequence_number"],
-                    transaction_id=int(row["transaction_id"]),
-                )
-            )
-        return stored
+        return rows
 
     async def load(
         self, conn: Connection, aggregate_id: uuid.UUID, after_version: int = 0
@@ -269,15 +366,32 @@ class Repository(Generic[A]):
             new_events=aggregate.pending,
         )
         aggregate.pending = []
+        await self._snapshot(conn, aggregate, expected)
+        return stored
+
+    async def save_inline(
+        self, conn: Connection, aggregate: A, inline: Callable[[list[StoredEvent]], InlineWrite]
+    ) -> tuple[list[StoredEvent], asyncpg.Record]:
+        """`save` with the read-model writes `inline` makes, in the append's one statement (see
+        `EventStore.append_inline`); needs no transaction. A snapshot due after it is a second
+        statement: without a transaction a failure there loses only the snapshot, a cache."""
+        expected = aggregate.version - len(aggregate.pending)
+        stream = Stream(aggregate.id, aggregate.aggregate_type, expected)
+        stored, row = await self.store.append_inline(conn, stream, aggregate.pending, inline)
+        aggregate.pending = []
+        await self._snapshot(conn, aggregate, expected)
+        return stored, row
+
+    async def _snapshot(self, conn: Connection, aggregate: A, expected: int) -> None:
+        """A snapshot every `snapshot_every` versions, when the aggregate can take one."""
         if aggregate.version // self.snapshot_every > expected // self.snapshot_every:
             try:
                 data = aggregate.snapshot()
             except NotImplementedError:
-                return stored
+                return
             await self.store.save_snapshot(
                 conn, aggregate.id, aggregate.aggregate_type, aggregate.version, data
             )
-        return stored
 
 
 R = TypeVar("R")
@@ -326,11 +440,17 @@ class Commands:
         encode: Callable[[R], bytes],
         decode: Callable[[bytes], R],
         request_hash: str = "",
+        *,
+        one_statement: bool = False,
     ) -> R:
-        """`run` on a connection the caller holds (outside a transaction)."""
+        """`run` on a connection the caller holds (outside a transaction). `one_statement`: the
+        handler writes in a single statement, atomic alone, so without an idempotency key it
+        runs outside a transaction (two round trips fewer: no BEGIN, no COMMIT)."""
         ctx = context.current()
         key = ctx.idempotency_key
         if not key:
+            if one_statement:
+                return await handler(conn)
             async with conn.transaction():
                 return await handler(conn)
         request_hash = ctx.idempotency_hash or request_hash

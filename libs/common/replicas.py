@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import Counter
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, TypeVar
 import asyncpg
 
 from libs.common import consistency, metrics
+from libs.common.coalesce import Fresh
 from libs.common.config import Config
 from libs.common.db import Connection
 from libs.common.replica_config import ROLES, Role
@@ -70,6 +72,7 @@ class Replicas:
         self.schema = schema
         self.pools = pools
         self._shards: dict[int, ShardReplicas] = {}
+        self._positions: dict[int, Fresh[int]] = {}
         # (shard, role, served by, reason) -> reads; also exported as a metric.
         self.reads: Counter[tuple[int, str, str, str]] = Counter()
         metrics.register(self)
@@ -170,7 +173,14 @@ class Replicas:
         metrics.REPLICA_READS.labels(self.schema, str(shard), role.name, served_by, reason).inc()
 
     async def primary_position(self, shard: int) -> int:
-        """The shard primary's WAL position now: after a commit, a token that covers it."""
+        """The shard primary's WAL position now: after a commit, a token that covers it. Read
+        once for the callers that ask while another read runs (libs/common/coalesce.py)."""
+        fresh = self._positions.get(shard)
+        if fresh is None:
+            fresh = self._positions[shard] = Fresh(functools.partial(self._read_position, shard))
+        return await fresh.get()
+
+    async def _read_position(self, shard: int) -> int:
         sampled = time.monotonic()  # before the query: the primary held no more than this then
         position = int(await self.pools[shard].fetchval(PRIMARY_POSITION_SQL))
         replicas = self._shards.get(shard)

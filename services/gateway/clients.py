@@ -1,14 +1,16 @@
 """gRPC channels to the services and the routing from an id to the instance serving its shard.
 
 One `grpc.aio` channel per address, opened on first use and shared by every stub on it: several
-services (or every shard, locally) may sit behind one address. Every id the platform mints
+services (or every shard, locally) may sit behind one address. A stub is made once per service and
+address too (making one builds a callable per method, which every request would pay). Every id the platform mints
 carries its owner's slot (libs/common/ids.py), so the shard is known without a lookup.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import grpc
 from checkout.analytics.v1 import analytics_pb2_grpc
@@ -27,6 +29,7 @@ DEADLINE_SECONDS = 10.0
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
+Stub = TypeVar("Stub")
 
 
 class Backends:
@@ -35,6 +38,13 @@ class Backends:
         self.shard_map = config.shard_map()
         self.deadline = deadline
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._stubs: dict[tuple[Callable[..., Any], str], Any] = {}
+
+    def _stub(self, make: Callable[[grpc.aio.Channel], Stub], address: str) -> Stub:
+        stub: Stub | None = self._stubs.get((make, address))
+        if stub is None:
+            stub = self._stubs[(make, address)] = make(self.channel(address))
+        return stub
 
     def channel(self, address: str) -> grpc.aio.Channel:
         channel = self._channels.get(address)
@@ -62,22 +72,22 @@ class Backends:
         return served
 
     def merchants(self, shard: int) -> merchant_pb2_grpc.MerchantServiceAsyncStub:
-        return merchant_pb2_grpc.MerchantServiceStub(self.channel(self.address("merchant", shard)))
+        return self._stub(merchant_pb2_grpc.MerchantServiceStub, self.address("merchant", shard))
 
     def merchants_at(self, address: str) -> merchant_pb2_grpc.MerchantServiceAsyncStub:
-        return merchant_pb2_grpc.MerchantServiceStub(self.channel(address))
+        return self._stub(merchant_pb2_grpc.MerchantServiceStub, address)
 
     def invoices(self, shard: int) -> invoice_pb2_grpc.InvoiceServiceAsyncStub:
-        return invoice_pb2_grpc.InvoiceServiceStub(self.channel(self.address("invoice", shard)))
+        return self._stub(invoice_pb2_grpc.InvoiceServiceStub, self.address("invoice", shard))
 
     def customers(self, shard: int) -> customer_pb2_grpc.CustomerServiceAsyncStub:
-        return customer_pb2_grpc.CustomerServiceStub(self.channel(self.address("customer", shard)))
+        return self._stub(customer_pb2_grpc.CustomerServiceStub, self.address("customer", shard))
 
     def analytics(self, shard: int) -> analytics_pb2_grpc.AnalyticsServiceAsyncStub:
-        return analytics_pb2_grpc.AnalyticsServiceStub(self.channel(self.address("analytics", shard)))
+        return self._stub(analytics_pb2_grpc.AnalyticsServiceStub, self.address("analytics", shard))
 
     def health(self, address: str) -> health_pb2_grpc.HealthStub:
-        return health_pb2_grpc.HealthStub(self.channel(address))
+        return self._stub(health_pb2_grpc.HealthStub, address)
 
     async def call(
         self,
@@ -119,5 +129,6 @@ class Backends:
 
     async def close(self, grace: float = 1.0) -> None:
         channels, self._channels = list(self._channels.values()), {}
+        self._stubs.clear()
         for channel in channels:
             await channel.close(grace)

@@ -44,7 +44,7 @@ from services.invoice.domain import (
     merchant_default_underpaid,
     merchant_spread,
 )
-from services.invoice.merchants import MerchantDirectory
+from services.invoice.merchants import MerchantDirectory, MerchantProfile
 from services.invoice.pricing import CRYPTO, FIAT_MINOR_UNITS, CryptoAsset, format_money, to_base_units
 from services.invoice.rate_config import SpreadRateProvider, rate_provider_from_config
 from services.invoice.rates import RateUnavailable
@@ -235,13 +235,11 @@ class InvoiceApp:
         if close is not None:
             await close()
 
-    async def _save(self, conn: Connection, invoice: Invoice) -> asyncpg.Record | None:
-        """Appends the invoice's new events and applies them to the inline read models; returns
-        the invoice's row when an event wrote it whole (creation), else None."""
-        row = None
+    async def _save(self, conn: Connection, invoice: Invoice) -> None:
+        """Appends the invoice's new events and applies them to the inline read models (a create
+        writes its rows in the append's own statement instead: `Repository.save_inline`)."""
         for event in await self.invoices.save(conn, invoice):
-            row = await projections.apply(conn, event) or row
-        return row
+            await projections.apply(conn, event)
 
     def _scope(self, command: str, merchant_id: uuid.UUID) -> str:
         # The merchant is part of the scope so one key can never return another merchant's result.
@@ -294,6 +292,27 @@ class InvoiceApp:
             raise FailedPrecondition(str(error)) from None
         return LockedRate(quote.rate, quote.source, quote.fetched_at, quote.pair)
 
+    async def _allocate(
+        self, conn: Connection, draft: Draft, profile: MerchantProfile
+    ) -> tuple[LockedRate, str, int, MerchantProfile | None]:
+        """The rate locked with the merchant's spread, the wallet's key and the next unused index
+        of it, and the merchant's profile as the index's statement read it."""
+        rate = await self._lock_rate(draft, merchant_spread(profile.settings))
+        xpub = profile.wallets.get(draft.network)
+        if not xpub:
+            raise FailedPrecondition(
+                f"the merchant has no {draft.network} wallet: add {WALLET_HINTS[draft.network]} "
+                f"to the merchant to accept {draft.asset.symbol}"
+            )
+        xpub_hash = hashlib.sha256(xpub.encode()).hexdigest()
+        index, wallets, settings = await repository.allocate_address_index(
+            conn, profile.merchant_id, draft.network, xpub_hash
+        )
+        current = None
+        if wallets is not None and settings is not None:
+            current = self.merchants.remember(profile.merchant_id, wallets, settings)
+        return rate, xpub, index, current
+
     async def create_invoice(self, request: pb.CreateInvoiceRequest) -> pb.Invoice:
         merchant_id = self._merchant(request.merchant_id)
         pool = self.rt.pool_for(merchant_id)
@@ -324,23 +343,27 @@ class InvoiceApp:
         scope = self._scope("CreateInvoice", merchant_id)
         request_hash = hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
 
-        # Everything but the write happens before the transaction, on the same connection: the
-        # rate (maybe a provider call) holds no transaction open, and the address index is taken
-        # in a statement of its own, so its row lock lasts that statement, not the whole create.
+        # Everything but the write happens before it, on the same connection: the rate (maybe a
+        # provider call) holds nothing open, and the address index is taken in a statement of its
+        # own, so its row lock lasts that statement, not the whole create. The merchant's profile
+        # comes from memory when this process has read it; the index's statement reads it again,
+        # so a create never uses a profile older than the moment its index was taken.
         async with pool.acquire() as conn:
             replayed = await Commands.replay(conn, scope, pb.Invoice.FromString, request_hash)
             if replayed is not None:
                 return replayed  # a retry: no new address index for it
-            profile = await self.merchants.profile(conn, merchant_id, shard, draft.network)
-            rate = await self._lock_rate(draft, merchant_spread(profile.settings))
-            xpub = profile.wallets.get(draft.network)
-            if not xpub:
-                raise FailedPrecondition(
-                    f"the merchant has no {draft.network} wallet: add {WALLET_HINTS[draft.network]} "
-                    f"to the merchant to accept {draft.asset.symbol}"
-                )
-            xpub_hash = hashlib.sha256(xpub.encode()).hexdigest()
-            index = await repository.allocate_address_index(conn, merchant_id, draft.network, xpub_hash)
+            profile = self.merchants.known(merchant_id, draft.network)
+            if profile is None:
+                profile = await self.merchants.profile(conn, merchant_id, shard, draft.network)
+                rate, xpub, index, _ = await self._allocate(conn, draft, profile)
+            else:
+                rate, xpub, index, current = await self._allocate(conn, draft, profile)
+                if current != profile:
+                    # The merchant changed since this process remembered it: the index just
+                    # taken stays unused (as when a create fails), and the create starts again
+                    # from the profile as it is now.
+                    profile = await self.merchants.profile(conn, merchant_id, shard, draft.network)
+                    rate, xpub, index, _ = await self._allocate(conn, draft, profile)
             if index > addresses.MAX_ADDRESS_INDEX:
                 raise FailedPrecondition(f"the {draft.network} wallet has no unused addresses left")
             try:
@@ -360,15 +383,18 @@ class InvoiceApp:
                     default_underpaid_percent=merchant_default_underpaid(profile.settings),
                     now=utcnow(),
                 )
-                row = await self._save(conn, invoice)
-                assert row is not None
+                _, row = await self.invoices.save_inline(
+                    conn, invoice, lambda saved: projections.created(saved[0])
+                )
                 created = invoice_message(row)
                 # Nothing received yet: the answer is the invoice as GetInvoice reads it.
                 created.amount_refundable = format_money(Decimal(0), CRYPTO[row["crypto_currency"]].decimals)
                 return created
 
             # No cache entry to drop: nothing can have cached an id that did not exist.
-            return await Commands.run_on(conn, scope, handle, _encode, pb.Invoice.FromString, request_hash)
+            return await Commands.run_on(
+                conn, scope, handle, _encode, pb.Invoice.FromString, request_hash, one_statement=True
+            )
 
     async def get_invoice(self, request: pb.GetInvoiceRequest) -> pb.Invoice:
         merchant_id, invoice_id = ids.parse_id(request.merchant_id), ids.parse_id(request.invoice_id)

@@ -14,13 +14,12 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-import asyncpg
 from checkout.invoice.v1 import events_pb2 as ev
 from checkout.merchant.v1 import events_pb2 as merchant_ev
 
 from libs.common import events
 from libs.common.db import Connection
-from libs.common.eventstore import EventStore, StoredEvent
+from libs.common.eventstore import EventStore, InlineWrite, StoredEvent
 from libs.common.messaging import Envelope
 from libs.common.protoconv import datetime_of, plain
 from services.invoice import history, repository
@@ -32,12 +31,12 @@ def _optional_uuid(raw: str) -> uuid.UUID | None:
     return uuid.UUID(raw) if raw else None
 
 
-async def apply(conn: Connection, event: StoredEvent) -> asyncpg.Record | None:
-    """Applies one event; returns the invoice's row when the event wrote it whole (creation)."""
+async def apply(conn: Connection, event: StoredEvent) -> None:
+    """Applies one event (what `rebuild` replays; a command's create writes `created` itself)."""
     message = event.message()
     if isinstance(message, ev.InvoiceCreated):
-        return await _created(conn, event, message)
-    if isinstance(message, ev.PaymentDetected):
+        await _created(conn, event)
+    elif isinstance(message, ev.PaymentDetected):
         await conn.execute(
             """INSERT INTO payments (id, invoice_id, merchant_id, network, tx_hash, output_index, asset,
                    amount, from_address, to_address, status, confirmations, required_confirmations,
@@ -123,27 +122,29 @@ async def apply(conn: Connection, event: StoredEvent) -> asyncpg.Record | None:
         )
         await _audit(conn, event, message.invoice_id, message.merchant_id, events.encode(message))
 
-    return None
+
+# InvoiceCreated's rows, the invoice and its first audit entry, as CTEs that write only once the
+# append's `head` has moved: a create sends them in its append's own statement.
+_CREATED_CTES = f"""invoice AS (
+       INSERT INTO invoices (id, merchant_id, customer_id, customer_email, title, description,
+           items, subtotal, tax, total, currency, crypto_currency, crypto_amount, network,
+           address_index, payment_address, payment_uri, status, exchange_rate,
+           payment_tolerance, metadata, expires_at, created_at, updated_at)
+       SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+           $13, $14, $15, $16, $17, 'pending', $18, $19, $20, $21, $22, $22 FROM head
+       RETURNING {repository.INVOICE_COLUMNS}),
+   audit AS (
+       INSERT INTO audit_entries (id, invoice_id, merchant_id, event, actor, timestamp, request_id,
+           data, event_version)
+       SELECT $23, $24, $25, $26, $27, $28, $29, $30, $31 FROM invoice)"""
 
 
-async def _created(conn: Connection, event: StoredEvent, message: ev.InvoiceCreated) -> asyncpg.Record | None:
-    """The invoice row and its first audit entry in one statement, returning the row."""
-    created_at = datetime_of(message.created_at)
+def created(event: StoredEvent) -> InlineWrite:
+    """The rows of an InvoiceCreated event, to be written in its append's statement."""
+    message = event.message()
+    assert isinstance(message, ev.InvoiceCreated)
     rate = message.exchange_rate
-    return await conn.fetchrow(
-        f"""WITH invoice AS (
-               INSERT INTO invoices (id, merchant_id, customer_id, customer_email, title, description,
-                   items, subtotal, tax, total, currency, crypto_currency, crypto_amount, network,
-                   address_index, payment_address, payment_uri, status, exchange_rate,
-                   payment_tolerance, metadata, expires_at, created_at, updated_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
-                   $13, $14, $15, $16, $17, 'pending', $18, $19, $20, $21, $22, $22)
-               RETURNING {repository.INVOICE_COLUMNS}),
-           audit AS (
-               INSERT INTO audit_entries (id, invoice_id, merchant_id, event, actor, timestamp, request_id,
-                   data, event_version)
-               SELECT $23, $24, $25, $26, $27, $28, $29, $30, $31 FROM invoice)
-           SELECT * FROM invoice""",
+    args = (
         event.aggregate_id,
         uuid.UUID(message.merchant_id),
         _optional_uuid(message.customer_id),
@@ -170,7 +171,7 @@ async def _created(conn: Connection, event: StoredEvent, message: ev.InvoiceCrea
         {"underpaid_percent": message.payment_tolerance.underpaid_percent},
         plain(message.metadata),
         datetime_of(message.expires_at),
-        created_at,
+        datetime_of(message.created_at),
         *_audit_values(
             event,
             message.invoice_id,
@@ -184,6 +185,14 @@ async def _created(conn: Connection, event: StoredEvent, message: ev.InvoiceCrea
             },
         ),
     )
+    return InlineWrite(_CREATED_CTES, args, "invoice")
+
+
+async def _created(conn: Connection, event: StoredEvent) -> None:
+    """The invoice row and its first audit entry in one statement (in a rebuild the event is
+    stored already, so its `head` is just a row)."""
+    write = created(event)
+    await conn.execute(f"WITH head AS (SELECT 1), {write.ctes} SELECT 1 FROM invoice", *write.args)
 
 
 async def _totals(conn: Connection, event: StoredEvent, amount_paid: str, overpaid: bool, late: bool) -> None:

@@ -437,25 +437,31 @@ async def count_invoices(conn: Executor) -> int:
 
 async def allocate_address_index(
     conn: Connection, merchant_id: uuid.UUID, network: str, xpub_hash: str
-) -> int:
+) -> tuple[int, dict[str, str] | None, dict[str, Any] | None]:
     """The next unused child index, taken in a statement of its own (outside the invoice's
     transaction), so the row lock lasts this one statement and a merchant's creates do not queue
     behind each other's commits. An index is never handed out twice; a create that fails after
-    this leaves its index unused, a gap a wallet sees just like an invoice that was never paid."""
+    this leaves its index unused, a gap a wallet sees just like an invoice that was never paid.
+    Also the merchant's profile (wallets, settings) as the statement saw it (None, None: no row),
+    so a caller that took the profile from memory learns whether it still holds."""
     # Its commit need not wait for the WAL flush: a create's own commit flushes the WAL up to
     # and past this record, so an index is durable before any invoice uses it; lost in a crash
     # before that, no invoice had it. Waiting would hold the row lock for a whole flush.
-    index = await conn.fetchval(
-        """INSERT INTO address_allocations (merchant_id, network, xpub_hash, next_index)
-           SELECT $1, $2, $3, 1 FROM (SELECT set_config('synchronous_commit', 'off', true)) AS no_flush_wait
-           ON CONFLICT (merchant_id, network, xpub_hash)
-           DO UPDATE SET next_index = address_allocations.next_index + 1, updated_at = NOW()
-           RETURNING next_index - 1""",
+    row = await conn.fetchrow(
+        """WITH allocated AS (
+               INSERT INTO address_allocations (merchant_id, network, xpub_hash, next_index)
+               SELECT $1, $2, $3, 1 FROM (SELECT set_config('synchronous_commit', 'off', true)) AS no_flush_wait
+               ON CONFLICT (merchant_id, network, xpub_hash)
+               DO UPDATE SET next_index = address_allocations.next_index + 1, updated_at = NOW()
+               RETURNING next_index - 1 AS index)
+           SELECT allocated.index, profile.wallets, profile.settings
+           FROM allocated LEFT JOIN merchant_profiles AS profile ON profile.merchant_id = $1""",
         merchant_id,
         network,
         xpub_hash,
     )
-    return int(index)
+    assert row is not None
+    return int(row["index"]), row["wallets"], row["settings"]
 
 
 async def merchant_profile(conn: Executor, merchant_id: uuid.UUID) -> asyncpg.Record | None:

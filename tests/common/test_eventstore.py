@@ -20,7 +20,15 @@ from libs.common import context, ids
 from libs.common.config import Config
 from libs.common.db import Connection, ShardPools, migrate_shard, migrations_for
 from libs.common.errors import Conflict
-from libs.common.eventstore import Commands, ConcurrencyError, EventStore, Repository
+from libs.common.eventstore import (
+    Commands,
+    ConcurrencyError,
+    EventStore,
+    InlineWrite,
+    Repository,
+    StoredEvent,
+    Stream,
+)
 from libs.common.grpc_errors import to_status
 from libs.common.messaging import ensure_stream
 from libs.common.partitions import PartitionedTable, ensure_partitions
@@ -270,3 +278,24 @@ async def test_relay_delivers_every_event_of_many_concurrent_writers_exactly_onc
     assert info.state.messages == 200
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM relay_published") <= 200
+
+
+async def test_an_inline_write_rides_in_the_append_and_is_not_written_when_the_head_refuses(
+    pool: asyncpg.Pool,
+) -> None:
+    store = EventStore(CHANNEL)
+    aggregate = ids.new_id(3)
+    await pool.execute("CREATE TABLE IF NOT EXISTS inline_rows (event_id uuid PRIMARY KEY, name text)")
+
+    def row_of(events: list[StoredEvent]) -> InlineWrite:
+        ctes = "written AS (INSERT INTO inline_rows SELECT $1, $2 FROM head RETURNING *)"
+        return InlineWrite(ctes, [events[0].id, events[0].data["business_name"]], "written")
+
+    async with pool.acquire() as conn:  # no transaction: the one statement is atomic alone
+        stored, row = await store.append_inline(conn, Stream(aggregate, "T", 0), [created("Acme")], row_of)
+        assert (row["event_id"], row["name"]) == (stored[0].id, "Acme")
+        assert stored[0].version == 1 and stored[0].sequence_number > 0
+        with pytest.raises(ConcurrencyError):
+            await store.append_inline(conn, Stream(aggregate, "T", 0), [created("Again")], row_of)
+        assert await conn.fetchval("SELECT count(*) FROM inline_rows") == 1
+        assert [e.version for e in await store.load(conn, aggregate)] == [1]

@@ -416,6 +416,42 @@ async def test_invoice_right_after_the_wallet_is_saved_asks_the_merchant_service
         assert unknown.code() == grpc.StatusCode.NOT_FOUND and unknown.details() == "merchant not found"
 
 
+async def test_a_remembered_profile_gives_way_to_the_merchants_new_wallet_and_spread(config: Config) -> None:
+    # The service keeps the profile it read for the next create; the create checks it against
+    # the projection in the statement that takes its address index.
+    async with platform(config) as p:
+        merchant = await new_merchant(p, "rewallet@shop.test", {"ethereum": ETH_XPUB})
+        first = await p.invoices.CreateInvoice(invoice_request(merchant.id))
+        assert first.payment_address == ETH_ADDRESS_0 and Decimal(first.exchange_rate.rate) == Decimal("2400")
+        fetched = app_of(p.runtime).merchants.fetched  # 1 if the projection had not seen the merchant yet
+        new_xpub = ethereum_account_xpub(
+            "legal winner thank year wave sausage worth useful legal winner thank yellow"
+        )
+        await p.merchants.UpdateMerchant(
+            merchant_pb2.UpdateMerchantRequest(
+                merchant_id=merchant.id,
+                wallets={"ethereum": new_xpub},
+                replace_wallets=True,
+                settings=struct({"rate_spread_percent": "1.5"}),
+                replace_settings=True,
+            )
+        )
+        pool, merchant_id = p.pool(merchant.id), uuid.UUID(merchant.id)
+
+        async def caught_up() -> bool:
+            row = await pool.fetchrow(
+                "SELECT wallets FROM merchant_profiles WHERE merchant_id = $1", merchant_id
+            )
+            return row is not None and row["wallets"].get("ethereum") == new_xpub
+
+        await poll(caught_up, what="merchant.updated to reach the invoice service's projection")
+        second = await p.invoices.CreateInvoice(invoice_request(merchant.id))
+        assert second.payment_address == derive_ethereum_address(new_xpub, 0) != ETH_ADDRESS_0
+        assert second.address_index == 0
+        assert Decimal(second.exchange_rate.rate) == Decimal("2364")  # 2400 less the new 1.5 %
+        assert app_of(p.runtime).merchants.fetched == fetched  # the projection answered, not gRPC
+
+
 def merchant_envelope(message: Any, merchant: merchant_pb2.Merchant) -> Envelope:
     return Envelope(
         id=uuid.uuid4(),

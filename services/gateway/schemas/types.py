@@ -87,6 +87,7 @@ def _integers_below(maximum: int, *, zero: bool) -> str:
     return "(?:" + "|".join(branches) + ")" if branches else ""
 
 
+@functools.cache  # built for every decimal field of every request otherwise
 def decimal_pattern(maximum: Decimal, *, positive: bool, fraction_digits: int) -> str:
     """A regex matching exactly the plain decimals from 0 (or above 0) to `maximum` with at most
     `fraction_digits` places: no sign, exponent or leading zeros, so the pattern alone is the
