@@ -46,6 +46,11 @@ class Endpoint:
 class Config:
     database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
     shard_dsns: tuple[str, ...] = ()
+    # The control database (libs/common/shardstore.py: shard registry, shard map versions);
+    # empty: shard 0's database, in its own schema `control`.
+    control_dsn: str = ""
+    # How often each process reads the shard map even without a notification.
+    shard_map_poll_seconds: float = 5.0
     database_prefix: str = "checkout"
     shard_count: int = 2
     served_shards: frozenset[int] = frozenset()
@@ -181,6 +186,9 @@ class Config:
             return self.shard_dsns[shard]
         return with_database(self.database_url, f"{self.database_prefix}_shard_{shard}")
 
+    def control_database(self) -> str:
+        return self.control_dsn or self.shard_dsn(0)
+
     def replicas_of(self, shard: int) -> Mapping[str, tuple[str, ...]]:
         """The shard's replica DSNs by role (empty: every read goes to the primary)."""
         return self.shard_replicas.get(shard, {})
@@ -301,6 +309,8 @@ class Config:
         return cls(
             database_url=database_url,
             shard_dsns=shard_dsns,
+            control_dsn=get("CHECKOUT_CONTROL_DSN", ""),
+            shard_map_poll_seconds=seconds("CHECKOUT_SHARD_MAP_POLL_SECONDS", d.shard_map_poll_seconds),
             database_prefix=prefix,
             shard_count=shard_count,
             served_shards=served,
