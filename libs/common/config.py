@@ -36,10 +36,12 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Which shards a service instance at `address` serves."""
+    """Which shards a service instance at `address` serves; `every`: all of them, also those
+    registered after start (a bare `host:port` in CHECKOUT_<SERVICE>_ENDPOINTS)."""
 
     shards: frozenset[int]
     address: str
+    every: bool = False
 
 
 @dataclass(frozen=True)
@@ -208,7 +210,7 @@ class Config:
 
     def endpoint_for(self, service: str, shard: int) -> str:
         for endpoint in self.endpoints.get(service, ()):
-            if shard in endpoint.shards:
+            if endpoint.every or shard in endpoint.shards:
                 return endpoint.address
         return f"127.0.0.1:{DEFAULT_GRPC_PORTS[service]}"
 
@@ -475,5 +477,5 @@ def parse_endpoints(raw: str, service: str, shard_count: int) -> tuple[Endpoint,
         shards = parse_shard_set(shards_raw, name) if sep else frozenset(range(shard_count))
         if not address or ":" not in address:
             raise ConfigError(f"{name}: {part!r} needs host:port")
-        endpoints.append(Endpoint(shards, address))
+        endpoints.append(Endpoint(shards, address, every=not sep))
     return tuple(endpoints)

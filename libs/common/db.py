@@ -229,11 +229,18 @@ async def _apply_outside(conn: asyncpg.Connection, schema: str, migration: Migra
 
 
 async def migrate(
-    config: Config, schema: str, service_dir: Path, shards: Iterable[int] | None = None
+    config: Config,
+    schema: str,
+    service_dir: Path,
+    shards: Iterable[int] | None = None,
+    dsn_of: Callable[[int], str] | None = None,
 ) -> None:
+    """Migrates the shards (default: the configured ones), each at `dsn_of(shard)` (default:
+    the configuration's DSN; the service runtime passes the shard registry's)."""
     migrations = migrations_for(service_dir)
     targets = list(config.shards if shards is None else shards)
-    results = await asyncio.gather(*(migrate_shard(config.shard_dsn(s), schema, migrations) for s in targets))
+    dsn = dsn_of or config.shard_dsn
+    results = await asyncio.gather(*(migrate_shard(dsn(s), schema, migrations) for s in targets))
     for shard, applied in zip(targets, results, strict=True):
         if applied:
             log.info("migrated %s on shard %d: %s", schema, shard, ", ".join(applied))
@@ -296,11 +303,14 @@ async def init_connection(conn: asyncpg.Connection) -> None:
 
 
 class ShardPools:
-    """One asyncpg pool per served shard, sized per the seed (25 open, 5 idle, lifetimes)."""
+    """One asyncpg pool per served shard, sized per the seed (25 open, 5 idle, lifetimes); each
+    at `dsn_of(shard)` (default: the configuration's DSN; the service runtime's is the shard
+    registry's, which also knows shards added while it runs)."""
 
-    def __init__(self, config: Config, schema: str) -> None:
+    def __init__(self, config: Config, schema: str, dsn_of: Callable[[int], str] | None = None) -> None:
         self._config = config
         self._schema = schema
+        self._dsn_of = dsn_of or config.shard_dsn
         self._pools: dict[int, asyncpg.Pool] = {}
 
     async def open(self, shards: Iterable[int]) -> None:
@@ -322,7 +332,7 @@ class ShardPools:
             conn.add_query_logger(timing)  # checkout_db_query_duration_seconds, by statement kind
 
         pool = await asyncpg.create_pool(
-            c.shard_dsn(shard),
+            self._dsn_of(shard),
             min_size=min(c.pool_min_size, c.pool_max_size),
             max_size=c.pool_max_size,
             max_inactive_connection_lifetime=c.pool_max_idle_seconds,
@@ -347,6 +357,11 @@ class ShardPools:
             await asyncio.sleep(self._config.pool_max_lifetime_seconds)
             for pool in self._pools.values():
                 await pool.expire_connections()
+
+    async def discard(self, shard: int) -> None:
+        pool = self._pools.pop(shard, None)
+        if pool is not None:
+            await close_pool(pool)
 
     def __getitem__(self, shard: int) -> asyncpg.Pool:
         try:

@@ -43,6 +43,8 @@ CHANNEL = "checkout_shard_map"
 MIGRATIONS = Path(__file__).parent / "control_migrations"
 # The tier of the shards the configuration names: every plan shares them.
 SHARED_TIER = "shared"
+# The seed's hardware profiles (enterprise, pro, free, overflow), and the shared default.
+TIERS = (SHARED_TIER, "enterprise", "pro", "free", "overflow")
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,11 @@ carries its owner's slot (libs/common/ids.py), so the shard is known without a l
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import TypeVar
 
+import asyncpg
 import grpc
 from checkout.analytics.v1 import analytics_pb2_grpc
 from checkout.customer.v1 import customer_pb2_grpc
@@ -20,9 +22,12 @@ from grpc_health.v1 import health_pb2_grpc
 from libs.common import ids
 from libs.common.config import SERVICES, Config
 from libs.common.context import REPLAYED_METADATA
+from libs.common.shardmap import ShardMap
+from libs.common.shardstore import ShardDirectory
 from services.gateway.context import CallContext
 from services.gateway.errors import from_grpc
 
+log = logging.getLogger("checkout.gateway")
 DEADLINE_SECONDS = 10.0
 
 Req = TypeVar("Req")
@@ -32,9 +37,23 @@ Resp = TypeVar("Resp")
 class Backends:
     def __init__(self, config: Config, *, deadline: float = DEADLINE_SECONDS) -> None:
         self.config = config
-        self.shard_map = config.shard_map()
+        # The live shard map and registry (libs/common/shardstore.py); until it has been read,
+        # the configuration's, which is version 1.
+        self.directory = ShardDirectory(config)
         self.deadline = deadline
         self._channels: dict[str, grpc.aio.Channel] = {}
+
+    @property
+    def shard_map(self) -> ShardMap:
+        return self.directory.current
+
+    async def open(self) -> None:
+        """Reads the shard map; a control database not reachable (or not yet created by the
+        services) leaves the configuration's view, and the directory's loop tries again."""
+        try:
+            await self.directory.refresh()
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as error:
+            log.warning("shard map not read at start, routing by the configuration's: %s", error)
 
     def channel(self, address: str) -> grpc.aio.Channel:
         channel = self._channels.get(address)
@@ -51,7 +70,8 @@ class Backends:
         return self.shard_map.shard_for_slot(ids.slot_of(value))
 
     def shards(self) -> list[int]:
-        return sorted({r.shard for r in self.shard_map.ranges})
+        """Every registered shard, also one that owns no slots yet (it is served all the same)."""
+        return sorted({r.shard for r in self.shard_map.ranges} | set(self.directory.shards))
 
     def addresses(self) -> dict[str, list[tuple[str, int]]]:
         """Every distinct address, with the (service, shard) pairs it serves."""
@@ -121,3 +141,4 @@ class Backends:
         channels, self._channels = list(self._channels.values()), {}
         for channel in channels:
             await channel.close(grace)
+        await self.directory.close()
