@@ -15,6 +15,7 @@ import pytest
 
 from libs.common.config import with_database
 from libs.common.devservers import Servers
+from tests.cli.test_admin import admin
 from tests.conftest import running_stack
 from tools.devchain.testing import EvmChain
 from tools.devstack import Stack
@@ -89,3 +90,16 @@ async def test_a_shard_that_cannot_be_reached_or_is_registered_already_is_refuse
     again = await http.post("/v1/admin/shards", json={"dsn": dsn})
     assert again.status_code == 409, again.text
     assert len((await http.get("/v1/admin/shards")).json()["shards"]) == len(before) + 1
+
+
+def test_the_operator_cli_adds_a_shard_and_shows_the_plan(shard_stack: Stack, servers: Servers) -> None:
+    dsn = with_database(servers.database_url, f"shards_cli_{uuid.uuid4().hex[:8]}")
+    added = admin(shard_stack, "shards", "add", "--dsn", dsn, "--tier", "pro")
+    assert added.returncode == 0, added.stderr
+    assert "registered" in added.stdout and "owns no slots" in added.stdout
+    listed = admin(shard_stack, "shards", "list")
+    assert listed.returncode == 0 and "map version 1" in listed.stdout and "pro" in listed.stdout
+    plan = admin(shard_stack, "shards", "plan", "--json")
+    assert plan.returncode == 0 and '"proposed_moves"' in plan.stdout
+    as_before = admin(shard_stack, "shards", "--json")  # the command as it was, before the group
+    assert as_before.returncode == 0 and '"tier": "pro"' in as_before.stdout
