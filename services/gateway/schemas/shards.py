@@ -9,7 +9,7 @@ from checkout.invoice.v1 import invoice_pb2
 from pydantic import Field
 
 from libs.common.balance import TOLERANCE
-from libs.common.shardstore import TIERS
+from libs.common.placement import TIERS
 from services.gateway.schemas.base import RequestModel, ResponseModel
 from services.gateway.schemas.types import Choice, text
 
