@@ -178,6 +178,18 @@ async def register_shard(conn: Connection, dsn: str, tier: str) -> ShardInfo:
     return ShardInfo(shard, dsn, tier)
 
 
+async def registered_shards(config: Config) -> dict[int, ShardInfo]:
+    """The registry as it is now, for a one-off tool (a rebuild); the configuration's shards when
+    no service has created the control store yet."""
+    conn = await asyncpg.connect(config.control_database())
+    try:
+        return (await load(conn))[1]
+    except asyncpg.UndefinedTableError:
+        return bootstrap_shards(config)
+    finally:
+        await conn.close()
+
+
 def _encode(shard_map: ShardMap) -> str:
     return json.dumps([[r.start, r.end, r.shard] for r in shard_map.ranges])
 

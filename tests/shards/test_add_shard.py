@@ -104,6 +104,13 @@ def test_the_operator_cli_adds_a_shard_and_shows_the_plan(shard_stack: Stack, se
     assert plan.returncode == 0 and '"proposed_moves"' in plan.stdout
     as_before = admin(shard_stack, "shards", "--json")  # the command as it was, before the group
     assert as_before.returncode == 0 and '"tier": "pro"' in as_before.stdout
+    # A rebuild finds the added shard's database in the registry, not in the environment.
+    number = added.stdout.split()[1]
+    rebuilt = admin(shard_stack, "projections", "rebuild", "customer", "customers", "--shard", number)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert f"shard {number}: 0 applied" in rebuilt.stdout
+    unknown = admin(shard_stack, "projections", "rebuild", "customer", "customers", "--shard", "99")
+    assert unknown.returncode == 2 and "not registered" in unknown.stderr
 
 
 async def test_every_service_exports_the_rows_and_bytes_of_each_of_its_shards(shard_stack: Stack) -> None:
