@@ -41,6 +41,7 @@ log = logging.getLogger("checkout.shardstore")
 
 SCHEMA = "control"
 CHANNEL = "checkout_shard_map"
+REFRESH_SECONDS = 5.0
 MIGRATIONS = Path(__file__).parent / "control_migrations"
 
 
@@ -232,10 +233,11 @@ class ShardDirectory:
         """Reads the store now (after a redirect names a newer version, or on a notification);
         whether anything changed. Subscribers have run when it returns."""
         async with self._lock:
-            conn = await self._connection()
             try:
-                shard_map, shards = await load(conn)
-            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
+                # Bounded: a hung control database must not hold up every caller behind the lock.
+                async with asyncio.timeout(REFRESH_SECONDS):
+                    shard_map, shards = await load(await self._connection())
+            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError):
                 await self._drop_connection()
                 raise
             if shard_map.version < self.current.version:
@@ -259,8 +261,8 @@ class ShardDirectory:
             self._wake.clear()
             try:
                 await self.refresh()
-            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as error:
-                log.warning("shard map not refreshed (control database): %s", error)
+            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError) as error:
+                log.warning("shard map not refreshed (control database): %r", error)
 
     async def close(self) -> None:
         async with self._lock:
