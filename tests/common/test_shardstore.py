@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 import asyncpg
 import pytest
 
-from libs.common.config import Config
+from libs.common.config import Config, ConfigError
 from libs.common.shardmap import ShardMap, SlotRange
 from libs.common.shardstore import (
     MapConflict,
@@ -154,3 +154,18 @@ def test_reassigning_slots_merges_the_neighbouring_ranges_of_one_shard() -> None
     assert shard_map.reassign(2048, 3072, 0).ranges == (SlotRange(0, 3072, 0), SlotRange(3072, 4096, 1))
     with pytest.raises(ValueError, match="not within"):
         shard_map.reassign(10, 10, 1)
+
+
+def test_the_control_store_is_shard_zeros_database_unless_one_is_named() -> None:
+    default = Config.from_env({"CHECKOUT_SHARD_DSNS": "postgresql://a/s0,postgresql://b/s1"})
+    assert default.control_database() == "postgresql://a/s0"
+    named = Config.from_env({"CHECKOUT_CONTROL_DSN": "postgresql://c/control"})
+    assert named.control_database() == "postgresql://c/control"
+    # A service may be told to serve a shard an operator has not registered yet.
+    assert Config.from_env({"CHECKOUT_SERVED_SHARDS": "2"}).served_shards == {2}
+
+
+def test_a_placement_policy_that_names_no_plan_fails_at_start_up_with_its_variable() -> None:
+    assert Config.from_env({"CHECKOUT_PLACEMENT": '{"pro": "pro"}'}).placement == {"pro": "pro"}
+    with pytest.raises(ConfigError, match="CHECKOUT_PLACEMENT"):
+        Config.from_env({"CHECKOUT_PLACEMENT": '{"gold": "pro"}'})
