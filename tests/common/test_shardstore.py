@@ -169,3 +169,11 @@ def test_a_placement_policy_that_names_no_plan_fails_at_start_up_with_its_variab
     assert Config.from_env({"CHECKOUT_PLACEMENT": '{"pro": "pro"}'}).placement == {"pro": "pro"}
     with pytest.raises(ConfigError, match="CHECKOUT_PLACEMENT"):
         Config.from_env({"CHECKOUT_PLACEMENT": '{"gold": "pro"}'})
+
+
+def test_an_endpoint_per_shard_routes_a_shard_added_later_to_its_own_instance() -> None:
+    config = Config.from_env({"CHECKOUT_MERCHANT_ENDPOINTS": "merchant-{shard}.merchant:50051"})
+    assert config.endpoint_for("merchant", 0) == "merchant-0.merchant:50051"
+    assert config.endpoint_for("merchant", 7) == "merchant-7.merchant:50051"
+    listed = Config.from_env({"CHECKOUT_MERCHANT_ENDPOINTS": "0-1=m:1;2=n:2"})
+    assert [listed.endpoint_for("merchant", s) for s in (1, 2)] == ["m:1", "n:2"]
