@@ -15,7 +15,7 @@ from libs.common.config import SERVICES
 from services.gateway.clients import Backends
 from services.gateway.context import CallContext
 from services.gateway.errors import ApiError
-from services.gateway.operations import Args, Operation, Reply
+from services.gateway.operations import Args, Operation, Reply, Rule
 from services.gateway.schemas.shards import Balance, RegisteredShard, Replica, ShardRegistration, Shards
 from services.gateway.shard_registry import add_shard
 from services.gateway.state import state_of
@@ -168,6 +168,7 @@ operations = [
     Operation(
         "POST", "/v1/admin/shards", register, "Register a new shard", TAG, "operator",
         response=RegisteredShard, status=201, body=ShardRegistration, errors=(409, 503),
+        rules=(Rule(r"dsn", r"cannot connect to .+", "dsn: a PostgreSQL database this gateway can reach."),),
         example={"dsn": "postgresql://checkout@db-3:5432/checkout_shard_2", "tier": "shared"},
         description="Connects to the database (creating it when its server has none of that name), applies "
         "every service's migrations, and registers it under the next id. Every service instance that "
