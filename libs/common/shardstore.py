@@ -71,7 +71,11 @@ class RegistryError(ValueError):
 
 
 def redact_dsn(dsn: str) -> str:
-    parts = urlsplit(dsn)
+    try:
+        parts = urlsplit(dsn)
+        parts.port  # noqa: B018 - parsed here, so a bad one is caught here
+    except ValueError:
+        return "(a DSN that does not parse)"
     if parts.password is None:
         return dsn
     host = parts.netloc.rpartition("@")[2]

@@ -177,3 +177,8 @@ def test_an_endpoint_per_shard_routes_a_shard_added_later_to_its_own_instance() 
     assert config.endpoint_for("merchant", 7) == "merchant-7.merchant:50051"
     listed = Config.from_env({"CHECKOUT_MERCHANT_ENDPOINTS": "0-1=m:1;2=n:2"})
     assert [listed.endpoint_for("merchant", s) for s in (1, 2)] == ["m:1", "n:2"]
+
+
+def test_a_dsn_that_does_not_parse_is_shown_as_such_never_as_itself() -> None:
+    assert redact_dsn("postgresql://u:secret@[bad/x") == "(a DSN that does not parse)"
+    assert redact_dsn("postgresql://u:secret@h:99999/x") == "(a DSN that does not parse)"

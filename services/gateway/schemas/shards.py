@@ -14,8 +14,9 @@ from services.gateway.schemas.base import RequestModel, ResponseModel
 from services.gateway.schemas.types import Choice
 
 DSN_MAX_CHARS = 1000
-# As asyncpg takes them; everything past the scheme is for the connection attempt to judge.
-DSN_PATTERN = r"^postgres(ql)?://[^\u0000]*$"
+# user@host/database, each named (the host may be libpq's ?host=): nothing left to the gateway
+# process's defaults; the rest is for the connection attempt to judge.
+DSN_PATTERN = r"^postgres(ql)?://[^@/?#\u0000]+@[^/?#\u0000]*/[^/?#\u0000]+(\?[^\u0000]*)?$"
 
 
 class Replica(ResponseModel):
@@ -86,7 +87,8 @@ class ShardRegistration(RequestModel):
     dsn: str = Field(
         max_length=DSN_MAX_CHARS,
         pattern=DSN_PATTERN,
-        description="The new shard's PostgreSQL DSN; its database is created when missing.",
+        description="The new shard's PostgreSQL DSN, `postgresql://user[:password]@host[:port]/database`; "
+        "its database is created when missing on a server that holds shards already.",
     )
     tier: Annotated[str, Choice(TIERS)] = Field(
         default="shared", description="The plan tier it serves (CHECKOUT_PLACEMENT)."
