@@ -15,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from libs.common.limits import EXPIRY_MIN_SECONDS, PAGE_LIMIT_MAX
 from libs.common.networks import NetworkConfig, NetworkConfigError, parse_networks
+from libs.common.placement import PlacementError, parse_placement
 from libs.common.replica_config import (
     ROLES,
     ReplicaConfigError,
@@ -36,16 +37,30 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Which shards a service instance at `address` serves."""
+    """Which shards a service instance at `address` serves; `every`: all of them, also those
+    registered after start (a bare `host:port` in CHECKOUT_<SERVICE>_ENDPOINTS). An address
+    with `{shard}` in it names one instance per shard (`merchant-{shard}.merchant:50051`: pod n
+    of a StatefulSet serving shard n), a shard added later included."""
 
     shards: frozenset[int]
     address: str
+    every: bool = False
+
+    def address_of(self, shard: int) -> str:
+        return self.address.replace("{shard}", str(shard))
 
 
 @dataclass(frozen=True)
 class Config:
     database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
     shard_dsns: tuple[str, ...] = ()
+    # The control database (libs/common/shardstore.py: shard registry, shard map versions);
+    # empty: shard 0's database, in its own schema `control`.
+    control_dsn: str = ""
+    # How often each process reads the shard map even without a notification.
+    shard_map_poll_seconds: float = 5.0
+    # Tiered placement (libs/common/placement.py): plan -> shard tier; empty: every plan shared.
+    placement: Mapping[str, str] = field(default_factory=dict)
     database_prefix: str = "checkout"
     shard_count: int = 2
     served_shards: frozenset[int] = frozenset()
@@ -181,6 +196,9 @@ class Config:
             return self.shard_dsns[shard]
         return with_database(self.database_url, f"{self.database_prefix}_shard_{shard}")
 
+    def control_database(self) -> str:
+        return self.control_dsn or self.shard_dsn(0)
+
     def replicas_of(self, shard: int) -> Mapping[str, tuple[str, ...]]:
         """The shard's replica DSNs by role (empty: every read goes to the primary)."""
         return self.shard_replicas.get(shard, {})
@@ -200,8 +218,8 @@ class Config:
 
     def endpoint_for(self, service: str, shard: int) -> str:
         for endpoint in self.endpoints.get(service, ()):
-            if shard in endpoint.shards:
-                return endpoint.address
+            if endpoint.every or shard in endpoint.shards:
+                return endpoint.address_of(shard)
         return f"127.0.0.1:{DEFAULT_GRPC_PORTS[service]}"
 
     @classmethod
@@ -257,9 +275,9 @@ class Config:
 
         shard_dsns = tuple(s.strip() for s in get("CHECKOUT_SHARD_DSNS", "").split(",") if s.strip())
         shard_count = len(shard_dsns) or integer("CHECKOUT_SHARD_COUNT", d.shard_count, 1)
+        # May name shards beyond the configured ones: those an operator registers (an instance
+        # serves each once it is registered, libs/common/service.py).
         served = parse_shard_set(get("CHECKOUT_SERVED_SHARDS", ""), "CHECKOUT_SERVED_SHARDS")
-        if any(s >= shard_count for s in served):
-            raise ConfigError(f"CHECKOUT_SERVED_SHARDS names a shard >= {shard_count}")
         endpoints = {
             svc: parse_endpoints(get(f"CHECKOUT_{svc.upper()}_ENDPOINTS", ""), svc, shard_count)
             for svc in SERVICES
@@ -295,12 +313,19 @@ class Config:
                 "CHECKOUT_ARCHIVE_DROP_AFTER_MONTHS must be more than CHECKOUT_ARCHIVE_AFTER_MONTHS "
                 "(a partition is archived before it may be dropped)"
             )
+        try:
+            placement = parse_placement(get("CHECKOUT_PLACEMENT", ""))
+        except PlacementError as error:
+            raise ConfigError(str(error)) from None
         log_format = get("CHECKOUT_LOG_FORMAT", d.log_format)
         if log_format not in ("text", "json"):
             raise ConfigError(f"CHECKOUT_LOG_FORMAT must be text or json, got {log_format!r}")
         return cls(
             database_url=database_url,
             shard_dsns=shard_dsns,
+            control_dsn=get("CHECKOUT_CONTROL_DSN", ""),
+            shard_map_poll_seconds=seconds("CHECKOUT_SHARD_MAP_POLL_SECONDS", d.shard_map_poll_seconds),
+            placement=placement,
             database_prefix=prefix,
             shard_count=shard_count,
             served_shards=served,
@@ -457,7 +482,8 @@ def parse_addresses(raw: str, name: str) -> tuple[str, ...]:
 
 
 def parse_endpoints(raw: str, service: str, shard_count: int) -> tuple[Endpoint, ...]:
-    """`"0-1=host:port;2-3=other:port"`, or a bare `host:port` serving every shard."""
+    """`"0-1=host:port;2-3=other:port"`, or a bare `host:port` serving every shard (with
+    `{shard}` in it: an instance per shard, `name-{shard}.name:port`)."""
     name = f"CHECKOUT_{service.upper()}_ENDPOINTS"
     endpoints = []
     for part in (p.strip() for p in raw.split(";") if p.strip()):
@@ -465,5 +491,5 @@ def parse_endpoints(raw: str, service: str, shard_count: int) -> tuple[Endpoint,
         shards = parse_shard_set(shards_raw, name) if sep else frozenset(range(shard_count))
         if not address or ":" not in address:
             raise ConfigError(f"{name}: {part!r} needs host:port")
-        endpoints.append(Endpoint(shards, address))
+        endpoints.append(Endpoint(shards, address, every=not sep))
     return tuple(endpoints)

@@ -302,11 +302,14 @@ async def init_connection(conn: asyncpg.Connection) -> None:
 
 
 class ShardPools:
-    """One asyncpg pool per served shard, sized per the seed (25 open, 5 idle, lifetimes)."""
+    """One asyncpg pool per served shard, sized per the seed (25 open, 5 idle, lifetimes); each
+    at `dsn_of(shard)` (default: the configuration's DSN; the service runtime's is the shard
+    registry's, which also knows shards added while it runs)."""
 
-    def __init__(self, config: Config, schema: str) -> None:
+    def __init__(self, config: Config, schema: str, dsn_of: Callable[[int], str] | None = None) -> None:
         self._config = config
         self._schema = schema
+        self._dsn_of = dsn_of or config.shard_dsn
         self._pools: dict[int, asyncpg.Pool] = {}
 
     async def open(self, shards: Iterable[int]) -> None:
@@ -328,7 +331,7 @@ class ShardPools:
             conn.add_query_logger(timing)  # checkout_db_query_duration_seconds, by statement kind
 
         pool = await asyncpg.create_pool(
-            c.shard_dsn(shard),
+            self._dsn_of(shard),
             min_size=min(c.pool_min_size, c.pool_max_size),
             max_size=c.pool_max_size,
             max_inactive_connection_lifetime=c.pool_max_idle_seconds,
@@ -354,11 +357,19 @@ class ShardPools:
             for pool in self._pools.values():
                 await pool.expire_connections()
 
+    async def discard(self, shard: int) -> None:
+        pool = self._pools.pop(shard, None)
+        if pool is not None:
+            await close_pool(pool)
+
     def __getitem__(self, shard: int) -> asyncpg.Pool:
         try:
             return self._pools[shard]
         except KeyError:
             raise KeyError(f"shard {shard} is not served by this instance") from None
+
+    def __contains__(self, shard: int) -> bool:
+        return shard in self._pools
 
     def items(self) -> list[tuple[int, asyncpg.Pool]]:
         return sorted(self._pools.items())

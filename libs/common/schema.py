@@ -234,13 +234,18 @@ async def upgrade_shard(dsn: str, schema: str, service_dir: Path) -> list[str]:
 
 
 async def migrate(
-    config: Config, schema: str, service_dir: Path, shards: Iterable[int] | None = None
+    config: Config,
+    schema: str,
+    service_dir: Path,
+    shards: Iterable[int] | None = None,
+    dsn_of: Callable[[int], str] | None = None,
 ) -> None:
-    """`checkout-service <name> migrate` and every service's start: each served shard at once."""
+    """`checkout-service <name> migrate` and every service's start: each served shard at once,
+    each at `dsn_of(shard)` (default: the configuration's DSN; the service runtime passes the
+    shard registry's)."""
     targets = list(config.shards if shards is None else shards)
-    results = await asyncio.gather(
-        *(upgrade_shard(config.shard_dsn(s), schema, service_dir) for s in targets)
-    )
+    dsn = dsn_of or config.shard_dsn
+    results = await asyncio.gather(*(upgrade_shard(dsn(s), schema, service_dir) for s in targets))
     for shard, applied in zip(targets, results, strict=True):
         if applied:
             log.info("migrated %s on shard %d: %s", schema, shard, ", ".join(applied))

@@ -4,6 +4,11 @@ Migrate the served shards, open per-shard pools, connect to NATS and make sure t
 exists, run one relay per shard and one consumer per (projection, shard), keep partitions
 created ahead, serve gRPC with health and reflection, and shut all of it down gracefully.
 
+The shards come from the control store (libs/common/shardstore.py), not only from the
+environment: a shard an operator registers while the service runs is migrated, gets its pool and
+its per-shard loops (relay, consumers, the service's own) and is served, without a restart of
+this process, when the process serves every shard (no CHECKOUT_SERVED_SHARDS).
+
 Every long-lived loop runs under the runtime's Supervisor (libs/common/supervise.py): a loop that
 fails is restarted with backoff, and one down past CHECKOUT_LOOP_GRACE_SECONDS makes the
 service NOT_SERVING.
@@ -48,7 +53,9 @@ from libs.common.partitions import PartitionedTable, ensure_partitions
 from libs.common.relay import Relay
 from libs.common.replica_config import Role
 from libs.common.replicas import Replicas
-from libs.common.schema import migrate
+from libs.common.schema import migrate, upgrade_shard
+from libs.common.shardmap import ShardMap
+from libs.common.shardstore import ShardDirectory, redact_dsn
 from libs.common.supervise import Backoff, Loop, LoopFactory, Supervisor
 
 log = logging.getLogger("checkout.service")
@@ -89,6 +96,8 @@ class ServiceSpec:
     replica_reads: bool = True
     # The service's own long-lived loops (watchers, jobs, workers), each run supervised.
     background: Callable[[Runtime], Sequence[Loop]] = lambda runtime: ()
+    # Its loops of one shard (senders, retention), started with the shard, also one added later.
+    shard_background: Callable[[Runtime, int], Sequence[Loop]] = lambda runtime, shard: ()
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -96,11 +105,10 @@ class Runtime:
     def __init__(self, spec: ServiceSpec, config: Config) -> None:
         self.spec = spec
         self.config = config
-        self.shard_map = config.shard_map()
-        self.shards = config.served()
+        self.directory = ShardDirectory(config)
         self.notify_channel = f"{spec.name}_events"
         self.store = EventStore(self.notify_channel)
-        self.pools = ShardPools(config, spec.name)
+        self.pools = ShardPools(config, spec.name, dsn_of=self.dsn_of)
         self.replicas = Replicas(config, spec.name, self.pools)
         self.cache = Cache(
             config.redis_url, hot_ttl=config.cache_hot_ttl_seconds, warm_ttl=config.cache_warm_ttl_seconds
@@ -110,12 +118,36 @@ class Runtime:
         self.server: GrpcServer | None = None
         self.relays: dict[int, Relay] = {}
         self.consumers: list[ProjectionConsumer] = []
+        self._registry_changed = asyncio.Event()
+        self._projections: Sequence[Projection] = ()
+        self._after_commit: AfterCommit | None = None
         self.monitor = Monitor(self)
         self.supervisor = Supervisor(
             spec.name,
             grace_seconds=config.loop_grace_seconds,
             backoff=Backoff(cap=config.loop_backoff_max_seconds),
         )
+
+    # -- the shards --------------------------------------------------------------------------
+    @property
+    def shard_map(self) -> ShardMap:
+        """The live map (the directory's newest version): read on each use, never kept."""
+        return self.directory.current
+
+    @property
+    def shards(self) -> list[int]:
+        """The shards this instance serves now: those whose pool is open."""
+        return self.pools.shards
+
+    def wanted_shards(self) -> list[int]:
+        """The shards this instance should serve: CHECKOUT_SERVED_SHARDS, or every registered one."""
+        registered = self.directory.shards
+        if self.config.served_shards:
+            return sorted(s for s in self.config.served_shards if s in registered)
+        return sorted(registered)
+
+    def dsn_of(self, shard: int) -> str:
+        return self.directory.shards[shard].dsn
 
     # -- routing -----------------------------------------------------------------------------
     def shard_of(self, any_id: uuid.UUID) -> int:
@@ -129,7 +161,7 @@ class Runtime:
         return self.pools[shard]
 
     def _served(self, shard: int) -> int:
-        if shard not in self.shards:
+        if shard not in self.pools:  # on every request: no sorted list of the shards
             raise Unavailable(f"shard {shard} is not served by this {self.spec.name} instance")
         return shard
 
@@ -141,8 +173,9 @@ class Runtime:
         return self.pools[shard]
 
     def _known(self, shard: int) -> int:
-        if shard not in self.config.shards:
-            raise InvalidArgument.field("shard", f"must be between 0 and {self.config.shard_count - 1}")
+        if shard not in self.directory.shards:
+            known = ", ".join(str(s) for s in sorted(self.directory.shards))
+            raise InvalidArgument.field("shard", f"must be a registered shard ({known})")
         return shard
 
     async def read(self, role: Role, any_id: uuid.UUID, query: Callable[[Connection], Awaitable[T]]) -> T:
@@ -174,12 +207,17 @@ class Runtime:
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def migrate(self) -> None:
-        await migrate(self.config, self.spec.name, self.spec.service_dir, self.shards)
-        await self.pools.open(self.shards)
+        """Reads the shard registry, then migrates and opens every shard this instance serves."""
+        await self.directory.open()
+        shards = self.wanted_shards()
+        await migrate(self.config, self.spec.name, self.spec.service_dir, shards, dsn_of=self.dsn_of)
+        await self.pools.open(shards)
         await self.ensure_partitions()
 
-    async def ensure_partitions(self) -> None:
-        for _, pool in self.pools.items():
+    async def ensure_partitions(self, shards: Sequence[int] | None = None) -> None:
+        for shard, pool in self.pools.items():
+            if shards is not None and shard not in shards:
+                continue
             async with pool.acquire() as conn:
                 for table in (EVENTS_TABLE, *self.spec.partitioned):
                     await ensure_partitions(conn, table, ahead=self.config.partitions_ahead_months)
@@ -250,50 +288,22 @@ class Runtime:
         )
         self.js = self.nc.jetstream()
         await ensure_stream(self.js, self.config.stream_name, self.config.subject_prefix)
-        for shard, pool in self.pools.items():
-            relay = Relay(
-                pool,
-                self.js,
-                schema=self.spec.name,
-                shard=shard,
-                notify_channel=self.notify_channel,
-                subject_prefix=self.config.subject_prefix,
-                poll_seconds=self.config.relay_poll_seconds,
-            )
-            self.relays[shard] = relay
-            self._spawn(relay.run, f"relay-s{shard}")
-        after_commit = self.spec.after_commit(self)
-        for projection in self.spec.projections(self):
-            for shard, pool in self.pools.items():
-                consumer = ProjectionConsumer(
-                    pool,
-                    self.js,
-                    projection,
-                    service=self.spec.name,
-                    shard=shard,
-                    stream=self.config.stream_name,
-                    subject_prefix=self.config.subject_prefix,
-                    after_commit=after_commit,
-                    max_attempts=self.config.consumer_max_attempts,
-                    retry_seconds=self.config.consumer_retry_seconds,
-                    ack_wait_seconds=self.config.consumer_ack_wait_seconds,
-                    dead_letter_slot=self.shard_map.slots_of(shard)[0].start,
-                )
-                self.consumers.append(consumer)
-                self._spawn(consumer.run, consumer.durable)
+        self._projections = self.spec.projections(self)
+        self._after_commit = self.spec.after_commit(self)
+        for shard in self.shards:
+            self._start_shard(shard)
         self._spawn(self._partition_upkeep, "partition-upkeep")
         self._spawn(self.pools.recycle, "pool-recycler")
         self._spawn(self.monitor.run, "monitor")
         for loop in self.spec.background(self):
             self._spawn(loop.factory, loop.name)
+        self.directory.subscribe(self._directory_changed)
+        self._spawn(self.directory.run, "shard-directory")
+        self._spawn(self._join_shards, "shard-joiner")
         self.server = GrpcServer(
             self.config.grpc_address(self.spec.name),
             [],
-            probes=[
-                *(self._db_probe(pool) for _, pool in self.pools.items()),
-                self._nats_probe,
-                self.supervisor.probe,
-            ],
+            probes=[self._db_probe, self._nats_probe, self.supervisor.probe],
             trailers=self._trailers,
         )
         self.server.service_names = [
@@ -302,15 +312,87 @@ class Runtime:
         ]
         await self.server.start(self.config.health_interval_seconds)
 
-    def _db_probe(self, pool: asyncpg.Pool) -> Callable[[], Awaitable[bool]]:
-        async def probe() -> bool:
-            try:
-                async with asyncio.timeout(2):
-                    return bool(await pool.fetchval("SELECT 1") == 1)
-            except (asyncpg.PostgresError, OSError, TimeoutError, asyncpg.InterfaceError):
-                return False
+    def _start_shard(self, shard: int) -> None:
+        """The loops of one served shard: its relay, a consumer per projection, the service's own."""
+        assert self.js is not None
+        pool = self.pools[shard]
+        relay = Relay(
+            pool,
+            self.js,
+            schema=self.spec.name,
+            shard=shard,
+            notify_channel=self.notify_channel,
+            subject_prefix=self.config.subject_prefix,
+            poll_seconds=self.config.relay_poll_seconds,
+        )
+        self.relays[shard] = relay
+        self._spawn(relay.run, f"relay-s{shard}")
+        slots = self.shard_map.slots_of(shard)
+        for projection in self._projections:
+            consumer = ProjectionConsumer(
+                pool,
+                self.js,
+                projection,
+                service=self.spec.name,
+                shard=shard,
+                stream=self.config.stream_name,
+                subject_prefix=self.config.subject_prefix,
+                after_commit=self._after_commit,
+                max_attempts=self.config.consumer_max_attempts,
+                retry_seconds=self.config.consumer_retry_seconds,
+                ack_wait_seconds=self.config.consumer_ack_wait_seconds,
+                # A shard that owns no slots yet parks under the event's own slot.
+                dead_letter_slot=slots[0].start if slots else None,
+            )
+            self.consumers.append(consumer)
+            self._spawn(consumer.run, consumer.durable)
+        for loop in self.spec.shard_background(self, shard):
+            self._spawn(loop.factory, loop.name)
 
-        return probe
+    async def _directory_changed(self, _: ShardMap) -> None:
+        self._registry_changed.set()
+
+    async def _join_shards(self) -> None:
+        """Until cancelled: serves each shard registered after start (migrations, pool,
+        partitions, loops). Run supervised: a new shard that cannot be reached is tried again,
+        and past the grace the service says NOT_SERVING rather than serve part of the platform."""
+        while True:
+            for shard in self.wanted_shards():
+                if shard not in self.shards:
+                    await self.join_shard(shard)
+            await self._registry_changed.wait()
+            self._registry_changed.clear()
+
+    async def join_shard(self, shard: int) -> None:
+        dsn = self.dsn_of(shard)
+        applied = await upgrade_shard(dsn, self.spec.name, self.spec.service_dir)
+        await self.pools.open([shard])
+        try:
+            await self.ensure_partitions([shard])
+        except BaseException:
+            await self.pools.discard(shard)  # not served until all of it is ready; tried again
+            raise
+        self._start_shard(shard)
+        log.info(
+            "%s serving shard %d (%s) from now on; migrations applied: %s",
+            self.spec.name,
+            shard,
+            redact_dsn(dsn),
+            ", ".join(applied) or "none",
+        )
+
+    async def _db_probe(self) -> bool:
+        """Every served shard's primary answers."""
+
+        async def one(pool: asyncpg.Pool) -> bool:
+            return bool(await pool.fetchval("SELECT 1") == 1)
+
+        try:
+            async with asyncio.timeout(2):
+                answers = await asyncio.gather(*(one(pool) for _, pool in self.pools.items()))
+        except (asyncpg.PostgresError, OSError, TimeoutError, asyncpg.InterfaceError):
+            return False
+        return all(answers)
 
     async def _trailers(self, ledger: consistency.Ledger) -> list[tuple[str, str]]:
         """A write's consistency token (each shard primary's position after the commit), and the
@@ -345,6 +427,7 @@ class Runtime:
         await self.cache.close()
         await self.replicas.close()
         await self.pools.close()
+        await self.directory.close()
 
 
 def main(spec: ServiceSpec, argv: Sequence[str] | None = None, prog: str | None = None) -> None:
@@ -364,6 +447,7 @@ def main(spec: ServiceSpec, argv: Sequence[str] | None = None, prog: str | None 
         async def run_migrations() -> None:
             await runtime.migrate()
             await runtime.pools.close()
+            await runtime.directory.close()
 
         asyncio.run(run_migrations())
         return

@@ -80,3 +80,18 @@ class ShardMap:
 
     def slot_count_of(self, shard: int) -> int:
         return sum(r.end - r.start for r in self.slots_of(shard))
+
+    def reassign(self, start: int, end: int, shard: int) -> ShardMap:
+        """The same map with slots [start, end) on `shard`, neighbouring ranges of one shard
+        merged; the version is unchanged (publishing a map is what gives it its next one)."""
+        if not 0 <= start < end <= SLOT_COUNT:
+            raise ValueError(f"slot range [{start}, {end}) is not within 0..{SLOT_COUNT}")
+        owners = [self.shard_for_slot(s) for s in range(SLOT_COUNT)]
+        owners[start:end] = [shard] * (end - start)
+        ranges: list[SlotRange] = []
+        for slot, owner in enumerate(owners):
+            if ranges and ranges[-1].shard == owner:
+                ranges[-1] = SlotRange(ranges[-1].start, slot + 1, owner)
+            else:
+                ranges.append(SlotRange(slot, slot + 1, owner))
+        return ShardMap(self.version, tuple(ranges))

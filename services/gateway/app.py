@@ -110,7 +110,7 @@ def create_app(config: Config) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if not await state.cache.ping():
             log.warning("Redis at %s is unreachable; serving without the cache", config.redis_url)
-        state.start()
+        await state.start()
         try:
             yield
         finally:

@@ -8,23 +8,29 @@ carries its owner's slot (libs/common/ids.py), so the shard is known without a l
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import asyncpg
 import grpc
 from checkout.analytics.v1 import analytics_pb2_grpc
 from checkout.customer.v1 import customer_pb2_grpc
 from checkout.invoice.v1 import invoice_pb2_grpc
 from checkout.merchant.v1 import merchant_pb2_grpc
+from checkout.ops.v1 import ops_pb2_grpc
 from grpc_health.v1 import health_pb2_grpc
 
 from libs.common import ids
 from libs.common.config import SERVICES, Config
 from libs.common.context import REPLAYED_METADATA
+from libs.common.shardmap import ShardMap
+from libs.common.shardstore import ShardDirectory
 from services.gateway.context import CallContext
 from services.gateway.errors import from_grpc
 
+log = logging.getLogger("checkout.gateway")
 DEADLINE_SECONDS = 10.0
 
 Req = TypeVar("Req")
@@ -35,7 +41,9 @@ Stub = TypeVar("Stub")
 class Backends:
     def __init__(self, config: Config, *, deadline: float = DEADLINE_SECONDS) -> None:
         self.config = config
-        self.shard_map = config.shard_map()
+        # The live shard map and registry (libs/common/shardstore.py); until it has been read,
+        # the configuration's, which is version 1.
+        self.directory = ShardDirectory(config)
         self.deadline = deadline
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._stubs: dict[tuple[Callable[..., Any], str], Any] = {}
@@ -45,6 +53,18 @@ class Backends:
         if stub is None:
             stub = self._stubs[(make, address)] = make(self.channel(address))
         return stub
+
+    @property
+    def shard_map(self) -> ShardMap:
+        return self.directory.current
+
+    async def open(self) -> None:
+        """Reads the shard map; a control database not reachable (or not yet created by the
+        services) leaves the configuration's view, and the directory's loop tries again."""
+        try:
+            await self.directory.refresh()
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError) as error:
+            log.warning("shard map not read at start, routing by the configuration's: %s", error)
 
     def channel(self, address: str) -> grpc.aio.Channel:
         channel = self._channels.get(address)
@@ -61,7 +81,8 @@ class Backends:
         return self.shard_map.shard_for_slot(ids.slot_of(value))
 
     def shards(self) -> list[int]:
-        return sorted({r.shard for r in self.shard_map.ranges})
+        """Every registered shard, also one that owns no slots yet (it is served all the same)."""
+        return sorted({r.shard for r in self.shard_map.ranges} | set(self.directory.shards))
 
     def addresses(self) -> dict[str, list[tuple[str, int]]]:
         """Every distinct address, with the (service, shard) pairs it serves."""
@@ -85,6 +106,9 @@ class Backends:
 
     def analytics(self, shard: int) -> analytics_pb2_grpc.AnalyticsServiceAsyncStub:
         return self._stub(analytics_pb2_grpc.AnalyticsServiceStub, self.address("analytics", shard))
+
+    def ops(self, service: str, shard: int) -> ops_pb2_grpc.OpsServiceAsyncStub:
+        return ops_pb2_grpc.OpsServiceStub(self.channel(self.address(service, shard)))
 
     def health(self, address: str) -> health_pb2_grpc.HealthStub:
         return self._stub(health_pb2_grpc.HealthStub, address)
@@ -132,3 +156,4 @@ class Backends:
         self._stubs.clear()
         for channel in channels:
             await channel.close(grace)
+        await self.directory.close()

@@ -64,11 +64,14 @@ class GatewayState:
             public_url=config.public_url(),
         )
 
-    def start(self) -> None:
-        """The background work: hearing revocations, and writing key use in batches."""
+    async def start(self) -> None:
+        """The shard map read, then the background work: hearing revocations, writing key use in
+        batches, and keeping the shard map fresh."""
+        await self.backends.open()
         self._tasks = [
             asyncio.create_task(self.listener.run(), name="gateway-listener"),
             asyncio.create_task(self.keys.touch_loop(), name="gateway-key-touches"),
+            asyncio.create_task(self.backends.directory.run(), name="gateway-shard-directory"),
         ]
 
     async def close(self) -> None:

@@ -39,7 +39,7 @@ async def expire_invoices(runtime: Runtime) -> None:
 async def watch_evm(runtime: Runtime, network_name: str) -> None:
     network = runtime.config.network(network_name)
     assert network is not None
-    positions = ChainPositions([pool for _, pool in runtime.pools.items()], network.name)
+    positions = ChainPositions(lambda: [pool for _, pool in runtime.pools.items()], network.name)
     rpc = EvmRpc(network.node_url)
     try:
         await EvmWatcher(network, ledger_of(runtime), rpc, positions).run()

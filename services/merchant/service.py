@@ -30,7 +30,11 @@ SPEC = ServiceSpec(
     register=register,
     projections=lambda runtime: [InvoiceEvents(feed_of(runtime))],
     after_commit=after_commit,
-    background=lambda runtime: [*dispatcher_of(runtime).loops(), *feed_of(runtime).loops()],
+    background=lambda runtime: dispatcher_of(runtime).loops(),
+    shard_background=lambda runtime, shard: [
+        *dispatcher_of(runtime).shard_loops(shard),
+        *feed_of(runtime).shard_loops(shard),
+    ],
     # Keys, merchants and webhooks are read from the primary: a revoke or an edit counts at once.
     replica_reads=False,
 )

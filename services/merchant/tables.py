@@ -11,6 +11,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     ForeignKey,
     Index,
@@ -295,4 +296,16 @@ event_feed = Table(
     UniqueConstraint("merchant_id", "event_id"),  # a redelivered or replayed event is recorded once
     Index("idx_event_feed_type", "merchant_id", "event_type", "sequence"),
     Index("idx_event_feed_recorded", "recorded_at"),
+)
+
+# Contact emails claimed by merchant ids (libs/common/placement.py): one row per email, on the
+# shard of the email's slot, which keeps contact emails unique platform-wide also for merchants
+# placed by tier on other shards. `slot` is the email's slot (what a slot move selects by).
+email_claims = Table(
+    "email_claims",
+    metadata,
+    Column("email", Text, primary_key=True),
+    Column("merchant_id", UUID(as_uuid=True), nullable=False),
+    Column("slot", Integer, CheckConstraint("slot >= 0 AND slot < 4096"), nullable=False),
+    Column("claimed_at", TIMESTAMPTZ, nullable=False, server_default=func.now()),
 )

@@ -2,12 +2,15 @@
 
 Written to every shard this process serves (each shard's `chain_blocks`), so whichever shards
 a restarted process serves, it finds a position; it resumes from the lowest one among them, and
-re-reading a block is harmless because the ledger records each payment once.
+re-reading a block is harmless because the ledger records each payment once. The shards are
+asked for on each use: one the process begins to serve while it runs (registered by an operator)
+is written from then on, and until it holds a position the others' positions stand for it (its
+invoices, moved in from another shard, were watched there).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -24,14 +27,18 @@ class Block:
 
 
 class ChainPositions:
-    def __init__(self, pools: Sequence[asyncpg.Pool], network: str) -> None:
-        if not pools:
+    def __init__(self, pools: Callable[[], Sequence[asyncpg.Pool]], network: str) -> None:
+        if not pools():
             raise ValueError("a watcher needs at least one shard to keep its position in")
-        self.pools = list(pools)
+        self._pools = pools
         self.network = network
 
+    @property
+    def pools(self) -> Sequence[asyncpg.Pool]:
+        return self._pools()
+
     async def head(self) -> Block | None:
-        """The lowest of the shards' latest processed blocks (None: never ran)."""
+        """The lowest of the shards' latest processed blocks (None: none has one, never ran)."""
         heads = []
         for pool in self.pools:
             row = await pool.fetchrow(
@@ -39,10 +46,9 @@ class ChainPositions:
                    WHERE network = $1 ORDER BY block_number DESC LIMIT 1""",
                 self.network,
             )
-            if row is None:
-                return None
-            heads.append(Block(row["block_number"], row["block_hash"], row["parent_hash"]))
-        return min(heads, key=lambda b: b.number)
+            if row is not None:
+                heads.append(Block(row["block_number"], row["block_hash"], row["parent_hash"]))
+        return min(heads, key=lambda b: b.number, default=None)
 
     async def hash_at(self, number: int) -> str | None:
         return await self.pools[0].fetchval(  # type: ignore[no-any-return]

@@ -113,10 +113,8 @@ class Feed:
             )
 
     # -- upkeep ---------------------------------------------------------------------------------
-    def loops(self) -> list[Loop]:
-        return [
-            Loop(f"event-feed-retention-s{shard}", self._retention_loop(shard)) for shard in self.rt.shards
-        ]
+    def shard_loops(self, shard: int) -> list[Loop]:
+        return [Loop(f"event-feed-retention-s{shard}", self._retention_loop(shard))]
 
     def _retention_loop(self, shard: int) -> LoopFactory:
         async def run() -> None:

@@ -174,8 +174,9 @@ class Dispatcher:
         self.mailer = Mailer(config.smtp_url, config.smtp_from)
         # Built here, at start-up, so a missing or malformed key stops the service at once.
         self.vault = SecretVault(config.webhook_secret_keys)
-        self._webhook_wake = {shard: asyncio.Event() for shard in runtime.shards}
-        self._mail_wake = {shard: asyncio.Event() for shard in runtime.shards}
+        # One per shard whose senders run (a shard added while the service runs gets its own).
+        self._webhook_wake: dict[int, asyncio.Event] = {}
+        self._mail_wake: dict[int, asyncio.Event] = {}
         # trust_env=False: a proxy from the environment would connect on our behalf to whatever
         # the name resolves to *there*, bypassing the address check.
         self.client = httpx.AsyncClient(trust_env=False, follow_redirects=False, http2=False)
@@ -200,20 +201,21 @@ class Dispatcher:
 
     # -- the loops ------------------------------------------------------------------------------
     def loops(self) -> list[Loop]:
-        """The sender loops (run supervised by the service runtime) and the client's closer."""
-        loops: list[Loop] = []
-        for shard in self.rt.shards:
-            for what, wake, one_round in (
-                ("webhooks", self._webhook_wake[shard], self._webhook_round),
-                ("notifications", self._mail_wake[shard], self._mail_round),
-            ):
-                loops.append(
-                    Loop(
-                        f"{what}-sender-s{shard}", functools.partial(self._loop, shard, wake, one_round, what)
-                    )
-                )
-        loops.append(Loop("webhook-client", self._close_on_stop))
-        return loops
+        """The client's closer (run supervised by the service runtime, as the senders are)."""
+        return [Loop("webhook-client", self._close_on_stop)]
+
+    def shard_loops(self, shard: int) -> list[Loop]:
+        """The shard's two sender loops: webhooks and notifications."""
+        wakes = (
+            self._webhook_wake.setdefault(shard, asyncio.Event()),
+            self._mail_wake.setdefault(shard, asyncio.Event()),
+        )
+        return [
+            Loop(f"{what}-sender-s{shard}", functools.partial(self._loop, shard, wake, one_round, what))
+            for what, wake, one_round in zip(
+                ("webhooks", "notifications"), wakes, (self._webhook_round, self._mail_round), strict=True
+            )
+        ]
 
     async def _close_on_stop(self) -> None:
         try:
