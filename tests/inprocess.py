@@ -197,7 +197,7 @@ async def database_down(spec: ServiceSpec, config: Config) -> AsyncIterator[Runt
     )
     runtime = Runtime(spec, dead)
     try:
-        await runtime.pools.open(runtime.shards)
+        await runtime.pools.open(runtime.wanted_shards())
         yield runtime
     finally:
         await runtime.stop()

@@ -56,7 +56,7 @@ async def test_a_shard_that_does_not_exist_is_invalid_and_one_served_elsewhere_u
     missing = await analytics.call("GetShardView", pb.GetShardViewRequest(shard=config.shard_count))
     assert missing.code == grpc.StatusCode.INVALID_ARGUMENT
     assert missing.violations() == [
-        FieldViolation("shard", f"must be between 0 and {config.shard_count - 1}")
+        FieldViolation("shard", f"must be a registered shard ({', '.join(map(str, config.shards))})")
     ]
 
     elsewhere = await analytics.call("GetShardView", pb.GetShardViewRequest(shard=1))

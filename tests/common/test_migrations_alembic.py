@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy.exc
 from alembic.script import ScriptDirectory
 
+from libs.common import ids
 from libs.common.config import Config
 from libs.common.db import migrate_shard, migrations_for
 from libs.common.schema import alembic_config, migrate, upgrade_shard
@@ -111,7 +112,13 @@ async def test_a_database_made_by_todays_migrations_keeps_its_rows_and_gets_what
 
         applied = await upgrade_shard(dsn, schema, service)
 
-        assert applied == ["1003_invoices_cancel", "1004_webhook_secrets", "1005_event_feed", "0001_baseline"]
+        assert applied == [
+            "1003_invoices_cancel",
+            "1004_webhook_secrets",
+            "1005_event_feed",
+            "0001_baseline",
+            "0002_email_claims",
+        ]
         assert await conn.fetchval("SELECT business_name FROM merchants WHERE id = $1", merchant_id) == "Old"
         # The SQL migrations it lacked ran as they always did, data migrations included.
         assert await conn.fetchval("SELECT permissions FROM api_keys") == [
@@ -119,9 +126,15 @@ async def test_a_database_made_by_todays_migrations_keeps_its_rows_and_gets_what
             "invoices:cancel",
         ]
         assert await conn.fetchval("SELECT count(*) FROM event_feed") == 0
+        # The first revision's data migration: the merchant's email claimed in its id's slot.
+        claim = await conn.fetchrow(
+            "SELECT merchant_id, slot FROM email_claims WHERE email = 'old@shop.test'"
+        )
+        assert claim is not None and claim["merchant_id"] == merchant_id
+        assert claim["slot"] == ids.slot_of(merchant_id)
     finally:
         await conn.close()
-    assert await revision_of(dsn, schema) == "0001_baseline"
+    assert await revision_of(dsn, schema) == "0002_email_claims"
     assert await upgrade_shard(dsn, schema, service) == []
 
 
