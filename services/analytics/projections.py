@@ -61,18 +61,27 @@ class DailyMetricsProjection:
     reset_sql = "TRUNCATE daily_metrics, paid_invoices"  # for `libs.common.consumer.rebuild`
 
     async def apply(self, conn: Connection, event: Envelope) -> None:
-        message = event.message()
-        if isinstance(message, STATUS_MESSAGES):
-            await self._status(conn, event, message)
-            return
-        if not isinstance(message, invoice_events.InvoiceCreated):
-            return
-        created_at = datetime_of(message.created_at) if message.HasField("created_at") else event.occurred_at
-        day = created_at.astimezone(dt.UTC).date()
-        total = amount_of(message.total, "total")
-        currency = currency_of(message.currency)
-        await repository.ensure_partition(conn, day)
-        await repository.count_created(conn, uuid.UUID(message.merchant_id), day, currency, total)
+        await self.apply_batch(conn, [event])
+
+    async def apply_batch(self, conn: Connection, events: Sequence[Envelope]) -> None:
+        """The status events one by one, in order (each reads its invoice's paid_invoices row),
+        and the batch's invoice.created summed per (merchant, day, currency) into one upsert:
+        every change to daily_metrics adds to its sums and recomputes the rate from them, so the
+        order of the additions does not change the rows."""
+        created: list[tuple[uuid.UUID, dt.date, str, Decimal]] = []
+        for event in events:
+            message = event.message()
+            if isinstance(message, STATUS_MESSAGES):
+                await self._status(conn, event, message)
+            elif isinstance(message, invoice_events.InvoiceCreated):
+                at = datetime_of(message.created_at) if message.HasField("created_at") else event.occurred_at
+                day = at.astimezone(dt.UTC).date()
+                total = amount_of(message.total, "total")
+                created.append((uuid.UUID(message.merchant_id), day, currency_of(message.currency), total))
+        if created:
+            for day in sorted({day for _, day, _, _ in created}):
+                await repository.ensure_partition(conn, day)
+            await repository.count_created_many(conn, created)
 
     async def _status(
         self,
