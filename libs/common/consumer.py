@@ -54,7 +54,10 @@ class Projection(Protocol):
 
     A projection whose `apply` only calls `conn.execute` and ignores what it returns may say so
     with a class attribute `writes_only = True`: a batch's statements are then sent in runs of the
-    same SQL with `executemany` (pipelined, one round trip per run) instead of one by one."""
+    same SQL with `executemany` (pipelined, one round trip per run) instead of one by one.
+
+    A batched projection (`writes_only`, `BatchProjection`) gets a span and a request context
+    only for the events whose trace is sampled; the others get one for every event."""
 
     name: str
     event_types: Sequence[str]
@@ -258,11 +261,7 @@ class ProjectionConsumer:
         trace of the request that wrote the event: from the relay's publish span in the message's
         headers, or (a redelivery without them, a retried dead letter) the writer's context in
         the event's metadata."""
-        carrier = (
-            dict(headers)
-            if headers and "traceparent" in headers
-            else {k: str(v) for k, v in (event.metadata.get("trace") or {}).items()}
-        )
+        carrier = _carrier(event, headers)
         token = context.use(
             context.RequestContext(
                 request_id=str(event.metadata.get("request_id") or ""),
@@ -274,7 +273,7 @@ class ProjectionConsumer:
         try:
             with tracer.start_as_current_span(
                 f"consume {event.type}",
-                context=telemetry.extract(carrier),
+                context=telemetry.extract(dict(carrier)),
                 kind=trace.SpanKind.CONSUMER,
                 attributes={
                     "messaging.system": "nats",
@@ -287,30 +286,6 @@ class ProjectionConsumer:
                 yield
         finally:
             context.reset(token)
-
-    @contextlib.contextmanager
-    def _batch_context(self, fresh: Sequence[tuple[Envelope, Mapping[str, str] | None]]) -> Iterator[None]:
-        """One span for a batch applied by `apply_batch`, linked to the publish span of each of
-        its events that was traced (OpenTelemetry's shape for a batch consumed at once)."""
-        links = []
-        for _, headers in fresh:
-            if headers and "traceparent" in headers:
-                parent = trace.get_current_span(telemetry.extract(dict(headers))).get_span_context()
-                if parent.is_valid:
-                    links.append(trace.Link(parent))
-        with tracer.start_as_current_span(
-            "consume batch",
-            kind=trace.SpanKind.CONSUMER,
-            links=links,
-            attributes={
-                "messaging.system": "nats",
-                "messaging.operation.type": "process",
-                "messaging.consumer.group.name": self.durable,
-                "messaging.batch.message_count": len(fresh),
-                "checkout.projection": self.projection.name,
-            },
-        ):
-            yield
 
     async def handle(self, msg: Msg) -> bool:
         """Applies one message in its own transaction; returns whether it changed the read model.
@@ -389,14 +364,23 @@ class ProjectionConsumer:
                     new.discard(event.id)  # not applied before, nor earlier in this batch
                     fresh.append((event, sent))
             apply_batch = getattr(self.projection, "apply_batch", None)
-            if apply_batch is not None and fresh:
-                with self._batch_context(fresh):
-                    await apply_batch(conn, [event for event, _ in fresh])
+            writes_only = getattr(self.projection, "writes_only", False)
+            if apply_batch is None and not writes_only:
+                for event, sent in fresh:
+                    with self._context(event, sent):
+                        await self.projection.apply(conn, event)
                 return len(fresh)
-            writes = _Writes(conn) if getattr(self.projection, "writes_only", False) else None
+            # A batched projection makes spans only for traced events: with none of them the
+            # whole batch goes at once (a span and a request context per event cost as much as
+            # the writes); a traced one is applied with its span, and its SQL under it.
+            traced = [telemetry.sampled(_carrier(event, sent)) for event, sent in fresh]
+            if apply_batch is not None and not any(traced):
+                await apply_batch(conn, [event for event, _ in fresh])
+                return len(fresh)
+            writes = _Writes(conn) if writes_only else None
             target = cast(Connection, writes) if writes is not None else conn
-            for event, sent in fresh:
-                with self._context(event, sent):
+            for (event, sent), spanned in zip(fresh, traced, strict=True):
+                with self._context(event, sent) if spanned else contextlib.nullcontext():
                     await self.projection.apply(target, event)
             if writes is not None:
                 await writes.flush()
@@ -503,6 +487,14 @@ class ProjectionConsumer:
         finally:
             with contextlib.suppress(Exception):  # NATS may be the reason we are stopping
                 await pull.stop()
+
+
+def _carrier(event: Envelope, headers: Mapping[str, str] | None) -> Mapping[str, str]:
+    """The trace context an event is applied in: the relay's publish span from the message's
+    headers or, without them (a redelivery, a retried dead letter), the writer's from its metadata."""
+    if headers and "traceparent" in headers:
+        return headers
+    return {k: str(v) for k, v in (event.metadata.get("trace") or {}).items()}
 
 
 @dataclass(frozen=True)

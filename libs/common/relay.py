@@ -388,7 +388,7 @@ class _Window:
                 topic = subjects.get(event.type)
                 if topic is None:
                     topic = subjects[event.type] = subject(relay.subject_prefix, relay.shard, event.type)
-                if _sampled(event.headers):
+                if telemetry.sampled(event.headers):
                     future = await relay._publish_traced(topic, event)
                 else:
                     future = await relay.js.publish_async(topic, event.payload, headers=event.headers)
@@ -406,16 +406,6 @@ class _Window:
         # A failed window leaves acks that will never come; cancelling frees their slots.
         for future in self.in_flight:
             future.cancel()
-
-
-def _sampled(headers: dict[str, str]) -> bool:
-    """Whether the request that wrote the event is traced (the sampled bit of its traceparent's
-    flags): only then is its publish worth a span, and the relay publishes thousands a second."""
-    parent = headers.get("traceparent", "")
-    try:
-        return len(parent) == 55 and bool(int(parent[-2:], 16) & 1)
-    except ValueError:
-        return False
 
 
 def _lost(conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record]) -> bool:
