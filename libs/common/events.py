@@ -13,6 +13,8 @@ from checkout.merchant.v1 import events_pb2 as merchant_events
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
+from libs.common import protojson
+
 EVENT_TYPES: dict[str, type[Message]] = {
     "merchant.created": merchant_events.MerchantCreated,
     "merchant.updated": merchant_events.MerchantUpdated,
@@ -95,6 +97,4 @@ def encode(message: Message) -> dict[str, Any]:
 
 
 def decode(event_type: str, data: dict[str, Any]) -> Message:
-    message = EVENT_TYPES[event_type]()
-    json_format.ParseDict(data, message, ignore_unknown_fields=True)
-    return message
+    return protojson.parse(data, EVENT_TYPES[event_type]())
