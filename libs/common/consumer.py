@@ -102,6 +102,8 @@ class _Writes:
         raise AttributeError(f"a writes_only projection may only call execute(), not {name}()")
 
 
+# Run after each event's commit, before its ack. One whose work for a batch is less than for its
+# events one by one may also have `after_batch(events)`, run once after a batch's commit instead.
 AfterCommit = Callable[[Envelope], Awaitable[None]]
 # How long past its expiry a pull request may stay silent before it is taken for lost (a reconnect
 # drops the server's side of it) and asked for again.
@@ -327,6 +329,17 @@ class ProjectionConsumer:
             return
         self.applied += fresh
         self._observe_lag(events)
+        after_batch = getattr(self.after_commit, "after_batch", None)
+        if after_batch is not None:
+            try:
+                await after_batch(events)
+            except Exception as error:  # as below, for the whole batch
+                for msg in messages:
+                    await self._failed(msg, error)
+                return
+            for msg in messages:
+                await msg.ack()
+            return
         for msg, event in zip(messages, events, strict=True):
             try:
                 if self.after_commit:
