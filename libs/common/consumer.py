@@ -19,19 +19,23 @@ reports them instead of aborting.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
 import asyncpg
+import nats.js.errors
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StatusCode
 from nats.js.errors import NotFoundError
 from opentelemetry import trace
 
@@ -50,12 +54,25 @@ class Projection(Protocol):
 
     A projection whose `apply` only calls `conn.execute` and ignores what it returns may say so
     with a class attribute `writes_only = True`: a batch's statements are then sent in runs of the
-    same SQL with `executemany` (pipelined, one round trip per run) instead of one by one."""
+    same SQL with `executemany` (pipelined, one round trip per run) instead of one by one.
+
+    A batched projection (`writes_only`, `BatchProjection`) gets a span and a request context
+    only for the events whose trace is sampled; the others get one for every event."""
 
     name: str
     event_types: Sequence[str]
 
     async def apply(self, conn: Connection, event: Envelope) -> None: ...
+
+
+class BatchProjection(Projection, Protocol):
+    """A projection that can also apply a consumer's batch at once, in a few statements for the
+    whole batch instead of some per event. `apply_batch(conn, events)` must leave the read model
+    as `apply` of each event in turn would (the rebuild and the one-by-one retry of a failed
+    batch use `apply`); it runs in the consumer's transaction, the events in stream order and
+    none of them applied before."""
+
+    async def apply_batch(self, conn: Connection, events: Sequence[Envelope]) -> None: ...
 
 
 class _Writes:
@@ -85,10 +102,91 @@ class _Writes:
         raise AttributeError(f"a writes_only projection may only call execute(), not {name}()")
 
 
+# Run after each event's commit, before its ack. One whose work for a batch is less than for its
+# events one by one may also have `after_batch(events)`, run once after a batch's commit instead.
 AfterCommit = Callable[[Envelope], Awaitable[None]]
-# How long the second half of a fetch may take to say what else is available (it answers at once
-# unless the server is slow; nothing waits this long when messages are there).
-FOLLOW_UP_FETCH_SECONDS = 0.05
+# How long past its expiry a pull request may stay silent before it is taken for lost (a reconnect
+# drops the server's side of it) and asked for again.
+LOST_REQUEST_GRACE_SECONDS = 1.0
+
+
+class _Pull:
+    """The durable's messages as they arrive. One pull request for up to `batch` messages is kept
+    open on the server and asked for again as soon as it is used up or expires; `next()` returns
+    whatever has arrived the moment there is one message, and asks for the next batch before the
+    caller applies this one, so the server sends it meanwhile.
+
+    nats-py's `fetch(n)` cannot do this: after a no-wait probe that finds nothing it waits for all
+    n messages or its timeout, so a trickle of events sat in each fetch for its whole timeout (the
+    follow-up fetch it needed was 50 ms of every event's projection lag). The request is the
+    JetStream API's own (`CONSUMER.MSG.NEXT` with the reply going to our inbox); nats-py keeps the
+    connection and the API prefix only on private attributes."""
+
+    def __init__(
+        self, js: JetStreamContext, stream: str, durable: str, *, batch: int, expires: float
+    ) -> None:
+        self._nc = js._nc
+        self._subject = f"{js._prefix}.CONSUMER.MSG.NEXT.{stream}.{durable}"
+        self._inbox = self._nc.new_inbox()
+        self._request = json.dumps({"batch": batch, "expires": int(expires * 1e9)}).encode()
+        self._batch, self._expires = batch, expires
+        self._arrived: deque[Msg] = deque()
+        self._woken = asyncio.Event()
+        self._open = 0  # messages the open request may still bring; 0: none is open
+        self._asked_at = 0.0
+        self._failure: Msg | None = None
+        self._sub: Subscription | None = None
+
+    async def start(self) -> None:
+        self._sub = await self._nc.subscribe(self._inbox, cb=self._received)
+
+    async def _received(self, msg: Msg) -> None:
+        status = JetStreamContext.is_status_msg(msg)
+        if status is None:
+            self._arrived.append(msg)
+            self._open = max(0, self._open - 1)
+        elif status == StatusCode.CONTROL_MESSAGE:
+            return
+        else:
+            # 408: the request expired; anything else (409 consumer deleted, ...) is raised by
+            # next(), and the supervisor starts the consumer afresh.
+            self._open = 0
+            if status != StatusCode.REQUEST_TIMEOUT:
+                self._failure = msg
+        self._woken.set()
+
+    async def _ask(self) -> None:
+        self._open, self._asked_at = self._batch, time.monotonic()
+        await self._nc.publish(self._subject, self._request, reply=self._inbox)
+
+    async def next(self) -> list[Msg]:
+        """The messages that have arrived, waiting up to the request's expiry for a first one
+        ([] if none came)."""
+        if not self._arrived:
+            deadline = self._asked_at + self._expires + LOST_REQUEST_GRACE_SECONDS
+            if not self._open or time.monotonic() > deadline:
+                await self._ask()
+                deadline = self._asked_at + self._expires + LOST_REQUEST_GRACE_SECONDS
+            self._woken.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                    await self._woken.wait()
+                    await asyncio.sleep(0)  # the rest of a burst read with the first message
+        if self._failure is not None:
+            nats.js.errors.APIError.from_msg(self._failure)
+        messages = list(self._arrived)
+        self._arrived.clear()
+        if messages and not self._open:
+            await self._ask()  # the next batch comes while this one is applied
+        return messages
+
+    async def stop(self) -> None:
+        """Gives back what arrived and was not taken: redelivered at once, not after ack_wait."""
+        if self._sub is not None:
+            await self._sub.unsubscribe()
+        for msg in self._arrived:
+            await msg.nak()
+        self._arrived.clear()
 
 
 class ProjectionConsumer:
@@ -135,7 +233,7 @@ class ProjectionConsumer:
         self.parked = 0
         self._lag: Any = None  # the lag histogram's child for this durable, once looked up
 
-    async def _subscription(self) -> JetStreamContext.PullSubscription:
+    async def _ensure_durable(self) -> None:
         config = ConsumerConfig(
             durable_name=self.durable,
             ack_policy=AckPolicy.EXPLICIT,
@@ -158,7 +256,6 @@ class ProjectionConsumer:
             if set(existing) != set(self.filters):
                 log.info("consumer %s: filter %s -> %s", self.durable, existing, self.filters)
                 await self.js.add_consumer(self.stream, config)
-        return await self.js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
 
     @contextlib.contextmanager
     def _context(self, event: Envelope, headers: Mapping[str, str] | None = None) -> Iterator[None]:
@@ -166,11 +263,7 @@ class ProjectionConsumer:
         trace of the request that wrote the event: from the relay's publish span in the message's
         headers, or (a redelivery without them, a retried dead letter) the writer's context in
         the event's metadata."""
-        carrier = (
-            dict(headers)
-            if headers and "traceparent" in headers
-            else {k: str(v) for k, v in (event.metadata.get("trace") or {}).items()}
-        )
+        carrier = _carrier(event, headers)
         token = context.use(
             context.RequestContext(
                 request_id=str(event.metadata.get("request_id") or ""),
@@ -182,7 +275,7 @@ class ProjectionConsumer:
         try:
             with tracer.start_as_current_span(
                 f"consume {event.type}",
-                context=telemetry.extract(carrier),
+                context=telemetry.extract(dict(carrier)),
                 kind=trace.SpanKind.CONSUMER,
                 attributes={
                     "messaging.system": "nats",
@@ -236,6 +329,17 @@ class ProjectionConsumer:
             return
         self.applied += fresh
         self._observe_lag(events)
+        after_batch = getattr(self.after_commit, "after_batch", None)
+        if after_batch is not None:
+            try:
+                await after_batch(events)
+            except Exception as error:  # as below, for the whole batch
+                for msg in messages:
+                    await self._failed(msg, error)
+                return
+            for msg in messages:
+                await msg.ack()
+            return
         for msg, event in zip(messages, events, strict=True):
             try:
                 if self.after_commit:
@@ -267,19 +371,33 @@ class ProjectionConsumer:
                     [e.id for e in events],
                 )
             }
-            applied = 0
-            writes = _Writes(conn) if getattr(self.projection, "writes_only", False) else None
-            target = cast(Connection, writes) if writes is not None else conn
+            fresh: list[tuple[Envelope, Mapping[str, str] | None]] = []
             for event, sent in zip(events, headers, strict=True):
-                if event.id not in new:
-                    continue  # applied before (a redelivery), or earlier in this batch
-                new.discard(event.id)
-                with self._context(event, sent):
+                if event.id in new:
+                    new.discard(event.id)  # not applied before, nor earlier in this batch
+                    fresh.append((event, sent))
+            apply_batch = getattr(self.projection, "apply_batch", None)
+            writes_only = getattr(self.projection, "writes_only", False)
+            if apply_batch is None and not writes_only:
+                for event, sent in fresh:
+                    with self._context(event, sent):
+                        await self.projection.apply(conn, event)
+                return len(fresh)
+            # A batched projection makes spans only for traced events: with none of them the
+            # whole batch goes at once (a span and a request context per event cost as much as
+            # the writes); a traced one is applied with its span, and its SQL under it.
+            traced = [telemetry.sampled(_carrier(event, sent)) for event, sent in fresh]
+            if apply_batch is not None and not any(traced):
+                await apply_batch(conn, [event for event, _ in fresh])
+                return len(fresh)
+            writes = _Writes(conn) if writes_only else None
+            target = cast(Connection, writes) if writes is not None else conn
+            for (event, sent), spanned in zip(fresh, traced, strict=True):
+                with self._context(event, sent) if spanned else contextlib.nullcontext():
                     await self.projection.apply(target, event)
-                applied += 1
             if writes is not None:
                 await writes.flush()
-        return applied
+        return len(fresh)
 
     async def _one_by_one(self, messages: Sequence[Msg]) -> None:
         for msg in messages:
@@ -308,16 +426,6 @@ class ProjectionConsumer:
             log.error("consumer %s failed on a message, will retry: %s", self.durable, error, exc_info=error)
         with contextlib.suppress(Exception):
             await msg.nak(delay=self.retry_seconds)
-
-    async def _fetch(self, sub: JetStreamContext.PullSubscription) -> list[Msg]:
-        """The next batch, as soon as there is one event. nats-py's fetch(n), once it has waited
-        for a first message, waits for all n (or its timeout): a trickle of events would sit there
-        for up to `fetch_timeout`. So wait for one, then take what else is there right away."""
-        messages = await sub.fetch(1, timeout=self.fetch_timeout)
-        if self.batch > 1:
-            with contextlib.suppress(TimeoutError, NatsTimeoutError):
-                messages += await sub.fetch(self.batch - 1, timeout=FOLLOW_UP_FETCH_SECONDS)
-        return messages
 
     async def _apply_once(self, conn: Connection, event: Envelope) -> bool:
         fresh = await conn.fetchval(
@@ -381,18 +489,25 @@ class ProjectionConsumer:
     async def run(self) -> None:
         """Consumes until cancelled; a failing event is retried later and, if it keeps failing
         for reasons other than an outage, parked."""
-        sub = await self._subscription()
+        await self._ensure_durable()
+        pull = _Pull(self.js, self.stream, self.durable, batch=self.batch, expires=self.fetch_timeout)
+        await pull.start()
         log.info("consumer %s started (%s)", self.durable, ", ".join(self.filters))
         try:
             while True:
-                try:
-                    messages = await self._fetch(sub)
-                except (TimeoutError, NatsTimeoutError):
-                    continue
-                await self.handle_batch(messages)
+                if messages := await pull.next():
+                    await self.handle_batch(messages)
         finally:
             with contextlib.suppress(Exception):  # NATS may be the reason we are stopping
-                await sub.unsubscribe()
+                await pull.stop()
+
+
+def _carrier(event: Envelope, headers: Mapping[str, str] | None) -> Mapping[str, str]:
+    """The trace context an event is applied in: the relay's publish span from the message's
+    headers or, without them (a redelivery, a retried dead letter), the writer's from its metadata."""
+    if headers and "traceparent" in headers:
+        return headers
+    return {k: str(v) for k, v in (event.metadata.get("trace") or {}).items()}
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,8 @@ from checkout.merchant.v1 import events_pb2 as merchant_events
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
+from libs.common import protojson
+
 # The generated modules whose messages are events; a message without an `event_type` is not one.
 _EVENT_MODULES: tuple[ModuleType, ...] = (merchant_events, invoice_events)
 
@@ -88,6 +90,4 @@ def encode(message: Message) -> dict[str, Any]:
 
 
 def decode(event_type: str, data: dict[str, Any]) -> Message:
-    message = EVENT_TYPES[event_type]()
-    json_format.ParseDict(data, message, ignore_unknown_fields=True)
-    return message
+    return protojson.parse(data, EVENT_TYPES[event_type]())

@@ -46,6 +46,7 @@ tracer = trace.get_tracer("checkout.relay")
 
 WINDOW = 256
 ACK_TIMEOUT_SECONDS = 10.0
+FIRST_SLICE = 100  # events of a pass's first read (the later ones read `batch_events`)
 
 _SNAPSHOT = "pg_current_snapshot()::text AS snapshot"
 # One statement, so the rows and the snapshot describe the same moment. The LEFT JOIN returns the
@@ -185,43 +186,64 @@ class Relay:
         if cursor is None:
             cursor = await self._load(conn)
         total = 0
-        batch, moved = await self._read(conn, cursor)
-        while batch:
-            publishing = asyncio.ensure_future(self._publish(batch))
-            try:
-                # The cursor a pass moves to is known once it has read, so the next read need not
-                # wait for this batch's acks; only saving the cursor does.
-                ahead = None if once else await self._read(conn, moved)
-            finally:
-                await publishing
-            await self._save(conn, moved)
-            self.published += len(batch)
-            total += len(batch)
-            cursor = moved
-            if ahead is None:
-                break
-            batch, moved = ahead
-        else:
-            # Nothing (more) to publish: the saved cursor stays valid and this one only narrows it,
-            # but a saved slice is replaced, so the next read is the plain one again.
-            if cursor.cut or cursor.late_floor is not None:
-                await self._save(conn, moved)
-            cursor = moved
+        window = _Window(self, self.window)
+        # (the futures of a batch sent but not yet known to be stored, the cursor after it)
+        unsaved: tuple[list[asyncio.Future[PubAck]], Cursor] | None = None
+        try:
+            # A short first slice: publishing starts after a small read, not a full one.
+            batch, moved = await self._read(conn, cursor, self.batch if once else FIRST_SLICE)
+            while batch:
+                sending = asyncio.ensure_future(window.send(batch))
+                try:
+                    # The cursor a pass moves to is known once it has read, so the next read need
+                    # not wait for this batch's acks; only saving the cursor does. The previous
+                    # batch's cursor is saved meanwhile (its acks came in while this one is sent),
+                    # so the window never empties between batches.
+                    ahead = None if once else await self._read(conn, moved, self.batch)
+                    if unsaved is not None:
+                        await self._saved(conn, window, *unsaved)
+                        unsaved = None
+                finally:
+                    sent = await sending
+                unsaved = (sent, moved)
+                total += len(batch)
+                cursor = moved
+                if ahead is None:
+                    break
+                batch, moved = ahead
+            else:
+                # Nothing (more) to publish: the saved cursor stays valid and this one only
+                # narrows it, but a saved slice is replaced, so the next read is the plain one.
+                if unsaved is not None:
+                    unsaved = (unsaved[0], moved)
+                elif cursor.cut or cursor.late_floor is not None:
+                    await self._save(conn, moved)
+                cursor = moved
+            if unsaved is not None:
+                await self._saved(conn, window, *unsaved)
+        finally:
+            window.abandon()
         self._cursor = cursor if self._session is not None else None
         return total
 
-    async def _read(self, conn: Connection, cursor: Cursor) -> tuple[list[Wire], Cursor]:
-        """The events after `cursor`, and the cursor to save once they are published."""
+    async def _saved(
+        self, conn: Connection, window: _Window, sent: list[asyncio.Future[PubAck]], cursor: Cursor
+    ) -> None:
+        """Saves `cursor` once JetStream has stored every message sent before it."""
+        await window.stored(sent)
+        await self._save(conn, cursor)
+        self.published += len(sent)
+
+    async def _read(self, conn: Connection, cursor: Cursor, limit: int) -> tuple[list[Wire], Cursor]:
+        """Up to `limit` events after `cursor`, and the cursor to save once they are published."""
         if cursor.late_floor is None and not cursor.cut:
-            rows = await conn.fetch(
-                _READ_NEW, str(cursor.floor), _xids(cursor.pending), self.batch, self.shard
-            )
+            rows = await conn.fetch(_READ_NEW, str(cursor.floor), _xids(cursor.pending), limit, self.shard)
         else:
             rows = await conn.fetch(
                 _READ_SLICE,
                 str(cursor.floor),
                 _xids(cursor.pending),
-                self.batch,
+                limit,
                 cursor.cut,
                 None if cursor.late_floor is None else str(cursor.late_floor),
                 _xids(cursor.late_pending),
@@ -229,7 +251,7 @@ class Relay:
             )
         snapshot = Snapshot.parse(rows[0]["snapshot"])
         events = [Wire.from_row(r) for r in rows if r["id"] is not None]
-        if sum(1 for e in events if e.sequence_number > cursor.cut) >= self.batch:
+        if sum(1 for e in events if e.sequence_number > cursor.cut) >= limit:
             # Events after the cut wait for the next slice; those of transactions open now and
             # below the cut are found through late_floor / late_pending.
             moved = replace(
@@ -238,34 +260,6 @@ class Relay:
         else:
             moved = Cursor(floor=snapshot.xmax, pending=snapshot.xip)
         return events, moved
-
-    async def _publish(self, events: list[Wire]) -> None:
-        in_flight: deque[asyncio.Future[PubAck]] = deque()
-        last_of: dict[str, asyncio.Future[PubAck]] = {}
-        subjects: dict[str, str] = {}
-        try:
-            async with asyncio.timeout(ACK_TIMEOUT_SECONDS + len(events) / 1000):
-                for event in events:
-                    previous = last_of.get(event.aggregate_id)
-                    if previous is not None and not previous.done():
-                        await previous  # the aggregate's previous event is stored first
-                    while len(in_flight) >= self.window:
-                        await in_flight.popleft()
-                    topic = subjects.get(event.type)
-                    if topic is None:
-                        topic = subjects[event.type] = subject(self.subject_prefix, self.shard, event.type)
-                    if _sampled(event.headers):
-                        future = await self._publish_traced(topic, event)
-                    else:
-                        future = await self.js.publish_async(topic, event.payload, headers=event.headers)
-                    in_flight.append(future)
-                    last_of[event.aggregate_id] = future
-                for future in in_flight:
-                    await future
-        finally:
-            for future in in_flight:
-                # A failed window leaves acks that will never come; cancelling frees their slots.
-                future.cancel()
 
     async def _publish_traced(self, topic: str, event: Wire) -> asyncio.Future[PubAck]:
         """The publish as a PRODUCER span under the writer's, ended by the stream's ack; the
@@ -368,14 +362,50 @@ class Relay:
             return int(row["events"]), max(0.0, float(row["age"]))
 
 
-def _sampled(headers: dict[str, str]) -> bool:
-    """Whether the request that wrote the event is traced (the sampled bit of its traceparent's
-    flags): only then is its publish worth a span, and the relay publishes thousands a second."""
-    parent = headers.get("traceparent", "")
-    try:
-        return len(parent) == 55 and bool(int(parent[-2:], 16) & 1)
-    except ValueError:
-        return False
+class _Window:
+    """Publishes a pass's batches with up to `size` acknowledgements in flight, across batches;
+    an aggregate's next event is sent only once its previous one is stored, so even a reconnect
+    in the middle of a window cannot store an aggregate's events out of order."""
+
+    def __init__(self, relay: Relay, size: int) -> None:
+        self.relay = relay
+        self.size = size
+        self.in_flight: deque[asyncio.Future[PubAck]] = deque()
+        self.last_of: dict[str, asyncio.Future[PubAck]] = {}
+        self.subjects: dict[str, str] = {}
+
+    async def send(self, events: list[Wire]) -> list[asyncio.Future[PubAck]]:
+        """Sends `events` in order; returns their acknowledgements (awaited by `stored`)."""
+        relay, in_flight, last_of, subjects = self.relay, self.in_flight, self.last_of, self.subjects
+        sent = []
+        async with asyncio.timeout(ACK_TIMEOUT_SECONDS + len(events) / 1000):
+            for event in events:
+                previous = last_of.get(event.aggregate_id)
+                if previous is not None and not previous.done():
+                    await previous  # the aggregate's previous event is stored first
+                while len(in_flight) >= self.size:
+                    await in_flight.popleft()
+                topic = subjects.get(event.type)
+                if topic is None:
+                    topic = subjects[event.type] = subject(relay.subject_prefix, relay.shard, event.type)
+                if telemetry.sampled(event.headers):
+                    future = await relay._publish_traced(topic, event)
+                else:
+                    future = await relay.js.publish_async(topic, event.payload, headers=event.headers)
+                in_flight.append(future)
+                last_of[event.aggregate_id] = future
+                sent.append(future)
+        return sent
+
+    async def stored(self, sent: list[asyncio.Future[PubAck]]) -> None:
+        async with asyncio.timeout(ACK_TIMEOUT_SECONDS):
+            for future in sent:
+                await future
+
+    def abandon(self) -> None:
+        # A failed window leaves acks that will never come; cancelling frees their slots.
+        for future in self.in_flight:
+            future.cancel()
 
 
 def _lost(conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record]) -> bool:

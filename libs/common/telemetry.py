@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -301,6 +301,16 @@ def inject(context: Context | None = None) -> dict[str, str]:
     carrier: dict[str, str] = {}
     propagate.inject(carrier, context=context)
     return carrier
+
+
+def sampled(carrier: Mapping[str, str]) -> bool:
+    """Whether the trace context in `carrier` is sampled (the flags of its `traceparent`): the
+    relay and the consumers, thousands of messages a second, make spans only for those."""
+    parent = carrier.get("traceparent", "")
+    try:
+        return len(parent) == 55 and bool(int(parent[-2:], 16) & 1)
+    except ValueError:
+        return False
 
 
 def extract(carrier: dict[str, str]) -> Context:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import uuid
+from collections.abc import Sequence
 from decimal import Decimal
 
 import asyncpg
@@ -53,17 +54,28 @@ def _rate(paid: str, created: str) -> str:
 async def count_created(
     conn: Connection, merchant_id: uuid.UUID, day: dt.date, currency: str, amount: Decimal
 ) -> None:
+    await count_created_many(conn, [(merchant_id, day, currency, amount)])
+
+
+async def count_created_many(
+    conn: Connection, created: Sequence[tuple[uuid.UUID, dt.date, str, Decimal]]
+) -> None:
+    """Counts each (merchant, day, currency, amount) as one created invoice, in one statement:
+    PostgreSQL sums them per day first (exactly, as the columns are NUMERIC without a scale),
+    as one upsert may change each row only once."""
     await conn.execute(
         f"""INSERT INTO daily_metrics (merchant_id, metric_date, currency, invoices_created, amount_created)
-           VALUES ($1, $2, $4, 1, $3)
+           SELECT m, d, c, count(*), sum(a)
+           FROM unnest($1::uuid[], $2::date[], $3::text[], $4::numeric[]) AS n(m, d, c, a)
+           GROUP BY m, d, c ORDER BY m, d, c
            ON CONFLICT (merchant_id, metric_date, currency) DO UPDATE SET
-               invoices_created = daily_metrics.invoices_created + 1,
+               invoices_created = daily_metrics.invoices_created + EXCLUDED.invoices_created,
                amount_created = daily_metrics.amount_created + EXCLUDED.amount_created,
-               conversion_rate = {_rate("daily_metrics.invoices_paid", "daily_metrics.invoices_created + 1")}""",
-        merchant_id,
-        day,
-        amount,
-        currency,
+               conversion_rate = {_rate("daily_metrics.invoices_paid", "daily_metrics.invoices_created + EXCLUDED.invoices_created")}""",
+        [m for m, _, _, _ in created],
+        [d for _, d, _, _ in created],
+        [c for _, _, c, _ in created],
+        [a for _, _, _, a in created],
     )
 
 

@@ -338,3 +338,49 @@ async def test_a_writes_only_projection_gets_every_event_of_a_batch_once_and_in_
         await stop(task)
     assert await read_model(pool) == sorted((a, "v5", 5) for a in aggregates)
     assert live.applied == 20
+
+
+async def test_a_stopped_consumer_hands_back_the_events_it_had_not_taken_so_its_successor_need_not_wait(
+    pool: asyncpg.Pool, source: EventSource
+) -> None:
+    stalled = asyncio.Event()
+
+    async def stall_on_the_first(event: Envelope) -> None:
+        stalled.set()
+        await asyncio.Event().wait()  # stuck after the commit of the first batch until stopped
+
+    def slow_to_redeliver(after_commit: AfterCommit | None) -> ProjectionConsumer:
+        return ProjectionConsumer(
+            pool, source.js, Names(), service=SCHEMA, shard=0, stream=source.config.stream_name,
+            subject_prefix=source.config.subject_prefix, ack_wait_seconds=60, after_commit=after_commit,
+        )  # fmt: skip
+
+    first = slow_to_redeliver(stall_on_the_first)
+    task = asyncio.create_task(first.run())
+    waiting = [on_shard_0() for _ in range(3)]
+    try:
+        await source.append(on_shard_0(), "T", created("first"))
+        await asyncio.wait_for(stalled.wait(), timeout=10)
+        for aggregate in waiting:
+            await source.append(aggregate, "T", created("waiting"))
+
+        async def delivered() -> bool:
+            info = await source.js.consumer_info(source.config.stream_name, first.durable)
+            return bool(info.num_ack_pending == 4)  # the stuck one and the three in its pull
+
+        await poll(delivered, what="the three later events to reach the stuck consumer")
+    finally:
+        await stop(task)
+
+    successor = slow_to_redeliver(None)
+    task = asyncio.create_task(successor.run())
+    try:
+
+        async def applied() -> bool:
+            return {a for a, name, _ in await read_model(pool) if name == "waiting"} == set(waiting)
+
+        # Well inside the 60 s ack_wait: the three were handed back, not left to time out.
+        await poll(applied, timeout=15, what="the handed-back events at the successor")
+    finally:
+        await stop(task)
+    assert successor.applied == 3

@@ -119,6 +119,32 @@ async def active_templates(conn: Connection, merchant_id: uuid.UUID, event_type:
 
 
 # -- the invoice projection --------------------------------------------------------------------
+_UPSERT_INVOICE = """INSERT INTO invoice_summaries AS s (id, merchant_id, title, status, total, currency,
+        crypto_amount, crypto_currency, amount_paid, payment_address, customer_email, updated_at)
+    VALUES ($1, $2, COALESCE($3, ''), COALESCE($4, 'pending'), $5, $6, $7, $8, $9, $10, $11, $12)
+    ON CONFLICT (id) DO UPDATE SET
+        title = COALESCE($3, s.title),
+        status = COALESCE($4, s.status),
+        total = COALESCE($5, s.total),
+        currency = COALESCE($6, s.currency),
+        crypto_amount = COALESCE($7, s.crypto_amount),
+        crypto_currency = COALESCE($8, s.crypto_currency),
+        amount_paid = COALESCE($9, s.amount_paid),
+        payment_address = COALESCE($10, s.payment_address),
+        customer_email = COALESCE($11, s.customer_email),
+        updated_at = GREATEST(s.updated_at, $12)"""
+SUMMARY_FIELDS = (
+    "title", "status", "total", "currency", "crypto_amount", "crypto_currency", "amount_paid",
+    "payment_address", "customer_email",
+)  # fmt: skip
+
+
+def _summary_args(
+    invoice_id: uuid.UUID, merchant_id: uuid.UUID, values: dict[str, Any], at: dt.datetime
+) -> tuple[object, ...]:
+    return (invoice_id, merchant_id, *(values.get(name) for name in SUMMARY_FIELDS), at)
+
+
 async def upsert_invoice(
     conn: Connection,
     invoice_id: uuid.UUID,
@@ -128,36 +154,46 @@ async def upsert_invoice(
 ) -> asyncpg.Record:
     """Creates or updates the invoice's summary with the values an event carries (absent: kept)."""
     row = await conn.fetchrow(
-        """INSERT INTO invoice_summaries AS s (id, merchant_id, title, status, total, currency,
-               crypto_amount, crypto_currency, amount_paid, payment_address, customer_email, updated_at)
-           VALUES ($1, $2, COALESCE($3, ''), COALESCE($4, 'pending'), $5, $6, $7, $8, $9, $10, $11, $12)
-           ON CONFLICT (id) DO UPDATE SET
-               title = COALESCE($3, s.title),
-               status = COALESCE($4, s.status),
-               total = COALESCE($5, s.total),
-               currency = COALESCE($6, s.currency),
-               crypto_amount = COALESCE($7, s.crypto_amount),
-               crypto_currency = COALESCE($8, s.crypto_currency),
-               amount_paid = COALESCE($9, s.amount_paid),
-               payment_address = COALESCE($10, s.payment_address),
-               customer_email = COALESCE($11, s.customer_email),
-               updated_at = GREATEST(s.updated_at, $12)
-           RETURNING *""",
-        invoice_id,
-        merchant_id,
-        values.get("title"),
-        values.get("status"),
-        values.get("total"),
-        values.get("currency"),
-        values.get("crypto_amount"),
-        values.get("crypto_currency"),
-        values.get("amount_paid"),
-        values.get("payment_address"),
-        values.get("customer_email"),
-        at,
+        _UPSERT_INVOICE + " RETURNING *", *_summary_args(invoice_id, merchant_id, values, at)
     )
     assert row is not None
     return row
+
+
+async def upsert_invoices(
+    conn: Connection, summaries: Sequence[tuple[uuid.UUID, uuid.UUID, dict[str, Any], dt.datetime]]
+) -> None:
+    """`upsert_invoice` of each (invoice, merchant, values, at) in turn, pipelined."""
+    await conn.executemany(_UPSERT_INVOICE, [_summary_args(*summary) for summary in summaries])
+
+
+async def subscriptions(
+    conn: Connection, merchants: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[asyncpg.Record]]:
+    """The active endpoints of these merchants (id, events), in id order: `subscribed_endpoints`
+    for a batch's merchants in one query."""
+    found: dict[uuid.UUID, list[asyncpg.Record]] = {}
+    for row in await conn.fetch(
+        "SELECT merchant_id, id, events FROM webhook_endpoints "
+        "WHERE merchant_id = ANY($1::uuid[]) AND status = 'active' ORDER BY id",
+        merchants,
+    ):
+        found.setdefault(row["merchant_id"], []).append(row)
+    return found
+
+
+def subscribed(endpoints: Sequence[asyncpg.Record], event_type: str) -> list[uuid.UUID]:
+    return [e["id"] for e in endpoints if event_type in e["events"] or "*" in e["events"]]
+
+
+async def templated(conn: Connection, merchants: Sequence[uuid.UUID]) -> set[tuple[uuid.UUID, str]]:
+    """(merchant, event type) pairs that have an active notification template."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT merchant_id, event_type FROM notification_templates "
+        "WHERE merchant_id = ANY($1::uuid[]) AND is_active",
+        merchants,
+    )
+    return {(r["merchant_id"], r["event_type"]) for r in rows}
 
 
 async def merchant_contact(conn: Connection, merchant_id: uuid.UUID) -> asyncpg.Record | None:
@@ -167,6 +203,28 @@ async def merchant_contact(conn: Connection, merchant_id: uuid.UUID) -> asyncpg.
 
 
 # -- webhook deliveries ------------------------------------------------------------------------
+_ADD_WEBHOOK_EVENT = """INSERT INTO webhook_events (id, merchant_id, invoice_id, event_type, body, created_at)
+    VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING"""
+_ADD_DELIVERY = """INSERT INTO webhook_deliveries (id, webhook_endpoint_id, merchant_id, event_id, invoice_id,
+        event_type, status, next_attempt_at, created_at, updated_at)
+    VALUES ($1, $2, $3, $4, $5, $6, 'pending', clock_timestamp(), now(), now())
+    ON CONFLICT (webhook_endpoint_id, event_id) DO NOTHING RETURNING true"""
+
+
+async def add_webhook_events(
+    conn: Connection, rows: Sequence[tuple[uuid.UUID, uuid.UUID, uuid.UUID | None, str, str, dt.datetime]]
+) -> None:
+    """`add_webhook_event` of each (event, merchant, invoice, type, body, at), pipelined."""
+    await conn.executemany(_ADD_WEBHOOK_EVENT, rows)
+
+
+async def add_deliveries(
+    conn: Connection, rows: Sequence[tuple[uuid.UUID, uuid.UUID, uuid.UUID, uuid.UUID, uuid.UUID | None, str]]
+) -> None:
+    """`add_delivery` of each (delivery, endpoint, merchant, event, invoice, type), pipelined."""
+    await conn.executemany(_ADD_DELIVERY, rows)
+
+
 async def add_webhook_event(
     conn: Connection,
     event_id: uuid.UUID,
@@ -177,8 +235,7 @@ async def add_webhook_event(
     at: dt.datetime,
 ) -> None:
     await conn.execute(
-        """INSERT INTO webhook_events (id, merchant_id, invoice_id, event_type, body, created_at)
-           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING""",
+        _ADD_WEBHOOK_EVENT,
         event_id,
         merchant_id,
         invoice_id,
@@ -200,10 +257,7 @@ async def add_delivery(
     """One delivery per (endpoint, event): a redelivered message adds nothing."""
     return bool(
         await conn.fetchval(
-            """INSERT INTO webhook_deliveries (id, webhook_endpoint_id, merchant_id, event_id, invoice_id,
-                   event_type, status, next_attempt_at, created_at, updated_at)
-               VALUES ($1, $2, $3, $4, $5, $6, 'pending', clock_timestamp(), now(), now())
-               ON CONFLICT (webhook_endpoint_id, event_id) DO NOTHING RETURNING true""",
+            _ADD_DELIVERY,
             delivery_id,
             endpoint_id,
             merchant_id,
