@@ -24,6 +24,7 @@ from libs.common import consistency, context, metrics, protocheck, telemetry
 from libs.common.errors import CheckoutError, InvalidArgument, Unavailable
 from libs.common.grpc_errors import to_status
 from libs.common.outages import is_outage
+from libs.common.slotmoved import Refresh, is_slot_moved
 
 log = logging.getLogger("checkout.grpc")
 
@@ -44,8 +45,25 @@ class ContextInterceptor(Interceptor):
     """Fills the request context from metadata, maps domain errors to statuses, and returns the
     call's consistency token in its trailing metadata."""
 
-    def __init__(self, trailers: Trailers | None = None) -> None:
+    def __init__(self, trailers: Trailers | None = None, refresh_map: Refresh | None = None) -> None:
         self.trailers = trailers
+        self.refresh_map = refresh_map
+
+    async def _call(self, inner: Any, request: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        """The handler, run once more after the shard map is read again when its write found the
+        slot moved (libs/common/slotmoved.py): it rolled back, and now routes to the new owner."""
+        try:
+            return await inner(request, ctx)
+        except Exception as error:
+            if self.refresh_map is None or not is_slot_moved(error):
+                raise
+        await self.refresh_map()
+        try:
+            return await inner(request, ctx)
+        except Exception as error:
+            if is_slot_moved(error):
+                raise Unavailable("the merchant's data is moving between shards; retry") from error
+            raise
 
     async def intercept_service(
         self,
@@ -81,7 +99,7 @@ class ContextInterceptor(Interceptor):
                 protocheck.check(request)  # a NUL anywhere is INVALID_ARGUMENT, never a 500
                 ledger = consistency.Ledger(required=_required(ctx))
                 ledger_token = consistency.begin(ledger)
-                response = await inner(request, ctx)  # type: ignore[arg-type]  # stubs predate aio
+                response = await self._call(inner, request, ctx)
                 trailing = list(await self.trailers(ledger)) if self.trailers is not None else []
                 if context.command_replayed.get():
                     trailing.append((context.REPLAYED_METADATA, "true"))
@@ -188,8 +206,9 @@ class GrpcServer:
         service_names: Sequence[str],
         probes: Sequence[HealthProbe],
         trailers: Trailers | None = None,
+        refresh_map: Refresh | None = None,
     ) -> None:
-        self.server = grpc.aio.server(interceptors=[ContextInterceptor(trailers)])
+        self.server = grpc.aio.server(interceptors=[ContextInterceptor(trailers, refresh_map)])
         self.port = self.server.add_insecure_port(address)
         if self.port == 0:
             raise OSError(f"cannot listen on {address}")

@@ -1,0 +1,118 @@
+"""What the slot-move tests share: merchants placed in chosen slots, a steady stream of invoices
+for them, and the rows a shard holds of a slot range."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import itertools
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import httpx
+
+from libs.common import ids, slotmove
+from libs.common.config import SERVICES, Config
+from libs.common.shardmap import slot_for_email
+from libs.common.slotmove import SlotRange
+from tests.platform import Platform
+
+INVOICE = {
+    "title": "Coffee beans",
+    "items": [{"name": "Beans 1kg", "quantity": "2", "unit_price": "12.50"}],
+    "currency": "USD",
+    "crypto_currency": "ETH",
+    "customer_email": "buyer@example.com",
+}
+
+
+def tag_in(slots: SlotRange, taken: set[str]) -> str:
+    """A tag whose merchant email (Platform.onboard's) falls in `slots`."""
+    for n in itertools.count():
+        tag = f"{uuid.uuid4().hex[:6]}{n}"
+        if tag not in taken and slots.first <= slot_for_email(f"shop-{tag}@shop.test") <= slots.last:
+            taken.add(tag)
+            return tag
+    raise AssertionError("unreachable")
+
+
+@dataclass
+class Shop:
+    merchant: dict[str, Any]
+    key: str
+    invoices: list[str] = field(default_factory=list)
+
+    @property
+    def id(self) -> uuid.UUID:
+        return uuid.UUID(self.merchant["id"])
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+
+async def shops_in(platform: Platform, slots: SlotRange, count: int) -> list[Shop]:
+    taken: set[str] = set()
+    shops = []
+    for _ in range(count):
+        merchant, key = await platform.onboard(tag_in(slots, taken))
+        assert slots.first <= ids.slot_of(uuid.UUID(merchant["id"])) <= slots.last
+        shops.append(Shop(merchant, key))
+    return shops
+
+
+async def create_invoice(http: httpx.AsyncClient, shop: Shop) -> httpx.Response:
+    response = await http.post("/v1/invoices", json=INVOICE, headers=shop.headers)
+    if response.status_code == 201:
+        shop.invoices.append(response.json()["id"])
+    return response
+
+
+class Writer:
+    """Creates invoices for the shops, one after another, until stopped; keeps every answer that
+    was not a 201 (the move must cause none)."""
+
+    def __init__(self, http: httpx.AsyncClient, shops: list[Shop]) -> None:
+        self.http = http
+        self.shops = shops
+        self.failures: list[str] = []
+        self.created = 0
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Writer:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        self._stop.set()
+        assert self._task is not None
+        await self._task
+
+    async def _run(self) -> None:
+        for shop in itertools.cycle(self.shops):
+            if self._stop.is_set():
+                return
+            response = await create_invoice(self.http, shop)
+            if response.status_code == 201:
+                self.created += 1
+            else:
+                self.failures.append(f"{response.status_code} {response.text}")
+
+
+async def rows_in(config: Config, shard: int, slots: SlotRange) -> dict[str, int]:
+    """Rows per table (every service schema) that `shard` holds in `slots`, empty ones left out."""
+    conn = await asyncpg.connect(config.shard_dsn(shard))
+    try:
+        counts: dict[str, int] = {}
+        for schema in SERVICES:
+            counts.update(await slotmove.count_rows(conn, await slotmove.describe(conn, schema), slots))
+        return {table: n for table, n in counts.items() if n}
+    finally:
+        await conn.close()
+
+
+def today() -> str:
+    return dt.datetime.now(dt.UTC).date().isoformat()
