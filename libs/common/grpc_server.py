@@ -24,7 +24,7 @@ from libs.common import consistency, context, metrics, protocheck, telemetry
 from libs.common.errors import CheckoutError, InvalidArgument, Unavailable
 from libs.common.grpc_errors import to_status
 from libs.common.outages import is_outage
-from libs.common.slotmoved import Refresh, is_slot_moved
+from libs.common.slotmoved import MapView, await_new_map, is_slot_moved
 
 log = logging.getLogger("checkout.grpc")
 
@@ -45,19 +45,20 @@ class ContextInterceptor(Interceptor):
     """Fills the request context from metadata, maps domain errors to statuses, and returns the
     call's consistency token in its trailing metadata."""
 
-    def __init__(self, trailers: Trailers | None = None, refresh_map: Refresh | None = None) -> None:
+    def __init__(self, trailers: Trailers | None = None, shard_map: MapView | None = None) -> None:
         self.trailers = trailers
-        self.refresh_map = refresh_map
+        self.shard_map = shard_map
 
     async def _call(self, inner: Any, request: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        """The handler, run once more after the shard map is read again when its write found the
-        slot moved (libs/common/slotmoved.py): it rolled back, and now routes to the new owner."""
+        """The handler, run once more on the new shard map when its write found the slot moved
+        (libs/common/slotmoved.py): the first try rolled back, the second goes to the new owner."""
+        version = self.shard_map.current.version if self.shard_map is not None else 0
         try:
             return await inner(request, ctx)
         except Exception as error:
-            if self.refresh_map is None or not is_slot_moved(error):
+            if self.shard_map is None or not is_slot_moved(error):
                 raise
-        await self.refresh_map()
+        await await_new_map(self.shard_map, version)
         try:
             return await inner(request, ctx)
         except Exception as error:
@@ -206,9 +207,9 @@ class GrpcServer:
         service_names: Sequence[str],
         probes: Sequence[HealthProbe],
         trailers: Trailers | None = None,
-        refresh_map: Refresh | None = None,
+        shard_map: MapView | None = None,
     ) -> None:
-        self.server = grpc.aio.server(interceptors=[ContextInterceptor(trailers, refresh_map)])
+        self.server = grpc.aio.server(interceptors=[ContextInterceptor(trailers, shard_map)])
         self.port = self.server.add_insecure_port(address)
         if self.port == 0:
             raise OSError(f"cannot listen on {address}")

@@ -304,7 +304,7 @@ class Runtime:
             [],
             probes=[self._db_probe, self._nats_probe, self.supervisor.probe],
             trailers=self._trailers,
-            refresh_map=self.directory.refresh,
+            shard_map=self.directory,
         )
         self.server.service_names = [
             *register_ops(self.server.server, self),

@@ -10,12 +10,27 @@ slower answer, never an error.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+import time
+from typing import Protocol
+
+from libs.common.shardmap import ShardMap
 
 SLOT_MOVED = "CKMOV"
 
-# What a service does before it runs the call again: read the shard map anew.
-Refresh = Callable[[], Awaitable[object]]
+
+class MapView(Protocol):
+    """A process's live shard map (libs/common/shardstore.ShardDirectory)."""
+
+    current: ShardMap
+
+    async def refresh(self) -> bool: ...
+
+
+# How long a call that found its slot moved waits for the new map: the mover publishes it the
+# moment the fence lifts, so this is only reached while a mover that died mid-fence is resumed.
+WAIT_FOR_MAP_SECONDS = 3.0
+_POLL_SECONDS = 0.05
 
 
 def is_slot_moved(error: BaseException | None) -> bool:
@@ -27,3 +42,15 @@ def is_slot_moved(error: BaseException | None) -> bool:
         error = error.__cause__ or error.__context__
         seen += 1
     return False
+
+
+async def await_new_map(view: MapView, after_version: int, seconds: float = WAIT_FOR_MAP_SECONDS) -> bool:
+    """Reads the map until it is newer than `after_version` (or `seconds` pass); whether it is."""
+    deadline = time.monotonic() + seconds
+    while view.current.version <= after_version:
+        if time.monotonic() >= deadline:
+            return False
+        await view.refresh()
+        if view.current.version <= after_version:
+            await asyncio.sleep(_POLL_SECONDS)
+    return True

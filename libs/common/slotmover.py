@@ -23,6 +23,9 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import os
+import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -186,15 +189,17 @@ async def request(control: Connection, move_id: int, action: str) -> SlotMove | 
 
 @dataclass
 class MoverSettings:
-    batch: int = 1000
+    batch: int = 1000  # rows per copy batch
+    catch_up_batch: int = 1000  # changes per catch-up batch
     # Catch-up passes go on until fewer changes than this wait: the fence copies the rest.
     fence_below: int = 200
     # How long the fence may hold writes while the relay and consumers finish; past it the fence
     # is lifted and tried again later (writes never wait longer than this).
     fence_timeout_seconds: float = 5.0
     poll_seconds: float = 0.02
-    # Test hook: called with the phase about to run (a kill -9 test stops the process there).
-    before_phase: Callable[[str], None] | None = field(default=None, repr=False)
+    # Called at each checkpoint: the start of a phase, between batches, and in the fence between
+    # marking the slots moved and publishing the map. The kill -9 tests stop the process there.
+    checkpoint: Callable[[str], None] | None = field(default=None, repr=False)
 
 
 class SlotMover:
@@ -271,10 +276,10 @@ class _Run:
         target = await asyncpg.connect(shards[self.move.to_shard].dsn)
         try:
             self.tables = {s: await slotmove.describe(source, s) for s in SERVICES}
-            phase = self.move.phase
+            phase = self.phase = self.move.phase
             while phase not in ("done", "aborted"):
-                if self.settings.before_phase is not None:
-                    self.settings.before_phase(phase)
+                self.phase = phase
+                self._checkpoint(phase)
                 if phase != "aborting" and phase != "cleaning":
                     await self._check()
                 phase = await getattr(self, f"_{phase}")(source, target)
@@ -313,10 +318,15 @@ class _Run:
             await self._set()
             raise _Stop("pause")
 
+    def _checkpoint(self, phase: str) -> None:
+        if self.settings.checkpoint is not None:
+            self.settings.checkpoint(phase)
+
     async def _progress(self, table: Table, rows: int) -> None:
         key = f"{table.schema}.{table.name}"
         self.copied[key] = self.copied.get(key, 0) + rows
         await self._set()
+        self._checkpoint(self.phase)
         await self._check()
 
     # -- phases ------------------------------------------------------------------------------------
@@ -362,11 +372,11 @@ class _Run:
                     tables,
                     self.move.id,
                     self.cursor.get(schema, 0),
-                    batch=self.settings.batch,
+                    batch=self.settings.catch_up_batch,
                     progress=self._progress,
                 )
                 self.cursor[schema] = last
-                if handled < self.settings.batch:
+                if handled < self.settings.catch_up_batch:
                     break
             waiting += await slotmove.pending_changes(source, schema, self.move.id, self.cursor[schema])
         await self._set()
@@ -391,6 +401,7 @@ class _Run:
                 for schema in self.tables:
                     await slotmove.set_fence_state(source, schema, move.id, "moved")
                 # Writers that read `copying` just before must be over before the last copy.
+                self._checkpoint("fencing")
                 moved = await source.fetchval("SELECT clock_timestamp()")
                 await self._until(
                     deadline, lambda: self._quiet(source, moved), "transactions older than the fence"
@@ -483,3 +494,46 @@ class _Run:
             if not (drained or acked):
                 return False
         return True
+
+
+def crash_at(spec: str) -> Callable[[str], None]:
+    """A checkpoint that kills this process (SIGKILL, as kill -9 would) at the n-th checkpoint
+    of a phase: "copying:3". For the tests that resume a move after the mover died."""
+    phase, _, nth = spec.partition(":")
+    seen = 0
+
+    def checkpoint(at: str) -> None:
+        nonlocal seen
+        if at == phase:
+            seen += 1
+            if seen >= int(nth or 1):
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    return checkpoint
+
+
+async def main() -> None:
+    """`python -m libs.common.slotmover`: runs the moves until stopped (CHECKOUT_* configuration);
+    with --once, the active move only."""
+    import nats
+
+    config = Config.from_env()
+    crash = os.environ.get("CHECKOUT_SLOT_MOVER_CRASH_AT", "")
+    settings = MoverSettings(
+        batch=int(os.environ.get("CHECKOUT_SLOT_MOVE_BATCH", "1000")),
+        checkpoint=crash_at(crash) if crash else None,
+    )
+    nc = await nats.connect(config.nats_url)
+    try:
+        mover = SlotMover(config, nc.jetstream(), settings)
+        if "--once" in sys.argv[1:]:
+            await mover.run_once()
+        else:
+            await mover.run()
+    finally:
+        await nc.close()
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    asyncio.run(main())

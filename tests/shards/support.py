@@ -17,6 +17,7 @@ from libs.common import ids, slotmove
 from libs.common.config import SERVICES, Config
 from libs.common.shardmap import slot_for_email
 from libs.common.slotmove import SlotRange
+from tests.common.support import poll
 from tests.platform import Platform
 
 INVOICE = {
@@ -116,3 +117,40 @@ async def rows_in(config: Config, shard: int, slots: SlotRange) -> dict[str, int
 
 def today() -> str:
     return dt.datetime.now(dt.UTC).date().isoformat()
+
+
+async def assert_moved(
+    platform: Platform, moved: list[Shop], stayed: list[Shop], slots: SlotRange, to: int, source: int
+) -> None:
+    """What a finished move promises: every invoice readable, the moved shops' rows on `to` and
+    none left on `source`, and the other services' projections counting each invoice once."""
+    config = platform.config
+    for shop in [*moved, *stayed]:
+        for invoice in shop.invoices:
+            got = await platform.http.get(f"/v1/invoices/{invoice}", headers=shop.headers)
+            assert got.status_code == 200, got.text
+    assert await rows_in(config, source, slots) == {}
+    on_target = await rows_in(config, to, slots)
+    assert on_target["invoice.invoices"] == sum(len(s.invoices) for s in moved)
+    assert on_target["merchant.merchants"] == len(moved)
+    for shop in [*moved, *stayed]:
+        await counted_once(platform, shop)
+
+
+async def counted_once(platform: Platform, shop: Shop) -> None:
+    """The analytics day and the customer's invoice count match the invoices created: never
+    more (an event seen twice), and, once the consumers caught up, not fewer."""
+    expected = len(shop.invoices)
+
+    async def counted() -> bool:
+        daily = (
+            await platform.http.get(
+                "/v1/analytics/daily", params={"from": today(), "to": today()}, headers=shop.headers
+            )
+        ).json()["data"]
+        customers = (await platform.http.get("/v1/customers", headers=shop.headers)).json()["data"]
+        created = sum(d["invoices_created"] for d in daily)
+        assert created <= expected and all(c["invoice_count"] <= expected for c in customers)
+        return created == expected and [c["invoice_count"] for c in customers] == [expected]
+
+    await poll(counted, timeout=30, what=f"the projections to count {expected} invoices once")
