@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 from checkout_client import CheckoutError, Client
 from checkout_client.calls import EXPORTS
+from checkout_client.types import Shards
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -35,12 +36,14 @@ app = typer.Typer(
 merchants = typer.Typer(help="Merchants (operator token).", no_args_is_help=True)
 keys = typer.Typer(help="API keys (operator token).", no_args_is_help=True)
 dead_letters = typer.Typer(help="Events the projections parked (operator token).", no_args_is_help=True)
+shards = typer.Typer(help="The shards: the map, their balance, and adding one (operator token).")
 projections = typer.Typer(
     help="Read models, straight on the databases (CHECKOUT_* configuration).", no_args_is_help=True
 )
 app.add_typer(merchants, name="merchants")
 app.add_typer(keys, name="keys")
 app.add_typer(dead_letters, name="dead-letters")
+app.add_typer(shards, name="shards")
 app.add_typer(projections, name="projections")
 
 out = Console()
@@ -78,20 +81,73 @@ def show(rows: list[dict[str, Any]], columns: list[str], as_json: bool, title: s
     out.print(table)
 
 
-@app.command()
-def shards(gateway: Gateway = DEFAULT_GATEWAY, token: Token = "", as_json: AsJson = False) -> None:
-    """The shard map, each shard's counts and health."""
+@shards.callback(invoke_without_command=True)
+def shards_default(
+    ctx: typer.Context, gateway: Gateway = DEFAULT_GATEWAY, token: Token = "", as_json: AsJson = False
+) -> None:
+    """The shard map, each shard's counts and health (as `shards list`)."""
+    if ctx.invoked_subcommand is None:
+        shards_list(gateway, token, as_json)
+
+
+def _shards(gateway: str, token: str) -> Shards:
     try:
         with client(gateway, token) as api:
-            answer = api.shards()
+            return api.shards()
     except CheckoutError as error:
         raise fail(error) from None
+
+
+@shards.command("list")
+def shards_list(gateway: Gateway = DEFAULT_GATEWAY, token: Token = "", as_json: AsJson = False) -> None:
+    """The shard map (its version), each shard's tier, slots, counts, rows, bytes and health."""
+    answer = _shards(gateway, token)
+    if as_json:
+        out.print_json(json.dumps(answer))
+        return
+    columns = ["id", "tier", "slots", "merchants", "invoices", "rows", "bytes", "healthy"]
     show(
         [dict(s) for s in answer["shards"]],
-        ["id", "slots", "merchants", "invoices", "healthy"],
-        as_json,
-        "shards",
+        columns,
+        False,
+        f"shards (map version {answer['shard_map_version']})",
     )
+
+
+@shards.command("add")
+def shards_add(
+    dsn: Annotated[
+        str, typer.Option(help="The new shard's PostgreSQL DSN (its database is created if missing).")
+    ],
+    tier: Annotated[str, typer.Option(help="shared, enterprise, pro, free or overflow.")] = "shared",
+    gateway: Gateway = DEFAULT_GATEWAY,
+    token: Token = "",
+) -> None:
+    """Register a shard: migrated, then served by every service; it owns no slots until a move."""
+    try:
+        with client(gateway, token) as api:
+            added = api.register_shard(dsn, tier)
+    except CheckoutError as error:
+        raise fail(error) from None
+    out.print(f"shard {added['id']} ({added['tier']}) registered: {added['dsn']}; it owns no slots yet")
+
+
+@shards.command("plan")
+def shards_plan(gateway: Gateway = DEFAULT_GATEWAY, token: Token = "", as_json: AsJson = False) -> None:
+    """The balance, and the slot moves that would bring every shard within 30 % of its tier's mean."""
+    balance = _shards(gateway, token)["balance"]
+    if as_json:
+        out.print_json(json.dumps(balance))
+        return
+    state = "balanced" if balance["balanced"] else "unbalanced"
+    partial = "" if balance["complete"] else " (not every shard answered: no moves proposed)"
+    out.print(
+        f"{state}: imbalance {balance['imbalance_ratio']:.0%} of the mean, tolerance "
+        f"{balance['tolerance']:.0%}{partial}"
+    )
+    moves = [dict(m) for m in balance["proposed_moves"]]
+    if moves:
+        show(moves, ["slots", "from_shard", "to_shard", "rows"], False, "proposed slot moves")
 
 
 @merchants.command("list")

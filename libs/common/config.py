@@ -15,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from libs.common.limits import EXPIRY_MIN_SECONDS, PAGE_LIMIT_MAX
 from libs.common.networks import NetworkConfig, NetworkConfigError, parse_networks
+from libs.common.placement import PlacementError, parse_placement
 from libs.common.replica_config import (
     ROLES,
     ReplicaConfigError,
@@ -53,6 +54,8 @@ class Config:
     control_dsn: str = ""
     # How often each process reads the shard map even without a notification.
     shard_map_poll_seconds: float = 5.0
+    # Tiered placement (libs/common/placement.py): plan -> shard tier; empty: every plan shared.
+    placement: Mapping[str, str] = field(default_factory=dict)
     database_prefix: str = "checkout"
     shard_count: int = 2
     served_shards: frozenset[int] = frozenset()
@@ -305,6 +308,10 @@ class Config:
                 "CHECKOUT_ARCHIVE_DROP_AFTER_MONTHS must be more than CHECKOUT_ARCHIVE_AFTER_MONTHS "
                 "(a partition is archived before it may be dropped)"
             )
+        try:
+            placement = parse_placement(get("CHECKOUT_PLACEMENT", ""))
+        except PlacementError as error:
+            raise ConfigError(str(error)) from None
         log_format = get("CHECKOUT_LOG_FORMAT", d.log_format)
         if log_format not in ("text", "json"):
             raise ConfigError(f"CHECKOUT_LOG_FORMAT must be text or json, got {log_format!r}")
@@ -313,6 +320,7 @@ class Config:
             shard_dsns=shard_dsns,
             control_dsn=get("CHECKOUT_CONTROL_DSN", ""),
             shard_map_poll_seconds=seconds("CHECKOUT_SHARD_MAP_POLL_SECONDS", d.shard_map_poll_seconds),
+            placement=placement,
             database_prefix=prefix,
             shard_count=shard_count,
             served_shards=served,

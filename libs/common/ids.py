@@ -46,11 +46,15 @@ def slot_of(value: uuid.UUID) -> int:
 
 
 def new_merchant_id(contact_email: str) -> uuid.UUID:
-    """A v7 id in the email's slot whose FNV-1a hash lands in that slot too.
+    """A merchant id in the email's slot (where every merchant lives without tiered placement)."""
+    return new_merchant_id_in(slot_for_email(contact_email))
+
+
+def new_merchant_id_in(slot: int) -> uuid.UUID:
+    """A v7 id in `slot` whose FNV-1a hash lands in that slot too.
 
     About SLOT_COUNT tries on average (a few milliseconds): paid once per merchant sign-up.
     """
-    slot = slot_for_email(contact_email)
     unix_ms = time.time_ns() // 1_000_000
     while True:
         candidate = _build(unix_ms, slot, 7, int.from_bytes(os.urandom(8)))

@@ -1,4 +1,5 @@
-"""OpsService: the operator's calls every service runtime serves the same way (dead letters).
+"""OpsService: the operator's calls every service runtime serves the same way (dead letters,
+a shard's usage).
 
 The gateway fans out to every service and shard and merges (services/gateway/routes/admin.py).
 """
@@ -14,7 +15,7 @@ import grpc
 from checkout.ops.v1 import ops_pb2 as pb
 from checkout.ops.v1 import ops_pb2_grpc
 
-from libs.common import deadletters, limits
+from libs.common import balance, deadletters, limits
 from libs.common.errors import InvalidArgument, NotFound
 from libs.common.protoconv import timestamp
 
@@ -89,6 +90,19 @@ class OpsServicer(ops_pb2_grpc.OpsServiceServicer):
             raise NotFound(f"dead letter {letter_id} not found")
         return pb.RetryDeadLetterResponse(
             applied=result.applied, dead_letter=to_proto(result.letter, self.rt.spec.name, request.shard)
+        )
+
+    async def GetShardUsage(
+        self,
+        request: pb.GetShardUsageRequest,
+        context: grpc.aio.ServicerContext[pb.GetShardUsageRequest, pb.GetShardUsageResponse],
+    ) -> pb.GetShardUsageResponse:
+        async with self.rt.shard_pool(request.shard).acquire() as conn:
+            usage = await balance.shard_usage(conn, self.rt.spec.name)
+        return pb.GetShardUsageResponse(
+            rows=usage.rows,
+            bytes=usage.bytes,
+            slots=[pb.SlotUsage(slot=s, rows=n) for s, n in sorted(usage.slot_rows.items())],
         )
 
     def _consumer(self, projection: str, shard: int) -> ProjectionConsumer | None:

@@ -34,6 +34,7 @@ import asyncpg
 
 from libs.common.config import Config
 from libs.common.db import Connection, Migration, migrate_shard
+from libs.common.placement import SHARED_TIER
 from libs.common.shardmap import ShardMap, SlotRange
 
 log = logging.getLogger("checkout.shardstore")
@@ -41,10 +42,6 @@ log = logging.getLogger("checkout.shardstore")
 SCHEMA = "control"
 CHANNEL = "checkout_shard_map"
 MIGRATIONS = Path(__file__).parent / "control_migrations"
-# The tier of the shards the configuration names: every plan shares them.
-SHARED_TIER = "shared"
-# The seed's hardware profiles (enterprise, pro, free, overflow), and the shared default.
-TIERS = (SHARED_TIER, "enterprise", "pro", "free", "overflow")
 
 
 @dataclass(frozen=True)
@@ -86,7 +83,7 @@ def control_migrations() -> list[Migration]:
 
 
 def bootstrap_shards(config: Config) -> dict[int, ShardInfo]:
-    """The shards the configuration names, as the registry starts out."""
+    """The shards the configuration names, as the registry starts out: shared by every plan."""
     return {s: ShardInfo(s, config.shard_dsn(s), SHARED_TIER) for s in config.shards}
 
 

@@ -17,6 +17,7 @@ from checkout.analytics.v1 import analytics_pb2_grpc
 from checkout.customer.v1 import customer_pb2_grpc
 from checkout.invoice.v1 import invoice_pb2_grpc
 from checkout.merchant.v1 import merchant_pb2_grpc
+from checkout.ops.v1 import ops_pb2_grpc
 from grpc_health.v1 import health_pb2_grpc
 
 from libs.common import ids
@@ -95,6 +96,9 @@ class Backends:
 
     def analytics(self, shard: int) -> analytics_pb2_grpc.AnalyticsServiceAsyncStub:
         return analytics_pb2_grpc.AnalyticsServiceStub(self.channel(self.address("analytics", shard)))
+
+    def ops(self, service: str, shard: int) -> ops_pb2_grpc.OpsServiceAsyncStub:
+        return ops_pb2_grpc.OpsServiceStub(self.channel(self.address(service, shard)))
 
     def health(self, address: str) -> health_pb2_grpc.HealthStub:
         return health_pb2_grpc.HealthStub(self.channel(address))

@@ -18,7 +18,7 @@ from libs.common.protoconv import plain, struct, timestamp
 from libs.common.service import Runtime
 from libs.common.shardmap import slot_for_email, slot_for_merchant
 from services.merchant import projections, repository
-from services.merchant.domain import ApiKey, Merchant
+from services.merchant.domain import ApiKey, Merchant, normalized_email
 
 
 def merchant_message(row: asyncpg.Record, shard: int) -> pb.Merchant:
@@ -75,13 +75,31 @@ class MerchantApp:
     def _scope(self, command: str) -> str:
         return f"{context.current().actor}:{command}"
 
+    async def claim_contact_email(self, request: pb.ClaimContactEmailRequest) -> pb.ClaimContactEmailResponse:
+        """The claim on the email slot's shard (libs/common/placement.py explains why)."""
+        merchant_id = _merchant_id(request.merchant_id)
+        email = normalized_email(request.contact_email)
+        if email is None:
+            raise InvalidArgument.field("contact_email", "must be an email address")
+        slot = slot_for_email(email)
+        pool = self.rt.shard_pool(self.rt.shard_map.shard_for_slot(slot))
+        claimed = await repository.claim_email(pool, email, merchant_id, slot)
+        return pb.ClaimContactEmailResponse(merchant_id=str(claimed))
+
     async def create_merchant(self, request: pb.CreateMerchantRequest) -> pb.Merchant:
-        merchant_id = parse_uuid(request.merchant_id, "merchant_id")
-        slot = slot_for_email(request.contact_email)
-        if ids.slot_of(merchant_id) != slot or slot_for_merchant(merchant_id) != slot:
-            raise InvalidArgument.field("merchant_id", "must be minted for the contact email's slot")
+        """Creates the merchant on the shard its id routes to, which is the email slot's shard
+        unless tiered placement put it on another: then the email is claimed first (the gateway
+        has claimed it already when this instance does not serve the email's shard)."""
+        merchant_id = _merchant_id(request.merchant_id)
         pool = self.rt.pool_for(merchant_id)
         shard = self.rt.shard_of(merchant_id)
+        email = normalized_email(request.contact_email)
+        email_slot = slot_for_email(request.contact_email)
+        email_shard = self.rt.shard_map.shard_for_slot(email_slot)
+        if email is not None and email_shard != shard and email_shard in self.rt.shards:
+            claimed = await repository.claim_email(self.rt.pools[email_shard], email, merchant_id, email_slot)
+            if claimed != merchant_id:
+                raise AlreadyExists("a merchant with this contact_email already exists")
 
         async def handle(conn: Connection) -> pb.Merchant:
             merchant = Merchant.create(
@@ -93,6 +111,12 @@ class MerchantApp:
                 wallets=dict(request.wallets),
                 now=utcnow(),
             )
+            # Claim and merchant in one transaction, when they share the shard (the default).
+            if email_shard == shard and (
+                await repository.claim_email(conn, merchant.contact_email, merchant_id, email_slot)
+                != merchant_id
+            ):
+                raise AlreadyExists("a merchant with this contact_email already exists")
             if await repository.email_taken(conn, merchant.contact_email):
                 raise AlreadyExists(
                     "a merchant with this contact_email already exists",
@@ -264,6 +288,14 @@ class MerchantApp:
         for shard, uses in by_shard.items():
             touched += await repository.touch_keys(self.rt.pools[shard], uses)
         return pb.TouchApiKeysResponse(touched=touched)
+
+
+def _merchant_id(raw: str) -> uuid.UUID:
+    """A merchant id: its FNV-1a hash lands in the slot it carries (the seed's routing rule)."""
+    merchant_id = parse_uuid(raw, "merchant_id")
+    if slot_for_merchant(merchant_id) != ids.slot_of(merchant_id):
+        raise InvalidArgument.field("merchant_id", "must be minted as a merchant id (ids.new_merchant_id_in)")
+    return merchant_id
 
 
 def _encode(message: pb.Merchant) -> bytes:

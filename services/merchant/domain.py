@@ -25,9 +25,9 @@ from libs.common.limits import (
     SETTINGS_MAX_BYTES,
     UNDERPAID_PERCENT_MAX,
 )
+from libs.common.placement import PLANS
 from libs.common.protoconv import plain, struct, timestamp
 
-PLANS = ("free", "pro", "enterprise")
 NETWORKS = {"ethereum": addresses.validate_ethereum_xpub, "bitcoin": addresses.validate_bitcoin_xpub}
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -93,6 +93,14 @@ def _raise(problems: list[FieldViolation]) -> None:
         raise InvalidArgument("; ".join(f"{p.field}: {p.reason}" for p in problems), problems)
 
 
+def normalized_email(raw: str) -> str | None:
+    """A contact email as it is stored and claimed (trimmed, lower case); None: not an email."""
+    email = raw.strip().lower()
+    if not EMAIL_RE.match(email) or len(email) > EMAIL_MAX_CHARS:
+        return None
+    return email
+
+
 class Merchant(Aggregate):
     aggregate_type = "Merchant"
 
@@ -119,8 +127,8 @@ class Merchant(Aggregate):
     ) -> Merchant:
         problems: list[FieldViolation] = []
         _check_name(business_name, "business_name", BUSINESS_NAME_MAX_CHARS, problems)
-        email = contact_email.strip().lower()
-        if not EMAIL_RE.match(email) or len(email) > EMAIL_MAX_CHARS:
+        email = normalized_email(contact_email)
+        if email is None:
             problems.append(FieldViolation("contact_email", "must be an email address"))
         plan = plan_type or "free"
         if plan not in PLANS:
@@ -133,7 +141,7 @@ class Merchant(Aggregate):
             ev.MerchantCreated(
                 merchant_id=str(merchant_id),
                 business_name=business_name.strip(),
-                contact_email=email,
+                contact_email=email or "",
                 plan_type=plan,
                 settings=struct(settings),
                 wallets=wallets,

@@ -27,6 +27,11 @@ class MerchantServicer(merchant_pb2_grpc.MerchantServiceServicer):
     async def CreateMerchant(self, request: pb.CreateMerchantRequest, context: Context) -> pb.Merchant:
         return await self.app.create_merchant(request)
 
+    async def ClaimContactEmail(
+        self, request: pb.ClaimContactEmailRequest, context: Context
+    ) -> pb.ClaimContactEmailResponse:
+        return await self.app.claim_contact_email(request)
+
     async def GetMerchant(self, request: pb.GetMerchantRequest, context: Context) -> pb.Merchant:
         return await self.app.get_merchant(request)
 

@@ -38,6 +38,27 @@ async def email_taken(conn: Connection, email: str) -> bool:
     )
 
 
+async def claim_email(
+    conn: Connection | asyncpg.Pool, email: str, merchant_id: uuid.UUID, slot: int
+) -> uuid.UUID:
+    """Claims `email` for `merchant_id` unless it is claimed; the id that holds the claim."""
+    while True:
+        claimed: uuid.UUID | None = await conn.fetchval(
+            """WITH claimed AS (
+                   INSERT INTO email_claims (email, merchant_id, slot) VALUES ($1, $2, $3)
+                   ON CONFLICT (email) DO NOTHING RETURNING merchant_id)
+               SELECT merchant_id FROM claimed
+               UNION ALL SELECT merchant_id FROM email_claims WHERE email = $1
+               LIMIT 1""",
+            email,
+            merchant_id,
+            slot,
+        )
+        # None: a concurrent claim committed after this statement's snapshot; the next sees it.
+        if claimed is not None:
+            return claimed
+
+
 async def api_key(conn: Connection | asyncpg.Pool, key_id: uuid.UUID) -> asyncpg.Record | None:
     return await conn.fetchrow(f"SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = $1", key_id)
 

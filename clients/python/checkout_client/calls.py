@@ -179,6 +179,10 @@ def shards() -> Call:
     return call("GET", "/v1/admin/shards")
 
 
+def register_shard(dsn: str, tier: str | None) -> Call:
+    return call("POST", "/v1/admin/shards", json=_body(dsn=dsn, tier=tier))
+
+
 def platform_metrics(start: dt.date | str, end: dt.date | str) -> Call:
     return call("GET", "/v1/admin/platform-metrics", params={"from": _date(start), "to": _date(end)})
 

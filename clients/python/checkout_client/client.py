@@ -28,6 +28,7 @@ from checkout_client.types import (
     Invoice,
     Merchant,
     Page,
+    RegisteredShard,
     RetriedDeadLetter,
     Shards,
     WebhookEndpoint,
@@ -183,6 +184,9 @@ class Client:
     def shards(self) -> Shards:
         return cast(Shards, self.send(calls.shards()))
 
+    def register_shard(self, dsn: str, tier: str | None = None) -> RegisteredShard:
+        return cast(RegisteredShard, self.send(calls.register_shard(dsn, tier)))
+
     def iter_dead_letters(self, **filters: Any) -> Iterator[JSON]:
         return self.pages(lambda c: calls.list_dead_letters(**filters, cursor=c))
 
@@ -321,3 +325,6 @@ class AsyncClient:
 
     async def shards(self) -> Shards:
         return cast(Shards, await self.send(calls.shards()))
+
+    async def register_shard(self, dsn: str, tier: str | None = None) -> RegisteredShard:
+        return cast(RegisteredShard, await self.send(calls.register_shard(dsn, tier)))

@@ -106,16 +106,42 @@ class WebhookEndpoint(TypedDict):
 
 class Shard(TypedDict):
     id: int
+    tier: str
     slots: int
     slot_ranges: list[list[int]]
     merchants: int | None  # None when the shard did not answer
     invoices: int | None
+    rows: int | None
+    bytes: int | None
     healthy: bool
+
+
+class ProposedMove(TypedDict):
+    slots: str  # "first-last", inclusive
+    from_shard: int
+    to_shard: int
+    rows: int
+
+
+class Balance(TypedDict):
+    tolerance: float
+    imbalance_ratio: float
+    balanced: bool
+    complete: bool
+    proposed_moves: list[ProposedMove]
 
 
 class Shards(TypedDict):
     shards: list[Shard]
     shard_map_version: int
+    balance: Balance
+
+
+class RegisteredShard(TypedDict):
+    id: int
+    tier: str
+    dsn: str  # without its password
+    slots: int
 
 
 class DeadLetter(TypedDict):

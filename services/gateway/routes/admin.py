@@ -9,61 +9,20 @@ from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 
 from checkout.analytics.v1 import analytics_pb2
-from checkout.invoice.v1 import invoice_pb2
 
 from libs.common.errors import FieldViolation
 from services.gateway.clients import Backends
 from services.gateway.context import CallContext
 from services.gateway.errors import ApiError
 from services.gateway.operations import Args, Operation
-from services.gateway.routes import admin_metrics, dead_letters
+from services.gateway.routes import admin_metrics, admin_shards, dead_letters
 from services.gateway.routes.analytics import RANGE_RULE, date_range
-from services.gateway.schemas.analytics import DateRangeQuery, PlatformMetrics, Replica, Shards
+from services.gateway.schemas.analytics import DateRangeQuery, PlatformMetrics
 from services.gateway.state import state_of
 
 log = logging.getLogger("checkout.gateway")
 SHARD_DEADLINE_SECONDS = 5.0
 CENT = Decimal("0.01")
-
-
-async def _shard(backends: Backends, shard: int, context: CallContext) -> dict[str, object]:
-    view_call = backends.call(
-        backends.analytics(shard).GetShardView,
-        analytics_pb2.GetShardViewRequest(shard=shard),
-        context,
-        deadline=SHARD_DEADLINE_SECONDS,
-    )
-    stats_call = backends.call(
-        backends.invoices(shard).GetShardStats,
-        invoice_pb2.GetShardStatsRequest(shard=shard),
-        context,
-        deadline=SHARD_DEADLINE_SECONDS,
-    )
-    view, stats = await asyncio.gather(view_call, stats_call, return_exceptions=True)
-    for rpc, result in (("AnalyticsService.GetShardView", view), ("InvoiceService.GetShardStats", stats)):
-        if isinstance(result, ApiError):
-            log.warning("shard %d: %s failed: %s", shard, rpc, result.message)
-        elif isinstance(result, BaseException):
-            raise result
-    ranges = backends.shard_map.slots_of(shard)
-    return {
-        "id": shard,
-        "slots": backends.shard_map.slot_count_of(shard),
-        # Half-open [start, end), as the shard map keeps them.
-        "slot_ranges": [[r.start, r.end] for r in ranges],
-        "merchants": None if isinstance(view, BaseException) else view.merchants,
-        "invoices": None if isinstance(stats, BaseException) else stats.invoices,
-        "healthy": not isinstance(view, BaseException) and not isinstance(stats, BaseException),
-        "replicas": None if isinstance(stats, BaseException) else [Replica.of(r) for r in stats.replicas],
-    }
-
-
-async def shards(args: Args[None, None]) -> Shards:
-    backends = state_of(args.request).backends
-    context = args.context()
-    # A failing shard is reported unhealthy with null counts, never dropped from the list.
-    views = await asyncio.gather(*(_shard(backends, s, context) for s in backends.shards()))
-    return Shards.model_validate({"shards": views, "shard_map_version": backends.shard_map.version})
 
 
 @dataclass
@@ -202,16 +161,12 @@ async def platform_metrics(args: Args[None, DateRangeQuery]) -> PlatformMetrics:
 TAG = "Operator"
 operations = [
     Operation(
-        "GET", "/v1/admin/shards", shards, "The shard map, with each shard's counts and health", TAG,
-        "operator", response=Shards,
-        description="A shard that does not answer is listed with `healthy: false` and null counts.",
-    ),
-    Operation(
         "GET", "/v1/admin/platform-metrics", platform_metrics, "Every merchant's daily metrics, all shards",
         TAG, "operator", response=PlatformMetrics, query=DateRangeQuery, rules=(RANGE_RULE,),
         description="A shard that fails is listed with `ok: false` and left out of the sums "
         "(`complete: false`); 503 only when no shard answers.",
     ),
+    *admin_shards.operations,
     *dead_letters.operations,
     *admin_metrics.operations,
 ]  # fmt: skip

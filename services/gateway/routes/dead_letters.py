@@ -14,10 +14,9 @@ import logging
 import uuid
 from collections.abc import Sequence
 
-from checkout.ops.v1 import ops_pb2, ops_pb2_grpc
+from checkout.ops.v1 import ops_pb2
 
 from libs.common.config import SERVICES
-from services.gateway.clients import Backends
 from services.gateway.errors import ApiError
 from services.gateway.operations import Args, Operation, Rule
 from services.gateway.schemas.dead_letters import (
@@ -38,10 +37,6 @@ SHARD_RULE = Rule(
 )
 
 
-def _ops(backends: Backends, service: str, shard: int) -> ops_pb2_grpc.OpsServiceAsyncStub:
-    return ops_pb2_grpc.OpsServiceStub(backends.channel(backends.address(service, shard)))
-
-
 async def list_dead_letters(args: Args[None, DeadLetterQuery]) -> DeadLetterPage:
     q = args.query
     backends = state_of(args.request).backends
@@ -54,7 +49,7 @@ async def list_dead_letters(args: Args[None, DeadLetterQuery]) -> DeadLetterPage
         name, shard = target
         try:
             response = await backends.call(
-                _ops(backends, name, shard).ListDeadLetters,
+                backends.ops(name, shard).ListDeadLetters,
                 ops_pb2.ListDeadLettersRequest(
                     shard=shard,
                     limit=q.limit + 1,
@@ -100,7 +95,7 @@ async def retry_dead_letter(args: Args[None, None]) -> RetriedDeadLetter:
     async def one(service: str) -> ops_pb2.RetryDeadLetterResponse | ApiError:
         try:
             return await backends.call(
-                _ops(backends, service, shard).RetryDeadLetter,
+                backends.ops(service, shard).RetryDeadLetter,
                 ops_pb2.RetryDeadLetterRequest(shard=shard, id=str(letter_id)),
                 context,
                 deadline=BACKEND_DEADLINE_SECONDS,

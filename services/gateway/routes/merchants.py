@@ -8,9 +8,10 @@ from typing import Any
 
 from checkout.merchant.v1 import merchant_pb2
 
-from libs.common import ids
+from libs.common import ids, placement
 from libs.common.cache import merchant_key
 from libs.common.errors import FieldViolation
+from libs.common.shardmap import slot_for_email
 from services.gateway.auth import Caller, require_access
 from services.gateway.errors import ApiError
 from services.gateway.operations import Args, Operation, Reply, Rule
@@ -46,8 +47,8 @@ EXAMPLE = {
 
 async def create_merchant(args: Args[MerchantCreate, None]) -> Reply:
     body = args.body
-    # Minted here so the id carries the slot of the email: duplicate sign-ups meet on one shard.
-    merchant_id = ids.new_merchant_id(body.contact_email)
+    backends = state_of(args.request).backends
+    merchant_id = await _placed_id(args, body)
     message = merchant_pb2.CreateMerchantRequest(
         merchant_id=str(merchant_id),
         business_name=body.business_name,
@@ -57,11 +58,30 @@ async def create_merchant(args: Args[MerchantCreate, None]) -> Reply:
     )
     if body.settings is not None:
         message.settings.CopyFrom(to_struct(_settings(body)))
-    backends = state_of(args.request).backends
     merchant, replayed = await backends.command(
         backends.merchants(backends.shard_of(merchant_id)).CreateMerchant, message, args.command_context()
     )
     return Reply(Merchant.of(merchant), replayed=replayed)
+
+
+async def _placed_id(args: Args[MerchantCreate, None], body: MerchantCreate) -> uuid.UUID:
+    """The new merchant's id: minted in a slot of its plan's tier (libs/common/placement.py),
+    then claimed with its contact email on the email slot's shard, which answers the id of an
+    earlier sign-up with that email when there was one (the create then says it exists, or,
+    when that sign-up never got as far as creating the merchant, completes it)."""
+    state = state_of(args.request)
+    backends = state.backends
+    tiers = {shard: info.tier for shard, info in backends.directory.shards.items()}
+    plan = body.plan_type or "free"
+    slot = placement.merchant_slot(
+        backends.shard_map, tiers, state.config.placement, plan, body.contact_email
+    )
+    claim = merchant_pb2.ClaimContactEmailRequest(
+        contact_email=body.contact_email, merchant_id=str(ids.new_merchant_id_in(slot))
+    )
+    email_shard = backends.shard_map.shard_for_slot(slot_for_email(body.contact_email))
+    claimed = await backends.call(backends.merchants(email_shard).ClaimContactEmail, claim, args.context())
+    return uuid.UUID(claimed.merchant_id)
 
 
 def _settings(body: MerchantCreate | MerchantUpdate) -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from checkout.analytics.v1 import analytics_pb2
-from checkout.invoice.v1 import invoice_pb2
 from pydantic import Field
 
 from libs.common import limits
@@ -99,50 +98,6 @@ class Summary(ResponseModel):
                 "by_currency": [CurrencyTotals.of(c) for c in s.by_currency],
             }
         )
-
-
-# -- the operator's views -------------------------------------------------------------------------
-
-
-class Replica(ResponseModel):
-    """A read replica of a shard, as the shard's invoice service measures it."""
-
-    name: str = Field(description="host:port/database (no credentials).")
-    roles: list[str] = Field(description="The reads it may serve: read, customer, analytics, archive.")
-    up: bool
-    lag_seconds: float | None = Field(description="How stale a read from it may be; null: unknown.")
-    lag_bytes: int | None = Field(description="WAL it has not replayed yet.")
-    lagging: bool = Field(description="Down, or more than 1 s behind (the replication-lag alert).")
-    error: str = Field(description="Why it is down; empty when up.")
-
-    @classmethod
-    def of(cls, r: invoice_pb2.ReplicaStatus) -> Replica:
-        return cls(
-            name=r.name,
-            roles=list(r.roles),
-            up=r.up,
-            lag_seconds=round(r.lag_seconds, 3) if r.HasField("lag_seconds") else None,
-            lag_bytes=r.lag_bytes if r.HasField("lag_bytes") else None,
-            lagging=r.lagging,
-            error=r.error,
-        )
-
-
-class ShardView(ResponseModel):
-    id: int
-    slots: int
-    slot_ranges: list[list[int]] = Field(description="Half-open [start, end) slot ranges.")
-    merchants: int | None = Field(description="null when the shard did not answer.")
-    invoices: int | None
-    healthy: bool
-    replicas: list[Replica] | None = Field(
-        description="Its read replicas ([]: every read goes to the primary); null when it did not answer."
-    )
-
-
-class Shards(ResponseModel):
-    shards: list[ShardView]
-    shard_map_version: int
 
 
 class PlatformSums(ResponseModel):

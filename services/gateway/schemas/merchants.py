@@ -8,6 +8,7 @@ from checkout.merchant.v1 import merchant_pb2
 from pydantic import ConfigDict, Field, model_validator
 
 from libs.common import apikeys, limits
+from libs.common.placement import PLANS
 from services.gateway.schemas.base import (
     RequestModel,
     ResponseModel,
@@ -26,7 +27,7 @@ from services.gateway.schemas.types import (
     text,
 )
 
-PLAN_TYPES = ("free", "pro", "enterprise")
+PLAN_TYPES = PLANS
 KEY_TYPES = tuple(apikeys.KEY_TYPES)
 # As the services check it (one @, a dot in the domain, no spaces), without NUL.
 EMAIL_PATTERN = r"^[^@\s\u0000]+@[^@\s\u0000]+\.[^@\s\u0000]+$"

@@ -150,6 +150,48 @@ class CreateMerchantRequest(_message.Message):
 Global___CreateMerchantRequest: _TypeAlias = CreateMerchantRequest  # noqa: Y015
 
 @_typing.final
+class ClaimContactEmailRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTACT_EMAIL_FIELD_NUMBER: _builtins.int
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    contact_email: _builtins.str
+    merchant_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        contact_email: _builtins.str = ...,
+        merchant_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact_email", b"contact_email", "merchant_id", b"merchant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimContactEmailRequest: _TypeAlias = ClaimContactEmailRequest  # noqa: Y015
+
+@_typing.final
+class ClaimContactEmailResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    merchant_id: _builtins.str
+    """the claim's: the request's, or the one that claimed it first"""
+    def __init__(
+        self,
+        *,
+        merchant_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["merchant_id", b"merchant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimContactEmailResponse: _TypeAlias = ClaimContactEmailResponse  # noqa: Y015
+
+@_typing.final
 class GetMerchantRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -41,6 +41,11 @@ class MerchantServiceStub:
                 request_serializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.CreateMerchantRequest.SerializeToString,
                 response_deserializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.Merchant.FromString,
                 _registered_method=True)
+        self.ClaimContactEmail = channel.unary_unary(
+                '/checkout.merchant.v1.MerchantService/ClaimContactEmail',
+                request_serializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.ClaimContactEmailRequest.SerializeToString,
+                response_deserializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.ClaimContactEmailResponse.FromString,
+                _registered_method=True)
         self.GetMerchant = channel.unary_unary(
                 '/checkout.merchant.v1.MerchantService/GetMerchant',
                 request_serializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.GetMerchantRequest.SerializeToString,
@@ -170,6 +175,15 @@ class MerchantServiceServicer:
 
     def CreateMerchant(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ClaimContactEmail(self, request, context):
+        """Claims a contact email for a merchant id, on the shard of the email's slot (tiered
+        placement: libs/common/placement.py); answers the id that holds the claim, which is an
+        earlier sign-up's when there was one. Idempotent.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -338,6 +352,11 @@ def add_MerchantServiceServicer_to_server(servicer, server):
                     request_deserializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.CreateMerchantRequest.FromString,
                     response_serializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.Merchant.SerializeToString,
             ),
+            'ClaimContactEmail': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClaimContactEmail,
+                    request_deserializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.ClaimContactEmailRequest.FromString,
+                    response_serializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.ClaimContactEmailResponse.SerializeToString,
+            ),
             'GetMerchant': grpc.unary_unary_rpc_method_handler(
                     servicer.GetMerchant,
                     request_deserializer=checkout_dot_merchant_dot_v1_dot_merchant__pb2.GetMerchantRequest.FromString,
@@ -488,6 +507,33 @@ class MerchantService:
             '/checkout.merchant.v1.MerchantService/CreateMerchant',
             checkout_dot_merchant_dot_v1_dot_merchant__pb2.CreateMerchantRequest.SerializeToString,
             checkout_dot_merchant_dot_v1_dot_merchant__pb2.Merchant.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClaimContactEmail(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/checkout.merchant.v1.MerchantService/ClaimContactEmail',
+            checkout_dot_merchant_dot_v1_dot_merchant__pb2.ClaimContactEmailRequest.SerializeToString,
+            checkout_dot_merchant_dot_v1_dot_merchant__pb2.ClaimContactEmailResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -36,6 +36,11 @@ class MerchantServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> MerchantServiceAsyncStub: ...
     CreateMerchant: _grpc.UnaryUnaryMultiCallable[_merchant_pb2.CreateMerchantRequest, _merchant_pb2.Merchant]
+    ClaimContactEmail: _grpc.UnaryUnaryMultiCallable[_merchant_pb2.ClaimContactEmailRequest, _merchant_pb2.ClaimContactEmailResponse]
+    """Claims a contact email for a merchant id, on the shard of the email's slot (tiered
+    placement: libs/common/placement.py); answers the id that holds the claim, which is an
+    earlier sign-up's when there was one. Idempotent.
+    """
     GetMerchant: _grpc.UnaryUnaryMultiCallable[_merchant_pb2.GetMerchantRequest, _merchant_pb2.Merchant]
     UpdateMerchant: _grpc.UnaryUnaryMultiCallable[_merchant_pb2.UpdateMerchantRequest, _merchant_pb2.Merchant]
     ListMerchants: _grpc.UnaryUnaryMultiCallable[_merchant_pb2.ListMerchantsRequest, _merchant_pb2.ListMerchantsResponse]
@@ -85,6 +90,11 @@ class MerchantServiceAsyncStub(MerchantServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateMerchant: _aio.UnaryUnaryMultiCallable[_merchant_pb2.CreateMerchantRequest, _merchant_pb2.Merchant]  # type: ignore[assignment]
+    ClaimContactEmail: _aio.UnaryUnaryMultiCallable[_merchant_pb2.ClaimContactEmailRequest, _merchant_pb2.ClaimContactEmailResponse]  # type: ignore[assignment]
+    """Claims a contact email for a merchant id, on the shard of the email's slot (tiered
+    placement: libs/common/placement.py); answers the id that holds the claim, which is an
+    earlier sign-up's when there was one. Idempotent.
+    """
     GetMerchant: _aio.UnaryUnaryMultiCallable[_merchant_pb2.GetMerchantRequest, _merchant_pb2.Merchant]  # type: ignore[assignment]
     UpdateMerchant: _aio.UnaryUnaryMultiCallable[_merchant_pb2.UpdateMerchantRequest, _merchant_pb2.Merchant]  # type: ignore[assignment]
     ListMerchants: _aio.UnaryUnaryMultiCallable[_merchant_pb2.ListMerchantsRequest, _merchant_pb2.ListMerchantsResponse]  # type: ignore[assignment]
@@ -137,6 +147,17 @@ class MerchantServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _merchant_pb2.CreateMerchantRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_merchant_pb2.Merchant, _abc.Awaitable[_merchant_pb2.Merchant]]: ...
+
+    @_abc_1.abstractmethod
+    def ClaimContactEmail(
+        self,
+        request: _merchant_pb2.ClaimContactEmailRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchant_pb2.ClaimContactEmailResponse, _abc.Awaitable[_merchant_pb2.ClaimContactEmailResponse]]:
+        """Claims a contact email for a merchant id, on the shard of the email's slot (tiered
+        placement: libs/common/placement.py); answers the id that holds the claim, which is an
+        earlier sign-up's when there was one. Idempotent.
+        """
 
     @_abc_1.abstractmethod
     def GetMerchant(

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63heckout/ops/v1/ops.proto\x12\x0f\x63heckout.ops.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa1\x02\n\nDeadLetter\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\x12\r\n\x05shard\x18\x03 \x01(\x05\x12\x10\n\x08\x63onsumer\x18\x04 \x01(\t\x12\x12\n\nprojection\x18\x05 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x06 \x01(\t\x12\x12\n\nevent_type\x18\x07 \x01(\t\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12\x10\n\x08\x61ttempts\x18\t \x01(\x05\x12\x31\n\rfirst_seen_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0clast_seen_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\renvelope_json\x18\x0c \x01(\t\"q\n\x16ListDeadLettersRequest\x12\r\n\x05shard\x18\x01 \x01(\x05\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x11\n\tbefore_id\x18\x03 \x01(\t\x12\x12\n\nprojection\x18\x04 \x01(\t\x12\x12\n\nevent_type\x18\x05 \x01(\t\"L\n\x17ListDeadLettersResponse\x12\x31\n\x0c\x64\x65\x61\x64_letters\x18\x01 \x03(\x0b\x32\x1b.checkout.ops.v1.DeadLetter\"3\n\x16RetryDeadLetterRequest\x12\r\n\x05shard\x18\x01 \x01(\x05\x12\n\n\x02id\x18\x02 \x01(\t\"\\\n\x17RetryDeadLetterResponse\x12\x0f\n\x07\x61pplied\x18\x01 \x01(\x08\x12\x30\n\x0b\x64\x65\x61\x64_letter\x18\x02 \x01(\x0b\x32\x1b.checkout.ops.v1.DeadLetter2\xd8\x01\n\nOpsService\x12\x64\n\x0fListDeadLetters\x12\'.checkout.ops.v1.ListDeadLettersRequest\x1a(.checkout.ops.v1.ListDeadLettersResponse\x12\x64\n\x0fRetryDeadLetter\x12\'.checkout.ops.v1.RetryDeadLetterRequest\x1a(.checkout.ops.v1.RetryDeadLetterResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63heckout/ops/v1/ops.proto\x12\x0f\x63heckout.ops.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa1\x02\n\nDeadLetter\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\x12\r\n\x05shard\x18\x03 \x01(\x05\x12\x10\n\x08\x63onsumer\x18\x04 \x01(\t\x12\x12\n\nprojection\x18\x05 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x06 \x01(\t\x12\x12\n\nevent_type\x18\x07 \x01(\t\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12\x10\n\x08\x61ttempts\x18\t \x01(\x05\x12\x31\n\rfirst_seen_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0clast_seen_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\renvelope_json\x18\x0c \x01(\t\"q\n\x16ListDeadLettersRequest\x12\r\n\x05shard\x18\x01 \x01(\x05\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x11\n\tbefore_id\x18\x03 \x01(\t\x12\x12\n\nprojection\x18\x04 \x01(\t\x12\x12\n\nevent_type\x18\x05 \x01(\t\"L\n\x17ListDeadLettersResponse\x12\x31\n\x0c\x64\x65\x61\x64_letters\x18\x01 \x03(\x0b\x32\x1b.checkout.ops.v1.DeadLetter\"3\n\x16RetryDeadLetterRequest\x12\r\n\x05shard\x18\x01 \x01(\x05\x12\n\n\x02id\x18\x02 \x01(\t\"\\\n\x17RetryDeadLetterResponse\x12\x0f\n\x07\x61pplied\x18\x01 \x01(\x08\x12\x30\n\x0b\x64\x65\x61\x64_letter\x18\x02 \x01(\x0b\x32\x1b.checkout.ops.v1.DeadLetter\"%\n\x14GetShardUsageRequest\x12\r\n\x05shard\x18\x01 \x01(\x05\"\'\n\tSlotUsage\x12\x0c\n\x04slot\x18\x01 \x01(\x05\x12\x0c\n\x04rows\x18\x02 \x01(\x03\"_\n\x15GetShardUsageResponse\x12\x0c\n\x04rows\x18\x01 \x01(\x03\x12\r\n\x05\x62ytes\x18\x02 \x01(\x03\x12)\n\x05slots\x18\x03 \x03(\x0b\x32\x1a.checkout.ops.v1.SlotUsage2\xb8\x02\n\nOpsService\x12\x64\n\x0fListDeadLetters\x12\'.checkout.ops.v1.ListDeadLettersRequest\x1a(.checkout.ops.v1.ListDeadLettersResponse\x12\x64\n\x0fRetryDeadLetter\x12\'.checkout.ops.v1.RetryDeadLetterRequest\x1a(.checkout.ops.v1.RetryDeadLetterResponse\x12^\n\rGetShardUsage\x12%.checkout.ops.v1.GetShardUsageRequest\x1a&.checkout.ops.v1.GetShardUsageResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,6 +42,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RETRYDEADLETTERREQUEST']._serialized_end=615
   _globals['_RETRYDEADLETTERRESPONSE']._serialized_start=617
   _globals['_RETRYDEADLETTERRESPONSE']._serialized_end=709
-  _globals['_OPSSERVICE']._serialized_start=712
-  _globals['_OPSSERVICE']._serialized_end=928
+  _globals['_GETSHARDUSAGEREQUEST']._serialized_start=711
+  _globals['_GETSHARDUSAGEREQUEST']._serialized_end=748
+  _globals['_SLOTUSAGE']._serialized_start=750
+  _globals['_SLOTUSAGE']._serialized_end=789
+  _globals['_GETSHARDUSAGERESPONSE']._serialized_start=791
+  _globals['_GETSHARDUSAGERESPONSE']._serialized_end=886
+  _globals['_OPSSERVICE']._serialized_start=889
+  _globals['_OPSSERVICE']._serialized_end=1201
 # @@protoc_insertion_point(module_scope)

@@ -46,6 +46,11 @@ class OpsServiceStub:
                 request_serializer=checkout_dot_ops_dot_v1_dot_ops__pb2.RetryDeadLetterRequest.SerializeToString,
                 response_deserializer=checkout_dot_ops_dot_v1_dot_ops__pb2.RetryDeadLetterResponse.FromString,
                 _registered_method=True)
+        self.GetShardUsage = channel.unary_unary(
+                '/checkout.ops.v1.OpsService/GetShardUsage',
+                request_serializer=checkout_dot_ops_dot_v1_dot_ops__pb2.GetShardUsageRequest.SerializeToString,
+                response_deserializer=checkout_dot_ops_dot_v1_dot_ops__pb2.GetShardUsageResponse.FromString,
+                _registered_method=True)
 
 
 class OpsServiceServicer:
@@ -68,6 +73,14 @@ class OpsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetShardUsage(self, request, context):
+        """How much of one shard this service's schema holds, in all and by slot (the balance of
+        GET /v1/admin/shards and its planner's input).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OpsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -80,6 +93,11 @@ def add_OpsServiceServicer_to_server(servicer, server):
                     servicer.RetryDeadLetter,
                     request_deserializer=checkout_dot_ops_dot_v1_dot_ops__pb2.RetryDeadLetterRequest.FromString,
                     response_serializer=checkout_dot_ops_dot_v1_dot_ops__pb2.RetryDeadLetterResponse.SerializeToString,
+            ),
+            'GetShardUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetShardUsage,
+                    request_deserializer=checkout_dot_ops_dot_v1_dot_ops__pb2.GetShardUsageRequest.FromString,
+                    response_serializer=checkout_dot_ops_dot_v1_dot_ops__pb2.GetShardUsageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -138,6 +156,33 @@ class OpsService:
             '/checkout.ops.v1.OpsService/RetryDeadLetter',
             checkout_dot_ops_dot_v1_dot_ops__pb2.RetryDeadLetterRequest.SerializeToString,
             checkout_dot_ops_dot_v1_dot_ops__pb2.RetryDeadLetterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetShardUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/checkout.ops.v1.OpsService/GetShardUsage',
+            checkout_dot_ops_dot_v1_dot_ops__pb2.GetShardUsageRequest.SerializeToString,
+            checkout_dot_ops_dot_v1_dot_ops__pb2.GetShardUsageResponse.FromString,
             options,
             channel_credentials,
             insecure,

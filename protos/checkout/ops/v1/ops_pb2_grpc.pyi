@@ -41,6 +41,10 @@ class OpsServiceStub:
     """Applies a dead letter's event through its projection again; NOT_FOUND when this instance
     does not hold it.
     """
+    GetShardUsage: _grpc.UnaryUnaryMultiCallable[_ops_pb2.GetShardUsageRequest, _ops_pb2.GetShardUsageResponse]
+    """How much of one shard this service's schema holds, in all and by slot (the balance of
+    GET /v1/admin/shards and its planner's input).
+    """
 
 @_typing.type_check_only
 class OpsServiceAsyncStub(OpsServiceStub):
@@ -54,6 +58,10 @@ class OpsServiceAsyncStub(OpsServiceStub):
     RetryDeadLetter: _aio.UnaryUnaryMultiCallable[_ops_pb2.RetryDeadLetterRequest, _ops_pb2.RetryDeadLetterResponse]  # type: ignore[assignment]
     """Applies a dead letter's event through its projection again; NOT_FOUND when this instance
     does not hold it.
+    """
+    GetShardUsage: _aio.UnaryUnaryMultiCallable[_ops_pb2.GetShardUsageRequest, _ops_pb2.GetShardUsageResponse]  # type: ignore[assignment]
+    """How much of one shard this service's schema holds, in all and by slot (the balance of
+    GET /v1/admin/shards and its planner's input).
     """
 
 class OpsServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -77,6 +85,16 @@ class OpsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_ops_pb2.RetryDeadLetterResponse, _abc.Awaitable[_ops_pb2.RetryDeadLetterResponse]]:
         """Applies a dead letter's event through its projection again; NOT_FOUND when this instance
         does not hold it.
+        """
+
+    @_abc_1.abstractmethod
+    def GetShardUsage(
+        self,
+        request: _ops_pb2.GetShardUsageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ops_pb2.GetShardUsageResponse, _abc.Awaitable[_ops_pb2.GetShardUsageResponse]]:
+        """How much of one shard this service's schema holds, in all and by slot (the balance of
+        GET /v1/admin/shards and its planner's input).
         """
 
 def add_OpsServiceServicer_to_server(servicer: OpsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
