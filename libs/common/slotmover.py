@@ -27,6 +27,7 @@ import os
 import signal
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +35,7 @@ from typing import Any
 import asyncpg
 from nats.js import JetStreamContext
 
-from libs.common import shardstore, slotmove
+from libs.common import ids, shardstore, slotmove
 from libs.common.config import SERVICES, Config
 from libs.common.db import Connection
 from libs.common.slotmove import SlotRange, Table
@@ -44,7 +45,7 @@ log = logging.getLogger("checkout.slotmover")
 ACTIVE = ("copying", "catching_up", "fencing", "cleaning", "aborting")
 _LOCK = 0x4D4F5645  # "MOVE": pg_advisory_lock on the control database, held by the running mover
 _COLUMNS = (
-    "id, first_slot, last_slot, from_shard, to_shard, phase, paused, abort_requested, rows_total, "
+    "id, number, first_slot, last_slot, from_shard, to_shard, phase, paused, abort_requested, rows_total, "
     "rows_copied::text AS rows_copied, change_cursor::text AS change_cursor, fence_ms, copy_seconds, "
     "map_version, error, created_at, updated_at, finished_at"
 )
@@ -68,7 +69,8 @@ class _Stop(Exception):
 
 @dataclass(frozen=True)
 class SlotMove:
-    id: int
+    id: uuid.UUID
+    number: int  # the shards' name for the move (slot_fences.move_id)
     slots: SlotRange
     from_shard: int
     to_shard: int
@@ -90,6 +92,7 @@ class SlotMove:
     def from_row(cls, row: asyncpg.Record) -> SlotMove:
         return cls(
             id=row["id"],
+            number=row["number"],
             slots=SlotRange(row["first_slot"], row["last_slot"]),
             from_shard=row["from_shard"],
             to_shard=row["to_shard"],
@@ -138,12 +141,13 @@ async def create_move(control: Connection, slots: SlotRange, to_shard: int) -> S
         raise MoveError(f"slots {slots.first}-{slots.last} are on shard {to_shard} already", "to_shard")
     try:
         row = await control.fetchrow(
-            f"""INSERT INTO control.slot_moves (first_slot, last_slot, from_shard, to_shard, phase)
-                VALUES ($1, $2, $3, $4, 'copying') RETURNING {_COLUMNS}""",
+            f"""INSERT INTO control.slot_moves (id, first_slot, last_slot, from_shard, to_shard, phase)
+                VALUES ($5, $1, $2, $3, $4, 'copying') RETURNING {_COLUMNS}""",
             slots.first,
             slots.last,
             from_shard,
             to_shard,
+            ids.new_id(slots.first),
         )
     except asyncpg.UniqueViolationError:
         raise MoveConflict("another slot move is in progress; it must finish or be aborted first") from None
@@ -151,7 +155,7 @@ async def create_move(control: Connection, slots: SlotRange, to_shard: int) -> S
     return SlotMove.from_row(row)
 
 
-async def get_move(control: Connection, move_id: int) -> SlotMove | None:
+async def get_move(control: Connection, move_id: uuid.UUID) -> SlotMove | None:
     row = await control.fetchrow(f"SELECT {_COLUMNS} FROM control.slot_moves WHERE id = $1", move_id)
     return SlotMove.from_row(row) if row else None
 
@@ -161,7 +165,7 @@ async def list_moves(control: Connection, limit: int = 20) -> list[SlotMove]:
     return [SlotMove.from_row(r) for r in rows]
 
 
-async def request(control: Connection, move_id: int, action: str) -> SlotMove | None:
+async def request(control: Connection, move_id: uuid.UUID, action: str) -> SlotMove | None:
     """pause, resume or abort; None when there is no such move. An abort is refused once the
     map has switched (the target is then authoritative: move the slots back instead)."""
     updates = {
@@ -240,7 +244,7 @@ class SlotMover:
             except _Stop:
                 pass
             except (asyncpg.PostgresError, OSError, LookupError, TimeoutError) as error:
-                log.warning("slot move %d stopped: %s", move.id, error)
+                log.warning("slot move %s stopped: %s", move.id, error)
                 await control.execute(
                     "UPDATE control.slot_moves SET error = $2, updated_at = NOW() WHERE id = $1",
                     move.id,
@@ -338,7 +342,7 @@ class _Run:
                 slots.first,
                 slots.last,
             )  # the target gave these slots away once: they come back now
-            await slotmove.install_capture(source, tables, self.move.id, slots, self.move.to_shard)
+            await slotmove.install_capture(source, tables, self.move.number, slots, self.move.to_shard)
         # A write begun before the capture was armed is not recorded: it must be over (and so in
         # the copy's snapshot) before that snapshot is taken.
         armed = await source.fetchval("SELECT clock_timestamp()")
@@ -370,7 +374,7 @@ class _Run:
                     source,
                     target,
                     tables,
-                    self.move.id,
+                    self.move.number,
                     self.cursor.get(schema, 0),
                     batch=self.settings.catch_up_batch,
                     progress=self._progress,
@@ -378,7 +382,7 @@ class _Run:
                 self.cursor[schema] = last
                 if handled < self.settings.catch_up_batch:
                     break
-            waiting += await slotmove.pending_changes(source, schema, self.move.id, self.cursor[schema])
+            waiting += await slotmove.pending_changes(source, schema, self.move.number, self.cursor[schema])
         await self._set()
         return waiting
 
@@ -394,12 +398,12 @@ class _Run:
             started = time.monotonic()
             deadline = started + deadline_seconds
             # Waits for the commands already past the fence, and holds back every later one.
-            await fence.execute(f"SELECT pg_advisory_lock({slotmove.FENCE_LOCK}, $1::int)", move.id)
+            await fence.execute(f"SELECT pg_advisory_lock({slotmove.FENCE_LOCK}, $1::int)", move.number)
             try:
                 await self._until(deadline, lambda: self._relayed(source), "the source's relay")
                 await self._until(deadline, self._consumed, "the source's consumers")
                 for schema in self.tables:
-                    await slotmove.set_fence_state(source, schema, move.id, "moved")
+                    await slotmove.set_fence_state(source, schema, move.number, "moved")
                 # Writers that read `copying` just before must be over before the last copy.
                 self._checkpoint("fencing")
                 moved = await source.fetchval("SELECT clock_timestamp()")
@@ -424,25 +428,25 @@ class _Run:
                     )
             except TimeoutError:
                 for schema in self.tables:
-                    await slotmove.set_fence_state(source, schema, move.id, "copying")
+                    await slotmove.set_fence_state(source, schema, move.number, "copying")
                 raise
             finally:
-                await fence.execute(f"SELECT pg_advisory_unlock({slotmove.FENCE_LOCK}, $1::int)", move.id)
+                await fence.execute(f"SELECT pg_advisory_unlock({slotmove.FENCE_LOCK}, $1::int)", move.number)
         finally:
             await fence.close()
-        log.info("slot move %d switched to map version %d", move.id, published.version)
+        log.info("slot move %s switched to map version %d", move.id, published.version)
         return "cleaning"
 
     async def _cleaning(self, source: Connection, target: Connection) -> str:
         for schema, tables in self.tables.items():
             await slotmove.delete_slots(source, tables, self.move.slots, batch=self.settings.batch)
-            await source.execute(f'DELETE FROM "{schema}".slot_changes WHERE move_id = $1', self.move.id)
+            await source.execute(f'DELETE FROM "{schema}".slot_changes WHERE move_id = $1', self.move.number)
         await self._set(finished=True)
         return "done"
 
     async def _aborting(self, source: Connection, target: Connection) -> str:
         for schema, _tables in self.tables.items():
-            await slotmove.drop_fence(source, schema, self.move.id)
+            await slotmove.drop_fence(source, schema, self.move.number)
             await slotmove.delete_slots(target, await slotmove.describe(target, schema), self.move.slots)
         return "aborted"
 
@@ -456,7 +460,7 @@ class _Run:
             await asyncio.sleep(self.settings.poll_seconds)
 
     async def _quiet(self, source: Connection, moment: dt.datetime) -> bool:
-        return not await slotmove.writers_before(source, moment, self.move.id)
+        return not await slotmove.writers_before(source, moment, self.move.number)
 
     async def _relayed(self, source: Connection) -> bool:
         """No event in the moving slots is left that the source's relay has not published."""

@@ -6,18 +6,30 @@ from __future__ import annotations
 import uuid
 
 import asyncpg
+import pytest
 from nats.aio.client import Client as NatsClient
 
 from libs.common import slotmover
 from libs.common.config import Config
+from libs.common.devservers import Servers
 from libs.common.shardstore import load
 from libs.common.slotmove import COPIED_XID, SlotRange
 from libs.common.slotmover import SlotMover
 from tests.common.support import poll
+from tests.conftest import make_config
 from tests.platform import platform
 from tests.shards.support import Writer, assert_moved, create_invoice, rows_in, shops_in
 
 MOVING = SlotRange(0, 1023)  # the first half of shard 0's slots (of two shards)
+
+
+@pytest.fixture
+def config(servers: Servers) -> Config:
+    """The moves here are run by the test's own mover (or a process of its own), not the
+    merchant service's loop."""
+    return make_config(servers, slot_mover=False)
+
+
 STAYING = SlotRange(1024, 2047)
 
 

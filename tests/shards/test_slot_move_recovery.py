@@ -16,15 +16,24 @@ from nats.aio.client import Client as NatsClient
 
 from libs.common import slotmover
 from libs.common.config import Config
+from libs.common.devservers import Servers
 from libs.common.shardstore import load
 from libs.common.slotmove import SlotRange
 from libs.common.slotmover import SlotMover
 from tests.common.support import poll
+from tests.conftest import make_config
 from tests.platform import platform
 from tests.shards.support import Writer, assert_moved, counted_once, create_invoice, rows_in, shops_in
 
 ROOT = Path(__file__).resolve().parents[2]
 MOVING = SlotRange(0, 1023)
+
+
+@pytest.fixture
+def config(servers: Servers) -> Config:
+    """The moves here are run by the test's own mover (or a process of its own), not the
+    merchant service's loop."""
+    return make_config(servers, slot_mover=False)
 
 
 def mover_env(config: Config, crash_at: str) -> dict[str, str]:

@@ -1,7 +1,8 @@
 -- Slot moves (libs/common/slotmover.py): one row per move, its phase the mover's durable
 -- position, so a mover killed at any point resumes where it was. Slots are inclusive.
 CREATE TABLE slot_moves (
-    id BIGSERIAL PRIMARY KEY,
+    id UUID PRIMARY KEY,  -- the operator's handle (GET /v1/admin/slot-moves/{id})
+    number BIGSERIAL UNIQUE,  -- the shards' name for it (slot_fences.move_id, the fence lock)
     first_slot INTEGER NOT NULL CHECK (first_slot BETWEEN 0 AND 4095),
     last_slot INTEGER NOT NULL CHECK (last_slot BETWEEN first_slot AND 4095),
     from_shard INTEGER NOT NULL,
