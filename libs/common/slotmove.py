@@ -32,50 +32,58 @@ import asyncpg
 from libs.common.db import Connection
 from libs.common.slotmoved import SLOT_MOVED
 
-# The id column (or expression over the row) carrying the owner's slot, per table, in the order
-# a copy must insert them. Tables not here are a shard's own state, not a merchant's: the relay's
+# The slot of a row, per table (mostly that of an id column, by the schema's slot_of), in the
+# order a copy must insert them. Tables not here are a shard's own state, not a merchant's: the relay's
 # cursor, the watchers' chain_blocks, the analytics rollups (kept by a trigger on daily_metrics).
-_SCOPE_ID = "substring({row}.scope from '[0-9a-f]{{8}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{12}}')::uuid"
+_SCOPE_ID = (
+    "{slot_of}(substring({row}.scope from "
+    "'[0-9a-f]{{8}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{12}}')::uuid)"
+)
 _EVENT_STORE = (
-    ("streams", "{row}.aggregate_id"),
-    ("events", "{row}.aggregate_id"),
-    ("aggregate_snapshots", "{row}.aggregate_id"),
+    ("streams", "{slot_of}({row}.aggregate_id)"),
+    ("events", "{slot_of}({row}.aggregate_id)"),
+    ("aggregate_snapshots", "{slot_of}({row}.aggregate_id)"),
     ("command_log", _SCOPE_ID),
-    ("processed_events", "{row}.event_id"),
-    ("dead_letters", "{row}.event_id"),
+    ("processed_events", "{slot_of}({row}.event_id)"),
+    ("dead_letters", "{slot_of}({row}.event_id)"),
 )
 CATALOG: dict[str, tuple[tuple[str, str], ...]] = {
     "merchant": (
         *_EVENT_STORE,
-        ("merchants", "{row}.id"),
-        ("api_keys", "{row}.merchant_id"),
-        ("webhook_endpoints", "{row}.merchant_id"),
-        ("webhook_endpoint_health", "{row}.endpoint_id"),
-        ("webhook_secrets", "{row}.merchant_id"),
-        ("invoice_summaries", "{row}.merchant_id"),
-        ("webhook_events", "{row}.merchant_id"),
-        ("webhook_deliveries", "{row}.merchant_id"),
-        ("webhook_attempts", "{row}.delivery_id"),
-        ("notification_templates", "{row}.merchant_id"),
-        ("notification_deliveries", "{row}.merchant_id"),
-        ("event_feed_heads", "{row}.merchant_id"),
-        ("event_feed", "{row}.merchant_id"),
+        ("merchants", "{slot_of}({row}.id)"),
+        ("api_keys", "{slot_of}({row}.merchant_id)"),
+        ("webhook_endpoints", "{slot_of}({row}.merchant_id)"),
+        ("webhook_endpoint_health", "{slot_of}({row}.endpoint_id)"),
+        ("webhook_secrets", "{slot_of}({row}.merchant_id)"),
+        ("invoice_summaries", "{slot_of}({row}.merchant_id)"),
+        ("webhook_events", "{slot_of}({row}.merchant_id)"),
+        ("webhook_deliveries", "{slot_of}({row}.merchant_id)"),
+        ("webhook_attempts", "{slot_of}({row}.delivery_id)"),
+        ("notification_templates", "{slot_of}({row}.merchant_id)"),
+        ("notification_deliveries", "{slot_of}({row}.merchant_id)"),
+        ("event_feed_heads", "{slot_of}({row}.merchant_id)"),
+        ("event_feed", "{slot_of}({row}.merchant_id)"),
+        ("email_claims", "{row}.slot"),  # the email's slot, which the merchant's id may not carry
     ),
     "invoice": (
         *_EVENT_STORE,
-        ("merchant_profiles", "{row}.merchant_id"),
-        ("address_allocations", "{row}.merchant_id"),
-        ("invoices", "{row}.id"),
-        ("payments", "{row}.invoice_id"),
-        ("audit_entries", "{row}.invoice_id"),
-        ("refunds", "{row}.invoice_id"),
+        ("merchant_profiles", "{slot_of}({row}.merchant_id)"),
+        ("address_allocations", "{slot_of}({row}.merchant_id)"),
+        ("invoices", "{slot_of}({row}.id)"),
+        ("payments", "{slot_of}({row}.invoice_id)"),
+        ("audit_entries", "{slot_of}({row}.invoice_id)"),
+        ("refunds", "{slot_of}({row}.invoice_id)"),
     ),
-    "customer": (*_EVENT_STORE, ("customers", "{row}.merchant_id"), ("payment_history", "{row}.invoice_id")),
+    "customer": (
+        *_EVENT_STORE,
+        ("customers", "{slot_of}({row}.merchant_id)"),
+        ("payment_history", "{slot_of}({row}.invoice_id)"),
+    ),
     "analytics": (
         *_EVENT_STORE,
-        ("merchant_directory", "{row}.merchant_id"),
-        ("daily_metrics", "{row}.merchant_id"),
-        ("paid_invoices", "{row}.invoice_id"),
+        ("merchant_directory", "{slot_of}({row}.merchant_id)"),
+        ("daily_metrics", "{slot_of}({row}.merchant_id)"),
+        ("paid_invoices", "{slot_of}({row}.invoice_id)"),
     ),
 }
 # A shard's own tables: never moved (the coverage test holds every other table to CATALOG).
@@ -107,7 +115,7 @@ MOVER_SETTING = "checkout.slot_mover"
 class Table:
     schema: str
     name: str
-    key: str  # "{row}"-templated SQL for the uuid carrying the row's slot
+    key: str  # the row's slot: SQL templated with {row} (the row's name) and {slot_of}
     columns: tuple[str, ...]
     primary_key: tuple[str, ...]
     partitioned: bool
@@ -116,8 +124,9 @@ class Table:
     def qualified(self) -> str:
         return f'"{self.schema}"."{self.name}"'
 
-    def key_of(self, row: str) -> str:
-        return self.key.format(row=row)
+    def slot_of(self, row: str) -> str:
+        """The SQL for the slot of the row named `row`."""
+        return self.key.format(row=row, slot_of=f'"{self.schema}".slot_of')
 
     @property
     def immutable(self) -> bool:
@@ -169,7 +178,7 @@ def _trigger_function(table: Table) -> str:
     """A row trigger for `table`: writes in a fenced slot are recorded (`copying`) or refused
     (`moved`); on `streams`, a command first waits while the mover holds the fence."""
     s = f'"{table.schema}"'
-    key = f"coalesce({table.key_of('NEW')}, {table.key_of('OLD')})"
+    slot = f"coalesce({table.slot_of('NEW')}, {table.slot_of('OLD')})"
     row_key = ", ".join(f'\'{c}\', coalesce(NEW."{c}", OLD."{c}")' for c in table.primary_key)
     wait = ""
     if table.name == FENCED_TABLE:
@@ -178,7 +187,7 @@ def _trigger_function(table: Table) -> str:
     return f"""CREATE OR REPLACE FUNCTION {s}."slot_guard_{table.name}"() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
 DECLARE
-    slot INTEGER := {s}.slot_of({key});
+    slot INTEGER := {slot};
     fence RECORD;
 BEGIN
     IF slot IS NULL OR current_setting('{MOVER_SETTING}', true) = 'on' THEN RETURN NULL; END IF;
@@ -252,7 +261,7 @@ async def drop_fence(conn: Connection, schema: str, move_id: int) -> None:
 
 # -- copy ----------------------------------------------------------------------------------------
 def _in_slots(table: Table, row: str = "t") -> str:
-    return f'"{table.schema}".slot_of({table.key_of(row)}) BETWEEN $1 AND $2'
+    return f"{table.slot_of(row)} BETWEEN $1 AND $2"
 
 
 def _pk(table: Table, row: str = "t") -> str:
