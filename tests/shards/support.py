@@ -14,7 +14,7 @@ import asyncpg
 import httpx
 
 from libs.common import ids, slotmove
-from libs.common.config import SERVICES, Config
+from libs.common.config import SERVICES
 from libs.common.shardmap import slot_for_email
 from libs.common.slotmove import SlotRange
 from tests.common.support import poll
@@ -103,9 +103,9 @@ class Writer:
                 self.failures.append(f"{response.status_code} {response.text}")
 
 
-async def rows_in(config: Config, shard: int, slots: SlotRange) -> dict[str, int]:
-    """Rows per table (every service schema) that `shard` holds in `slots`, empty ones left out."""
-    conn = await asyncpg.connect(config.shard_dsn(shard))
+async def rows_in(dsn: str, slots: SlotRange) -> dict[str, int]:
+    """Rows per table (every service schema) the shard at `dsn` holds in `slots`, empty ones left out."""
+    conn = await asyncpg.connect(dsn)
     try:
         counts: dict[str, int] = {}
         for schema in SERVICES:
@@ -129,8 +129,8 @@ async def assert_moved(
         for invoice in shop.invoices:
             got = await platform.http.get(f"/v1/invoices/{invoice}", headers=shop.headers)
             assert got.status_code == 200, got.text
-    assert await rows_in(config, source, slots) == {}
-    on_target = await rows_in(config, to, slots)
+    assert await rows_in(config.shard_dsn(source), slots) == {}
+    on_target = await rows_in(config.shard_dsn(to), slots)
     assert on_target["invoice.invoices"] == sum(len(s.invoices) for s in moved)
     assert on_target["merchant.merchants"] == len(moved)
     for shop in [*moved, *stayed]:

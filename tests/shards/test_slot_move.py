@@ -65,7 +65,7 @@ async def test_a_move_under_writes_switches_the_map_and_loses_nothing(
         assert shard_map.shard_for_slot(STAYING.first) == 0
 
         await assert_moved(p, moving, [staying], MOVING, to=1, source=0)
-        assert (await rows_in(config, 0, STAYING))["invoice.invoices"] == len(staying.invoices)
+        assert (await rows_in(config.shard_dsn(0), STAYING))["invoice.invoices"] == len(staying.invoices)
 
         # The copied events kept their order and were not published again by the target.
         target = await asyncpg.connect(config.shard_dsn(1))

@@ -116,7 +116,7 @@ async def test_an_abort_mid_copy_leaves_the_source_authoritative(
             move = await slotmover.create_move(control, MOVING, to_shard=1)
             async with Writer(p.http, moving) as writer:
                 await killed_mover(config, "copying:3", tmp_path)
-                assert (await rows_in(config, 1, MOVING)) != {}  # a part was copied
+                assert (await rows_in(config.shard_dsn(1), MOVING)) != {}  # a part was copied
                 asked = await slotmover.request(control, move.id, "abort")
                 assert asked is not None and asked.abort_requested
                 aborted = await SlotMover(config, nats_client.jetstream()).run_once()
@@ -130,8 +130,8 @@ async def test_an_abort_mid_copy_leaves_the_source_authoritative(
         assert aborted is not None and aborted.phase == "aborted", aborted
         assert writer.failures == []
         assert shard_map.version == 1
-        assert await rows_in(config, 1, MOVING) == {}
-        on_source = await rows_in(config, 0, MOVING)
+        assert await rows_in(config.shard_dsn(1), MOVING) == {}
+        on_source = await rows_in(config.shard_dsn(0), MOVING)
         assert on_source["invoice.invoices"] == sum(len(s.invoices) for s in moving)
         for shop in moving:
             await counted_once(p, shop)
