@@ -147,10 +147,9 @@ async def describe(conn: Connection, schema: str) -> list[Table]:
     tables = []
     for name, key in CATALOG[schema]:
         rows = await conn.fetch(
-            """SELECT a.attname, coalesce(a.attnum = ANY (i.indkey), false) AS in_pk, c.relkind
+            """SELECT a.attname, c.relkind::text AS relkind
                FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-               LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
                WHERE n.nspname = $1 AND c.relname = $2 ORDER BY a.attnum""",
             schema,
             name,

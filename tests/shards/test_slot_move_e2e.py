@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import time
 import uuid
@@ -29,6 +30,7 @@ from tests.merchant.webhook_support import Receiver, receiver
 from tests.shards.support import Shop, Writer, create_invoice, rows_in
 from tools.devchain.testing import EvmChain
 from tools.devstack import Stack
+from tools.faults import rebuilds
 
 MOVING = SlotRange(0, 1023)  # half of shard 0's slots, to the new shard 2
 # The merchants' wallets: account keys of a mnemonic no other test derives addresses from.
@@ -183,11 +185,17 @@ async def test_two_shards_become_three_under_load_and_nothing_is_lost(
                 await poll(settled, timeout=30, what=f"invoice {invoice_id} paid once")
 
         # The moved merchants live on the new shard alone.
-        shard_0 = Config.from_env(move_stack.env()).shard_dsn(0)
+        shard_0 = Config.from_env(move_stack.env()).shard_dsn(0)  # the stack's own configuration
         assert await rows_in(shard_0, MOVING) == {}
         on_new = await rows_in(dsn, MOVING)
         assert on_new["merchant.merchants"] == len(shops)
         assert on_new["invoice.invoices"] == sum(len(s.invoices) for s in shops)
+
+        # Every read model of every shard equals a rebuild from that shard's events.
+        two = Config.from_env(move_stack.env())
+        three = dataclasses.replace(two, shard_dsns=(shard_0, two.shard_dsn(1), dsn), shard_count=3)
+        compared, mismatches = await rebuilds.compare(three)
+        assert compared and mismatches == []
 
         # Projections and webhooks saw each event once: one created per invoice, one paid per payment.
         await poll(lambda: delivered(hook, shops, paid), timeout=60, what="every webhook")
