@@ -8,9 +8,9 @@ import datetime as dt
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from checkout_client import CheckoutError, Client
@@ -64,6 +64,7 @@ Token = Annotated[
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the API's JSON instead of a table.")]
 DEFAULT_GATEWAY = "http://127.0.0.1:8080"
+T = TypeVar("T")
 
 
 def client(gateway: str, token: str) -> Client:
@@ -171,6 +172,15 @@ MOVE_COLUMNS = [
 FINISHED = ("done", "aborted")
 
 
+def _calling(gateway: str, token: str, work: Callable[[Client], T]) -> T:
+    """`work` on a client of the gateway; an API error ends the command with its message."""
+    try:
+        with client(gateway, token) as api:
+            return work(api)
+    except CheckoutError as error:
+        raise fail(error) from None
+
+
 def _move_line(move: SlotMove) -> str:
     fence = "" if move["fence_ms"] is None else f", fence {move['fence_ms']:.0f} ms"
     rate = "" if move["rows_per_second"] is None else f", {move['rows_per_second']:.0f} rows/s"
@@ -206,15 +216,15 @@ def slot_moves_start(
     token: Token = "",
 ) -> None:
     """Move slots to another shard while merchants keep writing (the merchant service runs it)."""
-    try:
-        with client(gateway, token) as api:
-            move = api.create_slot_move(slots, to_shard)
-            out.print(_move_line(move))
-            if wait:
-                move = _follow(api, move, 0.5)
-                out.print(_move_line(move))
-    except CheckoutError as error:
-        raise fail(error) from None
+
+    def start(api: Client) -> SlotMove:
+        move = api.create_slot_move(slots, to_shard)
+        out.print(_move_line(move))
+        return _follow(api, move, 0.5) if wait else move
+
+    move = _calling(gateway, token, start)
+    if wait:
+        out.print(_move_line(move))
     if move["phase"] == "aborted":
         raise typer.Exit(1)
 
@@ -222,11 +232,7 @@ def slot_moves_start(
 @slot_moves.command("list")
 def slot_moves_list(gateway: Gateway = DEFAULT_GATEWAY, token: Token = "", as_json: AsJson = False) -> None:
     """The latest slot moves, newest first."""
-    try:
-        with client(gateway, token) as api:
-            moves = api.slot_moves()
-    except CheckoutError as error:
-        raise fail(error) from None
+    moves = _calling(gateway, token, lambda api: api.slot_moves())
     show([dict(m) for m in moves], MOVE_COLUMNS, as_json, "slot moves")
 
 
@@ -237,14 +243,11 @@ def _slot_move_command(action: str | None, doc: str) -> None:
         gateway: Gateway = DEFAULT_GATEWAY,
         token: Token = "",
     ) -> None:
-        try:
-            with client(gateway, token) as api:
-                move = api.slot_move(move_id, action)
-                if follow:
-                    move = _follow(api, move, 0.5)
-        except CheckoutError as error:
-            raise fail(error) from None
-        out.print(_move_line(move))
+        def act(api: Client) -> SlotMove:
+            move = api.slot_move(move_id, action)
+            return _follow(api, move, 0.5) if follow else move
+
+        out.print(_move_line(_calling(gateway, token, act)))
 
     command.__doc__ = doc
     slot_moves.command(action or "show")(command)

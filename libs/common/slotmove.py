@@ -129,6 +129,13 @@ class Table:
         return self.key.format(row=row, slot_of=f'"{self.schema}".slot_of')
 
     @property
+    def order(self) -> tuple[str, ...]:
+        """The order rows are copied in: the source's store order for events (an aggregate's
+        events must reach the target in their order, and ids are not ordered within a
+        millisecond), the primary key otherwise."""
+        return ("sequence_number",) if self.immutable else self.primary_key
+
+    @property
     def immutable(self) -> bool:
         """Events are never updated: a copy inserts or leaves them (and keeps T's sequence)."""
         return self.name == "events"
@@ -325,14 +332,15 @@ async def copy_table(
     batch: int = 1000,
     progress: Progress | None = None,
 ) -> int:
-    """Every row of `table` in `slots`, source to target, in primary-key batches; rows copied."""
+    """Every row of `table` in `slots`, source to target, in keyset batches (`Table.order`);
+    rows copied."""
     await copy_partitions(source, target, table)
-    order = _pk(table)
+    order = ", ".join(f't."{c}"' for c in table.order)
     first = (
         f"SELECT to_jsonb(t)::text AS doc, {order} FROM {table.qualified} t "
         f"WHERE {_in_slots(table)} ORDER BY {order} LIMIT {batch}"
     )
-    params = ", ".join(f"${i + 3}" for i in range(len(table.primary_key)))
+    params = ", ".join(f"${i + 3}" for i in range(len(table.order)))
     after = (
         f"SELECT to_jsonb(t)::text AS doc, {order} FROM {table.qualified} t "
         f"WHERE {_in_slots(table)} AND ({order}) > ({params}) ORDER BY {order} LIMIT {batch}"
@@ -347,7 +355,7 @@ async def copy_table(
         if len(rows) < batch:
             break
         last = rows[-1]
-        rows = await source.fetch(after, slots.first, slots.last, *(last[c] for c in table.primary_key))
+        rows = await source.fetch(after, slots.first, slots.last, *(last[c] for c in table.order))
     return copied
 
 
@@ -383,9 +391,11 @@ async def catch_up(
             continue
         wanted = "[" + ",".join(dict.fromkeys(keys[table.name])) + "]"
         k = ", ".join(f'k."{c}"' for c in table.primary_key)
+        order = ", ".join(f't."{c}"' for c in table.order)
         present = await source.fetch(
             f"SELECT to_jsonb(t)::text AS doc FROM {table.qualified} t WHERE ({_pk(table)}) IN "
-            f"(SELECT {k} FROM jsonb_populate_recordset(NULL::{table.qualified}, $1::text::jsonb) k)",
+            f"(SELECT {k} FROM jsonb_populate_recordset(NULL::{table.qualified}, $1::text::jsonb) k) "
+            f"ORDER BY {order}",
             wanted,
         )
         if present:

@@ -64,6 +64,15 @@ async def shops_in(platform: Platform, slots: SlotRange, count: int) -> list[Sho
     return shops
 
 
+async def shops_with_invoices(platform: Platform, slots: SlotRange, count: int, invoices: int) -> list[Shop]:
+    """`count` shops in `slots`, each with `invoices` invoices created."""
+    shops = await shops_in(platform, slots, count)
+    for shop in shops:
+        for _ in range(invoices):
+            assert (await create_invoice(platform.http, shop)).status_code == 201
+    return shops
+
+
 async def create_invoice(http: httpx.AsyncClient, shop: Shop) -> httpx.Response:
     response = await http.post("/v1/invoices", json=INVOICE, headers=shop.headers)
     if response.status_code == 201:

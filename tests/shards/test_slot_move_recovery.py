@@ -23,7 +23,7 @@ from libs.common.slotmover import SlotMover
 from tests.common.support import poll
 from tests.conftest import make_config
 from tests.platform import platform
-from tests.shards.support import Writer, assert_moved, counted_once, create_invoice, rows_in, shops_in
+from tests.shards.support import Writer, assert_moved, counted_once, rows_in, shops_with_invoices
 
 ROOT = Path(__file__).resolve().parents[2]
 MOVING = SlotRange(0, 1023)
@@ -80,10 +80,7 @@ async def test_a_mover_killed_at_any_phase_is_resumed_to_the_same_result(
     config: Config, nats_client: NatsClient, tmp_path: Path, crash_at: str
 ) -> None:
     async with platform(config) as p:
-        moving = await shops_in(p, MOVING, 2)
-        for shop in moving:
-            for _ in range(4):
-                assert (await create_invoice(p.http, shop)).status_code == 201
+        moving = await shops_with_invoices(p, MOVING, 2, invoices=4)
         control = await asyncpg.connect(config.control_database())
         try:
             move = await slotmover.create_move(control, MOVING, to_shard=1)
@@ -107,10 +104,7 @@ async def test_an_abort_mid_copy_leaves_the_source_authoritative(
     config: Config, nats_client: NatsClient, tmp_path: Path
 ) -> None:
     async with platform(config) as p:
-        moving = await shops_in(p, MOVING, 2)
-        for shop in moving:
-            for _ in range(4):
-                assert (await create_invoice(p.http, shop)).status_code == 201
+        moving = await shops_with_invoices(p, MOVING, 2, invoices=4)
         control = await asyncpg.connect(config.control_database())
         try:
             move = await slotmover.create_move(control, MOVING, to_shard=1)

@@ -12,11 +12,25 @@ from starlette.requests import Request
 
 from libs.common import slotmove, slotmover
 from services.gateway.errors import ApiError
-from services.gateway.operations import Args, Operation, Reply
+from services.gateway.operations import Args, Operation, Reply, Rule
 from services.gateway.schemas.slot_moves import SlotMoveList, SlotMoveRequest, SlotMoveView
 from services.gateway.state import state_of
 
 TAG = "Operator"
+RULES = (
+    Rule(
+        r"slots",
+        r"slots must lie within 0-4095, the first not after the last",
+        "slots: the first slot not after the last.",
+    ),
+    Rule(
+        r"slots",
+        r"slots .* lie on shards .*",
+        "slots: all on one shard now (a move takes one shard's slots).",
+    ),
+    Rule(r"to_shard", r"shard \d+ is not registered", "to_shard: a registered shard."),
+    Rule(r"to_shard", r"slots .* are on shard \d+ already", "to_shard: not the shard the slots are on."),
+)
 
 
 @contextlib.asynccontextmanager
@@ -92,7 +106,7 @@ async def abort_slot_move(args: Args[None, None]) -> SlotMoveView:
 operations = [
     Operation(
         "POST", "/v1/admin/slot-moves", create_slot_move, "Move a range of slots to another shard", TAG,
-        "operator", response=SlotMoveView, status=201, body=SlotMoveRequest, errors=(409, 503),
+        "operator", response=SlotMoveView, status=201, body=SlotMoveRequest, errors=(409, 503), rules=RULES,
         example={"slots": "0-511", "to_shard": 2},
         description="Copies the slots' rows of every service while merchants keep writing, catches up, holds "
         "their writes for a moment (`fence_ms`) while the shard map switches, then deletes them from the "

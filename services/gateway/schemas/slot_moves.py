@@ -9,15 +9,22 @@ from pydantic import Field
 
 from libs.common.slotmover import SlotMove
 from services.gateway.schemas.base import RequestModel, ResponseModel
-from services.gateway.schemas.types import text
+from services.gateway.schemas.types import WHOLE
+
+# One slot or an inclusive range of them, in 0-4095 (whether first <= last is checked after).
+SLOTS_PATTERN = r"^(409[0-5]|40[0-8][0-9]|[0-3]?[0-9]{1,3})(-(409[0-5]|40[0-8][0-9]|[0-3]?[0-9]{1,3}))?$"
+SHARD_MAX = 4095
 
 
 class SlotMoveRequest(RequestModel):
-    slots: Annotated[
-        str,
-        text(9, min_length=1, description='Inclusive: "0-511", or one slot "7". All on one shard now.'),
-    ]
-    to_shard: int = Field(ge=0, description="A registered shard (`GET /v1/admin/shards`).")
+    slots: str = Field(
+        pattern=SLOTS_PATTERN,
+        description='Inclusive: "0-511", or one slot "7" (0-4095, the first not after the last); '
+        "all on one shard now.",
+    )
+    to_shard: Annotated[int, Field(ge=0, le=SHARD_MAX), WHOLE] = Field(
+        description="A registered shard (`GET /v1/admin/shards`), not the slots' own."
+    )
 
 
 class SlotMoveView(ResponseModel):
