@@ -367,6 +367,7 @@ def projections_rebuild(
 ) -> None:
     """Drop a read model and apply its events again, shard by shard, with a progress bar and ETA."""
     from libs.common.config import Config, ConfigError
+    from libs.common.shardstore import registered_shards
 
     try:
         config = Config.from_env()
@@ -380,8 +381,9 @@ def projections_rebuild(
         )
         raise typer.Exit(2)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    numbers = shard if shard is not None else sorted(asyncio.run(registered_shards(config)))
     with Progress(*columns, TextColumn("ETA"), TimeRemainingColumn(), console=err) as bar:
-        for number in shard if shard is not None else config.shards:
+        for number in numbers:
             task = bar.add_task(f"{service}.{projection} shard {number}", total=None)
 
             def total(count: int, task: TaskID = task) -> None:
@@ -390,7 +392,11 @@ def projections_rebuild(
             def done(count: int, task: TaskID = task) -> None:
                 bar.advance(task, count)
 
-            report = asyncio.run(rebuilding.run(config, plans[projection], number, total, done))
+            try:
+                report = asyncio.run(rebuilding.run(config, plans[projection], number, total, done))
+            except rebuilding.RebuildError as error:
+                err.print(f"[red]{error}[/red]")
+                raise typer.Exit(2) from None
             out.print(f"shard {number}: {report.applied} applied, {len(report.skipped)} skipped")
             for skipped in report.skipped:
                 out.print(f"  skipped {skipped.event_type} {skipped.event_id}: {skipped.reason}")

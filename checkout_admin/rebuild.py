@@ -15,6 +15,7 @@ from libs.common.db import Connection, ShardPools
 from libs.common.eventstore import EventStore
 from libs.common.messaging import Envelope
 from libs.common.service import Runtime, ServiceSpec
+from libs.common.shardstore import registered_shards
 
 READ_BATCH = 1000
 
@@ -65,7 +66,15 @@ async def run(
     on_progress: Callable[[int], None],
 ) -> RebuildReport:
     """Reads the shard's events of the projection's types, then applies them."""
-    source, target = ShardPools(config, plan.source), ShardPools(config, plan.service)
+    shards = await registered_shards(config)
+    if shard not in shards:
+        raise RebuildError(f"shard {shard} is not registered (shards: {', '.join(map(str, sorted(shards)))})")
+
+    def dsn_of(number: int) -> str:
+        return shards[number].dsn
+
+    source = ShardPools(config, plan.source, dsn_of=dsn_of)
+    target = ShardPools(config, plan.service, dsn_of=dsn_of)
     try:
         await source.open([shard])
         await target.open([shard])

@@ -28,7 +28,7 @@ from typing import IO, Any
 
 from cryptography.fernet import Fernet
 
-from libs.common.config import DEFAULT_GRPC_PORTS, DEFAULT_METRICS_PORTS, SERVICES
+from libs.common.config import DEFAULT_GRPC_PORTS, DEFAULT_METRICS_PORTS, SERVICES, with_database
 from libs.common.devservers import DevServers, Servers, free_ports
 from libs.common.replica_config import ROLES
 from tools.devchain.stack import StackChain, stack_chain
@@ -430,6 +430,8 @@ def banner(
         + ", ".join(f"{s} :{stack.metrics_ports[s]}/metrics" for s in SERVICES)
     )
     lines.append(f"                  all of them: {stack.base_url}/v1/admin/metrics (operator token)")
+    new_shard = with_database(stack.servers.database_url, f"checkout_shard_{stack.shard_count}")
+    lines.append(f"  add a shard:    checkout-admin shards add --dsn '{new_shard}'  (README: Adding a shard)")
     if invoice is not None:
         lines += [
             "",

@@ -43,14 +43,19 @@ async def shard_usage(conn: Connection, schema: str) -> ShardUsage:
     rows = await conn.fetch(
         f"SELECT {SLOT_OF_AGGREGATE} AS slot, sum(version)::bigint AS rows FROM streams GROUP BY 1"
     )
-    size = await conn.fetchval(
+    slot_rows = {r["slot"]: r["rows"] for r in rows}
+    return ShardUsage(sum(slot_rows.values()), await schema_bytes(conn, schema), slot_rows)
+
+
+async def schema_bytes(conn: Connection, schema: str) -> int:
+    """A schema's tables with their indexes and TOAST, on disk (from the catalog: cheap)."""
+    size: int = await conn.fetchval(
         """SELECT COALESCE(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c
            JOIN pg_namespace n ON n.oid = c.relnamespace
            WHERE n.nspname = $1 AND c.relkind IN ('r', 'm')""",
         schema,
     )
-    slot_rows = {r["slot"]: r["rows"] for r in rows}
-    return ShardUsage(sum(slot_rows.values()), size, slot_rows)
+    return size
 
 
 def imbalance_ratio(rows: Iterable[int]) -> float:

@@ -38,11 +38,16 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class Endpoint:
     """Which shards a service instance at `address` serves; `every`: all of them, also those
-    registered after start (a bare `host:port` in CHECKOUT_<SERVICE>_ENDPOINTS)."""
+    registered after start (a bare `host:port` in CHECKOUT_<SERVICE>_ENDPOINTS). An address
+    with `{shard}` in it names one instance per shard (`merchant-{shard}.merchant:50051`: pod n
+    of a StatefulSet serving shard n), a shard added later included."""
 
     shards: frozenset[int]
     address: str
     every: bool = False
+
+    def address_of(self, shard: int) -> str:
+        return self.address.replace("{shard}", str(shard))
 
 
 @dataclass(frozen=True)
@@ -217,7 +222,7 @@ class Config:
     def endpoint_for(self, service: str, shard: int) -> str:
         for endpoint in self.endpoints.get(service, ()):
             if endpoint.every or shard in endpoint.shards:
-                return endpoint.address
+                return endpoint.address_of(shard)
         return f"127.0.0.1:{DEFAULT_GRPC_PORTS[service]}"
 
     @classmethod
@@ -273,9 +278,9 @@ class Config:
 
         shard_dsns = tuple(s.strip() for s in get("CHECKOUT_SHARD_DSNS", "").split(",") if s.strip())
         shard_count = len(shard_dsns) or integer("CHECKOUT_SHARD_COUNT", d.shard_count, 1)
+        # May name shards beyond the configured ones: those an operator registers (an instance
+        # serves each once it is registered, libs/common/service.py).
         served = parse_shard_set(get("CHECKOUT_SERVED_SHARDS", ""), "CHECKOUT_SERVED_SHARDS")
-        if any(s >= shard_count for s in served):
-            raise ConfigError(f"CHECKOUT_SERVED_SHARDS names a shard >= {shard_count}")
         endpoints = {
             svc: parse_endpoints(get(f"CHECKOUT_{svc.upper()}_ENDPOINTS", ""), svc, shard_count)
             for svc in SERVICES
@@ -481,7 +486,8 @@ def parse_addresses(raw: str, name: str) -> tuple[str, ...]:
 
 
 def parse_endpoints(raw: str, service: str, shard_count: int) -> tuple[Endpoint, ...]:
-    """`"0-1=host:port;2-3=other:port"`, or a bare `host:port` serving every shard."""
+    """`"0-1=host:port;2-3=other:port"`, or a bare `host:port` serving every shard (with
+    `{shard}` in it: an instance per shard, `name-{shard}.name:port`)."""
     name = f"CHECKOUT_{service.upper()}_ENDPOINTS"
     endpoints = []
     for part in (p.strip() for p in raw.split(";") if p.strip()):

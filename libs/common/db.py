@@ -369,6 +369,9 @@ class ShardPools:
         except KeyError:
             raise KeyError(f"shard {shard} is not served by this instance") from None
 
+    def __contains__(self, shard: int) -> bool:
+        return shard in self._pools
+
     def items(self) -> list[tuple[int, asyncpg.Pool]]:
         return sorted(self._pools.items())
 

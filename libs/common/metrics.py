@@ -115,6 +115,11 @@ GAUGES = {
             ("service", "shard"),
         ),
         Level(
+            "checkout_shard_bytes",
+            "Bytes on disk of the service's schema on a shard (tables and indexes).",
+            ("service", "shard"),
+        ),
+        Level(
             "checkout_shard_balance_ratio",
             "(largest - smallest) / largest of checkout_shard_rows over the shards this process"
             " serves; 0 when balanced.",
@@ -222,7 +227,8 @@ def query_logger(service: str, shard: int) -> Callable[[Any], None]:
 
 
 def balance_ratio(rows: Iterable[float]) -> float:
-    """(largest - smallest) / largest: the seed's "shard size difference" (alert above 0.3)."""
+    """(largest - smallest) / largest: the seed's "shard size difference" (alert above 0.3). The
+    balance planner's target is libs/common/balance.py's distance from the mean."""
     values = list(rows)
     if len(values) < 2 or max(values) <= 0:
         return 0.0

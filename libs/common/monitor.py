@@ -13,7 +13,7 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from libs.common import metrics
+from libs.common import balance, metrics
 from libs.common.archive import archive_sizes
 from libs.common.partitions import partition_sizes
 
@@ -34,6 +34,7 @@ class Monitor:
         self.partition_bytes: dict[tuple[int, str], int] = {}
         self.archive_bytes: dict[tuple[int, str], int] = {}
         self.dead_letters: dict[int, int] = {}
+        self.schema_bytes: dict[int, int] = {}
         metrics.register(self)
 
     def close(self) -> None:
@@ -75,6 +76,8 @@ class Monitor:
             for shard, value in rows.items():
                 yield "checkout_shard_rows", {"service": service, "shard": str(shard)}, value
             yield "checkout_shard_balance_ratio", {"service": service}, metrics.balance_ratio(rows.values())
+        for shard, size in self.schema_bytes.items():
+            yield "checkout_shard_bytes", {"service": service, "shard": str(shard)}, size
         for shard, value in self.relay_lag.items():
             yield "checkout_relay_lag_events", {"service": service, "shard": str(shard)}, value
         for shard, age in self.relay_lag_seconds.items():
@@ -98,6 +101,7 @@ class Monitor:
                     ).items():
                         self.archive_bytes[(shard, name)] = size
                 self.dead_letters[shard] = int(await conn.fetchval("SELECT count(*) FROM dead_letters"))
+                self.schema_bytes[shard] = await balance.schema_bytes(conn, self.rt.spec.name)
         if self.rt.js is not None:
             for consumer in self.rt.consumers:
                 info = await self.rt.js.consumer_info(consumer.stream, consumer.durable)

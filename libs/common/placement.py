@@ -16,8 +16,9 @@ claimed id, so no email is ever locked out. Where the email slot's shard already
 tier (always, when every shard is shared: the default), the merchant is minted in the email's
 slot as before, and claim and merchant are written in one transaction.
 
-Not done here: a merchant whose plan changes stays where it is (moving one merchant would move
-its whole slot, with the other merchants in it); the balance planner keeps each tier's shards even.
+Not done here: a plan is set at sign-up (no call changes it yet), and a merchant whose plan
+changed would stay where it is (moving one merchant would move its whole slot, with the other
+merchants in it); the balance planner keeps each tier's shards even among themselves.
 """
 
 from __future__ import annotations

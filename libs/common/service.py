@@ -160,7 +160,7 @@ class Runtime:
         return self.pools[shard]
 
     def _served(self, shard: int) -> int:
-        if shard not in self.shards:
+        if shard not in self.pools:  # on every request: no sorted list of the shards
             raise Unavailable(f"shard {shard} is not served by this {self.spec.name} instance")
         return shard
 

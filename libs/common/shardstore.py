@@ -41,6 +41,7 @@ log = logging.getLogger("checkout.shardstore")
 
 SCHEMA = "control"
 CHANNEL = "checkout_shard_map"
+REFRESH_SECONDS = 5.0
 MIGRATIONS = Path(__file__).parent / "control_migrations"
 
 
@@ -70,7 +71,11 @@ class RegistryError(ValueError):
 
 
 def redact_dsn(dsn: str) -> str:
-    parts = urlsplit(dsn)
+    try:
+        parts = urlsplit(dsn)
+        parts.port  # noqa: B018 - parsed here, so a bad one is caught here
+    except ValueError:
+        return "(a DSN that does not parse)"
     if parts.password is None:
         return dsn
     host = parts.netloc.rpartition("@")[2]
@@ -178,6 +183,18 @@ async def register_shard(conn: Connection, dsn: str, tier: str) -> ShardInfo:
     return ShardInfo(shard, dsn, tier)
 
 
+async def registered_shards(config: Config) -> dict[int, ShardInfo]:
+    """The registry as it is now, for a one-off tool (a rebuild); the configuration's shards when
+    no service has created the control store yet."""
+    conn = await asyncpg.connect(config.control_database())
+    try:
+        return (await load(conn))[1]
+    except asyncpg.UndefinedTableError:
+        return bootstrap_shards(config)
+    finally:
+        await conn.close()
+
+
 def _encode(shard_map: ShardMap) -> str:
     return json.dumps([[r.start, r.end, r.shard] for r in shard_map.ranges])
 
@@ -220,10 +237,11 @@ class ShardDirectory:
         """Reads the store now (after a redirect names a newer version, or on a notification);
         whether anything changed. Subscribers have run when it returns."""
         async with self._lock:
-            conn = await self._connection()
             try:
-                shard_map, shards = await load(conn)
-            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
+                # Bounded: a hung control database must not hold up every caller behind the lock.
+                async with asyncio.timeout(REFRESH_SECONDS):
+                    shard_map, shards = await load(await self._connection())
+            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError):
                 await self._drop_connection()
                 raise
             if shard_map.version < self.current.version:
@@ -247,8 +265,8 @@ class ShardDirectory:
             self._wake.clear()
             try:
                 await self.refresh()
-            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as error:
-                log.warning("shard map not refreshed (control database): %s", error)
+            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError) as error:
+                log.warning("shard map not refreshed (control database): %r", error)
 
     async def close(self) -> None:
         async with self._lock:

@@ -53,7 +53,7 @@ class Backends:
         services) leaves the configuration's view, and the directory's loop tries again."""
         try:
             await self.directory.refresh()
-        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as error:
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError) as error:
             log.warning("shard map not read at start, routing by the configuration's: %s", error)
 
     def channel(self, address: str) -> grpc.aio.Channel:

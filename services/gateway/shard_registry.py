@@ -1,9 +1,11 @@
 """Registering a shard: the operator's POST /v1/admin/shards, done so that a shard is in the
 registry only once it is ready to serve.
 
-The database is checked by connecting (created when its server has no database of that name),
-every service's migrations are applied to it, and only then is it registered in the control
-store. The services hear of it by the registry's notification and start serving it
+The database is checked by connecting, every service's migrations are applied to it, and only
+then is it registered in the control store. A missing database is created only on a server that
+already holds shards (`make up`'s, or a cluster's): a DSN is the operator's input, and one that
+names some other server must name a database someone made there for this (a mistyped DSN, or
+a generated one in the contract fuzz test, must not create databases on whatever answers). The services hear of it by the registry's notification and start serving it
 (libs/common/service.py); a registration that fails leaves the registry as it was, and a
 migrated database that was never registered is harmless to register again.
 """
@@ -12,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 
@@ -29,12 +33,35 @@ CONNECT_SECONDS = 5.0
 MIGRATE_SECONDS = 120.0
 
 
-async def add_shard(config: Config, dsn: str, tier: str) -> ShardInfo:
+def server_of(dsn: str) -> tuple[str, int, tuple[str, ...], tuple[str, ...]]:
+    """Where a DSN connects (host, port, and libpq's host/port query parameters)."""
+    parts = urlsplit(dsn)
+    query = parse_qs(parts.query)
+    return (
+        parts.hostname or "",
+        parts.port or 5432,
+        tuple(query.get("host", ())),
+        tuple(query.get("port", ())),
+    )
+
+
+async def add_shard(config: Config, shards: Mapping[int, ShardInfo], dsn: str, tier: str) -> ShardInfo:
+    try:
+        server = server_of(dsn)
+    except ValueError as error:
+        raise ApiError.invalid("dsn", f"is not a PostgreSQL DSN: {error}") from None
     try:
         async with asyncio.timeout(CONNECT_SECONDS):
-            await ensure_database(dsn)
+            if server in {server_of(info.dsn) for info in shards.values()}:
+                await ensure_database(dsn)
             conn = await asyncpg.connect(dsn)
             await conn.close()
+    except asyncpg.InvalidCatalogNameError:
+        raise ApiError.invalid(
+            "dsn",
+            f"cannot connect to {redact_dsn(dsn)}: its database does not exist (it is created only on "
+            "a server that holds shards already; create it first)",
+        ) from None
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as error:
         raise ApiError.invalid("dsn", f"cannot connect to {redact_dsn(dsn)}: {error}") from None
     try:

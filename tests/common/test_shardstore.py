@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 import asyncpg
 import pytest
 
-from libs.common.config import Config
+from libs.common.config import Config, ConfigError
 from libs.common.shardmap import ShardMap, SlotRange
 from libs.common.shardstore import (
     MapConflict,
@@ -154,3 +154,31 @@ def test_reassigning_slots_merges_the_neighbouring_ranges_of_one_shard() -> None
     assert shard_map.reassign(2048, 3072, 0).ranges == (SlotRange(0, 3072, 0), SlotRange(3072, 4096, 1))
     with pytest.raises(ValueError, match="not within"):
         shard_map.reassign(10, 10, 1)
+
+
+def test_the_control_store_is_shard_zeros_database_unless_one_is_named() -> None:
+    default = Config.from_env({"CHECKOUT_SHARD_DSNS": "postgresql://a/s0,postgresql://b/s1"})
+    assert default.control_database() == "postgresql://a/s0"
+    named = Config.from_env({"CHECKOUT_CONTROL_DSN": "postgresql://c/control"})
+    assert named.control_database() == "postgresql://c/control"
+    # A service may be told to serve a shard an operator has not registered yet.
+    assert Config.from_env({"CHECKOUT_SERVED_SHARDS": "2"}).served_shards == {2}
+
+
+def test_a_placement_policy_that_names_no_plan_fails_at_start_up_with_its_variable() -> None:
+    assert Config.from_env({"CHECKOUT_PLACEMENT": '{"pro": "pro"}'}).placement == {"pro": "pro"}
+    with pytest.raises(ConfigError, match="CHECKOUT_PLACEMENT"):
+        Config.from_env({"CHECKOUT_PLACEMENT": '{"gold": "pro"}'})
+
+
+def test_an_endpoint_per_shard_routes_a_shard_added_later_to_its_own_instance() -> None:
+    config = Config.from_env({"CHECKOUT_MERCHANT_ENDPOINTS": "merchant-{shard}.merchant:50051"})
+    assert config.endpoint_for("merchant", 0) == "merchant-0.merchant:50051"
+    assert config.endpoint_for("merchant", 7) == "merchant-7.merchant:50051"
+    listed = Config.from_env({"CHECKOUT_MERCHANT_ENDPOINTS": "0-1=m:1;2=n:2"})
+    assert [listed.endpoint_for("merchant", s) for s in (1, 2)] == ["m:1", "n:2"]
+
+
+def test_a_dsn_that_does_not_parse_is_shown_as_such_never_as_itself() -> None:
+    assert redact_dsn("postgresql://u:secret@[bad/x") == "(a DSN that does not parse)"
+    assert redact_dsn("postgresql://u:secret@h:99999/x") == "(a DSN that does not parse)"

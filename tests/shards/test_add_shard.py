@@ -12,8 +12,9 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from libs.common.config import with_database
+from libs.common.config import SERVICES, with_database
 from libs.common.devservers import Servers
 from tests.cli.test_admin import admin
 from tests.conftest import running_stack
@@ -103,3 +104,30 @@ def test_the_operator_cli_adds_a_shard_and_shows_the_plan(shard_stack: Stack, se
     assert plan.returncode == 0 and '"proposed_moves"' in plan.stdout
     as_before = admin(shard_stack, "shards", "--json")  # the command as it was, before the group
     assert as_before.returncode == 0 and '"tier": "pro"' in as_before.stdout
+    # A rebuild finds the added shard's database in the registry, not in the environment.
+    number = added.stdout.split()[1]
+    rebuilt = admin(shard_stack, "projections", "rebuild", "customer", "customers", "--shard", number)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert f"shard {number}: 0 applied" in rebuilt.stdout
+    unknown = admin(shard_stack, "projections", "rebuild", "customer", "customers", "--shard", "99")
+    assert unknown.returncode == 2 and "not registered" in unknown.stderr
+
+
+async def test_every_service_exports_the_rows_and_bytes_of_each_of_its_shards(shard_stack: Stack) -> None:
+    async def per_shard(service: str) -> dict[str, dict[str, float]]:
+        async with httpx.AsyncClient(timeout=10) as client:
+            text = (await client.get(shard_stack.metrics_url(service))).text
+        found: dict[str, dict[str, float]] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name in ("checkout_shard_rows", "checkout_shard_bytes"):
+                    found.setdefault(sample.name, {})[sample.labels["shard"]] = sample.value
+        return found
+
+    for service in SERVICES:
+        deadline = time.monotonic() + 30
+        while not {"0", "1"} <= set((found := await per_shard(service)).get("checkout_shard_bytes", {})):
+            assert time.monotonic() < deadline, f"{service}: {found}"
+            await asyncio.sleep(0.2)
+        assert all(size > 0 for size in found["checkout_shard_bytes"].values())
+        assert {"0", "1"} <= set(found["checkout_shard_rows"])

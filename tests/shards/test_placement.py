@@ -4,6 +4,8 @@ and a contact email is still unique across every shard."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,9 +19,10 @@ from libs.common.devservers import Servers
 from libs.common.shardmap import ShardMap, slot_for_email
 from libs.common.shardstore import publish_map
 from tests.conftest import running_stack
+from tests.e2e.test_checkout_flow import bearer, invoice_body
 from tests.shards.test_add_shard import shards_until
 from tools.devchain.testing import EvmChain
-from tools.devstack import Stack
+from tools.devstack import DEMO_ETHEREUM_XPUB, Stack
 
 ENTERPRISE_SLOTS = range(0, 256)
 
@@ -66,7 +69,12 @@ async def test_merchants_land_on_their_tiers_shards_and_emails_stay_unique(
     tag = uuid.uuid4().hex[:6]
 
     async def sign_up(email: str, plan: str) -> httpx.Response:
-        body = {"business_name": f"{plan} shop", "contact_email": email, "plan_type": plan}
+        body = {
+            "business_name": f"{plan} shop",
+            "contact_email": email,
+            "plan_type": plan,
+            "wallets": {"ethereum": DEMO_ETHEREUM_XPUB},
+        }
         return await http.post("/v1/merchants", json=body)
 
     big = await sign_up(email_in(range(256, 4096), f"big{tag}"), "enterprise")
@@ -86,3 +94,16 @@ async def test_merchants_land_on_their_tiers_shards_and_emails_stay_unique(
         assert read.status_code == 200 and read.json()["contact_email"] == merchant["contact_email"]
     listed = {m["id"] for m in (await http.get("/v1/merchants?limit=100")).json()["data"]}
     assert {big.json()["id"], small.json()["id"]} <= listed
+
+    # The shard joined at runtime runs the whole pipeline: its relay publishes the enterprise
+    # merchant's invoice, and the customer service's consumer there projects its customer.
+    issued = await http.post(f"/v1/merchants/{big.json()['id']}/api-keys", json={"name": "k"})
+    assert issued.status_code == 201, issued.text
+    merchant = bearer(issued.json()["key"])
+    invoice = await http.post("/v1/invoices", json=invoice_body(email="payer@placed.test"), headers=merchant)
+    assert invoice.status_code == 201, invoice.text
+    deadline = time.monotonic() + 30
+    while not (customers := (await http.get("/v1/customers", headers=merchant)).json()["data"]):
+        assert time.monotonic() < deadline, "the customer was not projected"
+        await asyncio.sleep(0.2)
+    assert [c["email"] for c in customers] == ["payer@placed.test"]

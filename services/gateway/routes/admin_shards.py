@@ -15,7 +15,7 @@ from libs.common.config import SERVICES
 from services.gateway.clients import Backends
 from services.gateway.context import CallContext
 from services.gateway.errors import ApiError
-from services.gateway.operations import Args, Operation, Reply
+from services.gateway.operations import Args, Operation, Reply, Rule
 from services.gateway.schemas.shards import Balance, RegisteredShard, Replica, ShardRegistration, Shards
 from services.gateway.shard_registry import add_shard
 from services.gateway.state import state_of
@@ -150,7 +150,7 @@ async def shards(args: Args[None, None]) -> Shards:
 
 async def register(args: Args[ShardRegistration, None]) -> Reply:
     state = state_of(args.request)
-    info = await add_shard(state.config, args.body.dsn, args.body.tier)
+    info = await add_shard(state.config, state.backends.directory.shards, args.body.dsn, args.body.tier)
     await state.backends.directory.refresh()  # this gateway routes to it from its answer on
     registered = RegisteredShard(id=info.id, tier=info.tier, dsn=info.public_dsn, slots=0)
     return Reply(registered, status=201)
@@ -168,6 +168,10 @@ operations = [
     Operation(
         "POST", "/v1/admin/shards", register, "Register a new shard", TAG, "operator",
         response=RegisteredShard, status=201, body=ShardRegistration, errors=(409, 503),
+        rules=(
+            Rule(r"dsn", r"cannot connect to .+", "dsn: a PostgreSQL database this gateway can reach."),
+            Rule(r"dsn", r"is not a PostgreSQL DSN.*", "dsn: a URL that parses (host, port)."),
+        ),
         example={"dsn": "postgresql://checkout@db-3:5432/checkout_shard_2", "tier": "shared"},
         description="Connects to the database (creating it when its server has none of that name), applies "
         "every service's migrations, and registers it under the next id. Every service instance that "

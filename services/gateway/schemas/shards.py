@@ -11,9 +11,12 @@ from pydantic import Field
 from libs.common.balance import TOLERANCE
 from libs.common.placement import TIERS
 from services.gateway.schemas.base import RequestModel, ResponseModel
-from services.gateway.schemas.types import Choice, text
+from services.gateway.schemas.types import Choice
 
 DSN_MAX_CHARS = 1000
+# user@host/database, each named (the host may be libpq's ?host=): nothing left to the gateway
+# process's defaults; the rest is for the connection attempt to judge.
+DSN_PATTERN = r"^postgres(ql)?://[^@/?#\u0000]+@[^/?#\u0000]*/[^/?#\u0000]+(\?[^\u0000]*)?$"
 
 
 class Replica(ResponseModel):
@@ -81,14 +84,12 @@ class Shards(ResponseModel):
 
 
 class ShardRegistration(RequestModel):
-    dsn: Annotated[
-        str,
-        text(
-            DSN_MAX_CHARS,
-            min_length=1,
-            description="The new shard's PostgreSQL DSN; its database is created when missing.",
-        ),
-    ]
+    dsn: str = Field(
+        max_length=DSN_MAX_CHARS,
+        pattern=DSN_PATTERN,
+        description="The new shard's PostgreSQL DSN, `postgresql://user[:password]@host[:port]/database`; "
+        "its database is created when missing on a server that holds shards already.",
+    )
     tier: Annotated[str, Choice(TIERS)] = Field(
         default="shared", description="The plan tier it serves (CHECKOUT_PLACEMENT)."
     )
