@@ -23,13 +23,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
 
 from libs.common.db import Connection
+from libs.common.shardmap import SLOT_COUNT
 from libs.common.slotmoved import SLOT_MOVED
 
 # The slot of a row, per table (mostly that of an id column, by the schema's slot_of), in the
@@ -476,10 +476,6 @@ def parse_slots(text: str) -> SlotRange:
         lo, hi = int(first), int(last or first)
     except ValueError:
         raise ValueError('slots must be a slot or a range of slots, e.g. "0-511"') from None
-    if not 0 <= lo <= hi < 4096:
-        raise ValueError("slots must lie within 0-4095, the first not after the last")
+    if not 0 <= lo <= hi < SLOT_COUNT:
+        raise ValueError(f"slots must lie within 0-{SLOT_COUNT - 1}, the first not after the last")
     return SlotRange(lo, hi)
-
-
-def dumps(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"))
