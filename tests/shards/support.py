@@ -4,9 +4,11 @@ for them, and the rows a shard holds of a slot range."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import itertools
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +16,7 @@ import asyncpg
 import httpx
 
 from libs.common import ids, slotmove
-from libs.common.config import SERVICES
+from libs.common.config import SERVICES, Config
 from libs.common.shardmap import slot_for_email
 from libs.common.slotmove import SlotRange
 from tests.common.support import poll
@@ -101,6 +103,11 @@ class Writer:
         assert self._task is not None
         await self._task
 
+    async def writes_on(self, count: int = 3) -> None:
+        """Waits until `count` more invoices were created: the platform takes writes still."""
+        after = self.created
+        await poll(lambda: self.created >= after + count, timeout=30, what=f"{count} more invoices")
+
     async def _run(self) -> None:
         for shop in itertools.cycle(self.shops):
             if self._stop.is_set():
@@ -110,6 +117,16 @@ class Writer:
                 self.created += 1
             else:
                 self.failures.append(f"{response.status_code} {response.text}")
+
+
+@contextlib.asynccontextmanager
+async def control_store(config: Config) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to the control database (once the platform has created it)."""
+    conn = await asyncpg.connect(config.control_database())
+    try:
+        yield conn
+    finally:
+        await conn.close()
 
 
 async def rows_in(dsn: str, slots: SlotRange) -> dict[str, int]:

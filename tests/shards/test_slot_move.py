@@ -15,10 +15,9 @@ from libs.common.devservers import Servers
 from libs.common.shardstore import load
 from libs.common.slotmove import COPIED_XID, SlotRange
 from libs.common.slotmover import SlotMover
-from tests.common.support import poll
 from tests.conftest import make_config
 from tests.platform import platform
-from tests.shards.support import Writer, assert_moved, create_invoice, rows_in, shops_in
+from tests.shards.support import Writer, assert_moved, control_store, create_invoice, rows_in, shops_in
 
 MOVING = SlotRange(0, 1023)  # the first half of shard 0's slots (of two shards)
 
@@ -42,20 +41,14 @@ async def test_a_move_under_writes_switches_the_map_and_loses_nothing(
         for shop in [*moving, staying]:
             for _ in range(3):
                 assert (await create_invoice(p.http, shop)).status_code == 201
-        control = await asyncpg.connect(config.control_database())
-        try:
+        async with control_store(config) as control:
             move = await slotmover.create_move(control, MOVING, to_shard=1)
             assert (move.from_shard, move.phase) == (0, "copying")
             async with Writer(p.http, moving) as writer:
-                await poll(lambda: writer.created >= 3, what="invoices written before the move")
+                await writer.writes_on()
                 done = await SlotMover(config, nats_client.jetstream()).run_once()
-                written_during = writer.created
-                await poll(
-                    lambda: writer.created >= written_during + 3, what="invoices written after the move"
-                )
+                await writer.writes_on()
             shard_map, _ = await load(control)
-        finally:
-            await control.close()
 
         assert done is not None and done.phase == "done", done
         assert writer.failures == []
