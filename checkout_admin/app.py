@@ -7,14 +7,15 @@ import asyncio
 import datetime as dt
 import json
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from checkout_client import CheckoutError, Client
 from checkout_client.calls import EXPORTS
-from checkout_client.types import Shards
+from checkout_client.types import Shards, SlotMove
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -30,7 +31,7 @@ from rich.table import Table
 from checkout_admin import rebuild as rebuilding
 
 app = typer.Typer(
-    help="Operate a checkout platform: merchants, keys, shards, dead letters, rebuilds, exports.",
+    help="Operate a checkout platform: merchants, keys, shards, slot moves, dead letters, rebuilds, exports.",
     no_args_is_help=True,
 )
 merchants = typer.Typer(help="Merchants (operator token).", no_args_is_help=True)
@@ -43,7 +44,12 @@ projections = typer.Typer(
 app.add_typer(merchants, name="merchants")
 app.add_typer(keys, name="keys")
 app.add_typer(dead_letters, name="dead-letters")
+slot_moves = typer.Typer(
+    help="Moving slots between shards online (operator token): start, follow, pause, resume, abort.",
+    no_args_is_help=True,
+)
 app.add_typer(shards, name="shards")
+app.add_typer(slot_moves, name="slot-moves")
 app.add_typer(projections, name="projections")
 
 out = Console()
@@ -58,6 +64,7 @@ Token = Annotated[
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the API's JSON instead of a table.")]
 DEFAULT_GATEWAY = "http://127.0.0.1:8080"
+T = TypeVar("T")
 
 
 def client(gateway: str, token: str) -> Client:
@@ -148,6 +155,108 @@ def shards_plan(gateway: Gateway = DEFAULT_GATEWAY, token: Token = "", as_json: 
     moves = [dict(m) for m in balance["proposed_moves"]]
     if moves:
         show(moves, ["slots", "from_shard", "to_shard", "rows"], False, "proposed slot moves")
+
+
+# -- slot moves ------------------------------------------------------------------------------------
+MOVE_COLUMNS = [
+    "id",
+    "slots",
+    "from_shard",
+    "to_shard",
+    "phase",
+    "paused",
+    "rows_copied",
+    "fence_ms",
+    "error",
+]
+FINISHED = ("done", "aborted")
+
+
+def _calling(gateway: str, token: str, work: Callable[[Client], T]) -> T:
+    """`work` on a client of the gateway; an API error ends the command with its message."""
+    try:
+        with client(gateway, token) as api:
+            return work(api)
+    except CheckoutError as error:
+        raise fail(error) from None
+
+
+def _move_line(move: SlotMove) -> str:
+    fence = "" if move["fence_ms"] is None else f", fence {move['fence_ms']:.0f} ms"
+    rate = "" if move["rows_per_second"] is None else f", {move['rows_per_second']:.0f} rows/s"
+    paused = " (paused)" if move["paused"] else ""
+    error = f"; last error: {move['error']}" if move["error"] else ""
+    return (
+        f"slot move {move['id']}: slots {move['slots']} shard {move['from_shard']} -> {move['to_shard']}, "
+        f"{move['phase']}{paused}, {move['rows_copied']} of {move['rows_total']} rows{rate}{fence}{error}"
+    )
+
+
+def _follow(api: Client, move: SlotMove, poll_seconds: float) -> SlotMove:
+    """A progress bar over the move's rows until it is done, aborted or paused."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err) as bar:
+        task = bar.add_task(move["phase"], total=max(move["rows_total"], 1))
+        while move["phase"] not in FINISHED and not move["paused"]:
+            time.sleep(poll_seconds)
+            move = api.slot_move(move["id"])
+            total = max(move["rows_total"], 1)
+            bar.update(
+                task, description=move["phase"], total=total, completed=round(move["progress"] * total)
+            )
+    return move
+
+
+@slot_moves.command("start")
+def slot_moves_start(
+    slots: Annotated[str, typer.Argument(help='The slots, inclusive: "0-511" (all on one shard now).')],
+    to_shard: Annotated[int, typer.Option("--to", help="The shard that gets them.")],
+    wait: Annotated[bool, typer.Option(help="Follow it with a progress bar until it is over.")] = True,
+    gateway: Gateway = DEFAULT_GATEWAY,
+    token: Token = "",
+) -> None:
+    """Move slots to another shard while merchants keep writing (the merchant service runs it)."""
+
+    def start(api: Client) -> SlotMove:
+        move = api.create_slot_move(slots, to_shard)
+        out.print(_move_line(move))
+        return _follow(api, move, 0.5) if wait else move
+
+    move = _calling(gateway, token, start)
+    if wait:
+        out.print(_move_line(move))
+    if move["phase"] == "aborted":
+        raise typer.Exit(1)
+
+
+@slot_moves.command("list")
+def slot_moves_list(gateway: Gateway = DEFAULT_GATEWAY, token: Token = "", as_json: AsJson = False) -> None:
+    """The latest slot moves, newest first."""
+    moves = _calling(gateway, token, lambda api: api.slot_moves())
+    show([dict(m) for m in moves], MOVE_COLUMNS, as_json, "slot moves")
+
+
+def _slot_move_command(action: str | None, doc: str) -> None:
+    def command(
+        move_id: Annotated[str, typer.Argument(help="The move's id.")],
+        follow: Annotated[bool, typer.Option(help="A progress bar until it is over or paused.")] = False,
+        gateway: Gateway = DEFAULT_GATEWAY,
+        token: Token = "",
+    ) -> None:
+        def act(api: Client) -> SlotMove:
+            move = api.slot_move(move_id, action)
+            return _follow(api, move, 0.5) if follow else move
+
+        out.print(_move_line(_calling(gateway, token, act)))
+
+    command.__doc__ = doc
+    slot_moves.command(action or "show")(command)
+
+
+_slot_move_command(None, "A slot move's phase, rows copied and fence time.")
+_slot_move_command("pause", "Pause a slot move after the batch in hand.")
+_slot_move_command("resume", "Resume a paused slot move.")
+_slot_move_command("abort", "Abort a slot move before its switch: the source stays authoritative.")
 
 
 @merchants.command("list")

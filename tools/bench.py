@@ -6,6 +6,8 @@ rounds (tools/bench_support.py), since the machine is shared and absolute figure
 - the event pipeline (tools/bench_pipeline.py): event append at concurrency 8 vs a raw INSERT of
   the same row and vs the `eventsourcing` library's PostgreSQL recorder; the relay vs nats-py
   publishing the same envelopes with a window of 256;
+- the slot move (tools/bench_slotmove.py): the mover's bulk copy in rows/s vs a binary COPY of the
+  same rows, and the fence time while a writer appends to the moving slots;
 - the stack (tools/bench_stack.py): CreateInvoice over gRPC from 16 callers across 16 merchants
   and on one merchant (beside the server's health check), and projection lag (commit -> row in
   another service's read model) at a steady 500 events/s;
@@ -37,7 +39,7 @@ from typing import Any
 import httpx
 
 from libs.common.evm_rpc import EvmRpc
-from tools import bench_http, bench_replicas
+from tools import bench_http, bench_replicas, bench_slotmove
 from tools.bench_pages import bench_page_latency
 from tools.bench_pipeline import bench_appends, bench_relay
 from tools.bench_stack import account_xpub, bench_creates, bench_projection_lag
@@ -150,6 +152,9 @@ def main() -> None:
     parser.add_argument("--lag-seconds", type=float, default=10.0)
     parser.add_argument("--lookups", type=int, default=1000)
     parser.add_argument("--payments", type=int, default=20, help="payments for the detection latency")
+    parser.add_argument(
+        "--move-invoices", type=int, default=20000, help="invoices on the shard a slot move halves"
+    )
     parser.add_argument("--only", nargs="*", default=None, help="run only these sections (keys of the JSON)")
     parser.add_argument("--out", default=str(ROOT / "bench-results" / "bench.json"))
     args = parser.parse_args()
@@ -179,6 +184,8 @@ def main() -> None:
             )
         if want("relay"):
             record("relay", asyncio.run(bench_relay(servers, args.relay_events, args.rounds, 256)))
+        if want("slot_move"):
+            record("slot_move", asyncio.run(bench_slotmove.run(servers, args.move_invoices, 3)))
         token = asyncio.run(_deploy(chain))
         env = {"CHECKOUT_NETWORKS": networks_json(chain.rpc_url, token, poll_seconds=MAKE_UP_POLL_SECONDS),
                "CHECKOUT_ETHEREUM_CHAIN_ID": str(CHAIN_ID),

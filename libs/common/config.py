@@ -59,6 +59,9 @@ class Config:
     control_dsn: str = ""
     # How often each process reads the shard map even without a notification.
     shard_map_poll_seconds: float = 5.0
+    # Whether this process's merchant service runs the slot mover loop (libs/common/slotmover.py;
+    # one mover works at a time whatever runs it).
+    slot_mover: bool = True
     # Tiered placement (libs/common/placement.py): plan -> shard tier; empty: every plan shared.
     placement: Mapping[str, str] = field(default_factory=dict)
     database_prefix: str = "checkout"
@@ -325,6 +328,7 @@ class Config:
             shard_dsns=shard_dsns,
             control_dsn=get("CHECKOUT_CONTROL_DSN", ""),
             shard_map_poll_seconds=seconds("CHECKOUT_SHARD_MAP_POLL_SECONDS", d.shard_map_poll_seconds),
+            slot_mover=flag("CHECKOUT_SLOT_MOVER", d.slot_mover),
             placement=placement,
             database_prefix=prefix,
             shard_count=shard_count,

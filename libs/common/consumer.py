@@ -44,6 +44,7 @@ from libs.common.db import Connection
 from libs.common.eventstore import utcnow
 from libs.common.messaging import Envelope, subject
 from libs.common.outages import is_outage, is_transient
+from libs.common.slotmoved import is_slot_moved
 
 log = logging.getLogger("checkout.consumer")
 tracer = trace.get_tracer("checkout.consumer")
@@ -299,6 +300,13 @@ class ProjectionConsumer:
                 async with self.pool.acquire() as conn, conn.transaction():
                     fresh = await self._apply_once(conn, event)
             except Exception as error:
+                if is_slot_moved(error):
+                    # A redelivery to the shard that gave the slot away: every event it was sent
+                    # was applied before the move's switch (the fence waits for that), and the
+                    # new owner has the result. Nothing is left to do here.
+                    log.info("consumer %s: event %s is of a moved slot; acked", self.durable, event.id)
+                    await msg.ack()
+                    return False
                 failure = self.parking.failed(event.id, error)
                 if failure is None:
                     raise

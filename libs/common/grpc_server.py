@@ -24,6 +24,7 @@ from libs.common import consistency, context, metrics, protocheck, telemetry
 from libs.common.errors import CheckoutError, InvalidArgument, Unavailable
 from libs.common.grpc_errors import to_status
 from libs.common.outages import is_outage
+from libs.common.slotmoved import MapView, await_new_map, is_slot_moved
 
 log = logging.getLogger("checkout.grpc")
 
@@ -44,8 +45,26 @@ class ContextInterceptor(Interceptor):
     """Fills the request context from metadata, maps domain errors to statuses, and returns the
     call's consistency token in its trailing metadata."""
 
-    def __init__(self, trailers: Trailers | None = None) -> None:
+    def __init__(self, trailers: Trailers | None = None, shard_map: MapView | None = None) -> None:
         self.trailers = trailers
+        self.shard_map = shard_map
+
+    async def _call(self, inner: Any, request: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        """The handler, run once more on the new shard map when its write found the slot moved
+        (libs/common/slotmoved.py): the first try rolled back, the second goes to the new owner."""
+        version = self.shard_map.current.version if self.shard_map is not None else 0
+        try:
+            return await inner(request, ctx)
+        except Exception as error:
+            if self.shard_map is None or not is_slot_moved(error):
+                raise
+        await await_new_map(self.shard_map, version)
+        try:
+            return await inner(request, ctx)
+        except Exception as error:
+            if is_slot_moved(error):
+                raise Unavailable("the merchant's data is moving between shards; retry") from error
+            raise
 
     async def intercept_service(
         self,
@@ -81,7 +100,7 @@ class ContextInterceptor(Interceptor):
                 protocheck.check(request)  # a NUL anywhere is INVALID_ARGUMENT, never a 500
                 ledger = consistency.Ledger(required=_required(ctx))
                 ledger_token = consistency.begin(ledger)
-                response = await inner(request, ctx)  # type: ignore[arg-type]  # stubs predate aio
+                response = await self._call(inner, request, ctx)
                 trailing = list(await self.trailers(ledger)) if self.trailers is not None else []
                 if context.command_replayed.get():
                     trailing.append((context.REPLAYED_METADATA, "true"))
@@ -188,8 +207,9 @@ class GrpcServer:
         service_names: Sequence[str],
         probes: Sequence[HealthProbe],
         trailers: Trailers | None = None,
+        shard_map: MapView | None = None,
     ) -> None:
-        self.server = grpc.aio.server(interceptors=[ContextInterceptor(trailers)])
+        self.server = grpc.aio.server(interceptors=[ContextInterceptor(trailers, shard_map)])
         self.port = self.server.add_insecure_port(address)
         if self.port == 0:
             raise OSError(f"cannot listen on {address}")

@@ -49,20 +49,22 @@ ACK_TIMEOUT_SECONDS = 10.0
 FIRST_SLICE = 100  # events of a pass's first read (the later ones read `batch_events`)
 
 _SNAPSHOT = "pg_current_snapshot()::text AS snapshot"
+# From xid 3 up: events a slot move copied in carry xid 2 (libs/common/slotmove.py COPIED_XID);
+# they were published by the shard they came from, and no live transaction has an xid below 3.
 # One statement, so the rows and the snapshot describe the same moment. The LEFT JOIN returns the
 # snapshot even when there is nothing to publish.
 _READ_NEW = f"""SELECT {_SNAPSHOT}, e.* FROM (SELECT 1) one LEFT JOIN LATERAL (
     SELECT {wire_columns("$4")} FROM events
-    WHERE transaction_id >= $1::text::xid8 OR transaction_id = ANY($2::text[]::xid8[])
+    WHERE transaction_id >= greatest($1::text::xid8, '3') OR transaction_id = ANY($2::text[]::xid8[])
     ORDER BY sequence_number LIMIT $3) e ON true ORDER BY e.sequence_number"""
 _READ_SLICE = f"""SELECT {_SNAPSHOT}, e.* FROM (SELECT 1) one LEFT JOIN LATERAL (
     (SELECT {wire_columns("$7")} FROM events
-     WHERE (transaction_id >= $1::text::xid8 OR transaction_id = ANY($2::text[]::xid8[]))
+     WHERE (transaction_id >= greatest($1::text::xid8, '3') OR transaction_id = ANY($2::text[]::xid8[]))
        AND sequence_number > $4
      ORDER BY sequence_number LIMIT $3)
     UNION ALL
     (SELECT {wire_columns("$7")} FROM events
-     WHERE (transaction_id >= $5::text::xid8 OR transaction_id = ANY($6::text[]::xid8[]))
+     WHERE (transaction_id >= greatest($5::text::xid8, '3') OR transaction_id = ANY($6::text[]::xid8[]))
        AND sequence_number <= $4)) e ON true ORDER BY e.sequence_number"""
 
 

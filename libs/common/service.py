@@ -305,6 +305,7 @@ class Runtime:
             [],
             probes=[self._db_probe, self._nats_probe, self.supervisor.probe],
             trailers=self._trailers,
+            shard_map=self.directory,
         )
         self.server.service_names = [
             *register_ops(self.server.server, self),

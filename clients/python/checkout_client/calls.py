@@ -183,6 +183,20 @@ def register_shard(dsn: str, tier: str | None) -> Call:
     return call("POST", "/v1/admin/shards", json=_body(dsn=dsn, tier=tier))
 
 
+def create_slot_move(slots: str, to_shard: int) -> Call:
+    return call("POST", "/v1/admin/slot-moves", json={"slots": slots, "to_shard": to_shard})
+
+
+def slot_move(move_id: str, action: str | None = None) -> Call:
+    """GET the move, or POST one of its actions: pause, resume, abort."""
+    path = f"/v1/admin/slot-moves/{_id(move_id)}"
+    return call("GET", path) if action is None else call("POST", f"{path}/{action}")
+
+
+def slot_moves() -> Call:
+    return call("GET", "/v1/admin/slot-moves")
+
+
 def platform_metrics(start: dt.date | str, end: dt.date | str) -> Call:
     return call("GET", "/v1/admin/platform-metrics", params={"from": _date(start), "to": _date(end)})
 

@@ -31,6 +31,7 @@ from checkout_client.types import (
     RegisteredShard,
     RetriedDeadLetter,
     Shards,
+    SlotMove,
     WebhookEndpoint,
 )
 
@@ -187,6 +188,16 @@ class Client:
     def register_shard(self, dsn: str, tier: str | None = None) -> RegisteredShard:
         return cast(RegisteredShard, self.send(calls.register_shard(dsn, tier)))
 
+    def create_slot_move(self, slots: str, to_shard: int) -> SlotMove:
+        return cast(SlotMove, self.send(calls.create_slot_move(slots, to_shard)))
+
+    def slot_move(self, move_id: str, action: str | None = None) -> SlotMove:
+        """The move; with `action` (pause, resume, abort), after asking for it."""
+        return cast(SlotMove, self.send(calls.slot_move(move_id, action)))
+
+    def slot_moves(self) -> list[SlotMove]:
+        return cast(list[SlotMove], self.send(calls.slot_moves())["data"])
+
     def iter_dead_letters(self, **filters: Any) -> Iterator[JSON]:
         return self.pages(lambda c: calls.list_dead_letters(**filters, cursor=c))
 
@@ -328,3 +339,10 @@ class AsyncClient:
 
     async def register_shard(self, dsn: str, tier: str | None = None) -> RegisteredShard:
         return cast(RegisteredShard, await self.send(calls.register_shard(dsn, tier)))
+
+    async def create_slot_move(self, slots: str, to_shard: int) -> SlotMove:
+        return cast(SlotMove, await self.send(calls.create_slot_move(slots, to_shard)))
+
+    async def slot_move(self, move_id: str, action: str | None = None) -> SlotMove:
+        """The move; with `action` (pause, resume, abort), after asking for it."""
+        return cast(SlotMove, await self.send(calls.slot_move(move_id, action)))

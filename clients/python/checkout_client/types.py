@@ -137,6 +137,28 @@ class Shards(TypedDict):
     balance: Balance
 
 
+class SlotMove(TypedDict):
+    id: str
+    slots: str  # "first-last", inclusive
+    from_shard: int
+    to_shard: int
+    phase: str  # copying, catching_up, fencing, cleaning, done; aborting, aborted
+    paused: bool
+    abort_requested: bool
+    progress: float  # 0..1
+    rows_total: int
+    rows_copied: int
+    rows_copied_by_table: dict[str, int]
+    copy_seconds: float | None
+    rows_per_second: float | None
+    fence_ms: float | None
+    map_version: int | None
+    error: str | None
+    created_at: str
+    updated_at: str
+    finished_at: str | None
+
+
 class RegisteredShard(TypedDict):
     id: int
     tier: str

@@ -15,7 +15,7 @@ from services.gateway.clients import Backends
 from services.gateway.context import CallContext
 from services.gateway.errors import ApiError
 from services.gateway.operations import Args, Operation
-from services.gateway.routes import admin_metrics, admin_shards, dead_letters
+from services.gateway.routes import admin_metrics, admin_shards, dead_letters, slot_moves
 from services.gateway.routes.analytics import RANGE_RULE, date_range
 from services.gateway.schemas.analytics import DateRangeQuery, PlatformMetrics
 from services.gateway.state import state_of
@@ -167,6 +167,7 @@ operations = [
         "(`complete: false`); 503 only when no shard answers.",
     ),
     *admin_shards.operations,
+    *slot_moves.operations,
     *dead_letters.operations,
     *admin_metrics.operations,
 ]  # fmt: skip
