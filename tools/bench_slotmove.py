@@ -28,16 +28,17 @@ from checkout.merchant.v1 import events_pb2
 
 from libs.common import ids, slotmove, slotmover
 from libs.common.config import SERVICES, Config
-from libs.common.db import init_connection, migrate_shard, migrations_for
-from libs.common.devservers import Servers
+from libs.common.db import init_connection
 from libs.common.eventstore import EventStore
 from libs.common.messaging import ensure_stream
 from libs.common.partitions import PartitionedTable, ensure_partitions
 from libs.common.relay import Relay
+from libs.common.schema import upgrade_shard
 from libs.common.shardstore import ensure_control
 from libs.common.slotmove import SlotRange
 from libs.common.slotmoved import is_slot_moved
 from tools import scale_data
+from tools.devservers import Servers
 
 ROOT = Path(__file__).resolve().parent.parent
 MOVING = SlotRange(0, 2047)
@@ -145,7 +146,7 @@ async def run(servers: Servers, invoices: int, rounds: int) -> dict[str, Any]:
     await scale_data.build(dsns[0], sizes, log=False)
     for dsn in dsns:
         for service in SERVICES:
-            await migrate_shard(dsn, service, migrations_for(ROOT / "services" / service))
+            await upgrade_shard(dsn, service, ROOT / "services" / service)
     for dsn in dsns:
         conn = await asyncpg.connect(dsn, server_settings={"search_path": "merchant"})
         await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{PEER_SCHEMA}"')

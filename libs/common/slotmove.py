@@ -90,6 +90,7 @@ CATALOG: dict[str, tuple[tuple[str, str], ...]] = {
 SHARD_LOCAL = frozenset(
     {
         "schema_migrations",
+        "alembic_version",
         "relay_state",
         "relay_published",
         "slot_fences",

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    CheckConstraint,
     Column,
     DateTime,
     Index,
@@ -166,6 +167,30 @@ dead_letters = Table(
     UniqueConstraint("projection", "event_id"),
 )
 Index("idx_dead_letters_newest", dead_letters.c.id.desc())
+
+# The slot ranges this shard is giving away (libs/common/slotmove.py): while `copying`, writes to
+# their rows are recorded in slot_changes for the mover's catch-up; once `moved`, such a write
+# fails with SQLSTATE CKMOV. A `moved` row stays: a process with an old shard map is refused.
+slot_fences = Table(
+    "slot_fences",
+    metadata,
+    Column("move_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("first_slot", Integer, nullable=False),
+    Column("last_slot", Integer, nullable=False),  # inclusive
+    Column("to_shard", Integer, nullable=False),
+    Column("state", Text, CheckConstraint("state IN ('copying', 'moved')"), nullable=False),
+)
+
+# Rows written in a moving slot since its move began: table and primary key, in write order.
+slot_changes = Table(
+    "slot_changes",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("move_id", BigInteger, nullable=False),
+    Column("table_name", Text, nullable=False),
+    Column("row_key", JSONB, nullable=False),
+    Index("idx_slot_changes_move", "move_id", "id"),
+)
 
 
 def service_metadata() -> MetaData:

@@ -11,13 +11,13 @@ from nats.aio.client import Client as NatsClient
 
 from libs.common import slotmover
 from libs.common.config import Config
-from libs.common.devservers import Servers
 from libs.common.shardstore import load
 from libs.common.slotmove import COPIED_XID, SlotRange
 from libs.common.slotmover import SlotMover
 from tests.conftest import make_config
 from tests.platform import platform
 from tests.shards.support import Writer, assert_moved, control_store, create_invoice, rows_in, shops_in
+from tools.devservers import Servers
 
 MOVING = SlotRange(0, 1023)  # the first half of shard 0's slots (of two shards)
 

@@ -9,7 +9,7 @@ import asyncpg
 
 from libs.common import ids
 from libs.common.config import SERVICES, Config
-from libs.common.db import migrate_shard, migrations_for
+from libs.common.schema import upgrade_shard
 from libs.common.slotmove import CATALOG, SHARD_LOCAL, describe
 
 SERVICES_DIR = Path(__file__).resolve().parents[2] / "services"
@@ -18,7 +18,7 @@ SERVICES_DIR = Path(__file__).resolve().parents[2] / "services"
 async def test_every_table_is_moved_with_its_slots_or_is_the_shards_own(config: Config) -> None:
     dsn = config.shard_dsn(0)
     for service in SERVICES:
-        await migrate_shard(dsn, service, migrations_for(SERVICES_DIR / service))
+        await upgrade_shard(dsn, service, SERVICES_DIR / service)
     conn = await asyncpg.connect(dsn)
     partitioned: set[str] = set()
     try:

@@ -21,7 +21,6 @@ import httpx
 import pytest
 
 from libs.common.config import Config, with_database
-from libs.common.devservers import Servers
 from libs.common.shardmap import slot_for_email
 from libs.common.slotmove import SlotRange
 from tests.common.support import ethereum_account_xpub, poll, poll_for
@@ -29,6 +28,7 @@ from tests.conftest import running_stack
 from tests.merchant.webhook_support import Receiver, receiver
 from tests.shards.support import Shop, Writer, create_invoice, rows_in
 from tools.devchain.testing import EvmChain
+from tools.devservers import Servers
 from tools.devstack import Stack
 from tools.faults import rebuilds
 

@@ -15,7 +15,6 @@ from nats.aio.client import Client as NatsClient
 
 from libs.common import slotmover
 from libs.common.config import Config
-from libs.common.devservers import Servers
 from libs.common.shardstore import load
 from libs.common.slotmove import SlotRange
 from libs.common.slotmover import SlotMover
@@ -29,6 +28,7 @@ from tests.shards.support import (
     rows_in,
     shops_with_invoices,
 )
+from tools.devservers import Servers
 
 ROOT = Path(__file__).resolve().parents[2]
 MOVING = SlotRange(0, 1023)
