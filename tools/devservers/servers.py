@@ -63,6 +63,8 @@ log = logging.getLogger("checkout.devservers")
 DATABASE_URL_ENV = "CHECKOUT_DATABASE_URL"
 NATS_URL_ENV = "CHECKOUT_NATS_URL"
 REDIS_URL_ENV = "CHECKOUT_REDIS_URL"
+# The embedded PostgreSQL's connection limit (see `_raise_connection_limit`).
+MAX_CONNECTIONS = 400
 
 
 @dataclass(frozen=True)
@@ -242,6 +244,7 @@ class DevServers:
         info = server.get_postmaster_info()
         self._postgres_pid = info.pid
         self._postgres_socket_dir = info.socket_dir
+        self._raise_connection_limit(server)
         if info.socket_dir is not None:
             # pgserver starts postgres with `-h ""`: no TCP listener at all, only this socket.
             host = quote(str(info.socket_dir), safe="/")
@@ -250,6 +253,18 @@ class DevServers:
             url = server.get_uri()
         log.info("started embedded PostgreSQL on %s (pid %d, data in %s)", url, info.pid, pgdata)
         return url
+
+    def _raise_connection_limit(self, server: PostgresServer) -> None:
+        """PostgreSQL's default of 100 connections is less than a whole stack holds once a shard
+        is added at runtime (four services' pools per shard, each process's shard-directory
+        listener, the mover, the tools): the setting needs a restart, paid once per data dir."""
+        if int(server.psql("SHOW max_connections;").split()[2]) >= MAX_CONNECTIONS:
+            return
+        server.psql(f"ALTER SYSTEM SET max_connections = {MAX_CONNECTIONS};")
+        if self._postgres_socket_dir is None:
+            raise RuntimeError("the embedded PostgreSQL has no unix socket to restart on")
+        stop_postmaster(server.pgdata)
+        self._postgres_pid = start_postmaster(server.pgdata, self._postgres_socket_dir)
 
     # -- NATS -----------------------------------------------------------------------------------
 
