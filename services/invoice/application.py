@@ -33,21 +33,13 @@ from libs.common.replica_config import ANALYTICS, CUSTOMER, READ
 from libs.common.replicas import ReplicaStatus
 from libs.common.service import PerRuntime, Runtime
 from services.invoice import history, payment_uris, projections, refunds, repository
-from services.invoice.domain import (
-    LIVE_PAYMENT_STATUSES,
-    STATUSES,
-    Draft,
-    Invoice,
-    ItemInput,
-    LockedRate,
-    PaymentTarget,
-    merchant_default_underpaid,
-    merchant_spread,
-)
+from services.invoice.domain import LIVE_PAYMENT_STATUSES, STATUSES, Invoice, LockedRate, PaymentTarget
 from services.invoice.merchants import MerchantDirectory, MerchantProfile
 from services.invoice.pricing import CRYPTO, FIAT_MINOR_UNITS, CryptoAsset, format_money, to_base_units
 from services.invoice.rate_config import SpreadRateProvider, rate_provider_from_config
 from services.invoice.rates import RateUnavailable
+from services.invoice.requests import Draft, ItemInput, NewInvoice, check_supported, validate
+from services.invoice.settings import merchant_default_underpaid, merchant_spread
 
 log = logging.getLogger("checkout.invoice")
 tracer = trace.get_tracer("checkout.invoice")
@@ -318,8 +310,7 @@ class InvoiceApp:
         pool = self.rt.pool_for(merchant_id)
         shard = self.rt.shard_of(merchant_id)
         tolerance = request.payment_tolerance if request.HasField("payment_tolerance") else None
-        draft = Invoice.validate(
-            merchant_id,
+        ask = NewInvoice(
             title=request.title,
             description=request.description,
             items=[ItemInput(i.name, i.quantity, i.unit_price) for i in request.items],
@@ -333,11 +324,15 @@ class InvoiceApp:
             if tolerance and tolerance.underpaid_percent
             else None,
             metadata=plain(request.metadata),
+        )
+        draft = validate(
+            merchant_id,
+            ask,
             default_expiry_seconds=self.rt.config.invoice_expiry_seconds,
             min_expiry_seconds=self.rt.config.invoice_min_expiry_seconds,
         )
         draft = replace(draft, asset=self._configured(draft.asset))
-        Invoice.check_supported(draft.asset)
+        check_supported(draft.asset)
         # The invoice carries the merchant's slot, so it routes to this shard with no lookup.
         invoice_id = ids.new_id(ids.slot_of(merchant_id))
         scope = self._scope("CreateInvoice", merchant_id)

@@ -1,21 +1,18 @@
-"""The Invoice aggregate: what a merchant may ask for, and the event an invoice is born with.
+"""The Invoice aggregate: the events an invoice is born with and lives through, and the rules
+that decide them (what a payment, a reorg, the expiry, a cancel or a refund does to it).
 
-Stdlib plus the generated event messages and pricing (services/invoice/pricing.py). Creating an
-invoice takes two steps because the work between them is I/O: `Invoice.validate` checks the
-request and prices it in fiat (every problem in one InvalidArgument); the application then locks
-a rate and allocates an address, and `Invoice.create` emits `InvoiceCreated`.
+Stdlib plus the generated event messages and pricing (services/invoice/pricing.py). What a
+merchant may ask for, and its checks, are in requests.py; `Invoice.create` takes their `Draft`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hmac
-import json
-import re
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from checkout.invoice.v1 import events_pb2 as ev
@@ -24,20 +21,11 @@ from checkout.invoice.v1 import invoice_pb2 as pb
 from libs.common import ids
 from libs.common.aggregate import Aggregate
 from libs.common.errors import Conflict, FailedPrecondition, FieldViolation, InvalidArgument, NotFound
-from libs.common.limits import (
-    CANCEL_REASON_MAX_CHARS,
-    DESCRIPTION_MAX_CHARS,
-    EMAIL_MAX_CHARS,
-    EXPIRY_MAX_SECONDS,
-    EXPIRY_MIN_SECONDS,
-    METADATA_MAX_BYTES,
-    RATE_SPREAD_PERCENT_MAX,
-    TITLE_MAX_CHARS,
-    UNDERPAID_PERCENT_MAX,
-)
+from libs.common.limits import CANCEL_REASON_MAX_CHARS
 from libs.common.protoconv import datetime_of, struct, timestamp
 from services.invoice import pricing
 from services.invoice.refunds import RefundAsk, RefundState, price
+from services.invoice.requests import Draft
 
 STATUSES = ("pending", "partial", "paid", "confirmed", "expired", "cancelled", "invalid")
 # Statuses in which payments count towards the invoice; after these it is closed and a payment
@@ -50,40 +38,6 @@ LIVE_PAYMENT_STATUSES = frozenset({"detected", "confirming", "confirmed"})
 # Statuses whose money can be refunded (and any invoice that was paid late, whatever its status).
 REFUNDABLE_STATUSES = frozenset({"paid", "confirmed"})
 _HUNDRED = Decimal(100)
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-# The coin each network's addresses receive natively; any other asset there is a token.
-NATIVE_ASSET = {"ethereum": "ETH", "bitcoin": "BTC"}
-
-
-@dataclass(frozen=True)
-class ItemInput:
-    name: str
-    quantity: str
-    unit_price: str
-
-
-@dataclass(frozen=True)
-class Draft:
-    """A checked request, priced in fiat; what the invoice will be once it has a rate and address."""
-
-    title: str
-    description: str
-    items: tuple[pricing.LineItem, ...]
-    totals: pricing.Totals
-    currency: str
-    asset: pricing.CryptoAsset
-    customer_email: str
-    customer_id: uuid.UUID | None
-    expires_in_seconds: int
-    underpaid_percent: Decimal | None  # None: the merchant's default applies
-    metadata: dict[str, Any]
-
-    @property
-    def network(self) -> str:
-        return self.asset.network
-
-    def crypto_amount(self, rate: Decimal) -> Decimal:
-        return pricing.crypto_amount(self.totals.total, rate, self.asset)
 
 
 @dataclass(frozen=True)
@@ -158,79 +112,6 @@ def payment_id_for(invoice_id: uuid.UUID, network: str, tx_hash: str, output_ind
     return ids.derived_id(ids.slot_of(invoice_id), "payment", network, tx_hash.lower(), str(output_index))
 
 
-def customer_id_for(merchant_id: uuid.UUID, email: str) -> uuid.UUID:
-    """The id the customer service derives from the same (merchant, email) pair."""
-    return ids.derived_id(ids.slot_of(merchant_id), "customer", str(merchant_id), email.strip().lower())
-
-
-def parse_percent(raw: str) -> Decimal | None:
-    """A decimal string in 0..UNDERPAID_PERCENT_MAX, or None."""
-    try:
-        value = pricing.parse_decimal(raw, "underpaid_percent")
-    except (pricing.PricingError, TypeError, InvalidOperation):
-        return None
-    return value if 0 <= value <= UNDERPAID_PERCENT_MAX else None
-
-
-def merchant_default_underpaid(settings: dict[str, Any]) -> Decimal:
-    """The merchant's `payment_tolerance.underpaid_percent`, or 0 when unset or unusable."""
-    tolerance = settings.get("payment_tolerance")
-    raw = tolerance.get("underpaid_percent") if isinstance(tolerance, dict) else None
-    value = parse_percent(raw) if isinstance(raw, str) else None
-    return value if value is not None else Decimal(0)
-
-
-def merchant_spread(settings: dict[str, Any]) -> Decimal:
-    """The merchant's `rate_spread_percent` (what it keeps over the market rate), 0 when unset."""
-    raw = settings.get("rate_spread_percent")
-    try:
-        value = Decimal(raw) if isinstance(raw, str) else Decimal(0)
-    except InvalidOperation:
-        return Decimal(0)
-    return value if value.is_finite() and 0 <= value <= RATE_SPREAD_PERCENT_MAX else Decimal(0)
-
-
-def _raise(problems: list[FieldViolation]) -> None:
-    if problems:
-        raise InvalidArgument("; ".join(f"{p.field}: {p.reason}" for p in problems), problems)
-
-
-def _check_items(
-    items: Sequence[ItemInput], tax: str, currency: str, problems: list[FieldViolation]
-) -> tuple[list[pricing.LineItem], pricing.Totals | None]:
-    parse_errors: list[pricing.PricingError] = []
-
-    def parse(raw: str, field: str, stand_in: Decimal) -> Decimal:
-        try:
-            return pricing.parse_decimal(raw, field)
-        except pricing.PricingError as error:
-            parse_errors.append(error)
-            return stand_in  # a valid value, so compute_totals still checks everything else
-
-    lines = [
-        pricing.LineItem(
-            name=item.name,
-            quantity=parse(item.quantity, f"items[{i}].quantity", Decimal(1)),
-            unit_price=parse(item.unit_price, f"items[{i}].unit_price", Decimal(0)),
-        )
-        for i, item in enumerate(items)
-    ]
-    tax_value = parse(tax or "0", "tax", Decimal(0))
-    try:
-        totals = pricing.compute_totals(lines, tax_value, currency)
-    except pricing.PricingErrors as errors:
-        found = errors.errors
-        totals = None
-    else:
-        found = []
-    if parse_errors:
-        # A stand-in price of 0 can make the total 0: that complaint would be about our value.
-        found = [e for e in found if e.field != "total"]
-    for error in sorted([*parse_errors, *found], key=lambda e: e.field):
-        problems.append(FieldViolation(error.field, error.reason))
-    return lines, totals if not parse_errors else None
-
-
 class Invoice(Aggregate):
     aggregate_type = "Invoice"
 
@@ -254,111 +135,6 @@ class Invoice(Aggregate):
         self.network = ""
         self.rate = Decimal(0)  # the locked exchange rate, fiat per coin
         self.refunds: dict[str, RefundState] = {}  # in the order they were made
-
-    @staticmethod
-    def validate(
-        merchant_id: uuid.UUID,
-        *,
-        title: str,
-        description: str,
-        items: Sequence[ItemInput],
-        tax: str,
-        currency: str,
-        crypto_currency: str,
-        customer_email: str,
-        customer_id: str,
-        expires_in_seconds: int,
-        underpaid_percent: str | None,
-        metadata: dict[str, Any],
-        default_expiry_seconds: int,
-        min_expiry_seconds: int = EXPIRY_MIN_SECONDS,
-    ) -> Draft:
-        """Checks every field and prices the items; raises one InvalidArgument naming them all."""
-        problems: list[FieldViolation] = []
-        title = title.strip()
-        if not title:
-            problems.append(FieldViolation("title", "must not be blank"))
-        elif len(title) > TITLE_MAX_CHARS:
-            problems.append(FieldViolation("title", f"must be at most {TITLE_MAX_CHARS} characters"))
-        description = description.strip()
-        if len(description) > DESCRIPTION_MAX_CHARS:
-            problems.append(
-                FieldViolation("description", f"must be at most {DESCRIPTION_MAX_CHARS} characters")
-            )
-
-        currency = currency.strip().upper()
-        lines, totals = _check_items(items, tax, currency, problems)
-
-        symbol = crypto_currency.strip().upper()
-        asset = pricing.CRYPTO.get(symbol)
-        if asset is None:
-            problems.append(
-                FieldViolation("crypto_currency", f"must be one of {', '.join(sorted(pricing.CRYPTO))}")
-            )
-
-        email = customer_email.strip().lower()
-        if email and (len(email) > EMAIL_MAX_CHARS or not EMAIL_RE.match(email)):
-            problems.append(FieldViolation("customer_email", "must be an email address"))
-        customer: uuid.UUID | None = None
-        if customer_id:
-            customer = ids.parse_id(customer_id)
-            if customer is None:
-                problems.append(FieldViolation("customer_id", "must be a UUID"))
-            elif ids.slot_of(customer) != ids.slot_of(merchant_id):
-                problems.append(FieldViolation("customer_id", "is not a customer of this merchant"))
-                customer = None
-        if email and EMAIL_RE.match(email):
-            derived = customer_id_for(merchant_id, email)
-            if customer is not None and customer != derived:
-                problems.append(FieldViolation("customer_id", "does not match customer_email"))
-            customer = derived
-
-        expires = expires_in_seconds or default_expiry_seconds
-        if not min_expiry_seconds <= expires <= EXPIRY_MAX_SECONDS:
-            problems.append(
-                FieldViolation(
-                    "expires_in_seconds", f"must be between {min_expiry_seconds} and {EXPIRY_MAX_SECONDS}"
-                )
-            )
-
-        underpaid: Decimal | None = None
-        if underpaid_percent is not None:
-            underpaid = parse_percent(underpaid_percent)
-            if underpaid is None:
-                problems.append(
-                    FieldViolation(
-                        "payment_tolerance.underpaid_percent",
-                        f"must be a decimal string between 0 and {UNDERPAID_PERCENT_MAX}",
-                    )
-                )
-
-        size = len(json.dumps(metadata, separators=(",", ":"), ensure_ascii=False).encode())
-        if size > METADATA_MAX_BYTES:
-            problems.append(FieldViolation("metadata", f"must be at most {METADATA_MAX_BYTES} bytes of JSON"))
-
-        _raise(problems)
-        assert totals is not None and asset is not None  # each would have been reported above
-        return Draft(
-            title=title,
-            description=description,
-            items=tuple(
-                pricing.LineItem(line.name.strip(), line.quantity, line.unit_price) for line in lines
-            ),
-            totals=totals,
-            currency=currency,
-            asset=asset,
-            customer_email=email,
-            customer_id=customer,
-            expires_in_seconds=expires,
-            underpaid_percent=underpaid,
-            metadata=metadata,
-        )
-
-    @staticmethod
-    def check_supported(asset: pricing.CryptoAsset) -> None:
-        """A token needs its contract configured before it can be requested."""
-        if asset.symbol != NATIVE_ASSET[asset.network] and asset.contract is None:
-            raise FailedPrecondition(f"{asset.symbol} is not configured on this deployment")
 
     @classmethod
     def create(
