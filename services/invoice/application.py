@@ -33,13 +33,15 @@ from libs.common.replica_config import ANALYTICS, CUSTOMER, READ
 from libs.common.replicas import ReplicaStatus
 from libs.common.service import PerRuntime, Runtime
 from services.invoice import history, payment_uris, projections, refunds, repository
-from services.invoice.domain import LIVE_PAYMENT_STATUSES, STATUSES, Invoice, LockedRate, PaymentTarget
+from services.invoice.domain import Invoice
+from services.invoice.inputs import LockedRate, PaymentTarget
 from services.invoice.merchants import MerchantDirectory, MerchantProfile
 from services.invoice.pricing import CRYPTO, FIAT_MINOR_UNITS, CryptoAsset, format_money, to_base_units
 from services.invoice.rate_config import SpreadRateProvider, rate_provider_from_config
 from services.invoice.rates import RateUnavailable
 from services.invoice.requests import Draft, ItemInput, NewInvoice, check_supported, validate
 from services.invoice.settings import merchant_default_underpaid, merchant_spread
+from services.invoice.state import LIVE_PAYMENT_STATUSES, STATUSES
 
 log = logging.getLogger("checkout.invoice")
 tracer = trace.get_tracer("checkout.invoice")

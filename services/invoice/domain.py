@@ -8,102 +8,27 @@ merchant may ask for, and its checks, are in requests.py; `Invoice.create` takes
 from __future__ import annotations
 
 import datetime as dt
-import hmac
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any
 
 from checkout.invoice.v1 import events_pb2 as ev
 from checkout.invoice.v1 import invoice_pb2 as pb
 
 from libs.common import ids
-from libs.common.aggregate import Aggregate
-from libs.common.errors import Conflict, FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from libs.common.errors import FailedPrecondition, InvalidArgument
 from libs.common.limits import CANCEL_REASON_MAX_CHARS
-from libs.common.protoconv import datetime_of, struct, timestamp
+from libs.common.protoconv import struct, timestamp
 from services.invoice import pricing
-from services.invoice.refunds import RefundAsk, RefundState, price
+from services.invoice.inputs import LockedRate, PaymentTarget, Sighting
+from services.invoice.refunding import RefundCommands
 from services.invoice.requests import Draft
+from services.invoice.state import (
+    CLOSED_STATUSES,
+    OPEN_STATUSES,
+    payment_status,
+)
 
-STATUSES = ("pending", "partial", "paid", "confirmed", "expired", "cancelled", "invalid")
-# Statuses in which payments count towards the invoice; after these it is closed and a payment
-# is recorded as late (never lost, never counted).
-OPEN_STATUSES = frozenset({"pending", "partial"})
-CLOSED_STATUSES = frozenset({"expired", "cancelled"})
-PAYMENT_STATUSES = ("detected", "confirming", "confirmed", "failed", "reorged")
-# What a payment's confirmations make of it, before it is confirmed.
-LIVE_PAYMENT_STATUSES = frozenset({"detected", "confirming", "confirmed"})
-# Statuses whose money can be refunded (and any invoice that was paid late, whatever its status).
-REFUNDABLE_STATUSES = frozenset({"paid", "confirmed"})
 _HUNDRED = Decimal(100)
-
-
-@dataclass(frozen=True)
-class LockedRate:
-    rate: Decimal
-    source: str
-    fetched_at: dt.datetime
-    pair: str
-
-
-@dataclass(frozen=True)
-class PaymentTarget:
-    network: str
-    address_index: int
-    address: str
-    uri: str
-
-
-@dataclass(frozen=True)
-class Sighting:
-    """A transfer to the invoice's address as a watcher saw it (amount in the asset's units)."""
-
-    network: str
-    tx_hash: str
-    output_index: int
-    asset: str
-    amount: Decimal
-    from_address: str
-    to_address: str
-    block_number: int | None
-    block_hash: str
-    confirmations: int
-    required_confirmations: int
-    mined_at: dt.datetime | None = None  # the block's time; None while unconfirmed
-
-
-@dataclass(frozen=True)
-class PaymentState:
-    payment_id: str
-    network: str
-    tx_hash: str
-    output_index: int
-    amount: Decimal
-    status: str
-    block_number: int | None
-    block_hash: str
-    confirmations: int
-    required: int
-    late: bool
-
-    @property
-    def counted(self) -> bool:
-        return self.status in LIVE_PAYMENT_STATUSES and not self.late
-
-    def to_json(self) -> dict[str, Any]:
-        return {**self.__dict__, "amount": str(self.amount)}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> PaymentState:
-        return cls(**{**data, "amount": Decimal(data["amount"])})
-
-
-def payment_status(confirmations: int, required: int) -> str:
-    if confirmations >= required:
-        return "confirmed"
-    return "confirming" if confirmations > 0 else "detected"
 
 
 def payment_id_for(invoice_id: uuid.UUID, network: str, tx_hash: str, output_index: int) -> uuid.UUID:
@@ -112,29 +37,8 @@ def payment_id_for(invoice_id: uuid.UUID, network: str, tx_hash: str, output_ind
     return ids.derived_id(ids.slot_of(invoice_id), "payment", network, tx_hash.lower(), str(output_index))
 
 
-class Invoice(Aggregate):
+class Invoice(RefundCommands):
     aggregate_type = "Invoice"
-
-    def __init__(self, aggregate_id: uuid.UUID) -> None:
-        super().__init__(aggregate_id)
-        self.merchant_id = ""
-        self.status = "pending"
-        self.crypto_currency = ""
-        self.crypto_amount = Decimal(0)
-        self.amount_paid = Decimal(0)
-        self.payment_address = ""
-        self.expires_at: dt.datetime | None = None
-        self.customer_id = ""
-        self.total = ""
-        self.currency = ""
-        self.decimals = 0
-        self.underpaid_percent = Decimal(0)
-        self.overpaid = False
-        self.paid_late = False
-        self.payments: dict[tuple[str, int], PaymentState] = {}
-        self.network = ""
-        self.rate = Decimal(0)  # the locked exchange rate, fiat per coin
-        self.refunds: dict[str, RefundState] = {}  # in the order they were made
 
     @classmethod
     def create(
@@ -298,157 +202,6 @@ class Invoice(Aggregate):
             raise FailedPrecondition(f"an invoice that is {self.status} cannot be cancelled")
         self._emit_status("cancelled", reason.strip() or "cancelled by the merchant", now)
 
-    # -- refunds -----------------------------------------------------------------------------
-    def received(self) -> Decimal:
-        """Every payment the chain still holds, late ones included: what could be given back."""
-        return sum(
-            (p.amount for p in self.payments.values() if p.status in LIVE_PAYMENT_STATUSES), Decimal(0)
-        )
-
-    def refundable(self) -> Decimal:
-        held = sum((r.crypto_amount for r in self.refunds.values() if r.holding), Decimal(0))
-        return max(Decimal(0), self.received() - held)
-
-    def refunded(self) -> Decimal:
-        return sum((r.crypto_amount for r in self.refunds.values() if r.status == "completed"), Decimal(0))
-
-    def refund(
-        self,
-        refund_id: uuid.UUID,
-        ask: RefundAsk,
-        *,
-        rate: LockedRate | None,
-        token_sha256: str,
-        now: dt.datetime,
-    ) -> None:
-        """Records what the merchant owes back. `rate`: the current quote for `ask.basis ==
-        "current"`; None for the invoice's own."""
-        if self.status not in REFUNDABLE_STATUSES and not self.paid_late:
-            raise FailedPrecondition(
-                f"an invoice that is {self.status} cannot be refunded",
-                [FieldViolation("status", f"is {self.status}: only a paid, overpaid or paid-late invoice")],
-            )
-        asset = pricing.CRYPTO[self.crypto_currency]
-        refundable = self.refundable()
-        if refundable <= 0:
-            raise FailedPrecondition(
-                "everything received has been refunded already",
-                [FieldViolation(ask.field, "nothing is left to refund")],
-            )
-        used = rate.rate if rate is not None else self.rate
-        if used <= 0:
-            # Only an invoice restored from a snapshot taken before refunds existed lacks its rate.
-            raise FailedPrecondition("this invoice's locked rate is not known: refund it at the current rate")
-        priced = price(
-            ask, refundable=refundable, invoice_rate=self.rate, rate=used, currency=self.currency, asset=asset
-        )
-        self._emit(
-            ev.RefundCreated(
-                invoice_id=str(self.id),
-                merchant_id=self.merchant_id,
-                refund_id=str(refund_id),
-                amount=pricing.format_money(priced.amount, pricing.FIAT_MINOR_UNITS[self.currency]),
-                currency=self.currency,
-                crypto_amount=pricing.format_money(priced.crypto_amount, self.decimals),
-                crypto_currency=self.crypto_currency,
-                network=self.network,
-                rate=format(used, "f"),
-                rate_basis=ask.basis,
-                rate_source=rate.source if rate is not None else "invoice",
-                reason=ask.reason,
-                claim_token_sha256=token_sha256,
-                created_at=timestamp(now),
-            )
-        )
-
-    def _refund_of(self, refund_id: str) -> RefundState:
-        refund = self.refunds.get(refund_id)
-        if refund is None:
-            raise NotFound("refund not found")
-        return refund
-
-    def claim_refund(
-        self,
-        refund_id: str,
-        token_sha256: str,
-        address: str,
-        spell: Callable[[str, str], str],
-        now: dt.datetime,
-    ) -> None:
-        """The payer names where to be paid: once. `spell(network, address)`: the address as the
-        watcher will report it, or ValueError saying why it is none on that network."""
-        refund = self._refund_of(refund_id)
-        if not hmac.compare_digest(refund.token_sha256, token_sha256):
-            raise NotFound("refund not found")  # a wrong token learns nothing, not even that it exists
-        if refund.status == "cancelled":
-            raise FailedPrecondition("the merchant cancelled this refund")
-        if refund.status != "awaiting_claim":
-            raise Conflict("this refund has been claimed already")
-        try:
-            address = spell(self.network, address)
-        except ValueError as error:
-            raise InvalidArgument.field("address", f"{error} (on {self.network})") from None
-        self._emit(
-            ev.RefundClaimed(
-                invoice_id=str(self.id),
-                merchant_id=self.merchant_id,
-                refund_id=refund_id,
-                network=self.network,
-                address=address,
-                crypto_amount=pricing.format_money(refund.crypto_amount, self.decimals),
-                crypto_currency=self.crypto_currency,
-                claimed_at=timestamp(now),
-            )
-        )
-
-    def cancel_refund(self, refund_id: str, reason: str, now: dt.datetime) -> None:
-        refund = self._refund_of(refund_id)
-        if refund.status == "cancelled":
-            return
-        if refund.status == "completed":
-            raise FailedPrecondition("the refund has been paid and can no longer be cancelled")
-        self._emit(
-            ev.RefundCancelled(
-                invoice_id=str(self.id),
-                merchant_id=self.merchant_id,
-                refund_id=refund_id,
-                reason=reason.strip() or "cancelled by the merchant",
-                cancelled_at=timestamp(now),
-            )
-        )
-
-    def _refund_paid(self, seen: Sighting, now: dt.datetime) -> bool:
-        """A mined transfer of at least a claimed refund's amount to its address, from anyone,
-        completes it (the oldest such refund: one transfer pays one refund)."""
-        if seen.block_number is None or seen.asset != self.crypto_currency:
-            return False
-        key = (seen.tx_hash.lower(), seen.output_index)
-        if any((r.tx_hash, r.output_index) == key for r in self.refunds.values() if r.status == "completed"):
-            return True  # seen again (a restarted watcher): already counted
-        for refund in self.refunds.values():
-            if (
-                refund.status == "claimed"
-                and refund.address.lower() == seen.to_address.lower()
-                and seen.amount >= refund.crypto_amount
-            ):
-                self._emit(
-                    ev.RefundCompleted(
-                        invoice_id=str(self.id),
-                        merchant_id=self.merchant_id,
-                        refund_id=refund.refund_id,
-                        network=seen.network,
-                        address=refund.address,
-                        tx_hash=key[0],
-                        output_index=key[1],
-                        amount_sent=pricing.format_money(seen.amount, self.decimals),
-                        crypto_currency=self.crypto_currency,
-                        block_number=seen.block_number,
-                        completed_at=timestamp(now),
-                    )
-                )
-                return True
-        return False
-
     def _track(
         self,
         key: tuple[str, int],
@@ -557,122 +310,6 @@ class Invoice(Aggregate):
                 at=timestamp(now),
             )
         )
-
-    # -- state -------------------------------------------------------------------------------
-    def _apply(self, event: Any) -> None:
-        if isinstance(event, ev.InvoiceCreated):
-            self.merchant_id = event.merchant_id
-            self.status = "pending"
-            self.crypto_currency = event.crypto_currency
-            self.crypto_amount = Decimal(event.crypto_amount)
-            self.payment_address = event.payment_address
-            self.expires_at = datetime_of(event.expires_at)
-            self.customer_id = event.customer_id
-            self.total = event.total
-            self.currency = event.currency
-            self.decimals = pricing.CRYPTO[event.crypto_currency].decimals
-            self.underpaid_percent = Decimal(event.payment_tolerance.underpaid_percent or "0")
-            self.network = event.network
-            self.rate = Decimal(event.exchange_rate.rate or "0")
-        elif isinstance(event, ev.RefundCreated):
-            self.refunds[event.refund_id] = RefundState(
-                event.refund_id, Decimal(event.crypto_amount), "awaiting_claim", event.claim_token_sha256
-            )
-        elif isinstance(event, ev.RefundClaimed):
-            self.refunds[event.refund_id] = self.refunds[event.refund_id].with_status(
-                "claimed", address=event.address
-            )
-        elif isinstance(event, ev.RefundCompleted):
-            self.refunds[event.refund_id] = self.refunds[event.refund_id].with_status(
-                "completed", tx_hash=event.tx_hash, output_index=event.output_index
-            )
-        elif isinstance(event, ev.RefundCancelled):
-            self.refunds[event.refund_id] = self.refunds[event.refund_id].with_status("cancelled")
-        elif isinstance(event, ev.PaymentDetected):
-            key = (event.tx_hash, event.output_index)
-            self.payments[key] = PaymentState(
-                payment_id=event.payment_id,
-                network=event.network,
-                tx_hash=event.tx_hash,
-                output_index=event.output_index,
-                amount=Decimal(event.amount),
-                status=event.status if event.status != "confirmed" else "confirming",
-                block_number=event.block_number if event.HasField("block_number") else None,
-                block_hash=event.block_hash,
-                confirmations=event.confirmations,
-                required=event.required_confirmations,
-                late=event.late,
-            )
-            self._totals(event.amount_paid, event.overpaid)
-            self.paid_late = self.paid_late or event.late
-        elif isinstance(event, ev.PaymentUpdated):
-            key = (event.tx_hash, event.output_index)
-            self.payments[key] = replace(
-                self.payments[key],
-                block_number=event.block_number if event.HasField("block_number") else None,
-                block_hash=event.block_hash,
-                confirmations=event.confirmations,
-                status=event.status,
-            )
-        elif isinstance(event, ev.PaymentConfirmed):
-            key = (event.tx_hash, event.output_index)
-            self.payments[key] = replace(self.payments[key], status="confirmed")
-        elif isinstance(event, ev.PaymentReorged):
-            key = (event.tx_hash, event.output_index)
-            self.payments[key] = replace(self.payments[key], status="reorged")
-            self._totals(event.amount_paid, event.overpaid)
-        elif isinstance(event, ev.StatusChange):
-            self.status = event.status
-            self.overpaid = event.overpaid
-
-    def _totals(self, amount_paid: str, overpaid: bool) -> None:
-        self.amount_paid = Decimal(amount_paid)
-        self.overpaid = overpaid
-
-    def snapshot(self) -> dict[str, Any]:
-        return {
-            "merchant_id": self.merchant_id,
-            "status": self.status,
-            "crypto_currency": self.crypto_currency,
-            "crypto_amount": str(self.crypto_amount),
-            "amount_paid": str(self.amount_paid),
-            "payment_address": self.payment_address,
-            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
-            "customer_id": self.customer_id,
-            "total": self.total,
-            "currency": self.currency,
-            "decimals": self.decimals,
-            "underpaid_percent": str(self.underpaid_percent),
-            "overpaid": self.overpaid,
-            "paid_late": self.paid_late,
-            "payments": [p.to_json() for p in self.payments.values()],
-            "network": self.network,
-            "rate": str(self.rate),
-            "refunds": [r.to_json() for r in self.refunds.values()],
-        }
-
-    def restore(self, data: dict[str, Any]) -> None:
-        self.merchant_id = data["merchant_id"]
-        self.status = data["status"]
-        self.crypto_currency = data["crypto_currency"]
-        self.crypto_amount = Decimal(data["crypto_amount"])
-        self.amount_paid = Decimal(data["amount_paid"])
-        self.payment_address = data["payment_address"]
-        self.expires_at = dt.datetime.fromisoformat(data["expires_at"]) if data["expires_at"] else None
-        self.customer_id = data.get("customer_id", "")
-        self.total = data.get("total", "")
-        self.currency = data.get("currency", "")
-        self.decimals = data.get("decimals", pricing.CRYPTO[self.crypto_currency].decimals)
-        self.underpaid_percent = Decimal(data.get("underpaid_percent", "0"))
-        self.overpaid = data.get("overpaid", False)
-        self.paid_late = data.get("paid_late", False)
-        payments = (PaymentState.from_json(p) for p in data.get("payments", []))
-        self.payments = {(p.tx_hash, p.output_index): p for p in payments}
-        # Snapshots from before refunds lack these; the next snapshot has them.
-        self.network = data.get("network", pricing.CRYPTO[self.crypto_currency].network)
-        self.rate = Decimal(data.get("rate", "0"))
-        refunds = (RefundState.from_json(r) for r in data.get("refunds", []))
-        self.refunds = {r.refund_id: r for r in refunds}
 
 
 # The status `_settle` lands on → the reason its status event gives when the caller has none.

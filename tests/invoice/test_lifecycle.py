@@ -14,7 +14,8 @@ from checkout.invoice.v1 import invoice_pb2 as pb
 from libs.common import events, ids
 from libs.common.errors import FailedPrecondition
 from libs.common.protoconv import timestamp
-from services.invoice.domain import Invoice, Sighting
+from services.invoice.domain import Invoice
+from services.invoice.inputs import Sighting
 
 T0 = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
 ADDRESS = "0x9858EfFD232B4033E47d90003D41EC34EcaEda94"
