@@ -1,4 +1,4 @@
-"""What a merchant may ask for when it creates an invoice, and the checks that say so.
+"""What a merchant may ask of the invoice service, as plain values, and the checks of a create.
 
 Creating an invoice takes two steps because the work between them is I/O: `validate` checks the
 request and prices it in fiat (every problem in one InvalidArgument, so a client fixes them all
@@ -8,6 +8,7 @@ at once); the application then locks a rate and allocates an address, and `Invoi
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import uuid
@@ -29,17 +30,11 @@ from libs.common.limits import (
 )
 from services.invoice import pricing
 from services.invoice.settings import parse_percent
+from services.invoice.views import LineItem
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # The coin each network's addresses receive natively; any other asset there is a token.
 NATIVE_ASSET = {"ethereum": "ETH", "bitcoin": "BTC"}
-
-
-@dataclass(frozen=True)
-class ItemInput:
-    name: str
-    quantity: str
-    unit_price: str
 
 
 @dataclass(frozen=True)
@@ -48,7 +43,7 @@ class NewInvoice:
 
     title: str
     description: str
-    items: Sequence[ItemInput]
+    items: Sequence[LineItem]  # as sent: quantity and unit price unparsed
     tax: str
     currency: str
     crypto_currency: str
@@ -57,6 +52,31 @@ class NewInvoice:
     expires_in_seconds: int  # 0: the deployment's default
     underpaid_percent: str | None  # None: the merchant's default applies
     metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class InvoiceQuery:
+    """A page of a merchant's invoices, newest first, narrowed by what is given."""
+
+    merchant_id: str
+    limit: int  # 0: the default page
+    status: str
+    customer_id: str
+    created_after: dt.datetime | None
+    created_before: dt.datetime | None
+    cursor: str
+
+
+@dataclass(frozen=True)
+class NewRefund:
+    """A refund as the merchant asked for it: at most one of the amounts; neither, all of it."""
+
+    merchant_id: str
+    invoice_id: str
+    amount: str
+    crypto_amount: str
+    rate: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -189,7 +209,7 @@ def _check_customer(
 
 
 def _check_items(
-    items: Sequence[ItemInput], tax: str, currency: str, problems: list[FieldViolation]
+    items: Sequence[LineItem], tax: str, currency: str, problems: list[FieldViolation]
 ) -> tuple[list[pricing.LineItem], pricing.Totals | None]:
     parse_errors: list[pricing.PricingError] = []
 
