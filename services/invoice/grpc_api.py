@@ -1,7 +1,7 @@
 """InvoiceService over gRPC: the one place that knows the service's protobuf.
 
 Each method maps its request to the application's plain values (requests.py), calls the use
-case and maps the answer (views.py) to its message (messages.py). Errors are typed in
+case and maps the answer (views.py) to its message (libs/common/views.py). Errors are typed in
 libs/common/errors.py and mapped to gRPC statuses, with field violations, by the shared
 interceptor (libs/common/grpc_server.py).
 """
@@ -22,9 +22,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from libs.common.protoconv import plain
 from libs.common.replicas import ReplicaStatus
 from libs.common.service import Runtime
+from libs.common.views import to_message
 from services.invoice import views
 from services.invoice.application import InvoiceApp, app_of
-from services.invoice.messages import to_message
 from services.invoice.requests import InvoiceQuery, NewInvoice, NewRefund
 
 Context = grpc.aio.ServicerContext[Any, Any]

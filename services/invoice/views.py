@@ -2,7 +2,7 @@
 
 Each view has the fields of the API message of the same name (invoice.proto), already in the
 API's units (money as decimal strings at the currency's or the coin's precision), so mapping a
-view to its message is mechanical (services/invoice/messages.py) and the application never
+view to its message is mechanical (libs/common/views.py) and the application never
 touches protobuf.
 """
 
