@@ -197,6 +197,24 @@ def test_snapshot_restores_payments_and_flags() -> None:
     assert isinstance(uuid.UUID(next(iter(copy.payments.values())).payment_id), uuid.UUID)
 
 
+def test_a_snapshot_written_before_refunds_restores_and_still_takes_payments() -> None:
+    # The keys a snapshot had before refunds (no network, rate, refunds, decimals): what the
+    # coin says fills them in, and the invoice goes on being paid as if never snapshotted.
+    invoice = new_invoice()
+    invoice.observe(seen("0.4"), T0)
+    old = {
+        key: value
+        for key, value in invoice.snapshot().items()
+        if key not in ("network", "rate", "refunds", "decimals")
+    }
+    copy = Invoice(invoice.id)
+    copy.restore(old)
+    assert (copy.network, copy.decimals, copy.rate, copy.refunds) == ("ethereum", 18, Decimal(0), {})
+    assert (copy.status, copy.amount_paid, copy.expires_at) == ("partial", Decimal("0.4"), invoice.expires_at)
+    copy.observe(seen("0.6", tx="0xbb"), T0)
+    assert copy.status == "paid"
+
+
 # -- no status transition is skipped by a jump (issue 9, item 8) ---------------------------------
 
 
