@@ -17,7 +17,7 @@ import functools
 import types
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import fields, is_dataclass
 from typing import Any, Generic, TypeVar
 
 from google.protobuf import json_format, message_factory
@@ -131,15 +131,28 @@ def _reader(hint: Any, message: type[Message], field: str) -> Reader:
     return lambda m, name: read(m, name) if m.HasField(name) else None
 
 
-@dataclass(frozen=True)
 class Reply(Generic[V, M]):
-    """An idempotent command's answer as it is kept: the bytes of its message."""
+    """An idempotent command's answer as it is kept: the bytes of its message.
 
-    view: type[V]
-    message: type[M]
+    `message_of` hands the wire the message the last `encode` built when it is asked for that
+    same answer, so a command's answer is built once for its record and its response (a create
+    is the hot path); for any other answer it builds one."""
+
+    def __init__(self, view: type[V], message: type[M]) -> None:
+        self.view = view
+        self.message = message
+        self._last: tuple[object, M] | None = None
 
     def encode(self, answer: V) -> bytes:
-        return to_message(answer, self.message).SerializeToString()
+        message = to_message(answer, self.message)
+        self._last = (answer, message)
+        return message.SerializeToString()
 
     def decode(self, data: bytes) -> V:
         return from_message(self.message.FromString(data), self.view)
+
+    def message_of(self, answer: V) -> M:
+        last = self._last
+        if last is not None and last[0] is answer:
+            return last[1]
+        return to_message(answer, self.message)

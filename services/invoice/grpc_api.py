@@ -1,7 +1,8 @@
 """InvoiceService over gRPC: the one place that knows the service's protobuf.
 
 Each method maps its request to the application's plain values (requests.py), calls the use
-case and maps the answer (views.py) to its message (libs/common/views.py). Errors are typed in
+case and maps the answer (views.py) to its message (libs/common/views.py; an idempotent
+command's answer takes the message its record was encoded from, `Reply.message_of`). Errors are typed in
 libs/common/errors.py and mapped to gRPC statuses, with field violations, by the shared
 interceptor (libs/common/grpc_server.py).
 """
@@ -25,6 +26,7 @@ from libs.common.service import Runtime
 from libs.common.views import to_message
 from services.invoice import views
 from services.invoice.application import InvoiceApp, app_of
+from services.invoice.messages import INVOICE_REPLY, REFUND_REPLY
 from services.invoice.requests import InvoiceQuery, NewInvoice, NewRefund
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -88,7 +90,7 @@ class InvoiceServicer(invoice_pb2_grpc.InvoiceServiceServicer):
         created = await self.app.create_invoice(
             request.merchant_id, new_invoice(request), fingerprint(request)
         )
-        return to_message(created, pb.Invoice)
+        return INVOICE_REPLY.message_of(created)  # built once, for the record and for the wire
 
     async def GetInvoice(self, request: pb.GetInvoiceRequest, context: Context) -> pb.Invoice:
         found = await self.reads.get_invoice(request.merchant_id, request.invoice_id)
@@ -129,7 +131,7 @@ class InvoiceServicer(invoice_pb2_grpc.InvoiceServiceServicer):
         cancelled = await self.app.cancel_invoice(
             request.merchant_id, request.invoice_id, request.reason, fingerprint(request)
         )
-        return to_message(cancelled, pb.Invoice)
+        return INVOICE_REPLY.message_of(cancelled)
 
     async def ListPayments(
         self, request: pb.ListPaymentsRequest, context: Context
@@ -184,7 +186,7 @@ class InvoiceServicer(invoice_pb2_grpc.InvoiceServiceServicer):
         cancelled = await self.app.cancel_refund(
             request.merchant_id, request.invoice_id, request.refund_id, fingerprint(request)
         )
-        return to_message(cancelled, pb.Refund)
+        return REFUND_REPLY.message_of(cancelled)
 
     async def GetRefundClaim(self, request: pb.GetRefundClaimRequest, context: Context) -> pb.Refund:
         return to_message(await self.app.get_refund_claim(request.claim_token), pb.Refund)

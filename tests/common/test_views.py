@@ -78,3 +78,12 @@ def test_repeated_nested_views_are_repeated_messages() -> None:
         ("a", "1", "2.00"),
         ("b", "3", "4.00"),
     ]
+
+
+def test_the_wire_gets_the_message_the_record_was_encoded_from_or_an_equal_one() -> None:
+    reply = Reply(Merchant, merchant_pb.Merchant)
+    answer = Merchant("m1", {}, {"ethereum": "xpub"}, 1, AT, AT)
+    record = reply.encode(answer)
+    assert reply.message_of(answer).SerializeToString() == record
+    other = Merchant("m2", {}, {}, 2, AT, None)
+    assert reply.message_of(other) == to_message(other, merchant_pb.Merchant)
