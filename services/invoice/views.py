@@ -9,6 +9,7 @@ touches protobuf.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
@@ -176,7 +177,7 @@ class Page(Generic[T]):
     next_cursor: str  # empty on the last page
 
 
-def page(rows: list[asyncpg.Record], limit: int, view: Any) -> Page[Any]:
+def page(rows: list[asyncpg.Record], limit: int, view: Callable[[asyncpg.Record], T]) -> Page[T]:
     """The first `limit` of `limit + 1` rows, as views; a cursor when there were more."""
     shown = rows[:limit]
     return Page(tuple(view(r) for r in shown), str(shown[-1]["id"]) if len(rows) > limit else "")
