@@ -31,6 +31,7 @@ from libs.common.replica_config import ANALYTICS, CUSTOMER, READ, ROLES
 from libs.common.service import Runtime
 from services.invoice import repository
 from services.invoice.application import app_of
+from services.invoice.grpc_api import fingerprint, new_invoice
 from services.invoice.service import SPEC
 from tools.devservers import DevServers
 from tools.devstack import DEMO_ETHEREUM_XPUB
@@ -74,7 +75,9 @@ async def _bench(config: Config, lookups: int, seconds: float) -> dict[str, Any]
                 merchant_id=str(merchant_id), title="Bench", currency="USD", crypto_currency="ETH",
                 items=[pb.LineItem(name="x", quantity="1", unit_price="10.00")],
             )  # fmt: skip
-            return (await app.create_invoice(request)).id
+            return (
+                await app.create_invoice(request.merchant_id, new_invoice(request), fingerprint(request))
+            ).id
 
         created = [uuid.UUID(await create()) for _ in range(50)]
         # Caught up and probed: the lookups below measure the replica, not the fallback.

@@ -40,7 +40,7 @@ from libs.common.db import ShardPools
 from services.analytics import repository as analytics
 from services.invoice import ledger
 from services.invoice import repository as invoices
-from services.invoice.domain import STATUSES
+from services.invoice.state import STATUSES
 from tools.devservers import DevServers
 from tools.plan_notes import Calls, Recorder, explain
 from tools.scale_data import COMMON_WORD, POPULAR_ELSEWHERE, Built, Sizes, build, connect

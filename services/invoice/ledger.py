@@ -24,7 +24,8 @@ from libs.common.service import Runtime
 from services.invoice import repository
 from services.invoice.application import InvoiceApp
 from services.invoice.chains.base import OpenPayment, PaymentKey, Transfer, WatchedAddress
-from services.invoice.domain import Invoice, Sighting
+from services.invoice.domain import Invoice
+from services.invoice.inputs import Sighting
 from services.invoice.pricing import CRYPTO
 
 log = logging.getLogger("checkout.invoice.ledger")

@@ -24,7 +24,8 @@ from libs.common.eventstore import EventStore, Repository
 from libs.common.messaging import Envelope
 from libs.common.partitions import PartitionedTable, ensure_partitions
 from libs.common.protoconv import timestamp
-from services.invoice.domain import Invoice, Sighting
+from services.invoice.domain import Invoice
+from services.invoice.inputs import Sighting
 from services.merchant.webhooks.projections import payload
 
 INVOICE_ID = uuid.UUID("0194f3a0-0000-7000-8000-000000000001")

@@ -14,7 +14,8 @@ from checkout.invoice.v1 import invoice_pb2 as pb
 from libs.common import events, ids
 from libs.common.errors import FailedPrecondition
 from libs.common.protoconv import timestamp
-from services.invoice.domain import Invoice, Sighting
+from services.invoice.domain import Invoice
+from services.invoice.inputs import Sighting
 
 T0 = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
 ADDRESS = "0x9858EfFD232B4033E47d90003D41EC34EcaEda94"
@@ -194,6 +195,24 @@ def test_snapshot_restores_payments_and_flags() -> None:
     copy.observe(seen("1.2"), T0)
     assert copy.pending == []
     assert isinstance(uuid.UUID(next(iter(copy.payments.values())).payment_id), uuid.UUID)
+
+
+def test_a_snapshot_written_before_refunds_restores_and_still_takes_payments() -> None:
+    # The keys a snapshot had before refunds (no network, rate, refunds, decimals): what the
+    # coin says fills them in, and the invoice goes on being paid as if never snapshotted.
+    invoice = new_invoice()
+    invoice.observe(seen("0.4"), T0)
+    old = {
+        key: value
+        for key, value in invoice.snapshot().items()
+        if key not in ("network", "rate", "refunds", "decimals")
+    }
+    copy = Invoice(invoice.id)
+    copy.restore(old)
+    assert (copy.network, copy.decimals, copy.rate, copy.refunds) == ("ethereum", 18, Decimal(0), {})
+    assert (copy.status, copy.amount_paid, copy.expires_at) == ("partial", Decimal("0.4"), invoice.expires_at)
+    copy.observe(seen("0.6", tx="0xbb"), T0)
+    assert copy.status == "paid"
 
 
 # -- no status transition is skipped by a jump (issue 9, item 8) ---------------------------------

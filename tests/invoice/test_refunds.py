@@ -14,7 +14,8 @@ from checkout.invoice.v1 import events_pb2 as ev
 from libs.common import addresses, ids
 from libs.common.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound
 from services.invoice import pricing, refunds
-from services.invoice.domain import Invoice, LockedRate, Sighting
+from services.invoice.domain import Invoice
+from services.invoice.inputs import LockedRate, Sighting
 from tests.invoice.test_lifecycle import T0, new_invoice, seen, types
 
 PAYER = "0x" + "ab" * 20
