@@ -27,14 +27,16 @@ async def test_a_drafted_revision_creates_what_the_tables_declare_and_nothing_el
         Column("name", Text, nullable=False),
     )
 
+    existing = sorted(p.stem for p in (tmp_path / "migrations" / "versions").glob("0*.py"))
     path = await write_revision(config.shard_dsn(0), "drafting", tmp_path, metadata, "loyalty tiers")
 
-    assert path.name == "0002_loyalty_tiers.py"
+    # The next number after the service's newest revision.
+    assert path.name == f"{len(existing) + 1:04d}_loyalty_tiers.py"
     draft = path.read_text()
     assert "op.create_table(" in draft and "'loyalty_tiers'" in draft
     assert draft.count("op.create_table(") == 1  # the rest of the schema is there already
     dsn = config.shard_dsn(1)
-    assert (await upgrade_shard(dsn, "customer", tmp_path))[-2:] == ["0001_baseline", "0002_loyalty_tiers"]
+    assert (await upgrade_shard(dsn, "customer", tmp_path))[-len(existing) - 1 :] == [*existing, path.stem]
     engine = engine_for(dsn, "customer")
     try:
         async with engine.connect() as conn:
