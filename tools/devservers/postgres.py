@@ -47,8 +47,17 @@ def postmaster_pid(pgdata: Path) -> int | None:
         return None
 
 
+def pg_bin(name: str) -> str:
+    """The path of one of the PostgreSQL programs the pgserver wheel ships (pg_ctl, psql...)."""
+    import_pgserver()
+    from pgserver._commands import POSTGRES_BIN_PATH
+
+    return str(POSTGRES_BIN_PATH / name)
+
+
 def pg_user() -> str | None:
-    # pg_ctl refuses to run as root; pgserver runs the server as its own "pgserver" user then.
+    # pg_ctl refuses to run as root; pgserver runs the server as its own "pgserver" user then
+    # (a standby too: it must read the primary's files it copies).
     return "pgserver" if hasattr(os, "geteuid") and os.geteuid() == 0 else None
 
 
@@ -57,12 +66,9 @@ def stop_postmaster(pgdata: Path, mode: str = "fast") -> None:
     pid = postmaster_pid(pgdata)
     if pid is None or not pid_alive(pid):
         return
-    import_pgserver()
-    from pgserver._commands import POSTGRES_BIN_PATH
-
     log.info("stopping PostgreSQL (pid %d) on %s", pid, pgdata)
     result = subprocess.run(
-        [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(pgdata), "-m", mode, "-w", "stop"],
+        [pg_bin("pg_ctl"), "-D", str(pgdata), "-m", mode, "-w", "stop"],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -78,10 +84,7 @@ def stop_postmaster(pgdata: Path, mode: str = "fast") -> None:
 
 def start_postmaster(pgdata: Path, socket_dir: Path) -> int:
     """Starts PostgreSQL on `pgdata` as pgserver does (unix socket only); returns its pid."""
-    import_pgserver()
-    from pgserver._commands import POSTGRES_BIN_PATH
-
-    argv = [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(pgdata), "-w", "-t", str(int(START_TIMEOUT))]
+    argv = [pg_bin("pg_ctl"), "-D", str(pgdata), "-w", "-t", str(int(START_TIMEOUT))]
     argv += ["-o", '-h ""', "-o", f"-k {socket_dir}", "-l", str(pgdata / "log"), "start"]
     # Right after an immediate stop the old server's backends may still hold its shared memory
     # for a moment, and the new postmaster refuses to start: try again shortly.

@@ -5,7 +5,7 @@ pgserver wheel ships the binaries), a physical replication slot so the primary k
 standby has not received (a standby stopped for a while still catches up), and its own socket
 directory and port. Like the primary it listens on no TCP address at all.
 
-    standby = Standby(primary_url, pgdata_of_primary, data_dir / "postgres-replica-1", "checkout_replica_1")
+    standby = Standby(primary_url, data_dir / "postgres-replica-1", "checkout_replica_1")
     url = standby.start()   # base backup on first start, then streaming
     standby.stop()          # the data directory stays: start() again resumes streaming
     standby.close()         # stops it, drops its slot on the primary, removes its data
@@ -24,27 +24,14 @@ import time
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
-from tools.devservers.postgres import import_pgserver, postmaster_pid
-from tools.devservers.processes import STOP_TIMEOUT, free_port, kill, pid_alive
+from tools.devservers.postgres import pg_bin, pg_user, postmaster_pid
+from tools.devservers.processes import STOP_TIMEOUT, free_port, kill, pid_alive, tail, wait_for_exit
 
 log = logging.getLogger("checkout.devservers")
 
 BASEBACKUP_TIMEOUT = 120.0
 START_TIMEOUT = 30.0
 _SLOT_NAME = re.compile(r"^[a-z0-9_]{1,63}$")
-
-
-def _bin(name: str) -> str:
-    import_pgserver()
-    from pgserver._commands import POSTGRES_BIN_PATH
-
-    return str(POSTGRES_BIN_PATH / name)
-
-
-def _run_as() -> str | None:
-    # pg_ctl refuses to run as root; pgserver runs its servers as its own "pgserver" user then,
-    # and the standby must belong to the same user to read the primary's files it copies.
-    return "pgserver" if hasattr(os, "geteuid") and os.geteuid() == 0 else None
 
 
 def socket_of(url: str) -> tuple[str, str]:
@@ -95,7 +82,7 @@ class Standby:
         options = f'-h "" -k {self._socket_dir} -p {self.port}'
         started = time.monotonic()
         self._pg(
-            [_bin("pg_ctl"), "-D", str(self.pgdata), "-w", "-t", str(int(START_TIMEOUT)),
+            [pg_bin("pg_ctl"), "-D", str(self.pgdata), "-w", "-t", str(int(START_TIMEOUT)),
              "-l", str(self.pgdata / "log"), "-o", options, "start"],
             timeout=START_TIMEOUT + 10,
         )  # fmt: skip
@@ -113,10 +100,7 @@ class Standby:
         if pid is None:
             return
         kill(pid, signal.SIGINT)
-        deadline = time.monotonic() + STOP_TIMEOUT
-        while pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if pid_alive(pid):
+        if not wait_for_exit(pid, STOP_TIMEOUT):
             log.warning("PostgreSQL standby (pid %d) ignored a fast shutdown; killing it", pid)
             kill(pid, signal.SIGKILL)
         log.info("stopped PostgreSQL standby in %s", self.pgdata)
@@ -138,7 +122,7 @@ class Standby:
         shutil.rmtree(self.pgdata, ignore_errors=True)
         self._drop_slot()
         self.pgdata.mkdir(parents=True, mode=0o700)
-        user = _run_as()
+        user = pg_user()
         if user is not None:
             import pwd
 
@@ -148,7 +132,7 @@ class Standby:
         started = time.monotonic()
         # -R writes primary_conninfo and standby.signal; -C -S creates the slot it streams from.
         self._pg(
-            [_bin("pg_basebackup"), "-D", str(self.pgdata), "-h", host, "-p", port, "-U", "postgres",
+            [pg_bin("pg_basebackup"), "-D", str(self.pgdata), "-h", host, "-p", port, "-U", "postgres",
              "-R", "-X", "stream", "-c", "fast", "-C", "-S", self.slot],
             timeout=BASEBACKUP_TIMEOUT,
         )  # fmt: skip
@@ -159,7 +143,7 @@ class Standby:
         """Lets the server's user reach both data directories again. Every pytest session makes
         /tmp/pytest-of-<user> private again (0700), so a run started next to ours can cut the
         standby's (re)connection to the primary's socket off, and the base backup's access."""
-        if _run_as() is None:
+        if pg_user() is None:
             return
         from pgserver.utils import ensure_prefix_permissions
 
@@ -173,7 +157,7 @@ class Standby:
             f"WHERE slot_name = '{self.slot}' AND NOT active"
         )
         self._pg(
-            [_bin("psql"), "-h", host, "-p", port, "-U", "postgres", "-d", "postgres", "-qAt", "-c", sql],
+            [pg_bin("psql"), "-h", host, "-p", port, "-U", "postgres", "-d", "postgres", "-qAt", "-c", sql],
             timeout=30,
         )
 
@@ -183,12 +167,12 @@ class Standby:
 
         # The data dir itself unless its path is too long for a unix socket (then a short one).
         directory: Path = find_suitable_socket_dir(self.pgdata, PostgresServer.runtime_path)
-        if _run_as() is not None and directory != self.pgdata:
+        if pg_user() is not None and directory != self.pgdata:
             directory.chmod(0o777)
         return directory
 
     def _pg(self, argv: list[str], *, timeout: float) -> str:
-        user = _run_as()
+        user = pg_user()
         runuser = shutil.which("runuser") if user is not None else None
         # `runuser` rather than subprocess's user=: that forces a plain fork(), which has been
         # seen to crash a process whose gRPC threads are busy; runuser keeps the fast spawn.
@@ -202,12 +186,8 @@ class Standby:
             timeout=timeout,
         )
         if result.returncode != 0:
-            tail = (
-                (self.pgdata / "log").read_text(errors="replace")[-2000:]
-                if (self.pgdata / "log").exists()
-                else ""
-            )
             raise RuntimeError(
-                f"{Path(argv[0]).name} failed ({result.returncode}): {result.stderr.strip()}\n{tail}"
+                f"{Path(argv[0]).name} failed ({result.returncode}): {result.stderr.strip()}\n"
+                f"{tail(self.pgdata / 'log')}"
             )
         return result.stdout
