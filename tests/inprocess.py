@@ -32,6 +32,7 @@ from libs.common.errors import FieldViolation
 from libs.common.grpc_errors import from_rpc_error
 from libs.common.grpc_server import ContextInterceptor, Handler, Trailers
 from libs.common.service import Runtime, ServiceSpec
+from tools.devservers import LOOPBACK, free_port
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,7 +193,7 @@ async def database_down(spec: ServiceSpec, config: Config) -> AsyncIterator[Runt
     open no connection until a query asks for one, which is then refused."""
     dead = dataclasses.replace(
         config,
-        database_url=f"postgresql://checkout@127.0.0.1:{await _closed_port()}/postgres",
+        database_url=f"postgresql://checkout@{LOOPBACK}:{free_port()}/postgres",
         pool_min_size=0,
     )
     runtime = Runtime(spec, dead)
@@ -201,15 +202,6 @@ async def database_down(spec: ServiceSpec, config: Config) -> AsyncIterator[Runt
         yield runtime
     finally:
         await runtime.stop()
-
-
-async def _closed_port() -> int:
-    """A local port that was free a moment ago (bound, then closed again)."""
-    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
-    port: int = server.sockets[0].getsockname()[1]
-    server.close()
-    await server.wait_closed()
-    return port
 
 
 async def assert_unavailable_while_database_down(
