@@ -160,17 +160,19 @@ class _Pull:
         self._open, self._asked_at = self._batch, time.monotonic()
         await self._nc.publish(self._subject, self._request, reply=self._inbox)
 
+    def _deadline(self) -> float:
+        """When the open request, silent until then, is taken for lost."""
+        return self._asked_at + self._expires + LOST_REQUEST_GRACE_SECONDS
+
     async def next(self) -> list[Msg]:
         """The messages that have arrived, waiting up to the request's expiry for a first one
         ([] if none came)."""
         if not self._arrived:
-            deadline = self._asked_at + self._expires + LOST_REQUEST_GRACE_SECONDS
-            if not self._open or time.monotonic() > deadline:
+            if not self._open or time.monotonic() > self._deadline():
                 await self._ask()
-                deadline = self._asked_at + self._expires + LOST_REQUEST_GRACE_SECONDS
             self._woken.clear()
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                async with asyncio.timeout(max(0.0, self._deadline() - time.monotonic())):
                     await self._woken.wait()
                     await asyncio.sleep(0)  # the rest of a burst read with the first message
         if self._failure is not None:
