@@ -97,12 +97,17 @@ def shards_default(
         shards_list(gateway, token, as_json)
 
 
-def _shards(gateway: str, token: str) -> Shards:
+def _calling(gateway: str, token: str, work: Callable[[Client], T]) -> T:
+    """`work` on a client of the gateway; an API error ends the command with its message."""
     try:
         with client(gateway, token) as api:
-            return api.shards()
+            return work(api)
     except CheckoutError as error:
         raise fail(error) from None
+
+
+def _shards(gateway: str, token: str) -> Shards:
+    return _calling(gateway, token, lambda api: api.shards())
 
 
 @shards.command("list")
@@ -131,11 +136,7 @@ def shards_add(
     token: Token = "",
 ) -> None:
     """Register a shard: migrated, then served by every service; it owns no slots until a move."""
-    try:
-        with client(gateway, token) as api:
-            added = api.register_shard(dsn, tier)
-    except CheckoutError as error:
-        raise fail(error) from None
+    added = _calling(gateway, token, lambda api: api.register_shard(dsn, tier))
     out.print(f"shard {added['id']} ({added['tier']}) registered: {added['dsn']}; it owns no slots yet")
 
 
@@ -170,15 +171,6 @@ MOVE_COLUMNS = [
     "error",
 ]
 FINISHED = ("done", "aborted")
-
-
-def _calling(gateway: str, token: str, work: Callable[[Client], T]) -> T:
-    """`work` on a client of the gateway; an API error ends the command with its message."""
-    try:
-        with client(gateway, token) as api:
-            return work(api)
-    except CheckoutError as error:
-        raise fail(error) from None
 
 
 def _move_line(move: SlotMove) -> str:

@@ -280,7 +280,7 @@ class _Run:
         target = await asyncpg.connect(shards[self.move.to_shard].dsn)
         try:
             self.tables = {s: await slotmove.describe(source, s) for s in SERVICES}
-            phase = self.phase = self.move.phase
+            phase = self.move.phase
             while phase not in ("done", "aborted"):
                 self.phase = phase
                 self._checkpoint(phase)
@@ -445,7 +445,7 @@ class _Run:
         return "done"
 
     async def _aborting(self, source: Connection, target: Connection) -> str:
-        for schema, _tables in self.tables.items():
+        for schema in self.tables:
             await slotmove.drop_fence(source, schema, self.move.number)
             await slotmove.delete_slots(target, await slotmove.describe(target, schema), self.move.slots)
         return "aborted"

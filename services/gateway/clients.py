@@ -108,7 +108,7 @@ class Backends:
         return self._stub(analytics_pb2_grpc.AnalyticsServiceStub, self.address("analytics", shard))
 
     def ops(self, service: str, shard: int) -> ops_pb2_grpc.OpsServiceAsyncStub:
-        return ops_pb2_grpc.OpsServiceStub(self.channel(self.address(service, shard)))
+        return self._stub(ops_pb2_grpc.OpsServiceStub, self.address(service, shard))
 
     def health(self, address: str) -> health_pb2_grpc.HealthStub:
         return self._stub(health_pb2_grpc.HealthStub, address)

@@ -16,12 +16,12 @@ from services.gateway.context import CallContext
 from services.gateway.errors import ApiError
 from services.gateway.operations import Args, Operation
 from services.gateway.routes import admin_metrics, admin_shards, dead_letters, slot_moves
+from services.gateway.routes.admin_shards import SHARD_DEADLINE_SECONDS
 from services.gateway.routes.analytics import RANGE_RULE, date_range
 from services.gateway.schemas.analytics import DateRangeQuery, PlatformMetrics
 from services.gateway.state import state_of
 
 log = logging.getLogger("checkout.gateway")
-SHARD_DEADLINE_SECONDS = 5.0
 CENT = Decimal("0.01")
 
 
