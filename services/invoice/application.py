@@ -122,9 +122,9 @@ class InvoiceApp:
         await self.rt.invalidate(uuid.UUID(result.id), cache.invoice_key(result.id))
         return result
 
-    async def _lock_rate(self, draft: Draft, spread: Decimal) -> LockedRate:
+    async def _lock_rate(self, symbol: str, currency: str, spread: Decimal) -> LockedRate:
         try:
-            quote = await self.rates.get_quote(draft.asset.symbol, draft.currency, spread_percent=spread)
+            quote = await self.rates.get_quote(symbol, currency, spread_percent=spread)
         except RateUnavailable as error:
             raise FailedPrecondition(str(error)) from None
         return LockedRate(quote.rate, quote.source, quote.fetched_at, quote.pair)
@@ -134,7 +134,7 @@ class InvoiceApp:
     ) -> tuple[LockedRate, str, int, MerchantProfile | None]:
         """The rate locked with the merchant's spread, the wallet's key and the next unused index
         of it, and the merchant's profile as the index's statement read it."""
-        rate = await self._lock_rate(draft, merchant_spread(profile.settings))
+        rate = await self._lock_rate(draft.asset.symbol, draft.currency, merchant_spread(profile.settings))
         xpub = profile.wallets.get(draft.network)
         if not xpub:
             raise FailedPrecondition(
@@ -176,18 +176,15 @@ class InvoiceApp:
             replayed = await Commands.replay(conn, scope, INVOICE_REPLY.decode, fingerprint)
             if replayed is not None:
                 return replayed  # a retry: no new address index for it
-            profile = self.merchants.known(merchant_id, draft.network)
-            if profile is None:
+            remembered = self.merchants.known(merchant_id, draft.network)
+            profile = remembered or await self.merchants.profile(conn, merchant_id, shard, draft.network)
+            rate, xpub, index, current = await self._allocate(conn, draft, profile)
+            if remembered is not None and current != remembered:
+                # The merchant changed since this process remembered it: the index just taken
+                # stays unused (as when a create fails), and the create starts again from the
+                # profile as it is now.
                 profile = await self.merchants.profile(conn, merchant_id, shard, draft.network)
                 rate, xpub, index, _ = await self._allocate(conn, draft, profile)
-            else:
-                rate, xpub, index, current = await self._allocate(conn, draft, profile)
-                if current != profile:
-                    # The merchant changed since this process remembered it: the index just
-                    # taken stays unused (as when a create fails), and the create starts again
-                    # from the profile as it is now.
-                    profile = await self.merchants.profile(conn, merchant_id, shard, draft.network)
-                    rate, xpub, index, _ = await self._allocate(conn, draft, profile)
             if index > addresses.MAX_ADDRESS_INDEX:
                 raise FailedPrecondition(f"the {draft.network} wallet has no unused addresses left")
             try:
@@ -312,14 +309,8 @@ class InvoiceApp:
                 return replayed  # a retry: no second quote for it
             rate = None
             if checked.basis == "current":
-                try:
-                    # The market's rate: the merchant's spread was its margin on the sale, not on the refund.
-                    quote = await self.rates.get_quote(
-                        asset.symbol, row["currency"], spread_percent=Decimal(0)
-                    )
-                except RateUnavailable as error:
-                    raise FailedPrecondition(str(error)) from None
-                rate = LockedRate(quote.rate, quote.source, quote.fetched_at, quote.pair)
+                # The market's rate: the merchant's spread was its margin on the sale, not on the refund.
+                rate = await self._lock_rate(asset.symbol, row["currency"], Decimal(0))
 
             async def handle(conn: Connection) -> views.Refund:
                 invoice = await self.invoices.get(conn, invoice_id)
@@ -364,22 +355,26 @@ class InvoiceApp:
         await self.rt.invalidate(invoice_id, cache.invoice_key(str(invoice_id)))
         return result
 
-    async def _claimed_refund(self, db: Connection, token: str) -> asyncpg.Record:
+    @staticmethod
+    def _claim_id(token: str) -> uuid.UUID:
         """The refund a claim token names (its secret is checked against the aggregate's hash by
         the caller); NotFound for a token that names none."""
         refund_id = ids.parse_id(refunds.refund_id_of_token(token) or "")
-        row = await repository.refund(db, refund_id) if refund_id else None
+        if refund_id is None:
+            raise NotFound("refund not found")
+        return refund_id
+
+    async def _claimed_refund(self, db: Connection, refund_id: uuid.UUID) -> asyncpg.Record:
+        row = await repository.refund(db, refund_id)
         if row is None:
             raise NotFound("refund not found")
         return row
 
     async def get_refund_claim(self, claim_token: str) -> views.Refund:
         """The payer's view of a refund: by its claim token, checked against the aggregate's hash."""
-        refund_id = ids.parse_id(refunds.refund_id_of_token(claim_token) or "")
-        if refund_id is None:
-            raise NotFound("refund not found")
+        refund_id = self._claim_id(claim_token)
         async with self.rt.pool_for(refund_id).acquire() as db:
-            row = await self._claimed_refund(db, claim_token)
+            row = await self._claimed_refund(db, refund_id)
             invoice = await self.invoices.get(db, row["invoice_id"])
         held = invoice.refunds.get(str(refund_id)) if invoice else None
         if held is None or not hmac.compare_digest(held.token_sha256, refunds.token_sha256(claim_token)):
@@ -387,12 +382,10 @@ class InvoiceApp:
         return views.refund(row).for_payer()
 
     async def claim_refund(self, claim_token: str, address: str) -> views.Refund:
-        refund_id = ids.parse_id(refunds.refund_id_of_token(claim_token) or "")
-        if refund_id is None:
-            raise NotFound("refund not found")
+        refund_id = self._claim_id(claim_token)
         pool = self.rt.pool_for(refund_id)
         async with pool.acquire() as db:
-            invoice_id = (await self._claimed_refund(db, claim_token))["invoice_id"]
+            invoice_id = (await self._claimed_refund(db, refund_id))["invoice_id"]
 
         async def handle(conn: Connection) -> views.Refund:
             invoice = await self.invoices.get(conn, invoice_id)
