@@ -60,7 +60,7 @@ def make_config(servers: Servers, **overrides: object) -> Config:
         "pool_min_size": 1,
         "pool_max_size": 10,
         "fixed_rates": "ETH-USD=2400.00,BTC-USD=48000.00,USDC-USD=1.00",
-        # A fresh key per test, as `make up` makes one per checkout (tools/devstack.py).
+        # A fresh key per test, as `make up` makes one per checkout (tools/devstack/up.py).
         "webhook_secret_keys": (Fernet.generate_key().decode(),),
     }
     values.update(overrides)
