@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextvars
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -13,7 +12,7 @@ import pytest
 from libs.common.config import Config, ConfigError
 from services.invoice.rate_config import rate_provider_from_config
 from services.invoice.rates import RateUnavailable
-from tests.invoice.test_rate_providers import (
+from tests.invoice.rate_providers.ticker import (
     BINANCE_ETH,
     COINBASE_ETH,
     KRAKEN_ETH,
@@ -26,14 +25,6 @@ from tests.invoice.test_rate_providers import (
 )
 
 LIVE = "coinbase,kraken,binance"
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[TickerServer]:
-    ticker_server = TickerServer()
-    await ticker_server.start()
-    yield ticker_server
-    await ticker_server.stop()
 
 
 def env_for(base_url: str, providers: str = LIVE, **more: str) -> dict[str, str]:
