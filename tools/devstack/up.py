@@ -95,7 +95,12 @@ def up(args: argparse.Namespace) -> int:
     stopping = False
 
     def on_signal(signum: int, _frame: object) -> None:
+        # Only the first signal stops: a second one (`timeout make up` signals the process group
+        # and make passes SIGTERM on again) would cut the stop short and take the servers away
+        # from services still draining.
         nonlocal stopping
+        if stopping:
+            return
         stopping = True
         raise KeyboardInterrupt
 
