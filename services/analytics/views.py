@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 import asyncpg
 
@@ -16,36 +17,25 @@ CENT = Decimal("0.01")
 
 
 @dataclass(frozen=True)
-class DailyMetric:
-    metric_date: str  # YYYY-MM-DD
-    currency: str
-    invoices_created: int
-    invoices_paid: int
-    amount_created: str
-    amount_paid: str
-    conversion_rate: str
-
-
-@dataclass(frozen=True)
-class PlatformDay:
-    metric_date: str
-    currency: str
-    invoices_created: int
-    invoices_paid: int
-    amount_created: str
-    amount_paid: str
-    conversion_rate: str
-    merchants_active: int
-
-
-@dataclass(frozen=True)
 class CurrencyTotals:
+    """What every metric row counts, in one currency (a summary's part per currency)."""
+
     currency: str
     invoices_created: int
     invoices_paid: int
     amount_created: str
     amount_paid: str
     conversion_rate: str
+
+
+@dataclass(frozen=True)
+class DailyMetric(CurrencyTotals):
+    metric_date: str  # YYYY-MM-DD
+
+
+@dataclass(frozen=True)
+class PlatformDay(DailyMetric):
+    merchants_active: int
 
 
 @dataclass(frozen=True)
@@ -104,44 +94,33 @@ def rate_of(row: asyncpg.Record) -> str:
     return format(rate.quantize(CENT), "f")
 
 
+def _totals(row: asyncpg.Record) -> dict[str, Any]:
+    """The counts and amounts every metric row has (a day's, a currency's), in the API's units."""
+    currency: str = row["currency"]
+    return {
+        "currency": currency,
+        "invoices_created": row["invoices_created"],
+        "invoices_paid": row["invoices_paid"],
+        "amount_created": money_in(currency, row["amount_created"]),
+        "amount_paid": money_in(currency, row["amount_paid"]),
+        "conversion_rate": rate_of(row),
+    }
+
+
 def daily_metric(row: asyncpg.Record) -> DailyMetric:
     metric_date: dt.date = row["metric_date"]
-    currency: str = row["currency"]
-    return DailyMetric(
-        metric_date=metric_date.isoformat(),
-        currency=currency,
-        invoices_created=row["invoices_created"],
-        invoices_paid=row["invoices_paid"],
-        amount_created=money_in(currency, row["amount_created"]),
-        amount_paid=money_in(currency, row["amount_paid"]),
-        conversion_rate=rate_of(row),
-    )
+    return DailyMetric(metric_date=metric_date.isoformat(), **_totals(row))
 
 
 def platform_day(row: asyncpg.Record) -> PlatformDay:
-    metric = daily_metric(row)
+    metric_date: dt.date = row["metric_date"]
     return PlatformDay(
-        metric_date=metric.metric_date,
-        currency=metric.currency,
-        invoices_created=metric.invoices_created,
-        invoices_paid=metric.invoices_paid,
-        amount_created=metric.amount_created,
-        amount_paid=metric.amount_paid,
-        conversion_rate=metric.conversion_rate,
-        merchants_active=row["merchants_active"],
+        metric_date=metric_date.isoformat(), merchants_active=row["merchants_active"], **_totals(row)
     )
 
 
 def currency_totals(row: asyncpg.Record) -> CurrencyTotals:
-    currency: str = row["currency"]
-    return CurrencyTotals(
-        currency=currency,
-        invoices_created=row["invoices_created"],
-        invoices_paid=row["invoices_paid"],
-        amount_created=money_in(currency, row["amount_created"]),
-        amount_paid=money_in(currency, row["amount_paid"]),
-        conversion_rate=rate_of(row),
-    )
+    return CurrencyTotals(**_totals(row))
 
 
 def currency_activity(row: asyncpg.Record) -> CurrencyActivity:
