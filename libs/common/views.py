@@ -17,7 +17,7 @@ import functools
 import types
 import typing
 from collections.abc import Callable
-from dataclasses import fields, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, Generic, TypeVar
 
 from google.protobuf import json_format, message_factory
@@ -27,6 +27,14 @@ from libs.common.protoconv import struct, timestamp
 
 M = TypeVar("M", bound=Message)
 V = TypeVar("V")
+
+
+@dataclass(frozen=True)
+class Page(Generic[V]):
+    """A page of a list: its items, and the cursor of the next page (empty on the last)."""
+
+    items: tuple[V, ...]
+    next_cursor: str
 
 
 def to_message(view: Any, message: type[M]) -> M:

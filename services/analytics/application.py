@@ -1,88 +1,24 @@
 """Analytics use cases: a merchant's daily metrics and summary, and the counts and metrics of one
-shard."""
+shard. They take strings and numbers and answer with the views of views.py; grpc_api.py maps
+those to protobuf."""
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+from dataclasses import replace
 from decimal import Decimal
 
-import asyncpg
-from checkout.analytics.v1 import analytics_pb2 as pb
-
 from libs.common import ids
-from libs.common.currencies import FIAT_MINOR_UNITS
 from libs.common.errors import FieldViolation, InvalidArgument
 from libs.common.limits import ANALYTICS_RANGE_MAX_DAYS
 from libs.common.replica_config import ANALYTICS
 from libs.common.service import Runtime
-from services.analytics import repository
+from services.analytics import repository, views
 
 # A summary period: its length in UTC days ending today (inclusive); None is all time.
 PERIODS: dict[str, int | None] = {"7d": 7, "30d": 30, "90d": 90, "all": None}
-CENT = Decimal("0.01")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
-def money(value: Decimal, minor_units: int = 2) -> str:
-    """Exact, without trailing zeros past the currency's minor unit: 12.60000000 -> "12.60",
-    0.125 -> "0.125", and in yen (0 minor units) 1500.00000000 -> "1500"."""
-    normal = value.normalize()
-    exponent = normal.as_tuple().exponent
-    if isinstance(exponent, int) and exponent >= -minor_units:
-        normal = value.quantize(Decimal(1).scaleb(-minor_units))
-    return format(normal, "f")
-
-
-def money_in(currency: str, value: Decimal) -> str:
-    """An amount of invoices in `currency`, to its minor unit. The table is the invoice domain's
-    (stdlib only, in the same image): these are that service's amounts, formatted its way."""
-    return money(value, FIAT_MINOR_UNITS.get(currency, 2))
-
-
-def rate_of(row: asyncpg.Record) -> str:
-    rate: Decimal = row["conversion_rate"]
-    return format(rate.quantize(CENT), "f")
-
-
-def metric_message(row: asyncpg.Record) -> pb.DailyMetric:
-    metric_date: dt.date = row["metric_date"]
-    currency: str = row["currency"]
-    return pb.DailyMetric(
-        metric_date=metric_date.isoformat(),
-        currency=currency,
-        invoices_created=row["invoices_created"],
-        invoices_paid=row["invoices_paid"],
-        amount_created=money_in(currency, row["amount_created"]),
-        amount_paid=money_in(currency, row["amount_paid"]),
-        conversion_rate=rate_of(row),
-    )
-
-
-def platform_day(row: asyncpg.Record) -> pb.PlatformDay:
-    metric = metric_message(row)
-    return pb.PlatformDay(
-        metric_date=metric.metric_date,
-        currency=metric.currency,
-        invoices_created=metric.invoices_created,
-        invoices_paid=metric.invoices_paid,
-        amount_created=metric.amount_created,
-        amount_paid=metric.amount_paid,
-        conversion_rate=metric.conversion_rate,
-        merchants_active=row["merchants_active"],
-    )
-
-
-def currency_totals(row: asyncpg.Record) -> pb.CurrencyTotals:
-    currency: str = row["currency"]
-    return pb.CurrencyTotals(
-        currency=currency,
-        invoices_created=row["invoices_created"],
-        invoices_paid=row["invoices_paid"],
-        amount_created=money_in(currency, row["amount_created"]),
-        amount_paid=money_in(currency, row["amount_paid"]),
-        conversion_rate=rate_of(row),
-    )
 
 
 def period_range(period: str, as_of: str) -> tuple[dt.date | None, dt.date]:
@@ -133,61 +69,67 @@ class AnalyticsApp:
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
 
-    async def get_daily_metrics(self, request: pb.GetDailyMetricsRequest) -> pb.GetDailyMetricsResponse:
-        merchant_id = ids.parse_id(request.merchant_id)
+    async def get_daily_metrics(
+        self, raw_merchant_id: str, from_date: str, to_date: str
+    ) -> tuple[views.DailyMetric, ...]:
+        merchant_id = ids.parse_id(raw_merchant_id)
         if merchant_id is None:
             raise InvalidArgument.field("merchant_id", "must be a UUID")
-        start, end = date_range(request.from_date, request.to_date)
+        start, end = date_range(from_date, to_date)
         rows = await self.rt.read(
             ANALYTICS, merchant_id, lambda db: repository.daily_metrics(db, merchant_id, start, end)
         )
-        return pb.GetDailyMetricsResponse(data=[metric_message(r) for r in rows])
+        return tuple(views.daily_metric(r) for r in rows)
 
-    async def get_summary(self, request: pb.GetSummaryRequest) -> pb.Summary:
-        merchant_id = ids.parse_id(request.merchant_id)
+    async def get_summary(self, raw_merchant_id: str, period: str, as_of: str) -> views.Summary:
+        merchant_id = ids.parse_id(raw_merchant_id)
         if merchant_id is None:
             raise InvalidArgument.field("merchant_id", "must be a UUID")
-        start, end = period_range(request.period, request.as_of)
+        start, end = period_range(period, as_of)
         row, currencies = await self.rt.read(
             ANALYTICS, merchant_id, lambda db: repository.merchant_totals(db, merchant_id, start, end)
         )
         # "all" starts on the merchant's first metric day; with none, there is no start.
         first: dt.date | None = start if start is not None else row["first_day"]
         # A currency whose rows a reorg took back to zeros was not traded in the period.
-        by_currency = [currency_totals(r) for r in currencies if r["invoices_created"] or r["invoices_paid"]]
-        summary = pb.Summary(
-            period=request.period,
+        by_currency = tuple(
+            views.currency_totals(r) for r in currencies if r["invoices_created"] or r["invoices_paid"]
+        )
+        summary = views.Summary(
+            period=period,
             from_date=first.isoformat() if first is not None else "",
             to_date=end.isoformat(),
             invoices_created=row["invoices_created"],
             invoices_paid=row["invoices_paid"],
-            conversion_rate=rate_of(row),
+            conversion_rate=views.rate_of(row),
             by_currency=by_currency,
         )
         # One sum only when there is one currency to sum in; several stay apart (unset).
         if len(by_currency) == 1:
             [only] = by_currency
-            summary.currency = only.currency
-            summary.amount_created, summary.amount_paid = only.amount_created, only.amount_paid
-        elif not by_currency:
-            summary.amount_created = summary.amount_paid = money(Decimal(0))
+            return replace(
+                summary,
+                currency=only.currency,
+                amount_created=only.amount_created,
+                amount_paid=only.amount_paid,
+            )
+        if not by_currency:
+            zero = views.money(Decimal(0))
+            return replace(summary, amount_created=zero, amount_paid=zero)
         return summary
 
-    async def get_platform_metrics(self, request: pb.GetPlatformMetricsRequest) -> pb.PlatformMetrics:
-        start, end = date_range(request.from_date, request.to_date)
+    async def get_platform_metrics(self, shard: int, from_date: str, to_date: str) -> views.PlatformMetrics:
+        start, end = date_range(from_date, to_date)
         days, active, by_currency = await self.rt.read_shard(
-            ANALYTICS, request.shard, lambda db: repository.platform_metrics(db, start, end)
+            ANALYTICS, shard, lambda db: repository.platform_metrics(db, start, end)
         )
-        return pb.PlatformMetrics(
-            shard=request.shard,
-            data=[platform_day(d) for d in days],
+        return views.PlatformMetrics(
+            shard=shard,
+            data=tuple(views.platform_day(d) for d in days),
             merchants_active=active,
-            merchants_active_by_currency=[
-                pb.CurrencyActivity(currency=c["currency"], merchants_active=c["merchants_active"])
-                for c in by_currency
-            ],
+            merchants_active_by_currency=tuple(views.currency_activity(c) for c in by_currency),
         )
 
-    async def get_shard_view(self, request: pb.GetShardViewRequest) -> pb.ShardView:
-        merchants, invoices = await self.rt.read_shard(ANALYTICS, request.shard, repository.shard_counts)
-        return pb.ShardView(shard=request.shard, merchants=merchants, invoices=invoices)
+    async def get_shard_view(self, shard: int) -> views.ShardView:
+        merchants, invoices = await self.rt.read_shard(ANALYTICS, shard, repository.shard_counts)
+        return views.ShardView(shard=shard, merchants=merchants, invoices=invoices)

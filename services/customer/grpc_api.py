@@ -1,5 +1,6 @@
-"""CustomerService over gRPC: thin adapters onto the application (errors are mapped by the
-shared interceptor)."""
+"""CustomerService over gRPC: the one place that knows the service's protobuf. Each method maps
+its request to the application's plain values and the answer (views.py) to its message
+(libs/common/views.py); errors are mapped to gRPC statuses by the shared interceptor."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from checkout.customer.v1 import customer_pb2 as pb
 from checkout.customer.v1 import customer_pb2_grpc
 
 from libs.common.service import Runtime
+from libs.common.views import to_message
 from services.customer.application import CustomerApp
+from services.customer.requests import CustomerQuery, PaymentQuery
 
 
 class CustomerServicer(customer_pb2_grpc.CustomerServiceServicer):
@@ -22,21 +25,29 @@ class CustomerServicer(customer_pb2_grpc.CustomerServiceServicer):
         request: pb.GetCustomerRequest,
         context: grpc.aio.ServicerContext[pb.GetCustomerRequest, pb.Customer],
     ) -> pb.Customer:
-        return await self.app.get_customer(request)
+        return to_message(await self.app.get_customer(request.merchant_id, request.customer_id), pb.Customer)
 
     async def ListCustomers(
         self,
         request: pb.ListCustomersRequest,
         context: grpc.aio.ServicerContext[pb.ListCustomersRequest, pb.ListCustomersResponse],
     ) -> pb.ListCustomersResponse:
-        return await self.app.list_customers(request)
+        query = CustomerQuery(request.merchant_id, request.email, request.limit, request.cursor)
+        page = await self.app.list_customers(query)
+        return pb.ListCustomersResponse(
+            customers=[to_message(c, pb.Customer) for c in page.items], next_cursor=page.next_cursor
+        )
 
     async def ListCustomerPayments(
         self,
         request: pb.ListCustomerPaymentsRequest,
         context: grpc.aio.ServicerContext[pb.ListCustomerPaymentsRequest, pb.ListCustomerPaymentsResponse],
     ) -> pb.ListCustomerPaymentsResponse:
-        return await self.app.list_customer_payments(request)
+        query = PaymentQuery(request.merchant_id, request.customer_id, request.limit, request.cursor)
+        page = await self.app.list_customer_payments(query)
+        return pb.ListCustomerPaymentsResponse(
+            payments=[to_message(p, pb.CustomerPayment) for p in page.items], next_cursor=page.next_cursor
+        )
 
 
 def register(server: grpc.aio.Server, runtime: Runtime) -> Sequence[str]:

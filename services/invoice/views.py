@@ -12,10 +12,11 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 
+from libs.common.views import Page as Page  # the invoice reads answer with views.Page
 from services.invoice.pricing import CRYPTO, FIAT_MINOR_UNITS, format_money, to_base_units
 
 T = TypeVar("T")
@@ -169,12 +170,6 @@ class AuditEntry:
     timestamp: dt.datetime | None
     request_id: str
     data: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Page(Generic[T]):
-    items: tuple[T, ...]
-    next_cursor: str  # empty on the last page
 
 
 def page(rows: list[asyncpg.Record], limit: int, view: Callable[[asyncpg.Record], T]) -> Page[T]:

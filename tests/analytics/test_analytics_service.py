@@ -21,9 +21,10 @@ from libs.common.consumer import rebuild
 from libs.common.errors import InvalidArgument
 from libs.common.eventstore import StoredEvent
 from libs.common.grpc_errors import from_rpc_error
-from services.analytics.application import date_range, money, money_in
+from services.analytics.application import date_range
 from services.analytics.projections import DailyMetricsProjection
 from services.analytics.service import SPEC
+from services.analytics.views import money, money_in
 from tests.common.eventsource import (
     EventSource,
     event_source,

@@ -1,5 +1,6 @@
 """libs/common is what every service shares: it imports no service (a service's vocabulary
-belongs in that service). Nothing the image ships imports tools/ (dev-only code, not shipped)."""
+belongs in that service). Nothing the image ships imports tools/ (dev-only code, not shipped). A
+service's application.py speaks plain values: no generated protobuf module in it."""
 
 from __future__ import annotations
 
@@ -43,3 +44,40 @@ def test_the_walk_sees_an_import_inside_a_function(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text("def f():\n    from services.invoice import pricing\n    import tools.devservers\n")
     assert list(imported_modules(module)) == ["services.invoice", "tools.devservers"]
+
+
+def protobuf_imports(path: Path) -> list[str]:
+    """The generated `*_pb2` (and `*_pb2_grpc`) modules `path` imports, however it names them."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found += [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+    return [name for name in found if "_pb2" in name.rsplit(".", 1)[-1]]
+
+
+def test_an_application_speaks_plain_values_and_imports_no_protobuf() -> None:
+    """grpc_api.py is the one place a service maps its requests and answers to protobuf."""
+    applications = sorted((ROOT / "services").rglob("application.py"))
+    assert len(applications) >= 6  # the walk finds them: invoice, merchant (3), customer, analytics
+    assert [
+        f"{path.relative_to(ROOT)} imports {module}"
+        for path in applications
+        for module in protobuf_imports(path)
+    ] == []
+
+
+def test_the_protobuf_check_sees_each_way_of_importing_generated_code(tmp_path: Path) -> None:
+    module = tmp_path / "application.py"
+    module.write_text(
+        "from checkout.merchant.v1 import merchant_pb2 as pb\n"
+        "import checkout.invoice.v1.invoice_pb2\n"
+        "from checkout.customer.v1.customer_pb2 import Customer\n"
+        "from services.invoice import views\n"
+    )
+    assert protobuf_imports(module) == [
+        "checkout.merchant.v1.merchant_pb2",
+        "checkout.invoice.v1.invoice_pb2",
+        "checkout.customer.v1.customer_pb2",
+    ]

@@ -3,7 +3,10 @@ and the upkeep that drops events past the retention.
 
 A long poll waits on a per-shard wake that the webhooks projection's consumer sets after each
 commit in this process, so a waiting reader answers as soon as an event is recorded here; a
-recording by another replica of the service is seen at the next FALLBACK_POLL_SECONDS."""
+recording by another replica of the service is seen at the next FALLBACK_POLL_SECONDS.
+
+A read takes an `EventsQuery` and answers with an `EventsPage` (plain values, each with the
+fields of its API message); grpc_api.py maps them to and from protobuf."""
 
 from __future__ import annotations
 
@@ -12,9 +15,10 @@ import contextlib
 import datetime as dt
 import logging
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import asyncpg
-from checkout.merchant.v1 import merchant_pb2 as pb
 
 from libs.common import ids
 from libs.common.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
@@ -22,7 +26,6 @@ from libs.common.events import WEBHOOK_EVENT_TYPES
 from libs.common.eventstore import utcnow
 from libs.common.limits import EVENTS_WAIT_MAX_SECONDS, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX
 from libs.common.messaging import Envelope
-from libs.common.protoconv import timestamp
 from libs.common.service import PerRuntime, Runtime
 from libs.common.supervise import Loop, LoopFactory
 from services.merchant.feed import repository
@@ -31,6 +34,33 @@ log = logging.getLogger("checkout.merchant.feed")
 FALLBACK_POLL_SECONDS = 0.5
 RETENTION_ROUND_SECONDS = 3600.0
 RETENTION_BATCH = 5000
+
+
+@dataclass(frozen=True)
+class EventsQuery:
+    """Up to `limit` of a merchant's events after `after_sequence` (0: from the start), of
+    `types` (empty: every type), waiting up to `wait_seconds` for the first when there is none."""
+
+    merchant_id: str
+    after_sequence: int
+    types: Sequence[str]
+    limit: int  # 0: the default page
+    wait_seconds: int
+
+
+@dataclass(frozen=True)
+class FeedEvent:
+    sequence: int
+    id: str
+    type: str
+    body: str
+    recorded_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class EventsPage:
+    events: tuple[FeedEvent, ...]
+    more: bool  # there are more after the last of these
 
 
 class Feed:
@@ -50,7 +80,7 @@ class Feed:
         if wake is not None:
             wake.set()
 
-    async def list_events(self, request: pb.ListEventsRequest) -> pb.ListEventsResponse:
+    async def list_events(self, request: EventsQuery) -> EventsPage:
         merchant_id = ids.parse_id(request.merchant_id)
         if merchant_id is None:
             raise NotFound("merchant not found")
@@ -86,17 +116,17 @@ class Feed:
                 async with asyncio.timeout(min(left, FALLBACK_POLL_SECONDS)):
                     await wake.wait()
         page = rows[:limit]
-        return pb.ListEventsResponse(
-            events=[
-                pb.FeedEvent(
+        return EventsPage(
+            events=tuple(
+                FeedEvent(
                     sequence=r["sequence"],
                     id=str(r["event_id"]),
                     type=r["event_type"],
                     body=r["body"],
-                    recorded_at=timestamp(r["recorded_at"]),
+                    recorded_at=r["recorded_at"],
                 )
                 for r in page
-            ],
+            ),
             more=len(rows) > limit,
         )
 

@@ -1,117 +1,38 @@
-"""Webhook and notification use cases: load, decide, append (with inline read models), return
-API messages. Every request names its merchant; anything of another merchant is NOT_FOUND."""
+"""Webhook and notification use cases: load, decide, append (with inline read models), answer
+with plain values (requests.py in, views.py out; grpc_api.py maps them to and from protobuf).
+Every request names its merchant; anything of another merchant is NOT_FOUND."""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from typing import Any
 
 import asyncpg
-from checkout.merchant.v1 import merchant_pb2 as pb
 
 from libs.common import context, ids
 from libs.common.db import Connection
 from libs.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from libs.common.eventstore import Commands, Repository, StoredEvent, utcnow
 from libs.common.limits import PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX
-from libs.common.protoconv import timestamp
 from libs.common.service import Runtime
+from libs.common.views import Page
 from services.merchant import repository as merchants
-from services.merchant.webhooks import projections, repository, ssrf
+from services.merchant.messages import ENDPOINT_REPLY, TEMPLATE_REPLY
+from services.merchant.webhooks import projections, repository, ssrf, views
 from services.merchant.webhooks.delivery import Dispatcher, dispatcher_of
 from services.merchant.webhooks.domain import NotificationTemplate, WebhookEndpoint
+from services.merchant.webhooks.requests import (
+    DeliveryQuery,
+    EndpointChange,
+    NewEndpoint,
+    NewTemplate,
+    NotificationQuery,
+    TemplateChange,
+)
 
 DELIVERY_STATUSES = ("pending", "succeeded", "failed")
 NOTIFICATION_STATUSES = ("pending", "sent", "failed", "skipped")
-
-
-def endpoint_message(row: asyncpg.Record) -> pb.WebhookEndpoint:
-    return pb.WebhookEndpoint(
-        id=str(row["id"]),
-        merchant_id=str(row["merchant_id"]),
-        url=row["url"],
-        events=row["events"],
-        status=row["status"],
-        max_retries=row["max_retries"],
-        retry_backoff=row["retry_backoff"],
-        timeout_seconds=row["timeout_seconds"],
-        allowed_ips=row["allowed_ips"],
-        created_at=timestamp(row["created_at"]),
-        updated_at=timestamp(row["updated_at"]),
-        consecutive_failures=row["consecutive_failures"],
-        last_error=row["last_error"] or "",
-        last_failure_at=timestamp(row["last_failure_at"]),
-        last_success_at=timestamp(row["last_success_at"]),
-    )
-
-
-def attempt_message(row: asyncpg.Record) -> pb.WebhookAttempt:
-    return pb.WebhookAttempt(
-        attempt=row["attempt"],
-        status=row["status"],
-        response_code=row["response_code"] or 0,
-        response_body=row["response_body"] or "",
-        error=row["error"] or "",
-        duration_ms=row["duration_ms"],
-        attempted_at=timestamp(row["attempted_at"]),
-    )
-
-
-def delivery_message(row: asyncpg.Record, attempts: list[asyncpg.Record]) -> pb.WebhookDelivery:
-    return pb.WebhookDelivery(
-        id=str(row["id"]),
-        endpoint_id=str(row["webhook_endpoint_id"]),
-        merchant_id=str(row["merchant_id"]),
-        event_id=str(row["event_id"]),
-        event_type=row["event_type"],
-        invoice_id=str(row["invoice_id"] or ""),
-        status=row["status"],
-        attempts=row["attempts"],
-        response_code=row["response_code"] or 0,
-        response_body=row["response_body"] or "",
-        last_error=row["last_error"] or "",
-        # While an attempt runs, next_attempt_at is its lease, not a schedule: show it only
-        # for deliveries still waiting.
-        next_attempt_at=timestamp(row["next_attempt_at"] if row["status"] == "pending" else None),
-        delivered_at=timestamp(row["delivered_at"]),
-        created_at=timestamp(row["created_at"]),
-        updated_at=timestamp(row["updated_at"]),
-        attempt_log=[attempt_message(a) for a in attempts],
-    )
-
-
-def template_message(row: asyncpg.Record) -> pb.NotificationTemplate:
-    return pb.NotificationTemplate(
-        id=str(row["id"]),
-        merchant_id=str(row["merchant_id"]),
-        event_type=row["event_type"],
-        subject=row["subject"],
-        body_template=row["body_template"],
-        recipient=row["recipient"],
-        is_active=row["is_active"],
-        created_at=timestamp(row["created_at"]),
-        updated_at=timestamp(row["updated_at"]),
-    )
-
-
-def notification_message(row: asyncpg.Record) -> pb.NotificationDelivery:
-    return pb.NotificationDelivery(
-        id=str(row["id"]),
-        template_id=str(row["template_id"]),
-        merchant_id=str(row["merchant_id"]),
-        event_id=str(row["event_id"]),
-        event_type=row["event_type"],
-        invoice_id=str(row["invoice_id"] or ""),
-        recipient=row["recipient"],
-        subject=row["subject"],
-        status=row["status"],
-        delivery_method=row["delivery_method"],
-        attempts=row["attempts"],
-        last_error=row["last_error"] or "",
-        next_attempt_at=timestamp(row["next_attempt_at"] if row["status"] == "pending" else None),
-        delivered_at=timestamp(row["delivered_at"]),
-        created_at=timestamp(row["created_at"]),
-    )
 
 
 def _page(limit: int, cursor: str) -> tuple[int, uuid.UUID | None]:
@@ -172,11 +93,11 @@ class WebhookApp:
 
     async def _endpoint(
         self, conn: Connection | asyncpg.Pool, merchant_id: uuid.UUID, endpoint_id: uuid.UUID
-    ) -> pb.WebhookEndpoint:
+    ) -> views.WebhookEndpoint:
         row = await repository.endpoint(conn, merchant_id, endpoint_id, self.failing_after)
         if row is None:
             raise NotFound("webhook endpoint not found")
-        return endpoint_message(row)
+        return views.endpoint(row)
 
     async def _load_endpoint(self, conn: Connection, merchant_id: uuid.UUID, raw_id: str) -> WebhookEndpoint:
         endpoint_id = ids.parse_id(raw_id)
@@ -186,11 +107,11 @@ class WebhookApp:
         return endpoint
 
     # -- endpoints ------------------------------------------------------------------------------
-    async def create_endpoint(self, request: pb.CreateWebhookEndpointRequest) -> pb.WebhookEndpointWithSecret:
+    async def create_endpoint(self, request: NewEndpoint) -> views.WebhookEndpointWithSecret:
         merchant_id, pool = self._merchant(request.merchant_id)
         endpoint_id = ids.new_id(ids.slot_of(merchant_id))
 
-        async def handle(conn: Connection) -> pb.WebhookEndpointWithSecret:
+        async def handle(conn: Connection) -> views.WebhookEndpointWithSecret:
             if await merchants.merchant(conn, merchant_id) is None:
                 raise NotFound("merchant not found")
             endpoint, secret = WebhookEndpoint.create(
@@ -198,9 +119,9 @@ class WebhookApp:
                 merchant_id=merchant_id,
                 url=request.url,
                 events=list(request.events),
-                max_retries=request.max_retries if request.HasField("max_retries") else None,
-                retry_backoff=request.retry_backoff if request.HasField("retry_backoff") else None,
-                timeout_seconds=request.timeout_seconds if request.HasField("timeout_seconds") else None,
+                max_retries=request.max_retries,
+                retry_backoff=request.retry_backoff,
+                timeout_seconds=request.timeout_seconds,
                 allowed_ips=list(request.allowed_ips),
                 now=utcnow(),
             )
@@ -209,45 +130,39 @@ class WebhookApp:
             await self.vault.seal(
                 conn, ref=secret.ref, endpoint_id=endpoint_id, merchant_id=merchant_id, secret=secret.value
             )
-            return pb.WebhookEndpointWithSecret(
+            return views.WebhookEndpointWithSecret(
                 endpoint=await self._endpoint(conn, merchant_id, endpoint_id), secret=secret.value
             )
 
         return await Commands.run(
-            pool,
-            self._scope("CreateWebhookEndpoint"),
-            handle,
-            _encode_without_secret,
-            pb.WebhookEndpointWithSecret.FromString,
+            pool, self._scope("CreateWebhookEndpoint"), handle, _without_secret, ENDPOINT_REPLY.decode
         )
 
-    async def get_endpoint(self, request: pb.GetWebhookEndpointRequest) -> pb.WebhookEndpoint:
-        merchant_id, pool = self._merchant(request.merchant_id)
-        endpoint_id = ids.parse_id(request.endpoint_id)
+    async def get_endpoint(self, raw_merchant_id: str, raw_endpoint_id: str) -> views.WebhookEndpoint:
+        merchant_id, pool = self._merchant(raw_merchant_id)
+        endpoint_id = ids.parse_id(raw_endpoint_id)
         if endpoint_id is None:
             raise NotFound("webhook endpoint not found")
         return await self._endpoint(pool, merchant_id, endpoint_id)
 
-    async def list_endpoints(
-        self, request: pb.ListWebhookEndpointsRequest
-    ) -> pb.ListWebhookEndpointsResponse:
-        merchant_id, pool = self._merchant(request.merchant_id)
+    async def list_endpoints(self, raw_merchant_id: str) -> tuple[views.WebhookEndpoint, ...]:
+        merchant_id, pool = self._merchant(raw_merchant_id)
         rows = await repository.endpoints_of(pool, merchant_id, self.failing_after)
-        return pb.ListWebhookEndpointsResponse(endpoints=[endpoint_message(r) for r in rows])
+        return tuple(views.endpoint(r) for r in rows)
 
-    async def update_endpoint(self, request: pb.UpdateWebhookEndpointRequest) -> pb.WebhookEndpoint:
+    async def update_endpoint(self, request: EndpointChange) -> views.WebhookEndpoint:
         merchant_id, pool = self._merchant(request.merchant_id)
         async with pool.acquire() as conn, conn.transaction():
             endpoint = await self._load_endpoint(conn, merchant_id, request.endpoint_id)
             before = (endpoint.url, list(endpoint.allowed_ips))
             endpoint.update(
-                url=request.url if request.HasField("url") else None,
-                events=list(request.events) if request.replace_events else None,
-                max_retries=request.max_retries if request.HasField("max_retries") else None,
-                retry_backoff=request.retry_backoff if request.HasField("retry_backoff") else None,
-                timeout_seconds=request.timeout_seconds if request.HasField("timeout_seconds") else None,
-                allowed_ips=list(request.allowed_ips) if request.replace_allowed_ips else None,
-                status=request.status if request.HasField("status") else None,
+                url=request.url,
+                events=None if request.events is None else list(request.events),
+                max_retries=request.max_retries,
+                retry_backoff=request.retry_backoff,
+                timeout_seconds=request.timeout_seconds,
+                allowed_ips=None if request.allowed_ips is None else list(request.allowed_ips),
+                status=request.status,
                 now=utcnow(),
             )
             if (endpoint.url, endpoint.allowed_ips) != before:
@@ -258,33 +173,32 @@ class WebhookApp:
             self.dispatcher.wake(self.rt.shard_of(merchant_id))  # re-enabled: its queue is due
         return result
 
-    async def delete_endpoint(self, request: pb.DeleteWebhookEndpointRequest) -> pb.WebhookEndpoint:
-        merchant_id, pool = self._merchant(request.merchant_id)
+    async def delete_endpoint(self, raw_merchant_id: str, raw_endpoint_id: str) -> views.WebhookEndpoint:
+        merchant_id, pool = self._merchant(raw_merchant_id)
         async with pool.acquire() as conn, conn.transaction():
-            endpoint = await self._load_endpoint(conn, merchant_id, request.endpoint_id)
+            endpoint = await self._load_endpoint(conn, merchant_id, raw_endpoint_id)
             last = await self._endpoint(conn, merchant_id, endpoint.id)
             endpoint.delete(utcnow())
             await self._save(conn, endpoint)
-        last.status = "deleted"
-        return last
+        return replace(last, status="deleted")
 
-    async def rotate_secret(self, request: pb.RotateWebhookSecretRequest) -> pb.WebhookEndpointWithSecret:
-        merchant_id, pool = self._merchant(request.merchant_id)
+    async def rotate_secret(
+        self, raw_merchant_id: str, raw_endpoint_id: str
+    ) -> views.WebhookEndpointWithSecret:
+        merchant_id, pool = self._merchant(raw_merchant_id)
         async with pool.acquire() as conn, conn.transaction():
-            endpoint = await self._load_endpoint(conn, merchant_id, request.endpoint_id)
+            endpoint = await self._load_endpoint(conn, merchant_id, raw_endpoint_id)
             secret = endpoint.rotate_secret(utcnow())
             await self._save(conn, endpoint)
             await self.vault.seal(
                 conn, ref=secret.ref, endpoint_id=endpoint.id, merchant_id=merchant_id, secret=secret.value
             )
-            return pb.WebhookEndpointWithSecret(
+            return views.WebhookEndpointWithSecret(
                 endpoint=await self._endpoint(conn, merchant_id, endpoint.id), secret=secret.value
             )
 
     # -- deliveries -----------------------------------------------------------------------------
-    async def list_deliveries(
-        self, request: pb.ListWebhookDeliveriesRequest
-    ) -> pb.ListWebhookDeliveriesResponse:
+    async def list_deliveries(self, request: DeliveryQuery) -> Page[views.WebhookDelivery]:
         merchant_id, pool = self._merchant(request.merchant_id)
         endpoint_id = ids.parse_id(request.endpoint_id)
         if endpoint_id is None or await repository.endpoint(pool, merchant_id, endpoint_id, 1) is None:
@@ -301,23 +215,23 @@ class WebhookApp:
         )
         page = rows[:limit]
         attempts = await repository.attempts_of(pool, [r["id"] for r in page])
-        return pb.ListWebhookDeliveriesResponse(
-            deliveries=[delivery_message(r, attempts.get(r["id"], [])) for r in page],
-            next_cursor=str(page[-1]["id"]) if len(rows) > limit else "",
+        return Page(
+            tuple(views.delivery(r, attempts.get(r["id"], [])) for r in page),
+            str(page[-1]["id"]) if len(rows) > limit else "",
         )
 
-    async def get_delivery(self, request: pb.GetWebhookDeliveryRequest) -> pb.WebhookDelivery:
-        merchant_id, pool = self._merchant(request.merchant_id)
-        delivery_id = ids.parse_id(request.delivery_id)
+    async def get_delivery(self, raw_merchant_id: str, raw_delivery_id: str) -> views.WebhookDelivery:
+        merchant_id, pool = self._merchant(raw_merchant_id)
+        delivery_id = ids.parse_id(raw_delivery_id)
         row = await repository.delivery(pool, merchant_id, delivery_id) if delivery_id else None
         if row is None or delivery_id is None:
             raise NotFound("webhook delivery not found")
         attempts = await repository.attempts_of(pool, [delivery_id])
-        return delivery_message(row, attempts.get(delivery_id, []))
+        return views.delivery(row, attempts.get(delivery_id, []))
 
-    async def redeliver(self, request: pb.RedeliverWebhookRequest) -> pb.WebhookDelivery:
-        merchant_id, pool = self._merchant(request.merchant_id)
-        delivery_id = ids.parse_id(request.delivery_id)
+    async def redeliver(self, raw_merchant_id: str, raw_delivery_id: str) -> views.WebhookDelivery:
+        merchant_id, pool = self._merchant(raw_merchant_id)
+        delivery_id = ids.parse_id(raw_delivery_id)
         if delivery_id is None:
             raise NotFound("webhook delivery not found")
         async with pool.acquire() as conn, conn.transaction():
@@ -335,16 +249,16 @@ class WebhookApp:
             assert row is not None
             attempts = await repository.attempts_of(conn, [delivery_id])
         self.dispatcher.wake(self.rt.shard_of(merchant_id))
-        return delivery_message(row, attempts.get(delivery_id, []))
+        return views.delivery(row, attempts.get(delivery_id, []))
 
     # -- notification templates -----------------------------------------------------------------
     async def _template(
         self, db: Connection | asyncpg.Pool, merchant_id: uuid.UUID, template_id: uuid.UUID
-    ) -> pb.NotificationTemplate:
+    ) -> views.NotificationTemplate:
         row = await repository.template(db, merchant_id, template_id)
         if row is None:
             raise NotFound("notification template not found")
-        return template_message(row)
+        return views.template(row)
 
     async def _load_template(
         self, conn: Connection, merchant_id: uuid.UUID, raw_id: str
@@ -355,11 +269,11 @@ class WebhookApp:
             raise NotFound("notification template not found")
         return template
 
-    async def create_template(self, request: pb.CreateNotificationTemplateRequest) -> pb.NotificationTemplate:
+    async def create_template(self, request: NewTemplate) -> views.NotificationTemplate:
         merchant_id, pool = self._merchant(request.merchant_id)
         template_id = ids.new_id(ids.slot_of(merchant_id))
 
-        async def handle(conn: Connection) -> pb.NotificationTemplate:
+        async def handle(conn: Connection) -> views.NotificationTemplate:
             if await merchants.merchant(conn, merchant_id) is None:
                 raise NotFound("merchant not found")
             template = NotificationTemplate.create(
@@ -369,7 +283,7 @@ class WebhookApp:
                 subject=request.subject,
                 body_template=request.body_template,
                 recipient=request.recipient,
-                is_active=request.is_active if request.HasField("is_active") else True,
+                is_active=True if request.is_active is None else request.is_active,
                 now=utcnow(),
             )
             await self._save(conn, template)
@@ -379,51 +293,47 @@ class WebhookApp:
             pool,
             self._scope("CreateNotificationTemplate"),
             handle,
-            lambda message: message.SerializeToString(),
-            pb.NotificationTemplate.FromString,
+            TEMPLATE_REPLY.encode,
+            TEMPLATE_REPLY.decode,
         )
 
-    async def get_template(self, request: pb.GetNotificationTemplateRequest) -> pb.NotificationTemplate:
-        merchant_id, pool = self._merchant(request.merchant_id)
-        template_id = ids.parse_id(request.template_id)
+    async def get_template(self, raw_merchant_id: str, raw_template_id: str) -> views.NotificationTemplate:
+        merchant_id, pool = self._merchant(raw_merchant_id)
+        template_id = ids.parse_id(raw_template_id)
         if template_id is None:
             raise NotFound("notification template not found")
         return await self._template(pool, merchant_id, template_id)
 
-    async def list_templates(
-        self, request: pb.ListNotificationTemplatesRequest
-    ) -> pb.ListNotificationTemplatesResponse:
-        merchant_id, pool = self._merchant(request.merchant_id)
+    async def list_templates(self, raw_merchant_id: str) -> tuple[views.NotificationTemplate, ...]:
+        merchant_id, pool = self._merchant(raw_merchant_id)
         rows = await repository.templates_of(pool, merchant_id)
-        return pb.ListNotificationTemplatesResponse(templates=[template_message(r) for r in rows])
+        return tuple(views.template(r) for r in rows)
 
-    async def update_template(self, request: pb.UpdateNotificationTemplateRequest) -> pb.NotificationTemplate:
+    async def update_template(self, request: TemplateChange) -> views.NotificationTemplate:
         merchant_id, pool = self._merchant(request.merchant_id)
         async with pool.acquire() as conn, conn.transaction():
             template = await self._load_template(conn, merchant_id, request.template_id)
             template.update(
-                event_type=request.event_type if request.HasField("event_type") else None,
-                subject=request.subject if request.HasField("subject") else None,
-                body_template=request.body_template if request.HasField("body_template") else None,
-                recipient=request.recipient if request.HasField("recipient") else None,
-                is_active=request.is_active if request.HasField("is_active") else None,
+                event_type=request.event_type,
+                subject=request.subject,
+                body_template=request.body_template,
+                recipient=request.recipient,
+                is_active=request.is_active,
                 now=utcnow(),
             )
             await self._save(conn, template)
             return await self._template(conn, merchant_id, template.id)
 
-    async def delete_template(self, request: pb.DeleteNotificationTemplateRequest) -> pb.NotificationTemplate:
-        merchant_id, pool = self._merchant(request.merchant_id)
+    async def delete_template(self, raw_merchant_id: str, raw_template_id: str) -> views.NotificationTemplate:
+        merchant_id, pool = self._merchant(raw_merchant_id)
         async with pool.acquire() as conn, conn.transaction():
-            template = await self._load_template(conn, merchant_id, request.template_id)
+            template = await self._load_template(conn, merchant_id, raw_template_id)
             last = await self._template(conn, merchant_id, template.id)
             template.delete(utcnow())
             await self._save(conn, template)
         return last
 
-    async def list_notifications(
-        self, request: pb.ListNotificationDeliveriesRequest
-    ) -> pb.ListNotificationDeliveriesResponse:
+    async def list_notifications(self, request: NotificationQuery) -> Page[views.NotificationDelivery]:
         merchant_id, pool = self._merchant(request.merchant_id)
         template_id = ids.parse_id(request.template_id) if request.template_id else None
         if request.template_id and template_id is None:
@@ -434,16 +344,12 @@ class WebhookApp:
             pool, merchant_id, template_id=template_id, status=status, before=before, limit=limit + 1
         )
         page = rows[:limit]
-        return pb.ListNotificationDeliveriesResponse(
-            deliveries=[notification_message(r) for r in page],
-            next_cursor=str(page[-1]["id"]) if len(rows) > limit else "",
+        return Page(
+            tuple(views.notification(r) for r in page), str(page[-1]["id"]) if len(rows) > limit else ""
         )
 
 
-def _encode_without_secret(response: pb.WebhookEndpointWithSecret) -> bytes:
+def _without_secret(answer: views.WebhookEndpointWithSecret) -> bytes:
     # The secret is shown once: a replayed create returns the endpoint with an empty secret
     # (rotate it if it was lost).
-    stored = pb.WebhookEndpointWithSecret()
-    stored.CopyFrom(response)
-    stored.secret = ""
-    return stored.SerializeToString()
+    return ENDPOINT_REPLY.encode(replace(answer, secret=""))
