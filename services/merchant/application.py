@@ -10,9 +10,10 @@ import asyncpg
 from checkout.merchant.v1 import merchant_pb2 as pb
 
 from libs.common import apikeys, cache, context, ids
+from libs.common.commandlog import Commands
 from libs.common.db import Connection
 from libs.common.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied, Unauthenticated
-from libs.common.eventstore import Commands, Repository, StoredEvent, utcnow
+from libs.common.eventstore import Repository, StoredEvent, utcnow
 from libs.common.limits import PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX
 from libs.common.protoconv import plain, struct, timestamp
 from libs.common.service import Runtime
