@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 import asyncpg
 
@@ -135,6 +135,11 @@ def _pk(table: Table, row: str = "t") -> str:
     return ", ".join(f'{row}."{c}"' for c in table.primary_key)
 
 
+def _json_array(docs: Iterable[str]) -> str:
+    """Rows as JSON documents (to_jsonb's text) joined into one array, for jsonb_populate_recordset."""
+    return "[" + ",".join(docs) + "]"
+
+
 def _upsert(table: Table) -> str:
     columns = ", ".join(f'"{c}"' for c in table.columns)
     select = ", ".join(
@@ -159,7 +164,7 @@ async def mover_transaction_setting(conn: Connection) -> None:
 async def _write(target: Connection, table: Table, docs: Sequence[str]) -> None:
     async with target.transaction():
         await mover_transaction_setting(target)
-        await target.execute(_upsert(table), "[" + ",".join(docs) + "]")
+        await target.execute(_upsert(table), _json_array(docs))
 
 
 async def copy_partitions(source: Connection, target: Connection, table: Table) -> None:
@@ -250,8 +255,8 @@ async def catch_up(
     for table in tables:
         if table.name not in keys:
             continue
-        wanted = "[" + ",".join(dict.fromkeys(keys[table.name])) + "]"
-        k = ", ".join(f'k."{c}"' for c in table.primary_key)
+        wanted = _json_array(dict.fromkeys(keys[table.name]))
+        k = _pk(table, "k")
         order = ", ".join(f't."{c}"' for c in table.order)
         present = await source.fetch(
             f"SELECT to_jsonb(t)::text AS doc FROM {table.qualified} t WHERE ({_pk(table)}) IN "
@@ -272,13 +277,13 @@ async def catch_up(
         if missing:
             gone.append((table, [r["doc"] for r in missing]))
     for table, docs in reversed(gone):
-        k = ", ".join(f'k."{c}"' for c in table.primary_key)
+        k = _pk(table, "k")
         async with target.transaction():
             await mover_transaction_setting(target)
             await target.execute(
                 f"DELETE FROM {table.qualified} t WHERE ({_pk(table)}) IN (SELECT {k} FROM "
                 f"jsonb_populate_recordset(NULL::{table.qualified}, $1::text::jsonb) k)",
-                "[" + ",".join(docs) + "]",
+                _json_array(docs),
             )
     return changes[-1]["id"], len(changes)
 
