@@ -1,5 +1,6 @@
 """libs/common is what every service shares: it imports no service (a service's vocabulary
-belongs in that service). Nothing the image ships imports tools/ (dev-only code, not shipped)."""
+belongs in that service). Nothing the image ships imports tools/ (dev-only code, not shipped).
+No hand-written module is over 450 lines: past that it holds more than one concept."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 # What the Dockerfile copies into the image (and pyproject.toml packages), besides protos/.
 SHIPPED = ("libs", "services", "checkout_admin", "clients")
+# Every directory of hand-written Python (protos/ holds the generated code).
+HAND_WRITTEN = (*SHIPPED, "tools", "tests")
+MODULE_LINES_MAX = 450
 
 
 def imported_modules(path: Path) -> Iterator[str]:
@@ -43,3 +47,26 @@ def test_the_walk_sees_an_import_inside_a_function(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text("def f():\n    from services.invoice import pricing\n    import tools.devservers\n")
     assert list(imported_modules(module)) == ["services.invoice", "tools.devservers"]
+
+
+def long_modules(root: Path, directories: tuple[str, ...], most: int) -> list[str]:
+    """`path: n lines` for each hand-written module over `most` lines (generated *_pb2* skipped)."""
+    return [
+        f"{path.relative_to(root)}: {lines} lines"
+        for directory in directories
+        for path in sorted((root / directory).rglob("*.py"))
+        if "_pb2" not in path.name and (lines := len(path.read_text().splitlines())) > most
+    ]
+
+
+def test_no_hand_written_module_is_over_450_lines() -> None:
+    assert long_modules(ROOT, HAND_WRITTEN, MODULE_LINES_MAX) == []
+
+
+def test_the_length_check_counts_lines_and_passes_over_generated_code(tmp_path: Path) -> None:
+    (tmp_path / "pkg" / "sub").mkdir(parents=True)
+    (tmp_path / "pkg" / "sub" / "long.py").write_text("x = 1\n" * 4)
+    (tmp_path / "pkg" / "short.py").write_text("x = 1\n" * 3)
+    (tmp_path / "pkg" / "long_pb2.py").write_text("x = 1\n" * 4)
+    (tmp_path / "pkg" / "long_pb2_grpc.py").write_text("x = 1\n" * 4)
+    assert long_modules(tmp_path, ("pkg",), 3) == ["pkg/sub/long.py: 4 lines"]
