@@ -26,7 +26,7 @@ import asyncpg
 import nats
 from checkout.merchant.v1 import events_pb2
 
-from libs.common import ids, slotmove, slotmover
+from libs.common import ids, slotmove_catalog, slotmove_control, slotmover
 from libs.common.config import SERVICES, Config
 from libs.common.db import init_connection
 from libs.common.eventstore import EventStore
@@ -35,7 +35,7 @@ from libs.common.partitions import PartitionedTable, ensure_partitions
 from libs.common.relay import Relay
 from libs.common.schema import upgrade_shard
 from libs.common.shardstore import ensure_control
-from libs.common.slotmove import SlotRange
+from libs.common.slotmove_catalog import SlotRange
 from libs.common.slotmoved import is_slot_moved
 from tools import scale_data
 from tools.devservers import Servers
@@ -94,7 +94,7 @@ async def _peer(source_dsn: str, target_dsn: str) -> tuple[int, float]:
     try:
         rows, started = 0, time.perf_counter()
         for schema in SERVICES:
-            for table in await slotmove.describe(source, schema):
+            for table in await slotmove_catalog.describe(source, schema):
                 scratch = f'"{PEER_SCHEMA}"."{schema}_{table.name}"'
                 await target.execute(f"DROP TABLE IF EXISTS {scratch}")
                 # The same indexes as the real table: the peer pays their upkeep as the mover does.
@@ -116,10 +116,10 @@ async def _peer(source_dsn: str, target_dsn: str) -> tuple[int, float]:
         await target.close()
 
 
-async def _move(config: Config, to_shard: int) -> slotmover.SlotMove:
+async def _move(config: Config, to_shard: int) -> slotmove_control.SlotMove:
     control = await asyncpg.connect(config.control_database())
     try:
-        move = await slotmover.create_move(control, MOVING, to_shard)
+        move = await slotmove_control.create_move(control, MOVING, to_shard)
     finally:
         await control.close()
     mover = slotmover.SlotMover(config)

@@ -7,12 +7,17 @@ place that reads them, so a typo fails at start-up with the variable's name, not
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from urllib.parse import urlsplit, urlunsplit
 
+from libs.common.config_values import (
+    ConfigError,
+    EnvReader,
+    parse_addresses,
+    parse_rate_providers,
+    parse_shard_set,
+)
 from libs.common.limits import EXPIRY_MIN_SECONDS, PAGE_LIMIT_MAX
 from libs.common.networks import NetworkConfig, NetworkConfigError, parse_networks
 from libs.common.placement import PlacementError, parse_placement
@@ -25,14 +30,22 @@ from libs.common.replica_config import (
 )
 from libs.common.shardmap import ShardMap
 
+# ConfigError is what every caller of Config.from_env catches: it is the config's error.
+__all__ = [
+    "DEFAULT_GRPC_PORTS",
+    "DEFAULT_METRICS_PORTS",
+    "SERVICES",
+    "Config",
+    "ConfigError",
+    "Endpoint",
+    "parse_endpoints",
+    "with_database",
+]
+
 SERVICES = ("merchant", "invoice", "customer", "analytics")
 DEFAULT_GRPC_PORTS = {"merchant": 50051, "invoice": 50052, "customer": 50053, "analytics": 50054}
 # Where `make up` serves each service's /metrics (CHECKOUT_METRICS_LISTEN).
 DEFAULT_METRICS_PORTS = {"merchant": 9101, "invoice": 9102, "customer": 9103, "analytics": 9104}
-
-
-class ConfigError(ValueError):
-    """A variable is missing or malformed; the message names it."""
 
 
 @dataclass(frozen=True)
@@ -228,77 +241,30 @@ class Config:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
         env = os.environ if env is None else env
-        d = cls()
-
-        def get(name: str, default: str) -> str:
-            return env.get(name, "").strip() or default
-
-        def integer(name: str, default: int, minimum: int = 0) -> int:
-            raw = get(name, str(default))
-            try:
-                value = int(raw)
-            except ValueError:
-                raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-            if value < minimum:
-                raise ConfigError(f"{name} must be >= {minimum}, got {value}")
-            return value
-
-        def flag(name: str, default: bool) -> bool:
-            raw = get(name, "true" if default else "false").lower()
-            if raw not in ("true", "false", "1", "0", "yes", "no"):
-                raise ConfigError(f"{name} must be true or false, got {raw!r}")
-            return raw in ("true", "1", "yes")
-
-        def seconds(name: str, default: float) -> float:
-            raw = get(name, str(default))
-            try:
-                value = Decimal(raw)
-            except InvalidOperation:
-                raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
-            if not value.is_finite() or value <= 0:
-                raise ConfigError(f"{name} must be positive, got {raw!r}")
-            return float(value)  # a duration, not money
-
-        def url(name: str) -> str:
-            return parse_http_url(get(name, ""), name)
-
-        def choice(name: str, default: str, options: tuple[str, ...]) -> str:
-            raw = get(name, default).lower()
-            if raw not in options:
-                raise ConfigError(f"{name} must be one of {', '.join(options)}, got {raw!r}")
-            return raw
-
-        def rate(name: str, default: str) -> str:
-            raw = get(name, default)
-            if not _RATE.match(raw):
-                raise ConfigError(
-                    f"{name} must be like 600/minute (per second, minute, hour or day), got {raw!r}"
-                )
-            return raw
-
-        shard_dsns = tuple(s.strip() for s in get("CHECKOUT_SHARD_DSNS", "").split(",") if s.strip())
-        shard_count = len(shard_dsns) or integer("CHECKOUT_SHARD_COUNT", d.shard_count, 1)
+        read, d = EnvReader(env), cls()
+        shard_dsns = read.items("CHECKOUT_SHARD_DSNS")
+        shard_count = len(shard_dsns) or read.integer("CHECKOUT_SHARD_COUNT", d.shard_count, 1)
         # May name shards beyond the configured ones: those an operator registers (an instance
         # serves each once it is registered, libs/common/service.py).
-        served = parse_shard_set(get("CHECKOUT_SERVED_SHARDS", ""), "CHECKOUT_SERVED_SHARDS")
+        served = parse_shard_set(read.text("CHECKOUT_SERVED_SHARDS", ""), "CHECKOUT_SERVED_SHARDS")
         endpoints = {
-            svc: parse_endpoints(get(f"CHECKOUT_{svc.upper()}_ENDPOINTS", ""), svc, shard_count)
+            svc: parse_endpoints(read.text(f"CHECKOUT_{svc.upper()}_ENDPOINTS", ""), svc, shard_count)
             for svc in SERVICES
         }
         try:
-            networks = parse_networks(get("CHECKOUT_NETWORKS", ""))
+            networks = parse_networks(read.text("CHECKOUT_NETWORKS", ""))
         except NetworkConfigError as error:
             raise ConfigError(str(error)) from None
-        export_page_rows = integer("CHECKOUT_EXPORT_PAGE_ROWS", d.export_page_rows, 1)
+        export_page_rows = read.integer("CHECKOUT_EXPORT_PAGE_ROWS", d.export_page_rows, 1)
         if export_page_rows > PAGE_LIMIT_MAX:
             raise ConfigError(
                 f"CHECKOUT_EXPORT_PAGE_ROWS must be <= {PAGE_LIMIT_MAX}, got {export_page_rows}"
             )
-        database_url = get("CHECKOUT_DATABASE_URL", d.database_url)
-        prefix = get("CHECKOUT_DATABASE_PREFIX", d.database_prefix)
+        database_url = read.text("CHECKOUT_DATABASE_URL", d.database_url)
+        prefix = read.text("CHECKOUT_DATABASE_PREFIX", d.database_prefix)
         try:
             shard_replicas = parse_shard_replicas(
-                get("CHECKOUT_SHARD_REPLICAS", ""),
+                read.text("CHECKOUT_SHARD_REPLICAS", ""),
                 shard_count,
                 # A shard's replica database is named as its primary's.
                 lambda server, shard: with_database(
@@ -306,183 +272,140 @@ class Config:
                     urlsplit(shard_dsns[shard]).path.lstrip("/") if shard_dsns else f"{prefix}_shard_{shard}",
                 ),
             )
-            max_lag = parse_max_lag(get("CHECKOUT_REPLICA_MAX_LAG", ""))
+            max_lag = parse_max_lag(read.text("CHECKOUT_REPLICA_MAX_LAG", ""))
         except ReplicaConfigError as error:
             raise ConfigError(str(error)) from None
-        archive_after = integer("CHECKOUT_ARCHIVE_AFTER_MONTHS", d.archive_after_months)
-        archive_drop = integer("CHECKOUT_ARCHIVE_DROP_AFTER_MONTHS", d.archive_drop_after_months)
+        archive_after = read.integer("CHECKOUT_ARCHIVE_AFTER_MONTHS", d.archive_after_months)
+        archive_drop = read.integer("CHECKOUT_ARCHIVE_DROP_AFTER_MONTHS", d.archive_drop_after_months)
         if archive_drop and not archive_after < archive_drop:
             raise ConfigError(
                 "CHECKOUT_ARCHIVE_DROP_AFTER_MONTHS must be more than CHECKOUT_ARCHIVE_AFTER_MONTHS "
                 "(a partition is archived before it may be dropped)"
             )
         try:
-            placement = parse_placement(get("CHECKOUT_PLACEMENT", ""))
+            placement = parse_placement(read.text("CHECKOUT_PLACEMENT", ""))
         except PlacementError as error:
             raise ConfigError(str(error)) from None
-        log_format = get("CHECKOUT_LOG_FORMAT", d.log_format)
+        log_format = read.text("CHECKOUT_LOG_FORMAT", d.log_format)
         if log_format not in ("text", "json"):
             raise ConfigError(f"CHECKOUT_LOG_FORMAT must be text or json, got {log_format!r}")
         return cls(
             database_url=database_url,
             shard_dsns=shard_dsns,
-            control_dsn=get("CHECKOUT_CONTROL_DSN", ""),
-            shard_map_poll_seconds=seconds("CHECKOUT_SHARD_MAP_POLL_SECONDS", d.shard_map_poll_seconds),
-            slot_mover=flag("CHECKOUT_SLOT_MOVER", d.slot_mover),
+            control_dsn=read.text("CHECKOUT_CONTROL_DSN", ""),
+            shard_map_poll_seconds=read.seconds("CHECKOUT_SHARD_MAP_POLL_SECONDS", d.shard_map_poll_seconds),
+            slot_mover=read.flag("CHECKOUT_SLOT_MOVER", d.slot_mover),
             placement=placement,
             database_prefix=prefix,
             shard_count=shard_count,
             served_shards=served,
-            nats_url=get("CHECKOUT_NATS_URL", d.nats_url),
-            redis_url=get("CHECKOUT_REDIS_URL", d.redis_url),
-            admin_token=get("CHECKOUT_ADMIN_TOKEN", ""),
-            grpc_listen=get("CHECKOUT_GRPC_LISTEN", ""),
-            http_listen=get("CHECKOUT_HTTP_LISTEN", d.http_listen),
-            public_base_url=url("CHECKOUT_PUBLIC_BASE_URL"),
-            dashboard_session_seconds=integer(
+            nats_url=read.text("CHECKOUT_NATS_URL", d.nats_url),
+            redis_url=read.text("CHECKOUT_REDIS_URL", d.redis_url),
+            admin_token=read.text("CHECKOUT_ADMIN_TOKEN", ""),
+            grpc_listen=read.text("CHECKOUT_GRPC_LISTEN", ""),
+            http_listen=read.text("CHECKOUT_HTTP_LISTEN", d.http_listen),
+            public_base_url=read.url("CHECKOUT_PUBLIC_BASE_URL"),
+            dashboard_session_seconds=read.integer(
                 "CHECKOUT_DASHBOARD_SESSION_SECONDS", d.dashboard_session_seconds, 60
             ),
             export_page_rows=export_page_rows,
             endpoints=endpoints,
-            pool_max_size=integer("CHECKOUT_DB_POOL_MAX", d.pool_max_size, 1),
-            pool_min_size=integer("CHECKOUT_DB_POOL_MIN", d.pool_min_size),
-            pool_max_lifetime_seconds=seconds("CHECKOUT_DB_POOL_MAX_LIFETIME", d.pool_max_lifetime_seconds),
-            pool_max_idle_seconds=seconds("CHECKOUT_DB_POOL_MAX_IDLE", d.pool_max_idle_seconds),
-            snapshot_every=integer("CHECKOUT_SNAPSHOT_EVERY", d.snapshot_every, 1),
-            relay_poll_seconds=seconds("CHECKOUT_RELAY_POLL_SECONDS", d.relay_poll_seconds),
-            partitions_ahead_months=integer("CHECKOUT_PARTITIONS_AHEAD_MONTHS", d.partitions_ahead_months, 1),
-            cache_hot_ttl_seconds=integer("CHECKOUT_CACHE_HOT_TTL", d.cache_hot_ttl_seconds, 1),
-            cache_warm_ttl_seconds=integer("CHECKOUT_CACHE_WARM_TTL", d.cache_warm_ttl_seconds, 1),
-            fixed_rates=get("CHECKOUT_FIXED_RATES", ""),
-            rate_providers=parse_rate_providers(get("CHECKOUT_RATE_PROVIDERS", "fixed")),
-            rate_max_age_seconds=seconds("CHECKOUT_RATE_MAX_AGE_SECONDS", d.rate_max_age_seconds),
-            rate_cache_seconds=seconds("CHECKOUT_RATE_CACHE_SECONDS", d.rate_cache_seconds),
-            rate_timeout_seconds=seconds("CHECKOUT_RATE_TIMEOUT_SECONDS", d.rate_timeout_seconds),
-            rate_coinbase_url=url("CHECKOUT_RATE_COINBASE_URL"),
-            rate_kraken_url=url("CHECKOUT_RATE_KRAKEN_URL"),
-            rate_binance_url=url("CHECKOUT_RATE_BINANCE_URL"),
-            invoice_expiry_seconds=integer("CHECKOUT_INVOICE_EXPIRY_SECONDS", d.invoice_expiry_seconds, 60),
-            invoice_min_expiry_seconds=integer(
+            pool_max_size=read.integer("CHECKOUT_DB_POOL_MAX", d.pool_max_size, 1),
+            pool_min_size=read.integer("CHECKOUT_DB_POOL_MIN", d.pool_min_size),
+            pool_max_lifetime_seconds=read.seconds(
+                "CHECKOUT_DB_POOL_MAX_LIFETIME", d.pool_max_lifetime_seconds
+            ),
+            pool_max_idle_seconds=read.seconds("CHECKOUT_DB_POOL_MAX_IDLE", d.pool_max_idle_seconds),
+            snapshot_every=read.integer("CHECKOUT_SNAPSHOT_EVERY", d.snapshot_every, 1),
+            relay_poll_seconds=read.seconds("CHECKOUT_RELAY_POLL_SECONDS", d.relay_poll_seconds),
+            partitions_ahead_months=read.integer(
+                "CHECKOUT_PARTITIONS_AHEAD_MONTHS", d.partitions_ahead_months, 1
+            ),
+            cache_hot_ttl_seconds=read.integer("CHECKOUT_CACHE_HOT_TTL", d.cache_hot_ttl_seconds, 1),
+            cache_warm_ttl_seconds=read.integer("CHECKOUT_CACHE_WARM_TTL", d.cache_warm_ttl_seconds, 1),
+            fixed_rates=read.text("CHECKOUT_FIXED_RATES", ""),
+            rate_providers=parse_rate_providers(read.text("CHECKOUT_RATE_PROVIDERS", "fixed")),
+            rate_max_age_seconds=read.seconds("CHECKOUT_RATE_MAX_AGE_SECONDS", d.rate_max_age_seconds),
+            rate_cache_seconds=read.seconds("CHECKOUT_RATE_CACHE_SECONDS", d.rate_cache_seconds),
+            rate_timeout_seconds=read.seconds("CHECKOUT_RATE_TIMEOUT_SECONDS", d.rate_timeout_seconds),
+            rate_coinbase_url=read.url("CHECKOUT_RATE_COINBASE_URL"),
+            rate_kraken_url=read.url("CHECKOUT_RATE_KRAKEN_URL"),
+            rate_binance_url=read.url("CHECKOUT_RATE_BINANCE_URL"),
+            invoice_expiry_seconds=read.integer(
+                "CHECKOUT_INVOICE_EXPIRY_SECONDS", d.invoice_expiry_seconds, 60
+            ),
+            invoice_min_expiry_seconds=read.integer(
                 "CHECKOUT_INVOICE_MIN_EXPIRY_SECONDS", d.invoice_min_expiry_seconds, 1
             ),
-            ethereum_chain_id=integer("CHECKOUT_ETHEREUM_CHAIN_ID", d.ethereum_chain_id, 1),
-            stream_name=get("CHECKOUT_STREAM_NAME", d.stream_name),
-            subject_prefix=get("CHECKOUT_SUBJECT_PREFIX", d.subject_prefix),
+            ethereum_chain_id=read.integer("CHECKOUT_ETHEREUM_CHAIN_ID", d.ethereum_chain_id, 1),
+            stream_name=read.text("CHECKOUT_STREAM_NAME", d.stream_name),
+            subject_prefix=read.text("CHECKOUT_SUBJECT_PREFIX", d.subject_prefix),
             log_format=log_format,
-            log_level=get("CHECKOUT_LOG_LEVEL", d.log_level).upper(),
-            metrics_listen=get("CHECKOUT_METRICS_LISTEN", ""),
+            log_level=read.text("CHECKOUT_LOG_LEVEL", d.log_level).upper(),
+            metrics_listen=read.text("CHECKOUT_METRICS_LISTEN", ""),
             metrics_targets={
                 svc: parse_addresses(
-                    get(f"CHECKOUT_{svc.upper()}_METRICS", ""), f"CHECKOUT_{svc.upper()}_METRICS"
+                    read.text(f"CHECKOUT_{svc.upper()}_METRICS", ""), f"CHECKOUT_{svc.upper()}_METRICS"
                 )
                 for svc in SERVICES
             },
             networks=networks,
-            expiry_poll_seconds=seconds("CHECKOUT_EXPIRY_POLL_SECONDS", d.expiry_poll_seconds),
-            idempotency_key_hours=integer("CHECKOUT_IDEMPOTENCY_KEY_HOURS", d.idempotency_key_hours, 1),
-            webhook_retry_base_seconds=seconds(
+            expiry_poll_seconds=read.seconds("CHECKOUT_EXPIRY_POLL_SECONDS", d.expiry_poll_seconds),
+            idempotency_key_hours=read.integer("CHECKOUT_IDEMPOTENCY_KEY_HOURS", d.idempotency_key_hours, 1),
+            webhook_retry_base_seconds=read.seconds(
                 "CHECKOUT_WEBHOOK_RETRY_BASE_SECONDS", d.webhook_retry_base_seconds
             ),
-            webhook_retry_max_seconds=seconds(
+            webhook_retry_max_seconds=read.seconds(
                 "CHECKOUT_WEBHOOK_RETRY_MAX_SECONDS", d.webhook_retry_max_seconds
             ),
-            webhook_failing_after=integer("CHECKOUT_WEBHOOK_FAILING_AFTER", d.webhook_failing_after, 1),
-            webhook_poll_seconds=seconds("CHECKOUT_WEBHOOK_POLL_SECONDS", d.webhook_poll_seconds),
-            event_feed_retention_days=integer(
+            webhook_failing_after=read.integer("CHECKOUT_WEBHOOK_FAILING_AFTER", d.webhook_failing_after, 1),
+            webhook_poll_seconds=read.seconds("CHECKOUT_WEBHOOK_POLL_SECONDS", d.webhook_poll_seconds),
+            event_feed_retention_days=read.integer(
                 "CHECKOUT_EVENT_FEED_RETENTION_DAYS", d.event_feed_retention_days, 1
             ),
-            webhook_allow_loopback=flag("CHECKOUT_WEBHOOK_ALLOW_LOOPBACK", d.webhook_allow_loopback),
-            webhook_allow_private=flag("CHECKOUT_WEBHOOK_ALLOW_PRIVATE", d.webhook_allow_private),
-            webhook_secret_keys=tuple(
-                k.strip() for k in get("CHECKOUT_WEBHOOK_SECRET_KEYS", "").split(",") if k.strip()
-            ),
-            smtp_url=get("CHECKOUT_SMTP_URL", ""),
-            smtp_from=get("CHECKOUT_SMTP_FROM", d.smtp_from),
+            webhook_allow_loopback=read.flag("CHECKOUT_WEBHOOK_ALLOW_LOOPBACK", d.webhook_allow_loopback),
+            webhook_allow_private=read.flag("CHECKOUT_WEBHOOK_ALLOW_PRIVATE", d.webhook_allow_private),
+            webhook_secret_keys=read.items("CHECKOUT_WEBHOOK_SECRET_KEYS"),
+            smtp_url=read.text("CHECKOUT_SMTP_URL", ""),
+            smtp_from=read.text("CHECKOUT_SMTP_FROM", d.smtp_from),
             shard_replicas=shard_replicas,
             replica_max_lag=max_lag,
-            replica_probe_seconds=seconds("CHECKOUT_REPLICA_PROBE_SECONDS", d.replica_probe_seconds),
-            replica_wait_seconds=seconds("CHECKOUT_REPLICA_WAIT_SECONDS", d.replica_wait_seconds),
+            replica_probe_seconds=read.seconds("CHECKOUT_REPLICA_PROBE_SECONDS", d.replica_probe_seconds),
+            replica_wait_seconds=read.seconds("CHECKOUT_REPLICA_WAIT_SECONDS", d.replica_wait_seconds),
             archive_after_months=archive_after,
             archive_drop_after_months=archive_drop,
-            rate_limit_free=rate("CHECKOUT_RATE_LIMIT_FREE", d.rate_limit_free),
-            rate_limit_pro=rate("CHECKOUT_RATE_LIMIT_PRO", d.rate_limit_pro),
-            rate_limit_enterprise=rate("CHECKOUT_RATE_LIMIT_ENTERPRISE", d.rate_limit_enterprise),
-            rate_limit_auth_failures=rate("CHECKOUT_RATE_LIMIT_AUTH_FAILURES", d.rate_limit_auth_failures),
-            rate_limit_checkout=rate("CHECKOUT_RATE_LIMIT_CHECKOUT", d.rate_limit_checkout),
-            rate_limit_redis_timeout_seconds=seconds(
+            rate_limit_free=read.rate("CHECKOUT_RATE_LIMIT_FREE", d.rate_limit_free),
+            rate_limit_pro=read.rate("CHECKOUT_RATE_LIMIT_PRO", d.rate_limit_pro),
+            rate_limit_enterprise=read.rate("CHECKOUT_RATE_LIMIT_ENTERPRISE", d.rate_limit_enterprise),
+            rate_limit_auth_failures=read.rate(
+                "CHECKOUT_RATE_LIMIT_AUTH_FAILURES", d.rate_limit_auth_failures
+            ),
+            rate_limit_checkout=read.rate("CHECKOUT_RATE_LIMIT_CHECKOUT", d.rate_limit_checkout),
+            rate_limit_redis_timeout_seconds=read.seconds(
                 "CHECKOUT_RATE_LIMIT_REDIS_TIMEOUT_SECONDS", d.rate_limit_redis_timeout_seconds
             ),
-            api_key_cache_seconds=seconds("CHECKOUT_API_KEY_CACHE_SECONDS", d.api_key_cache_seconds),
-            api_key_touch_seconds=seconds("CHECKOUT_API_KEY_TOUCH_SECONDS", d.api_key_touch_seconds),
-            access_log=choice("CHECKOUT_ACCESS_LOG", d.access_log, ("errors", "all", "off")),
-            loop_grace_seconds=seconds("CHECKOUT_LOOP_GRACE_SECONDS", d.loop_grace_seconds),
-            loop_backoff_max_seconds=seconds("CHECKOUT_LOOP_BACKOFF_MAX_SECONDS", d.loop_backoff_max_seconds),
-            health_interval_seconds=seconds("CHECKOUT_HEALTH_INTERVAL_SECONDS", d.health_interval_seconds),
-            consumer_max_attempts=integer("CHECKOUT_CONSUMER_MAX_ATTEMPTS", d.consumer_max_attempts, 1),
-            consumer_retry_seconds=seconds("CHECKOUT_CONSUMER_RETRY_SECONDS", d.consumer_retry_seconds),
-            consumer_ack_wait_seconds=seconds(
+            api_key_cache_seconds=read.seconds("CHECKOUT_API_KEY_CACHE_SECONDS", d.api_key_cache_seconds),
+            api_key_touch_seconds=read.seconds("CHECKOUT_API_KEY_TOUCH_SECONDS", d.api_key_touch_seconds),
+            access_log=read.choice("CHECKOUT_ACCESS_LOG", d.access_log, ("errors", "all", "off")),
+            loop_grace_seconds=read.seconds("CHECKOUT_LOOP_GRACE_SECONDS", d.loop_grace_seconds),
+            loop_backoff_max_seconds=read.seconds(
+                "CHECKOUT_LOOP_BACKOFF_MAX_SECONDS", d.loop_backoff_max_seconds
+            ),
+            health_interval_seconds=read.seconds(
+                "CHECKOUT_HEALTH_INTERVAL_SECONDS", d.health_interval_seconds
+            ),
+            consumer_max_attempts=read.integer("CHECKOUT_CONSUMER_MAX_ATTEMPTS", d.consumer_max_attempts, 1),
+            consumer_retry_seconds=read.seconds("CHECKOUT_CONSUMER_RETRY_SECONDS", d.consumer_retry_seconds),
+            consumer_ack_wait_seconds=read.seconds(
                 "CHECKOUT_CONSUMER_ACK_WAIT_SECONDS", d.consumer_ack_wait_seconds
             ),
         )
-
-
-RATE_PROVIDERS = ("coinbase", "kraken", "binance", "fixed")
-_RATE = re.compile(r"^[1-9][0-9]{0,8}/(second|minute|hour|day)$")
-
-
-def parse_rate_providers(raw: str) -> tuple[str, ...]:
-    """`"coinbase,kraken,fixed"`: live providers (their median is used), then `fixed` as the
-    fallback when none of them answers; `fixed` alone uses the configured table only."""
-    name = "CHECKOUT_RATE_PROVIDERS"
-    providers = tuple(p.strip().lower() for p in raw.split(","))
-    if not all(providers):
-        raise ConfigError(f"{name} must be a comma-separated list of {', '.join(RATE_PROVIDERS)}")
-    unknown = [p for p in providers if p not in RATE_PROVIDERS]
-    if unknown:
-        raise ConfigError(f"{name}: unknown provider {unknown[0]!r}; known: {', '.join(RATE_PROVIDERS)}")
-    if len(set(providers)) != len(providers):
-        raise ConfigError(f"{name} names a provider more than once")
-    if "fixed" in providers[:-1]:
-        raise ConfigError(f"{name}: fixed is the fallback after the live providers, so it must come last")
-    return providers
-
-
-def parse_http_url(raw: str, name: str) -> str:
-    """An http(s) base URL without a trailing slash, or "" when unset."""
-    if not raw:
-        return ""
-    parts = urlsplit(raw)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-        raise ConfigError(f"{name} must be an http(s) base URL, got {raw!r}")
-    return raw.rstrip("/")
 
 
 def with_database(dsn: str, database: str) -> str:
     """The same server DSN pointing at another database (keeps host, socket dir, user)."""
     parts = urlsplit(dsn)
     return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
-
-
-def parse_shard_set(raw: str, name: str) -> frozenset[int]:
-    """`"0,2-3"` -> {0, 2, 3}."""
-    shards: set[int] = set()
-    for part in (p.strip() for p in raw.split(",") if p.strip()):
-        try:
-            low, _, high = part.partition("-")
-            shards.update(range(int(low), int(high or low) + 1))
-        except ValueError:
-            raise ConfigError(f"{name}: {part!r} is not a shard number or range") from None
-    return frozenset(shards)
-
-
-def parse_addresses(raw: str, name: str) -> tuple[str, ...]:
-    """`host:port[,host:port...]`."""
-    addresses = tuple(a.strip() for a in raw.split(",") if a.strip())
-    for address in addresses:
-        host, _, port = address.rpartition(":")
-        if not host or not port.isdigit():
-            raise ConfigError(f"{name}: {address!r} needs host:port")
-    return addresses
 
 
 def parse_endpoints(raw: str, service: str, shard_count: int) -> tuple[Endpoint, ...]:

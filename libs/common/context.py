@@ -50,7 +50,7 @@ def reset(token: contextvars.Token[RequestContext | None]) -> None:
     _current.reset(token)
 
 
-# Set by an idempotent command that answered with its stored first result (eventstore.Commands);
+# Set by an idempotent command that answered with its stored first result (commandlog.Commands);
 # the gRPC interceptor tells the caller in trailing metadata (`x-idempotent-replayed`), so the
 # gateway can say `Idempotent-Replayed: true`.
 command_replayed: contextvars.ContextVar[bool] = contextvars.ContextVar(

@@ -1,10 +1,10 @@
 """The event store: append with optimistic concurrency, load from snapshot + later events,
-snapshots every N events, idempotent commands.
+snapshots every N events.
 
 Layered by capability: `EventStore` appends and reads rows; `Repository` turns aggregates into
-rows and back; `Commands` makes a command idempotent. Every method takes the connection of an
-open transaction, so a service writes its events, its inline read models and its command log
-atomically.
+rows and back; `Commands` (libs/common/commandlog.py) makes a command idempotent. Every method
+takes the connection of an open transaction, so a service writes its events, its inline read
+models and its command log atomically.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import functools
 import json
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
@@ -392,105 +392,6 @@ class Repository(Generic[A]):
             await self.store.save_snapshot(
                 conn, aggregate.id, aggregate.aggregate_type, aggregate.version, data
             )
-
-
-R = TypeVar("R")
-
-
-class Commands:
-    """Idempotent commands: a retry with the same key returns the first result and appends
-    nothing; the same key with a different request is a Conflict."""
-
-    @staticmethod
-    async def run(
-        pool: asyncpg.Pool,
-        scope: str,
-        handler: Callable[[Connection], Awaitable[R]],
-        encode: Callable[[R], bytes],
-        decode: Callable[[bytes], R],
-        request_hash: str = "",
-    ) -> R:
-        async with pool.acquire() as conn:
-            return await Commands.run_on(conn, scope, handler, encode, decode, request_hash)
-
-    @staticmethod
-    async def replay(
-        conn: Connection, scope: str, decode: Callable[[bytes], R], request_hash: str = ""
-    ) -> R | None:
-        """The first result of this request's idempotency key, or None when there is no key or
-        no finished command under it yet. For work a command does before its transaction (that a
-        retry should not repeat); `run_on` still settles a race between two first tries."""
-        ctx = context.current()
-        if not ctx.idempotency_key:
-            return None
-        row = await conn.fetchrow(
-            "SELECT request_hash, response FROM command_log WHERE scope = $1 AND idempotency_key = $2",
-            scope,
-            ctx.idempotency_key,
-        )
-        if row is None or row["response"] is None:
-            return None
-        return Commands._answer(row, ctx.idempotency_hash or request_hash, decode)
-
-    @staticmethod
-    async def run_on(
-        conn: Connection,
-        scope: str,
-        handler: Callable[[Connection], Awaitable[R]],
-        encode: Callable[[R], bytes],
-        decode: Callable[[bytes], R],
-        request_hash: str = "",
-        *,
-        one_statement: bool = False,
-    ) -> R:
-        """`run` on a connection the caller holds (outside a transaction). `one_statement`: the
-        handler writes in a single statement, atomic alone, so without an idempotency key it
-        runs outside a transaction (two round trips fewer: no BEGIN, no COMMIT)."""
-        ctx = context.current()
-        key = ctx.idempotency_key
-        if not key:
-            if one_statement:
-                return await handler(conn)
-            async with conn.transaction():
-                return await handler(conn)
-        request_hash = ctx.idempotency_hash or request_hash
-        async with conn.transaction():
-            # Claiming the key first makes a concurrent duplicate wait on this row until we
-            # commit, after which it finds our result instead of running the command twice.
-            claimed = await conn.fetchval(
-                "INSERT INTO command_log (scope, idempotency_key, request_hash) "
-                "VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING true",
-                scope,
-                key,
-                request_hash,
-            )
-            if claimed:
-                result = await handler(conn)
-                await conn.execute(
-                    "UPDATE command_log SET response = $3 WHERE scope = $1 AND idempotency_key = $2",
-                    scope,
-                    key,
-                    encode(result),
-                )
-                return result
-        row = await conn.fetchrow(
-            "SELECT request_hash, response FROM command_log WHERE scope = $1 AND idempotency_key = $2",
-            scope,
-            key,
-        )
-        assert row is not None and row["response"] is not None
-        return Commands._answer(row, request_hash, decode)
-
-    @staticmethod
-    def _answer(row: asyncpg.Record, request_hash: str, decode: Callable[[bytes], R]) -> R:
-        if row["request_hash"] != request_hash:
-            raise Conflict(
-                "Idempotency-Key was already used with a different request",
-                [],
-            )
-        context.command_replayed.set(True)
-        consistency.mark_write()  # a retry's answer is the first one's, token included
-        return decode(row["response"])
 
 
 def json_dumps(value: Any) -> str:

@@ -1,8 +1,7 @@
-"""The copy engine of a slot move: which rows belong to a slot, and how they get to another shard.
+"""The copy engine of a slot move: how the rows of a slot get to another shard.
 
-Every table a merchant's data lives in names, in one of its columns, an id that carries the
-owner's slot (libs/common/ids.py); `CATALOG` lists them per service schema, parents before
-children (foreign keys), with that column. A move of slots [first, last] from shard S to T:
+Which rows belong to a slot is the catalog's (libs/common/slotmove_catalog.py: `CATALOG`, the
+`Table`s `describe` finds). A move of slots [first, last] from shard S to T:
 
 1. `install_capture` on S: a `slot_fences` row (`copying`) and, on every catalog table, a row
    trigger that records each write in the moving slots in `slot_changes` (table, primary key).
@@ -23,84 +22,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 import asyncpg
 
 from libs.common.db import Connection
-from libs.common.shardmap import SLOT_COUNT
+from libs.common.slotmove_catalog import SlotRange, Table
 from libs.common.slotmoved import SLOT_MOVED
-
-# The slot of a row, per table (mostly that of an id column, by the schema's slot_of), in the
-# order a copy must insert them. Tables not here are a shard's own state, not a merchant's: the relay's
-# cursor, the watchers' chain_blocks, the analytics rollups (kept by a trigger on daily_metrics).
-_SCOPE_ID = (
-    "{slot_of}(substring({row}.scope from "
-    "'[0-9a-f]{{8}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{12}}')::uuid)"
-)
-_EVENT_STORE = (
-    ("streams", "{slot_of}({row}.aggregate_id)"),
-    ("events", "{slot_of}({row}.aggregate_id)"),
-    ("aggregate_snapshots", "{slot_of}({row}.aggregate_id)"),
-    ("command_log", _SCOPE_ID),
-    ("processed_events", "{slot_of}({row}.event_id)"),
-    ("dead_letters", "{slot_of}({row}.event_id)"),
-)
-CATALOG: dict[str, tuple[tuple[str, str], ...]] = {
-    "merchant": (
-        *_EVENT_STORE,
-        ("merchants", "{slot_of}({row}.id)"),
-        ("api_keys", "{slot_of}({row}.merchant_id)"),
-        ("webhook_endpoints", "{slot_of}({row}.merchant_id)"),
-        ("webhook_endpoint_health", "{slot_of}({row}.endpoint_id)"),
-        ("webhook_secrets", "{slot_of}({row}.merchant_id)"),
-        ("invoice_summaries", "{slot_of}({row}.merchant_id)"),
-        ("webhook_events", "{slot_of}({row}.merchant_id)"),
-        ("webhook_deliveries", "{slot_of}({row}.merchant_id)"),
-        ("webhook_attempts", "{slot_of}({row}.delivery_id)"),
-        ("notification_templates", "{slot_of}({row}.merchant_id)"),
-        ("notification_deliveries", "{slot_of}({row}.merchant_id)"),
-        ("event_feed_heads", "{slot_of}({row}.merchant_id)"),
-        ("event_feed", "{slot_of}({row}.merchant_id)"),
-        ("email_claims", "{row}.slot"),  # the email's slot, which the merchant's id may not carry
-    ),
-    "invoice": (
-        *_EVENT_STORE,
-        ("merchant_profiles", "{slot_of}({row}.merchant_id)"),
-        ("address_allocations", "{slot_of}({row}.merchant_id)"),
-        ("invoices", "{slot_of}({row}.id)"),
-        ("payments", "{slot_of}({row}.invoice_id)"),
-        ("audit_entries", "{slot_of}({row}.invoice_id)"),
-        ("refunds", "{slot_of}({row}.invoice_id)"),
-    ),
-    "customer": (
-        *_EVENT_STORE,
-        ("customers", "{slot_of}({row}.merchant_id)"),
-        ("payment_history", "{slot_of}({row}.invoice_id)"),
-    ),
-    "analytics": (
-        *_EVENT_STORE,
-        ("merchant_directory", "{slot_of}({row}.merchant_id)"),
-        ("daily_metrics", "{slot_of}({row}.merchant_id)"),
-        ("paid_invoices", "{slot_of}({row}.invoice_id)"),
-    ),
-}
-# A shard's own tables: never moved (the coverage test holds every other table to CATALOG).
-SHARD_LOCAL = frozenset(
-    {
-        "schema_migrations",
-        "alembic_version",
-        "relay_state",
-        "relay_published",
-        "slot_fences",
-        "slot_changes",
-        "chain_blocks",
-        "platform_daily",
-        "merchant_activity",
-        "merchant_currencies",
-    }
-)
 
 # Events copied to T carry this transaction id; the relay publishes only from 3 up.
 COPIED_XID = 2
@@ -110,74 +38,6 @@ FENCE_LOCK = 0x534C4F54  # "SLOT"
 FENCED_TABLE = "streams"
 # Set (SET LOCAL) by the mover's own writes, which the triggers let through.
 MOVER_SETTING = "checkout.slot_mover"
-
-
-@dataclass(frozen=True)
-class Table:
-    schema: str
-    name: str
-    key: str  # the row's slot: SQL templated with {row} (the row's name) and {slot_of}
-    columns: tuple[str, ...]
-    primary_key: tuple[str, ...]
-    partitioned: bool
-
-    @property
-    def qualified(self) -> str:
-        return f'"{self.schema}"."{self.name}"'
-
-    def slot_of(self, row: str) -> str:
-        """The SQL for the slot of the row named `row`."""
-        return self.key.format(row=row, slot_of=f'"{self.schema}".slot_of')
-
-    @property
-    def order(self) -> tuple[str, ...]:
-        """The order rows are copied in: the source's store order for events (an aggregate's
-        events must reach the target in their order, and ids are not ordered within a
-        millisecond), the primary key otherwise."""
-        return ("sequence_number",) if self.immutable else self.primary_key
-
-    @property
-    def immutable(self) -> bool:
-        """Events are never updated: a copy inserts or leaves them (and keeps T's sequence)."""
-        return self.name == "events"
-
-
-@dataclass(frozen=True)
-class SlotRange:
-    """Inclusive, as operators write them ("0-511")."""
-
-    first: int
-    last: int
-
-
-async def describe(conn: Connection, schema: str) -> list[Table]:
-    """The catalog's tables of `schema` as this database has them (columns, primary key)."""
-    tables = []
-    for name, key in CATALOG[schema]:
-        rows = await conn.fetch(
-            """SELECT a.attname, c.relkind::text AS relkind
-               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-               JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-               WHERE n.nspname = $1 AND c.relname = $2 ORDER BY a.attnum""",
-            schema,
-            name,
-        )
-        if not rows:
-            raise LookupError(f"{schema}.{name} is missing (are the migrations applied?)")
-        columns = tuple(
-            r["attname"] for r in rows if not (name == "events" and r["attname"] == "sequence_number")
-        )
-        pk = await conn.fetch(
-            """SELECT a.attname FROM pg_index i
-               JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
-               WHERE i.indrelid = $1::regclass AND i.indisprimary
-               ORDER BY array_position(i.indkey, a.attnum)""",
-            f'"{schema}"."{name}"',
-        )
-        tables.append(
-            Table(schema, name, key, columns, tuple(r["attname"] for r in pk), rows[0]["relkind"] == "p")
-        )
-    return tables
 
 
 # -- capture and fence ---------------------------------------------------------------------------
@@ -275,6 +135,11 @@ def _pk(table: Table, row: str = "t") -> str:
     return ", ".join(f'{row}."{c}"' for c in table.primary_key)
 
 
+def _json_array(docs: Iterable[str]) -> str:
+    """Rows as JSON documents (to_jsonb's text) joined into one array, for jsonb_populate_recordset."""
+    return "[" + ",".join(docs) + "]"
+
+
 def _upsert(table: Table) -> str:
     columns = ", ".join(f'"{c}"' for c in table.columns)
     select = ", ".join(
@@ -299,7 +164,7 @@ async def mover_transaction_setting(conn: Connection) -> None:
 async def _write(target: Connection, table: Table, docs: Sequence[str]) -> None:
     async with target.transaction():
         await mover_transaction_setting(target)
-        await target.execute(_upsert(table), "[" + ",".join(docs) + "]")
+        await target.execute(_upsert(table), _json_array(docs))
 
 
 async def copy_partitions(source: Connection, target: Connection, table: Table) -> None:
@@ -390,8 +255,8 @@ async def catch_up(
     for table in tables:
         if table.name not in keys:
             continue
-        wanted = "[" + ",".join(dict.fromkeys(keys[table.name])) + "]"
-        k = ", ".join(f'k."{c}"' for c in table.primary_key)
+        wanted = _json_array(dict.fromkeys(keys[table.name]))
+        k = _pk(table, "k")
         order = ", ".join(f't."{c}"' for c in table.order)
         present = await source.fetch(
             f"SELECT to_jsonb(t)::text AS doc FROM {table.qualified} t WHERE ({_pk(table)}) IN "
@@ -412,13 +277,13 @@ async def catch_up(
         if missing:
             gone.append((table, [r["doc"] for r in missing]))
     for table, docs in reversed(gone):
-        k = ", ".join(f'k."{c}"' for c in table.primary_key)
+        k = _pk(table, "k")
         async with target.transaction():
             await mover_transaction_setting(target)
             await target.execute(
                 f"DELETE FROM {table.qualified} t WHERE ({_pk(table)}) IN (SELECT {k} FROM "
                 f"jsonb_populate_recordset(NULL::{table.qualified}, $1::text::jsonb) k)",
-                "[" + ",".join(docs) + "]",
+                _json_array(docs),
             )
     return changes[-1]["id"], len(changes)
 
@@ -468,15 +333,3 @@ async def count_rows(conn: Connection, tables: Sequence[Table], slots: SlotRange
             )
         )
     return counts
-
-
-def parse_slots(text: str) -> SlotRange:
-    """ "0-511" or "7" as an inclusive range; ValueError names what is wrong."""
-    first, _, last = text.strip().partition("-")
-    try:
-        lo, hi = int(first), int(last or first)
-    except ValueError:
-        raise ValueError('slots must be a slot or a range of slots, e.g. "0-511"') from None
-    if not 0 <= lo <= hi < SLOT_COUNT:
-        raise ValueError(f"slots must lie within 0-{SLOT_COUNT - 1}, the first not after the last")
-    return SlotRange(lo, hi)

@@ -22,9 +22,10 @@ import asyncpg
 from opentelemetry import trace
 
 from libs.common import addresses, cache, context, ids, telemetry
+from libs.common.commandlog import Commands
 from libs.common.db import Connection
 from libs.common.errors import FailedPrecondition, NotFound
-from libs.common.eventstore import Commands, ConcurrencyError, Repository, utcnow
+from libs.common.eventstore import ConcurrencyError, Repository, utcnow
 from libs.common.service import PerRuntime, Runtime
 from services.invoice import payment_uris, projections, refunds, repository, views
 from services.invoice.domain import Invoice

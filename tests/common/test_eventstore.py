@@ -17,11 +17,11 @@ from checkout.merchant.v1 import events_pb2
 from nats.aio.client import Client as NatsClient
 
 from libs.common import context, ids
+from libs.common.commandlog import Commands
 from libs.common.config import Config
 from libs.common.db import Connection, ShardPools, migrate_shard, migrations_for
 from libs.common.errors import Conflict
 from libs.common.eventstore import (
-    Commands,
     ConcurrencyError,
     EventStore,
     InlineWrite,

@@ -1,6 +1,7 @@
 """libs/common is what every service shares: it imports no service (a service's vocabulary
 belongs in that service). Nothing the image ships imports tools/ (dev-only code, not shipped). A
-service's application.py speaks plain values: no generated protobuf module in it."""
+service's application.py speaks plain values: no generated protobuf module in it. No hand-written
+module is over 450 lines: past that it holds more than one concept."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 # What the Dockerfile copies into the image (and pyproject.toml packages), besides protos/.
 SHIPPED = ("libs", "services", "checkout_admin", "clients")
+# Every directory of hand-written Python (protos/ holds the generated code).
+HAND_WRITTEN = (*SHIPPED, "tools", "tests")
+MODULE_LINES_MAX = 450
 
 
 def imported_modules(path: Path) -> Iterator[str]:
@@ -81,3 +85,26 @@ def test_the_protobuf_check_sees_each_way_of_importing_generated_code(tmp_path: 
         "checkout.invoice.v1.invoice_pb2",
         "checkout.customer.v1.customer_pb2",
     ]
+
+
+def long_modules(root: Path, directories: tuple[str, ...], most: int) -> list[str]:
+    """`path: n lines` for each hand-written module over `most` lines (generated *_pb2* skipped)."""
+    return [
+        f"{path.relative_to(root)}: {lines} lines"
+        for directory in directories
+        for path in sorted((root / directory).rglob("*.py"))
+        if "_pb2" not in path.name and (lines := len(path.read_text().splitlines())) > most
+    ]
+
+
+def test_no_hand_written_module_is_over_450_lines() -> None:
+    assert long_modules(ROOT, HAND_WRITTEN, MODULE_LINES_MAX) == []
+
+
+def test_the_length_check_counts_lines_and_passes_over_generated_code(tmp_path: Path) -> None:
+    (tmp_path / "pkg" / "sub").mkdir(parents=True)
+    (tmp_path / "pkg" / "sub" / "long.py").write_text("x = 1\n" * 4)
+    (tmp_path / "pkg" / "short.py").write_text("x = 1\n" * 3)
+    (tmp_path / "pkg" / "long_pb2.py").write_text("x = 1\n" * 4)
+    (tmp_path / "pkg" / "long_pb2_grpc.py").write_text("x = 1\n" * 4)
+    assert long_modules(tmp_path, ("pkg",), 3) == ["pkg/sub/long.py: 4 lines"]

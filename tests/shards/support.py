@@ -15,10 +15,10 @@ from typing import Any
 import asyncpg
 import httpx
 
-from libs.common import ids, slotmove
+from libs.common import ids, slotmove, slotmove_catalog
 from libs.common.config import SERVICES, Config
 from libs.common.shardmap import slot_for_email
-from libs.common.slotmove import SlotRange
+from libs.common.slotmove_catalog import SlotRange
 from tests.common.support import poll
 from tests.platform import Platform
 
@@ -135,7 +135,9 @@ async def rows_in(dsn: str, slots: SlotRange) -> dict[str, int]:
     try:
         counts: dict[str, int] = {}
         for schema in SERVICES:
-            counts.update(await slotmove.count_rows(conn, await slotmove.describe(conn, schema), slots))
+            counts.update(
+                await slotmove.count_rows(conn, await slotmove_catalog.describe(conn, schema), slots)
+            )
         return {table: n for table, n in counts.items() if n}
     finally:
         await conn.close()

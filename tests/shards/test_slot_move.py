@@ -9,10 +9,11 @@ import asyncpg
 import pytest
 from nats.aio.client import Client as NatsClient
 
-from libs.common import slotmover
+from libs.common import slotmove_control
 from libs.common.config import Config
 from libs.common.shardstore import load
-from libs.common.slotmove import COPIED_XID, SlotRange
+from libs.common.slotmove import COPIED_XID
+from libs.common.slotmove_catalog import SlotRange
 from libs.common.slotmover import SlotMover
 from tests.conftest import make_config
 from tests.platform import platform
@@ -42,7 +43,7 @@ async def test_a_move_under_writes_switches_the_map_and_loses_nothing(
             for _ in range(3):
                 assert (await create_invoice(p.http, shop)).status_code == 201
         async with control_store(config) as control:
-            move = await slotmover.create_move(control, MOVING, to_shard=1)
+            move = await slotmove_control.create_move(control, MOVING, to_shard=1)
             assert (move.from_shard, move.phase) == (0, "copying")
             async with Writer(p.http, moving) as writer:
                 await writer.writes_on()

@@ -10,7 +10,7 @@ import asyncpg
 from libs.common import ids
 from libs.common.config import SERVICES, Config
 from libs.common.schema import upgrade_shard
-from libs.common.slotmove import CATALOG, SHARD_LOCAL, describe
+from libs.common.slotmove_catalog import CATALOG, SHARD_LOCAL, describe
 
 SERVICES_DIR = Path(__file__).resolve().parents[2] / "services"
 
@@ -30,7 +30,7 @@ async def test_every_table_is_moved_with_its_slots_or_is_the_shards_own(config: 
             )
             moved = {name for name, _ in CATALOG[service]}
             unclassified = {r["relname"] for r in tables} - moved - SHARD_LOCAL
-            assert unclassified == set(), f"{service}: add these to slotmove.CATALOG or SHARD_LOCAL"
+            assert unclassified == set(), f"{service}: add these to slotmove_catalog.CATALOG or SHARD_LOCAL"
             described = await describe(conn, service)  # every catalog table exists, with a key
             assert all(t.primary_key for t in described)
             partitioned.update(f"{t.schema}.{t.name}" for t in described if t.partitioned)

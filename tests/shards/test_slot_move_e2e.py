@@ -22,7 +22,7 @@ import pytest
 
 from libs.common.config import Config, with_database
 from libs.common.shardmap import slot_for_email
-from libs.common.slotmove import SlotRange
+from libs.common.slotmove_catalog import SlotRange
 from tests.common.support import ethereum_account_xpub, poll, poll_for
 from tests.conftest import running_stack
 from tests.merchant.webhook_support import Receiver, receiver

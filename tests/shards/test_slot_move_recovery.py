@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client as NatsClient
 
-from libs.common import slotmover
+from libs.common import slotmove_control
 from libs.common.config import Config
 from libs.common.shardstore import load
-from libs.common.slotmove import SlotRange
+from libs.common.slotmove_catalog import SlotRange
 from libs.common.slotmover import SlotMover
 from tests.conftest import make_config
 from tests.platform import platform
@@ -86,10 +86,10 @@ async def test_a_mover_killed_at_any_phase_is_resumed_to_the_same_result(
 ) -> None:
     async with platform(config) as p, control_store(config) as control:
         moving = await shops_with_invoices(p, MOVING, 2, invoices=4)
-        move = await slotmover.create_move(control, MOVING, to_shard=1)
+        move = await slotmove_control.create_move(control, MOVING, to_shard=1)
         async with Writer(p.http, moving) as writer:
             await killed_mover(config, crash_at, tmp_path)
-            died = await slotmover.get_move(control, move.id)
+            died = await slotmove_control.get_move(control, move.id)
             assert died is not None and died.phase == crash_at.split(":")[0]
             done = await SlotMover(config, nats_client.jetstream()).run_once()
             await writer.writes_on()
@@ -105,17 +105,17 @@ async def test_an_abort_mid_copy_leaves_the_source_authoritative(
 ) -> None:
     async with platform(config) as p, control_store(config) as control:
         moving = await shops_with_invoices(p, MOVING, 2, invoices=4)
-        move = await slotmover.create_move(control, MOVING, to_shard=1)
+        move = await slotmove_control.create_move(control, MOVING, to_shard=1)
         async with Writer(p.http, moving) as writer:
             await killed_mover(config, "copying:3", tmp_path)
             assert (await rows_in(config.shard_dsn(1), MOVING)) != {}  # a part was copied
-            asked = await slotmover.request(control, move.id, "abort")
+            asked = await slotmove_control.request(control, move.id, "abort")
             assert asked is not None and asked.abort_requested
             aborted = await SlotMover(config, nats_client.jetstream()).run_once()
             await writer.writes_on()
         shard_map, _ = await load(control)
-        with pytest.raises(slotmover.MoveConflict):
-            await slotmover.request(control, move.id, "resume")
+        with pytest.raises(slotmove_control.MoveConflict):
+            await slotmove_control.request(control, move.id, "resume")
         assert aborted is not None and aborted.phase == "aborted", aborted
         assert writer.failures == []
         assert shard_map.version == 1

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 from starlette.requests import Request
 
-from libs.common import slotmove, slotmover
+from libs.common import slotmove_catalog, slotmove_control
 from services.gateway.errors import ApiError
 from services.gateway.operations import Args, Operation, Reply, Rule
 from services.gateway.schemas.slot_moves import SlotMoveList, SlotMoveRequest, SlotMoveView
@@ -54,27 +54,27 @@ async def _control(request: Request) -> AsyncIterator[asyncpg.Connection]:
 
 async def create_slot_move(args: Args[SlotMoveRequest, None]) -> Reply:
     try:
-        slots = slotmove.parse_slots(args.body.slots)
+        slots = slotmove_catalog.parse_slots(args.body.slots)
     except ValueError as error:
         raise ApiError.invalid("slots", str(error)) from None
     async with _control(args.request) as conn:
         try:
-            move = await slotmover.create_move(conn, slots, args.body.to_shard)
-        except slotmover.MoveError as error:
+            move = await slotmove_control.create_move(conn, slots, args.body.to_shard)
+        except slotmove_control.MoveError as error:
             raise ApiError.invalid(error.field, str(error)) from None
-        except slotmover.MoveConflict as error:
+        except slotmove_control.MoveConflict as error:
             raise ApiError("conflict", str(error)) from None
     return Reply(SlotMoveView.of(move), status=201)
 
 
 async def list_slot_moves(args: Args[None, None]) -> SlotMoveList:
     async with _control(args.request) as conn:
-        return SlotMoveList(data=[SlotMoveView.of(m) for m in await slotmover.list_moves(conn)])
+        return SlotMoveList(data=[SlotMoveView.of(m) for m in await slotmove_control.list_moves(conn)])
 
 
 async def get_slot_move(args: Args[None, None]) -> SlotMoveView:
     async with _control(args.request) as conn:
-        move = await slotmover.get_move(conn, args.ids["id"])
+        move = await slotmove_control.get_move(conn, args.ids["id"])
     if move is None:
         raise ApiError.not_found("slot move")
     return SlotMoveView.of(move)
@@ -83,8 +83,8 @@ async def get_slot_move(args: Args[None, None]) -> SlotMoveView:
 async def _act(args: Args[None, None], action: str) -> SlotMoveView:
     async with _control(args.request) as conn:
         try:
-            move = await slotmover.request(conn, args.ids["id"], action)
-        except slotmover.MoveConflict as error:
+            move = await slotmove_control.request(conn, args.ids["id"], action)
+        except slotmove_control.MoveConflict as error:
             raise ApiError("failed_precondition", str(error)) from None
     if move is None:
         raise ApiError.not_found("slot move")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from libs.common.slotmover import SlotMove
+from libs.common.slotmove_control import SlotMove
 from services.gateway.schemas.base import RequestModel, ResponseModel
 from services.gateway.schemas.types import WHOLE
 

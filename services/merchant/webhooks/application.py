@@ -11,9 +11,10 @@ from typing import Any
 import asyncpg
 
 from libs.common import context, ids
+from libs.common.commandlog import Commands
 from libs.common.db import Connection
 from libs.common.errors import FailedPrecondition, InvalidArgument, NotFound
-from libs.common.eventstore import Commands, Repository, StoredEvent, utcnow
+from libs.common.eventstore import Repository, StoredEvent, utcnow
 from libs.common.limits import PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX
 from libs.common.service import Runtime
 from libs.common.views import Page
