@@ -10,9 +10,8 @@ import grpc
 from checkout.merchant.v1 import merchant_pb2 as pb
 from checkout.merchant.v1 import merchant_pb2_grpc
 
-from libs.common.service import Runtime
 from services.merchant.application import MerchantApp
-from services.merchant.feed.application import Feed, feed_of
+from services.merchant.feed.application import Feed
 from services.merchant.webhooks.application import WebhookApp
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -144,7 +143,9 @@ class MerchantServicer(merchant_pb2_grpc.MerchantServiceServicer):
         return await self.feed.list_events(request)
 
 
-def register(server: grpc.aio.Server, runtime: Runtime) -> Sequence[str]:
-    servicer = MerchantServicer(MerchantApp(runtime), WebhookApp(runtime), feed_of(runtime))
+def register(
+    server: grpc.aio.Server, merchants: MerchantApp, webhooks: WebhookApp, feed: Feed
+) -> Sequence[str]:
+    servicer = MerchantServicer(merchants, webhooks, feed)
     merchant_pb2_grpc.add_MerchantServiceServicer_to_server(servicer, server)
     return [pb.DESCRIPTOR.services_by_name["MerchantService"].full_name]

@@ -18,7 +18,7 @@ from libs.common.protoconv import timestamp
 from libs.common.service import Runtime
 from services.merchant import repository as merchants
 from services.merchant.webhooks import projections, repository, ssrf
-from services.merchant.webhooks.delivery import Dispatcher, dispatcher_of
+from services.merchant.webhooks.delivery import Dispatcher
 from services.merchant.webhooks.domain import NotificationTemplate, WebhookEndpoint
 
 DELIVERY_STATUSES = ("pending", "succeeded", "failed")
@@ -133,9 +133,9 @@ def _choice(value: str, field: str, choices: tuple[str, ...]) -> str | None:
 
 
 class WebhookApp:
-    def __init__(self, runtime: Runtime, dispatcher: Dispatcher | None = None) -> None:
+    def __init__(self, runtime: Runtime, dispatcher: Dispatcher) -> None:
         self.rt = runtime
-        self.dispatcher = dispatcher or dispatcher_of(runtime)
+        self.dispatcher = dispatcher
         self.vault = self.dispatcher.vault  # seals new secrets; only the worker opens them
         every = runtime.config.snapshot_every
         self.endpoints = Repository(runtime.store, WebhookEndpoint, every)
