@@ -9,12 +9,13 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from libs.common.composition import ServiceSpec
 from libs.common.config import SERVICES, Config
 from libs.common.consumer import Projection, RebuildReport, rebuild
 from libs.common.db import Connection, ShardPools
 from libs.common.eventstore import EventStore
 from libs.common.messaging import Envelope
-from libs.common.service import Runtime, ServiceSpec
+from libs.common.service import Runtime
 from libs.common.shardstore import registered_shards
 
 READ_BATCH = 1000
@@ -45,7 +46,7 @@ def rebuildable(config: Config, service: str) -> dict[str, Plan]:
     each with the one event store its events come from."""
     spec = spec_of(service)
     plans = {}
-    for projection in spec.projections(Runtime(spec, config)):
+    for projection in Runtime(spec, config).build().projections:
         reset_sql = getattr(projection, "reset_sql", None)
         sources = {t.partition(".")[0] for t in projection.event_types}
         if reset_sql and len(sources) == 1 and (source := sources.pop()) in SERVICES:

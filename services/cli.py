@@ -6,9 +6,9 @@ from __future__ import annotations
 import importlib
 import sys
 
+from libs.common.composition import ServiceSpec
 from libs.common.config import SERVICES
-from libs.common.service import ServiceSpec
-from libs.common.service import main as run
+from libs.common.process import main as run
 
 
 def main(argv: list[str] | None = None) -> None:

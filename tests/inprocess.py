@@ -27,11 +27,12 @@ import pytest
 from google.protobuf import descriptor_pool
 from google.protobuf.message import Message
 
+from libs.common.composition import ServiceSpec
 from libs.common.config import Config
 from libs.common.errors import FieldViolation
 from libs.common.grpc_errors import from_rpc_error
 from libs.common.grpc_server import ContextInterceptor, Handler, Trailers
-from libs.common.service import Runtime, ServiceSpec
+from libs.common.service import Runtime
 from tools.devservers import LOOPBACK, free_port
 
 
@@ -168,10 +169,12 @@ class _Registrations:
 
 
 def servicers(spec: ServiceSpec, runtime: Runtime) -> InProcess:
-    """The servicers `spec` registers (its application objects built as in production), behind
-    the interceptor with the runtime's trailers (a write's consistency token), as its server has."""
+    """The servicers `spec` registers (the runtime's own composition: `spec.build`, as in
+    production), behind the interceptor with the runtime's trailers (a write's consistency
+    token), as its server has. Closed with the runtime."""
+    assert runtime.spec is spec
     registered = _Registrations()
-    spec.register(registered, runtime)  # type: ignore[arg-type]  # only these two methods are used
+    runtime.build().register(registered)  # type: ignore[arg-type]  # only these two methods are used
     return InProcess(registered.handlers, runtime._trailers)
 
 

@@ -12,8 +12,9 @@ from typing import Any
 import grpc
 import httpx
 
+from libs.common.composition import ServiceSpec
 from libs.common.config import SERVICES, Config, Endpoint
-from libs.common.service import Runtime, ServiceSpec
+from libs.common.service import Runtime
 from services.analytics.service import SPEC as ANALYTICS
 from services.customer.service import SPEC as CUSTOMER
 from services.gateway.app import create_app

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 import grpc
 
+from libs.common.composition import Built, ServiceSpec
 from libs.common.config import Config
-from libs.common.service import Runtime, ServiceSpec
+from libs.common.consumer import Projection
+from libs.common.service import Runtime
 
 
 @asynccontextmanager
@@ -23,3 +25,15 @@ async def running(spec: ServiceSpec, config: Config) -> AsyncIterator[tuple[Runt
     finally:
         await channel.close(grace=None)
         await runtime.stop()
+
+
+def with_projections(
+    spec: ServiceSpec, change: Callable[[Sequence[Projection]], Sequence[Projection]]
+) -> ServiceSpec:
+    """`spec` built as usual, except for the projections it consumes: `change` of its own."""
+
+    def build(runtime: Runtime) -> Built:
+        built = spec.build(runtime)
+        return dataclasses.replace(built, projections=change(built.projections))
+
+    return dataclasses.replace(spec, build=build)

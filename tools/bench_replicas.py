@@ -30,9 +30,8 @@ from libs.common.eventstore import utcnow
 from libs.common.replica_config import ANALYTICS, CUSTOMER, READ, ROLES
 from libs.common.service import Runtime
 from services.invoice import repository
-from services.invoice.application import app_of
 from services.invoice.grpc_api import fingerprint, new_invoice
-from services.invoice.service import SPEC
+from services.invoice.service import SPEC, InvoiceBuilt
 from tools.devservers import DevServers
 from tools.devstack import DEMO_ETHEREUM_XPUB
 
@@ -68,7 +67,7 @@ async def _bench(config: Config, lookups: int, seconds: float) -> dict[str, Any]
             await repository.upsert_merchant_profile(
                 conn, merchant_id, wallets={"ethereum": DEMO_ETHEREUM_XPUB}, settings={}, at=utcnow()
             )
-        app = app_of(replica_rt)
+        app = InvoiceBuilt.of(replica_rt).app
 
         async def create() -> str:
             request = pb.CreateInvoiceRequest(

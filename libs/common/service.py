@@ -9,6 +9,9 @@ environment: a shard an operator registers while the service runs is migrated, g
 its per-shard loops (relay, consumers, the service's own) and is served, without a restart of
 this process, when the process serves every shard (no CHECKOUT_SERVED_SHARDS).
 
+What the service itself runs comes from one call of its spec's `build` (libs/common/composition.py),
+the composition root: its servicers, projections, after-commit hook, loops and close hooks.
+
 Every long-lived loop runs under the runtime's Supervisor (libs/common/supervise.py): a loop that
 fails is restarted with backoff, and one down past CHECKOUT_LOOP_GRACE_SECONDS makes the
 service NOT_SERVING.
@@ -16,36 +19,29 @@ service NOT_SERVING.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import datetime as dt
 import logging
-import signal
-import sys
 import uuid
-import weakref
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import TypeVar
 
 import asyncpg
-import grpc
 import nats
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
-from libs.common import consistency, gctune, ids, logs, telemetry
+from libs.common import consistency, ids
 from libs.common.archive import archive_partitions
 from libs.common.cache import Cache
+from libs.common.composition import Built, ServiceSpec
 from libs.common.config import Config
-from libs.common.consumer import AfterCommit, Projection, ProjectionConsumer
+from libs.common.consumer import ProjectionConsumer
 from libs.common.db import Connection, ShardPools
 from libs.common.errors import InvalidArgument, Unavailable
 from libs.common.eventstore import EventStore
 from libs.common.grpc_server import GrpcServer
-from libs.common.lifeline import exit_with_parent
 from libs.common.messaging import ensure_stream
 from libs.common.monitor import Monitor
 from libs.common.ops import register_ops
@@ -56,49 +52,12 @@ from libs.common.replicas import Replicas
 from libs.common.schema import migrate, upgrade_shard
 from libs.common.shardmap import ShardMap
 from libs.common.shardstore import ShardDirectory, redact_dsn
-from libs.common.supervise import Backoff, Loop, LoopFactory, Supervisor
+from libs.common.supervise import Backoff, LoopFactory, Supervisor
 
 log = logging.getLogger("checkout.service")
 T = TypeVar("T")
 
 EVENTS_TABLE = PartitionedTable("events", "month")
-
-
-class PerRuntime(Generic[T]):
-    """One object of a kind per runtime, made from it on first use and shared by whatever asks
-    for it afterwards (the servicer, a projection's hook, the background loops, the shutdown);
-    held weakly, so it goes with its runtime (tests run several in one process)."""
-
-    def __init__(self, make: Callable[[Runtime], T]) -> None:
-        self._make = make
-        self._made: weakref.WeakKeyDictionary[Runtime, T] = weakref.WeakKeyDictionary()
-
-    def __call__(self, runtime: Runtime) -> T:
-        found = self._made.get(runtime)
-        if found is None:
-            found = self._made[runtime] = self._make(runtime)
-        return found
-
-
-@dataclass
-class ServiceSpec:
-    name: str  # also the Postgres schema and the NATS durable prefix
-    service_dir: Path
-    # Adds the servicers to the server; returns their full names for health and reflection.
-    register: Callable[[grpc.aio.Server, Runtime], Sequence[str]]
-    projections: Callable[[Runtime], Sequence[Projection]] = lambda runtime: ()
-    after_commit: Callable[[Runtime], AfterCommit | None] = lambda runtime: None
-    partitioned: Sequence[PartitionedTable] = ()
-    # Partitioned tables whose old partitions move to the archive schema (CHECKOUT_ARCHIVE_*).
-    archived: Sequence[PartitionedTable] = ()
-    # Whether its reads go to replicas (CHECKOUT_SHARD_REPLICAS); one that reads only the primary
-    # (the merchant service: a revoked key must stop at once) does not probe them either.
-    replica_reads: bool = True
-    # The service's own long-lived loops (watchers, jobs, workers), each run supervised.
-    background: Callable[[Runtime], Sequence[Loop]] = lambda runtime: ()
-    # Its loops of one shard (senders, retention), started with the shard, also one added later.
-    shard_background: Callable[[Runtime, int], Sequence[Loop]] = lambda runtime, shard: ()
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Runtime:
@@ -119,14 +78,39 @@ class Runtime:
         self.relays: dict[int, Relay] = {}
         self.consumers: list[ProjectionConsumer] = []
         self._registry_changed = asyncio.Event()
-        self._projections: Sequence[Projection] = ()
-        self._after_commit: AfterCommit | None = None
+        self._built: Built | None = None
+        self._closed = False
         self.monitor = Monitor(self)
         self.supervisor = Supervisor(
             spec.name,
             grace_seconds=config.loop_grace_seconds,
             backoff=Backoff(cap=config.loop_backoff_max_seconds),
         )
+
+    # -- the composition -----------------------------------------------------------------------
+    def build(self) -> Built:
+        """The service's objects, made by its spec's `build` on the first call (by `start`, or by
+        a test calling the servicers of a runtime that is only migrated) and kept."""
+        if self._built is None:
+            self._built = self.spec.build(self)
+        return self._built
+
+    @property
+    def built(self) -> Built:
+        if self._built is None:
+            raise RuntimeError(f"the {self.spec.name} runtime has not built its service yet")
+        return self._built
+
+    async def _close_built(self) -> None:
+        """The close hooks, newest first, once: a failing one is logged and the rest still run."""
+        if self._built is None or self._closed:
+            return
+        self._closed = True
+        for close in reversed(self._built.close):
+            try:
+                await close()
+            except Exception:
+                log.exception("%s: closing %r failed", self.spec.name, close)
 
     # -- the shards --------------------------------------------------------------------------
     @property
@@ -288,14 +272,13 @@ class Runtime:
         )
         self.js = self.nc.jetstream()
         await ensure_stream(self.js, self.config.stream_name, self.config.subject_prefix)
-        self._projections = self.spec.projections(self)
-        self._after_commit = self.spec.after_commit(self)
+        built = self.build()
         for shard in self.shards:
             self._start_shard(shard)
         self._spawn(self._partition_upkeep, "partition-upkeep")
         self._spawn(self.pools.recycle, "pool-recycler")
         self._spawn(self.monitor.run, "monitor")
-        for loop in self.spec.background(self):
+        for loop in built.background:
             self._spawn(loop.factory, loop.name)
         self.directory.subscribe(self._directory_changed)
         self._spawn(self.directory.run, "shard-directory")
@@ -309,7 +292,7 @@ class Runtime:
         )
         self.server.service_names = [
             *register_ops(self.server.server, self),
-            *self.spec.register(self.server.server, self),
+            *built.register(self.server.server),
         ]
         await self.server.start(self.config.health_interval_seconds)
 
@@ -329,7 +312,8 @@ class Runtime:
         self.relays[shard] = relay
         self._spawn(relay.run, f"relay-s{shard}")
         slots = self.shard_map.slots_of(shard)
-        for projection in self._projections:
+        built = self.built
+        for projection in built.projections:
             consumer = ProjectionConsumer(
                 pool,
                 self.js,
@@ -338,7 +322,7 @@ class Runtime:
                 shard=shard,
                 stream=self.config.stream_name,
                 subject_prefix=self.config.subject_prefix,
-                after_commit=self._after_commit,
+                after_commit=built.after_commit,
                 max_attempts=self.config.consumer_max_attempts,
                 retry_seconds=self.config.consumer_retry_seconds,
                 ack_wait_seconds=self.config.consumer_ack_wait_seconds,
@@ -347,7 +331,7 @@ class Runtime:
             )
             self.consumers.append(consumer)
             self._spawn(consumer.run, consumer.durable)
-        for loop in self.spec.shard_background(self, shard):
+        for loop in built.shard_loops(shard):
             self._spawn(loop.factory, loop.name)
 
     async def _directory_changed(self, _: ShardMap) -> None:
@@ -421,6 +405,7 @@ class Runtime:
         if self.server:
             await self.server.stop()
         await self.supervisor.stop()
+        await self._close_built()  # what the loops used is released only once they are gone
         self.monitor.close()
         if self.nc and not self.nc.is_closed:
             with contextlib.suppress(Exception):
@@ -429,46 +414,3 @@ class Runtime:
         await self.replicas.close()
         await self.pools.close()
         await self.directory.close()
-
-
-def main(spec: ServiceSpec, argv: Sequence[str] | None = None, prog: str | None = None) -> None:
-    """`python -m services.<name> [serve|migrate]` (and `checkout-service <name> ...`)."""
-    parser = argparse.ArgumentParser(prog=prog or f"python -m services.{spec.name}")
-    parser.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate"])
-    args = parser.parse_args(argv)
-    config = Config.from_env()
-    exit_with_parent()
-    logs.setup(spec.name, config.log_format, config.log_level)
-    telemetry.setup(spec.name)
-    if config.metrics_listen and args.command == "serve":
-        telemetry.serve_metrics(config.metrics_listen)
-    runtime = Runtime(spec, config)
-    if args.command == "migrate":
-
-        async def run_migrations() -> None:
-            await runtime.migrate()
-            await runtime.pools.close()
-            await runtime.directory.close()
-
-        asyncio.run(run_migrations())
-        return
-    sys.exit(asyncio.run(_serve(runtime)))
-
-
-async def _serve(runtime: Runtime) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await runtime.start()
-    except Exception:
-        log.exception("%s failed to start", runtime.spec.name)
-        await runtime.stop()
-        return 1
-    log.info("%s serving shards %s", runtime.spec.name, runtime.shards)
-    gctune.tune()
-    await stop.wait()
-    log.info("%s shutting down", runtime.spec.name)
-    await runtime.stop()
-    return 0

@@ -1,6 +1,6 @@
 """`python -m services.analytics [serve|migrate]`: configuration from the environment."""
 
-from libs.common.service import main
+from libs.common.process import main
 from services.analytics.service import SPEC
 
 if __name__ == "__main__":

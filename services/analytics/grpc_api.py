@@ -10,7 +10,6 @@ import grpc
 from checkout.analytics.v1 import analytics_pb2 as pb
 from checkout.analytics.v1 import analytics_pb2_grpc
 
-from libs.common.service import Runtime
 from libs.common.views import to_message
 from services.analytics.application import AnalyticsApp
 
@@ -51,8 +50,6 @@ class AnalyticsServicer(analytics_pb2_grpc.AnalyticsServiceServicer):
         return to_message(metrics, pb.PlatformMetrics)
 
 
-def register(server: grpc.aio.Server, runtime: Runtime) -> Sequence[str]:
-    analytics_pb2_grpc.add_AnalyticsServiceServicer_to_server(
-        AnalyticsServicer(AnalyticsApp(runtime)), server
-    )
+def register(server: grpc.aio.Server, app: AnalyticsApp) -> Sequence[str]:
+    analytics_pb2_grpc.add_AnalyticsServiceServicer_to_server(AnalyticsServicer(app), server)
     return [pb.DESCRIPTOR.services_by_name["AnalyticsService"].full_name]

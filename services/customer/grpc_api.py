@@ -10,7 +10,6 @@ import grpc
 from checkout.customer.v1 import customer_pb2 as pb
 from checkout.customer.v1 import customer_pb2_grpc
 
-from libs.common.service import Runtime
 from libs.common.views import to_message
 from services.customer.application import CustomerApp
 from services.customer.requests import CustomerQuery, PaymentQuery
@@ -50,6 +49,6 @@ class CustomerServicer(customer_pb2_grpc.CustomerServiceServicer):
         )
 
 
-def register(server: grpc.aio.Server, runtime: Runtime) -> Sequence[str]:
-    customer_pb2_grpc.add_CustomerServiceServicer_to_server(CustomerServicer(CustomerApp(runtime)), server)
+def register(server: grpc.aio.Server, app: CustomerApp) -> Sequence[str]:
+    customer_pb2_grpc.add_CustomerServiceServicer_to_server(CustomerServicer(app), server)
     return [pb.DESCRIPTOR.services_by_name["CustomerService"].full_name]

@@ -26,7 +26,7 @@ from libs.common.commandlog import Commands
 from libs.common.db import Connection
 from libs.common.errors import FailedPrecondition, NotFound
 from libs.common.eventstore import ConcurrencyError, Repository, utcnow
-from libs.common.service import PerRuntime, Runtime
+from libs.common.service import Runtime
 from services.invoice import payment_uris, projections, refunds, repository, views
 from services.invoice.domain import Invoice
 from services.invoice.inputs import LockedRate, PaymentTarget
@@ -414,7 +414,3 @@ def _without_token(answer: views.Refund) -> bytes:
     # Only the hash of a claim token is ever kept, so a replayed create answers without the
     # token: the link was shown once, to the first response (like an API key's plaintext).
     return REFUND_REPLY.encode(replace(answer, claim_token=""))
-
-
-# The one application of a runtime, shared by its servicer and its shutdown hook.
-app_of = PerRuntime(InvoiceApp)

@@ -22,10 +22,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from libs.common.protoconv import plain
 from libs.common.replicas import ReplicaStatus
-from libs.common.service import Runtime
 from libs.common.views import to_message
 from services.invoice import views
-from services.invoice.application import InvoiceApp, app_of
+from services.invoice.application import InvoiceApp
 from services.invoice.messages import INVOICE_REPLY, REFUND_REPLY
 from services.invoice.requests import InvoiceQuery, NewInvoice, NewRefund
 
@@ -195,6 +194,6 @@ class InvoiceServicer(invoice_pb2_grpc.InvoiceServiceServicer):
         return to_message(await self.app.claim_refund(request.claim_token, request.address), pb.Refund)
 
 
-def register(server: grpc.aio.Server, runtime: Runtime) -> Sequence[str]:
-    invoice_pb2_grpc.add_InvoiceServiceServicer_to_server(InvoiceServicer(app_of(runtime)), server)
+def register(server: grpc.aio.Server, app: InvoiceApp) -> Sequence[str]:
+    invoice_pb2_grpc.add_InvoiceServiceServicer_to_server(InvoiceServicer(app), server)
     return [pb.DESCRIPTOR.services_by_name["InvoiceService"].full_name]

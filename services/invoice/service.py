@@ -1,38 +1,42 @@
-"""The invoice service's wiring: schema, servicers, the merchant projection it consumes, and the
-audit table's monthly partitions."""
+"""The invoice service's composition root: schema, the audit table's monthly partitions, and what
+`build` makes for a runtime. One `InvoiceApp` serves the gRPC calls and backs the expiry job and
+the chain watchers; its merchant-service channels and rate client close when the service stops."""
 
 from __future__ import annotations
 
-import asyncio
+from dataclasses import dataclass
 from pathlib import Path
 
-from libs.common.service import Runtime, ServiceSpec
-from libs.common.supervise import Loop
-from services.invoice.application import app_of
+from libs.common.composition import Built, ServiceSpec
+from libs.common.service import Runtime
+from services.invoice.application import InvoiceApp
 from services.invoice.grpc_api import register
 from services.invoice.history import AUDIT
 from services.invoice.jobs import background
 from services.invoice.projections import MerchantProfiles
 
 
-async def _close_on_stop(runtime: Runtime) -> None:
-    # Runtime.stop cancels background tasks: that is when the merchant-service channels close.
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await app_of(runtime).close()
+@dataclass(frozen=True, kw_only=True)
+class InvoiceBuilt(Built):
+    app: InvoiceApp
+
+
+def build(runtime: Runtime) -> InvoiceBuilt:
+    app = InvoiceApp(runtime)
+    return InvoiceBuilt(
+        register=lambda server: register(server, app),
+        projections=[MerchantProfiles()],
+        background=background(runtime, app),
+        close=[app.close],
+        app=app,
+    )
 
 
 SPEC = ServiceSpec(
     name="invoice",
     service_dir=Path(__file__).parent,
-    register=register,
-    projections=lambda runtime: [MerchantProfiles()],
+    build=build,
     partitioned=[AUDIT],
     # Events stay hot: libs/common/archive.py says why.
     archived=[AUDIT],
-    background=lambda runtime: [
-        Loop("merchant-channels", lambda: _close_on_stop(runtime)),
-        *background(runtime),
-    ],
 )

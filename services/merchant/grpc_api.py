@@ -18,10 +18,9 @@ from checkout.merchant.v1 import merchant_pb2_grpc
 from google.protobuf.message import Message
 
 from libs.common.protoconv import datetime_of, plain
-from libs.common.service import Runtime
 from libs.common.views import to_message
 from services.merchant.application import MerchantApp
-from services.merchant.feed.application import EventsQuery, Feed, feed_of
+from services.merchant.feed.application import EventsQuery, Feed
 from services.merchant.messages import CREATED_KEY_REPLY, ENDPOINT_REPLY, MERCHANT_REPLY, TEMPLATE_REPLY
 from services.merchant.requests import KeyUse, MerchantChange, NewApiKey, NewMerchant
 from services.merchant.webhooks import requests as asks
@@ -278,7 +277,9 @@ class MerchantServicer(merchant_pb2_grpc.MerchantServiceServicer):
         return to_message(await self.feed.list_events(query), pb.ListEventsResponse)
 
 
-def register(server: grpc.aio.Server, runtime: Runtime) -> Sequence[str]:
-    servicer = MerchantServicer(MerchantApp(runtime), WebhookApp(runtime), feed_of(runtime))
+def register(
+    server: grpc.aio.Server, merchants: MerchantApp, webhooks: WebhookApp, feed: Feed
+) -> Sequence[str]:
+    servicer = MerchantServicer(merchants, webhooks, feed)
     merchant_pb2_grpc.add_MerchantServiceServicer_to_server(servicer, server)
     return [pb.DESCRIPTOR.services_by_name["MerchantService"].full_name]

@@ -20,6 +20,7 @@ from libs.common.messaging import Envelope
 from tests.common.support import poll
 from tests.e2e.test_checkout_flow import bearer, invoice_body
 from tests.platform import SPECS, Platform, platform
+from tests.services import with_projections
 
 TABLE = "CREATE TABLE IF NOT EXISTS fragile_seen (event_id UUID PRIMARY KEY, title TEXT NOT NULL)"
 
@@ -50,9 +51,7 @@ async def running_platform(config: Config, fragile: Fragile) -> AsyncIterator[Pl
     customer = SPECS["customer"]
     specs = {
         **SPECS,
-        "customer": dataclasses.replace(
-            customer, projections=lambda runtime: [*customer.projections(runtime), fragile]
-        ),
+        "customer": with_projections(customer, lambda own: [*own, fragile]),
     }
     fast = dataclasses.replace(config, consumer_max_attempts=3, consumer_retry_seconds=0.1)
     async with platform(fast, specs) as started:

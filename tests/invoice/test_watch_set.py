@@ -9,7 +9,8 @@ from checkout.invoice.v1 import invoice_pb2 as pb
 
 from libs.common.config import Config
 from services.invoice import ledger as ledger_module
-from services.invoice.jobs import ledger_of
+from services.invoice.ledger import InvoiceLedger
+from services.invoice.service import InvoiceBuilt
 from tests.invoice.test_invoice_service import ETH_XPUB, invoice_request, new_merchant, platform
 
 
@@ -17,7 +18,7 @@ async def test_a_poll_adds_new_invoices_and_the_full_read_lets_go_of_closed_ones
     async with platform(config) as p:
         merchant = await new_merchant(p, "watch@shop.test", {"ethereum": ETH_XPUB})
         first = await p.invoices.CreateInvoice(invoice_request(merchant.id, title="First"))
-        ledger = ledger_of(p.runtime)
+        ledger = InvoiceLedger(p.runtime, InvoiceBuilt.of(p.runtime).app)
         assert set(await ledger.watched("ethereum")) == {first.payment_address.lower()}
 
         second = await p.invoices.CreateInvoice(invoice_request(merchant.id, title="Second"))
@@ -43,7 +44,7 @@ async def test_an_invoice_minted_before_the_last_poll_but_committed_after_it_is_
 ) -> None:
     async with platform(config) as p:
         merchant = await new_merchant(p, "late-commit@shop.test", {"ethereum": ETH_XPUB})
-        ledger = ledger_of(p.runtime)
+        ledger = InvoiceLedger(p.runtime, InvoiceBuilt.of(p.runtime).app)
         assert await ledger.watched("ethereum") == {}
         created = await p.invoices.CreateInvoice(invoice_request(merchant.id, title="Slow"))
         # Its id was minted a minute before the last poll (a slow rate lookup, a long commit).

@@ -17,8 +17,7 @@ from google.protobuf.message import Message
 from libs.common import events, ids
 from libs.common.config import Config
 from libs.common.messaging import Envelope
-from services.merchant.feed.application import feed_of
-from services.merchant.service import SPEC
+from services.merchant.service import SPEC, MerchantBuilt
 from services.merchant.webhooks.projections import InvoiceEvents
 from tests.common.eventsource import invoice_created
 from tests.merchant.test_webhook_delivery import create_endpoint
@@ -91,7 +90,7 @@ async def test_a_batch_applied_at_once_equals_its_events_applied_one_by_one(
         await create_endpoint(stub, merchant, hook.url(), events=["invoice.created", "invoice.paid"])
         await create_endpoint(stub, merchant, hook.url(), events=["invoice.paid"])
         quiet = ids.new_id(ids.slot_of(merchant))  # another merchant of the shard, no endpoints
-        projection = InvoiceEvents(feed_of(runtime))
+        projection = InvoiceEvents(MerchantBuilt.of(runtime).feed)
         now = dt.datetime.now(dt.UTC)
         batch = []
         for owner in (merchant, quiet, merchant):

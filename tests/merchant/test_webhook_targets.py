@@ -13,8 +13,7 @@ from checkout.merchant.v1 import merchant_pb2 as pb
 
 from libs.common.config import Config
 from libs.common.grpc_errors import from_rpc_error
-from services.merchant.service import SPEC
-from services.merchant.webhooks.delivery import dispatcher_of
+from services.merchant.service import SPEC, MerchantBuilt
 from tests.common.eventsource import EventSource, event_source, invoice_created
 from tests.common.support import poll
 from tests.merchant.webhook_support import Reply, new_merchant, receiver, stub_of
@@ -104,7 +103,7 @@ async def test_a_name_that_resolves_to_a_private_address_at_delivery_time_is_ref
         return answers[host]
 
     async with receiver() as hook, running(SPEC, loopback) as (runtime, channel):
-        dispatcher_of(runtime).resolver = resolve
+        MerchantBuilt.of(runtime).dispatcher.resolver = resolve
         stub = stub_of(channel)
         merchant = await new_merchant(stub, loopback)
         endpoint = await stub.CreateWebhookEndpoint(

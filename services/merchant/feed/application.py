@@ -26,7 +26,7 @@ from libs.common.events import WEBHOOK_EVENT_TYPES
 from libs.common.eventstore import utcnow
 from libs.common.limits import EVENTS_WAIT_MAX_SECONDS, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX
 from libs.common.messaging import Envelope
-from libs.common.service import PerRuntime, Runtime
+from libs.common.service import Runtime
 from libs.common.supervise import Loop, LoopFactory
 from services.merchant.feed import repository
 
@@ -167,7 +167,3 @@ async def prune(pool: asyncpg.Pool, cutoff: dt.datetime) -> int:
         deleted += done
         if done < RETENTION_BATCH:
             return deleted
-
-
-# The one feed of a runtime, shared by the servicer, the projection and the upkeep loop.
-feed_of = PerRuntime(Feed)

@@ -21,7 +21,7 @@ from libs.common.views import Page
 from services.merchant import repository as merchants
 from services.merchant.messages import ENDPOINT_REPLY, TEMPLATE_REPLY
 from services.merchant.webhooks import projections, repository, ssrf, views
-from services.merchant.webhooks.delivery import Dispatcher, dispatcher_of
+from services.merchant.webhooks.delivery import Dispatcher
 from services.merchant.webhooks.domain import NotificationTemplate, WebhookEndpoint
 from services.merchant.webhooks.requests import (
     DeliveryQuery,
@@ -55,9 +55,9 @@ def _choice(value: str, field: str, choices: tuple[str, ...]) -> str | None:
 
 
 class WebhookApp:
-    def __init__(self, runtime: Runtime, dispatcher: Dispatcher | None = None) -> None:
+    def __init__(self, runtime: Runtime, dispatcher: Dispatcher) -> None:
         self.rt = runtime
-        self.dispatcher = dispatcher or dispatcher_of(runtime)
+        self.dispatcher = dispatcher
         self.vault = self.dispatcher.vault  # seals new secrets; only the worker opens them
         every = runtime.config.snapshot_every
         self.endpoints = Repository(runtime.store, WebhookEndpoint, every)

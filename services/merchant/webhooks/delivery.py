@@ -43,7 +43,7 @@ from libs.common import metrics
 from libs.common.config import Config
 from libs.common.eventstore import utcnow
 from libs.common.messaging import Envelope
-from libs.common.service import PerRuntime, Runtime
+from libs.common.service import Runtime
 from libs.common.supervise import Loop
 from services.merchant.webhooks import repository, signing, ssrf
 from services.merchant.webhooks.vault import SecretVault
@@ -200,10 +200,6 @@ class Dispatcher:
             return await ssrf.resolve_and_check(url, self.policy_for(allowed_ips), self.resolver)
 
     # -- the loops ------------------------------------------------------------------------------
-    def loops(self) -> list[Loop]:
-        """The client's closer (run supervised by the service runtime, as the senders are)."""
-        return [Loop("webhook-client", self._close_on_stop)]
-
     def shard_loops(self, shard: int) -> list[Loop]:
         """The shard's two sender loops: webhooks and notifications."""
         wakes = (
@@ -217,11 +213,9 @@ class Dispatcher:
             )
         ]
 
-    async def _close_on_stop(self) -> None:
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await self.client.aclose()
+    async def close(self) -> None:
+        """Closes the HTTP client (a close hook of the service: after the senders have stopped)."""
+        await self.client.aclose()
 
     async def _loop(
         self,
@@ -449,7 +443,3 @@ async def _read_some(response: httpx.Response) -> str:
         if size >= MAX_RESPONSE_BODY * 4:
             break
     return b"".join(chunks).decode("utf-8", errors="replace")[:MAX_RESPONSE_BODY]
-
-
-# The one dispatcher of a runtime, shared by the servicer, the consumer hook and the loops.
-dispatcher_of = PerRuntime(Dispatcher)
