@@ -3,10 +3,37 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Sequence
 
 import asyncpg
 
 from services.invoice.repository.invoices import Executor
+from services.invoice.state import (
+    CLOSED_STATUSES,
+    LIVE_PAYMENT_STATUSES,
+    OPEN_STATUSES,
+    PAYMENT_STATUSES,
+    STATUSES,
+)
+
+
+def _sql_list(vocabulary: Sequence[str], chosen: Iterable[str]) -> str:
+    """`chosen` as an SQL list literal in `vocabulary`'s order. Rendered into the text (not a
+    parameter) because partial indexes carry these lists, and the planner uses such an index
+    only for a query whose own text implies its predicate."""
+    wanted = frozenset(chosen)
+    assert wanted <= set(vocabulary) and all(s.isidentifier() for s in wanted)
+    return ", ".join(f"'{s}'" for s in vocabulary if s in wanted)
+
+
+# Invoice statuses the chain can still change: not closed (a closed one is followed only for
+# late payments, by its expiry) and not confirmed (done). idx_invoices_watch (migration 1004).
+_WATCHED = _sql_list(STATUSES, set(STATUSES) - CLOSED_STATUSES - {"confirmed"})
+# Payments still short of their confirmations: live, not yet confirmed. The partial indexes of
+# migrations 1001 and 1002.
+_CONFIRMING = _sql_list(PAYMENT_STATUSES, LIVE_PAYMENT_STATUSES - {"confirmed"})
+# What the expiry job may expire: idx_invoices_expires_pending (migration 1001).
+_EXPIRABLE = _sql_list(STATUSES, OPEN_STATUSES)
 
 
 async def watched_invoices(conn: Executor, network: str, late_seconds: int) -> list[asyncpg.Record]:
@@ -15,9 +42,9 @@ async def watched_invoices(conn: Executor, network: str, late_seconds: int) -> l
     is recorded as late)."""
     return list(
         await conn.fetch(
-            """SELECT id, payment_address, crypto_currency FROM invoices
+            f"""SELECT id, payment_address, crypto_currency FROM invoices
                WHERE network = $1
-                 AND (status IN ('pending', 'partial', 'paid', 'invalid')
+                 AND (status IN ({_WATCHED})
                       OR expires_at > NOW() - make_interval(secs => $2))
                ORDER BY id""",
             network,
@@ -50,9 +77,9 @@ async def open_payments(conn: Executor, network: str) -> list[asyncpg.Record]:
     """Payments on `network` still short of their confirmations (the watchers' reorg check)."""
     return list(
         await conn.fetch(
-            """SELECT tx_hash, output_index, invoice_id, to_address, block_number,
+            f"""SELECT tx_hash, output_index, invoice_id, to_address, block_number,
                       NULLIF(block_hash, '') AS block_hash
-               FROM payments WHERE network = $1 AND status IN ('detected', 'confirming')""",
+               FROM payments WHERE network = $1 AND status IN ({_CONFIRMING})""",
             network,
         )
     )
@@ -76,8 +103,8 @@ async def payments_by_keys(
 async def invoices_to_recount(conn: Executor, network: str, tip: int) -> list[uuid.UUID]:
     """Invoices with an open payment whose confirmation count differs from what `tip` gives."""
     rows = await conn.fetch(
-        """SELECT DISTINCT invoice_id FROM payments
-           WHERE network = $1 AND status IN ('detected', 'confirming')
+        f"""SELECT DISTINCT invoice_id FROM payments
+           WHERE network = $1 AND status IN ({_CONFIRMING})
              AND block_number IS NOT NULL AND confirmations <> GREATEST(0, $2 - block_number + 1)""",
         network,
         tip,
@@ -88,7 +115,7 @@ async def invoices_to_recount(conn: Executor, network: str, tip: int) -> list[uu
 async def due_for_expiry(conn: Executor, limit: int) -> list[uuid.UUID]:
     """Open invoices whose time is up, oldest deadline first (the seed's partial index on expires_at)."""
     rows = await conn.fetch(
-        """SELECT id FROM invoices WHERE status IN ('pending', 'partial') AND expires_at <= NOW()
+        f"""SELECT id FROM invoices WHERE status IN ({_EXPIRABLE}) AND expires_at <= NOW()
            ORDER BY expires_at LIMIT $1""",
         limit,
     )
@@ -102,3 +129,51 @@ async def claimed_refunds(conn: Executor, network: str) -> list[asyncpg.Record]:
            WHERE status = 'claimed' AND network = $1 ORDER BY id""",
         network,
     )
+
+
+# -- a block-following watcher's position (services/invoice/chains/positions.py) ------------------
+
+
+async def latest_block(pool: asyncpg.Pool, network: str) -> asyncpg.Record | None:
+    return await pool.fetchrow(
+        """SELECT block_number, block_hash, parent_hash FROM chain_blocks
+           WHERE network = $1 ORDER BY block_number DESC LIMIT 1""",
+        network,
+    )
+
+
+async def block_hash_at(pool: asyncpg.Pool, network: str, number: int) -> str | None:
+    return await pool.fetchval(  # type: ignore[no-any-return]
+        "SELECT block_hash FROM chain_blocks WHERE network = $1 AND block_number = $2",
+        network,
+        number,
+    )
+
+
+async def lowest_block(pool: asyncpg.Pool, network: str) -> int | None:
+    return await pool.fetchval(  # type: ignore[no-any-return]
+        "SELECT min(block_number) FROM chain_blocks WHERE network = $1", network
+    )
+
+
+async def save_blocks(
+    pool: asyncpg.Pool, network: str, blocks: Sequence[tuple[int, str, str]], keep_above: int
+) -> None:
+    """Records `blocks` (number, hash, parent hash) and forgets those at or below `keep_above`,
+    in one transaction."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.executemany(
+            """INSERT INTO chain_blocks (network, block_number, block_hash, parent_hash)
+               VALUES ($1, $2, $3, $4)
+               ON CONFLICT (network, block_number) DO UPDATE
+               SET block_hash = EXCLUDED.block_hash, parent_hash = EXCLUDED.parent_hash,
+                   processed_at = NOW()""",
+            [(network, number, hash_, parent) for number, hash_, parent in blocks],
+        )
+        await conn.execute(
+            "DELETE FROM chain_blocks WHERE network = $1 AND block_number <= $2", network, keep_above
+        )
+
+
+async def forget_blocks_above(pool: asyncpg.Pool, network: str, number: int) -> None:
+    await pool.execute("DELETE FROM chain_blocks WHERE network = $1 AND block_number > $2", network, number)
