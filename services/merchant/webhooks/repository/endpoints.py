@@ -147,3 +147,184 @@ async def legacy_secrets(db: Db, refs: Sequence[uuid.UUID]) -> dict[uuid.UUID, s
         list(LEGACY_SECRET_EVENTS),
     )
     return {r["id"]: r["secret"] for r in rows if r["secret"]}
+
+
+# -- the inline projection's writes (services/merchant/webhooks/projections.py) -------------------
+# A created event upserts its row back to its state at creation: a rebuild replays over the rows.
+
+
+async def endpoint_created(
+    conn: Connection,
+    endpoint_id: uuid.UUID,
+    *,
+    merchant_id: uuid.UUID,
+    url: str,
+    events: list[str],
+    secret_ref: uuid.UUID,
+    max_retries: int,
+    retry_backoff: str,
+    timeout_seconds: int,
+    allowed_ips: list[str],
+    at: dt.datetime,
+) -> None:
+    """The endpoint, and its health row unless it has one (a replay keeps the endpoint's delivery
+    record: it is not in any event)."""
+    await conn.execute(
+        """INSERT INTO webhook_endpoints (id, merchant_id, url, events, secret_ref, status, max_retries,
+               retry_backoff, timeout_seconds, allowed_ips, created_at, updated_at)
+           VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, $9, $10, $10)
+           ON CONFLICT (id) DO UPDATE SET merchant_id = EXCLUDED.merchant_id, url = EXCLUDED.url,
+               events = EXCLUDED.events, secret_ref = EXCLUDED.secret_ref, previous_secret_ref = NULL,
+               previous_secret_expires_at = NULL, status = EXCLUDED.status,
+               max_retries = EXCLUDED.max_retries, retry_backoff = EXCLUDED.retry_backoff,
+               timeout_seconds = EXCLUDED.timeout_seconds, allowed_ips = EXCLUDED.allowed_ips,
+               created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at""",
+        endpoint_id,
+        merchant_id,
+        url,
+        events,
+        secret_ref,
+        max_retries,
+        retry_backoff,
+        timeout_seconds,
+        allowed_ips,
+        at,
+    )
+    await conn.execute(
+        "INSERT INTO webhook_endpoint_health (endpoint_id) VALUES ($1) ON CONFLICT DO NOTHING", endpoint_id
+    )
+
+
+async def endpoint_updated(
+    conn: Connection,
+    endpoint_id: uuid.UUID,
+    *,
+    url: str | None,
+    events: list[str] | None,
+    max_retries: int | None,
+    retry_backoff: str | None,
+    timeout_seconds: int | None,
+    allowed_ips: list[str] | None,
+    status: str | None,
+    at: dt.datetime,
+) -> None:
+    """Sets the fields given (None: unchanged)."""
+    await conn.execute(
+        """UPDATE webhook_endpoints SET
+               url = COALESCE($2, url),
+               events = CASE WHEN $3 THEN $4::text[] ELSE events END,
+               max_retries = COALESCE($5, max_retries),
+               retry_backoff = COALESCE($6, retry_backoff),
+               timeout_seconds = COALESCE($7, timeout_seconds),
+               allowed_ips = CASE WHEN $8 THEN $9::text[] ELSE allowed_ips END,
+               status = COALESCE($10, status),
+               updated_at = $11
+           WHERE id = $1""",
+        endpoint_id,
+        url,
+        events is not None,
+        events if events is not None else [],
+        max_retries,
+        retry_backoff,
+        timeout_seconds,
+        allowed_ips is not None,
+        allowed_ips if allowed_ips is not None else [],
+        status,
+        at,
+    )
+
+
+async def clear_endpoint_failures(conn: Connection, endpoint_id: uuid.UUID) -> None:
+    await conn.execute(
+        "UPDATE webhook_endpoint_health SET consecutive_failures = 0 WHERE endpoint_id = $1", endpoint_id
+    )
+
+
+async def secret_rotated(
+    conn: Connection,
+    endpoint_id: uuid.UUID,
+    *,
+    secret_ref: uuid.UUID,
+    previous_expires_at: dt.datetime,
+    at: dt.datetime,
+) -> None:
+    await conn.execute(
+        """UPDATE webhook_endpoints SET previous_secret_ref = secret_ref,
+               previous_secret_expires_at = $3, secret_ref = $2, updated_at = $4
+           WHERE id = $1""",
+        endpoint_id,
+        secret_ref,
+        previous_expires_at,
+        at,
+    )
+
+
+async def endpoint_deleted(conn: Connection, endpoint_id: uuid.UUID) -> None:
+    await conn.execute("DELETE FROM webhook_endpoints WHERE id = $1", endpoint_id)
+
+
+async def template_created(
+    conn: Connection,
+    template_id: uuid.UUID,
+    *,
+    merchant_id: uuid.UUID,
+    event_type: str,
+    subject: str,
+    body_template: str,
+    recipient: str,
+    is_active: bool,
+    at: dt.datetime,
+) -> None:
+    await conn.execute(
+        """INSERT INTO notification_templates (id, merchant_id, event_type, subject, body_template,
+               recipient, is_active, created_at, updated_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
+           ON CONFLICT (id) DO UPDATE SET merchant_id = EXCLUDED.merchant_id,
+               event_type = EXCLUDED.event_type, subject = EXCLUDED.subject,
+               body_template = EXCLUDED.body_template, recipient = EXCLUDED.recipient,
+               is_active = EXCLUDED.is_active, created_at = EXCLUDED.created_at,
+               updated_at = EXCLUDED.updated_at""",
+        template_id,
+        merchant_id,
+        event_type,
+        subject,
+        body_template,
+        recipient,
+        is_active,
+        at,
+    )
+
+
+async def template_updated(
+    conn: Connection,
+    template_id: uuid.UUID,
+    *,
+    event_type: str | None,
+    subject: str | None,
+    body_template: str | None,
+    recipient: str | None,
+    is_active: bool | None,
+    at: dt.datetime,
+) -> None:
+    """Sets the fields given (None: unchanged)."""
+    await conn.execute(
+        """UPDATE notification_templates SET
+               event_type = COALESCE($2, event_type),
+               subject = COALESCE($3, subject),
+               body_template = COALESCE($4, body_template),
+               recipient = COALESCE($5, recipient),
+               is_active = COALESCE($6, is_active),
+               updated_at = $7
+           WHERE id = $1""",
+        template_id,
+        event_type,
+        subject,
+        body_template,
+        recipient,
+        is_active,
+        at,
+    )
+
+
+async def template_deleted(conn: Connection, template_id: uuid.UUID) -> None:
+    await conn.execute("DELETE FROM notification_templates WHERE id = $1", template_id)

@@ -13,6 +13,9 @@ import asyncpg
 
 from libs.common.db import Connection
 
+# Drops the summaries for a rebuild (libs.common.consumer.rebuild; the feed is not reset).
+RESET_SUMMARIES = "TRUNCATE invoice_summaries"
+
 _UPSERT_INVOICE = """INSERT INTO invoice_summaries AS s (id, merchant_id, title, status, total, currency,
         crypto_amount, crypto_currency, amount_paid, payment_address, customer_email, updated_at)
     VALUES ($1, $2, COALESCE($3, ''), COALESCE($4, 'pending'), $5, $6, $7, $8, $9, $10, $11, $12)
