@@ -8,32 +8,19 @@ from collections.abc import Iterable, Sequence
 import asyncpg
 
 from services.invoice.repository.invoices import Executor
-from services.invoice.state import (
-    CLOSED_STATUSES,
-    LIVE_PAYMENT_STATUSES,
-    OPEN_STATUSES,
-    PAYMENT_STATUSES,
-    STATUSES,
-)
+from services.invoice.tables import CONFIRMING_PAYMENT_STATUSES, EXPIRABLE_STATUSES, WATCHED_STATUSES
 
 
-def _sql_list(vocabulary: Sequence[str], chosen: Iterable[str]) -> str:
-    """`chosen` as an SQL list literal in `vocabulary`'s order. Rendered into the text (not a
-    parameter) because partial indexes carry these lists, and the planner uses such an index
-    only for a query whose own text implies its predicate."""
-    wanted = frozenset(chosen)
-    assert wanted <= set(vocabulary) and all(s.isidentifier() for s in wanted)
-    return ", ".join(f"'{s}'" for s in vocabulary if s in wanted)
+def _sql_list(statuses: Iterable[str]) -> str:
+    """An SQL list literal of our own status names. In the text, not a parameter: a partial index
+    on the list (tables.py) serves only a query whose own text implies its predicate."""
+    assert all(s.isidentifier() for s in statuses)
+    return ", ".join(f"'{s}'" for s in statuses)
 
 
-# Invoice statuses the chain can still change: not closed (a closed one is followed only for
-# late payments, by its expiry) and not confirmed (done). idx_invoices_watch (migration 1004).
-_WATCHED = _sql_list(STATUSES, set(STATUSES) - CLOSED_STATUSES - {"confirmed"})
-# Payments still short of their confirmations: live, not yet confirmed. The partial indexes of
-# migrations 1001 and 1002.
-_CONFIRMING = _sql_list(PAYMENT_STATUSES, LIVE_PAYMENT_STATUSES - {"confirmed"})
-# What the expiry job may expire: idx_invoices_expires_pending (migration 1001).
-_EXPIRABLE = _sql_list(STATUSES, OPEN_STATUSES)
+_WATCHED = _sql_list(WATCHED_STATUSES)  # idx_invoices_watch
+_CONFIRMING = _sql_list(CONFIRMING_PAYMENT_STATUSES)  # idx_payments_open_network
+_EXPIRABLE = _sql_list(EXPIRABLE_STATUSES)  # idx_invoices_expires_pending
 
 
 async def watched_invoices(conn: Executor, network: str, late_seconds: int) -> list[asyncpg.Record]:
