@@ -40,26 +40,26 @@ async def apply(conn: Connection, event: StoredEvent) -> None:
     if isinstance(message, ev.InvoiceCreated):
         await repository.write_created(conn, created(event))
     elif isinstance(message, ev.PaymentDetected):
-        await repository.payment_detected(
-            conn,
-            payment_id=uuid.UUID(message.payment_id),
-            invoice_id=event.aggregate_id,
-            merchant_id=uuid.UUID(message.merchant_id),
-            network=message.network,
-            tx_hash=message.tx_hash,
-            output_index=message.output_index,
-            asset=message.asset,
-            amount=Decimal(message.amount),
-            from_address=message.from_address or None,
-            to_address=message.to_address,
-            status=message.status,
-            confirmations=message.confirmations,
-            required_confirmations=message.required_confirmations,
-            block_number=_block_number(message),
-            block_hash=message.block_hash or None,
-            late=message.late,
-            at=at,
+        payment = repository.DetectedPayment(  # positional: in the row's declared order
+            uuid.UUID(message.payment_id),
+            event.aggregate_id,
+            uuid.UUID(message.merchant_id),
+            message.network,
+            message.tx_hash,
+            message.output_index,
+            message.asset,
+            Decimal(message.amount),
+            message.from_address or None,
+            message.to_address,
+            message.status,
+            message.confirmations,
+            message.required_confirmations,
+            _block_number(message),
+            message.block_hash or None,
+            message.late,
+            at,
         )
+        await repository.payment_detected(conn, payment)
         await _totals(conn, event, message.amount_paid, message.overpaid, message.late)
         await _audit(conn, event, message.invoice_id, message.merchant_id, events.encode(message))
     elif isinstance(message, ev.PaymentUpdated):
@@ -112,47 +112,48 @@ def created(event: StoredEvent) -> InlineWrite:
     message = event.message()
     assert isinstance(message, ev.InvoiceCreated)
     rate = message.exchange_rate
-    return repository.invoice_created(
-        invoice_id=event.aggregate_id,
-        merchant_id=uuid.UUID(message.merchant_id),
-        customer_id=_optional_uuid(message.customer_id),
-        customer_email=message.customer_email or None,
-        title=message.title,
-        description=message.description or None,
-        items=[{"name": i.name, "quantity": i.quantity, "unit_price": i.unit_price} for i in message.items],
-        subtotal=Decimal(message.subtotal),
-        tax=Decimal(message.tax),
-        total=Decimal(message.total),
-        currency=message.currency,
-        crypto_currency=message.crypto_currency,
-        crypto_amount=Decimal(message.crypto_amount),
-        network=message.network,
-        address_index=message.address_index,
-        payment_address=message.payment_address,
-        payment_uri=message.payment_uri,
-        exchange_rate={
+    invoice = repository.NewInvoice(  # positional: in the row's declared order
+        event.aggregate_id,
+        uuid.UUID(message.merchant_id),
+        _optional_uuid(message.customer_id),
+        message.customer_email or None,
+        message.title,
+        message.description or None,
+        [{"name": i.name, "quantity": i.quantity, "unit_price": i.unit_price} for i in message.items],
+        Decimal(message.subtotal),
+        Decimal(message.tax),
+        Decimal(message.total),
+        message.currency,
+        message.crypto_currency,
+        Decimal(message.crypto_amount),
+        message.network,
+        message.address_index,
+        message.payment_address,
+        message.payment_uri,
+        {
             "rate": rate.rate,
             "source": rate.source,
             "pair": rate.pair,
             "fetched_at": datetime_of(rate.fetched_at).isoformat(),
         },
-        payment_tolerance={"underpaid_percent": message.payment_tolerance.underpaid_percent},
-        metadata=plain(message.metadata),
-        expires_at=datetime_of(message.expires_at),
-        created_at=datetime_of(message.created_at),
-        audit=_audit_entry(
-            event,
-            message.invoice_id,
-            message.merchant_id,
-            {
-                "total": message.total,
-                "currency": message.currency,
-                "crypto_amount": message.crypto_amount,
-                "crypto_currency": message.crypto_currency,
-                "payment_address": message.payment_address,
-            },
-        ),
+        {"underpaid_percent": message.payment_tolerance.underpaid_percent},
+        plain(message.metadata),
+        datetime_of(message.expires_at),
+        datetime_of(message.created_at),
     )
+    audit = _audit_entry(
+        event,
+        message.invoice_id,
+        message.merchant_id,
+        {
+            "total": message.total,
+            "currency": message.currency,
+            "crypto_amount": message.crypto_amount,
+            "crypto_currency": message.crypto_currency,
+            "payment_address": message.payment_address,
+        },
+    )
+    return repository.invoice_created(invoice, audit)
 
 
 async def _totals(conn: Connection, event: StoredEvent, amount_paid: str, overpaid: bool, late: bool) -> None:
@@ -171,16 +172,16 @@ def _audit_entry(
 ) -> repository.AuditEntry:
     """One audit entry per event, keyed by the event id; who and which request from its metadata
     (the request context the event store copied in)."""
-    return repository.AuditEntry(
-        id=event.id,
-        invoice_id=uuid.UUID(invoice_id),
-        merchant_id=uuid.UUID(merchant_id),
-        event=event.event_type,
-        actor=str(event.metadata.get("actor") or "system"),
-        timestamp=event.created_at,
-        request_id=event.metadata.get("request_id") or None,
-        data=data,
-        event_version=event.version,
+    return repository.AuditEntry(  # positional: built for every event, and a tuple is cheapest
+        event.id,
+        uuid.UUID(invoice_id),
+        uuid.UUID(merchant_id),
+        event.event_type,
+        str(event.metadata.get("actor") or "system"),
+        event.created_at,
+        event.metadata.get("request_id") or None,
+        data,
+        event.version,
     )
 
 

@@ -49,7 +49,7 @@ CONFIRMING_PAYMENT_STATUSES = tuple(
 )
 
 # An invoice's words plus one lexeme naming its merchant (the space in it is in no parsed word),
-# so one GIN lookup answers "this merchant's invoices with these words". repository.py's
+# so one GIN lookup answers "this merchant's invoices with these words". repository/invoices.py's
 # SEARCH_DOCUMENT is this expression without the parentheses around `title || ' '`, which
 # PostgreSQL prints (|| groups from the left, so both parse to one tree and the planner takes
 # the query's for the index's); with them, the schema check can compare it with the index.
