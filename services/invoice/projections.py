@@ -10,7 +10,7 @@ Consumed from NATS: `merchant_profiles`, this service's own copy of the merchant
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -156,8 +156,12 @@ def created(event: StoredEvent) -> InlineWrite:
     return repository.invoice_created(invoice, audit)
 
 
-async def _totals(conn: Connection, event: StoredEvent, amount_paid: str, overpaid: bool, late: bool) -> None:
-    await repository.totals(
+# _totals and _audit hand back the repository's coroutine rather than awaiting it in a frame of
+# their own: every event passes through them, and the extra frame showed in its CPU time.
+def _totals(
+    conn: Connection, event: StoredEvent, amount_paid: str, overpaid: bool, late: bool
+) -> Coroutine[Any, Any, None]:
+    return repository.totals(
         conn,
         event.aggregate_id,
         amount_paid=Decimal(amount_paid),
@@ -185,10 +189,10 @@ def _audit_entry(
     )
 
 
-async def _audit(
+def _audit(
     conn: Connection, event: StoredEvent, invoice_id: str, merchant_id: str, data: dict[str, Any]
-) -> None:
-    await repository.add_audit_entry(conn, _audit_entry(event, invoice_id, merchant_id, data))
+) -> Coroutine[Any, Any, None]:
+    return repository.add_audit_entry(conn, _audit_entry(event, invoice_id, merchant_id, data))
 
 
 async def rebuild(conn: Connection, store: EventStore, batch: int = 500) -> int:
