@@ -80,7 +80,7 @@ async def unarchive_for_rebuild(conn: Connection, oldest_event: dt.datetime | No
     """Before a rebuild writes every entry again: the archived copies go (the events hold them
     all, and the upkeep archives the new ones again) and each month back to the oldest event gets
     its hot partition back. Call inside the rebuild's transaction."""
-    await conn.execute(f"DROP TABLE IF EXISTS {ARCHIVED_AUDIT}")
+    await repository.drop_table(conn, ARCHIVED_AUDIT)
     if oldest_event is None:
         return
     today = dt.datetime.now(dt.UTC).date()

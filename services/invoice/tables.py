@@ -26,14 +26,30 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 from libs.common.tables import NOW, TIMESTAMPTZ, service_metadata
+from services.invoice.state import (
+    CLOSED_STATUSES,
+    LIVE_PAYMENT_STATUSES,
+    OPEN_STATUSES,
+    PAYMENT_STATUSES,
+    STATUSES,
+)
 
 metadata = service_metadata()
 
 EMPTY_OBJECT = text("'{}'::jsonb")
-OPEN = ("pending", "partial", "paid", "invalid")  # what the watchers follow (ledger.watched)
+# The status lists partial indexes carry, from the vocabulary (state.py), in its order. The queries
+# those indexes serve (repository/watching.py) render the same lists into their text.
+# What the watchers follow: statuses the chain can still change (not closed, not confirmed).
+WATCHED_STATUSES = tuple(s for s in STATUSES if s not in CLOSED_STATUSES and s != "confirmed")
+# What the expiry job may expire.
+EXPIRABLE_STATUSES = tuple(s for s in STATUSES if s in OPEN_STATUSES)
+# Payments still short of their confirmations: live, not yet confirmed.
+CONFIRMING_PAYMENT_STATUSES = tuple(
+    s for s in PAYMENT_STATUSES if s in LIVE_PAYMENT_STATUSES and s != "confirmed"
+)
 
 # An invoice's words plus one lexeme naming its merchant (the space in it is in no parsed word),
-# so one GIN lookup answers "this merchant's invoices with these words". repository.py's
+# so one GIN lookup answers "this merchant's invoices with these words". repository/invoices.py's
 # SEARCH_DOCUMENT is this expression without the parentheses around `title || ' '`, which
 # PostgreSQL prints (|| groups from the left, so both parse to one tree and the planner takes
 # the query's for the index's); with them, the schema check can compare it with the index.
@@ -83,7 +99,7 @@ invoices = Table(
 Index(
     "idx_invoices_expires_pending",
     invoices.c.expires_at,
-    postgresql_where=invoices.c.status.in_(["pending", "partial"]),
+    postgresql_where=invoices.c.status.in_(EXPIRABLE_STATUSES),
 )
 Index("idx_invoices_payment_address", invoices.c.payment_address)
 Index("idx_invoices_metadata_gin", invoices.c.metadata, postgresql_using="gin")
@@ -110,7 +126,7 @@ Index(
     "idx_invoices_network_open",
     invoices.c.network,
     invoices.c.id,
-    postgresql_where=invoices.c.status.in_(OPEN),
+    postgresql_where=invoices.c.status.in_(WATCHED_STATUSES),
 )
 # A merchant's invoices in one status, newest first, windows included.
 Index("idx_invoices_merchant_status_id", invoices.c.merchant_id, invoices.c.status, invoices.c.id.desc())
@@ -144,7 +160,7 @@ payments = Table(
     Column("status_reason", Text),
     Column("updated_at", TIMESTAMPTZ),
 )
-UNCONFIRMED = payments.c.status.in_(["detected", "confirming"])
+UNCONFIRMED = payments.c.status.in_(CONFIRMING_PAYMENT_STATUSES)
 Index("idx_payments_status_pending", payments.c.status, payments.c.detected_at, postgresql_where=UNCONFIRMED)
 Index("idx_payments_invoice", payments.c.invoice_id, payments.c.detected_at)
 Index("uq_payments_tx_output", payments.c.tx_hash, payments.c.output_index, unique=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 
 import asyncpg
 from sqlalchemy import bindparam, func, literal_column, or_, select
@@ -115,3 +116,100 @@ async def touch_keys(pool: asyncpg.Pool, uses: list[tuple[uuid.UUID, dt.datetime
         [used_at for _, used_at in uses],
     )
     return int(status.rsplit(" ", 1)[-1])
+
+
+# -- the inline projection's writes (services/merchant/projections.py) ----------------------------
+# A created event upserts its row back to its state at creation: a rebuild replays over the rows.
+
+
+async def merchant_created(
+    conn: Connection,
+    merchant_id: uuid.UUID,
+    *,
+    business_name: str,
+    contact_email: str,
+    plan_type: str,
+    settings: dict[str, Any],
+    wallets: dict[str, str],
+    at: dt.datetime,
+) -> None:
+    await conn.execute(
+        """INSERT INTO merchants (id, business_name, contact_email, status, plan_type, settings,
+                                  wallets, created_at, updated_at)
+           VALUES ($1, $2, $3, 'active', $4, $5, $6, $7, $7)
+           ON CONFLICT (id) DO UPDATE SET business_name = EXCLUDED.business_name,
+               contact_email = EXCLUDED.contact_email, status = EXCLUDED.status,
+               plan_type = EXCLUDED.plan_type, settings = EXCLUDED.settings, wallets = EXCLUDED.wallets,
+               created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at""",
+        merchant_id,
+        business_name,
+        contact_email,
+        plan_type,
+        settings,
+        wallets,
+        at,
+    )
+
+
+async def merchant_updated(
+    conn: Connection,
+    merchant_id: uuid.UUID,
+    *,
+    business_name: str | None,
+    settings: dict[str, Any] | None,
+    wallets: dict[str, str] | None,
+    at: dt.datetime,
+) -> None:
+    """Sets the fields given (None: unchanged)."""
+    await conn.execute(
+        """UPDATE merchants SET
+               business_name = COALESCE($2, business_name),
+               settings = CASE WHEN $3 THEN $4::jsonb ELSE settings END,
+               wallets = CASE WHEN $5 THEN $6::jsonb ELSE wallets END,
+               updated_at = $7
+           WHERE id = $1""",
+        merchant_id,
+        business_name,
+        settings is not None,
+        settings if settings is not None else {},
+        wallets is not None,
+        wallets if wallets is not None else {},
+        at,
+    )
+
+
+async def api_key_created(
+    conn: Connection,
+    key_id: uuid.UUID,
+    *,
+    merchant_id: uuid.UUID,
+    key_hash: str,
+    key_type: str,
+    permissions: list[str],
+    name: str,
+    prefix: str,
+    expires_at: dt.datetime | None,
+    created_at: dt.datetime,
+) -> None:
+    await conn.execute(
+        """INSERT INTO api_keys (id, merchant_id, key_hash, key_type, permissions, status, name,
+                                 prefix, expires_at, created_at)
+           VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, $9)
+           ON CONFLICT (id) DO UPDATE SET merchant_id = EXCLUDED.merchant_id, key_hash = EXCLUDED.key_hash,
+               key_type = EXCLUDED.key_type, permissions = EXCLUDED.permissions, status = EXCLUDED.status,
+               name = EXCLUDED.name, prefix = EXCLUDED.prefix, expires_at = EXCLUDED.expires_at,
+               created_at = EXCLUDED.created_at""",
+        key_id,
+        merchant_id,
+        key_hash,
+        key_type,
+        permissions,
+        name,
+        prefix,
+        expires_at,
+        created_at,
+    )
+
+
+async def api_key_revoked(conn: Connection, key_id: uuid.UUID) -> None:
+    await conn.execute("UPDATE api_keys SET status = 'revoked' WHERE id = $1", key_id)

@@ -1,5 +1,5 @@
 """Search and date windows on a generated shard (tools/scale_data.py, small): the indexed queries
-of services/invoice/repository.py return exactly what their plain definitions return."""
+of services/invoice/repository/invoices.py return exactly what their plain definitions return."""
 
 from __future__ import annotations
 

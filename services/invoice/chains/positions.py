@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from services.invoice import repository
+
 # Enough history to find the fork point of any reorg a dev chain or mainnet will show.
 KEEP_BLOCKS = 256
 
@@ -41,48 +43,24 @@ class ChainPositions:
         """The lowest of the shards' latest processed blocks (None: none has one, never ran)."""
         heads = []
         for pool in self.pools:
-            row = await pool.fetchrow(
-                """SELECT block_number, block_hash, parent_hash FROM chain_blocks
-                   WHERE network = $1 ORDER BY block_number DESC LIMIT 1""",
-                self.network,
-            )
+            row = await repository.latest_block(pool, self.network)
             if row is not None:
                 heads.append(Block(row["block_number"], row["block_hash"], row["parent_hash"]))
         return min(heads, key=lambda b: b.number, default=None)
 
     async def hash_at(self, number: int) -> str | None:
-        return await self.pools[0].fetchval(  # type: ignore[no-any-return]
-            "SELECT block_hash FROM chain_blocks WHERE network = $1 AND block_number = $2",
-            self.network,
-            number,
-        )
+        return await repository.block_hash_at(self.pools[0], self.network, number)
 
     async def lowest(self) -> int | None:
-        return await self.pools[0].fetchval(  # type: ignore[no-any-return]
-            "SELECT min(block_number) FROM chain_blocks WHERE network = $1", self.network
-        )
+        return await repository.lowest_block(self.pools[0], self.network)
 
     async def save(self, blocks: Sequence[Block]) -> None:
         if not blocks:
             return
+        rows = [(b.number, b.hash, b.parent_hash) for b in blocks]
         for pool in self.pools:
-            async with pool.acquire() as conn, conn.transaction():
-                await conn.executemany(
-                    """INSERT INTO chain_blocks (network, block_number, block_hash, parent_hash)
-                       VALUES ($1, $2, $3, $4)
-                       ON CONFLICT (network, block_number) DO UPDATE
-                       SET block_hash = EXCLUDED.block_hash, parent_hash = EXCLUDED.parent_hash,
-                           processed_at = NOW()""",
-                    [(self.network, b.number, b.hash, b.parent_hash) for b in blocks],
-                )
-                await conn.execute(
-                    "DELETE FROM chain_blocks WHERE network = $1 AND block_number <= $2",
-                    self.network,
-                    blocks[-1].number - KEEP_BLOCKS,
-                )
+            await repository.save_blocks(pool, self.network, rows, blocks[-1].number - KEEP_BLOCKS)
 
     async def rollback_above(self, number: int) -> None:
         for pool in self.pools:
-            await pool.execute(
-                "DELETE FROM chain_blocks WHERE network = $1 AND block_number > $2", self.network, number
-            )
+            await repository.forget_blocks_above(pool, self.network, number)

@@ -46,114 +46,70 @@ def secret_ref(event: StoredEvent, message: ev.WebhookEndpointCreated | ev.Webho
 async def apply(conn: Connection, event: StoredEvent) -> None:
     message = event.message()
     if isinstance(message, ev.WebhookEndpointCreated):
-        at = datetime_of(message.created_at)
-        await conn.execute(
-            """INSERT INTO webhook_endpoints (id, merchant_id, url, events, secret_ref, status, max_retries,
-                   retry_backoff, timeout_seconds, allowed_ips, created_at, updated_at)
-               VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, $9, $10, $10)
-               ON CONFLICT (id) DO UPDATE SET merchant_id = EXCLUDED.merchant_id, url = EXCLUDED.url,
-                   events = EXCLUDED.events, secret_ref = EXCLUDED.secret_ref, previous_secret_ref = NULL,
-                   previous_secret_expires_at = NULL, status = EXCLUDED.status,
-                   max_retries = EXCLUDED.max_retries, retry_backoff = EXCLUDED.retry_backoff,
-                   timeout_seconds = EXCLUDED.timeout_seconds, allowed_ips = EXCLUDED.allowed_ips,
-                   created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at""",
+        await repository.endpoint_created(
+            conn,
             event.aggregate_id,
-            _id(message.merchant_id),
-            message.url,
-            list(message.events),
-            secret_ref(event, message),
-            message.max_retries,
-            message.retry_backoff,
-            message.timeout_seconds,
-            list(message.allowed_ips),
-            at,
-        )
-        await conn.execute(
-            # A replay keeps the endpoint's delivery record: it is not in any event.
-            "INSERT INTO webhook_endpoint_health (endpoint_id) VALUES ($1) ON CONFLICT DO NOTHING",
-            event.aggregate_id,
+            merchant_id=_id(message.merchant_id),
+            url=message.url,
+            events=list(message.events),
+            secret_ref=secret_ref(event, message),
+            max_retries=message.max_retries,
+            retry_backoff=message.retry_backoff,
+            timeout_seconds=message.timeout_seconds,
+            allowed_ips=list(message.allowed_ips),
+            at=datetime_of(message.created_at),
         )
     elif isinstance(message, ev.WebhookEndpointUpdated):
-        await conn.execute(
-            """UPDATE webhook_endpoints SET
-                   url = COALESCE($2, url),
-                   events = CASE WHEN $3 THEN $4::text[] ELSE events END,
-                   max_retries = COALESCE($5, max_retries),
-                   retry_backoff = COALESCE($6, retry_backoff),
-                   timeout_seconds = COALESCE($7, timeout_seconds),
-                   allowed_ips = CASE WHEN $8 THEN $9::text[] ELSE allowed_ips END,
-                   status = COALESCE($10, status),
-                   updated_at = $11
-               WHERE id = $1""",
+        await repository.endpoint_updated(
+            conn,
             event.aggregate_id,
-            message.url if message.HasField("url") else None,
-            message.events_changed,
-            list(message.events),
-            message.max_retries if message.HasField("max_retries") else None,
-            message.retry_backoff if message.HasField("retry_backoff") else None,
-            message.timeout_seconds if message.HasField("timeout_seconds") else None,
-            message.allowed_ips_changed,
-            list(message.allowed_ips),
-            message.status if message.HasField("status") else None,
-            datetime_of(message.updated_at),
+            url=message.url if message.HasField("url") else None,
+            events=list(message.events) if message.events_changed else None,
+            max_retries=message.max_retries if message.HasField("max_retries") else None,
+            retry_backoff=message.retry_backoff if message.HasField("retry_backoff") else None,
+            timeout_seconds=message.timeout_seconds if message.HasField("timeout_seconds") else None,
+            allowed_ips=list(message.allowed_ips) if message.allowed_ips_changed else None,
+            status=message.status if message.HasField("status") else None,
+            at=datetime_of(message.updated_at),
         )
         if message.HasField("url") or message.HasField("status"):
             # A new target (or a re-enabled one) starts with a clean record.
-            await conn.execute(
-                "UPDATE webhook_endpoint_health SET consecutive_failures = 0 WHERE endpoint_id = $1",
-                event.aggregate_id,
-            )
+            await repository.clear_endpoint_failures(conn, event.aggregate_id)
     elif isinstance(message, ev.WebhookSecretRotated):
-        await conn.execute(
-            """UPDATE webhook_endpoints SET previous_secret_ref = secret_ref,
-                   previous_secret_expires_at = $3, secret_ref = $2, updated_at = $4
-               WHERE id = $1""",
+        await repository.secret_rotated(
+            conn,
             event.aggregate_id,
-            secret_ref(event, message),
-            datetime_of(message.previous_expires_at),
-            datetime_of(message.rotated_at),
+            secret_ref=secret_ref(event, message),
+            previous_expires_at=datetime_of(message.previous_expires_at),
+            at=datetime_of(message.rotated_at),
         )
     elif isinstance(message, ev.WebhookEndpointDeleted):
-        await conn.execute("DELETE FROM webhook_endpoints WHERE id = $1", event.aggregate_id)
+        await repository.endpoint_deleted(conn, event.aggregate_id)
     elif isinstance(message, ev.NotificationTemplateCreated):
-        at = datetime_of(message.created_at)
-        await conn.execute(
-            """INSERT INTO notification_templates (id, merchant_id, event_type, subject, body_template,
-                   recipient, is_active, created_at, updated_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
-               ON CONFLICT (id) DO UPDATE SET merchant_id = EXCLUDED.merchant_id,
-                   event_type = EXCLUDED.event_type, subject = EXCLUDED.subject,
-                   body_template = EXCLUDED.body_template, recipient = EXCLUDED.recipient,
-                   is_active = EXCLUDED.is_active, created_at = EXCLUDED.created_at,
-                   updated_at = EXCLUDED.updated_at""",
+        await repository.template_created(
+            conn,
             event.aggregate_id,
-            _id(message.merchant_id),
-            message.event_type,
-            message.subject,
-            message.body_template,
-            message.recipient,
-            message.is_active,
-            at,
+            merchant_id=_id(message.merchant_id),
+            event_type=message.event_type,
+            subject=message.subject,
+            body_template=message.body_template,
+            recipient=message.recipient,
+            is_active=message.is_active,
+            at=datetime_of(message.created_at),
         )
     elif isinstance(message, ev.NotificationTemplateUpdated):
-        await conn.execute(
-            """UPDATE notification_templates SET
-                   event_type = COALESCE($2, event_type),
-                   subject = COALESCE($3, subject),
-                   body_template = COALESCE($4, body_template),
-                   recipient = COALESCE($5, recipient),
-                   is_active = COALESCE($6, is_active),
-                   updated_at = $7
-               WHERE id = $1""",
+        await repository.template_updated(
+            conn,
             event.aggregate_id,
-            *(
-                getattr(message, name) if message.HasField(name) else None
-                for name in ("event_type", "subject", "body_template", "recipient", "is_active")
-            ),
-            datetime_of(message.updated_at),
+            event_type=message.event_type if message.HasField("event_type") else None,
+            subject=message.subject if message.HasField("subject") else None,
+            body_template=message.body_template if message.HasField("body_template") else None,
+            recipient=message.recipient if message.HasField("recipient") else None,
+            is_active=message.is_active if message.HasField("is_active") else None,
+            at=datetime_of(message.updated_at),
         )
     elif isinstance(message, ev.NotificationTemplateDeleted):
-        await conn.execute("DELETE FROM notification_templates WHERE id = $1", event.aggregate_id)
+        await repository.template_deleted(conn, event.aggregate_id)
 
 
 def _rfc3339(value: dt.datetime) -> str:
@@ -222,7 +178,7 @@ class InvoiceEvents:
     name = "webhooks"
     event_types: Sequence[str] = tuple(f"{prefix}>" for prefix in events.INVOICE_EVENT_PREFIXES)
     # The feed is not reset: a rebuild's replay finds its events there already (or too old).
-    reset_sql = "TRUNCATE invoice_summaries"
+    reset_sql = repository.RESET_SUMMARIES
 
     def __init__(self, feed: Feed) -> None:
         self.feed = feed

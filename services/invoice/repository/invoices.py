@@ -1,5 +1,5 @@
-"""SQL for the invoice service's read models, its address allocator, its merchant profiles and
-the chain watchers' per-poll questions (services/invoice/ledger.py)."""
+"""SQL of the invoice read models' reads (invoices, payments, audit entries), the address
+allocator and the merchant profiles."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from decimal import Decimal
 from typing import Any, TypeAlias
 
 import asyncpg
-from checkout.invoice.v1 import events_pb2 as ev
 from sqlalchemy import (
     ColumnElement,
     Select,
@@ -30,7 +29,6 @@ from sqlalchemy.dialects.postgresql import TSQUERY, UUID
 
 from libs.common import ids
 from libs.common.db import Connection
-from libs.common.protoconv import datetime_of
 from libs.common.sqlcore import Query, compile_query
 from services.invoice import tables
 
@@ -39,11 +37,6 @@ INVOICE_COLUMNS = (
     "currency, crypto_currency, crypto_amount, amount_paid, network, address_index, payment_address, "
     "payment_uri, status, exchange_rate, payment_tolerance, metadata, expires_at, created_at, "
     "updated_at, paid_at, overpaid, paid_late, status_reason, amount_refunded"
-)
-REFUND_COLUMNS = (
-    "id, invoice_id, merchant_id, status, amount, currency, crypto_amount, crypto_currency, network, rate, "
-    "rate_basis, rate_source, reason, address, tx_hash, output_index, created_at, claimed_at, completed_at, "
-    "cancelled_at"
 )
 PAYMENT_COLUMNS = (
     "id, invoice_id, network, tx_hash, output_index, asset, amount, from_address, to_address, status, "
@@ -342,95 +335,6 @@ async def audit_version(
     return None if version is None else int(version)
 
 
-# -- the chain watchers and the expiry job (services/invoice/ledger.py) --------------------------
-
-
-async def watched_invoices(conn: Executor, network: str, late_seconds: int) -> list[asyncpg.Record]:
-    """What a watcher follows on `network`, read whole once a minute (ledger.FULL_READ_SECONDS):
-    open invoices, and closed ones whose expiry is less than `late_seconds` ago (a payment then
-    is recorded as late)."""
-    return list(
-        await conn.fetch(
-            """SELECT id, payment_address, crypto_currency FROM invoices
-               WHERE network = $1
-                 AND (status IN ('pending', 'partial', 'paid', 'invalid')
-                      OR expires_at > NOW() - make_interval(secs => $2))
-               ORDER BY id""",
-            network,
-            late_seconds,
-        )
-    )
-
-
-async def invoices_minted_since(conn: Executor, network: str, first_id: uuid.UUID) -> list[asyncpg.Record]:
-    """Invoices on `network` whose id is `first_id` or later: what a watcher adds between two
-    full reads of `watched_invoices` (ids are time-ordered, so the primary key answers it)."""
-    return list(
-        await conn.fetch(
-            """SELECT id, payment_address, crypto_currency FROM invoices
-               WHERE network = $1 AND id >= $2 ORDER BY id""",
-            network,
-            first_id,
-        )
-    )
-
-
-async def invoice_at_address(conn: Executor, network: str, address: str) -> uuid.UUID | None:
-    invoice_id = await conn.fetchval(
-        "SELECT id FROM invoices WHERE network = $1 AND payment_address = $2", network, address
-    )
-    return None if invoice_id is None else uuid.UUID(str(invoice_id))
-
-
-async def open_payments(conn: Executor, network: str) -> list[asyncpg.Record]:
-    """Payments on `network` still short of their confirmations (the watchers' reorg check)."""
-    return list(
-        await conn.fetch(
-            """SELECT tx_hash, output_index, invoice_id, to_address, block_number,
-                      NULLIF(block_hash, '') AS block_hash
-               FROM payments WHERE network = $1 AND status IN ('detected', 'confirming')""",
-            network,
-        )
-    )
-
-
-async def payments_by_keys(
-    conn: Executor, network: str, tx_hashes: list[str], output_indexes: list[int]
-) -> list[asyncpg.Record]:
-    return list(
-        await conn.fetch(
-            """SELECT invoice_id, tx_hash, output_index FROM payments
-               WHERE network = $1 AND (tx_hash, output_index) IN
-                     (SELECT * FROM unnest($2::text[], $3::int[]))""",
-            network,
-            tx_hashes,
-            output_indexes,
-        )
-    )
-
-
-async def invoices_to_recount(conn: Executor, network: str, tip: int) -> list[uuid.UUID]:
-    """Invoices with an open payment whose confirmation count differs from what `tip` gives."""
-    rows = await conn.fetch(
-        """SELECT DISTINCT invoice_id FROM payments
-           WHERE network = $1 AND status IN ('detected', 'confirming')
-             AND block_number IS NOT NULL AND confirmations <> GREATEST(0, $2 - block_number + 1)""",
-        network,
-        tip,
-    )
-    return [r["invoice_id"] for r in rows]
-
-
-async def due_for_expiry(conn: Executor, limit: int) -> list[uuid.UUID]:
-    """Open invoices whose time is up, oldest deadline first (the seed's partial index on expires_at)."""
-    rows = await conn.fetch(
-        """SELECT id FROM invoices WHERE status IN ('pending', 'partial') AND expires_at <= NOW()
-           ORDER BY expires_at LIMIT $1""",
-        limit,
-    )
-    return [r["id"] for r in rows]
-
-
 async def count_invoices(conn: Executor) -> int:
     return int(await conn.fetchval("SELECT count(*) FROM invoices"))
 
@@ -505,82 +409,6 @@ async def upsert_merchant_profile(
     )
 
 
-# -- refunds --------------------------------------------------------------------------------------
-
-
-async def apply_refund(
-    conn: Connection,
-    invoice_id: uuid.UUID,
-    message: ev.RefundCreated | ev.RefundClaimed | ev.RefundCompleted | ev.RefundCancelled,
-    at: dt.datetime,
-) -> None:
-    """A refund event onto `refunds` (and, once paid, the invoice's refunded total)."""
-    refund_id = uuid.UUID(message.refund_id)
-    if isinstance(message, ev.RefundCreated):
-        await conn.execute(
-            """INSERT INTO refunds (id, invoice_id, merchant_id, status, amount, currency, crypto_amount,
-                   crypto_currency, network, rate, rate_basis, rate_source, reason, created_at, updated_at)
-               VALUES ($1, $2, $3, 'awaiting_claim', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)""",
-            refund_id,
-            invoice_id,
-            uuid.UUID(message.merchant_id),
-            Decimal(message.amount),
-            message.currency,
-            Decimal(message.crypto_amount),
-            message.crypto_currency,
-            message.network,
-            message.rate,
-            message.rate_basis,
-            message.rate_source,
-            message.reason or None,
-            datetime_of(message.created_at),
-            at,
-        )
-    elif isinstance(message, ev.RefundClaimed):
-        await conn.execute(
-            """UPDATE refunds SET status = 'claimed', address = $2, claimed_at = $3, updated_at = $4
-               WHERE id = $1""",
-            refund_id,
-            message.address,
-            datetime_of(message.claimed_at),
-            at,
-        )
-    elif isinstance(message, ev.RefundCompleted):
-        amount = await conn.fetchval(
-            """UPDATE refunds SET status = 'completed', tx_hash = $2, output_index = $3, completed_at = $4,
-                   updated_at = $5
-               WHERE id = $1 RETURNING crypto_amount""",
-            refund_id,
-            message.tx_hash,
-            message.output_index,
-            datetime_of(message.completed_at),
-            at,
-        )
-        await conn.execute(
-            "UPDATE invoices SET amount_refunded = amount_refunded + $2, updated_at = $3 WHERE id = $1",
-            invoice_id,
-            amount,
-            at,
-        )
-    else:
-        await conn.execute(
-            """UPDATE refunds SET status = 'cancelled', cancelled_at = $2, updated_at = $3 WHERE id = $1""",
-            refund_id,
-            datetime_of(message.cancelled_at),
-            at,
-        )
-
-
-async def refunds(conn: Executor, invoice_id: uuid.UUID) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        f"SELECT {REFUND_COLUMNS} FROM refunds WHERE invoice_id = $1 ORDER BY id", invoice_id
-    )
-
-
-async def refund(conn: Executor, refund_id: uuid.UUID) -> asyncpg.Record | None:
-    return await conn.fetchrow(f"SELECT {REFUND_COLUMNS} FROM refunds WHERE id = $1", refund_id)
-
-
 async def received(conn: Executor, invoice_id: uuid.UUID, statuses: Iterable[str]) -> Decimal:
     """The sum of the invoice's payments in `statuses`, late ones included (Invoice.received)."""
     value = await conn.fetchval(
@@ -589,12 +417,3 @@ async def received(conn: Executor, invoice_id: uuid.UUID, statuses: Iterable[str
         sorted(statuses),
     )
     return Decimal(value)
-
-
-async def claimed_refunds(conn: Executor, network: str) -> list[asyncpg.Record]:
-    """Refunds a payer claimed and the merchant has yet to pay: the watchers follow their addresses."""
-    return await conn.fetch(
-        """SELECT id, invoice_id, address, crypto_currency FROM refunds
-           WHERE status = 'claimed' AND network = $1 ORDER BY id""",
-        network,
-    )

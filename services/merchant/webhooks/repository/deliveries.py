@@ -1,205 +1,27 @@
-"""SQL for webhook endpoints, notification templates, and the delivery worker's records."""
+"""SQL of the delivery workers' records: queued webhook deliveries and their attempts, and queued
+notification emails."""
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import uuid
 from collections.abc import Sequence
-from decimal import Decimal
 from typing import Any
 
 import asyncpg
-from sqlalchemy import Integer, Table, and_, bindparam, case, func, select
+from sqlalchemy import Table
 
 from libs.common.db import Connection
-from libs.common.sqlcore import Query, compile_query, newest_first
+from libs.common.sqlcore import newest_first
 from services.merchant import tables
 
 Db = Connection | asyncpg.Pool
 
-# The endpoint's own columns an endpoint answer has; its status and health come with them.
-ENDPOINT_COLUMNS = (
-    "id", "merchant_id", "url", "events", "max_retries", "retry_backoff", "timeout_seconds", "allowed_ips",
-    "created_at", "updated_at",
-)  # fmt: skip
 DELIVERY_COLUMNS = """id, webhook_endpoint_id, merchant_id, event_id, event_type, invoice_id, status,
     attempts, response_code, response_body, last_error, next_attempt_at, delivered_at, created_at,
     updated_at"""
-TEMPLATE_COLUMNS = (
-    "id, merchant_id, event_type, subject, body_template, recipient, is_active, created_at, updated_at"
-)
 NOTIFICATION_COLUMNS = """id, template_id, merchant_id, event_id, event_type, invoice_id, recipient,
     subject, status, delivery_method, attempts, last_error, next_attempt_at, delivered_at, created_at"""
-
-
-@functools.cache
-def _endpoints_query(one: bool) -> Query:
-    """A merchant's endpoints (or the one with `endpoint_id`) with their health. `failing` is
-    derived: an active endpoint whose last `failing_after` attempts all failed."""
-    e, h = tables.webhook_endpoints.c, tables.webhook_endpoint_health.c
-    failures = func.coalesce(h.consecutive_failures, 0)
-    failing = and_(e.status == "active", failures >= bindparam("failing_after", type_=Integer))
-    status = case((failing, "failing"), else_=e.status)
-    joined = tables.webhook_endpoints.outerjoin(tables.webhook_endpoint_health, h.endpoint_id == e.id)
-    conditions = [e.merchant_id == bindparam("merchant_id")]
-    if one:
-        conditions.append(e.id == bindparam("endpoint_id"))
-    statement = (
-        select(
-            *(e[name] for name in ENDPOINT_COLUMNS),
-            status.label("status"),
-            failures.label("consecutive_failures"),
-            h.last_error,
-            h.last_failure_at,
-            h.last_success_at,
-        )
-        .select_from(joined)
-        .where(*conditions)
-        .order_by(e.created_at, e.id)
-    )
-    return compile_query(statement)
-
-
-# -- endpoints ---------------------------------------------------------------------------------
-async def endpoint(
-    db: Db, merchant_id: uuid.UUID, endpoint_id: uuid.UUID, failing_after: int
-) -> asyncpg.Record | None:
-    query = _endpoints_query(one=True)
-    values = {"merchant_id": merchant_id, "endpoint_id": endpoint_id, "failing_after": failing_after}
-    return await db.fetchrow(query.sql, *query.args(values))
-
-
-async def endpoints_of(db: Db, merchant_id: uuid.UUID, failing_after: int) -> list[asyncpg.Record]:
-    query = _endpoints_query(one=False)
-    return list(
-        await db.fetch(query.sql, *query.args({"merchant_id": merchant_id, "failing_after": failing_after}))
-    )
-
-
-async def subscribed_endpoints(conn: Connection, merchant_id: uuid.UUID, event_type: str) -> list[uuid.UUID]:
-    rows = await conn.fetch(
-        """SELECT id FROM webhook_endpoints
-           WHERE merchant_id = $1 AND status = 'active' AND ($2 = ANY(events) OR '*' = ANY(events))
-           ORDER BY id""",
-        merchant_id,
-        event_type,
-    )
-    return [r["id"] for r in rows]
-
-
-# -- templates ---------------------------------------------------------------------------------
-async def template(db: Db, merchant_id: uuid.UUID, template_id: uuid.UUID) -> asyncpg.Record | None:
-    return await db.fetchrow(
-        f"SELECT {TEMPLATE_COLUMNS} FROM notification_templates WHERE id = $1 AND merchant_id = $2",
-        template_id,
-        merchant_id,
-    )
-
-
-async def templates_of(db: Db, merchant_id: uuid.UUID) -> list[asyncpg.Record]:
-    return list(
-        await db.fetch(
-            f"SELECT {TEMPLATE_COLUMNS} FROM notification_templates WHERE merchant_id = $1 "
-            "ORDER BY created_at, id",
-            merchant_id,
-        )
-    )
-
-
-async def active_templates(conn: Connection, merchant_id: uuid.UUID, event_type: str) -> list[asyncpg.Record]:
-    return list(
-        await conn.fetch(
-            f"SELECT {TEMPLATE_COLUMNS} FROM notification_templates "
-            "WHERE merchant_id = $1 AND event_type = $2 AND is_active ORDER BY id",
-            merchant_id,
-            event_type,
-        )
-    )
-
-
-# -- the invoice projection --------------------------------------------------------------------
-_UPSERT_INVOICE = """INSERT INTO invoice_summaries AS s (id, merchant_id, title, status, total, currency,
-        crypto_amount, crypto_currency, amount_paid, payment_address, customer_email, updated_at)
-    VALUES ($1, $2, COALESCE($3, ''), COALESCE($4, 'pending'), $5, $6, $7, $8, $9, $10, $11, $12)
-    ON CONFLICT (id) DO UPDATE SET
-        title = COALESCE($3, s.title),
-        status = COALESCE($4, s.status),
-        total = COALESCE($5, s.total),
-        currency = COALESCE($6, s.currency),
-        crypto_amount = COALESCE($7, s.crypto_amount),
-        crypto_currency = COALESCE($8, s.crypto_currency),
-        amount_paid = COALESCE($9, s.amount_paid),
-        payment_address = COALESCE($10, s.payment_address),
-        customer_email = COALESCE($11, s.customer_email),
-        updated_at = GREATEST(s.updated_at, $12)"""
-SUMMARY_FIELDS = (
-    "title", "status", "total", "currency", "crypto_amount", "crypto_currency", "amount_paid",
-    "payment_address", "customer_email",
-)  # fmt: skip
-
-
-def _summary_args(
-    invoice_id: uuid.UUID, merchant_id: uuid.UUID, values: dict[str, Any], at: dt.datetime
-) -> tuple[object, ...]:
-    return (invoice_id, merchant_id, *(values.get(name) for name in SUMMARY_FIELDS), at)
-
-
-async def upsert_invoice(
-    conn: Connection,
-    invoice_id: uuid.UUID,
-    merchant_id: uuid.UUID,
-    values: dict[str, Any],
-    at: dt.datetime,
-) -> asyncpg.Record:
-    """Creates or updates the invoice's summary with the values an event carries (absent: kept)."""
-    row = await conn.fetchrow(
-        _UPSERT_INVOICE + " RETURNING *", *_summary_args(invoice_id, merchant_id, values, at)
-    )
-    assert row is not None
-    return row
-
-
-async def upsert_invoices(
-    conn: Connection, summaries: Sequence[tuple[uuid.UUID, uuid.UUID, dict[str, Any], dt.datetime]]
-) -> None:
-    """`upsert_invoice` of each (invoice, merchant, values, at) in turn, pipelined."""
-    await conn.executemany(_UPSERT_INVOICE, [_summary_args(*summary) for summary in summaries])
-
-
-async def subscriptions(
-    conn: Connection, merchants: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, list[asyncpg.Record]]:
-    """The active endpoints of these merchants (id, events), in id order: `subscribed_endpoints`
-    for a batch's merchants in one query."""
-    found: dict[uuid.UUID, list[asyncpg.Record]] = {}
-    for row in await conn.fetch(
-        "SELECT merchant_id, id, events FROM webhook_endpoints "
-        "WHERE merchant_id = ANY($1::uuid[]) AND status = 'active' ORDER BY id",
-        merchants,
-    ):
-        found.setdefault(row["merchant_id"], []).append(row)
-    return found
-
-
-def subscribed(endpoints: Sequence[asyncpg.Record], event_type: str) -> list[uuid.UUID]:
-    return [e["id"] for e in endpoints if event_type in e["events"] or "*" in e["events"]]
-
-
-async def templated(conn: Connection, merchants: Sequence[uuid.UUID]) -> set[tuple[uuid.UUID, str]]:
-    """(merchant, event type) pairs that have an active notification template."""
-    rows = await conn.fetch(
-        "SELECT DISTINCT merchant_id, event_type FROM notification_templates "
-        "WHERE merchant_id = ANY($1::uuid[]) AND is_active",
-        merchants,
-    )
-    return {(r["merchant_id"], r["event_type"]) for r in rows}
-
-
-async def merchant_contact(conn: Connection, merchant_id: uuid.UUID) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        "SELECT business_name, contact_email FROM merchants WHERE id = $1", merchant_id
-    )
 
 
 # -- webhook deliveries ------------------------------------------------------------------------
@@ -527,54 +349,3 @@ async def notifications_of(
     return await _newest_first(
         db, tables.notification_deliveries, NOTIFICATION_COLUMNS, values, before, limit
     )
-
-
-def decimal_or_none(raw: object) -> Decimal | None:
-    """A decimal string from an event, or None when absent or malformed (the summary keeps what
-    it had rather than the consumer retrying an event forever)."""
-    if not isinstance(raw, str) or not raw:
-        return None
-    try:
-        value = Decimal(raw)
-    except ArithmeticError:
-        return None
-    return value if value.is_finite() else None
-
-
-# -- signing secrets (vault.py seals and opens them; this is only where they are kept) ----------
-# Events before secret references held the plaintext; their id is the reference (vault.py).
-LEGACY_SECRET_EVENTS = ("webhook_endpoint.created", "webhook_endpoint.secret_rotated")
-
-
-async def add_secret(
-    conn: Connection,
-    ref: uuid.UUID,
-    endpoint_id: uuid.UUID,
-    merchant_id: uuid.UUID,
-    ciphertext: bytes,
-    created_at: dt.datetime,
-) -> None:
-    await conn.execute(
-        """INSERT INTO webhook_secrets (id, endpoint_id, merchant_id, ciphertext, created_at)
-           VALUES ($1, $2, $3, $4, $5)""",
-        ref,
-        endpoint_id,
-        merchant_id,
-        ciphertext,
-        created_at,
-    )
-
-
-async def sealed_secrets(db: Db, refs: Sequence[uuid.UUID]) -> dict[uuid.UUID, bytes]:
-    rows = await db.fetch("SELECT id, ciphertext FROM webhook_secrets WHERE id = ANY($1::uuid[])", list(refs))
-    return {r["id"]: bytes(r["ciphertext"]) for r in rows}
-
-
-async def legacy_secrets(db: Db, refs: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
-    rows = await db.fetch(
-        """SELECT id, event_data->>'secret' AS secret FROM events
-           WHERE id = ANY($1::uuid[]) AND event_type = ANY($2::text[]) AND event_data ? 'secret'""",
-        list(refs),
-        list(LEGACY_SECRET_EVENTS),
-    )
-    return {r["id"]: r["secret"] for r in rows if r["secret"]}
