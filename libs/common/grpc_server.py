@@ -9,6 +9,7 @@ with a generic message (the traceback is logged with the request id, never sent)
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -17,10 +18,11 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import StatusCode
 
-from libs.common import consistency, context, metrics, protocheck, telemetry
+from libs.common import consistency, context, grpc_tracing, metrics, protocheck, telemetry
 from libs.common.errors import CheckoutError, InvalidArgument, Unavailable
 from libs.common.grpc_errors import to_status
 from libs.common.outages import is_outage
@@ -48,6 +50,7 @@ class ContextInterceptor(Interceptor):
     def __init__(self, trailers: Trailers | None = None, shard_map: MapView | None = None) -> None:
         self.trailers = trailers
         self.shard_map = shard_map
+        self._handlers: dict[tuple[str, bool], tuple[Handler, Handler]] = {}
 
     async def _call(self, inner: Any, request: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
         """The handler, run once more on the new shard map when its write found the slot moved
@@ -71,17 +74,43 @@ class ContextInterceptor(Interceptor):
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
         details: grpc.HandlerCallDetails,
     ) -> Handler:
+        # The gRPC instrumentation's span around the call only while spans are recorded
+        # (libs/common/grpc_tracing.py); otherwise the call continues the caller's trace ids.
+        tracing = grpc_tracing.server_interceptor()
+        if tracing is not None and telemetry.recording():
+            return await tracing.intercept_service(functools.partial(self._handler, continuation), details)
+        return await self._handler(continuation, details, ids_only=tracing is not None)
+
+    async def _handler(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
+        details: grpc.HandlerCallDetails,
+        ids_only: bool = False,
+    ) -> Handler:
         handler = await continuation(details)
         if handler is None or handler.unary_unary is None:
             return handler
+        # Made once per method and kind, not per call: the servicer's handler is the same object
+        # every time (a new one, after a servicer is registered again, is wrapped anew).
+        key = (details.method, ids_only)
+        known = self._handlers.get(key)
+        if known is not None and known[0] is handler:
+            return known[1]
+        wrapped = self._wrap(handler, details.method, ids_only and not grpc_tracing.quiet(details.method))
+        self._handlers[key] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, handler: Handler, method: str, ids_only: bool) -> Handler:
         inner = handler.unary_unary
-        method = details.method
         service_name, _, method_name = method.strip("/").rpartition("/")
+        durations: dict[grpc.StatusCode, Any] = {}  # the histogram's child per status
 
         async def wrapper(request: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            # The gRPC instrumentation's server span is current here (continued from the
-            # caller's `traceparent`); events this call appends carry it in their metadata.
             md = {k: v for k, v in ctx.invocation_metadata() or () if isinstance(v, str)}
+            # The gRPC instrumentation's server span is current here while recording (continued
+            # from the caller's `traceparent`), else an ids-only one continuing it; events this
+            # call appends carry it in their metadata.
+            span_token = otel_context.attach(telemetry.unrecorded(md)) if ids_only else None
             token = context.use(
                 context.RequestContext(
                     request_id=md.get("x-request-id", ""),
@@ -123,9 +152,14 @@ class ContextInterceptor(Interceptor):
                 if ledger_token is not None:
                     consistency.end(ledger_token)
                 context.reset(token)
-                metrics.RPC_DURATION.labels(service_name, method_name, code.name).observe(
-                    time.perf_counter() - started
-                )
+                if span_token is not None:
+                    otel_context.detach(span_token)
+                duration = durations.get(code)
+                if duration is None:
+                    duration = durations[code] = metrics.RPC_DURATION.labels(
+                        service_name, method_name, code.name
+                    )
+                duration.observe(time.perf_counter() - started)
 
         return grpc.unary_unary_rpc_method_handler(
             wrapper,

@@ -2,7 +2,9 @@
 Prometheus, and W3C trace context carried in gRPC metadata and NATS headers.
 
 Traces come from the standard instrumentations (gRPC aio client and server, asyncpg, redis,
-httpx here; ASGI in the gateway's app) and are configured by the standard variables:
+httpx here; ASGI in the gateway's app), each run only while a span can be recorded (`recording`):
+the gRPC ones through libs/common/grpc_tracing.py, the others through `WhileRecordingProvider`'s tracers;
+trace ids are carried either way. They are configured by the standard variables:
 
 - OTEL_TRACES_EXPORTER: `none` (the default here, unlike the SDK's `otlp`: a developer's machine
   has no collector, and an exporter retrying one that is not there logs for ever), `console`
@@ -22,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import Any
@@ -30,8 +33,6 @@ from opentelemetry import metrics, propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
-from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorClient, GrpcAioInstrumentorServer
-from opentelemetry.instrumentation.grpc.filters import any_of, negate, service_name
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.instrumentation.redis import RedisInstrumentor
 from opentelemetry.metrics import NoOpMeterProvider
@@ -56,13 +57,9 @@ from libs.common.config import ConfigError
 log = logging.getLogger("checkout.telemetry")
 
 _configured = False
-
-# Probes and tooling, not requests: a trace per health check would bury the real ones.
-QUIET_GRPC_SERVICES = (
-    "grpc.health.v1.Health",
-    "grpc.reflection.v1alpha.ServerReflection",
-    "grpc.reflection.v1.ServerReflection",
-)
+# Ids of our own (`unrecorded`): not secrets, and drawing them from the random module's shared
+# state would disturb anything else seeded from it in the process.
+_ids = random.Random()
 
 
 class Exporters(SpanProcessor):
@@ -239,18 +236,83 @@ def setup(service: str) -> None:
 def instrument() -> None:
     """The client and server instrumentations every process uses (each only once a process).
     Their own metrics are off: ours are named and labelled on purpose (libs/common/metrics)."""
-    quiet = negate(any_of(*(service_name(name) for name in QUIET_GRPC_SERVICES)))
+    from libs.common import grpc_tracing  # it asks this module whether spans are recorded
+
     no_meters = NoOpMeterProvider()
+    quiet = WhileRecordingProvider(trace.get_tracer_provider())
     instrumentors: list[tuple[Any, dict[str, Any]]] = [
-        (GrpcAioInstrumentorServer(filter_=quiet), {}),  # type: ignore[no-untyped-call]
-        (GrpcAioInstrumentorClient(filter_=quiet), {}),  # type: ignore[no-untyped-call]
         (AsyncPGInstrumentor(), {}),  # type: ignore[no-untyped-call]
         (RedisInstrumentor(), {}),
         (HTTPXClientInstrumentor(), {"request_hook": _origin_only, "async_request_hook": _origin_only_async}),
     ]
     for instrumentor, options in instrumentors:
         if not instrumentor.is_instrumented_by_opentelemetry:
-            instrumentor.instrument(meter_provider=no_meters, **options)
+            instrumentor.instrument(meter_provider=no_meters, tracer_provider=quiet, **options)
+    grpc_tracing.enable()
+
+
+class _Current:
+    """`start_as_current_span` while nothing records: the current span stays current."""
+
+    __slots__ = ("span",)
+
+    def __init__(self, span: trace.Span) -> None:
+        self.span = span
+
+    def __enter__(self) -> trace.Span:
+        return self.span
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+class WhileRecordingProvider(trace.TracerProvider):
+    """The provider's tracers, which start spans only while `recording()`. Otherwise a span the
+    sampler would drop is not made at all (the SDK's making of one, ids, sampler and context,
+    was most of what an instrumented query or Redis command cost beyond itself): the
+    instrumentation is handed an ids-only copy of the current span, so nothing it does to it is
+    kept, and logs inside it carry the current trace id."""
+
+    def __init__(self, provider: trace.TracerProvider) -> None:
+        self.provider = provider
+
+    def get_tracer(
+        self,
+        instrumenting_module_name: str,
+        instrumenting_library_version: str | None = None,
+        schema_url: str | None = None,
+        attributes: Attributes = None,
+    ) -> trace.Tracer:
+        return _WhileRecordingTracer(
+            self.provider.get_tracer(
+                instrumenting_module_name, instrumenting_library_version, schema_url, attributes
+            )
+        )
+
+
+def _ids_only(context: Context | None) -> trace.Span:
+    span = trace.get_current_span(context)
+    return trace.NonRecordingSpan(span.get_span_context()) if span.is_recording() else span
+
+
+class _WhileRecordingTracer(trace.Tracer):
+    def __init__(self, tracer: trace.Tracer) -> None:
+        self.tracer = tracer
+
+    def start_span(self, name: str, context: Context | None = None, *args: Any, **kwargs: Any) -> trace.Span:
+        if recording():
+            return self.tracer.start_span(name, context, *args, **kwargs)
+        return _ids_only(context)
+
+    def start_as_current_span(  # type: ignore[override]
+        self, name: str, context: Context | None = None, *args: Any, **kwargs: Any
+    ) -> contextlib.AbstractContextManager[trace.Span]:
+        if recording():
+            made: contextlib.AbstractContextManager[trace.Span] = self.tracer.start_as_current_span(
+                name, context, *args, **kwargs
+            )
+            return made
+        return _Current(_ids_only(context))
 
 
 def _origin_only(span: trace.Span, request: Any) -> None:
@@ -311,6 +373,22 @@ def sampled(carrier: Mapping[str, str]) -> bool:
         return len(parent) == 55 and bool(int(parent[-2:], 16) & 1)
     except ValueError:
         return False
+
+
+def unrecorded(carrier: Mapping[str, str] | None) -> Context:
+    """The context of a call or request served while nothing records: a span that is ids only,
+    continuing the caller's trace (`traceparent` in `carrier`) or starting one, as the sampler's
+    dropped span would have, without the cost of making one."""
+    remote = None
+    if carrier and "traceparent" in carrier:
+        remote = trace.get_current_span(propagate.extract(carrier)).get_span_context()
+    ids = trace.SpanContext(
+        trace_id=remote.trace_id if remote is not None and remote.is_valid else _ids.getrandbits(128),
+        span_id=_ids.getrandbits(64),
+        is_remote=False,
+        trace_flags=trace.TraceFlags(trace.TraceFlags.DEFAULT),
+    )
+    return trace.set_span_in_context(trace.NonRecordingSpan(ids))
 
 
 def extract(carrier: dict[str, str]) -> Context:

@@ -1,6 +1,7 @@
 """gRPC channels to the services and the routing from an id to the instance serving its shard.
 
-One `grpc.aio` channel per address, opened on first use and shared by every stub on it: several
+One `grpc.aio` channel per address (and one more while spans are recorded, see
+libs/common/grpc_tracing.py), opened on first use and shared by every stub on it: several
 services (or every shard, locally) may sit behind one address. A stub is made once per service and
 address too (making one builds a callable per method, which every request would pay). Every id the platform mints
 carries its owner's slot (libs/common/ids.py), so the shard is known without a lookup.
@@ -22,7 +23,7 @@ from checkout.merchant.v1 import merchant_pb2_grpc
 from checkout.ops.v1 import ops_pb2_grpc
 from grpc_health.v1 import health_pb2_grpc
 
-from libs.common import ids
+from libs.common import grpc_tracing, ids
 from libs.common.config import SERVICES, Config
 from libs.common.context import REPLAYED_METADATA
 from libs.common.shardmap import ShardMap
@@ -45,13 +46,14 @@ class Backends:
         # the configuration's, which is version 1.
         self.directory = ShardDirectory(config)
         self.deadline = deadline
-        self._channels: dict[str, grpc.aio.Channel] = {}
-        self._stubs: dict[tuple[Callable[..., Any], str], Any] = {}
+        self._channels = grpc_tracing.Channels()
+        self._stubs: dict[tuple[Callable[..., Any], grpc.aio.Channel], Any] = {}
 
     def _stub(self, make: Callable[[grpc.aio.Channel], Stub], address: str) -> Stub:
-        stub: Stub | None = self._stubs.get((make, address))
+        channel = self.channel(address)
+        stub: Stub | None = self._stubs.get((make, channel))
         if stub is None:
-            stub = self._stubs[(make, address)] = make(self.channel(address))
+            stub = self._stubs[(make, channel)] = make(channel)
         return stub
 
     @property
@@ -67,11 +69,7 @@ class Backends:
             log.warning("shard map not read at start, routing by the configuration's: %s", error)
 
     def channel(self, address: str) -> grpc.aio.Channel:
-        channel = self._channels.get(address)
-        if channel is None:
-            channel = grpc.aio.insecure_channel(address)
-            self._channels[address] = channel
-        return channel
+        return self._channels.channel(address)
 
     def address(self, service: str, shard: int) -> str:
         return self.config.endpoint_for(service, shard)
@@ -124,7 +122,9 @@ class Backends:
         """One unary call with the request's metadata and a deadline; failures as ApiError. The
         call's consistency token (trailing metadata) is kept for the response's header."""
         try:
-            call = rpc(request, timeout=deadline or self.deadline, metadata=context.metadata())
+            call = rpc(
+                request, timeout=deadline or self.deadline, metadata=grpc_tracing.outgoing(context.metadata())
+            )
             response = await call
             if context.consistency is not None:
                 context.consistency.absorb(await call.trailing_metadata() or ())
@@ -141,7 +141,7 @@ class Backends:
         """A call that may be an idempotent replay: the answer, and whether the service replayed
         a stored first result (it says so in trailing metadata) rather than running it now."""
         try:
-            call = rpc(request, timeout=self.deadline, metadata=context.metadata())
+            call = rpc(request, timeout=self.deadline, metadata=grpc_tracing.outgoing(context.metadata()))
             response = await call
             trailing = await call.trailing_metadata()
         except grpc.RpcError as error:
@@ -152,8 +152,6 @@ class Backends:
         return response, replayed
 
     async def close(self, grace: float = 1.0) -> None:
-        channels, self._channels = list(self._channels.values()), {}
         self._stubs.clear()
-        for channel in channels:
-            await channel.close(grace)
+        await self._channels.close(grace)
         await self.directory.close()

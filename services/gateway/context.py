@@ -93,7 +93,7 @@ class CallContext:
                 ("x-idempotency-key", self.idempotency_key),
                 ("x-idempotency-hash", self.idempotency_hash),
             ]
-        # No `traceparent` here: the gRPC instrumentation adds its client span's.
+        # No `traceparent` here: the call adds it (grpc_tracing.outgoing, or the instrumentation's).
         return tuple(pairs)
 
 

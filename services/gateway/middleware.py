@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import context as otel_context
-from opentelemetry import propagate, trace
+from opentelemetry import trace
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.metrics import NoOpMeterProvider
 from starlette.applications import Starlette
@@ -222,14 +222,7 @@ class WhileRecording:
             for name, value in scope["headers"]
             if name in _TRACE_HEADERS
         }
-        remote = trace.get_current_span(propagate.extract(carrier)).get_span_context() if carrier else None
-        ids = trace.SpanContext(
-            trace_id=remote.trace_id if remote is not None and remote.is_valid else _ids.getrandbits(128),
-            span_id=_ids.getrandbits(64),
-            is_remote=False,
-            trace_flags=trace.TraceFlags(trace.TraceFlags.DEFAULT),
-        )
-        token = otel_context.attach(trace.set_span_in_context(trace.NonRecordingSpan(ids)))
+        token = otel_context.attach(telemetry.unrecorded(carrier))
         try:
             await self.app(scope, receive, send)
         finally:

@@ -26,6 +26,7 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import RedisStorage
@@ -176,8 +177,12 @@ class RateLimiter:
         await self.flush()
 
     async def flush(self) -> None:
-        """Adds this replica's unsent counts to Redis and learns every replica's totals."""
+        """Adds this replica's unsent counts to Redis and learns every replica's totals: one
+        round trip for every window with counts to send (each key's increment is `limits`' own
+        script, pipelined), not one per key, which under load across many keys was a Redis call
+        per request."""
         now = time.time()
+        sending: list[tuple[str, _Window]] = []
         for key, window in list(self._windows.items()):
             if (self._window_number[key] + 1) * window.expiry < now and window.pending == 0:
                 del self._windows[key], self._window_number[key]  # a past window: nothing left to say
@@ -185,14 +190,34 @@ class RateLimiter:
             if window.pending == 0:
                 continue
             window.sending, window.pending = window.pending, 0
-            try:
-                window.known = await self.storage.incr(key, window.expiry, amount=window.sending)
-            except Exception as error:
+            sending.append((key, window))
+        if not sending:
+            return
+        try:
+            totals = await self._incr_all([(key, w.expiry, w.sending) for key, w in sending])
+            for (_, window), total in zip(sending, totals, strict=True):
+                window.known = int(total)
+        except Exception as error:
+            for _, window in sending:
                 window.pending += window.sending
-                self._failed(error)
-                return
-            finally:
+            self._failed(error)
+        finally:
+            for _, window in sending:
                 window.sending = 0
+
+    async def _incr_all(self, increments: list[tuple[str, int, int]]) -> list[int]:
+        """`storage.incr` for each (key, expiry, amount), in one pipeline."""
+        if len(increments) == 1:
+            key, expiry, amount = increments[0]
+            return [await self.storage.incr(key, expiry, amount=amount)]
+        bridge: Any = self.storage.bridge
+        if getattr(bridge, "lua_incr_expire", None) is None:  # registered on the storage's first use
+            bridge.register_scripts()
+        pipe = bridge.get_connection().pipeline(transaction=False)
+        for key, expiry, amount in increments:
+            await bridge.lua_incr_expire([bridge.prefixed_key(key)], [expiry, amount], client=pipe)  # queued
+        results: list[int] = await pipe.execute()
+        return results
 
     def _failed(self, error: Exception) -> None:
         UNAVAILABLE.inc()

@@ -20,7 +20,7 @@ from typing import Any
 import grpc
 from checkout.merchant.v1 import merchant_pb2, merchant_pb2_grpc
 
-from libs.common import context
+from libs.common import context, grpc_tracing
 from libs.common.config import Config
 from libs.common.db import Connection
 from libs.common.errors import NotFound, Unavailable
@@ -42,7 +42,7 @@ class MerchantProfile:
 class MerchantDirectory:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._channels = grpc_tracing.Channels()
         self._known: OrderedDict[uuid.UUID, MerchantProfile] = OrderedDict()
         self.fetched = 0  # gRPC fallbacks taken, for metrics and tests
 
@@ -67,10 +67,7 @@ class MerchantDirectory:
 
     def _stub(self, shard: int) -> merchant_pb2_grpc.MerchantServiceAsyncStub:
         address = self.config.endpoint_for("merchant", shard)
-        channel = self._channels.get(address)
-        if channel is None:
-            channel = self._channels[address] = grpc.aio.insecure_channel(address)
-        return merchant_pb2_grpc.MerchantServiceStub(channel)
+        return merchant_pb2_grpc.MerchantServiceStub(self._channels.channel(address))
 
     async def profile(
         self, conn: Connection, merchant_id: uuid.UUID, shard: int, network: str
@@ -94,7 +91,7 @@ class MerchantDirectory:
             merchant: merchant_pb2.Merchant = await self._stub(shard).GetMerchant(
                 merchant_pb2.GetMerchantRequest(merchant_id=str(merchant_id)),
                 timeout=GET_MERCHANT_TIMEOUT_SECONDS,
-                metadata=metadata,
+                metadata=grpc_tracing.outgoing(metadata),
             )
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.NOT_FOUND:
@@ -103,6 +100,4 @@ class MerchantDirectory:
         return merchant
 
     async def close(self) -> None:
-        channels, self._channels = list(self._channels.values()), {}
-        for channel in channels:
-            await channel.close(grace=None)
+        await self._channels.close()

@@ -146,3 +146,31 @@ async def test_replicas_share_one_count_in_redis(platform: Platform) -> None:
     finally:
         await one.close()
         await two.close()
+
+
+async def test_one_flush_sends_every_keys_counts_and_learns_each_keys_total(platform: Platform) -> None:
+    one, two = (
+        RateLimiter(
+            platform.config.redis_url, plans={"free": "100/hour"}, auth_failures="1/hour", checkout="1/hour"
+        )
+        for _ in range(2)
+    )
+    item = one.plan_limit("free")
+    identities = [("key", str(uuid.uuid4())) for _ in range(3)]
+    try:
+        for n, identity in enumerate(identities):
+            for _ in range(2 + n):  # 2, 3 and 4 requests: 1, 2 and 3 of them left to flush
+                await one.hit(item, *identity)
+        await one.flush()  # one round trip for the three keys
+        for n, identity in enumerate(identities):
+            seen = await two.hit(item, *identity)  # two's first request reads Redis's total
+            assert seen is not None and seen.remaining == 100 - (2 + n) - 1
+        for identity in identities:
+            await one.hit(item, *identity)
+        await one.flush()  # and learns two's request to each key
+        for n, identity in enumerate(identities):
+            quota = await one.peek(item, *identity)
+            assert quota is not None and quota.remaining == 100 - (2 + n) - 2
+    finally:
+        await one.close()
+        await two.close()

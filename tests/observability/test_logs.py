@@ -14,7 +14,7 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-from libs.common import logs, telemetry
+from libs.common import grpc_tracing, logs, telemetry
 from libs.common.config import Config
 from libs.common.grpc_server import GrpcServer
 from tests.platform import platform
@@ -59,11 +59,11 @@ async def boom() -> AsyncIterator[grpc.aio.Channel]:
         (grpc.method_handlers_generic_handler("checkout.test.v1.Boom", {"Explode": handler}),)
     )
     await server.start()
-    channel = grpc.aio.insecure_channel(server.address)
+    channels = grpc_tracing.Channels()  # as the gateway calls: the trace context in the metadata
     try:
-        yield channel
+        yield channels.channel(server.address)
     finally:
-        await channel.close(grace=None)
+        await channels.close()
         await server.stop(grace=0)
 
 
@@ -77,7 +77,7 @@ async def test_a_servicers_unexpected_error_is_logged_with_the_request_id_trace_
 ) -> None:
     call = boom.unary_unary(EXPLODE, request_serializer=None, response_deserializer=None)
     with trace.use_span(remote_parent()), pytest.raises(grpc.aio.AioRpcError) as raised:
-        await call(b"", metadata=(("x-request-id", "req-500-here"),))
+        await call(b"", metadata=grpc_tracing.outgoing((("x-request-id", "req-500-here"),)))
     # The caller is told only that it failed; the log says where.
     assert raised.value.code() is grpc.StatusCode.INTERNAL
     assert "tripped" not in (raised.value.details() or "")
