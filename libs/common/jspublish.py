@@ -18,6 +18,7 @@ reconnect (acks lost in it time out, and the relay publishes again under the sam
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 import nats.errors
@@ -103,7 +104,8 @@ class AckWindow:
         self.reset()
         if self._subscription is not None:
             subscription, self._subscription = self._subscription, None
-            await subscription.unsubscribe()
+            with contextlib.suppress(nats.errors.ConnectionClosedError):
+                await subscription.unsubscribe()
 
     def _forget(self, seq: int) -> None:
         span = self._outstanding.pop(seq, None)
@@ -141,5 +143,10 @@ def _failure_of(msg: Msg) -> nats.errors.Error | None:
     error = body.get("error") if isinstance(body, dict) else None
     if error is None:
         return None  # "error" only inside some other value
-    failure: nats.errors.Error = nats.js.errors.APIError.from_error(error)
-    return failure
+    try:
+        # from_error raises the error (nats-py's own publish_async callback then raised it into
+        # its read loop and left the future waiting: an error ack became a timeout).
+        nats.js.errors.APIError.from_error(error)
+    except nats.js.errors.APIError as raised:
+        return raised
+    return nats.js.errors.APIError(description=str(error))
