@@ -5,7 +5,7 @@ rounds (tools/bench_support.py), since the machine is shared and absolute figure
 
 - the event pipeline (tools/bench_pipeline.py): event append at concurrency 8 vs a raw INSERT of
   the same row and vs the `eventsourcing` library's PostgreSQL recorder; the relay vs nats-py
-  publishing the same envelopes with a window of 256;
+  publishing the same envelopes with a window of 256 (with each side's CPU per event);
 - the slot move (tools/bench_slotmove.py): the mover's bulk copy in rows/s vs a binary COPY of the
   same rows, and the fence time while a writer appends to the moving slots;
 - the stack (tools/bench_stack.py): CreateInvoice over gRPC from 16 callers across 16 merchants
@@ -32,6 +32,7 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -141,6 +142,46 @@ def _start_stack(servers: Servers, logs: Path, env: dict[str, str]) -> Stack:
     raise AssertionError("unreachable")
 
 
+STACK_SECTIONS = (
+    "invoice_create_grpc",
+    "gateway_lookups",
+    "payment_detection",
+    "page_latency",
+    "projection_lag",
+)
+
+
+def _stack_sections(
+    args: argparse.Namespace,
+    want: Callable[[str], bool],
+    record: Callable[[str, dict[str, Any]], None],
+    servers: Servers,
+    chain: DevChain,
+    tmp: Path,
+) -> None:
+    token = asyncio.run(_deploy(chain))
+    env = {"CHECKOUT_NETWORKS": networks_json(chain.rpc_url, token, poll_seconds=MAKE_UP_POLL_SECONDS),
+           "CHECKOUT_ETHEREUM_CHAIN_ID": str(CHAIN_ID),
+           # The lookups and the 10 ms polls come from one address, far above a payer's rate.
+           **bench_http.UNLIMITED}  # fmt: skip
+    stack = _start_stack(servers, tmp / "logs", env)
+    try:
+        if want("invoice_create_grpc"):
+            record("invoice_create_grpc", asyncio.run(bench_creates(stack, 16, args.creates, 3)))
+        if want("gateway_lookups"):
+            record("gateway_lookups", asyncio.run(bench_lookups(stack, invoices=50, lookups=args.lookups)))
+        if want("payment_detection"):
+            record("payment_detection", asyncio.run(bench_detection(stack, chain, token, args.payments)))
+        if want("page_latency"):
+            record("page_latency", asyncio.run(bench_page_latency(stack, chain.rpc_url, args.payments)))
+        # Last: the consumers it leaves catching up would slow whatever ran after it.
+        if want("projection_lag"):
+            lag = bench_projection_lag(servers, stack.shard_count, args.lag_rate, args.lag_seconds)
+            record("projection_lag", asyncio.run(lag))
+    finally:
+        stack.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m tools.bench")
     parser.add_argument("--writers", type=int, default=8)
@@ -163,7 +204,8 @@ def main() -> None:
     def want(section: str) -> bool:
         return wanted is None or section in wanted
 
-    ensure_installed()
+    if any(want(section) for section in STACK_SECTIONS):
+        ensure_installed()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count()}}
@@ -173,42 +215,22 @@ def main() -> None:
         result[section] = value
         out.write_text(json.dumps(result, indent=2) + "\n")
 
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        DevServers(Path(tmp) / "servers") as servers,
-        DevChain() as chain,
-    ):
-        if want("event_append"):
-            record(
-                "event_append", asyncio.run(bench_appends(servers, args.writers, args.appends, args.rounds))
-            )
-        if want("relay"):
-            record("relay", asyncio.run(bench_relay(servers, args.relay_events, args.rounds, 256)))
-        if want("slot_move"):
-            record("slot_move", asyncio.run(bench_slotmove.run(servers, args.move_invoices, 3)))
-        token = asyncio.run(_deploy(chain))
-        env = {"CHECKOUT_NETWORKS": networks_json(chain.rpc_url, token, poll_seconds=MAKE_UP_POLL_SECONDS),
-               "CHECKOUT_ETHEREUM_CHAIN_ID": str(CHAIN_ID),
-               # The lookups and the 10 ms polls come from one address, far above a payer's rate.
-               **bench_http.UNLIMITED}  # fmt: skip
-        stack = _start_stack(servers, Path(tmp) / "logs", env)
-        try:
-            if want("invoice_create_grpc"):
-                record("invoice_create_grpc", asyncio.run(bench_creates(stack, 16, args.creates, 3)))
-            if want("gateway_lookups"):
-                record(
-                    "gateway_lookups", asyncio.run(bench_lookups(stack, invoices=50, lookups=args.lookups))
-                )
-            if want("payment_detection"):
-                record("payment_detection", asyncio.run(bench_detection(stack, chain, token, args.payments)))
-            if want("page_latency"):
-                record("page_latency", asyncio.run(bench_page_latency(stack, chain.rpc_url, args.payments)))
-            # Last: the consumers it leaves catching up would slow whatever ran after it.
-            if want("projection_lag"):
-                lag = bench_projection_lag(servers, stack.shard_count, args.lag_rate, args.lag_seconds)
-                record("projection_lag", asyncio.run(lag))
-        finally:
-            stack.stop()
+    with tempfile.TemporaryDirectory() as tmp:
+        dev = DevServers(Path(tmp) / "servers")
+        with dev as servers:
+            if want("event_append"):
+                appends = bench_appends(servers, args.writers, args.appends, args.rounds)
+                record("event_append", asyncio.run(appends))
+            if want("relay"):
+                relay = bench_relay(servers, args.relay_events, args.rounds, 256, server_pids=dev.pids)
+                record("relay", asyncio.run(relay))
+            if want("slot_move"):
+                record("slot_move", asyncio.run(bench_slotmove.run(servers, args.move_invoices, 3)))
+            # The chain and the stack only for the sections that use them (the ones above share
+            # the machine's two cores with neither).
+            if any(want(section) for section in STACK_SECTIONS):
+                with DevChain() as chain:
+                    _stack_sections(args, want, record, servers, chain, Path(tmp))
     if want("gateway_http"):
         record("gateway_http", bench_http.run())  # the gateway against a bare Starlette app (issue 10)
     if want("replicas"):

@@ -4,7 +4,7 @@
   INSERT of the same row in a transaction, and vs the `eventsourcing` library's PostgreSQL
   application recorder (`insert_events`, 8 threads, the same JSON as its state);
 - the relay draining a backlog (read, publish, cursor) vs nats-py publishing the same envelopes
-  with a window of 256 acks in flight (`publish_async`).
+  with a window of 256 acks in flight (`publish_async`), with the CPU each side costs per event.
 """
 
 from __future__ import annotations
@@ -12,10 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import os
+import statistics
 import tempfile
+import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -30,8 +33,8 @@ from nats.js.api import PubAck
 from libs.common import events, ids, wakeups
 from libs.common.config import Config
 from libs.common.db import ShardPools, migrate_shard, migrations_for
-from libs.common.eventstore import EventStore, StoredEvent, json_dumps
-from libs.common.messaging import Envelope, ensure_stream, subject
+from libs.common.eventstore import EventStore, json_dumps
+from libs.common.messaging import Wire, ensure_stream, subject, wire_columns
 from libs.common.partitions import PartitionedTable, ensure_partitions
 from libs.common.protoconv import timestamp
 from libs.common.relay import Relay
@@ -210,7 +213,44 @@ def _sized_invoice_event(n: int) -> invoice_events.InvoiceCreated:
     )
 
 
-async def bench_relay(servers: Servers, events_per_round: int, rounds: int, window: int) -> dict[str, Any]:
+def process_tree_cpu(pids: Sequence[int]) -> float:
+    """CPU seconds (user + system) so far of `pids` and all their descendants, from /proc."""
+    parent_of: dict[int, int] = {}
+    used: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # After the command's closing parenthesis: state, ppid, ... utime (14th), stime (15th).
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # ended meanwhile
+        parent_of[int(entry.name)] = int(fields[1])
+        used[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+    roots, total = set(pids), 0.0
+    for pid, seconds in used.items():
+        ancestor: int | None = pid
+        while ancestor is not None and ancestor not in roots:
+            ancestor = parent_of.get(ancestor)
+        if ancestor is not None:
+            total += seconds
+    return total
+
+
+async def bench_relay(
+    servers: Servers,
+    events_per_round: int,
+    rounds: int,
+    window: int,
+    server_pids: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    """The relay draining a backlog of `events_per_round` vs nats-py's `publish_async` with the same
+    window publishing the same envelopes (the bytes the relay published, read back from the store
+    outside the timing, each with a fresh `Nats-Msg-Id` so JetStream stores it rather than drops
+    it as a duplicate), to the same stream on the same server, in interleaved rounds after one
+    warm-up round of each. Beside the rates: CPU microseconds per event of this process and, when
+    `server_pids` names them, of PostgreSQL's and nats-server's process trees, for each side."""
     _, pools = await _store(servers, 8)
     pool = pools[0]
     store = EventStore(CHANNEL)
@@ -222,25 +262,32 @@ async def bench_relay(servers: Servers, events_per_round: int, rounds: int, wind
     relay = Relay(
         pool, js, schema=SCHEMA, shard=0, notify_channel=CHANNEL, subject_prefix=prefix, window=window
     )
-    backlog: list[StoredEvent] = []
+    pids = server_pids or {}
+    cpu: dict[str, list[dict[str, float]]] = {"ours": [], "nats_py_windowed": []}
 
     async def fill() -> None:
-        backlog.clear()
+        async def one(n: int) -> None:
+            async with pool.acquire() as conn, conn.transaction():
+                await store.append(
+                    conn,
+                    aggregate_id=ids.new_id(7),
+                    aggregate_type="Invoice",
+                    expected_version=0,
+                    new_events=[_sized_invoice_event(n)],
+                )
+
         for start in range(0, events_per_round, 8):
-
-            async def one(n: int) -> None:
-                async with pool.acquire() as conn, conn.transaction():
-                    backlog.extend(
-                        await store.append(
-                            conn,
-                            aggregate_id=ids.new_id(7),
-                            aggregate_type="Invoice",
-                            expected_version=0,
-                            new_events=[_sized_invoice_event(n)],
-                        )
-                    )
-
             await asyncio.gather(*(one(start + k) for k in range(min(8, events_per_round - start))))
+
+    async def timed(side: str, run: Callable[[], Awaitable[object]]) -> float:
+        before = (time.process_time(), *(process_tree_cpu([pid]) for pid in pids.values()))
+        rate = await throughput(events_per_round, run)
+        after = (time.process_time(), *(process_tree_cpu([pid]) for pid in pids.values()))
+        names = ["bench_process", *pids]
+        cpu[side].append(
+            {n: (b - a) / events_per_round * 1e6 for n, a, b in zip(names, before, after, strict=True)}
+        )
+        return rate
 
     async def ours() -> float:
         await fill()
@@ -250,33 +297,19 @@ async def bench_relay(servers: Servers, events_per_round: int, rounds: int, wind
             while published < events_per_round:
                 published += await relay.publish_all()
 
-        return await throughput(events_per_round, drain)
+        return await timed("ours", drain)
 
     async def nats_windowed() -> float:
-        # The same envelopes, made in memory: the peer does not read them from PostgreSQL (and
-        # appending them would leave them for our relay's next round).
-        now = dt.datetime.now(dt.UTC)
-        envelopes = [
-            Envelope(
-                id=uuid.uuid4(),
-                type="invoice.created",
-                aggregate_id=ids.new_id(7),
-                aggregate_type="Invoice",
-                version=1,
-                shard=0,
-                occurred_at=now,
-                data=events.encode(_sized_invoice_event(n)),
-                metadata={
-                    "request_id": None,
-                    "correlation_id": None,
-                    "causation_id": None,
-                    "actor": "",
-                    "trace": None,
-                },
-            )
-            for n in range(events_per_round)
+        # The relay's own read of the newest backlog, outside the timing: the same bytes.
+        rows = await pool.fetch(
+            f"SELECT {wire_columns('$1')} FROM events ORDER BY sequence_number DESC LIMIT $2",
+            0,
+            events_per_round,
+        )
+        messages = [
+            (subject(prefix, 0, w.type), w.payload, {**w.headers, "Nats-Msg-Id": str(uuid.uuid4())})
+            for w in map(Wire.from_row, reversed(rows))
         ]
-        messages = [(subject(prefix, 0, e.type), e.to_bytes(), e.headers()) for e in envelopes]
 
         async def publish() -> None:
             in_flight: deque[asyncio.Future[PubAck]] = deque()
@@ -287,12 +320,30 @@ async def bench_relay(servers: Servers, events_per_round: int, rounds: int, wind
             for future in in_flight:
                 await future
 
-        return await throughput(events_per_round, publish)
+        return await timed("nats_py_windowed", publish)
 
     try:
+        await ours()  # warm-up: connections, plans, the stream's first blocks
+        await nats_windowed()
+        for samples in cpu.values():
+            samples.clear()
         result = await interleaved(ours, {"nats_py_windowed": nats_windowed}, rounds)
-        size = len(Envelope.of(backlog[0], 0).to_bytes()) if backlog else 0
+        size = await pool.fetchval(
+            f"SELECT octet_length(payload) FROM (SELECT {wire_columns('$1')} FROM events LIMIT 1) e", 0
+        )
     finally:
         await nc.drain()
         await pools.close()
-    return {"events_per_round": events_per_round, "window": window, "envelope_bytes": size, **result}
+    ratios = result["ratio_to_nats_py_windowed_rounds"]
+    return {
+        "events_per_round": events_per_round,
+        "window": window,
+        "envelope_bytes": size,
+        **result,
+        "ratio_spread": [min(ratios), max(ratios)],
+        "cpu_us_per_event_median": {
+            side: {name: round(statistics.median(r[name] for r in samples), 1) for name in samples[0]}
+            for side, samples in cpu.items()
+        },
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }

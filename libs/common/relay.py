@@ -20,6 +20,9 @@ Publishing keeps a window of acknowledgements in flight; only one event per aggr
 flight at a time, so even a reconnect in the middle of a window cannot store an aggregate's events
 out of order. The cursor moves, once per batch, only after JetStream acknowledged every message;
 a crash in between republishes them with the same `Nats-Msg-Id`, which JetStream de-duplicates.
+The acks come back on one inbox of the relay's (libs/common/jspublish.py), not through nats-py's
+`publish_async`, whose per-message machinery cost as much as the publish; a relay runs one pass
+at a time (its loop, or a caller's `publish_pending`), and its window is that pass's.
 """
 
 from __future__ import annotations
@@ -28,17 +31,17 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections import deque
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import asyncpg
 import nats.errors
 from nats.js import JetStreamContext
-from nats.js.api import PubAck
 from opentelemetry import trace
 
 from libs.common import telemetry, wakeups
 from libs.common.db import Connection
+from libs.common.jspublish import AckWindow
 from libs.common.messaging import Wire, subject, wire_columns
 
 log = logging.getLogger("checkout.relay")
@@ -130,6 +133,7 @@ class Relay:
         # Set while run() holds the relay's lock: its cursor is then the only one and lives here.
         self._session: Connection | None = None
         self._cursor: Cursor | None = None
+        self._acks: AckWindow | None = None
 
     def wake(self) -> None:
         self._wake.set()
@@ -190,7 +194,7 @@ class Relay:
         total = 0
         window = _Window(self, self.window)
         # (the futures of a batch sent but not yet known to be stored, the cursor after it)
-        unsaved: tuple[list[asyncio.Future[PubAck]], Cursor] | None = None
+        unsaved: tuple[Sent, Cursor] | None = None
         try:
             # A short first slice: publishing starts after a small read, not a full one.
             batch, moved = await self._read(conn, cursor, self.batch if once else FIRST_SLICE)
@@ -228,13 +232,11 @@ class Relay:
         self._cursor = cursor if self._session is not None else None
         return total
 
-    async def _saved(
-        self, conn: Connection, window: _Window, sent: list[asyncio.Future[PubAck]], cursor: Cursor
-    ) -> None:
+    async def _saved(self, conn: Connection, window: _Window, sent: Sent, cursor: Cursor) -> None:
         """Saves `cursor` once JetStream has stored every message sent before it."""
         await window.stored(sent)
         await self._save(conn, cursor)
-        self.published += len(sent)
+        self.published += sent.events
 
     async def _read(self, conn: Connection, cursor: Cursor, limit: int) -> tuple[list[Wire], Cursor]:
         """Up to `limit` events after `cursor`, and the cursor to save once they are published."""
@@ -263,7 +265,7 @@ class Relay:
             moved = Cursor(floor=snapshot.xmax, pending=snapshot.xip)
         return events, moved
 
-    async def _publish_traced(self, topic: str, event: Wire) -> asyncio.Future[PubAck]:
+    async def _publish_traced(self, acks: AckWindow, topic: str, event: Wire) -> int:
         """The publish as a PRODUCER span under the writer's, ended by the stream's ack; the
         message's headers carry this span to the consumers."""
         span = tracer.start_span(
@@ -278,13 +280,14 @@ class Relay:
             },
         )
         headers = {**event.headers, **telemetry.inject(trace.set_span_in_context(span))}
-        try:
-            future = await self.js.publish_async(topic, event.payload, headers=headers)
-        except BaseException:
-            span.end()
-            raise
-        future.add_done_callback(lambda _: span.end())
-        return future
+        return await acks.publish(topic, event.payload, headers, span)
+
+    def acks(self) -> AckWindow:
+        """The relay's ack inbox (one subscription, made on the first publish)."""
+        if self._acks is None:
+            # JetStreamContext keeps its connection private; the acks arrive on that connection.
+            self._acks = AckWindow(self.js._nc)
+        return self._acks
 
     # -- running -----------------------------------------------------------------------------------
     def _lock_key(self) -> int:
@@ -341,6 +344,10 @@ class Relay:
         finally:
             self._session, self._cursor = None, None
             wakeups.unserve(self.pool, self.notify_channel, self.wake)
+            if self._acks is not None:
+                acks, self._acks = self._acks, None
+                with contextlib.suppress(Exception):
+                    await acks.close()
             with contextlib.suppress(Exception):
                 await conn.remove_listener(self.notify_channel, notified)
                 if locked:
@@ -372,42 +379,47 @@ class _Window:
     def __init__(self, relay: Relay, size: int) -> None:
         self.relay = relay
         self.size = size
-        self.in_flight: deque[asyncio.Future[PubAck]] = deque()
-        self.last_of: dict[str, asyncio.Future[PubAck]] = {}
+        self.acks = relay.acks()
+        self.last_of: dict[str, int] = {}
         self.subjects: dict[str, str] = {}
 
-    async def send(self, events: list[Wire]) -> list[asyncio.Future[PubAck]]:
-        """Sends `events` in order; returns their acknowledgements (awaited by `stored`)."""
-        relay, in_flight, last_of, subjects = self.relay, self.in_flight, self.last_of, self.subjects
-        sent = []
+    async def send(self, events: list[Wire]) -> Sent:
+        """Sends `events` in order; returns the numbers of their acknowledgements (`stored`)."""
+        relay, acks, last_of, subjects = self.relay, self.acks, self.last_of, self.subjects
+        first = last = 0
         async with asyncio.timeout(ACK_TIMEOUT_SECONDS + len(events) / 1000):
             for event in events:
                 previous = last_of.get(event.aggregate_id)
-                if previous is not None and not previous.done():
-                    await previous  # the aggregate's previous event is stored first
-                while len(in_flight) >= self.size:
-                    await in_flight.popleft()
+                if previous is not None and acks.pending(previous):
+                    await acks.acked(previous)  # the aggregate's previous event is stored first
+                while acks.in_flight >= self.size:
+                    await acks.acked(acks.oldest())
                 topic = subjects.get(event.type)
                 if topic is None:
                     topic = subjects[event.type] = subject(relay.subject_prefix, relay.shard, event.type)
                 if telemetry.sampled(event.headers):
-                    future = await relay._publish_traced(topic, event)
+                    last = await relay._publish_traced(acks, topic, event)
                 else:
-                    future = await relay.js.publish_async(topic, event.payload, headers=event.headers)
-                in_flight.append(future)
-                last_of[event.aggregate_id] = future
-                sent.append(future)
-        return sent
+                    last = await acks.publish(topic, event.payload, event.headers, None)
+                first = first or last
+                last_of[event.aggregate_id] = last
+        return Sent(first, last, len(events))
 
-    async def stored(self, sent: list[asyncio.Future[PubAck]]) -> None:
+    async def stored(self, sent: Sent) -> None:
         async with asyncio.timeout(ACK_TIMEOUT_SECONDS):
-            for future in sent:
-                await future
+            await self.acks.all_acked(sent.first, sent.last)
 
     def abandon(self) -> None:
-        # A failed window leaves acks that will never come; cancelling frees their slots.
-        for future in self.in_flight:
-            future.cancel()
+        # A failed window leaves acks that will never come; forgetting them frees their slots.
+        self.acks.reset()
+
+
+class Sent(NamedTuple):
+    """The acknowledgement numbers of a batch sent (`first` 0: nothing sent)."""
+
+    first: int
+    last: int
+    events: int
 
 
 def _lost(conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record]) -> bool:

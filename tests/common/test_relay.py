@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import asyncpg
+import nats.js.errors
 import pytest
 from checkout.merchant.v1 import events_pb2
 from nats.aio.client import Client as NatsClient
@@ -21,6 +22,7 @@ from libs.common.config import Config
 from libs.common.consumer import ProjectionConsumer
 from libs.common.db import Connection, ShardPools, migrate_shard, migrations_for
 from libs.common.eventstore import EventStore, StoredEvent
+from libs.common.jspublish import AckWindow
 from libs.common.messaging import Envelope, ensure_stream
 from libs.common.partitions import PartitionedTable, ensure_partitions
 from libs.common.relay import Relay
@@ -252,3 +254,31 @@ async def test_a_crash_between_publish_and_cursor_write_then_a_consumer_crash_be
         **{a: ("again", 3) for a in aggregates[:5]},
         **{a: ("renamed", 2) for a in aggregates[5:]},
     }, "every event applied exactly once"
+
+
+async def test_the_ack_window_fails_on_a_stream_error_or_no_stream_and_starts_clean_after_a_reset(
+    js: JetStreamContext, config: Config, nats_client: NatsClient
+) -> None:
+    acks = AckWindow(nats_client)
+    try:
+        topic = f"{config.subject_prefix}.s0.t.ok"
+        ok = await acks.publish(topic, b"{}", {"Nats-Msg-Id": str(uuid.uuid4())}, None)
+        await acks.acked(ok)
+        assert not acks.pending(ok) and acks.in_flight == 0
+        # The stream refuses a message whose expected stream is another: an error ack.
+        refused = await acks.publish(topic, b"{}", {"Nats-Expected-Stream": "NOT_THIS_ONE"}, None)
+        with pytest.raises(nats.js.errors.APIError):
+            await acks.all_acked(ok, refused)
+        with pytest.raises(nats.js.errors.APIError):
+            await acks.publish(topic, b"{}", {}, None)  # a failed window sends nothing more
+        acks.reset()
+        # No stream takes the subject: "no responders".
+        lost = await acks.publish("nostream.t", b"{}", {"Nats-Msg-Id": str(uuid.uuid4())}, None)
+        with pytest.raises(nats.js.errors.NoStreamResponseError):
+            await acks.acked(lost)
+        acks.reset()
+        again = await acks.publish(topic, b"{}", {"Nats-Msg-Id": str(uuid.uuid4())}, None)
+        await acks.acked(again)
+    finally:
+        await acks.close()
+    assert (await js.stream_info(config.stream_name)).state.messages == 2
