@@ -120,7 +120,7 @@ class MerchantsProjection:
     """`merchant_directory`: the merchants living on this shard."""
 
     name = "merchants"
-    writes_only = True  # a batch's inserts go to PostgreSQL pipelined (libs/common/consumer.py)
+    writes_only = True  # a batch's inserts go to PostgreSQL pipelined (libs/common/consumer/projection.py)
     event_types: Sequence[str] = ("merchant.created",)
     reset_sql = "TRUNCATE merchant_directory"
 
