@@ -21,7 +21,7 @@ from opentelemetry import trace
 
 from libs.common import context, deadletters, ids, metrics, telemetry
 from libs.common.consumer.projection import AfterCommit, Projection, Writes, carrier
-from libs.common.consumer.pull import LINGER_SECONDS, Pull
+from libs.common.consumer.pull import Pull
 from libs.common.db import Connection
 from libs.common.messaging import Envelope, subject
 from libs.common.outages import is_outage, is_transient
@@ -46,7 +46,6 @@ class ProjectionConsumer:
         ack_wait_seconds: float = 30.0,
         batch: int = 50,
         fetch_timeout: float = 1.0,
-        linger_seconds: float = LINGER_SECONDS,
         after_commit: AfterCommit | None = None,
         max_attempts: int = 5,
         retry_seconds: float = 2.0,
@@ -62,7 +61,6 @@ class ProjectionConsumer:
         self.ack_wait = ack_wait_seconds
         self.batch = batch
         self.fetch_timeout = fetch_timeout
-        self.linger = linger_seconds
         self.after_commit = after_commit
         self.service = service
         self.retry_seconds = retry_seconds
@@ -381,14 +379,7 @@ class ProjectionConsumer:
         """Consumes until cancelled; a failing event is retried later and, if it keeps failing
         for reasons other than an outage, parked."""
         await self._ensure_durable()
-        pull = Pull(
-            self.js,
-            self.stream,
-            self.durable,
-            batch=self.batch,
-            expires=self.fetch_timeout,
-            linger=self.linger,
-        )
+        pull = Pull(self.js, self.stream, self.durable, batch=self.batch, expires=self.fetch_timeout)
         await pull.start()
         log.info("consumer %s started (%s)", self.durable, ", ".join(self.filters))
         try:

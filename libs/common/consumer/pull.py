@@ -17,12 +17,6 @@ from nats.js.api import StatusCode
 # How long past its expiry a pull request may stay silent before it is taken for lost (a reconnect
 # drops the server's side of it) and asked for again.
 LOST_REQUEST_GRACE_SECONDS = 1.0
-# How long an idle consumer waits, once a first message has come, for the others of its batch.
-# A batch costs as many round trips (BEGIN, processed_events, the projection's runs, COMMIT, the
-# acks' write) for one event as for fifty, and at a steady few hundred events a second an idle
-# consumer woke for each one: the round trips were most of its CPU per event. A consumer with a
-# backlog never waits (what has arrived is taken at once).
-LINGER_SECONDS = 0.005
 
 
 class Pull:
@@ -38,20 +32,13 @@ class Pull:
     connection and the API prefix only on private attributes."""
 
     def __init__(
-        self,
-        js: JetStreamContext,
-        stream: str,
-        durable: str,
-        *,
-        batch: int,
-        expires: float,
-        linger: float = LINGER_SECONDS,
+        self, js: JetStreamContext, stream: str, durable: str, *, batch: int, expires: float
     ) -> None:
         self._nc = js._nc
         self._subject = f"{js._prefix}.CONSUMER.MSG.NEXT.{stream}.{durable}"
         self._inbox = self._nc.new_inbox()
         self._request = json.dumps({"batch": batch, "expires": int(expires * 1e9)}).encode()
-        self._batch, self._expires, self._linger = batch, expires, linger
+        self._batch, self._expires = batch, expires
         self._arrived: deque[Msg] = deque()
         self._woken = asyncio.Event()
         self._open = 0  # messages the open request may still bring; 0: none is open
@@ -87,7 +74,7 @@ class Pull:
 
     async def next(self) -> list[Msg]:
         """The messages that have arrived, waiting up to the request's expiry for a first one
-        ([] if none came) and then up to `linger` for more while the request may bring them."""
+        ([] if none came)."""
         if not self._arrived:
             if not self._open or time.monotonic() > self._deadline():
                 await self._ask()
@@ -96,8 +83,6 @@ class Pull:
                 async with asyncio.timeout(max(0.0, self._deadline() - time.monotonic())):
                     await self._woken.wait()
                     await asyncio.sleep(0)  # the rest of a burst read with the first message
-            if self._linger and self._arrived and self._open and self._failure is None:
-                await asyncio.sleep(self._linger)
         if self._failure is not None:
             nats.js.errors.APIError.from_msg(self._failure)
         messages = list(self._arrived)
