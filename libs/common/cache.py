@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -194,11 +195,23 @@ class Cache:
     async def bump(self, scope: str, owner: str, *, fence: int | None = None) -> None:
         """A new generation; `fence` (the writer's WAL position) keeps replica reads older than
         the change from filling the new generation's keys (`set_at(..., fence=generation_key)`)."""
-        try:
+        await self.bump_many(scope, {owner: fence})
+
+    async def bump_many(self, scope: str, fences: Mapping[str, int | None]) -> None:
+        """`bump` of each owner (with its fence, or None), in one round trip: a consumer's batch
+        touches many merchants, and a call each was a third of the analytics consumer's CPU."""
+        by_position: dict[int, list[str]] = {}
+        for owner, fence in fences.items():
             if fence is not None:
-                # The fence first: a reader that sees the new generation must find it fenced.
-                await self._fence([generation_fence(scope, owner)], fence, (), hot=False)
-            await self._redis.incr(generation_key(scope, owner))
+                by_position.setdefault(fence, []).append(generation_fence(scope, owner))
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                # The fences first: a reader that sees a new generation must find it fenced.
+                for position, keys in by_position.items():
+                    pipe.eval(_FENCE, len(keys), *keys, _position(position), self.warm_ttl, len(keys))
+                for owner in fences:
+                    pipe.incr(generation_key(scope, owner))
+                await pipe.execute()
         except (RedisError, OSError) as error:
             self._failed("bump", error)
 

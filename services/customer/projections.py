@@ -28,7 +28,7 @@ class CustomersProjection:
     """
 
     name = "customers"
-    writes_only = True  # a batch's upserts go to PostgreSQL pipelined (libs/common/consumer.py)
+    writes_only = True  # a batch's upserts go to PostgreSQL pipelined (libs/common/consumer/projection.py)
     event_types: Sequence[str] = ("invoice.created",)
     reset_sql = "TRUNCATE customers"  # for `libs.common.consumer.rebuild`
 

@@ -216,7 +216,7 @@ class MerchantProfiles:
     addresses from, and the default payment tolerance."""
 
     name = "merchant_profiles"
-    writes_only = True  # a batch's upserts go to PostgreSQL pipelined (libs/common/consumer.py)
+    writes_only = True  # a batch's upserts go to PostgreSQL pipelined (libs/common/consumer/projection.py)
     event_types: Sequence[str] = ("merchant.created", "merchant.updated")
 
     async def apply(self, conn: Connection, event: Envelope) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from libs.common.cache import Cache, invoice_key
+from libs.common.cache import Cache, generation_fence, invoice_key
 from libs.common.config import Config
 from tools.devservers import free_port
 
@@ -20,6 +20,22 @@ async def test_cache_round_trips_and_invalidates(config: Config) -> None:
         before = await cache.generation("analytics", key)
         await cache.bump("analytics", key)
         assert await cache.generation("analytics", key) != before
+    finally:
+        await cache.close()
+
+
+async def test_bumping_many_owners_at_once_bumps_each_and_fences_those_with_a_position(
+    config: Config,
+) -> None:
+    cache = Cache(config.redis_url)
+    try:
+        owners = [f"test-{time.time_ns()}-{n}" for n in range(3)]
+        before = [await cache.generation("analytics", owner) for owner in owners]
+        await cache.bump_many("analytics", {owners[0]: 7, owners[1]: None, owners[2]: 7})
+        after = [await cache.generation("analytics", owner) for owner in owners]
+        assert all(a != b for a, b in zip(after, before, strict=True))
+        fences = [await cache._redis.get(generation_fence("analytics", owner)) for owner in owners]
+        assert fences == [f"{7:016x}".encode(), None, f"{7:016x}".encode()]
     finally:
         await cache.close()
 

@@ -167,6 +167,20 @@ async def test_a_consumer_stopped_before_ack_leaves_the_event_to_its_successor_w
     assert second.applied == 0, "the successor saw a duplicate, not a new event"
 
 
+async def test_a_batch_of_events_applied_before_and_new_ones_applies_each_new_one_once(
+    pool: asyncpg.Pool, source: EventSource
+) -> None:
+    live = consumer(pool, source)  # not run: its batches are handed to it here
+    acme, bolt = on_shard_0(), on_shard_0()
+    [first] = [Envelope.of(e, 0) for e in await source.append(acme, "T", created("Acme"))]
+    [second] = [Envelope.of(e, 0) for e in await source.append(bolt, "T", created("Bolt"))]
+    assert await live._apply_all([first], [None]) == 1
+    assert await live._apply_all([first, second, second], [None] * 3) == 1, "a redelivery in a batch"
+    assert await live._apply_all([second, first], [None] * 2) == 0
+    assert await read_model(pool) == sorted([(acme, "Acme", 1), (bolt, "Bolt", 1)])
+    assert await processed(pool) == 2
+
+
 async def test_rebuilding_a_read_model_from_events_equals_the_live_one(
     pool: asyncpg.Pool, source: EventSource
 ) -> None:

@@ -92,6 +92,40 @@ def test_input_parsedict_rejects_is_rejected_with_its_error(data: dict[str, Any]
     assert str(got.value) == str(expected.value)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-12-03T10:11:12Z",
+        "2026-12-03T10:11:12.345Z",
+        "2026-12-03T10:11:12.345678Z",
+        "2026-12-03T10:11:12.000000001Z",
+        "1969-07-20T20:17:40.5Z",
+        "0001-01-01T00:00:00Z",
+        "9999-12-31T23:59:59.999999999Z",
+        "2026-12-03T10:11:12.345+01:00",
+    ],
+)
+def test_timestamps_decode_as_parsedict_decodes_them(text: str) -> None:
+    data = {"created_at": text}
+    expected = json_format.ParseDict(
+        data, events.EVENT_TYPES["invoice.created"](), ignore_unknown_fields=True
+    )
+    assert events.decode("invoice.created", data) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2026-02-30T10:11:12Z", "0000-01-01T00:00:00Z", "2026-12-03T24:00:00Z", "2016-12-31T23:59:60Z"],
+)
+def test_an_impossible_timestamp_is_rejected_with_parsedicts_error(text: str) -> None:
+    kind = events.EVENT_TYPES["invoice.created"]
+    with pytest.raises(json_format.ParseError) as expected:
+        json_format.ParseDict({"created_at": text}, kind(), ignore_unknown_fields=True)
+    with pytest.raises(json_format.ParseError) as got:
+        events.decode("invoice.created", {"created_at": text})
+    assert str(got.value) == str(expected.value)
+
+
 def test_unknown_fields_are_ignored_and_known_ones_kept() -> None:
     data = {"invoice_id": "inv-1", "a_field_from_a_later_release": {"x": 1}, "total": "9.99"}
     decoded = events.decode("invoice.created", data)

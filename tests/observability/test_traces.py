@@ -115,7 +115,7 @@ async def test_creating_an_invoice_is_one_trace_from_the_gateway_through_sql_and
         assert consumer.parent is not None and consumer.parent.span_id == publish.context.span_id, projection
         assert consumer.context is not None and consumer.context.trace_id == trace_id
     # A projection's SQL hangs under its consumer span (the customer service's two pipeline
-    # theirs after the batch's applies, libs/common/consumer.py `writes_only`).
+    # theirs after the batch's applies, libs/common/consumer/projection.py `writes_only`).
     [analytics] = consumed_by(spans, "daily-metrics")
     assert any(
         s.kind is SpanKind.CLIENT and "db.statement" in (s.attributes or {}) for s in under(spans, analytics)
