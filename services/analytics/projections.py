@@ -58,7 +58,7 @@ class DailyMetricsProjection:
 
     name = "daily-metrics"
     event_types: Sequence[str] = ("invoice.created", *STATUS_EVENTS)
-    reset_sql = "TRUNCATE daily_metrics, paid_invoices"  # for `libs.common.consumer.rebuild`
+    reset_sql = repository.RESET_DAILY_METRICS  # for `libs.common.consumer.rebuild`
 
     async def apply(self, conn: Connection, event: Envelope) -> None:
         await self.apply_batch(conn, [event])
@@ -122,7 +122,7 @@ class MerchantsProjection:
     name = "merchants"
     writes_only = True  # a batch's inserts go to PostgreSQL pipelined (libs/common/consumer/projection.py)
     event_types: Sequence[str] = ("merchant.created",)
-    reset_sql = "TRUNCATE merchant_directory"
+    reset_sql = repository.RESET_MERCHANT_DIRECTORY
 
     async def apply(self, conn: Connection, event: Envelope) -> None:
         message = event.message()

@@ -17,6 +17,9 @@ from libs.common.sqlcore import Query, compile_query
 from services.analytics import tables
 
 DAILY_METRICS = PartitionedTable("daily_metrics", "quarter")
+# What a rebuild (libs.common.consumer.rebuild) empties before it replays the events.
+RESET_DAILY_METRICS = "TRUNCATE daily_metrics, paid_invoices"
+RESET_MERCHANT_DIRECTORY = "TRUNCATE merchant_directory"
 METRIC_COLUMNS = (
     "metric_date, currency, invoices_created, invoices_paid, amount_created, amount_paid, conversion_rate"
 )

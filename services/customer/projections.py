@@ -30,7 +30,7 @@ class CustomersProjection:
     name = "customers"
     writes_only = True  # a batch's upserts go to PostgreSQL pipelined (libs/common/consumer/projection.py)
     event_types: Sequence[str] = ("invoice.created",)
-    reset_sql = "TRUNCATE customers"  # for `libs.common.consumer.rebuild`
+    reset_sql = repository.RESET_CUSTOMERS  # for `libs.common.consumer.rebuild`
 
     async def apply(self, conn: Connection, event: Envelope) -> None:
         message = event.message()
@@ -62,7 +62,7 @@ class PaymentHistoryProjection:
     name = "payment-history"
     writes_only = True
     event_types: Sequence[str] = ("invoice.created", *STATUS_EVENTS)
-    reset_sql = "TRUNCATE payment_history"  # for `libs.common.consumer.rebuild`
+    reset_sql = repository.RESET_PAYMENT_HISTORY  # for `libs.common.consumer.rebuild`
 
     async def apply(self, conn: Connection, event: Envelope) -> None:
         message = event.message()

@@ -22,6 +22,9 @@ CUSTOMER_COLUMNS = (
     "id, merchant_id, email, status, metadata, created_at, updated_at, last_seen_at, invoice_count"
 )
 PAYMENT_COLUMNS = "customer_id, invoice_id, amount, currency, status, paid_at, created_at"
+# What a rebuild (libs.common.consumer.rebuild) empties before it replays the events.
+RESET_CUSTOMERS = "TRUNCATE customers"
+RESET_PAYMENT_HISTORY = "TRUNCATE payment_history"
 
 
 async def record_invoice(
