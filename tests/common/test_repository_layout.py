@@ -33,11 +33,15 @@ def is_repository(path: Path) -> bool:
 
 
 def calls_running_sql(source: str) -> list[tuple[int, str]]:
-    """(line, method) of each call of a RUNS_SQL method anywhere in `source`."""
+    """(line, method) of each call of a RUNS_SQL method anywhere in `source` that is given what to
+    run (asyncpg's always are: the statement; a Redis pipeline's `execute()` takes nothing)."""
     return [
         (node.lineno, node.func.attr)
         for node in ast.walk(ast.parse(source))
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in RUNS_SQL
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in RUNS_SQL
+        and (node.args or node.keywords)
     ]
 
 
@@ -69,3 +73,13 @@ def test_the_walk_sees_a_statement_run_inside_a_block() -> None:
         "    return await pool.execute('SELECT 2')\n"
     )
     assert sorted(calls_running_sql(source)) == [(3, "fetchval"), (4, "execute")]
+
+
+def test_the_check_sees_a_statement_run_but_not_a_redis_pipeline() -> None:
+    source = (
+        "async def f(conn, pipe):\n"
+        "    await conn.execute('DELETE FROM t WHERE id = $1', 1)\n"
+        "    rows = await conn.fetch(query=QUERY)\n"
+        "    await pipe.execute()\n"
+    )
+    assert calls_running_sql(source) == [(2, "execute"), (3, "fetch")]
