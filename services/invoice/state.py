@@ -19,12 +19,15 @@ from typing import Any, Protocol, Self
 
 from checkout.invoice.v1 import events_pb2 as ev
 
+from libs.common import events
 from libs.common.aggregate import Aggregate
 from libs.common.protoconv import datetime_of
 from services.invoice import pricing
 from services.invoice.refunds import RefundState
 
-STATUSES = ("pending", "partial", "paid", "confirmed", "expired", "cancelled", "invalid")
+# Every status an invoice can be in: `pending`, where it starts, then each status a status event
+# moves it to (events.proto, StatusChange), in the order they are declared there.
+STATUSES: tuple[str, ...] = tuple(dict.fromkeys(("pending", *events.STATUS_EVENTS.values())))
 # Statuses in which payments count towards the invoice; after these it is closed and a payment
 # is recorded as late (never lost, never counted).
 OPEN_STATUSES = frozenset({"pending", "partial"})

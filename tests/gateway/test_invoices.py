@@ -10,6 +10,8 @@ from starlette.applications import Starlette
 
 from libs.common.cache import invoice_key
 from services.gateway.app import create_app
+from services.gateway.schemas import invoices as schemas
+from services.invoice import state
 from tests.common.support import poll
 from tests.gateway.conftest import INVOICE, Merchant, Platform, create_invoice, new_merchant, serve, state_of
 
@@ -122,6 +124,10 @@ async def test_every_status_of_the_lifecycle_is_a_valid_list_filter(
     for status in ("pending", "partial", "paid", "confirmed", "expired", "cancelled", "invalid"):
         response = await client.get(f"/v1/invoices?status={status}", headers=merchant.auth)
         assert response.status_code == 200, (status, response.text)
+
+
+def test_the_api_names_the_invoice_statuses_of_the_aggregate_not_a_copy() -> None:
+    assert schemas.STATUSES is state.STATUSES
 
 
 async def test_a_slow_service_is_a_504(client: httpx.AsyncClient, merchant: Merchant, app: Starlette) -> None:

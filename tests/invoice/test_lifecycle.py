@@ -16,6 +16,7 @@ from libs.common.errors import FailedPrecondition
 from libs.common.protoconv import timestamp
 from services.invoice.domain import Invoice
 from services.invoice.inputs import Sighting
+from services.invoice.state import STATUSES
 
 T0 = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
 ADDRESS = "0x9858EfFD232B4033E47d90003D41EC34EcaEda94"
@@ -302,3 +303,9 @@ def test_every_status_event_sequence_is_a_documented_transition_and_paid_precede
         if not reorged:
             assert [s for _, s in trail].count("paid") <= 1, trail
             assert [s for _, s in trail].count("confirmed") <= 1, trail
+
+
+def test_an_invoice_is_pending_or_in_a_status_a_status_event_moves_it_to() -> None:
+    """The statuses are read from the protos' status events, so a new one needs no list here."""
+    assert STATUSES == ("pending", "partial", "paid", "confirmed", "expired", "cancelled", "invalid")
+    assert set(STATUSES) == {"pending", *events.STATUS_EVENTS.values()}

@@ -22,9 +22,11 @@ from services.gateway.schemas.base import (
 from services.gateway.schemas.merchants import PaymentTolerance, email
 from services.gateway.schemas.refunds import PayerRefund, Refund
 from services.gateway.schemas.types import WHOLE, Choice, DecimalString, FreeForm, Id, Timestamp, text
+from services.invoice import state
 from services.invoice.pricing import CRYPTO
 
-STATUSES = ("pending", "partial", "paid", "confirmed", "expired", "cancelled", "invalid")
+# The invoice's statuses as the aggregate has them (state.py reads them from the protos).
+STATUSES = state.STATUSES
 FIAT = tuple(sorted(FIAT_MINOR_UNITS))
 CRYPTO_CURRENCIES = tuple(sorted(CRYPTO))
 # Fewer for some currencies (JPY: none), which the invoice service checks against the invoice's.
